@@ -1,0 +1,151 @@
+"""The exception hierarchy of symgrad (layer 0: imports nothing from the package).
+
+Every error symgrad raises on bad input is a :class:`SymgradError`. Each subclass also derives
+from the matching built-in exception (``TypeError``, ``ValueError``, ...) so code that already
+catches those keeps working. Messages say what was wrong *and* how to fix it.
+
+>>> from symgrad.errors import SymgradError, InputTypeError
+>>> issubclass(InputTypeError, TypeError) and issubclass(InputTypeError, SymgradError)
+True
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArgumentError",
+    "BackendUnavailableError",
+    "DomainError",
+    "GradientCheckError",
+    "InputTypeError",
+    "MissingSymbolError",
+    "ParseError",
+    "ShapeError",
+    "SymgradError",
+    "UnsupportedFunctionError",
+]
+
+
+class SymgradError(Exception):
+    """Base class of every error symgrad raises on purpose.
+
+    >>> try:
+    ...     raise SymgradError("something was wrong; do this instead")
+    ... except SymgradError as err:
+    ...     print(err)
+    something was wrong; do this instead
+    """
+
+
+class InputTypeError(SymgradError, TypeError):
+    """An argument has the wrong type (e.g. a string where a SymPy expression is expected).
+
+    >>> issubclass(InputTypeError, TypeError)
+    True
+    """
+
+
+class UnsupportedFunctionError(SymgradError, NotImplementedError):
+    """An expression contains a head (function or operator) with no derivative rule.
+
+    Attributes:
+        head: the name of the unsupported head.
+
+    >>> err = UnsupportedFunctionError("floor2", "no rule")
+    >>> err.head
+    'floor2'
+    """
+
+    def __init__(self, head: str, message: str) -> None:
+        super().__init__(message)
+        self.head = head
+
+
+class MissingSymbolError(SymgradError, ValueError):
+    """An expression uses symbols that the caller did not list (e.g. as compiled-function args).
+
+    >>> issubclass(MissingSymbolError, ValueError)
+    True
+    """
+
+
+class ArgumentError(SymgradError, TypeError):
+    """A compiled function was called with the wrong number or type of arguments.
+
+    >>> issubclass(ArgumentError, TypeError)
+    True
+    """
+
+
+class ShapeError(SymgradError, ValueError):
+    """An array argument has a shape that does not fit (e.g. a parameter vector of wrong length).
+
+    >>> issubclass(ShapeError, ValueError)
+    True
+    """
+
+
+class DomainError(SymgradError, ValueError):
+    """A value lies outside the domain of an operation (e.g. the log of a negative number).
+
+    >>> issubclass(DomainError, ValueError)
+    True
+    """
+
+
+class GradientCheckError(SymgradError, AssertionError):
+    """A symbolic gradient disagrees with the numerical one.
+
+    Attributes:
+        report: the full comparison (a :class:`symgrad.check.GradCheckReport`).
+
+    >>> issubclass(GradientCheckError, AssertionError)
+    True
+    """
+
+    def __init__(self, message: str, report: object = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class BackendUnavailableError(SymgradError, ImportError):
+    """An optional feature needs a package or program that is not installed.
+
+    >>> issubclass(BackendUnavailableError, ImportError)
+    True
+    """
+
+
+class ParseError(SymgradError, ValueError):
+    """Text could not be parsed safely into an expression.
+
+    The message ends with the offending line and a caret under the position.
+
+    Attributes:
+        text: the text that was parsed.
+        position: 0-based character offset of the problem (or ``None``).
+        reason: the message without the caret picture.
+
+    >>> err = ParseError("names may not start with '__'", "x + __y", 4)
+    >>> print(err)
+    names may not start with '__' (at position 4)
+        x + __y
+            ^
+    """
+
+    def __init__(self, reason: str, text: str = "", position: int | None = None) -> None:
+        self.reason = reason
+        self.text = text
+        self.position = position
+        super().__init__(self._format())
+
+    def _format(self) -> str:
+        if self.position is None or not self.text:
+            return self.reason
+        # Show only the line holding the position, clipped to a readable window.
+        start = self.text.rfind("\n", 0, self.position) + 1
+        end = self.text.find("\n", self.position)
+        end = len(self.text) if end < 0 else end
+        col = self.position - start
+        lo = max(0, col - 60)
+        line = self.text[start:end][lo : lo + 120]
+        return f"{self.reason} (at position {self.position})\n    {line}\n    {' ' * (col - lo)}^"
