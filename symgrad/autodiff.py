@@ -1,0 +1,239 @@
+"""Reverse-mode symbolic differentiation over the expression DAG (layer 3).
+
+One backward sweep walks the unique nodes of the expression in reverse topological order,
+starting from the adjoint ``{output: 1}``. Each node sums the contributions its parents sent
+(the multivariable chain rule), multiplies that adjoint by the local partials from
+:mod:`symgrad.rules` and sends the products to its arguments. Only nodes on a path from a
+``wrt`` symbol to the output take part. Because partials are written through the forward nodes
+and adjoints are built without flattening, gradients share the forward pass's subexpressions.
+
+>>> import sympy as sp
+>>> x = sp.Symbol("x")
+>>> grad(3 * x**2 - 4 * x + 5, x)
+6*x - 4
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import sympy as sp
+
+from .construct import add, mul
+from .errors import InputTypeError
+from .graph import depends_on, topo_order, tree_size
+from .inputs import as_expr, as_exprs, as_symbols
+from .rules import lookup
+
+__all__ = ["Step", "grad", "hessian", "jacobian", "simplify_result", "sweep"]
+
+#: Results up to this tree size are rebuilt in SymPy's canonical (evaluated) form.
+EVALUATE_BUDGET = 4000
+#: Results up to this tree size are also run through ``sympy.simplify`` (kept only if shorter).
+SIMPLIFY_BUDGET = 40
+
+SimplifyOption = bool | str
+
+
+@dataclass(frozen=True)
+class Step:
+    """One node's work in the backward sweep, recorded as data (used by derivations).
+
+    Attributes:
+        node: the SymPy node whose adjoint is complete.
+        rule: the name of the rule used for its local partials (``"sum"``, ``"tanh"``...).
+        incoming: ``(parent, contribution)`` pairs summed into the adjoint (``parent`` is
+            ``None`` for the seed ``d output / d output = 1``).
+        adjoint: the sum of the incoming contributions.
+        outgoing: ``(argument, local partial, contribution)`` for every argument that depends
+            on a ``wrt`` symbol; ``contribution = adjoint * local partial``.
+    """
+
+    node: sp.Basic
+    rule: str
+    incoming: tuple[tuple[sp.Basic | None, sp.Expr], ...]
+    adjoint: sp.Expr
+    outgoing: tuple[tuple[sp.Basic, sp.Expr, sp.Expr], ...]
+
+
+def sweep(
+    outputs: Sequence[sp.Expr],
+    wrt: Sequence[sp.Symbol],
+    on_step: Callable[[int, Step], None] | None = None,
+) -> list[dict[sp.Symbol, sp.Expr]]:
+    """Raw reverse-mode gradients of each output with respect to ``wrt`` (no simplification).
+
+    The results keep the DAG's sharing: large products and sums are left unevaluated, so they
+    are the right input for code generation. Use :func:`grad` for readable formulas.
+
+    Args:
+        outputs: scalar SymPy expressions.
+        wrt: the symbols to differentiate with respect to.
+        on_step: called as ``on_step(output_index, step)`` for every node the sweep processes,
+            in the order it processes them (leaves included, with no ``outgoing``).
+
+    Returns:
+        For each output, a dict from symbol to gradient; a symbol that the output does not
+        depend on is absent (its gradient is zero).
+
+    >>> import sympy as sp
+    >>> x, y = sp.symbols("x y")
+    >>> g = sweep([x * y + x], [x, y])[0]
+    >>> g[x], g[y]
+    (y + 1, x)
+    """
+    order = topo_order(outputs)
+    for node in order:
+        # Warm SymPy's cached assumption bottom-up: building an unevaluated Mul asks it, and a
+        # cold query on a deep expression would recurse through all of it.
+        node.is_commutative  # noqa: B018
+    targets = set(wrt)
+    dep = depends_on(order, targets)
+    results: list[dict[sp.Symbol, sp.Expr]] = []
+    for k, out in enumerate(outputs):
+        grads: dict[sp.Symbol, sp.Expr] = {}
+        # node -> [(parent, contribution)], filled by parents before the node is reached
+        adjoints: dict[sp.Basic, list] = {out: [(None, sp.S.One)]} if out in dep else {}
+        for node in reversed(order):
+            incoming = adjoints.pop(node, None)
+            if incoming is None:
+                continue
+            adjoint = add(c for _, c in incoming)
+            if node in targets:
+                grads[node] = adjoint
+            outgoing = []
+            if node.args and not (adjoint.is_Number and adjoint.is_zero):
+                rule = lookup(node)
+                for child, local in zip(node.args, rule.partials(node), strict=True):
+                    if child not in dep or (local.is_Number and local.is_zero):
+                        continue
+                    contribution = mul(adjoint, local)
+                    adjoints.setdefault(child, []).append((node, contribution))
+                    outgoing.append((child, local, contribution))
+                name = rule.name
+            else:
+                name = "leaf" if not node.args else "zero"
+            if on_step is not None:
+                on_step(k, Step(node, name, tuple(incoming), adjoint, tuple(outgoing)))
+        results.append({s: g for s, g in grads.items() if not (g.is_Number and g.is_zero)})
+    return results
+
+
+def _evaluated(expr: sp.Basic) -> sp.Basic:
+    # Rebuild bottom-up with SymPy's evaluating constructors: canonical form, linear in the DAG.
+    new: dict[sp.Basic, sp.Basic] = {}
+    for node in topo_order([expr]):
+        new[node] = node.func(*[new[a] for a in node.args]) if node.args else node
+    return new[expr]
+
+
+def simplify_result(expr: sp.Expr, simplify: SimplifyOption = "auto") -> sp.Expr:
+    """Make a raw gradient readable, within a budget.
+
+    Args:
+        expr: a result of :func:`sweep`.
+        simplify: ``False`` returns ``expr`` unchanged (shared, partly unevaluated structure:
+            best for code generation). ``"auto"`` (default) rebuilds results of tree size up to
+            ``EVALUATE_BUDGET`` in SymPy's canonical form, and also tries ``sympy.simplify``
+            on results up to ``SIMPLIFY_BUDGET`` nodes, keeping it only if it is shorter.
+            ``True`` does both whatever the size (may be slow on large results).
+
+    Returns:
+        An expression equal to ``expr``.
+
+    >>> import sympy as sp
+    >>> x = sp.Symbol("x")
+    >>> simplify_result(sp.sin(x)**2 + sp.cos(x)**2)
+    1
+    """
+    if simplify is False:
+        return expr
+    if simplify not in (True, "auto"):
+        raise InputTypeError(f"simplify must be True, False or 'auto', got {simplify!r}")
+    if simplify is True or tree_size(expr, EVALUATE_BUDGET) <= EVALUATE_BUDGET:
+        expr = _evaluated(expr)
+    if simplify is True or tree_size(expr, SIMPLIFY_BUDGET) <= SIMPLIFY_BUDGET:
+        candidate = sp.simplify(expr)
+        if sp.count_ops(candidate) < sp.count_ops(expr):
+            expr = candidate
+    return expr
+
+
+def grad(expr: object, wrt: object, *, simplify: SimplifyOption = "auto"):
+    """The exact gradient of a scalar expression by one reverse sweep over its DAG.
+
+    Args:
+        expr: a SymPy expression (or a number, or a :class:`symgrad.Value`).
+        wrt: a Symbol (or its name), or a sequence of them.
+        simplify: see :func:`simplify_result`; ``False`` gives the raw, fully shared form.
+
+    Returns:
+        One expression if ``wrt`` is a single symbol, else a list in the order of ``wrt``.
+
+    Raises:
+        InputTypeError: ``expr`` is not an expression or ``wrt`` not symbols.
+        UnsupportedFunctionError: the expression contains a function with no derivative rule.
+
+    >>> import sympy as sp
+    >>> x, y = sp.symbols("x y")
+    >>> grad(sp.sin(x * y), [x, y])
+    [y*cos(x*y), x*cos(x*y)]
+    >>> grad(sp.Max(0, x), x)  # ReLU: derivative 0 at 0, as in PyTorch
+    Heaviside(x, 0)
+    """
+    e = as_expr(expr)
+    syms, single = as_symbols(wrt, e)
+    raw = sweep([e], syms)[0]
+    out = [simplify_result(raw.get(s, sp.S.Zero), simplify) for s in syms]
+    return out[0] if single else out
+
+
+def jacobian(exprs: object, wrt: object, *, simplify: SimplifyOption = "auto") -> sp.Matrix:
+    """The Jacobian matrix ``J[i, j] = d exprs[i] / d wrt[j]`` (one reverse sweep per output).
+
+    Args:
+        exprs: an expression, a sequence of expressions or a SymPy matrix (read row by row).
+        wrt: a symbol or a sequence of symbols.
+        simplify: see :func:`simplify_result`.
+
+    Returns:
+        A ``len(exprs) x len(wrt)`` SymPy matrix.
+
+    >>> import sympy as sp
+    >>> r, t = sp.symbols("r t")
+    >>> jacobian([r * sp.cos(t), r * sp.sin(t)], [r, t])
+    Matrix([
+    [cos(t), -r*sin(t)],
+    [sin(t),  r*cos(t)]])
+    """
+    es = as_exprs(exprs)
+    syms, _ = as_symbols(wrt, sp.Tuple(*es))
+    rows = sweep(es, syms)
+    return sp.Matrix([[simplify_result(r.get(s, sp.S.Zero), simplify) for s in syms] for r in rows])
+
+
+def hessian(expr: object, wrt: object, *, simplify: SimplifyOption = "auto") -> sp.Matrix:
+    """The Hessian ``H[i, j] = d^2 expr / d wrt[i] d wrt[j]``: reverse mode over the gradient.
+
+    Args:
+        expr: a scalar expression.
+        wrt: a symbol or a sequence of symbols.
+        simplify: see :func:`simplify_result`.
+
+    Returns:
+        A square SymPy matrix.
+
+    >>> import sympy as sp
+    >>> x, y = sp.symbols("x y")
+    >>> hessian(x**3 * y, [x, y])
+    Matrix([
+    [ 6*x*y, 3*x**2],
+    [3*x**2,      0]])
+    """
+    e = as_expr(expr)
+    syms, _ = as_symbols(wrt, e)
+    first = sweep([e], syms)[0]
+    gradient = [first.get(s, sp.S.Zero) for s in syms]
+    rows = sweep(gradient, syms)
+    return sp.Matrix([[simplify_result(r.get(s, sp.S.Zero), simplify) for s in syms] for r in rows])

@@ -1,0 +1,413 @@
+"""Compiling expressions into fast, vectorised NumPy functions (layer 4).
+
+:func:`lambdify` linearises all outputs into one DAG and emits **one statement per unique
+node**, each printed by SymPy's own ``NumPyPrinter`` with the node's arguments replaced by the
+temporaries that hold them. Common subexpressions (between a value and its gradient, or between
+the gradients of many parameters) are therefore computed once, and compile time grows linearly
+with the graph, unlike a tree walk. Argument names in the source are generated, so no user
+symbol name can break it; ``.source`` shows the code and tracebacks point into it.
+
+>>> import sympy as sp
+>>> x, y = sp.symbols("x y")
+>>> f = lambdify([x * y + sp.sin(x), [y + sp.cos(x), x]], [x, y])
+>>> value, gradient = f(0.0, 2.0)
+>>> float(value), gradient.tolist()
+(0.0, [3.0, 0.0])
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import linecache
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import sympy as sp
+from sympy.printing.codeprinter import PrintMethodNotImplementedError
+from sympy.printing.numpy import NumPyPrinter
+
+from .autodiff import sweep
+from .errors import (
+    ArgumentError,
+    BackendUnavailableError,
+    InputTypeError,
+    MissingSymbolError,
+    ShapeError,
+    UnsupportedFunctionError,
+)
+from .graph import free_symbols, topo_order
+from .inputs import as_expr, as_symbols, describe
+
+__all__ = ["BACKENDS", "CompiledFunction", "lambdify", "value_and_grad"]
+
+BACKENDS = ("numpy",)
+
+# Nodes that are printed inside their parent instead of getting a statement of their own.
+_INLINE = (sp.Tuple, sp.functions.elementary.piecewise.ExprCondPair)
+_TOKEN = re.compile(r"_P(\d+)_")
+
+
+class _Printer(NumPyPrinter):
+    """SymPy's NumPy printer with exact float literals and broadcasting-safe max/min."""
+
+    def __init__(self) -> None:
+        super().__init__({"fully_qualified_modules": True, "strict": True})
+
+    def _print_Float(self, expr):
+        # repr of the float64 round-trips exactly; SymPy's default may print fewer digits
+        return repr(float(expr))
+
+    def _print_Heaviside(self, expr):
+        h0 = expr.args[1] if len(expr.args) > 1 else sp.S.Half
+        return f"numpy.heaviside({self._print(expr.args[0])}, {self._print(h0)})"
+
+
+class _VectorMath:
+    """Stands in for ``math`` in generated code: math functions that also take arrays.
+
+    SymPy prints functions with no NumPy equivalent (``erf``, ``gamma``, ...) as ``math.f``.
+    """
+
+    def __getattr__(self, name: str):
+        scalar = getattr(math, name)
+        if not callable(scalar):
+            return scalar
+        ufunc = np.frompyfunc(scalar, 1, 1)
+
+        def vectorised(x):
+            if isinstance(x, (float, int)):
+                return scalar(x)
+            out = ufunc(x)
+            return out.astype(float) if isinstance(out, np.ndarray) else float(out)
+
+        setattr(self, name, vectorised)
+        return vectorised
+
+
+def _stack(items):
+    # One array from several outputs; outputs that do not depend on the batch stay scalars
+    # until here, where they are broadcast to the common shape.
+    try:
+        return np.array(items)
+    except ValueError:
+        return np.stack(np.broadcast_arrays(*items))
+
+
+def _coerce(value: Any, position: int, names: Sequence[str]) -> Any:
+    """A scalar argument as a float (or a float/complex array)."""
+    if isinstance(value, (bool, np.bool_)) or value is None or isinstance(value, (str, bytes)):
+        raise ArgumentError(
+            f"argument {position} ({names[position]}) must be a number or an array of numbers, "
+            f"got {describe(value)}"
+        )
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise ArgumentError(
+            f"argument {position} ({names[position]}) is not a numeric array: {exc}"
+        ) from exc
+    if arr.dtype.kind in "iub":
+        arr = arr.astype(float)
+    elif arr.dtype.kind not in "fc":
+        raise ArgumentError(
+            f"argument {position} ({names[position]}) must be numeric, got an array of dtype "
+            f"{arr.dtype}"
+        )
+    return arr if arr.ndim else arr[()]
+
+
+def _coerce_vector(value: Any, position: int, names: Sequence[str], size: int) -> Any:
+    """A vector argument: first axis of length ``size`` (the symbols), any batch axes after."""
+    arr = _coerce(value, position, names)
+    if np.ndim(arr) == 0:
+        raise ShapeError(
+            f"argument {position} ({names[position]}) must be an array with {size} entries along "
+            "its first axis, got a scalar"
+        )
+    if arr.shape[0] != size:
+        raise ShapeError(
+            f"argument {position} ({names[position]}) must have {size} entries along its first "
+            f"axis (one per symbol), got shape {arr.shape}"
+        )
+    return arr.tolist() if arr.ndim == 1 else arr
+
+
+class CompiledFunction:
+    """A compiled function made by :func:`lambdify`.
+
+    Attributes:
+        source: the generated Python source.
+        args: the argument specification (a symbol or a list of symbols per argument).
+        outputs: the output specification as given (expressions, nested in lists).
+
+    >>> import sympy as sp
+    >>> x = sp.Symbol("x")
+    >>> f = lambdify(x**2, [x])
+    >>> f(3.0)
+    9.0
+    >>> print(f.source.splitlines()[0])
+    def symgrad_fn(_a0):
+    """
+
+    def __init__(self, fn, source: str, args: list, outputs: Any) -> None:
+        self._fn = fn
+        self._nargs = len(args)
+        self.source = source
+        self.args = args
+        self.outputs = outputs
+
+    def __call__(self, *values: Any) -> Any:
+        if len(values) != self._nargs:
+            raise ArgumentError(
+                f"compiled function takes {self._nargs} argument(s) "
+                f"({_describe_args(self.args)}), got {len(values)}"
+            )
+        try:
+            return self._fn(*values)
+        except ValueError as exc:
+            if "broadcast" in str(exc):
+                shapes = ", ".join(str(np.shape(v)) for v in values)
+                raise ShapeError(
+                    f"argument shapes do not broadcast together ({shapes}): {exc}"
+                ) from exc
+            raise
+
+    def __repr__(self) -> str:
+        return f"<CompiledFunction of ({_describe_args(self.args)})>"
+
+
+def _describe_args(args: list) -> str:
+    return ", ".join(str(a) if isinstance(a, sp.Symbol) else f"[{len(a)} symbols]" for a in args)
+
+
+def _normalise_args(args: Any) -> list:
+    if isinstance(args, (sp.Symbol, str)) or not isinstance(args, (list, tuple, sp.MatrixBase)):
+        args = [args]
+    spec: list = []
+    seen: dict[sp.Symbol, int] = {}
+    for i, item in enumerate(args):
+        if isinstance(item, (list, tuple, sp.MatrixBase)):
+            syms, _ = as_symbols(list(item), None, f"args[{i}]")
+        else:
+            syms, _ = as_symbols(item, None, f"args[{i}]")
+        for s in syms:
+            if s in seen:
+                raise InputTypeError(
+                    f"symbol {s} appears twice in args (arguments {seen[s]} and {i}); list each "
+                    "symbol once"
+                )
+            seen[s] = i
+        spec.append(syms if isinstance(item, (list, tuple, sp.MatrixBase)) else syms[0])
+    return spec
+
+
+def _normalise_outputs(outputs: Any, leaves: list[sp.Expr], top: bool = True) -> Any:
+    """Replace every expression in a nested output structure by its index in ``leaves``."""
+    if isinstance(outputs, sp.MatrixBase):
+        return [
+            [_normalise_outputs(outputs[i, j], leaves, False) for j in range(outputs.cols)]
+            for i in range(outputs.rows)
+        ]
+    if isinstance(outputs, (list, tuple)):
+        if not outputs and not top:
+            raise InputTypeError("an output list is empty; give at least one expression")
+        return [_normalise_outputs(o, leaves, False) for o in outputs]
+    leaves.append(as_expr(outputs, "output"))
+    return len(leaves) - 1
+
+
+def lambdify(outputs: Any, args: Any, backend: str = "numpy", *, name: str = "symgrad_fn"):
+    """Compile expressions into one vectorised NumPy function.
+
+    Args:
+        outputs: an expression, or a (nested) list/tuple of expressions, or a SymPy matrix. A
+            top-level list gives a tuple of results; a nested list gives a NumPy array stacked
+            along a new first axis (a matrix gives a 2-D array), batch axes last.
+        args: the arguments, in order: each a symbol (passed as a scalar or an array) or a
+            sequence of symbols (passed as one array whose first axis indexes the symbols, e.g.
+            a parameter vector of shape ``(n,)`` or a batch of shape ``(n, batch)``).
+        backend: ``"numpy"`` (the only built-in backend).
+        name: the name of the generated function (shown in tracebacks).
+
+    Returns:
+        A :class:`CompiledFunction`. Every argument accepts a number or an array; arrays
+        broadcast, so one call evaluates a whole batch.
+
+    Raises:
+        MissingSymbolError: an output uses a symbol that is not in ``args``.
+        UnsupportedFunctionError: an output uses a function that has no NumPy translation.
+        BackendUnavailableError: an unknown backend was asked for.
+
+    >>> import numpy as np
+    >>> import sympy as sp
+    >>> x, w0, w1 = sp.symbols("x w0 w1")
+    >>> f = lambdify(sp.tanh(w0 * x + w1), [x, [w0, w1]])
+    >>> f(np.array([0.0, 1.0]), [2.0, 0.5]).round(4)
+    array([0.4621, 0.9866])
+    """
+    if backend not in BACKENDS:
+        raise BackendUnavailableError(
+            f"unknown backend {backend!r}; available backends: {', '.join(BACKENDS)}"
+        )
+    if not name.isidentifier():
+        raise InputTypeError(f"name must be a Python identifier, got {name!r}")
+    arg_spec = _normalise_args(args)
+    leaves: list[sp.Expr] = []
+    out_spec = _normalise_outputs(outputs, leaves)
+    source = _generate(arg_spec, leaves, out_spec, name)
+    filename = f"<symgrad:{name}:{hashlib.sha1(source.encode()).hexdigest()[:12]}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    namespace: dict[str, Any] = {
+        "numpy": np,
+        "math": _VectorMath(),
+        "functools": functools,
+        "_stack": _stack,
+        "_coerce": _coerce,
+        "_coerce_vector": _coerce_vector,
+        "_names": [
+            str(a) if isinstance(a, sp.Symbol) else f"a vector of {len(a)}" for a in arg_spec
+        ],
+    }
+    exec(compile(source, filename, "exec"), namespace)  # generated code only, never user text
+    return CompiledFunction(namespace[name], source, arg_spec, outputs)
+
+
+def _generate(arg_spec: list, leaves: list[sp.Expr], out_spec: Any, name: str) -> str:
+    params = [f"_a{i}" for i in range(len(arg_spec))]
+    lines = [f"def {name}({', '.join(params)}):"]
+    var: dict[sp.Basic, str] = {}
+    for i, item in enumerate(arg_spec):
+        if isinstance(item, sp.Symbol):
+            lines.append(f"    # _a{i}: {item.name!r}")
+            lines.append(f"    if type(_a{i}) is not float: _a{i} = _coerce(_a{i}, {i}, _names)")
+            var[item] = f"_a{i}"
+        else:
+            shown = ", ".join(repr(s.name) for s in item[:8]) + (", ..." if len(item) > 8 else "")
+            lines.append(f"    # _a{i}: vector of {len(item)} symbols [{shown}]")
+            lines.append(f"    _a{i} = _coerce_vector(_a{i}, {i}, _names, {len(item)})")
+            names = [f"_a{i}_{j}" for j in range(len(item))]
+            lines.append(f"    {', '.join(names)}{',' if len(names) == 1 else ''} = _a{i}")
+            var.update(zip(item, names, strict=True))
+
+    order = topo_order(leaves)
+    missing = [n for n in order if isinstance(n, sp.Symbol) and n not in var]
+    if missing:
+        shown = ", ".join(sorted(str(s) for s in missing)[:10])
+        raise MissingSymbolError(
+            f"the outputs use symbols that are not arguments: {shown}; add them to args "
+            f"(or substitute values for them first)"
+        )
+    printer = _Printer()
+    templates: dict[tuple, str] = {}
+    shadow: dict[sp.Basic, sp.Basic] = {}  # node -> the node over placeholders / literals
+    for node in order:
+        if node in var:
+            continue
+        if not node.args:  # numbers and named constants are printed in place
+            shadow[node] = node
+            continue
+        kids = [shadow[a] if a in shadow else sp.Symbol(var[a]) for a in node.args]
+        if isinstance(node, _INLINE):
+            shadow[node] = node.func(*kids)
+            continue
+        if node.is_Mul and len(kids) == 2 and kids[0] == -1:
+            # a negation is printed inside its users (``1 - t`` rather than ``u = -t; 1 + u``)
+            shadow[node] = sp.Mul(*kids, evaluate=False)
+            continue
+        var[node] = f"_t{len(var)}"
+        lines.append(f"    {var[node]} = {_print_node(printer, templates, node, kids)}")
+
+    def ref(e: sp.Basic) -> str:
+        return var[e] if e in var else _doprint(printer, shadow[e])
+
+    def build(spec: Any, top: bool) -> str:
+        if isinstance(spec, int):
+            return ref(leaves[spec])
+        inner = ", ".join(build(s, False) for s in spec)
+        if top:
+            return f"({inner}{',' if len(spec) == 1 else ''})"
+        return f"_stack([{inner}])"
+
+    lines.append(f"    return {build(out_spec, True)}")
+    return "\n".join(lines) + "\n"
+
+
+def _print_node(printer: _Printer, templates: dict, node: sp.Basic, kids: list) -> str:
+    """Print ``node`` with its arguments replaced by ``kids`` (placeholders or literals)."""
+    if not node.args:
+        return _doprint(printer, node)
+    # Nodes of the same head whose non-number args are all placeholders print alike: print one
+    # template with tokens _P0_, _P1_, ... and fill in names (the printer dominates compile time).
+    if all(isinstance(k, sp.Symbol) or k.is_Number for k in kids):
+        key = (node.func, tuple(k if k.is_Number else None for k in kids))
+        template = templates.get(key)
+        if template is None:
+            tokens = [k if k.is_Number else sp.Symbol(f"_P{i}_") for i, k in enumerate(kids)]
+            template = templates[key] = _doprint(printer, _rebuild(node, tokens))
+        names = [str(k) for k in kids]
+        return _TOKEN.sub(lambda m: names[int(m.group(1))], template)
+    return _doprint(printer, _rebuild(node, kids))
+
+
+def _rebuild(node: sp.Basic, kids: list) -> sp.Basic:
+    try:
+        return node.func(*kids, evaluate=False)
+    except TypeError:
+        return node.func(*kids)
+
+
+def _doprint(printer: _Printer, expr: sp.Basic) -> str:
+    try:
+        return printer.doprint(expr)
+    except PrintMethodNotImplementedError as exc:
+        head = type(expr).__name__
+        raise UnsupportedFunctionError(
+            head,
+            f"cannot compile {head}: SymPy's NumPy printer has no translation for it; replace "
+            "it with functions NumPy knows, or substitute a value",
+        ) from exc
+
+
+def value_and_grad(expr: Any, wrt: Any, args: Any = None, *, backend: str = "numpy"):
+    """One compiled function returning ``(value, gradient)``, sharing their common work.
+
+    The gradient is derived by one reverse sweep (in its raw, fully shared form) and compiled
+    together with the value, so each shared subexpression is computed once.
+
+    Args:
+        expr: a scalar expression.
+        wrt: a symbol, or a sequence of symbols.
+        args: the compiled function's arguments (see :func:`lambdify`). Default: ``wrt``
+            itself, as one scalar argument or as one vector argument.
+        backend: see :func:`lambdify`.
+
+    Returns:
+        A :class:`CompiledFunction` returning ``(value, gradient)``; the gradient is a scalar
+        for a single symbol, else an array of shape ``(len(wrt), *batch)``.
+
+    >>> import sympy as sp
+    >>> x, y = sp.symbols("x y")
+    >>> f = value_and_grad(x**2 * y, [x, y])
+    >>> value, g = f([3.0, 2.0])
+    >>> value, g.tolist()
+    (18.0, [12.0, 9.0])
+    """
+    e = as_expr(expr)
+    syms, single = as_symbols(wrt, e)
+    raw = sweep([e], syms)[0]
+    gradient = [raw.get(s, sp.S.Zero) for s in syms]
+    if args is None:
+        args = [syms[0] if single else syms]
+        extra = [s for s in free_symbols([e]) if s not in set(syms)]
+        if extra:
+            raise MissingSymbolError(
+                f"the expression also depends on {', '.join(map(str, extra[:10]))}; pass "
+                "args=[...] listing every symbol the compiled function should take"
+            )
+    return lambdify([e, gradient[0] if single else gradient], args, backend)

@@ -1,0 +1,145 @@
+"""Cheap constructors that keep the DAG's sharing (layer 1).
+
+SymPy's evaluated ``Mul``/``Add`` flatten nested products and sums. On a gradient that is fatal:
+the adjoint of node k in a chain is ``adjoint(k+1) * local(k)``, and flattening copies all k
+factors again at every level (quadratic size, and the generated code recomputes every product).
+So the reverse sweep builds with these helpers:
+
+* numbers are folded, ``0`` terms and ``1`` factors dropped (never emit ``+ 0`` or ``* 1``);
+* when every operand is small (a bounded tree), SymPy's evaluated constructor is used, so small
+  results are canonical (``6*x - 4``);
+* otherwise the node is built unevaluated, a binary product or an n-ary sum over shared nodes.
+
+>>> import sympy as sp
+>>> x = sp.Symbol("x")
+>>> mul(sp.Integer(2), sp.Integer(3), x)
+6*x
+>>> add([sp.Integer(0), x, x])
+2*x
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import sympy as sp
+
+from .graph import tree_size
+
+__all__ = ["SMALL", "add", "apply", "is_small", "mul", "power"]
+
+#: Operands up to this tree size are combined by SymPy's evaluating constructors.
+SMALL = 16
+
+
+def is_small(*exprs: sp.Basic) -> bool:
+    """True when all ``exprs`` together have at most :data:`SMALL` tree nodes.
+
+    >>> import sympy as sp
+    >>> is_small(sp.Symbol("x"), sp.Integer(2))
+    True
+    """
+    budget = SMALL
+    for e in exprs:
+        budget -= tree_size(e, budget)
+        if budget < 0:
+            return False
+    return True
+
+
+def mul(*factors: sp.Expr) -> sp.Expr:
+    """Product of ``factors`` with numbers folded and sharing kept for large operands.
+
+    Args:
+        factors: SymPy expressions.
+
+    Returns:
+        The product; ``0`` if a factor is zero, the lone factor if only one is left.
+
+    >>> import sympy as sp
+    >>> x = sp.Symbol("x")
+    >>> mul(sp.Integer(1), x)
+    x
+    >>> mul(sp.Integer(0), sp.exp(x))
+    0
+    """
+    coeff: sp.Expr = sp.S.One
+    rest: list[sp.Expr] = []
+    for f in factors:
+        if f.is_Number:
+            coeff = coeff * f
+        else:
+            rest.append(f)
+    if coeff.is_zero or not rest:
+        return coeff
+    if is_small(*rest):
+        return sp.Mul(coeff, *rest)
+    if coeff != 1:
+        rest.insert(0, coeff)
+    return rest[0] if len(rest) == 1 else sp.Mul(*rest, evaluate=False)
+
+
+def add(terms: Iterable[sp.Expr]) -> sp.Expr:
+    """Sum of ``terms`` (collected in one go: adding one at a time re-flattens, quadratic).
+
+    Args:
+        terms: SymPy expressions.
+
+    Returns:
+        The sum; ``0`` when there are no non-zero terms, the lone term if only one is left.
+
+    >>> import sympy as sp
+    >>> x = sp.Symbol("x")
+    >>> add([sp.Integer(1), sp.Integer(2)])
+    3
+    >>> add([])
+    0
+    """
+    const: sp.Expr = sp.S.Zero
+    rest: list[sp.Expr] = []
+    for t in terms:
+        if t.is_Number:
+            const = const + t
+        else:
+            rest.append(t)
+    if not rest:
+        return const
+    if is_small(*rest):
+        return sp.Add(const, *rest)
+    if const != 0:
+        rest.append(const)
+    return rest[0] if len(rest) == 1 else sp.Add(*rest, evaluate=False)
+
+
+def power(base: sp.Expr, exponent: sp.Expr) -> sp.Expr:
+    """``base ** exponent``, evaluated only when both are small.
+
+    >>> import sympy as sp
+    >>> x = sp.Symbol("x")
+    >>> power(x, sp.Integer(1))
+    x
+    >>> power(x, sp.Integer(0))
+    1
+    """
+    if exponent.is_zero:
+        return sp.S.One
+    if exponent == 1:
+        return base
+    if is_small(base, exponent):
+        return sp.Pow(base, exponent)
+    return sp.Pow(base, exponent, evaluate=False)
+
+
+def apply(func: type[sp.Function], *args: sp.Expr) -> sp.Expr:
+    """``func(*args)``, evaluated only when the arguments are small.
+
+    Evaluating a function of a huge unevaluated argument can walk all of it (sign extraction,
+    coefficient matching); leaving it unevaluated keeps the sweep linear.
+
+    >>> import sympy as sp
+    >>> apply(sp.cos, sp.Integer(0))
+    1
+    """
+    if is_small(*args):
+        return func(*args)
+    return func(*args, evaluate=False)

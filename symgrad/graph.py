@@ -1,0 +1,131 @@
+"""Linearising SymPy expressions into a DAG of unique nodes (layer 1).
+
+SymPy expressions are trees that share structurally equal subexpressions (they hash equal).
+Everything in symgrad works on the *DAG* of unique nodes in topological order, computed here
+iteratively, so sharing is never lost and depth is limited by SymPy's own objects, not by Python
+recursion in symgrad.
+
+>>> import sympy as sp
+>>> x, y = sp.symbols("x y")
+>>> u = sp.sin(x * y)
+>>> [str(n) for n in topo_order([u + u**2])]
+['x', 'y', 'x*y', 'sin(x*y)', '2', 'sin(x*y)**2', 'sin(x*y)**2 + sin(x*y)']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import sympy as sp
+
+__all__ = ["depends_on", "free_symbols", "topo_order", "tree_size"]
+
+
+def topo_order(roots: Iterable[sp.Basic]) -> list[sp.Basic]:
+    """Unique nodes reachable from ``roots``, each after all of its arguments.
+
+    The walk is iterative and visits objects by identity; each node is hashed only after its
+    arguments, so SymPy's cached hashes are filled bottom-up and hashing a deep expression
+    never recurses. Structurally equal nodes (equal hashes) appear once.
+
+    Args:
+        roots: SymPy objects (expressions, booleans, ...).
+
+    Returns:
+        A list of unique nodes in topological order: children before parents; roots appear in
+        the order given (when not already inside an earlier root).
+
+    >>> import sympy as sp
+    >>> x = sp.Symbol("x")
+    >>> topo_order([sp.exp(x) + x])
+    [x, exp(x), x + exp(x)]
+    """
+    order: list[sp.Basic] = []
+    unique: set[sp.Basic] = set()
+    visited: set[int] = set()
+    keep_alive: list[sp.Basic] = []  # ids stay valid only while their objects live
+    for root in roots:
+        if id(root) in visited:
+            continue
+        visited.add(id(root))
+        # Explicit stack of (node, iterator over its args): a post-order DFS without recursion.
+        stack = [(root, iter(root.args))]
+        while stack:
+            node, it = stack[-1]
+            for child in it:
+                if id(child) not in visited:
+                    visited.add(id(child))
+                    stack.append((child, iter(child.args)))
+                    break
+            else:
+                stack.pop()
+                keep_alive.append(node)
+                if node not in unique:  # hashes node; its args are already hashed
+                    unique.add(node)
+                    order.append(node)
+    return order
+
+
+def free_symbols(exprs: Iterable[sp.Basic]) -> list[sp.Symbol]:
+    """The symbols in ``exprs`` in order of first appearance (iterative, unlike SymPy's).
+
+    >>> import sympy as sp
+    >>> x, y = sp.symbols("x y")
+    >>> free_symbols([y * sp.sin(x), x])
+    [y, x]
+    """
+    return [n for n in topo_order(exprs) if isinstance(n, sp.Symbol)]
+
+
+def depends_on(order: Sequence[sp.Basic], leaves: Iterable[sp.Basic]) -> set[sp.Basic]:
+    """The nodes of ``order`` whose value depends on any of ``leaves``.
+
+    Args:
+        order: nodes in topological order (from :func:`topo_order`).
+        leaves: the symbols of interest.
+
+    Returns:
+        The set of nodes on a path from a leaf upward (the leaves included when present).
+
+    >>> import sympy as sp
+    >>> x, y = sp.symbols("x y")
+    >>> order = topo_order([sp.sin(x) + y])
+    >>> sorted(map(str, depends_on(order, [x])))
+    ['sin(x)', 'x', 'y + sin(x)']
+    """
+    dep = set(leaves)
+    for node in order:
+        if node not in dep and any(arg in dep for arg in node.args):
+            dep.add(node)
+    return dep & set(order)
+
+
+def tree_size(expr: sp.Basic, cap: int) -> int:
+    """Size of ``expr`` as a tree (shared nodes counted at every use), saturating at ``cap + 1``.
+
+    The walk stops as soon as the count passes ``cap``, so the cost is O(min(size, cap)) however
+    large the expression: use it to decide whether an operation whose cost grows with the *tree*
+    (flattening, simplifying) is cheap enough.
+
+    Args:
+        expr: a SymPy object.
+        cap: the largest size of interest; anything larger is reported as ``cap + 1``.
+
+    Returns:
+        ``min(number of nodes in the tree, cap + 1)``.
+
+    >>> import sympy as sp
+    >>> x = sp.Symbol("x")
+    >>> tree_size(sp.sin(x) * sp.sin(x) + 1, cap=100)
+    6
+    >>> tree_size(sp.sin(x) * sp.sin(x) + 1, cap=3)
+    4
+    """
+    count = 0
+    stack = [expr]
+    while stack:
+        count += 1
+        if count > cap:
+            return cap + 1
+        stack.extend(stack.pop().args)
+    return count

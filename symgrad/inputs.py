@@ -1,0 +1,174 @@
+"""Checking and converting what users pass in (layer 1).
+
+Public functions accept SymPy expressions, Python numbers, objects that convert themselves
+(``_sympy_``, e.g. :class:`symgrad.Value`) and, where a symbol is wanted, a symbol's *name*.
+Text is never evaluated here: a string given where an expression is expected is an error that
+points to :func:`symgrad.parse`.
+
+>>> import sympy as sp
+>>> as_expr(3)
+3
+>>> x = sp.Symbol("x")
+>>> as_symbols("x", x**2)
+([x], True)
+"""
+
+from __future__ import annotations
+
+import keyword
+import numbers
+from collections.abc import Iterable
+
+import sympy as sp
+
+from .errors import InputTypeError
+
+__all__ = ["as_expr", "as_exprs", "as_symbols", "describe"]
+
+
+def describe(obj: object, limit: int = 50) -> str:
+    """A short, safe description of ``obj`` for error messages.
+
+    >>> describe("abc")
+    "str 'abc'"
+    """
+    text = repr(obj)
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"{type(obj).__name__} {text}"
+
+
+def as_expr(obj: object, what: str = "expression") -> sp.Expr:
+    """``obj`` as a scalar SymPy expression.
+
+    Args:
+        obj: a SymPy ``Expr``, a Python/NumPy real number, or an object with ``_sympy_()``.
+        what: how to name the argument in an error message.
+
+    Returns:
+        A SymPy expression.
+
+    Raises:
+        InputTypeError: for strings, booleans, matrices, containers and anything else.
+
+    >>> as_expr(0.5)
+    0.500000000000000
+    >>> as_expr("x")
+    Traceback (most recent call last):
+    ...
+    symgrad.errors.InputTypeError: expression must be a SymPy expression, got a string ('x'); \
+turn text into an expression with symgrad.parse(text)
+    """
+    if isinstance(obj, sp.Expr) and not isinstance(obj, sp.MatrixBase):
+        if isinstance(obj, sp.MatrixExpr):
+            raise InputTypeError(
+                f"{what} must be a scalar expression, got the matrix expression {obj}"
+            )
+        return obj
+    if isinstance(obj, str):
+        raise InputTypeError(
+            f"{what} must be a SymPy expression, got a string ({obj[:40]!r}); turn text into an "
+            "expression with symgrad.parse(text)"
+        )
+    if isinstance(obj, bool) or obj is None:
+        raise InputTypeError(f"{what} must be a SymPy expression, got {obj!r}")
+    if isinstance(obj, numbers.Integral):
+        return sp.Integer(int(obj))
+    if isinstance(obj, numbers.Real):
+        return sp.Float(float(obj))
+    if isinstance(obj, numbers.Complex):
+        return sp.Float(obj.real) + sp.I * sp.Float(obj.imag)
+    convert = getattr(obj, "_sympy_", None)
+    if callable(convert) and not isinstance(obj, type):
+        out = convert()
+        if isinstance(out, sp.Expr):
+            return out
+    if isinstance(obj, (sp.MatrixBase, list, tuple)):
+        raise InputTypeError(
+            f"{what} must be a single scalar expression, got {describe(obj)}; "
+            "use symgrad.jacobian for several outputs"
+        )
+    raise InputTypeError(f"{what} must be a SymPy expression, got {describe(obj)}")
+
+
+def as_exprs(obj: object, what: str = "expressions") -> list[sp.Expr]:
+    """A flat list of scalar expressions from one expression, a sequence or a SymPy matrix.
+
+    >>> import sympy as sp
+    >>> x = sp.Symbol("x")
+    >>> as_exprs(sp.Matrix([[x, 1]]))
+    [x, 1]
+    """
+    if isinstance(obj, sp.MatrixBase):
+        return [as_expr(e, what) for e in obj]
+    if isinstance(obj, (list, tuple)):
+        if not obj:
+            raise InputTypeError(f"{what} is empty; give at least one expression")
+        return [as_expr(e, f"{what}[{i}]") for i, e in enumerate(obj)]
+    return [as_expr(obj, what)]
+
+
+def _symbol(obj: object, expr: sp.Basic | None, what: str) -> sp.Symbol:
+    if isinstance(obj, sp.Symbol):
+        return obj
+    if isinstance(obj, str):
+        if expr is not None:
+            found = [s for s in expr.free_symbols if getattr(s, "name", None) == obj]
+            if len(found) > 1:
+                raise InputTypeError(
+                    f"{what}: the expression has {len(found)} different symbols named {obj!r} "
+                    "(with different assumptions); pass the Symbol object itself"
+                )
+            if found:
+                return found[0]
+        if not obj.isidentifier() or keyword.iskeyword(obj):
+            raise InputTypeError(
+                f"{what}: {obj!r} is not a valid symbol name (use a Python identifier such as x1)"
+            )
+        return sp.Symbol(obj)
+    convert = getattr(obj, "_sympy_", None)
+    if callable(convert) and not isinstance(obj, type):
+        out = convert()
+        if isinstance(out, sp.Symbol):
+            return out
+        raise InputTypeError(
+            f"{what}: can only differentiate with respect to a leaf (a symbol), got the node {out}"
+        )
+    if isinstance(obj, sp.Basic):
+        raise InputTypeError(
+            f"{what} must be a Symbol, got {type(obj).__name__} {obj}; introduce a symbol for it"
+        )
+    raise InputTypeError(f"{what} must be a Symbol or a symbol's name, got {describe(obj)}")
+
+
+def as_symbols(
+    wrt: object, expr: sp.Basic | None = None, what: str = "wrt"
+) -> tuple[list[sp.Symbol], bool]:
+    """``wrt`` as a list of symbols, and whether a single symbol (not a sequence) was given.
+
+    Args:
+        wrt: a Symbol, a symbol's name, or a sequence (list, tuple, SymPy matrix) of those.
+        expr: where to look names up (so ``"x"`` finds ``Symbol("x", real=True)``).
+        what: how to name the argument in an error message.
+
+    Returns:
+        ``(symbols, single)``.
+
+    Raises:
+        InputTypeError: for anything that is not a symbol, or an empty sequence.
+
+    >>> import sympy as sp
+    >>> x, y = sp.symbols("x y")
+    >>> as_symbols([x, "y"], x + y)
+    ([x, y], False)
+    """
+    if isinstance(wrt, (sp.Symbol, str)) or (
+        hasattr(wrt, "_sympy_") and not isinstance(wrt, (sp.Basic, Iterable))
+    ):
+        return [_symbol(wrt, expr, what)], True
+    if isinstance(wrt, (sp.MatrixBase, list, tuple)):
+        items = list(wrt)
+        if not items:
+            raise InputTypeError(f"{what} is empty; give at least one symbol")
+        return [_symbol(s, expr, f"{what}[{i}]") for i, s in enumerate(items)], False
+    return [_symbol(wrt, expr, what)], True
