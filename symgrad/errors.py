@@ -18,6 +18,7 @@ __all__ = [
     "GradientCheckError",
     "InputTypeError",
     "MissingSymbolError",
+    "OptionError",
     "ParseError",
     "ShapeError",
     "SymgradError",
@@ -72,6 +73,17 @@ class ArgumentError(SymgradError, TypeError):
     """A compiled function was called with the wrong number or type of arguments.
 
     >>> issubclass(ArgumentError, TypeError)
+    True
+    """
+
+
+class OptionError(SymgradError, ValueError):
+    """A keyword option has a value outside its allowed set, or one that cannot work here.
+
+    Examples: an unknown method name, a non-positive step, or the complex-step method on a
+    function that cannot take complex numbers. The message lists the valid choices.
+
+    >>> issubclass(OptionError, ValueError)
     True
     """
 
