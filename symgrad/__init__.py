@@ -1,7 +1,34 @@
-"""symgrad: exact gradients by the chain rule over SymPy expression DAGs."""
+"""symgrad: exact gradients by the chain rule over SymPy expression DAGs.
 
+The public surface is deliberately small; everything here is a re-export.
+
+>>> import sympy as sp
+>>> import symgrad
+>>> x = sp.Symbol("x")
+>>> symgrad.grad(3 * x**2 - 4 * x + 5, x)
+6*x - 4
+"""
+
+from . import numerical
+from .autodiff import grad, hessian, jacobian
+from .check import GradCheckReport, check_grad, check_grad_fn
+from .codegen import CompiledFunction, lambdify, value_and_grad
 from .errors import SymgradError
 from .functions import relu, sigmoid
 
-__all__ = ["SymgradError", "relu", "sigmoid"]
+__all__ = [
+    "CompiledFunction",
+    "GradCheckReport",
+    "SymgradError",
+    "check_grad",
+    "check_grad_fn",
+    "grad",
+    "hessian",
+    "jacobian",
+    "lambdify",
+    "numerical",
+    "relu",
+    "sigmoid",
+    "value_and_grad",
+]
 __version__ = "0.1.0"

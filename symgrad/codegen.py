@@ -193,7 +193,7 @@ def _normalise_args(args: Any) -> list:
     seen: dict[sp.Symbol, int] = {}
     for i, item in enumerate(args):
         if isinstance(item, (list, tuple, sp.MatrixBase)):
-            syms, _ = as_symbols(list(item), None, f"args[{i}]")
+            syms = as_symbols(list(item), None, f"args[{i}]")[0] if len(item) else []
         else:
             syms, _ = as_symbols(item, None, f"args[{i}]")
         for s in syms:
@@ -292,7 +292,8 @@ def _generate(arg_spec: list, leaves: list[sp.Expr], out_spec: Any, name: str) -
             lines.append(f"    # _a{i}: vector of {len(item)} symbols [{shown}]")
             lines.append(f"    _a{i} = _coerce_vector(_a{i}, {i}, _names, {len(item)})")
             names = [f"_a{i}_{j}" for j in range(len(item))]
-            lines.append(f"    {', '.join(names)}{',' if len(names) == 1 else ''} = _a{i}")
+            if names:
+                lines.append(f"    {', '.join(names)}{',' if len(names) == 1 else ''} = _a{i}")
             var.update(zip(item, names, strict=True))
 
     order = topo_order(leaves)
