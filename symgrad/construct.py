@@ -32,6 +32,11 @@ __all__ = ["SMALL", "add", "apply", "is_small", "mul", "power"]
 SMALL = 16
 
 
+def _s(e: sp.Expr | int) -> sp.Expr:
+    # Python ints in rule code (``power(u, 2)``) become SymPy integers; nothing else is converted.
+    return sp.Integer(e) if isinstance(e, int) else e
+
+
 def is_small(*exprs: sp.Basic) -> bool:
     """True when all ``exprs`` together have at most :data:`SMALL` tree nodes.
 
@@ -65,7 +70,7 @@ def mul(*factors: sp.Expr) -> sp.Expr:
     """
     coeff: sp.Expr = sp.S.One
     rest: list[sp.Expr] = []
-    for f in factors:
+    for f in map(_s, factors):
         if f.is_Number:
             coeff = coeff * f
         else:
@@ -97,7 +102,7 @@ def add(terms: Iterable[sp.Expr]) -> sp.Expr:
     """
     const: sp.Expr = sp.S.Zero
     rest: list[sp.Expr] = []
-    for t in terms:
+    for t in map(_s, terms):
         if t.is_Number:
             const = const + t
         else:
@@ -121,6 +126,7 @@ def power(base: sp.Expr, exponent: sp.Expr) -> sp.Expr:
     >>> power(x, sp.Integer(0))
     1
     """
+    base, exponent = _s(base), _s(exponent)
     if exponent.is_zero:
         return sp.S.One
     if exponent == 1:

@@ -257,14 +257,6 @@ def _log(n):
     return [_recip(mul(u, lb)), _neg(mul(apply(sp.log, u), _recip(mul(b, power(lb, 2)))))]
 
 
-@register(sp.LambertW, "LambertW")
-def _lambertw(n):
-    if len(n.args) != 1:
-        return _fdiff_partials(n)
-    # W'(u) = W / (u (1 + W)) = 1 / (e^W (1 + W)); the second form also holds at u = 0
-    return [_recip(mul(apply(sp.exp, n), add([ONE, n])))]
-
-
 # ---------------------------------------------------------------------------------------------
 # trigonometric
 # ---------------------------------------------------------------------------------------------
