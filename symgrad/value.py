@@ -173,7 +173,7 @@ with float(text) first
     def __init__(self, data: float, label: str = "", _children: tuple = (), _op: str = "") -> None:
         if not isinstance(label, str):
             raise InputTypeError(f"Value label must be a string, got {describe(label)}")
-        self.data = _as_number(data, "Value data")
+        self.data = data if type(data) is float else _as_number(data, "Value data")
         self.grad = 0.0
         self.label = label
         self._children: tuple[Value, ...] = tuple(_children)
@@ -391,6 +391,8 @@ with float(text) first
                 if node._exponent is not None:
                     args.append(_exact(node._exponent))
                 e = _HEADS[node._kind][0](*args)
+                if all(a.is_Number for a in args):
+                    e = e.func(*e.args)  # fold constants (micrograd's ``1 * -1`` in ``e - 1``)
             hash(e)  # fill SymPy's cached hash and assumption bottom-up (no deep recursion later)
             e.is_commutative  # noqa: B018
             exprs[id(node)] = e
