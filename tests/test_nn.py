@@ -406,3 +406,46 @@ def test_micrograd_demo_example(tmp_path):
     assert float(last[3].rstrip(",")) == pytest.approx(DEMO_STEP99, rel=1e-6)
     assert lines[-1].endswith("accuracy 100.0%")
     assert (tmp_path / "micrograd_demo_boundary.png").stat().st_size > 1000
+
+
+# ------------------------------------------------------------------ architecture
+LAYER = {
+    "errors": 0,
+    "graph": 1,
+    "construct": 1,
+    "inputs": 1,
+    "functions": 1,
+    "parse": 1,
+    "rules": 2,
+    "autodiff": 3,
+    "codegen": 4,
+    "numerical": 4,
+    "derivation": 4,
+    "latex": 4,
+    "viz": 4,
+    "check": 5,
+    "value": 5,
+    "nn": 5,
+    "matrix": 5,
+    "cli": 6,
+}
+
+
+def test_value_and_nn_import_only_lower_layers():
+    import ast
+
+    files = [ROOT / "symgrad" / "value.py", *sorted((ROOT / "symgrad" / "nn").glob("*.py"))]
+    for path in files:
+        own = "nn" if path.parent.name == "nn" else path.stem
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.ImportFrom) and node.level):
+                continue
+            if own == "nn" and node.level == 1:
+                continue  # siblings inside the nn package
+            if node.module:
+                targets = [node.module.split(".")[0]]
+            else:
+                targets = [alias.name for alias in node.names]
+            for top in targets:
+                assert LAYER[top] <= LAYER[own], f"{path.name} imports {top}"
+                assert top not in ("matrix", "check") or own == top, f"{path.name} imports {top}"
