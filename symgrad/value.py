@@ -336,15 +336,31 @@ with float(text) first
         self.grad = 1.0
         with np.errstate(all="ignore"):  # nan/inf follow IEEE here, never a warning
             for node in reversed(topo):
-                if not node._kind or node.grad == 0:
-                    continue  # a zero adjoint sends nothing (also skips all-zero subgraphs)
-                ch = node._children
-                u = ch[0].data
-                v = ch[1].data if len(ch) > 1 else node._exponent
-                if v is None:
-                    v = 0.0
-                for child, fn in zip(ch, fns[node._kind], strict=False):
-                    child.grad += float(fn(u, float(v), node.data)) * node.grad
+                if node._kind and node.grad != 0:  # a zero adjoint sends nothing
+                    node._send(fns[node._kind])
+
+    def _send(self, partials: tuple[Callable[..., float], ...]) -> None:
+        # chain rule: d out / d child += (local partial from the rule table) * d out / d self
+        ch = self._children
+        u = ch[0].data
+        v = ch[1].data if len(ch) > 1 else self._exponent
+        v = 0.0 if v is None else float(v)
+        for child, fn in zip(ch, partials, strict=False):
+            child.grad += float(fn(u, v, self.data)) * self.grad
+
+    def _backward(self) -> None:
+        """Propagate this node's ``.grad`` to its operands only (the lecture's manual step).
+
+        >>> a, b = Value(2.0), Value(-3.0)
+        >>> c = a * b
+        >>> c.grad = 1.0
+        >>> c._backward()
+        >>> a.grad, b.grad
+        (-3.0, 2.0)
+        """
+        if self._kind:
+            with np.errstate(all="ignore"):
+                self._send(_partials_for(self._kind))
 
     # ------------------------------------------------------------------ the symbolic view
     def _symgrad_graph(self) -> tuple[sp.Expr, dict[sp.Basic, str], dict[sp.Symbol, float]]:

@@ -449,3 +449,11 @@ def test_value_and_nn_import_only_lower_layers():
             for top in targets:
                 assert LAYER[top] <= LAYER[own], f"{path.name} imports {top}"
                 assert top not in ("matrix", "check") or own == top, f"{path.name} imports {top}"
+
+
+def test_progress_fallback_without_tqdm(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # import fails as if not installed
+    trainer = Trainer(MLP(1, [1], rng=random.Random(0)), loss="mse")
+    trainer.fit([[0.0], [1.0]], [0.0, 1.0], steps=20, progress=True)
+    err = capsys.readouterr().err
+    assert "step 1/20" in err and "step 20/20" in err

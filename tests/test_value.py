@@ -163,8 +163,8 @@ def test_deep_chain_expr_builds_and_differentiates():
     y = x
     for _ in range(2000):
         y = y.tanh()
-    expr, _, values = y._symgrad_graph()
-    g = symgrad.grad(expr, sp.Symbol("x"), simplify=False)
+    _, _, values = y._symgrad_graph()
+    g = symgrad.grad(y, "x", simplify=False)  # a Value and a symbol name are accepted
     f = symgrad.lambdify(g, [sp.Symbol("x")])
     y.backward()
     assert float(f(0.3)) == pytest.approx(x.grad, rel=1e-9)
@@ -411,3 +411,20 @@ def test_backward_reads_the_rule_registry():
     x.grad = 0.0
     y.backward()
     assert x.grad == pytest.approx(1 - math.tanh(0.4) ** 2, rel=1e-12)
+
+
+def test_manual_backward_as_in_the_lecture():
+    # the lecture first backpropagates by hand, calling _backward() node by node
+    x1, x2 = Value(2.0, label="x1"), Value(0.0, label="x2")
+    w1, w2 = Value(-3.0, label="w1"), Value(1.0, label="w2")
+    b = Value(6.8813735870195432, label="b")
+    x1w1 = x1 * w1
+    x2w2 = x2 * w2
+    s = x1w1 + x2w2
+    n = s + b
+    o = n.tanh()
+    o.grad = 1.0
+    for node in (o, n, s, x2w2, x1w1, x1):  # x1 is a leaf: nothing to do
+        node._backward()
+    got = [x1.grad, w1.grad, x2.grad, w2.grad, b.grad]
+    np.testing.assert_allclose(got, [-1.5, 1.0, 0.5, 0.0, 0.5], atol=1e-9)
