@@ -325,6 +325,8 @@ class Trainer:
         ``y > 0.5``. Softmax: the largest score is the class.
         """
         y = np.asarray(y, dtype=float)
+        if self.loss_name in ("hinge", "logistic") and self.nout != 1:
+            return None  # several independent binary outputs: no single accuracy
         if self.loss_name == "hinge":
             return float(np.mean((y > 0) == (scores[0] > 0)))
         if self.loss_name == "logistic":
