@@ -81,8 +81,26 @@ def _compiled_partials(kind: str, rule: rules.Rule) -> tuple[Callable[..., float
         # SymPy may order args canonically: find each operand's position in node.args
         index = node.args.index(operand)
         expr = partials[index].xreplace({node: _OUT})
-        out.append(lambdify(expr, [_U, _V, _OUT], name=f"d_{kind}"))
+        out.append(_evaluator(expr, kind))
     return tuple(out)
+
+
+def _evaluator(expr: sp.Expr, kind: str) -> Callable[..., float]:
+    """A fast numeric function of (u, v, out) for one local partial.
+
+    The common cases (a constant, as for ``+``; an operand, as for ``*``) become plain lambdas;
+    anything else is compiled by :func:`symgrad.codegen.lambdify`.
+    """
+    if expr.is_Number:
+        c = float(expr)
+        return lambda u, v, out: c
+    if expr == _U:
+        return lambda u, v, out: u
+    if expr == _V:
+        return lambda u, v, out: v
+    if expr == _OUT:
+        return lambda u, v, out: out
+    return lambdify(expr, [_U, _V, _OUT], name=f"d_{kind}")
 
 
 def _partials_for(kind: str) -> tuple[Callable[..., float], ...]:
