@@ -111,7 +111,22 @@ class HealthMonitor:
     def observe(
         self, step: int, grad: np.ndarray, before: np.ndarray, after: np.ndarray
     ) -> list[LayerStats]:
-        """Statistics of one step (and warnings for any problem not reported before)."""
+        """Statistics of one step (and warnings for any problem not reported before).
+
+        Args:
+            step: the step number.
+            grad: the gradient of the whole parameter vector.
+            before: the parameters before the update.
+            after: the parameters after the update.
+
+        Returns:
+            One :class:`LayerStats` per group.
+
+        >>> import numpy as np
+        >>> m = HealthMonitor([("a", [0]), ("b", [1])])
+        >>> [s.update_ratio for s in m.observe(3, np.ones(2), np.ones(2), np.array([0.9, 1.0]))]
+        [0.09999999999999998, 0.0]
+        """
         stats = []
         with np.errstate(all="ignore"):
             for name, idx in self.groups:

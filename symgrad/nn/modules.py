@@ -87,16 +87,33 @@ class Module:
     """
 
     def zero_grad(self) -> None:
-        """Reset the gradient of every parameter to 0."""
+        """Reset the gradient of every parameter to 0 (``backward()`` accumulates).
+
+        >>> import random
+        >>> n = Neuron(1, nonlin=False, rng=random.Random(0))
+        >>> n([2.0]).backward(); n.w[0].grad
+        2.0
+        >>> n.zero_grad(); n.w[0].grad
+        0.0
+        """
         for p in self.parameters():
             p.grad = 0.0
 
     def parameters(self) -> list[Value]:
-        """The trainable :class:`~symgrad.Value` objects, in a fixed order."""
+        """The trainable :class:`~symgrad.Value` objects, in a fixed order.
+
+        >>> Module().parameters()
+        []
+        """
         return []
 
     def symbolic(self, inputs: Sequence[sp.Expr]) -> list[sp.Expr]:
-        """The module's outputs as SymPy expressions of ``inputs`` and parameter symbols."""
+        """The module's outputs as SymPy expressions of ``inputs`` and parameter symbols.
+
+        >>> import random, sympy as sp
+        >>> Layer(1, 2, rng=random.Random(0)).symbolic([sp.Symbol("x")])
+        [Max(0, N0.b + N0.w0*x), Max(0, N1.b + N1.w0*x)]
+        """
         raise NotImplementedError(f"{type(self).__name__} has no symbolic form")
 
     def parameter_symbols(self) -> list[sp.Symbol]:

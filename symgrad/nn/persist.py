@@ -37,6 +37,13 @@ def save_parameters(module, path: str | os.PathLike) -> None:
     Args:
         module: anything with ``parameters()`` returning :class:`~symgrad.Value` objects.
         path: the file to write (its directory must exist).
+
+    >>> import os, random, tempfile
+    >>> from symgrad.nn import Neuron
+    >>> path = os.path.join(tempfile.mkdtemp(), "neuron.json")
+    >>> save_parameters(Neuron(2, rng=random.Random(0)), path)
+    >>> os.listdir(os.path.dirname(path))
+    ['neuron.json']
     """
     path = Path(path)
     params = module.parameters()
@@ -65,6 +72,15 @@ def load_parameters(module, path: str | os.PathLike) -> None:
     Raises:
         ParseError: the file is not a symgrad parameter file.
         ShapeError: the number of parameters or their labels do not match the module.
+
+    >>> import os, random, tempfile
+    >>> from symgrad.nn import Neuron
+    >>> path = os.path.join(tempfile.mkdtemp(), "neuron.json")
+    >>> save_parameters(Neuron(2, rng=random.Random(0)), path)
+    >>> other = Neuron(2, rng=random.Random(1))
+    >>> load_parameters(other, path)
+    >>> other.w[0].data == Neuron(2, rng=random.Random(0)).w[0].data
+    True
     """
     text = Path(path).read_text(encoding="utf-8")
     try:

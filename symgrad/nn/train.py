@@ -75,6 +75,10 @@ class History:
         Raises:
             BackendUnavailableError: matplotlib is not installed (``pip install
                 symgrad[examples]``).
+
+        >>> fig = History(loss=[1.0, 0.5, 0.25]).plot()
+        >>> fig.axes[0].get_ylabel()
+        'loss'
         """
         try:
             from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -260,11 +264,25 @@ class Trainer:
         return arr
 
     def parameter_vector(self) -> np.ndarray:
-        """The model's current parameters as one vector (``parameters()`` order)."""
+        """The model's current parameters as one vector (``parameters()`` order).
+
+        >>> import random
+        >>> from symgrad.nn import MLP
+        >>> Trainer(MLP(2, [1], rng=random.Random(0))).parameter_vector().shape
+        (3,)
+        """
         return np.array([p.data for p in self.params], dtype=float)
 
     def set_parameters(self, theta: np.ndarray) -> None:
-        """Write a parameter vector back into the model's ``Value`` objects."""
+        """Write a parameter vector back into the model's ``Value`` objects.
+
+        >>> import random
+        >>> from symgrad.nn import MLP
+        >>> model = MLP(2, [1], rng=random.Random(0))
+        >>> Trainer(model).set_parameters([0.5, -0.5, 1.0])
+        >>> [p.data for p in model.parameters()]
+        [0.5, -0.5, 1.0]
+        """
         theta = np.asarray(theta, dtype=float)
         if theta.shape != (len(self.params),):
             raise ShapeError(f"theta must have shape ({len(self.params)},), got {theta.shape}")
@@ -282,6 +300,13 @@ class Trainer:
 
         Returns:
             ``(loss, gradient of shape (n_params,), scores of shape (nout, samples))``.
+
+        >>> import random
+        >>> from symgrad.nn import MLP
+        >>> t = Trainer(MLP(1, [1], rng=random.Random(0)), loss="mse")
+        >>> loss, grad, scores = t.loss_and_grad([2.0, 1.0], [[1.0], [2.0]], [3.0, 5.0])
+        >>> loss, grad.tolist()  # residuals 0 and 0: 2*x + 1 fits exactly
+        (0.0, [0.0, 0.0])
         """
         theta = _as_array(theta, "theta", finite=False)
         if theta.shape != (len(self.params),):
@@ -323,6 +348,12 @@ class Trainer:
 
         Hinge: labels -1/+1, ``(y > 0) == (score > 0)``. Logistic: labels 0/1, the same with
         ``y > 0.5``. Softmax: the largest score is the class.
+
+        >>> import random, numpy as np
+        >>> from symgrad.nn import MLP
+        >>> t = Trainer(MLP(1, [1], rng=random.Random(0)), loss="hinge")
+        >>> t.accuracy(np.array([[0.3, -2.0, 1.0]]), [1, 1, 1])
+        0.6666666666666666
         """
         y = np.asarray(y, dtype=float)
         if self.loss_name in ("hinge", "logistic") and self.nout != 1:
@@ -366,6 +397,13 @@ class Trainer:
 
         Returns:
             A :class:`History`.
+
+        >>> import random
+        >>> from symgrad.nn import MLP, SGD
+        >>> t = Trainer(MLP(1, [1], rng=random.Random(0)), loss="mse", optimizer=SGD(0.1))
+        >>> h = t.fit([[0.0], [1.0]], [1.0, 3.0], steps=200)
+        >>> [round(float(p), 3) for p in t.parameter_vector()]  # y = 2 x + 1
+        [2.0, 1.0]
         """
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
             raise InputTypeError(f"steps must be a non-negative integer, got {describe(steps)}")
