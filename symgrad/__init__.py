@@ -15,11 +15,13 @@ from .check import GradCheckReport, check_grad, check_grad_fn
 from .codegen import CompiledFunction, lambdify, value_and_grad
 from .errors import SymgradError
 from .functions import relu, sigmoid
+from .value import Value
 
 __all__ = [
     "CompiledFunction",
     "GradCheckReport",
     "SymgradError",
+    "Value",
     "check_grad",
     "check_grad_fn",
     "grad",

@@ -22,6 +22,7 @@ __all__ = [
     "ParseError",
     "ShapeError",
     "SymgradError",
+    "SymgradWarning",
     "UnsupportedFunctionError",
 ]
 
@@ -161,3 +162,17 @@ class ParseError(SymgradError, ValueError):
         lo = max(0, col - 60)
         line = self.text[start:end][lo : lo + 120]
         return f"{self.reason} (at position {self.position})\n    {line}\n    {' ' * (col - lo)}^"
+
+
+class SymgradWarning(UserWarning):
+    """Base class of the warnings symgrad emits (e.g. vanishing or exploding gradients).
+
+    Filter them as a group with ``warnings.simplefilter("ignore", SymgradWarning)``.
+
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     warnings.warn("gradients vanish in layer 2", SymgradWarning)
+    >>> caught[0].category.__name__
+    'SymgradWarning'
+    """

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 import sympy as sp
 
 from .errors import InputTypeError
+from .graph import free_symbols
 
 __all__ = ["as_expr", "as_exprs", "as_symbols", "describe"]
 
@@ -113,7 +114,8 @@ def _symbol(obj: object, expr: sp.Basic | None, what: str) -> sp.Symbol:
         return obj
     if isinstance(obj, str):
         if expr is not None:
-            found = [s for s in expr.free_symbols if getattr(s, "name", None) == obj]
+            # graph.free_symbols is iterative: SymPy's .free_symbols recurses on deep graphs
+            found = [s for s in free_symbols([expr]) if getattr(s, "name", None) == obj]
             if len(found) > 1:
                 raise InputTypeError(
                     f"{what}: the expression has {len(found)} different symbols named {obj!r} "

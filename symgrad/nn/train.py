@@ -1,0 +1,454 @@
+"""Compiled training: derive the loss gradient once, then train with vectorised NumPy (layer 5).
+
+:class:`Trainer` builds the network once as SymPy expressions over input symbols (see
+:meth:`~symgrad.nn.Module.symbolic`), forms the per-sample loss, derives its gradient with
+respect to every parameter by one reverse sweep (:func:`symgrad.autodiff.sweep`) and compiles
+value, gradient and scores into one NumPy function (:func:`symgrad.codegen.lambdify`) taking
+the parameter vector and the batch as arrays. Each training step is then a single vectorised
+call for the whole batch, plus the optimiser's update.
+
+>>> import random
+>>> import numpy as np
+>>> from symgrad.nn import MLP, SGD
+>>> model = MLP(3, [4, 4, 1], variant="lecture", rng=random.Random(0))
+>>> xs = np.array([[2, 3, -1], [3, -1, 0.5], [0.5, 1, 1], [1, 1, -1]])
+>>> ys = np.array([1.0, -1.0, -1.0, 1.0])
+>>> trainer = Trainer(model, loss="sse", optimizer=SGD(lr=0.1))
+>>> history = trainer.fit(xs, ys, steps=50)
+>>> history.loss[-1] < 0.1 < history.loss[0]
+True
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+from ..autodiff import sweep
+from ..codegen import lambdify
+from ..errors import BackendUnavailableError, DomainError, InputTypeError, OptionError, ShapeError
+from ..inputs import describe
+from .health import HealthMonitor, LayerStats, TrainingWarning
+from .losses import resolve
+from .modules import Module
+from .optim import SGD, Optimizer
+
+__all__ = ["History", "Trainer"]
+
+
+@dataclass
+class History:
+    """What happened during :meth:`Trainer.fit`.
+
+    Attributes:
+        loss: the loss at each completed step (before that step's update).
+        accuracy: the accuracy at each step (``None`` for regression losses).
+        lr: the learning rate used at each step.
+        health: per-step lists of :class:`~symgrad.nn.health.LayerStats`.
+        stopped: why training stopped early (``None`` if it ran all steps).
+        seconds: the wall time of the fit.
+    """
+
+    loss: list[float] = field(default_factory=list)
+    accuracy: list[float | None] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    health: list[list[LayerStats]] = field(default_factory=list)
+    stopped: str | None = None
+    seconds: float = 0.0
+
+    def plot(self, path: str | None = None, *, title: str = "training loss"):
+        """Draw the loss curve (log scale); save it as an image if ``path`` is given.
+
+        Uses matplotlib's object API with the Agg canvas, so no display is needed.
+
+        Returns:
+            The matplotlib ``Figure``.
+
+        Raises:
+            BackendUnavailableError: matplotlib is not installed (``pip install
+                symgrad[examples]``).
+
+        >>> fig = History(loss=[1.0, 0.5, 0.25]).plot()
+        >>> fig.axes[0].get_ylabel()
+        'loss'
+        """
+        try:
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
+            from matplotlib.figure import Figure
+        except ImportError as exc:
+            raise BackendUnavailableError(
+                "plotting needs matplotlib: pip install 'symgrad[examples]'"
+            ) from exc
+        fig = Figure(figsize=(6, 4))
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        ax.plot(range(len(self.loss)), self.loss)
+        if self.loss and min(self.loss) > 0:
+            ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.set_title(title)
+        if path is not None:
+            fig.savefig(path, dpi=100)
+        return fig
+
+
+def _progress(steps: int, enabled: bool) -> Iterator[int]:
+    if not enabled:
+        yield from range(steps)
+        return
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        every = max(1, steps // 10)
+        for k in range(steps):
+            if k % every == 0 or k == steps - 1:
+                print(f"step {k + 1}/{steps}", file=sys.stderr, flush=True)
+            yield k
+        return
+    yield from tqdm(range(steps), desc="training", leave=False)
+
+
+def _as_array(obj: Any, what: str, finite: bool = True) -> np.ndarray:
+    if isinstance(obj, (str, bytes)) or obj is None:
+        raise InputTypeError(f"{what} must be an array of numbers, got {describe(obj)}")
+    try:
+        arr = np.asarray(obj, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise InputTypeError(f"{what} must be an array of numbers, got {describe(obj)}") from exc
+    if finite and not np.all(np.isfinite(arr)):
+        raise DomainError(
+            f"{what} contains NaN or infinite entries (None also becomes NaN); clean the data first"
+        )
+    return arr
+
+
+def _param_symbols(params: list) -> list[sp.Symbol]:
+    labels = [p.label for p in params]
+    clash = {"x", "t"}
+    if (
+        all(labels)
+        and len(set(labels)) == len(labels)
+        and not any(lab.rstrip("0123456789") in clash for lab in labels)
+    ):
+        return [sp.Symbol(lab) for lab in labels]
+    return [sp.Symbol(f"theta{i}") for i in range(len(params))]
+
+
+class Trainer:
+    """Compiles a model's loss and gradient once and trains it with vectorised steps.
+
+    Args:
+        model: a :class:`~symgrad.nn.Module` with ``symbolic()`` (e.g. an :class:`MLP`) and
+            an ``nin`` attribute (the number of inputs).
+        loss: ``"squared_error"``/``"mse"`` (mean), ``"sse"`` (sum), ``"hinge"`` (labels -1/+1),
+            ``"logistic"`` (labels 0/1), ``"softmax_cross_entropy"`` (class indices), or a
+            function ``(scores, targets) -> per-sample SymPy loss``.
+        reduction: ``"mean"`` or ``"sum"`` over the batch (default: the loss's own).
+        l2: the L2 regularisation strength: ``l2 * sum(theta**2)`` is added to the loss.
+        optimizer: an :class:`~symgrad.nn.optim.Optimizer` (default ``SGD(lr=0.1)``).
+        monitor: ``True`` (default) for a :class:`HealthMonitor` with default thresholds,
+            ``False`` for none, or a monitor of your own.
+
+    Attributes:
+        compile_seconds: the time spent deriving and compiling.
+        loss_expr: the per-sample loss as a SymPy expression.
+        parameter_symbols: the symbols of the parameter vector, in ``parameters()`` order.
+
+    >>> import random, numpy as np
+    >>> from symgrad.nn import MLP
+    >>> t = Trainer(MLP(1, [1], rng=random.Random(0)), loss="mse")
+    >>> t.loss_expr
+    (L0.N0.b + L0.N0.w0*x0 - t0)**2
+    """
+
+    def __init__(
+        self,
+        model: Module,
+        loss: Any = "squared_error",
+        *,
+        reduction: str | None = None,
+        l2: float = 0.0,
+        optimizer: Optimizer | None = None,
+        monitor: bool | HealthMonitor = True,
+    ) -> None:
+        if not isinstance(model, Module) or not hasattr(model, "nin"):
+            raise InputTypeError(
+                f"model must be a symgrad.nn module with an nin attribute (e.g. an MLP), got "
+                f"{describe(model)}"
+            )
+        if isinstance(l2, bool) or not isinstance(l2, (int, float)) or not l2 >= 0:
+            raise OptionError(f"l2 must be a number >= 0, got {l2!r}")
+        if optimizer is not None and not isinstance(optimizer, Optimizer):
+            raise InputTypeError(f"optimizer must be an Optimizer, got {describe(optimizer)}")
+        loss_fn, self.reduction, self.loss_name = resolve(loss, reduction)
+        self.model = model
+        self.optimizer = optimizer if optimizer is not None else SGD(lr=0.1)
+        self.l2 = float(l2)
+        self.params = model.parameters()
+        start = time.perf_counter()
+        theta = _param_symbols(self.params)
+        self.parameter_symbols = theta
+        x = list(sp.symbols(f"x0:{model.nin}"))
+        scores = model.symbolic(x)
+        t = list(sp.symbols(f"t0:{len(scores)}"))
+        self.nout = len(scores)
+        self.loss_expr = loss_fn(scores, t)
+        per_sample = sweep([self.loss_expr], theta)[0]
+        grads = [per_sample.get(s, sp.S.Zero) for s in theta]
+        self._batch_fn = lambdify(
+            [self.loss_expr, grads, scores], [theta, x, t], name="loss_and_grad"
+        )
+        self._predict_fn = lambdify([scores], [theta, x], name="predict")
+        self._reg_fn = None
+        if self.l2:
+            # the regulariser does not depend on the batch: compiled apart, evaluated once
+            reg = sp.Float(self.l2) * sp.Add(*[s**2 for s in theta])
+            reg_grad = sweep([reg], theta)[0]
+            self._reg_fn = lambdify([reg, [reg_grad[s] for s in theta]], [theta], name="reg")
+        self.compile_seconds = time.perf_counter() - start
+        self.monitor = self._make_monitor(monitor)
+
+    def _make_monitor(self, monitor: bool | HealthMonitor) -> HealthMonitor | None:
+        if isinstance(monitor, HealthMonitor):
+            return monitor
+        if monitor is False:
+            return None
+        if monitor is not True:
+            raise InputTypeError(f"monitor must be True, False or a HealthMonitor, got {monitor!r}")
+        index = {id(p): i for i, p in enumerate(self.params)}
+        layers = getattr(self.model, "layers", None) or [self.model]
+        groups = [
+            (f"layer {i}", np.array([index[id(p)] for p in layer.parameters()], dtype=int))
+            for i, layer in enumerate(layers)
+        ]
+        return HealthMonitor(groups)
+
+    # ------------------------------------------------------------------ data
+    def _inputs(self, X: Any) -> np.ndarray:
+        arr = _as_array(X, "X")
+        if arr.ndim != 2 or arr.shape[1] != self.model.nin:
+            raise ShapeError(
+                f"X must be an array of shape (samples, {self.model.nin}), got shape {arr.shape}"
+            )
+        return arr.T
+
+    def _targets(self, y: Any, n: int) -> np.ndarray:
+        arr = _as_array(y, "y")
+        if self.loss_name == "softmax_cross_entropy" and arr.ndim == 1:
+            if np.any(arr != np.round(arr)) or np.any(arr < 0) or np.any(arr >= self.nout):
+                raise ShapeError(
+                    f"softmax targets must be class indices 0..{self.nout - 1} (or one-hot rows)"
+                )
+            onehot = np.zeros((self.nout, arr.shape[0]))
+            onehot[arr.astype(int), np.arange(arr.shape[0])] = 1.0
+            arr = onehot
+        elif arr.ndim == 1 and self.nout == 1:
+            arr = arr[None, :]
+        elif arr.ndim == 2 and arr.shape[1] == self.nout:
+            arr = arr.T
+        else:
+            raise ShapeError(
+                f"y must have shape (samples,) or (samples, {self.nout}), got {arr.shape}"
+            )
+        if arr.shape[1] != n:
+            raise ShapeError(f"X has {n} samples but y has {arr.shape[1]}")
+        return arr
+
+    def parameter_vector(self) -> np.ndarray:
+        """The model's current parameters as one vector (``parameters()`` order).
+
+        >>> import random
+        >>> from symgrad.nn import MLP
+        >>> Trainer(MLP(2, [1], rng=random.Random(0))).parameter_vector().shape
+        (3,)
+        """
+        return np.array([p.data for p in self.params], dtype=float)
+
+    def set_parameters(self, theta: np.ndarray) -> None:
+        """Write a parameter vector back into the model's ``Value`` objects.
+
+        >>> import random
+        >>> from symgrad.nn import MLP
+        >>> model = MLP(2, [1], rng=random.Random(0))
+        >>> Trainer(model).set_parameters([0.5, -0.5, 1.0])
+        >>> [p.data for p in model.parameters()]
+        [0.5, -0.5, 1.0]
+        """
+        theta = np.asarray(theta, dtype=float)
+        if theta.shape != (len(self.params),):
+            raise ShapeError(f"theta must have shape ({len(self.params)},), got {theta.shape}")
+        for p, v in zip(self.params, theta.tolist(), strict=True):
+            p.data = v
+
+    # ------------------------------------------------------------------ evaluation
+    def loss_and_grad(self, theta: Any, X: Any, y: Any) -> tuple[float, np.ndarray, np.ndarray]:
+        """The batch loss, its gradient and the scores, in one vectorised call.
+
+        Args:
+            theta: the parameter vector (``parameter_vector()`` order).
+            X: inputs, shape ``(samples, nin)``.
+            y: targets (see the loss).
+
+        Returns:
+            ``(loss, gradient of shape (n_params,), scores of shape (nout, samples))``.
+
+        >>> import random
+        >>> from symgrad.nn import MLP
+        >>> t = Trainer(MLP(1, [1], rng=random.Random(0)), loss="mse")
+        >>> loss, grad, scores = t.loss_and_grad([2.0, 1.0], [[1.0], [2.0]], [3.0, 5.0])
+        >>> loss, grad.tolist()  # residuals 0 and 0: 2*x + 1 fits exactly
+        (0.0, [0.0, 0.0])
+        """
+        theta = _as_array(theta, "theta", finite=False)
+        if theta.shape != (len(self.params),):
+            raise ShapeError(f"theta must have shape ({len(self.params)},), got {theta.shape}")
+        xt = self._inputs(X)
+        tt = self._targets(y, xt.shape[1])
+        with np.errstate(all="ignore"):  # overflow shows up as a non-finite loss, handled by fit
+            per, grads, scores = self._batch_fn(theta, xt, tt)
+            per = np.broadcast_to(per, (xt.shape[1],))
+            grads = np.broadcast_to(grads, (len(self.params), xt.shape[1]))
+            if self.reduction == "mean":
+                loss, grad = float(np.mean(per)), grads.mean(axis=1)
+            else:
+                loss, grad = float(np.sum(per)), grads.sum(axis=1)
+            if self._reg_fn is not None:
+                reg, reg_grad = self._reg_fn(theta)
+                loss += float(reg)
+                grad = grad + reg_grad
+        return loss, grad, np.broadcast_to(scores, (self.nout, xt.shape[1]))
+
+    def predict(self, X: Any, theta: Any = None) -> np.ndarray:
+        """Scores of shape ``(samples,)`` (one output) or ``(samples, nout)``.
+
+        >>> import random
+        >>> from symgrad.nn import MLP
+        >>> t = Trainer(MLP(2, [1], rng=random.Random(0)))
+        >>> t.predict([[0.0, 0.0], [1.0, 1.0]]).shape
+        (2,)
+        """
+        theta = self.parameter_vector() if theta is None else np.asarray(theta, dtype=float)
+        xt = self._inputs(X)
+        with np.errstate(all="ignore"):
+            (scores,) = self._predict_fn(theta, xt)
+        scores = np.broadcast_to(scores, (self.nout, xt.shape[1]))
+        return scores[0].copy() if self.nout == 1 else scores.T.copy()
+
+    def accuracy(self, scores: np.ndarray, y: Any) -> float | None:
+        """Classification accuracy for classification losses, else ``None``.
+
+        Hinge: labels -1/+1, ``(y > 0) == (score > 0)``. Logistic: labels 0/1, the same with
+        ``y > 0.5``. Softmax: the largest score is the class.
+
+        >>> import random, numpy as np
+        >>> from symgrad.nn import MLP
+        >>> t = Trainer(MLP(1, [1], rng=random.Random(0)), loss="hinge")
+        >>> t.accuracy(np.array([[0.3, -2.0, 1.0]]), [1, 1, 1])
+        0.6666666666666666
+        """
+        y = np.asarray(y, dtype=float)
+        if self.loss_name in ("hinge", "logistic") and self.nout != 1:
+            return None  # several independent binary outputs: no single accuracy
+        if self.loss_name == "hinge":
+            return float(np.mean((y > 0) == (scores[0] > 0)))
+        if self.loss_name == "logistic":
+            return float(np.mean((y > 0.5) == (scores[0] > 0)))
+        if self.loss_name == "softmax_cross_entropy":
+            truth = y if y.ndim == 1 else np.argmax(y, axis=1)
+            return float(np.mean(np.argmax(scores, axis=0) == truth))
+        return None
+
+    # ------------------------------------------------------------------ training
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        steps: int = 100,
+        *,
+        batch_size: int | None = None,
+        rng: np.random.Generator | None = None,
+        callback: Callable[[int, float, float | None], None] | None = None,
+        progress: bool | str = "auto",
+    ) -> History:
+        """Train for ``steps`` steps; the model's parameters hold the result.
+
+        Each step evaluates the loss and gradient of the (mini)batch in one compiled call,
+        checks health, and applies the optimiser. A non-finite loss stops training with a
+        :class:`TrainingWarning`, and the model keeps the last parameters whose loss was finite.
+
+        Args:
+            X: inputs, shape ``(samples, nin)``.
+            y: targets.
+            steps: the number of steps.
+            batch_size: ``None`` for full batch, else a random minibatch per step.
+            rng: a NumPy ``Generator`` for minibatches (default ``default_rng(0)``).
+            callback: called as ``callback(step, loss, accuracy)`` after each step.
+            progress: show a progress bar (tqdm if installed); ``"auto"`` shows it for runs of
+                1000 steps or more.
+
+        Returns:
+            A :class:`History`.
+
+        >>> import random
+        >>> from symgrad.nn import MLP, SGD
+        >>> t = Trainer(MLP(1, [1], rng=random.Random(0)), loss="mse", optimizer=SGD(0.1))
+        >>> h = t.fit([[0.0], [1.0]], [1.0, 3.0], steps=200)
+        >>> [round(float(p), 3) for p in t.parameter_vector()]  # y = 2 x + 1
+        [2.0, 1.0]
+        """
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise InputTypeError(f"steps must be a non-negative integer, got {describe(steps)}")
+        X = _as_array(X, "X")
+        self._inputs(X)  # validate early
+        y_all = _as_array(y, "y")
+        self._targets(y_all, X.shape[0])
+        n = X.shape[0]
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        ):
+            raise InputTypeError(f"batch_size must be a positive integer, got {batch_size!r}")
+        gen = rng if rng is not None else np.random.default_rng(0)
+        show = steps >= 1000 if progress == "auto" else bool(progress)
+        history = History()
+        start = time.perf_counter()
+        theta = self.parameter_vector()
+        good = theta
+        for k in _progress(steps, show):
+            if batch_size is None or batch_size >= n:
+                xb, yb = X, y_all
+            else:
+                idx = gen.choice(n, size=batch_size, replace=False)
+                xb, yb = X[idx], y_all[idx]
+            loss, grad, scores = self.loss_and_grad(theta, xb, yb)
+            if not math.isfinite(loss):
+                history.stopped = (
+                    f"loss became {loss} at step {k}; stopped and kept the parameters of the "
+                    "last finite loss"
+                )
+                warnings.warn(history.stopped, TrainingWarning, stacklevel=2)
+                theta = good
+                break
+            good = theta
+            lr = self.optimizer.rate(k)
+            new = self.optimizer.step(theta, grad, k)
+            if self.monitor is not None:
+                history.health.append(self.monitor.observe(k, grad, theta, new))
+            acc = self.accuracy(scores, yb)
+            history.loss.append(loss)
+            history.accuracy.append(acc)
+            history.lr.append(lr)
+            theta = new
+            if callback is not None:
+                callback(k, loss, acc)
+        self.set_parameters(theta)
+        history.seconds = time.perf_counter() - start
+        return history

@@ -1,0 +1,455 @@
+"""Tests of symgrad.nn: micrograd's initialisation and numbers, the compiled trainer against the
+Value path and finite differences, optimisers against hand-written formulas, health warnings,
+and atomic saving."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from symgrad import Value, numerical
+from symgrad.errors import (
+    DomainError,
+    InputTypeError,
+    OptionError,
+    ParseError,
+    ShapeError,
+    SymgradWarning,
+)
+from symgrad.nn import (
+    MLP,
+    SGD,
+    Adam,
+    HealthMonitor,
+    Layer,
+    Neuron,
+    Trainer,
+    TrainingWarning,
+    linear_schedule,
+    load_parameters,
+    save_parameters,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# micrograd's published demo losses (demo.ipynb)
+DEMO_STEP0 = 0.8958441028683222
+DEMO_STEP99 = 0.010978370135492717
+
+
+# ------------------------------------------------------------------ modules
+def test_mlp_initialisation_matches_micrograd_order():
+    random.seed(1337)
+    model = MLP(2, [16, 16, 1])
+    # micrograd: layer by layer, neuron by neuron, nin weights from random.uniform(-1, 1), b = 0
+    random.seed(1337)
+    expected = []
+    for nin, nout in [(2, 16), (16, 16), (16, 1)]:
+        for _ in range(nout):
+            expected += [random.uniform(-1, 1) for _ in range(nin)] + [0.0]
+    assert [p.data for p in model.parameters()] == expected
+    assert len(expected) == 337
+
+
+def test_injectable_rng_and_lecture_variant():
+    a = MLP(3, [4, 4, 1], rng=random.Random(7))
+    b = MLP(3, [4, 4, 1], rng=random.Random(7))
+    assert [p.data for p in a.parameters()] == [p.data for p in b.parameters()]
+    lec = MLP(3, [4, 4, 1], variant="lecture", rng=random.Random(7))
+    # the lecture draws a bias after each neuron's weights
+    r = random.Random(7)
+    expected = []
+    for nin, nout in [(3, 4), (4, 4), (4, 1)]:
+        for _ in range(nout):
+            expected += [r.uniform(-1, 1) for _ in range(nin + 1)]
+    assert [p.data for p in lec.parameters()] == expected
+    out = lec([2.0, 3.0, -1.0])
+    assert out._op == "tanh"  # tanh on the output too
+
+
+def test_micrograd_forward_semantics():
+    n = Neuron(2, nonlin=False, rng=random.Random(0))
+    x = [1.5, -2.0]
+    out = n(x)
+    want = n.b.data + n.w[0].data * 1.5 + n.w[1].data * -2.0
+    assert out.data == pytest.approx(want, rel=1e-15)
+    layer = Layer(2, 3, rng=random.Random(0))
+    assert len(layer(x)) == 3 and all(v.data >= 0 for v in layer(x))  # ReLU
+    model = MLP(2, [3, 1], rng=random.Random(0))
+    model.parameters()[0].grad = 5.0
+    model.zero_grad()
+    assert all(p.grad == 0 for p in model.parameters())
+
+
+def test_init_schemes():
+    rng = random.Random(3)
+    xav = MLP(50, [30, 1], init="xavier", rng=rng)
+    w = [p.data for p in xav.layers[0].parameters() if p.label.split(".")[-1].startswith("w")]
+    bound = math.sqrt(6 / (50 + 30))
+    assert max(map(abs, w)) <= bound and max(map(abs, w)) > 0.8 * bound
+    he = MLP(200, [100, 1], init="he", rng=random.Random(4))
+    w = np.array([p.data for p in he.layers[0].parameters() if ".w" in p.label])
+    assert np.std(w) == pytest.approx(math.sqrt(2 / 200), rel=0.05)
+    assert all(p.data == 0 for p in he.parameters() if p.label.endswith(".b"))
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error"),
+    [
+        (("2", [3]), {}, InputTypeError),
+        ((2, []), {}, InputTypeError),
+        ((2, [0]), {}, InputTypeError),
+        ((2, "16"), {}, InputTypeError),
+        ((2, [3]), {"activation": "gelu"}, OptionError),
+        ((2, [3]), {"init": "zeros"}, OptionError),
+        ((2, [3]), {"variant": "pytorch"}, OptionError),
+        ((2, [3]), {"rng": 42}, InputTypeError),
+    ],
+)
+def test_bad_module_arguments(args, kwargs, error):
+    with pytest.raises(error):
+        MLP(*args, **kwargs)
+
+
+def test_wrong_input_length():
+    with pytest.raises(ShapeError, match="takes 2 inputs"):
+        MLP(2, [3, 1], rng=random.Random(0))([1.0, 2.0, 3.0])
+    with pytest.raises(InputTypeError):
+        Neuron(2, rng=random.Random(0))("ab")
+
+
+# ------------------------------------------------------------------ the compiled path vs Value
+def _demo_data():
+    sklearn = pytest.importorskip("sklearn.datasets")
+    np.random.seed(1337)
+    random.seed(1337)
+    X, y = sklearn.make_moons(n_samples=100, noise=0.1)
+    return X, y * 2 - 1
+
+
+def _value_demo_loss(model, X, y):
+    """micrograd's demo loss, written exactly as in demo.ipynb, on the Value path."""
+    inputs = [list(map(Value, row)) for row in X.tolist()]
+    scores = list(map(model, inputs))
+    losses = [(1 + -yi * si).relu() for yi, si in zip(y.tolist(), scores, strict=True)]
+    data_loss = sum(losses) * (1.0 / len(losses))
+    reg_loss = 1e-4 * sum(p * p for p in model.parameters())
+    return data_loss + reg_loss
+
+
+def test_compiled_demo_reproduces_micrograd():
+    # also: pytest turns warnings into errors, so the healthy demo run must not warn
+    X, y = _demo_data()
+    model = MLP(2, [16, 16, 1])
+    trainer = Trainer(model, loss="hinge", l2=1e-4, optimizer=SGD(lr=lambda k: 1 - 0.9 * k / 100))
+    history = trainer.fit(X, y, steps=100)
+    assert history.loss[0] == pytest.approx(DEMO_STEP0, rel=1e-6)
+    assert history.loss[99] == pytest.approx(DEMO_STEP99, rel=1e-6)
+    assert history.accuracy[-1] == 1.0
+    assert history.stopped is None
+
+
+def test_compiled_gradient_equals_value_path():
+    X, y = _demo_data()
+    model = MLP(2, [16, 16, 1])
+    trainer = Trainer(model, loss="hinge", l2=1e-4)
+    for _ in range(2):  # at the initial parameters and after one SGD step
+        loss_v = _value_demo_loss(model, X, y)
+        model.zero_grad()
+        loss_v.backward()
+        grads_v = np.array([p.grad for p in model.parameters()])
+        loss_c, grads_c, _ = trainer.loss_and_grad(trainer.parameter_vector(), X, y)
+        assert loss_c == pytest.approx(loss_v.data, rel=1e-12)
+        np.testing.assert_allclose(grads_c, grads_v, rtol=1e-9, atol=1e-15)
+        for p in model.parameters():
+            p.data -= 1.0 * p.grad
+
+
+LOSS_DATA = {
+    "mse": lambda r: r.normal(size=8),
+    "sse": lambda r: r.normal(size=8),
+    "hinge": lambda r: r.choice([-1.0, 1.0], size=8),
+    "logistic": lambda r: r.choice([0.0, 1.0], size=8),
+}
+
+
+@pytest.mark.parametrize("loss", sorted(LOSS_DATA))
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid"])
+def test_loss_gradients_match_finite_differences(loss, activation):
+    r = np.random.default_rng(1)
+    X, y = r.normal(size=(8, 3)), LOSS_DATA[loss](r)
+    model = MLP(3, [4, 1], activation=activation, rng=random.Random(2))
+    trainer = Trainer(model, loss=loss, l2=0.01)
+    theta = trainer.parameter_vector()
+    _, g, _ = trainer.loss_and_grad(theta, X, y)
+    fd = numerical.gradient(lambda th: trainer.loss_and_grad(th, X, y)[0], theta)
+    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-8)
+
+
+def test_lecture_losses_match_value_path():
+    # the lecture: MLP(3, [4, 4, 1]) with tanh everywhere, loss = sum of squared errors
+    xs = [[2.0, 3.0, -1.0], [3.0, -1.0, 0.5], [0.5, 1.0, 1.0], [1.0, 1.0, -1.0]]
+    ys = [1.0, -1.0, -1.0, 1.0]
+    model = MLP(3, [4, 4, 1], variant="lecture", rng=random.Random(42))
+    trainer = Trainer(model, loss="sse")
+    ypred = [model(x) for x in xs]
+    loss = sum((yout - ygt) ** 2 for ygt, yout in zip(ys, ypred, strict=True))
+    loss.backward()
+    c_loss, c_grad, _ = trainer.loss_and_grad(trainer.parameter_vector(), xs, ys)
+    assert c_loss == pytest.approx(loss.data, rel=1e-12)
+    np.testing.assert_allclose(c_grad, [p.grad for p in model.parameters()], rtol=1e-9)
+
+
+def test_softmax_cross_entropy():
+    r = np.random.default_rng(0)
+    centers = np.array([[2.0, 0.0], [-1.0, 1.7], [-1.0, -1.7]])
+    labels = np.repeat(np.arange(3), 20)
+    X = centers[labels] + 0.3 * r.normal(size=(60, 2))
+    model = MLP(2, [8, 3], activation="tanh", init="xavier", rng=random.Random(0))
+    trainer = Trainer(model, loss="softmax_cross_entropy", optimizer=Adam(lr=0.05))
+    theta = trainer.parameter_vector()
+    _, g, _ = trainer.loss_and_grad(theta, X[:9], labels[:9])
+    fd = numerical.gradient(lambda th: trainer.loss_and_grad(th, X[:9], labels[:9])[0], theta)
+    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-8)
+    # log-sum-exp is stable: huge scores give a finite loss
+    huge = trainer.loss_and_grad(theta * 400, X[:9], labels[:9])[0]
+    assert math.isfinite(huge)
+    history = trainer.fit(X, labels, steps=60)
+    assert history.accuracy[-1] == 1.0
+    assert trainer.predict(X).shape == (60, 3)
+
+
+def test_minibatches_and_progress(capsys):
+    r = np.random.default_rng(0)
+    X = r.normal(size=(40, 2))
+    y = np.sign(X[:, 0] + 0.1)
+    trainer = Trainer(MLP(2, [4, 1], rng=random.Random(0)), loss="hinge", optimizer=SGD(0.1))
+    history = trainer.fit(X, y, steps=5, batch_size=8, rng=np.random.default_rng(1), progress=True)
+    assert len(history.loss) == 5 and len(history.health) == 5
+
+
+def test_bad_trainer_input():
+    model = MLP(2, [3, 1], rng=random.Random(0))
+    with pytest.raises(OptionError, match="loss must be one of"):
+        Trainer(model, loss="l1")
+    with pytest.raises(OptionError, match="reduction"):
+        Trainer(model, reduction="max")
+    with pytest.raises(OptionError, match="l2"):
+        Trainer(model, l2=-1.0)
+    with pytest.raises(InputTypeError):
+        Trainer("model")
+    with pytest.raises(InputTypeError):
+        Trainer(model, optimizer="sgd")
+    trainer = Trainer(model)
+    with pytest.raises(ShapeError, match="shape"):
+        trainer.fit(np.zeros((4, 3)), np.zeros(4))
+    with pytest.raises(ShapeError, match="samples"):
+        trainer.fit(np.zeros((4, 2)), np.zeros(5))
+    with pytest.raises(InputTypeError, match="array of numbers"):
+        trainer.fit("abc", np.zeros(4))
+    with pytest.raises(DomainError, match="NaN"):
+        trainer.fit([[1.0, None]], [1.0])
+    with pytest.raises(DomainError, match="NaN"):
+        trainer.fit([[1.0, 2.0]], [np.inf])
+    with pytest.raises(ShapeError):
+        trainer.loss_and_grad(np.zeros(3), np.zeros((4, 2)), np.zeros(4))
+    with pytest.raises(InputTypeError):
+        trainer.fit(np.zeros((4, 2)), np.zeros(4), steps=-1)
+    with pytest.raises(OptionError):
+        SGD(lr=-1.0)
+    with pytest.raises(OptionError):
+        SGD(lr=0.1, momentum=1.5)
+    with pytest.raises(InputTypeError):
+        SGD(lr="fast")
+
+
+# ------------------------------------------------------------------ optimisers
+def test_sgd_schedule_and_momentum_by_hand():
+    lr = linear_schedule(1.0, 0.1, 100)
+    assert [lr(k) for k in (0, 100)] == [1.0, pytest.approx(0.1)]
+    opt = SGD(lr=0.5, momentum=0.9)
+    theta, v = np.array([1.0]), np.zeros(1)
+    for k, g in enumerate([2.0, -1.0, 3.0]):
+        theta_new = opt.step(theta, np.array([g]), k)
+        v = 0.9 * v + g if k else np.array([g])
+        theta = theta_new
+    assert theta[0] == pytest.approx(1.0 - 0.5 * (2.0) - 0.5 * (0.8) - 0.5 * (3.72))
+
+
+def test_adam_by_hand():
+    opt = Adam(lr=0.1, betas=(0.9, 0.999), eps=1e-8)
+    theta = np.array([0.5])
+    m = v = 0.0
+    want = 0.5
+    for t, g in enumerate([1.0, -2.0, 0.5], start=1):
+        theta = opt.step(theta, np.array([g]), t - 1)
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        want -= 0.1 * (m / (1 - 0.9**t)) / (math.sqrt(v / (1 - 0.999**t)) + 1e-8)
+    assert theta[0] == pytest.approx(want, rel=1e-12)
+
+
+# ------------------------------------------------------------------ health
+def test_diverging_learning_rate_warns_and_stops_on_nan():
+    r = np.random.default_rng(0)
+    X, y = r.normal(size=(20, 2)), r.normal(size=20)
+    model = MLP(2, [8, 1], rng=random.Random(0))
+    trainer = Trainer(model, loss="mse", optimizer=SGD(lr=50.0))
+    with pytest.warns(TrainingWarning) as caught:
+        history = trainer.fit(X, y, steps=200)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "lower the learning rate" in messages
+    assert history.stopped is not None and "last finite loss" in history.stopped
+    theta = trainer.parameter_vector()
+    assert np.all(np.isfinite(theta))
+    assert math.isfinite(trainer.loss_and_grad(theta, X, y)[0])
+    assert issubclass(TrainingWarning, SymgradWarning)
+
+
+def test_saturated_tanh_network_warns_vanishing():
+    r = np.random.default_rng(0)
+    X, y = r.normal(size=(20, 4)), r.choice([-1.0, 1.0], size=20)
+    model = MLP(4, [32, 32, 1], activation="tanh", rng=random.Random(0))
+    for n in model.layers[0].neurons:
+        n.b.data = 25.0  # every first-layer tanh sits at +1: 1 - tanh^2 underflows
+    trainer = Trainer(model, loss="mse", optimizer=SGD(lr=0.01))
+    with pytest.warns(TrainingWarning, match="layer 0: the gradient norm .* stopped learning"):
+        history = trainer.fit(X, y, steps=3)
+    by_layer = {s.layer: s for s in history.health[0]}
+    assert by_layer["layer 0"].grad_norm < 1e-7 < by_layer["layer 1"].grad_norm
+
+
+def test_health_monitor_reports_nan_gradient():
+    m = HealthMonitor([("layer 0", np.array([0, 1]))])
+    with pytest.warns(TrainingWarning, match="NaN"):
+        m.observe(0, np.array([np.nan, 1.0]), np.ones(2), np.ones(2))
+
+
+# ------------------------------------------------------------------ saving
+def test_save_load_roundtrip_and_atomicity(tmp_path, monkeypatch):
+    model = MLP(2, [3, 1], rng=random.Random(0))
+    path = tmp_path / "params.json"
+    save_parameters(model, path)
+    before = path.read_text()
+    other = MLP(2, [3, 1], rng=random.Random(5))
+    load_parameters(other, path)
+    assert [p.data for p in other.parameters()] == [p.data for p in model.parameters()]
+
+    # an interrupted save leaves the previous file intact and no temporary file behind
+    for p in model.parameters():
+        p.data += 1.0
+
+    def broken_dump(obj, fh):
+        fh.write('{"format": "symgrad-par')
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(json, "dump", broken_dump)
+    with pytest.raises(KeyboardInterrupt):
+        save_parameters(model, path)
+    assert path.read_text() == before
+    assert os.listdir(tmp_path) == ["params.json"]
+
+
+def test_load_errors(tmp_path):
+    model = MLP(2, [3, 1], rng=random.Random(0))
+    bad = tmp_path / "bad.json"
+    bad.write_text("not json")
+    with pytest.raises(ParseError):
+        load_parameters(model, bad)
+    bad.write_text('{"format": "other"}')
+    with pytest.raises(ParseError):
+        load_parameters(model, bad)
+    path = tmp_path / "p.json"
+    save_parameters(MLP(2, [4, 1], rng=random.Random(0)), path)
+    with pytest.raises(ShapeError):
+        load_parameters(model, path)
+
+
+def test_loss_curve_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    X = np.array([[0.0], [1.0]])
+    trainer = Trainer(MLP(1, [2, 1], rng=random.Random(0)), loss="mse")
+    history = trainer.fit(X, [0.0, 1.0], steps=5)
+    history.plot(tmp_path / "loss.png")
+    assert (tmp_path / "loss.png").stat().st_size > 1000
+
+
+# ------------------------------------------------------------------ the example script
+def test_micrograd_demo_example(tmp_path):
+    pytest.importorskip("sklearn")
+    pytest.importorskip("matplotlib")
+    proc = subprocess.run(
+        [sys.executable, "examples/micrograd_demo.py", "--quick", "--out", str(tmp_path)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("step ")]
+    assert len(lines) == 100
+    first, last = lines[0].split(), lines[-1].split()
+    assert float(first[3].rstrip(",")) == pytest.approx(DEMO_STEP0, rel=1e-6)
+    assert float(last[3].rstrip(",")) == pytest.approx(DEMO_STEP99, rel=1e-6)
+    assert lines[-1].endswith("accuracy 100.0%")
+    assert (tmp_path / "micrograd_demo_boundary.png").stat().st_size > 1000
+
+
+# ------------------------------------------------------------------ architecture
+LAYER = {
+    "errors": 0,
+    "graph": 1,
+    "construct": 1,
+    "inputs": 1,
+    "functions": 1,
+    "parse": 1,
+    "rules": 2,
+    "autodiff": 3,
+    "codegen": 4,
+    "numerical": 4,
+    "derivation": 4,
+    "latex": 4,
+    "viz": 4,
+    "check": 5,
+    "value": 5,
+    "nn": 5,
+    "matrix": 5,
+    "cli": 6,
+}
+
+
+def test_value_and_nn_import_only_lower_layers():
+    import ast
+
+    files = [ROOT / "symgrad" / "value.py", *sorted((ROOT / "symgrad" / "nn").glob("*.py"))]
+    for path in files:
+        own = "nn" if path.parent.name == "nn" else path.stem
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.ImportFrom) and node.level):
+                continue
+            if own == "nn" and node.level == 1:
+                continue  # siblings inside the nn package
+            if node.module:
+                targets = [node.module.split(".")[0]]
+            else:
+                targets = [alias.name for alias in node.names]
+            for top in targets:
+                assert LAYER[top] <= LAYER[own], f"{path.name} imports {top}"
+                assert top not in ("matrix", "check") or own == top, f"{path.name} imports {top}"
+
+
+def test_progress_fallback_without_tqdm(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # import fails as if not installed
+    trainer = Trainer(MLP(1, [1], rng=random.Random(0)), loss="mse")
+    trainer.fit([[0.0], [1.0]], [0.0, 1.0], steps=20, progress=True)
+    err = capsys.readouterr().err
+    assert "step 1/20" in err and "step 20/20" in err
