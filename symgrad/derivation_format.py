@@ -1,0 +1,532 @@
+r"""Views of a derivation: LaTeX, Markdown and plain text (layer 4, helper of ``derivation``).
+
+Every piece of mathematics is printed by SymPy's printers: :class:`LatexPrinter` and
+:class:`StrPrinter` subclasses that print a named node (``e = a*b``, ``u_3``) as its name and
+know three display-only expressions: :class:`Partial` (``dL/de``), :class:`Chain` (the product
+of an incoming gradient and a local partial) and :class:`Terms` (contributions added in
+order). The views only join printed pieces with ``&=``, ``\\`` and newlines.
+
+This module is part of the derivation group of layer 4: it works on any object shaped like
+:class:`symgrad.derivation.Derivation` (duck typing) and imports no layer-4 module, so
+``derivation`` can import it without a cycle.
+
+>>> import sympy as sp
+>>> a, b = sp.symbols("a b")
+>>> printer = TextPrinter({a * b: sp.Symbol("e")})
+>>> printer.show(Chain(Partial(sp.Symbol("L"), sp.Symbol("e")), b))
+'dL/de * b'
+>>> printer.show(sp.sin(a * b) + 1)
+'sin(e) + 1'
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import sympy as sp
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.precedence import PRECEDENCE
+from sympy.printing.str import StrPrinter
+
+from .errors import OptionError
+from .graph import tree_size
+
+__all__ = ["Chain", "LatexNamePrinter", "Partial", "Terms", "TextPrinter", "latex", "markdown"]
+
+#: Above this many steps, ``summarize="auto"`` shows only the first steps of each kind.
+SUMMARY_THRESHOLD = 40
+#: How many steps of each kind a summary shows.
+PER_KIND = 3
+#: A summary shows at most this many gradients.
+MAX_GRADIENTS = 12
+#: Expressions with more nodes than this (named nodes count as one) are not printed.
+PRINT_BUDGET = 60
+#: Significant digits of the numbers shown.
+DIGITS = 6
+
+
+class Partial(sp.Expr):
+    r"""Display-only ``d top / d var`` (both are symbols standing for named nodes).
+
+    >>> import sympy as sp
+    >>> print(LatexNamePrinter({}).show(Partial(sp.Symbol("L"), sp.Symbol("u_1"))))
+    \frac{\partial L}{\partial u_{1}}
+    """
+
+    is_commutative = True
+
+
+class Chain(sp.Expr):
+    """Display-only product ``incoming gradient * local partial``, factors kept in order.
+
+    >>> import sympy as sp
+    >>> TextPrinter({}).show(Chain(sp.Symbol("g"), sp.Integer(1)))
+    'g * 1'
+    """
+
+    is_commutative = True
+
+
+class Terms(sp.Expr):
+    """Display-only sum whose terms stay in the given order (the contributions as added).
+
+    >>> import sympy as sp
+    >>> x, y = sp.symbols("x y")
+    >>> TextPrinter({}).show(Terms(y, x))
+    'y + x'
+    """
+
+    is_commutative = True
+
+
+class _Names:
+    """Printer mixin: nodes found in ``display`` print as their display symbol."""
+
+    def __init__(self, display: Mapping[sp.Basic, sp.Symbol], settings: dict | None = None):
+        super().__init__(settings)  # type: ignore[call-arg]
+        self._display = dict(display)
+
+    def show(self, expr: sp.Basic, root: bool = False) -> str:
+        """Print ``expr``; with ``root=True`` its own name is not used (to print a definition)."""
+        if root and expr.args:
+            args = [self._named(a) for a in expr.args]
+            canonical = expr.func(*args)
+            try:
+                expr = expr.func(*args, evaluate=False)
+            except TypeError:
+                expr = canonical
+            if expr == canonical:
+                return self.doprint(expr)  # type: ignore[attr-defined]
+            # built unevaluated (a Value graph): keep its own order, d = e + c not c + e
+            settings = self._settings  # type: ignore[attr-defined]
+            old, settings["order"] = settings["order"], "none"
+            try:
+                return self.doprint(expr)  # type: ignore[attr-defined]
+            finally:
+                settings["order"] = old
+        return self.doprint(self._named(expr))  # type: ignore[attr-defined]
+
+    def _named(self, expr: sp.Basic) -> sp.Basic:
+        # xreplace stops at the first named node on each path, so the work is bounded by the
+        # printed size (callers check it against PRINT_BUDGET first).
+        return expr.xreplace(self._display) if self._display and expr.args else expr
+
+
+# Names SymPy's LaTeX printer shows well: x, x1, x_1, alpha, w_{12}', ...
+_PLAIN_NAME = re.compile(r"[A-Za-z]+[0-9]*(_[A-Za-z0-9]+)?'*")
+
+
+class LatexNamePrinter(_Names, LatexPrinter):
+    r"""SymPy's LaTeX printer with named nodes, partials, chains and rounded numbers.
+
+    >>> import sympy as sp
+    >>> o, n = sp.Symbol("o"), sp.Symbol("n")
+    >>> LatexNamePrinter({}).show(1 - sp.tanh(n) ** 2)
+    '1 - \\tanh^{2}{\\left(n \\right)}'
+    >>> LatexNamePrinter({sp.tanh(n): o}).show(1 - sp.tanh(n) ** 2)
+    '1 - o^{2}'
+    """
+
+    def _print_Partial(self, expr):
+        top, var = (self._print(a) for a in expr.args)
+        return rf"\frac{{\partial {top}}}{{\partial {var}}}"
+
+    def _print_Chain(self, expr):
+        return r" \cdot ".join(self.parenthesize(f, PRECEDENCE["Mul"]) for f in expr.args)
+
+    def _print_Terms(self, expr):
+        return " + ".join(self.parenthesize(t, PRECEDENCE["Add"]) for t in expr.args)
+
+    def _print_Float(self, expr):
+        return super()._print_Float(sp.Float(f"{float(expr):.{DIGITS}g}"))
+
+    def _print_Symbol(self, expr, style="plain"):
+        if _PLAIN_NAME.fullmatch(expr.name):
+            return super()._print_Symbol(expr, style)
+        return rf"\text{{{_tex_text(expr.name)}}}"  # a label such as "x1*w1" or "loss 1"
+
+
+class TextPrinter(_Names, StrPrinter):
+    """SymPy's str printer with named nodes, ``dL/dx`` partials and rounded numbers.
+
+    >>> import sympy as sp
+    >>> TextPrinter({}).show(sp.Float(2) / 3)
+    '0.666667'
+    """
+
+    def _print_Partial(self, expr):
+        top, var = (self._print(a) for a in expr.args)
+        return f"d{top}/d{var}"
+
+    def _print_Chain(self, expr):
+        return " * ".join(self.parenthesize(f, PRECEDENCE["Mul"]) for f in expr.args)
+
+    def _print_Terms(self, expr):
+        return " + ".join(self.parenthesize(t, PRECEDENCE["Add"]) for t in expr.args)
+
+    def _print_Float(self, expr):
+        return f"{float(expr):.{DIGITS}g}"
+
+
+# ---------------------------------------------------------------------------------------------
+# the view model: what each step shows, independent of the output format
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _StepView:
+    index: int
+    rule: str
+    definition: sp.Basic | None  # the node, printed with root=True; None for a leaf
+    value: sp.Float | None
+    adjoint: tuple[sp.Basic, list]  # (lhs, items) of d target / d node
+    added: list = field(default_factory=list)  # (lhs, items) of each += when several
+    local: list = field(default_factory=list)  # (lhs, items) of each local partial
+
+
+def _rule_text(rule: str, node: sp.Basic) -> str:
+    if rule == "product" and any(
+        isinstance(a, sp.Pow) and a.exp.is_Number and a.exp < 0 for a in node.args
+    ):
+        return "quotient rule"
+    if rule in ("sum", "product", "power"):
+        return f"{rule} rule"
+    return "leaf" if rule == "leaf" else f"derivative of {rule}"
+
+
+def _size(expr: sp.Basic, display: Mapping, cap: int) -> int:
+    # Tree size where named nodes count as one leaf (iterative; stops past cap).
+    count, stack = 0, [expr]
+    while stack and count <= cap:
+        node = stack.pop()
+        count += 1
+        if node is expr or node not in display:
+            stack.extend(node.args)
+    return count
+
+
+def _number(values: Mapping, expr: sp.Basic) -> sp.Float | None:
+    v = values.get(expr)
+    return None if v is None else sp.Float(v)
+
+
+def _items(*candidates, display: Mapping) -> list:
+    # Drop missing and oversized items, and a number after an expression that is one already.
+    out = []
+    for c in candidates:
+        if c is None or (out and out[-1] == c):
+            continue
+        if isinstance(c, sp.Float) and out and out[-1].is_Number:
+            continue
+        if _size(c, display, PRINT_BUDGET) > PRINT_BUDGET:
+            continue
+        out.append(c)
+    return out
+
+
+class _View:
+    """Everything the three formats share: names, selected steps, notes, gradient rows."""
+
+    def __init__(self, d, max_steps, summarize):
+        if max_steps is not None and (
+            isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1
+        ):
+            raise OptionError(f"max_steps must be a positive int or None, got {max_steps!r}")
+        if summarize not in (True, False, "auto"):
+            raise OptionError(f"summarize must be True, False or 'auto', got {summarize!r}")
+        self.d = d
+        self.display = {n: sp.Symbol(s) for n, s in d.names.items() if n.args}
+        top = d.names.get(d.target, "f")
+        self.top = self.display.get(d.target, sp.Symbol(top))
+        on = summarize is True or (summarize == "auto" and len(d.steps) > SUMMARY_THRESHOLD)
+        self.notes: list[tuple[str, list[str]]] = []
+        counts: dict = {}
+        hidden: dict = {}
+        shown = []
+        for i, step in enumerate(d.steps):
+            kind = d.kind(step)
+            counts[kind] = counts.get(kind, 0) + 1
+            if on and counts[kind] > PER_KIND:
+                hidden.setdefault(kind, []).append(step)
+            else:
+                shown.append(i)
+        if hidden:
+            total = sum(map(len, hidden.values()))
+            kinds = ", ".join(
+                f"{len(v)} x {_rule_text(v[0].rule, v[0].node)}" for v in hidden.values()
+            )
+            names = [d.name(s.node) for v in hidden.values() for s in v]
+            self.notes.append((f"{total} more steps of the same kinds not shown ({kinds})", names))
+        if max_steps is not None and len(shown) > max_steps:
+            cut = shown[max_steps:]
+            shown = shown[:max_steps]
+            self.notes.append(
+                (
+                    f"{len(cut)} more steps not shown (max_steps={max_steps})",
+                    [d.name(d.steps[i].node) for i in cut],
+                )
+            )
+        self.steps = [self._step(i) for i in shown]
+        self.wrt = list(d.wrt)
+        if on and len(self.wrt) > MAX_GRADIENTS:
+            self.notes.append(
+                (
+                    f"{len(self.wrt) - MAX_GRADIENTS} more gradients not shown",
+                    [d.name(s) for s in self.wrt[MAX_GRADIENTS:]],
+                )
+            )
+            self.wrt = self.wrt[:MAX_GRADIENTS]
+
+    def symbol(self, node: sp.Basic) -> sp.Basic:
+        return self.display.get(node, node)
+
+    def _step(self, i: int) -> _StepView:
+        d, step = self.d, self.d.steps[i]
+        node, values = step.node, self.d.values
+        partial = Partial(self.top, self.symbol(node))
+        view = _StepView(
+            index=i + 1,
+            rule=_rule_text(step.rule, node),
+            definition=node if node.args else None,
+            value=_number(values, node),
+            adjoint=(partial, []),
+        )
+        contributions = d.contributions(step)
+        terms = self._terms(contributions)
+        chain = terms[0] if len(terms) == 1 else Terms(*terms)
+        adjoint_value = d.adjoint_values.get(node)
+        view.adjoint[1].extend(
+            _items(
+                chain,
+                step.adjoint,
+                None if adjoint_value is None else sp.Float(adjoint_value),
+                display=self.display,
+            )
+        )
+        if len(contributions) > 1:
+            for (parent, local, _), term in zip(contributions, terms, strict=True):
+                pv, lv = d.adjoint_values.get(parent), values.get(local)
+                number = None if pv is None or lv is None else sp.Float(pv * lv)
+                view.added.append((partial, _items(term, number, display=self.display)))
+        for child, local, _ in step.outgoing:
+            lhs = Partial(self.symbol(node), self.symbol(child))
+            view.local.append((lhs, _items(local, _number(values, local), display=self.display)))
+        return view
+
+    def _terms(self, contributions: list) -> list[sp.Basic]:
+        # each contribution as "incoming gradient * local partial" (the chain rule's terms)
+        terms: list[sp.Basic] = []
+        for parent, local, _ in contributions:
+            if parent is None:
+                terms.append(sp.S.One)
+            elif parent == self.d.target:
+                terms.append(local)  # d target / d target = 1: the local partial alone
+            else:
+                terms.append(Chain(Partial(self.top, self.symbol(parent)), local))
+        return terms
+
+    def gradient_rows(self) -> list[tuple[sp.Basic, list, list]]:
+        """(lhs, items printed with names, items printed without names) per gradient."""
+        d, rows = self.d, []
+        leaf_steps = {st.node: st for st in d.steps if not st.node.args}
+        for s in self.wrt:
+            raw = d.gradients[s]
+            chain = []
+            if s in leaf_steps:
+                terms = self._terms(d.contributions(leaf_steps[s]))
+                chain = _items(terms[0] if len(terms) == 1 else Terms(*terms), display=self.display)
+            cap = 4 * PRINT_BUDGET
+            simplified = d.simplified(s) if tree_size(raw, cap) <= cap else raw
+            named = chain + _items(raw, display=self.display)
+            plain = _items(simplified, display={})
+            value = _number(d.values, raw)
+            last = (named + plain)[-1:] or [sp.S.Zero]
+            if value is not None and not last[0].is_Number:
+                plain.append(value)
+            rows.append((Partial(self.top, s), named, plain))
+        return rows
+
+    def title(self) -> str:
+        d = self.d
+        target = TextPrinter(self.display).show(d.target, root=True)
+        wrt = ", ".join(d.name(s) for s in d.wrt) or "nothing"
+        if len(d.wrt) > MAX_GRADIENTS:
+            wrt = f"{len(d.wrt)} symbols"
+        name = d.name(d.target)
+        head = f"{name} = {target}" if d.target.args and len(target) < 80 else name
+        return f"{head} with respect to {wrt} ({len(d.steps)} steps, output first)"
+
+
+# ---------------------------------------------------------------------------------------------
+# the three formats
+# ---------------------------------------------------------------------------------------------
+
+
+_TEX_SPECIAL = {"\\": r"\textbackslash{}", "^": r"\^{}", "~": r"\~{}"}
+
+
+def _tex_text(text: str) -> str:
+    # escape for LaTeX text mode (labels and notes are plain text, never maths)
+    return re.sub(r"[_#%&$^{}~\\]", lambda m: _TEX_SPECIAL.get(m[0], "\\" + m[0]), text)
+
+
+def _tex_rows(view: _View, p: LatexNamePrinter, steps: list, notes: bool) -> list:
+    # (row, gap after it?) pairs; a gap separates steps
+    rows: list[list] = []
+
+    def row(lhs: str, rel: str, items: list[str], note: str = "") -> None:
+        tail = f" && \\text{{{_tex_text(note)}}}" if note and notes else ""
+        rows.append([f"{lhs} &{rel} {' = '.join(items)}{tail}", False])
+
+    for s in steps:
+        note = f"{s.index}. {s.rule}"
+        if s.definition is not None:
+            items = [p.show(s.definition, root=True)]
+            items += [p.show(s.value)] if s.value is not None else []
+            row(p.show(view.symbol(s.definition)), "=", items, note)
+            note = ""
+        elif len(s.added) > 1:
+            note += f", {len(s.added)} contributions added"
+        for add_lhs, add_items in s.added:
+            row(p.show(add_lhs), r"\mathrel{+}=", [p.show(i) for i in add_items])
+        lhs, items = s.adjoint
+        row(p.show(lhs), "=", [p.show(i) for i in items], note)
+        for lhs, items in s.local:
+            row(p.show(lhs), "=", [p.show(i) for i in items], "local partial")
+        rows[-1][1] = True
+    return rows
+
+
+def _tex_gradients(view: _View, p: LatexNamePrinter) -> list:
+    plain = LatexNamePrinter({})
+    out = []
+    for lhs, named, other in view.gradient_rows():
+        items = _dedupe([p.show(i) for i in named] + [plain.show(i) for i in other])
+        out.append([f"{p.show(lhs)} &= {' = '.join(items) or '0'}", False])
+    return out
+
+
+def _dedupe(items: list[str]) -> list[str]:
+    return [s for i, s in enumerate(items) if i == 0 or s != items[i - 1]]
+
+
+def _join(rows: list) -> str:
+    parts = []
+    for i, (row, gap) in enumerate(rows):
+        parts.append(row)
+        if i < len(rows) - 1:
+            parts.append(" \\\\[4pt]\n" if gap else " \\\\\n")
+    return "".join(parts)
+
+
+def latex(
+    d, *, standalone: bool = False, max_steps=None, summarize="auto", environment="align*"
+) -> str:
+    """The derivation as one LaTeX ``align*`` block (or ``aligned``), or a whole document.
+
+    Args:
+        d: a :class:`symgrad.Derivation`.
+        standalone: return a complete document (``article`` with ``amsmath``).
+        max_steps: see :func:`text`.
+        summarize: see :func:`text`.
+        environment: ``"align*"``, or ``"aligned"`` inside ``$$`` (for notebooks).
+
+    >>> import sympy as sp
+    >>> from symgrad import derive
+    >>> x = sp.Symbol("x")
+    >>> print(latex(derive(x**2), standalone=True).splitlines()[0])
+    \\documentclass{article}
+    """
+    if environment not in ("align*", "aligned"):
+        raise OptionError(f"environment must be 'align*' or 'aligned', got {environment!r}")
+    view = _View(d, max_steps, summarize)
+    p = LatexNamePrinter(view.display)
+    rows = _tex_rows(view, p, view.steps, notes=True)
+    rows += [[rf"&\text{{{_tex_text(note)}}}", True] for note, _ in view.notes]
+    rows += [[r"&\text{Gradients:}", False], *_tex_gradients(view, p)]
+    block = f"\\begin{{{environment}}}\n{_join(rows)}\n\\end{{{environment}}}"
+    if environment == "aligned":
+        return f"$$\n{block}\n$$"
+    if not standalone:
+        return block
+    return (
+        "\\documentclass{article}\n\\usepackage{amsmath}\n\\allowdisplaybreaks\n"
+        "\\begin{document}\n\\section*{Derivation}\n"
+        f"Backward pass, output first: {len(d.steps)} steps.\n{block}\n\\end{{document}}\n"
+    )
+
+
+def markdown(d, *, max_steps=None, summarize="auto") -> str:
+    """The derivation as Markdown: a heading per step and ``$$`` blocks of ``aligned`` maths.
+
+    >>> import sympy as sp
+    >>> from symgrad import derive
+    >>> x = sp.Symbol("x")
+    >>> print(markdown(derive(x**2)).splitlines()[2])
+    **Step 1.** `f = x**2` (power rule)
+    """
+    view = _View(d, max_steps, summarize)
+    p, t = LatexNamePrinter(view.display), TextPrinter(view.display)
+    out = [f"**Derivation of {view.title().replace(' with', '** with', 1)}", ""]
+    for s in view.steps:
+        what = t.show(s.definition, root=True) if s.definition is not None else "leaf"
+        name = t.show(view.symbol(s.definition)) if s.definition is not None else ""
+        head = f"`{name} = {what}` ({s.rule})" if name else f"`{t.show(s.adjoint[0])}` (leaf)"
+        rows = _join(_tex_rows(view, p, [s], notes=False))
+        out += [f"**Step {s.index}.** {head}", "", "$$", r"\begin{aligned}", rows]
+        out += [r"\end{aligned}", "$$", ""]
+    for note, names in view.notes:
+        out += [f"*{note}: {', '.join(names[:8])}{', ...' if len(names) > 8 else ''}*", ""]
+    grads = _join(_tex_gradients(view, p))
+    out += ["**Gradients**", "", "$$", r"\begin{aligned}", grads, r"\end{aligned}", "$$", ""]
+    return "\n".join(out)
+
+
+def text(d, *, max_steps=None, summarize="auto") -> str:
+    """The derivation as plain text for a terminal: one block per step, then the gradients.
+
+    Args:
+        d: a :class:`symgrad.Derivation`.
+        max_steps: show at most this many steps (default all that the summary keeps).
+        summarize: ``True`` shows only the first steps of each kind and counts the others;
+            ``"auto"`` (default) does so above ``SUMMARY_THRESHOLD`` steps.
+
+    >>> import sympy as sp
+    >>> from symgrad import derive
+    >>> x = sp.Symbol("x")
+    >>> print(text(derive(x**2)).splitlines()[-1])
+        df/dx = 2*x
+    """
+    view = _View(d, max_steps, summarize)
+    t = TextPrinter(view.display)
+    out = [f"Derivation of {view.title()}", ""]
+    for s in view.steps:
+        value = f"    value {t.show(s.value)}" if s.value is not None else ""
+        if s.definition is not None:
+            name = t.show(view.symbol(s.definition))
+            what = t.show(s.definition, root=True)
+            out.append(f"[{s.index}] {name} = {what}    ({s.rule}){value}")
+        else:
+            extra = f", used by {len(s.added)} nodes" if s.added else ""
+            out.append(f"[{s.index}] {t.show(s.adjoint[0].args[1])} (leaf{extra}){value}")
+        for lhs, items in s.added:
+            out.append(f"    {t.show(lhs)} += {' = '.join(t.show(i) for i in items)}")
+        lhs, items = s.adjoint
+        total = "    (contributions added) " if s.added else "    "
+        out.append(f"{total}{t.show(lhs)} = {' = '.join(t.show(i) for i in items)}")
+        if s.local:
+            parts = "; ".join(
+                f"{t.show(lhs)} = {' = '.join(t.show(i) for i in items)}" for lhs, items in s.local
+            )
+            out.append(f"    local partials: {parts}")
+    for note, names in view.notes:
+        shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+        out += ["", f"... {note}: {shown}"]
+    out += ["", "Gradients"]
+    plain = TextPrinter({})
+    for lhs, named, other in view.gradient_rows():
+        items = _dedupe([t.show(i) for i in named] + [plain.show(i) for i in other])
+        out.append(f"    {t.show(lhs)} = {' = '.join(items) or '0'}")
+    return "\n".join(out)
