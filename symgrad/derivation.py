@@ -194,14 +194,24 @@ class Derivation:
     def kind(self, step: Step) -> tuple:
         """A signature grouping steps "of the same kind" when a view summarises.
 
+        Steps of one kind use the same rule, have as many parents and children on the path,
+        and lie at the same height above the leaves: in a network, the same node of every
+        neuron of one layer.
+
         >>> import sympy as sp
         >>> x, y = sp.symbols("x y")
         >>> d = derive(x * y)
         >>> d.kind(d.steps[1]) == d.kind(d.steps[2])
         True
         """
-        leaf = not step.node.args
-        return (step.rule, leaf, len(step.incoming) > 1, len(step.outgoing))
+        heights = self._cache.get("_heights")
+        if heights is None:
+            heights = {}
+            for node in topo_order([self.target]):
+                heights[node] = 1 + max((heights[a] for a in node.args), default=-1)
+            self._cache["_heights"] = heights
+        node = step.node
+        return (step.rule, len(step.incoming), len(step.outgoing), heights.get(node, 0))
 
     def text(self, *, max_steps: int | None = None, summarize: bool | str = "auto") -> str:
         """The derivation as plain text for a terminal (see ``derivation_format`` for options).

@@ -1,39 +1,34 @@
-r"""Views of a derivation: LaTeX, Markdown and plain text (layer 4, helper of ``derivation``).
+r"""Views of a derivation: LaTeX, Markdown and plain text (layer 4, derivation group).
 
-Every piece of mathematics is printed by SymPy's printers: :class:`LatexPrinter` and
-:class:`StrPrinter` subclasses that print a named node (``e = a*b``, ``u_3``) as its name and
-know three display-only expressions: :class:`Partial` (``dL/de``), :class:`Chain` (the product
-of an incoming gradient and a local partial) and :class:`Terms` (contributions added in
-order). The views only join printed pieces with ``&=``, ``\\`` and newlines.
+The three formats share one view model (:class:`_View`): which steps are shown (all, or the
+first few of each kind with a count of the others), and what each step shows (its definition
+and value, the chain rule for its gradient, each ``+=`` when several contributions are added,
+its local partials). The maths is printed by :mod:`symgrad.derivation_print`; this module only
+joins printed pieces with ``&=``, ``\\`` and newlines.
 
-This module is part of the derivation group of layer 4: it works on any object shaped like
-:class:`symgrad.derivation.Derivation` (duck typing) and imports no layer-4 module, so
-``derivation`` can import it without a cycle.
+It works on any object shaped like :class:`symgrad.derivation.Derivation` (duck typing) and
+imports no module of the derivation group but ``derivation_print``, so ``derivation`` can import
+it without a cycle.
 
 >>> import sympy as sp
->>> a, b = sp.symbols("a b")
->>> printer = TextPrinter({a * b: sp.Symbol("e")})
->>> printer.show(Chain(Partial(sp.Symbol("L"), sp.Symbol("e")), b))
-'dL/de * b'
->>> printer.show(sp.sin(a * b) + 1)
-'sin(e) + 1'
+>>> from symgrad import derive
+>>> x = sp.Symbol("x")
+>>> print(text(derive(sp.exp(2 * x))).splitlines()[0])
+Derivation of f = exp(u_1) with respect to x (3 steps, output first)
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import sympy as sp
-from sympy.printing.latex import LatexPrinter
-from sympy.printing.precedence import PRECEDENCE
-from sympy.printing.str import StrPrinter
 
+from .derivation_print import Chain, LatexNamePrinter, Partial, Terms, TextPrinter, tex_text
 from .errors import OptionError
 from .graph import tree_size
 
-__all__ = ["Chain", "LatexNamePrinter", "Partial", "Terms", "TextPrinter", "latex", "markdown"]
+__all__ = ["latex", "markdown", "text"]
 
 #: Above this many steps, ``summarize="auto"`` shows only the first steps of each kind.
 SUMMARY_THRESHOLD = 40
@@ -43,131 +38,10 @@ PER_KIND = 3
 MAX_GRADIENTS = 12
 #: Expressions with more nodes than this (named nodes count as one) are not printed.
 PRINT_BUDGET = 60
-#: Significant digits of the numbers shown.
-DIGITS = 6
-
-
-class Partial(sp.Expr):
-    r"""Display-only ``d top / d var`` (both are symbols standing for named nodes).
-
-    >>> import sympy as sp
-    >>> print(LatexNamePrinter({}).show(Partial(sp.Symbol("L"), sp.Symbol("u_1"))))
-    \frac{\partial L}{\partial u_{1}}
-    """
-
-    is_commutative = True
-
-
-class Chain(sp.Expr):
-    """Display-only product ``incoming gradient * local partial``, factors kept in order.
-
-    >>> import sympy as sp
-    >>> TextPrinter({}).show(Chain(sp.Symbol("g"), sp.Integer(1)))
-    'g * 1'
-    """
-
-    is_commutative = True
-
-
-class Terms(sp.Expr):
-    """Display-only sum whose terms stay in the given order (the contributions as added).
-
-    >>> import sympy as sp
-    >>> x, y = sp.symbols("x y")
-    >>> TextPrinter({}).show(Terms(y, x))
-    'y + x'
-    """
-
-    is_commutative = True
-
-
-class _Names:
-    """Printer mixin: nodes found in ``display`` print as their display symbol."""
-
-    def __init__(self, display: Mapping[sp.Basic, sp.Symbol], settings: dict | None = None):
-        super().__init__(settings)  # type: ignore[call-arg]
-        self._display = dict(display)
-
-    def show(self, expr: sp.Basic, root: bool = False) -> str:
-        """Print ``expr``; with ``root=True`` its own name is not used (to print a definition)."""
-        if root and expr.args:
-            args = [self._named(a) for a in expr.args]
-            canonical = expr.func(*args)
-            try:
-                expr = expr.func(*args, evaluate=False)
-            except TypeError:
-                expr = canonical
-            if expr == canonical:
-                return self.doprint(expr)  # type: ignore[attr-defined]
-            # built unevaluated (a Value graph): keep its own order, d = e + c not c + e
-            settings = self._settings  # type: ignore[attr-defined]
-            old, settings["order"] = settings["order"], "none"
-            try:
-                return self.doprint(expr)  # type: ignore[attr-defined]
-            finally:
-                settings["order"] = old
-        return self.doprint(self._named(expr))  # type: ignore[attr-defined]
-
-    def _named(self, expr: sp.Basic) -> sp.Basic:
-        # xreplace stops at the first named node on each path, so the work is bounded by the
-        # printed size (callers check it against PRINT_BUDGET first).
-        return expr.xreplace(self._display) if self._display and expr.args else expr
-
-
-# Names SymPy's LaTeX printer shows well: x, x1, x_1, alpha, w_{12}', ...
-_PLAIN_NAME = re.compile(r"[A-Za-z]+[0-9]*(_[A-Za-z0-9]+)?'*")
-
-
-class LatexNamePrinter(_Names, LatexPrinter):
-    r"""SymPy's LaTeX printer with named nodes, partials, chains and rounded numbers.
-
-    >>> import sympy as sp
-    >>> o, n = sp.Symbol("o"), sp.Symbol("n")
-    >>> LatexNamePrinter({}).show(1 - sp.tanh(n) ** 2)
-    '1 - \\tanh^{2}{\\left(n \\right)}'
-    >>> LatexNamePrinter({sp.tanh(n): o}).show(1 - sp.tanh(n) ** 2)
-    '1 - o^{2}'
-    """
-
-    def _print_Partial(self, expr):
-        top, var = (self._print(a) for a in expr.args)
-        return rf"\frac{{\partial {top}}}{{\partial {var}}}"
-
-    def _print_Chain(self, expr):
-        return r" \cdot ".join(self.parenthesize(f, PRECEDENCE["Mul"]) for f in expr.args)
-
-    def _print_Terms(self, expr):
-        return " + ".join(self.parenthesize(t, PRECEDENCE["Add"]) for t in expr.args)
-
-    def _print_Float(self, expr):
-        return super()._print_Float(sp.Float(f"{float(expr):.{DIGITS}g}"))
-
-    def _print_Symbol(self, expr, style="plain"):
-        if _PLAIN_NAME.fullmatch(expr.name):
-            return super()._print_Symbol(expr, style)
-        return rf"\text{{{_tex_text(expr.name)}}}"  # a label such as "x1*w1" or "loss 1"
-
-
-class TextPrinter(_Names, StrPrinter):
-    """SymPy's str printer with named nodes, ``dL/dx`` partials and rounded numbers.
-
-    >>> import sympy as sp
-    >>> TextPrinter({}).show(sp.Float(2) / 3)
-    '0.666667'
-    """
-
-    def _print_Partial(self, expr):
-        top, var = (self._print(a) for a in expr.args)
-        return f"d{top}/d{var}"
-
-    def _print_Chain(self, expr):
-        return " * ".join(self.parenthesize(f, PRECEDENCE["Mul"]) for f in expr.args)
-
-    def _print_Terms(self, expr):
-        return " + ".join(self.parenthesize(t, PRECEDENCE["Add"]) for t in expr.args)
-
-    def _print_Float(self, expr):
-        return f"{float(expr):.{DIGITS}g}"
+#: A node with more contributions than this shows their sum only, not each ``+=``.
+MAX_ADDED = 8
+#: Shown instead of an expression that is too large to print.
+TOO_LARGE = "(too large to show)"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -182,6 +56,7 @@ class _StepView:
     definition: sp.Basic | None  # the node, printed with root=True; None for a leaf
     value: sp.Float | None
     adjoint: tuple[sp.Basic, list]  # (lhs, items) of d target / d node
+    parents: int = 1  # how many contributions are added into the adjoint
     added: list = field(default_factory=list)  # (lhs, items) of each += when several
     local: list = field(default_factory=list)  # (lhs, items) of each local partial
 
@@ -202,7 +77,7 @@ def _size(expr: sp.Basic, display: Mapping, cap: int) -> int:
     while stack and count <= cap:
         node = stack.pop()
         count += 1
-        if node is expr or node not in display:
+        if (node is expr or node not in display) and not isinstance(node, Partial):
             stack.extend(node.args)
     return count
 
@@ -244,21 +119,21 @@ class _View:
         self.notes: list[tuple[str, list[str]]] = []
         counts: dict = {}
         hidden: dict = {}
+        first: dict = {}
         shown = []
         for i, step in enumerate(d.steps):
             kind = d.kind(step)
+            first.setdefault(kind, step)
             counts[kind] = counts.get(kind, 0) + 1
             if on and counts[kind] > PER_KIND:
                 hidden.setdefault(kind, []).append(step)
             else:
                 shown.append(i)
-        if hidden:
-            total = sum(map(len, hidden.values()))
-            kinds = ", ".join(
-                f"{len(v)} x {_rule_text(v[0].rule, v[0].node)}" for v in hidden.values()
-            )
-            names = [d.name(s.node) for v in hidden.values() for s in v]
-            self.notes.append((f"{total} more steps of the same kinds not shown ({kinds})", names))
+        for steps in hidden.values():
+            like = d.name(first[d.kind(steps[0])].node)
+            rule = _rule_text(steps[0].rule, steps[0].node)
+            text = f"{len(steps)} more steps like {like} ({rule}) not shown"
+            self.notes.append((text, [d.name(s.node) for s in steps]))
         if max_steps is not None and len(shown) > max_steps:
             cut = shown[max_steps:]
             shown = shown[:max_steps]
@@ -292,6 +167,7 @@ class _View:
             definition=node if node.args else None,
             value=_number(values, node),
             adjoint=(partial, []),
+            parents=len(step.incoming),
         )
         contributions = d.contributions(step)
         terms = self._terms(contributions)
@@ -305,7 +181,7 @@ class _View:
                 display=self.display,
             )
         )
-        if len(contributions) > 1:
+        if 1 < len(contributions) <= MAX_ADDED:
             for (parent, local, _), term in zip(contributions, terms, strict=True):
                 pv, lv = d.adjoint_values.get(parent), values.get(local)
                 number = None if pv is None or lv is None else sp.Float(pv * lv)
@@ -364,21 +240,14 @@ class _View:
 # ---------------------------------------------------------------------------------------------
 
 
-_TEX_SPECIAL = {"\\": r"\textbackslash{}", "^": r"\^{}", "~": r"\~{}"}
-
-
-def _tex_text(text: str) -> str:
-    # escape for LaTeX text mode (labels and notes are plain text, never maths)
-    return re.sub(r"[_#%&$^{}~\\]", lambda m: _TEX_SPECIAL.get(m[0], "\\" + m[0]), text)
-
-
 def _tex_rows(view: _View, p: LatexNamePrinter, steps: list, notes: bool) -> list:
     # (row, gap after it?) pairs; a gap separates steps
     rows: list[list] = []
 
     def row(lhs: str, rel: str, items: list[str], note: str = "") -> None:
-        tail = f" && \\text{{{_tex_text(note)}}}" if note and notes else ""
-        rows.append([f"{lhs} &{rel} {' = '.join(items)}{tail}", False])
+        tail = f" && \\text{{{tex_text(note)}}}" if note and notes else ""
+        shown = " = ".join(items) or rf"\text{{{TOO_LARGE}}}"
+        rows.append([f"{lhs} &{rel} {shown}{tail}", False])
 
     for s in steps:
         note = f"{s.index}. {s.rule}"
@@ -387,8 +256,8 @@ def _tex_rows(view: _View, p: LatexNamePrinter, steps: list, notes: bool) -> lis
             items += [p.show(s.value)] if s.value is not None else []
             row(p.show(view.symbol(s.definition)), "=", items, note)
             note = ""
-        elif len(s.added) > 1:
-            note += f", {len(s.added)} contributions added"
+        elif s.parents > 1:
+            note += f", {s.parents} contributions added"
         for add_lhs, add_items in s.added:
             row(p.show(add_lhs), r"\mathrel{+}=", [p.show(i) for i in add_items])
         lhs, items = s.adjoint
@@ -404,7 +273,8 @@ def _tex_gradients(view: _View, p: LatexNamePrinter) -> list:
     out = []
     for lhs, named, other in view.gradient_rows():
         items = _dedupe([p.show(i) for i in named] + [plain.show(i) for i in other])
-        out.append([f"{p.show(lhs)} &= {' = '.join(items) or '0'}", False])
+        shown = " = ".join(items) or rf"\text{{{TOO_LARGE}}}"
+        out.append([f"{p.show(lhs)} &= {shown}", False])
     return out
 
 
@@ -444,7 +314,7 @@ def latex(
     view = _View(d, max_steps, summarize)
     p = LatexNamePrinter(view.display)
     rows = _tex_rows(view, p, view.steps, notes=True)
-    rows += [[rf"&\text{{{_tex_text(note)}}}", True] for note, _ in view.notes]
+    rows += [[rf"&\text{{{tex_text(note)}}}", True] for note, _ in view.notes]
     rows += [[r"&\text{Gradients:}", False], *_tex_gradients(view, p)]
     block = f"\\begin{{{environment}}}\n{_join(rows)}\n\\end{{{environment}}}"
     if environment == "aligned":
@@ -484,6 +354,10 @@ def markdown(d, *, max_steps=None, summarize="auto") -> str:
     return "\n".join(out)
 
 
+def _eq(printer: TextPrinter, items: list) -> str:
+    return " = ".join(printer.show(i) for i in items) or TOO_LARGE
+
+
 def text(d, *, max_steps=None, summarize="auto") -> str:
     """The derivation as plain text for a terminal: one block per step, then the gradients.
 
@@ -509,16 +383,20 @@ def text(d, *, max_steps=None, summarize="auto") -> str:
             what = t.show(s.definition, root=True)
             out.append(f"[{s.index}] {name} = {what}    ({s.rule}){value}")
         else:
-            extra = f", used by {len(s.added)} nodes" if s.added else ""
+            extra = f", used by {s.parents} nodes" if s.parents > 1 else ""
             out.append(f"[{s.index}] {t.show(s.adjoint[0].args[1])} (leaf{extra}){value}")
         for lhs, items in s.added:
-            out.append(f"    {t.show(lhs)} += {' = '.join(t.show(i) for i in items)}")
+            out.append(f"    {t.show(lhs)} += {_eq(t, items)}")
         lhs, items = s.adjoint
-        total = "    (contributions added) " if s.added else "    "
-        out.append(f"{total}{t.show(lhs)} = {' = '.join(t.show(i) for i in items)}")
-        if s.local:
+        total = "    (contributions added) " if s.parents > 1 else "    "
+        out.append(f"{total}{t.show(lhs)} = {_eq(t, items)}")
+        texts = [_eq(t, items) for _, items in s.local]
+        if len(texts) > MAX_ADDED and len(set(texts)) == 1:
+            # a wide sum: d(a_1 + ... + a_n)/da_i = 1 for every term
+            out.append(f"    local partials: {texts[0]} for each of the {len(texts)} terms")
+        elif texts:
             parts = "; ".join(
-                f"{t.show(lhs)} = {' = '.join(t.show(i) for i in items)}" for lhs, items in s.local
+                f"{t.show(lhs)} = {tx}" for (lhs, _), tx in zip(s.local, texts, strict=True)
             )
             out.append(f"    local partials: {parts}")
     for note, names in view.notes:
@@ -528,5 +406,5 @@ def text(d, *, max_steps=None, summarize="auto") -> str:
     plain = TextPrinter({})
     for lhs, named, other in view.gradient_rows():
         items = _dedupe([t.show(i) for i in named] + [plain.show(i) for i in other])
-        out.append(f"    {t.show(lhs)} = {' = '.join(items) or '0'}")
+        out.append(f"    {t.show(lhs)} = {' = '.join(items) or TOO_LARGE}")
     return "\n".join(out)
