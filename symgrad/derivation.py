@@ -344,7 +344,12 @@ def _numeric(exprs: list[sp.Basic], leaves: dict[sp.Symbol, float]) -> dict[sp.B
 
 
 def derive(
-    target: object, wrt: object = None, at: object = None, *, simplify: bool | str = "canonical"
+    target: object,
+    wrt: object = None,
+    at: object = None,
+    *,
+    labels: Mapping[sp.Basic, str] | None = None,
+    simplify: bool | str = "canonical",
 ) -> Derivation:
     """The backward pass of ``target`` as a :class:`Derivation`: every chain-rule step as data.
 
@@ -355,6 +360,8 @@ def derive(
             Only nodes on a path from the output to these symbols appear in the steps.
         at: ``{symbol or name: number}``: adds the forward value and the numeric gradient
             of every node. For a ``Value`` the leaves' data is used unless ``at`` overrides it.
+        labels: ``{node: name}`` for nodes of ``target`` (added to a ``Value``'s labels);
+            other intermediate nodes get generated names ``u_1, u_2, ...``.
         simplify: how the final gradients are simplified for display, as in
             :func:`symgrad.autodiff.simplify_result`: ``"canonical"`` (default: SymPy's
             canonical form, fast), ``"auto"`` (also ``sympy.simplify`` on small results,
@@ -378,7 +385,15 @@ def derive(
     """
     if simplify not in (True, False, "auto", "canonical"):
         raise OptionError(f"simplify must be True, False, 'auto' or 'canonical', got {simplify!r}")
-    expr, labels, defaults = _unpack(target)
+    expr, value_labels, defaults = _unpack(target)
+    if labels is not None and not isinstance(labels, Mapping):
+        raise InputTypeError(f"labels must be a dict {{node: name}}, got {describe(labels)}")
+    for node, name in (labels or {}).items():
+        if not isinstance(node, sp.Basic) or not isinstance(name, str) or not name:
+            raise InputTypeError(
+                f"labels must map SymPy nodes to non-empty names, got {node!r}: {name!r}"
+            )
+    labels = {**value_labels, **(labels or {})}
     if wrt is None:
         syms = free_symbols([expr])
     else:

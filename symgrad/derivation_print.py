@@ -103,6 +103,7 @@ class _Names:
 
 # Names SymPy's LaTeX printer shows well: x, x1, x_1, alpha, w_{12}', ...
 _PLAIN_NAME = re.compile(r"[A-Za-z]+[0-9]*(_[A-Za-z0-9]+)?'*")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_.']*")
 
 
 class LatexNamePrinter(_Names, LatexPrinter):
@@ -155,6 +156,11 @@ class TextPrinter(_Names, StrPrinter):
 
     def _print_Float(self, expr):
         return f"{float(expr):.{DIGITS}g}"
+
+    def _print_Symbol(self, expr):
+        # a label such as "x1*w1 + x2*w2" is bracketed so "do/d(x1*w1 + x2*w2) * 1" reads right
+        name = expr.name
+        return name if _IDENTIFIER.fullmatch(name) else f"({name})"
 
 
 _TEX_SPECIAL = {"\\": r"\textbackslash{}", "^": r"\^{}", "~": r"\~{}"}

@@ -7,7 +7,10 @@ References are independent of symgrad: micrograd's published numbers (Karpathy's
 from __future__ import annotations
 
 import itertools
+import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -180,8 +183,9 @@ def test_neuron_steps_are_visible():
     assert "o = tanh(n)    (derivative of tanh)    value 0.707107" in out
     assert "local partials: do/dn = 1 - o**2 = 0.5" in out
     assert "do/dn = 1 - o**2 = 0.5" in out.split("[2]")[1]
-    assert "do/dw1 = do/dx1*w1 * x1 = x1*(1 - o**2) = 1" in out
-    assert "do/dx1 = do/dx1*w1 * w1 = w1*(1 - o**2) = -1.5" in out
+    assert "do/dw1 = do/d(x1*w1) * x1 = x1*(1 - o**2) = 1" in out
+    assert "do/dx1 = do/d(x1*w1) * w1 = w1*(1 - o**2) = -1.5" in out
+    assert "do/d(x1*w1) = do/d(x1*w1 + x2*w2) * 1 = 1 - o**2 = 0.5" in out
     assert r"\frac{\partial o}{\partial n} &= 1 - o^{2} = 0.5" in der.latex()
     # every node of the graph has its own step: 5 leaves, 3 sums/products... and o
     assert {s.node for s in der.steps} == set(sp.preorder_traversal(value.expr))
@@ -281,6 +285,52 @@ def test_names_are_consistent_across_formats():
     assert "u_2 = tanh(u_1)" in der.text()
     assert r"u_{2} &= \tanh{\left(u_{1} \right)}" in der.latex()
     assert "`u_2 = tanh(u_1)`" in der.markdown()
+
+
+def test_labels_argument_names_nodes():
+    a, b = sp.symbols("a b")
+    e = a * b
+    der = derive(sp.sin(e), labels={e: "e"})
+    assert der.names[e] == "e" and "f = sin(e)" in der.text()
+    with pytest.raises(InputTypeError, match="labels"):
+        derive(e, labels=["e"])
+    with pytest.raises(InputTypeError, match="non-empty names"):
+        derive(e, labels={e: ""})
+
+
+def test_example_script_runs_and_writes_files(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.run(
+        [sys.executable, "examples/derivations.py", "--out", str(tmp_path)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "dL/da = dL/de * b = b*f = 6" in proc.stdout
+    md = (tmp_path / "derivations.md").read_text(encoding="utf-8")
+    tex = (tmp_path / "derivations.tex").read_text(encoding="utf-8")
+    assert md.count("$$") % 2 == 0 and "## A neuron" in md
+    assert tex.startswith("\\documentclass") and tex.count("\\begin{align*}") == 3
+
+
+def test_example_outputs_render(tmp_path, katex, pdflatex):
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    subprocess.run(
+        [sys.executable, "examples/derivations.py", "--out", str(tmp_path)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    katex(_markdown_blocks((tmp_path / "derivations.md").read_text(encoding="utf-8")))
+    pdflatex((tmp_path / "derivations.tex").read_text(encoding="utf-8"))
 
 
 def test_quotient_rule_is_named():
