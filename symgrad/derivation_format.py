@@ -343,7 +343,9 @@ def markdown(d, *, max_steps=None, summarize="auto") -> str:
     for s in view.steps:
         what = t.show(s.definition, root=True) if s.definition is not None else "leaf"
         name = t.show(view.symbol(s.definition)) if s.definition is not None else ""
-        head = f"`{name} = {what}` ({s.rule})" if name else f"`{t.show(s.adjoint[0])}` (leaf)"
+        used = f", used by {s.parents} nodes" if s.parents > 1 else ""
+        leaf = f"`{t.show(s.adjoint[0].args[1])}` (leaf{used})"
+        head = f"`{name} = {what}` ({s.rule})" if name else leaf
         rows = _join(_tex_rows(view, p, [s], notes=False))
         out += [f"**Step {s.index}.** {head}", "", "$$", r"\begin{aligned}", rows]
         out += [r"\end{aligned}", "$$", ""]
@@ -391,7 +393,7 @@ def text(d, *, max_steps=None, summarize="auto") -> str:
         total = "    (contributions added) " if s.parents > 1 else "    "
         out.append(f"{total}{t.show(lhs)} = {_eq(t, items)}")
         texts = [_eq(t, items) for _, items in s.local]
-        if len(texts) > MAX_ADDED and len(set(texts)) == 1:
+        if len(texts) > 3 and len(set(texts)) == 1:
             # a wide sum: d(a_1 + ... + a_n)/da_i = 1 for every term
             out.append(f"    local partials: {texts[0]} for each of the {len(texts)} terms")
         elif texts:
