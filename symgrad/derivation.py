@@ -87,8 +87,8 @@ def node_names(
     for node in order:
         if isinstance(node, sp.Symbol):
             names[node] = labels.get(node, node.name) if node is not expr else node.name
-        elif node.is_Atom:
-            continue
+        elif node.is_Atom or not isinstance(node, sp.Expr):
+            continue  # numbers, and Piecewise's (expr, cond) pairs and conditions
         elif labels.get(node):
             names[node] = labels[node]
         elif node is expr or node == expr:

@@ -232,7 +232,8 @@ class _View:
             wrt = f"{len(d.wrt)} symbols"
         name = d.name(d.target)
         head = f"{name} = {target}" if d.target.args and len(target) < 80 else name
-        return f"{head} with respect to {wrt} ({len(d.steps)} steps, output first)"
+        steps = f"{len(d.steps)} step{'' if len(d.steps) == 1 else 's'}"
+        return f"{head} with respect to {wrt} ({steps}, output first)"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -404,7 +405,7 @@ def text(d, *, max_steps=None, summarize="auto") -> str:
     for note, names in view.notes:
         shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
         out += ["", f"... {note}: {shown}"]
-    out += ["", "Gradients"]
+    out += ["", "Gradients" if view.wrt else "Gradients: none (no wrt symbols)"]
     plain = TextPrinter({})
     for lhs, named, other in view.gradient_rows():
         items = _dedupe([t.show(i) for i in named] + [plain.show(i) for i in other])

@@ -79,7 +79,10 @@ class _Names:
         """Print ``expr``; with ``root=True`` its own name is not used (to print a definition)."""
         if root and expr.args:
             args = [self._named(a) for a in expr.args]
-            canonical = expr.func(*args)
+            try:
+                canonical = expr.func(*args)
+            except (TypeError, ValueError):  # a head that rejects a symbol for an argument
+                return self.doprint(expr)  # type: ignore[attr-defined]
             try:
                 expr = expr.func(*args, evaluate=False)
             except TypeError:

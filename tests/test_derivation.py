@@ -333,6 +333,34 @@ def test_example_outputs_render(tmp_path, katex, pdflatex):
     pdflatex((tmp_path / "derivations.tex").read_text(encoding="utf-8"))
 
 
+def test_value_data_can_be_overridden_by_at():
+    value, (a, *_, L) = lecture()
+    der = derive(value, at={"f": 1.0})
+    assert der.values[L] == 4.0 and der.adjoint_values[a] == -3.0
+
+
+def test_leaf_target_and_piecewise_heads():
+    x, y = sp.symbols("x y")
+    der = derive(x, at={x: 2})
+    assert der.text().startswith("Derivation of x with respect to x (1 step, output first)")
+    assert "dx/dx = 1" in der.text()
+    expr = symgrad.relu(x) * y + sp.Piecewise((x, x > 0), (0, True))
+    der = derive(expr, at={x: 0.5, y: 2})
+    assert (der.adjoint_values[x], der.adjoint_values[y]) == (3.0, 0.5)
+    assert "u_1 = Max(0, x)    (derivative of max)    value 0.5" in der.text()
+
+
+def test_missing_renderer_skips_or_fails(monkeypatch):
+    import latex_renderers
+
+    monkeypatch.delenv("SYMGRAD_REQUIRE_RENDERERS", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="install-latex"):
+        latex_renderers._missing("KaTeX is not installed")
+    monkeypatch.setenv("SYMGRAD_REQUIRE_RENDERERS", "1")
+    with pytest.raises(pytest.fail.Exception, match="SYMGRAD_REQUIRE_RENDERERS=1"):
+        latex_renderers._missing("KaTeX is not installed")
+
+
 def test_quotient_rule_is_named():
     x, y = sp.symbols("x y")
     assert "(quotient rule)" in derive(sp.sin(x) / y).text()
