@@ -132,7 +132,7 @@ class Derivation:
     adjoint_values: Mapping[sp.Basic, float]
     gradients: Mapping[sp.Symbol, sp.Expr]
     simplify: bool | str = "canonical"
-    _cache: dict = field(default_factory=dict, repr=False)
+    _cache: dict = field(default_factory=dict, init=False, repr=False)
 
     def name(self, node: sp.Basic) -> str:
         """The display name of ``node`` (its printed form if it has no name).

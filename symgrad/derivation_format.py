@@ -72,12 +72,12 @@ def _rule_text(rule: str, node: sp.Basic) -> str:
 
 
 def _size(expr: sp.Basic, display: Mapping, cap: int) -> int:
-    # Tree size where named nodes count as one leaf (iterative; stops past cap).
+    # Printed size: named nodes (the root too) and partials count as one (iterative; capped).
     count, stack = 0, [expr]
     while stack and count <= cap:
         node = stack.pop()
         count += 1
-        if (node is expr or node not in display) and not isinstance(node, Partial):
+        if node not in display and not isinstance(node, Partial):
             stack.extend(node.args)
     return count
 
