@@ -298,11 +298,14 @@ def test_labels_argument_names_nodes():
         derive(e, labels={e: ""})
 
 
-def test_example_script_runs_and_writes_files(tmp_path):
+@pytest.fixture(scope="module")
+def example_run(tmp_path_factory):
+    """Runs examples/derivations.py once: (stdout, output directory)."""
+    out = tmp_path_factory.mktemp("derivations")
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(root)}
     proc = subprocess.run(
-        [sys.executable, "examples/derivations.py", "--out", str(tmp_path)],
+        [sys.executable, "examples/derivations.py", "--out", str(out)],
         cwd=root,
         env=env,
         capture_output=True,
@@ -311,26 +314,24 @@ def test_example_script_runs_and_writes_files(tmp_path):
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "dL/da = dL/de * b = b*f = 6" in proc.stdout
-    md = (tmp_path / "derivations.md").read_text(encoding="utf-8")
-    tex = (tmp_path / "derivations.tex").read_text(encoding="utf-8")
+    return proc.stdout, out
+
+
+def test_example_script_runs_and_writes_files(example_run):
+    stdout, out = example_run
+    assert "dL/da = dL/de * b = b*f = 6" in stdout
+    assert "do/dx1 = do/d(x1*w1) * w1 = w1*(1 - o**2) = -1.5" in stdout
+    assert "(contributions added) df/da = df/de * 1 + df/dd * b = b*e + d = -3" in stdout
+    md = (out / "derivations.md").read_text(encoding="utf-8")
+    tex = (out / "derivations.tex").read_text(encoding="utf-8")
     assert md.count("$$") % 2 == 0 and "## A neuron" in md
     assert tex.startswith("\\documentclass") and tex.count("\\begin{align*}") == 3
 
 
-def test_example_outputs_render(tmp_path, katex, pdflatex):
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": str(root)}
-    subprocess.run(
-        [sys.executable, "examples/derivations.py", "--out", str(tmp_path)],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        timeout=120,
-        check=True,
-    )
-    katex(_markdown_blocks((tmp_path / "derivations.md").read_text(encoding="utf-8")))
-    pdflatex((tmp_path / "derivations.tex").read_text(encoding="utf-8"))
+def test_example_outputs_render(example_run, katex, pdflatex):
+    _, out = example_run
+    katex(_markdown_blocks((out / "derivations.md").read_text(encoding="utf-8")))
+    pdflatex((out / "derivations.tex").read_text(encoding="utf-8"))
 
 
 def test_value_data_can_be_overridden_by_at():
