@@ -243,6 +243,29 @@ def test_gradients_match_sympy_diff_and_finite_differences():
     assert np.allclose(got, fd, rtol=1e-6, atol=1e-8)
 
 
+_X, _Y, _Z = sp.symbols("x y z")
+NUMERIC_CASES = [
+    (_X * _Y + _X, {_X: 0.7, _Y: -1.3}),
+    (sp.exp(_X) * sp.sin(_Y) / (1 + _Z**2), {_X: 0.2, _Y: 1.1, _Z: -0.5}),
+    (sp.tanh(_X * _Y + _Z) ** 2, {_X: 0.3, _Y: -0.8, _Z: 0.1}),
+    (sp.log(_X**2 + 1) * sp.sqrt(_Y), {_X: 1.5, _Y: 2.0}),
+    (_X**_Y, {_X: 1.7, _Y: 2.3}),
+    (sp.atan(_Y / _X) + sp.Abs(_X - _Y), {_X: 0.4, _Y: 1.9}),
+]
+
+
+@pytest.mark.parametrize(("expr", "at"), NUMERIC_CASES, ids=str)
+def test_numeric_gradients_match_finite_differences(expr, at):
+    der = derive(expr, at=at)
+    syms = list(at)
+    f = sp.lambdify([syms], expr, "math")
+    fd = numerical.gradient(lambda v: f(list(v)), np.array([at[s] for s in syms]))
+    assert np.allclose([der.adjoint_values[s] for s in syms], fd, rtol=1e-6, atol=1e-9)
+    for s in syms:  # the shown simplified gradient is sympy.diff's, numerically
+        diff_value = float(sp.diff(expr, s).subs(at))
+        assert float(der.simplified(s).subs(at)) == pytest.approx(diff_value, rel=1e-9)
+
+
 def test_steps_are_the_sweeps_steps_and_adjoints_add_up():
     x, y = sp.symbols("x y")
     der = derive(x * sp.sin(x) + y**2)
