@@ -13,17 +13,20 @@ from . import numerical
 from .autodiff import grad, hessian, jacobian
 from .check import GradCheckReport, check_grad, check_grad_fn
 from .codegen import CompiledFunction, lambdify, value_and_grad
+from .derivation import Derivation, derive
 from .errors import SymgradError
 from .functions import relu, sigmoid
 from .value import Value
 
 __all__ = [
     "CompiledFunction",
+    "Derivation",
     "GradCheckReport",
     "SymgradError",
     "Value",
     "check_grad",
     "check_grad_fn",
+    "derive",
     "grad",
     "hessian",
     "jacobian",

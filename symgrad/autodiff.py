@@ -137,7 +137,9 @@ def simplify_result(expr: sp.Expr, simplify: SimplifyOption = "auto") -> sp.Expr
             best for code generation). ``"auto"`` (default) rebuilds results of tree size up to
             ``EVALUATE_BUDGET`` in SymPy's canonical form, and also tries ``sympy.simplify``
             on results up to ``SIMPLIFY_BUDGET`` nodes, keeping it only if it is shorter.
-            ``True`` does both whatever the size (may be slow on large results).
+            ``"canonical"`` does only the first (fast: ``sympy.simplify`` can take seconds on
+            a small ``tanh`` gradient). ``True`` does both whatever the size (may be slow on
+            large results).
 
     Returns:
         An expression equal to ``expr``.
@@ -149,10 +151,14 @@ def simplify_result(expr: sp.Expr, simplify: SimplifyOption = "auto") -> sp.Expr
     """
     if simplify is False:
         return expr
-    if simplify not in (True, "auto"):
-        raise InputTypeError(f"simplify must be True, False or 'auto', got {simplify!r}")
+    if simplify not in (True, "auto", "canonical"):
+        raise InputTypeError(
+            f"simplify must be True, False, 'auto' or 'canonical', got {simplify!r}"
+        )
     if simplify is True or tree_size(expr, EVALUATE_BUDGET) <= EVALUATE_BUDGET:
         expr = _evaluated(expr)
+    if simplify == "canonical":
+        return expr
     if simplify is True or tree_size(expr, SIMPLIFY_BUDGET) <= SIMPLIFY_BUDGET:
         candidate = sp.simplify(expr)
         if sp.count_ops(candidate) < sp.count_ops(expr):

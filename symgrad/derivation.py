@@ -1,0 +1,424 @@
+"""Derivations: the chain-rule steps of a backward pass, recorded as data (layer 4).
+
+:func:`derive` runs the one reverse sweep of :mod:`symgrad.autodiff` (the same code that
+computes :func:`symgrad.grad`) with an ``on_step`` hook, and keeps every step it reports: the
+node, the rule, the contributions summed into its adjoint (several when the node feeds several
+parents: the multivariable chain rule, micrograd's ``+=``) and the local partials and
+contributions it sends to its children. With numbers (``at=...``, or a ``Value``'s own data) it
+also keeps the forward value and the numeric gradient of every node, as micrograd's graph shows.
+
+The views (LaTeX, Markdown, plain text) live in :mod:`symgrad.derivation_format`, a helper of
+this module in the same layer-4 group: it works on any object shaped like :class:`Derivation`
+and imports nothing from layer 4, so this module imports it and not the other way round.
+
+>>> import sympy as sp
+>>> x, y = sp.symbols("x y")
+>>> d = derive(sp.sin(x * y), at={x: 0, y: 2})
+>>> print(d.text())
+Derivation of f = sin(u_1) with respect to x, y (4 steps, output first)
+<BLANKLINE>
+[1] f = sin(u_1)    (derivative of sin)    value 0
+    df/df = 1
+    local partials: df/du_1 = cos(u_1) = 1
+[2] u_1 = x*y    (product rule)    value 0
+    df/du_1 = cos(u_1) = 1
+    local partials: du_1/dx = y = 2; du_1/dy = x = 0
+[3] y (leaf)    value 2
+    df/dy = df/du_1 * x = x*cos(u_1) = 0
+[4] x (leaf)    value 0
+    df/dx = df/du_1 * y = y*cos(u_1) = 2
+<BLANKLINE>
+Gradients
+    df/dx = df/du_1 * y = y*cos(u_1) = y*cos(x*y) = 2
+    df/dy = df/du_1 * x = x*cos(u_1) = x*cos(x*y) = 0
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+from . import derivation_format as fmt
+from .autodiff import Step, simplify_result, sweep
+from .errors import InputTypeError, MissingSymbolError, OptionError
+from .graph import free_symbols, topo_order
+from .inputs import as_expr, as_symbols, describe
+
+__all__ = ["Derivation", "derive", "node_names"]
+
+#: Names tried, in order, for an unlabelled target.
+TARGET_NAMES = ("f", "g", "h", "F", "L", "y")
+
+
+def node_names(
+    expr: sp.Expr,
+    labels: Mapping[sp.Basic, str] | None = None,
+    prefix: str = "u",
+) -> dict[sp.Basic, str]:
+    """Readable names for the nodes of ``expr``: labels first, then ``u_1, u_2, ...``.
+
+    Leaves are named by their symbol names. Every other non-atomic node gets its label when it
+    has one, else a generated name numbered in topological order (children first), skipping
+    names already used. The target gets its label or the first free name of
+    :data:`TARGET_NAMES`. Derivations and graph drawings use this one function so their names
+    agree.
+
+    Args:
+        expr: the target expression.
+        labels: optional names for nodes (e.g. from ``Value`` labels).
+        prefix: the stem of generated names.
+
+    Returns:
+        A dict from node to name (numbers are not named).
+
+    >>> import sympy as sp
+    >>> x, y = sp.symbols("x y")
+    >>> node_names(sp.exp(x * y) + x)
+    {x: 'x', y: 'y', x*y: 'u_1', exp(x*y): 'u_2', x + exp(x*y): 'f'}
+    """
+    labels = dict(labels or {})
+    order = topo_order([expr])
+    taken = {s.name for s in order if isinstance(s, sp.Symbol)} | set(labels.values())
+    names: dict[sp.Basic, str] = {}
+    counter = 0
+    for node in order:
+        if isinstance(node, sp.Symbol):
+            names[node] = labels.get(node, node.name) if node is not expr else node.name
+        elif node.is_Atom or not isinstance(node, sp.Expr):
+            continue  # numbers, and Piecewise's (expr, cond) pairs and conditions
+        elif labels.get(node):
+            names[node] = labels[node]
+        elif node is expr or node == expr:
+            names[node] = next((n for n in TARGET_NAMES if n not in taken), f"{prefix}_0")
+        else:
+            counter += 1
+            while f"{prefix}_{counter}" in taken:
+                counter += 1
+            names[node] = f"{prefix}_{counter}"
+    return names
+
+
+@dataclass(frozen=True, eq=False)
+class Derivation:
+    """The chain-rule steps of one backward pass, as data; its views are thin printers.
+
+    Attributes:
+        target: the differentiated expression.
+        wrt: the symbols differentiated with respect to.
+        steps: the sweep's :class:`symgrad.autodiff.Step` records, output first.
+        names: a readable name for every node (see :func:`node_names`).
+        values: the forward value of every node that has one (empty without numbers); also
+            holds the values of local partials and adjoint expressions.
+        adjoint_values: the numeric gradient ``d target / d node`` of every step's node.
+        gradients: the raw gradient of each ``wrt`` symbol (0 where it does not occur).
+        simplify: the ``simplify`` option of :func:`symgrad.autodiff.simplify_result` used
+            for the simplified gradients.
+
+    >>> import sympy as sp
+    >>> x = sp.Symbol("x")
+    >>> d = derive(x**2, at={x: 3})
+    >>> [d.names[s.node] for s in d.steps], d.adjoint_values[x]
+    (['f', 'x'], 6.0)
+    """
+
+    target: sp.Expr
+    wrt: tuple[sp.Symbol, ...]
+    steps: tuple[Step, ...]
+    names: Mapping[sp.Basic, str]
+    values: Mapping[sp.Basic, float]
+    adjoint_values: Mapping[sp.Basic, float]
+    gradients: Mapping[sp.Symbol, sp.Expr]
+    simplify: bool | str = "canonical"
+    _cache: dict = field(default_factory=dict, init=False, repr=False)
+
+    def name(self, node: sp.Basic) -> str:
+        """The display name of ``node`` (its printed form if it has no name).
+
+        >>> import sympy as sp
+        >>> x = sp.Symbol("x")
+        >>> derive(sp.exp(2 * x)).name(2 * x)
+        'u_1'
+        """
+        return self.names.get(node) or sp.sstr(node)
+
+    def simplified(self, symbol: object) -> sp.Expr:
+        """The gradient with respect to ``symbol`` through :func:`symgrad.autodiff.simplify_result`.
+
+        >>> import sympy as sp
+        >>> x = sp.Symbol("x")
+        >>> derive(sp.sin(x) ** 2 + sp.cos(x) ** 2, simplify="auto").simplified(x)
+        0
+        """
+        (sym,), _ = as_symbols(symbol, self.target, "symbol")
+        if sym not in self.gradients:
+            raise OptionError(
+                f"{sym} is not among the derivation's wrt symbols "
+                f"({', '.join(map(str, self.wrt))}); derive again with wrt including it"
+            )
+        if sym not in self._cache:
+            self._cache[sym] = simplify_result(self.gradients[sym], self.simplify)
+        return self._cache[sym]
+
+    def contributions(self, step: Step) -> list[tuple[sp.Basic | None, sp.Expr, sp.Expr]]:
+        """``(parent, local partial, contribution)`` for each term summed into the step's adjoint.
+
+        The parent is ``None`` for the seed ``d target / d target = 1`` (local partial 1).
+
+        >>> import sympy as sp
+        >>> a = sp.Symbol("a")
+        >>> d = derive(sp.Add(a, a, evaluate=False))
+        >>> d.contributions(d.steps[-1])
+        [(a + a, 1, 1), (a + a, 1, 1)]
+        """
+        locals_of = self._cache.get("_locals")
+        if locals_of is None:
+            locals_of = {}
+            for s in self.steps:
+                for child, local, _ in s.outgoing:
+                    locals_of.setdefault((s.node, child), []).append(local)
+            self._cache["_locals"] = locals_of
+        seen: dict[sp.Basic, int] = {}
+        out = []
+        for parent, contribution in step.incoming:
+            if parent is None:
+                out.append((None, sp.S.One, contribution))
+                continue
+            i = seen.get(parent, 0)
+            seen[parent] = i + 1
+            out.append((parent, locals_of[(parent, step.node)][i], contribution))
+        return out
+
+    def kind(self, step: Step) -> tuple:
+        """A signature grouping steps "of the same kind" when a view summarises.
+
+        Steps of one kind use the same rule, have as many parents and children on the path,
+        and lie at the same height above the leaves: in a network, the same node of every
+        neuron of one layer.
+
+        >>> import sympy as sp
+        >>> x, y = sp.symbols("x y")
+        >>> d = derive(x * y)
+        >>> d.kind(d.steps[1]) == d.kind(d.steps[2])
+        True
+        """
+        heights = self._cache.get("_heights")
+        if heights is None:
+            heights = {}
+            for node in topo_order([self.target]):
+                heights[node] = 1 + max((heights[a] for a in node.args), default=-1)
+            self._cache["_heights"] = heights
+        node = step.node
+        return (step.rule, len(step.incoming), len(step.outgoing), heights.get(node, 0))
+
+    def text(self, *, max_steps: int | None = None, summarize: bool | str = "auto") -> str:
+        """The derivation as plain text for a terminal (see ``derivation_format`` for options).
+
+        >>> import sympy as sp
+        >>> x = sp.Symbol("x")
+        >>> print(derive(3 * x).text())
+        Derivation of f = 3*x with respect to x (2 steps, output first)
+        <BLANKLINE>
+        [1] f = 3*x    (product rule)
+            df/df = 1
+            local partials: df/dx = 3
+        [2] x (leaf)
+            df/dx = 3
+        <BLANKLINE>
+        Gradients
+            df/dx = 3
+        """
+        return fmt.text(self, max_steps=max_steps, summarize=summarize)
+
+    def latex(
+        self,
+        *,
+        standalone: bool = False,
+        max_steps: int | None = None,
+        summarize: bool | str = "auto",
+    ) -> str:
+        r"""The derivation as a LaTeX ``align*`` block, or a complete document.
+
+        >>> import sympy as sp
+        >>> x = sp.Symbol("x")
+        >>> print(derive(3 * x).latex())
+        \begin{align*}
+        f &= 3 x && \text{1. product rule} \\
+        \frac{\partial f}{\partial f} &= 1 \\
+        \frac{\partial f}{\partial x} &= 3 && \text{local partial} \\[4pt]
+        \frac{\partial f}{\partial x} &= 3 && \text{2. leaf} \\[4pt]
+        &\text{Gradients:} \\
+        \frac{\partial f}{\partial x} &= 3
+        \end{align*}
+        """
+        return fmt.latex(self, standalone=standalone, max_steps=max_steps, summarize=summarize)
+
+    def markdown(self, *, max_steps: int | None = None, summarize: bool | str = "auto") -> str:
+        """The derivation as Markdown with ``$$`` display maths (Jupyter, GitHub, GitLab).
+
+        >>> import sympy as sp
+        >>> x = sp.Symbol("x")
+        >>> print(derive(3 * x).markdown().splitlines()[0])
+        **Derivation of f = 3*x** with respect to x (2 steps, output first)
+        """
+        return fmt.markdown(self, max_steps=max_steps, summarize=summarize)
+
+    def _repr_latex_(self) -> str:
+        return fmt.latex(self, environment="aligned")
+
+    def _repr_markdown_(self) -> str:
+        return self.markdown()
+
+    def __repr__(self) -> str:
+        wrt = ", ".join(self.name(s) for s in self.wrt[:5]) + (", ..." if len(self.wrt) > 5 else "")
+        return f"<Derivation of {self.name(self.target)} wrt {wrt}: {len(self.steps)} steps>"
+
+
+def _unpack(target: object) -> tuple[sp.Expr, dict, dict]:
+    graph = getattr(target, "_symgrad_graph", None)
+    if callable(graph) and not isinstance(target, type):
+        got = graph()
+        if not (isinstance(got, tuple) and len(got) == 3):
+            raise InputTypeError(
+                f"{type(target).__name__}._symgrad_graph() must return (expr, labels, values), "
+                f"got {describe(got)}"
+            )
+        expr, labels, values = got
+        if not isinstance(labels, Mapping) or not isinstance(values, Mapping):
+            raise InputTypeError("_symgrad_graph() must return dicts for labels and values")
+        return as_expr(expr, "target"), dict(labels), dict(values)
+    return as_expr(target, "target"), {}, {}
+
+
+def _leaf_values(expr: sp.Expr, at: object, defaults: dict) -> dict[sp.Symbol, float] | None:
+    if at is None and not defaults:
+        return None
+    if at is not None and not isinstance(at, Mapping):
+        raise InputTypeError(f"at must be a dict {{symbol: number}}, got {describe(at)}")
+    leaves = free_symbols([expr])
+    known = set(leaves)
+    vals: dict[sp.Symbol, float] = {}
+    for key, value in [*defaults.items(), *(at or {}).items()]:
+        (sym,), _ = as_symbols(key, expr, "at key")
+        if sym not in known:
+            raise OptionError(
+                f"at gives a value for {sym}, which does not occur in the target "
+                f"(its symbols: {', '.join(map(str, leaves)) or 'none'})"
+            )
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise InputTypeError(f"at[{sym}] must be a real number, got {describe(value)}")
+        vals[sym] = float(value)
+    missing = [str(s) for s in leaves if s not in vals]
+    if missing:
+        raise MissingSymbolError(
+            f"at has no value for {', '.join(missing)}; give a number for every symbol "
+            "of the target (or leave at=None for a purely symbolic derivation)"
+        )
+    return vals
+
+
+def _numeric(exprs: list[sp.Basic], leaves: dict[sp.Symbol, float]) -> dict[sp.Basic, float]:
+    # Bottom-up over the DAG of all the expressions at once: each node evaluated from its
+    # arguments' numbers, so the cost is linear in the number of unique nodes.
+    memo: dict[sp.Basic, sp.Basic] = {}
+    out: dict[sp.Basic, float] = {}
+    for node in topo_order(exprs):
+        if isinstance(node, sp.Symbol):
+            value: sp.Basic = sp.Float(leaves[node])
+        elif not node.args:
+            value = node
+        else:
+            args = [memo.get(a) for a in node.args]
+            if any(a is None for a in args):
+                continue
+            try:
+                value = node.func(*args)
+            except (TypeError, ValueError, ArithmeticError):
+                continue  # no number here (e.g. a domain error): the view shows none
+        memo[node] = value
+        if isinstance(value, sp.Expr) and value.is_number and value.is_extended_real:
+            out[node] = float(value)
+    return out
+
+
+def derive(
+    target: object,
+    wrt: object = None,
+    at: object = None,
+    *,
+    labels: Mapping[sp.Basic, str] | None = None,
+    simplify: bool | str = "canonical",
+) -> Derivation:
+    """The backward pass of ``target`` as a :class:`Derivation`: every chain-rule step as data.
+
+    Args:
+        target: a scalar SymPy expression, or an object with ``_symgrad_graph()`` (a
+            :class:`symgrad.Value`): its labels name the nodes and its data gives the numbers.
+        wrt: a symbol (or name) or a sequence of them; default every symbol of ``target``.
+            Only nodes on a path from the output to these symbols appear in the steps.
+        at: ``{symbol or name: number}``: adds the forward value and the numeric gradient
+            of every node. For a ``Value`` the leaves' data is used unless ``at`` overrides it.
+        labels: ``{node: name}`` for nodes of ``target`` (added to a ``Value``'s labels);
+            other intermediate nodes get generated names ``u_1, u_2, ...``.
+        simplify: how the final gradients are simplified for display, as in
+            :func:`symgrad.autodiff.simplify_result`: ``"canonical"`` (default: SymPy's
+            canonical form, fast), ``"auto"`` (also ``sympy.simplify`` on small results,
+            which can take seconds per gradient), ``True`` or ``False``.
+
+    Returns:
+        The :class:`Derivation`; print it with ``.text()``, ``.latex()`` or ``.markdown()``.
+
+    Raises:
+        InputTypeError: ``target``, ``wrt`` or ``at`` has the wrong type.
+        MissingSymbolError: ``at`` misses a symbol of the target.
+        OptionError: ``at`` names a symbol the target does not contain, or ``simplify`` is
+            not one of the options.
+        UnsupportedFunctionError: a function in ``target`` has no derivative rule.
+
+    >>> import sympy as sp
+    >>> a, b = sp.symbols("a b")
+    >>> d = derive(a * b + a, at={a: 2, b: -3})
+    >>> d.adjoint_values[a], d.adjoint_values[b]
+    (-2.0, 2.0)
+    """
+    if simplify not in (True, False, "auto", "canonical"):
+        raise OptionError(f"simplify must be True, False, 'auto' or 'canonical', got {simplify!r}")
+    expr, value_labels, defaults = _unpack(target)
+    if labels is not None and not isinstance(labels, Mapping):
+        raise InputTypeError(f"labels must be a dict {{node: name}}, got {describe(labels)}")
+    for node, name in (labels or {}).items():
+        if not isinstance(node, sp.Basic) or not isinstance(name, str) or not name:
+            raise InputTypeError(
+                f"labels must map SymPy nodes to non-empty names, got {node!r}: {name!r}"
+            )
+    labels = {**value_labels, **(labels or {})}
+    if wrt is None:
+        syms = free_symbols([expr])
+    else:
+        syms, _ = as_symbols(wrt, expr)
+    leaves = _leaf_values(expr, at, defaults)
+    steps: list[Step] = []
+    raw = sweep([expr], syms, on_step=lambda _k, step: steps.append(step))[0]
+    gradients = {s: raw.get(s, sp.S.Zero) for s in syms}
+    values: dict[sp.Basic, float] = {}
+    adjoint_values: dict[sp.Basic, float] = {}
+    if leaves is not None:
+        exprs: list[sp.Basic] = [expr]
+        for s in steps:
+            exprs.append(s.adjoint)
+            exprs.extend(local for _, local, _ in s.outgoing)
+        exprs.extend(gradients.values())
+        values = _numeric(exprs, leaves)
+        adjoint_values = {s.node: values[s.adjoint] for s in steps if s.adjoint in values}
+    return Derivation(
+        target=expr,
+        wrt=tuple(syms),
+        steps=tuple(steps),
+        names=node_names(expr, labels),
+        values=values,
+        adjoint_values=adjoint_values,
+        gradients=gradients,
+        simplify=simplify,
+    )
