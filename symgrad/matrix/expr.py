@@ -96,7 +96,7 @@ _VARS = tuple(sp.Symbol(f"u{i}") for i in range(8))
 
 # ----------------------------------------------------------------------------- new nodes
 class Map(MatrixExpr):
-    """A scalar function applied entrywise: ``Map(Lambda((u, v), f), A, B)[i,j] = f(A[i,j], B[i,j])``.
+    """A scalar function applied entrywise: ``Map(Lambda((u, v), f), A, B)[i,j] = f(A[i,j], ...)``.
 
     Build it with :func:`elementwise` (or :func:`tanh`, :func:`exp`, ...), which checks shapes.
 
@@ -741,6 +741,8 @@ def operands(node: sp.Basic) -> tuple[sp.Basic, ...]:
         return ()
     if isinstance(node, Map):
         return node.mats
+    if isinstance(node, Inverse):
+        return (node.arg,)
     if isinstance(node, (SumAxis, Broadcast, Softmax, LogSumExp)):
         return (node.args[0],)
     return node.args
