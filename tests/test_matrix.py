@@ -266,7 +266,7 @@ def test_compiled_function_runs_on_any_batch_size_and_checks_shapes():
     fg = value_and_grad(L, params, [*params, X, Y])
     p = [RNG.normal(size=a.shape) for a in params]
     for batch in (1, 5, 300):
-        value, grads = fg(*p, RNG.normal(size=(2, batch)), RNG.normal(size=(1, batch)))
+        _, grads = fg(*p, RNG.normal(size=(2, batch)), RNG.normal(size=(1, batch)))
         assert [g.shape for g in grads] == [(16, 2), (16, 1), (1, 16), (1, 1)]
     with pytest.raises(ShapeError, match="argument y has shape"):
         fg(*p, np.zeros((2, 5)), np.zeros((1, 4)))
