@@ -377,6 +377,7 @@ def _sum_code(g: _Gen, node: MatAdd) -> str:
         else:
             code, sign = g.use(term), "+"
         out.append((sign, _paren(code)))
+    out.sort(key=lambda item: item[0] == "-")  # "1 - h*h": one subtraction, not negate + add
     text = ("-" if out[0][0] == "-" else "") + out[0][1]
     for sign, code in out[1:]:
         text += f" {sign} {code}"

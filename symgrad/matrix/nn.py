@@ -25,7 +25,7 @@ import numpy as np
 import sympy as sp
 from sympy.matrices.expressions import MatrixExpr, MatrixSymbol
 
-from ..errors import InputTypeError, OptionError, ShapeError
+from ..errors import InputTypeError, OptionError
 from . import expr as mx
 from .codegen import CompiledMatrixFunction, compile_matrix, value_and_grad
 
@@ -286,11 +286,7 @@ class Trainer:
         self._arrays = [model.values[p] for p in self.params]
 
     def __call__(self, X: np.ndarray, Y: np.ndarray) -> Any:
-        if np.ndim(X) != 2 or np.ndim(Y) != 2 or np.shape(X)[1] != np.shape(Y)[1]:
-            raise ShapeError(
-                f"X and Y must be 2-D with samples as columns and equal batch sizes, got "
-                f"{np.shape(X)} and {np.shape(Y)}"
-            )
+        # shapes of X and Y (samples as columns, equal batch sizes) are checked by self.fn
         value, grads = self.fn(*self._arrays, X, Y)
         self.optimizer.update(self._arrays, grads)
         return value
