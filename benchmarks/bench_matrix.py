@@ -156,9 +156,8 @@ def bench(name, sizes, loss, batch, reps):
                 fn()
             times[k].append((time.perf_counter() - t) / inner)
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(
-        f"\n{name} (batch {batch}, {inner} steps per timing); symgrad setup (derive + compile) {setup * 1e3:.0f} ms"
-    )
+    print(f"\n{name} (batch {batch}, {inner} steps per timing)")
+    print(f"  symgrad setup (derive + compile): {setup * 1e3:.0f} ms")
     for k, v in med.items():
         print(f"  {k:12s} {v * 1e6:9.1f} us   symgrad/this = {med['symgrad'] / v:5.2f}x")
     return setup, med
