@@ -26,7 +26,7 @@ from symgrad.errors import InputTypeError, MissingSymbolError, OptionError, Shap
 from symgrad.matrix import expr as mx
 from symgrad.matrix.codegen import compile_matrix, value_and_grad
 from symgrad.matrix.latex import latex
-from symgrad.matrix.vjp import backprop_equations, grad, hvp, registered_heads
+from symgrad.matrix.vjp import backprop_equations, grad, hessian, hvp, registered_heads
 
 RNG = np.random.default_rng(7)
 
@@ -207,21 +207,45 @@ def test_second_derivative_through_tanh():
         np.testing.assert_allclose(hv(w0, A, e).ravel(), H[:, j], rtol=1e-6, atol=1e-8)
 
 
-def test_logistic_regression_hessian_vector_product_closed_form():
+def _logistic():
     n, d = 6, 3
-    Xs, w, y, v = M("X", n, d), M("w", d, 1), M("y", n, 1), M("v", d, 1)
+    Xs, w, y = M("X", n, d), M("w", d, 1), M("y", n, 1)
     z = mx.matmul(Xs, w)
-    # mean negative log-likelihood: sum(log(1 + e^z) - y ⊙ z)
-    f = mx.sum(mx.sub(mx.elementwise(lambda u: sp.log(1 + sp.exp(u)), z), mx.hadamard(y, z)))
+    # negative log-likelihood: sum(log(1 + e^z) - y ⊙ z)
+    f = mx.sum(mx.sub(mx.softplus(z), mx.hadamard(y, z)))
     X0, y0 = RNG.normal(size=(n, d)), (RNG.random(size=(n, 1)) > 0.5).astype(float)
     w0 = RNG.normal(size=(d, 1))
+    ref = lambda wv: np.sum(np.log1p(np.exp(X0 @ wv.reshape(d, 1))) - y0 * (X0 @ wv.reshape(d, 1)))  # noqa: E731
+    return f, (Xs, w, y, z), (X0, w0, y0), ref
+
+
+def test_logistic_regression_hvp_and_closed_form_hessian():
+    f, (Xs, w, y, z), (X0, w0, y0), ref = _logistic()
+    d = w0.shape[0]
+    v = M("v", d, 1)
     hv = compile_matrix(hvp(f, w, v), [w, Xs, y, v])
-    s = 1 / (1 + np.exp(-X0 @ w0))
-    H_closed = X0.T @ np.diag((s * (1 - s)).ravel()) @ X0  # X^T diag(s(1-s)) X
+    H_num = numerical.hessian(ref, w0.ravel(), method="richardson")
     for j in range(d):
         e = np.zeros((d, 1))
         e[j] = 1.0
-        np.testing.assert_allclose(hv(w0, X0, y0, e).ravel(), H_closed[:, j], rtol=1e-10)
+        np.testing.assert_allclose(hv(w0, X0, y0, e).ravel(), H_num[:, j], rtol=1e-6)
+    H = hessian(f, w)
+    s_sym = M("s", X0.shape[0], 1)
+    assert latex(H, {mx.sigmoid(z): s_sym}) == (
+        r"X^{T} \operatorname{diag}\left(s \odot \left(\mathbf{1} - s\right)\right) X"
+    )
+    H_val = compile_matrix(H, [w, Xs, y])(w0, X0, y0)
+    s = 1 / (1 + np.exp(-X0 @ w0))
+    np.testing.assert_allclose(H_val, X0.T @ np.diag((s * (1 - s)).ravel()) @ X0, rtol=1e-12)
+    np.testing.assert_allclose(H_val, H_num, rtol=1e-6)
+    g = grad(f, w)
+    assert latex(g, {mx.sigmoid(z): s_sym}) == r"X^{T} \left(s - y\right)"
+
+
+def test_hessian_needs_a_column_and_a_linear_hvp():
+    W = M("W", 2, 2)
+    with pytest.raises(ShapeError, match="column"):
+        hessian(mx.sumsq(W), W)
 
 
 # --------------------------------------------------------------- textbook forms and LaTeX

@@ -2,8 +2,9 @@
 
 Build expressions from ``sympy.MatrixSymbol`` with the shape-checked constructors here, take
 gradients with symgrad's own reverse-mode rules (:func:`grad`, never SymPy's matrix ``diff``),
-print them as LaTeX (:func:`latex`) and compile them (:func:`compile_matrix`,
-:func:`value_and_grad`).
+closed-form Hessians (:func:`hessian`, :func:`hvp`), print them as LaTeX (:func:`latex`) and
+compile them (:func:`compile_matrix`, :func:`value_and_grad`). Layers, losses and optimisers
+live in :mod:`symgrad.matrix.nn`.
 
 >>> import sympy as sp
 >>> from symgrad import matrix as mx
@@ -37,6 +38,7 @@ from .expr import (
     scale,
     sigmoid,
     softmax,
+    softplus,
     sub,
     sum,
     sumsq,
@@ -44,7 +46,8 @@ from .expr import (
     trace,
     transpose,
 )
-from .vjp import backprop_equations, grad, hvp, vjp
+from .latex import latex
+from .vjp import backprop_equations, grad, hessian, hvp, vjp
 
 __all__ = [
     "Broadcast",
@@ -64,8 +67,10 @@ __all__ = [
     "exp",
     "grad",
     "hadamard",
+    "hessian",
     "hvp",
     "inverse",
+    "latex",
     "log",
     "logdet",
     "logsumexp",
@@ -75,6 +80,7 @@ __all__ = [
     "scale",
     "sigmoid",
     "softmax",
+    "softplus",
     "sub",
     "sum",
     "sumsq",

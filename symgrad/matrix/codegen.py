@@ -46,6 +46,7 @@ from sympy.matrices.expressions import (
     Transpose,
     ZeroMatrix,
 )
+from sympy.matrices.expressions.diagonal import DiagMatrix
 from sympy.matrices.expressions.special import OneMatrix
 from sympy.printing.numpy import NumPyPrinter
 
@@ -313,6 +314,8 @@ def _node_code(g: _Gen, node: sp.Basic) -> str | None:
             return prod
         c = g.use(coeff) if coeff in g.ref else g.scalar_code(coeff)
         return f"{_paren(c)} * ({prod})" if len(mats) > 1 else f"{_paren(c)} * {prod}"
+    if isinstance(node, DiagMatrix):
+        return f"numpy.diagflat({g.use(node.args[0])})"
     if isinstance(node, Transpose):
         return f"{g.use(node.arg)}.T"
     if isinstance(node, HadamardPower):

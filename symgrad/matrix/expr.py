@@ -61,6 +61,7 @@ __all__ = [
     "LogSumExp",
     "Map",
     "Softmax",
+    "Softplus",
     "SumAll",
     "SumAxis",
     "add",
@@ -81,6 +82,7 @@ __all__ = [
     "shape_of",
     "sigmoid",
     "softmax",
+    "softplus",
     "sub",
     "sum",
     "sumsq",
@@ -221,6 +223,33 @@ class LogDet(sp.Expr):
     def arg(self) -> MatrixExpr:
         """The matrix."""
         return self.args[0]
+
+
+class Softplus(sp.Function):
+    r"""The scalar function ``softplus(x) = log(1 + e^x)``, whose derivative is ``sigmoid(x)``.
+
+    Compiles to ``numpy.logaddexp(0, x)`` (no overflow); :func:`softplus` applies it entrywise.
+
+    >>> Softplus(sp.Symbol("x")).diff(sp.Symbol("x"))
+    sigmoid(x)
+    """
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        if argindex != 1:
+            raise sp.ArgumentIndexError(self, argindex)
+        return _sigmoid(self.args[0])
+
+    def _eval_rewrite_as_log(self, arg, **kwargs):
+        return sp.log(1 + sp.exp(arg))
+
+    def _latex(self, printer, exp=None):
+        tex = rf"\operatorname{{softplus}}\left({printer._print(self.args[0])}\right)"
+        return tex if exp is None else rf"{tex}^{{{exp}}}"
+
+    def _numpycode(self, printer):
+        return f"{printer._module_format('numpy.logaddexp')}(0, {printer._print(self.args[0])})"
 
 
 # ----------------------------------------------------------------------------- shapes
@@ -596,6 +625,15 @@ def sigmoid(X: MatrixExpr) -> MatrixExpr:
     Map(Lambda(u0, sigmoid(u0)), X)
     """
     return elementwise(_sigmoid, X)
+
+
+def softplus(X: MatrixExpr) -> MatrixExpr:
+    """Entrywise ``log(1 + e^x)`` (stable; its derivative is the entrywise sigmoid).
+
+    >>> softplus(sp.MatrixSymbol("X", 2, 2))
+    Map(Lambda(u0, Softplus(u0)), X)
+    """
+    return elementwise(Softplus, X)
 
 
 def relu(X: MatrixExpr) -> MatrixExpr:

@@ -45,6 +45,9 @@ class MatrixLatexPrinter(LatexPrinter):
             return self._vars[expr]
         return super()._print_Symbol(expr, style)
 
+    def _print_DiagMatrix(self, expr):
+        return rf"\operatorname{{diag}}\left({self._print(expr.args[0])}\right)"
+
     def _print_OneMatrix(self, expr):
         return r"\mathbf{1}"
 
