@@ -99,3 +99,9 @@ def test_digits_example_quick():
     ).stdout
     acc = float(out.split("test accuracy:")[1].split()[0])
     assert acc >= 0.9
+
+
+def test_deep_network_builds_and_trains_without_recursion_errors():
+    net = MLP(4, [8] * 300 + [1], seed=0)  # SymPy's shapes are recursive: must stay shallow
+    step = Trainer(net, mse, SGD(0.01))
+    assert np.isfinite(step(np.ones((4, 5)), np.ones((1, 5))))

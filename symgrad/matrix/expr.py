@@ -29,6 +29,7 @@ symgrad.errors.ShapeError: matmul: X has shape (2, B) and W has shape (3, 2); ..
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -118,8 +119,10 @@ class Map(MatrixExpr):
         """The matrix operands, one per variable of :attr:`lam`."""
         return self.args[1:]
 
-    @property
+    @functools.cached_property
     def shape(self):
+        # Cached: SymPy computes shapes recursively (MatMul -> MatAdd -> ...); caching at every
+        # activation keeps that walk one layer deep, so deep networks never hit the recursion limit.
         return self.args[1].shape
 
 
