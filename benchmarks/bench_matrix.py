@@ -1,21 +1,47 @@
 """One training step (forward + backward + SGD update) through symgrad's compiled matrix path vs
 hand-written NumPy, PyTorch eager and JAX jit (when installed). Run by hand:
 
-    PYTHONPATH=. python benchmarks/bench_matrix.py [--reps 200]
+    PYTHONPATH=. python benchmarks/bench_matrix.py [--reps 300] [--threads 1]
 
-All contenders run in the same process, interleaved in every repetition; medians are reported.
-Also reports setup time (derive + compile) of symgrad for several widths.
+``--threads`` sizes the thread pools of BLAS (NumPy), PyTorch and XLA alike (default 1: on a
+small shared machine, competing thread pools make multi-threaded timings meaningless).
+
+Phase 1 times symgrad against hand-written NumPy alone; phase 2 adds PyTorch eager and JAX jit
+(if installed) in the same process, interleaved in every repetition (random order); medians of
+single steps are reported. Also reports symgrad's setup time (derive + compile) for several widths.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
 import time
 
-import numpy as np
 
-from symgrad.matrix.nn import MLP, SGD, Trainer, mse, softmax_cross_entropy
+def _threads_from_argv() -> int:
+    # Thread pools must be sized before NumPy / PyTorch / JAX are imported.
+    for i, arg in enumerate(sys.argv):
+        if arg == "--threads" and i + 1 < len(sys.argv):
+            return int(sys.argv[i + 1])
+        if arg.startswith("--threads="):
+            return int(arg.split("=", 1)[1])
+    return 1
+
+
+THREADS = _threads_from_argv()
+if THREADS > 0:
+    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+        os.environ[var] = str(THREADS)
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "")
+        + f" --xla_cpu_multi_thread_eigen={'true' if THREADS > 1 else 'false'}"
+    )
+
+import numpy as np  # noqa: E402
+
+from symgrad.matrix.nn import MLP, SGD, Trainer, mse, softmax_cross_entropy  # noqa: E402
 
 LR = 0.01
 
@@ -55,6 +81,8 @@ def make_torch(sizes, loss, seed):
     except ImportError:
         return None
     torch.manual_seed(seed)
+    if THREADS:
+        torch.set_num_threads(THREADS)
     layers = []
     for i in range(len(sizes) - 1):
         layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]).double())
@@ -116,13 +144,18 @@ def make_jax(sizes, loss, seed):
     return run
 
 
-def bench(name, sizes, loss, batch, reps):
+def _data(sizes, loss, batch):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(sizes[0], batch))
     if loss == "mse":
         Y = rng.normal(size=(sizes[-1], batch))
     else:
         Y = np.eye(sizes[-1])[rng.integers(0, sizes[-1], batch)].T.copy()
+    return X, Y
+
+
+def _contenders(sizes, loss, batch, peers):
+    X, Y = _data(sizes, loss, batch)
     t0 = time.perf_counter()
     net = MLP(sizes[0], list(sizes[1:]), seed=0)
     trainer = Trainer(net, mse if loss == "mse" else softmax_cross_entropy, SGD(LR))
@@ -133,44 +166,70 @@ def bench(name, sizes, loss, batch, reps):
         "symgrad": lambda: trainer(X, Y),
         "numpy": lambda: numpy_step(ws, bs, X, Y, loss),
     }
-    made = make_torch(sizes, loss, 0)
-    if made:
-        tstep, torch = made
-        Xt = torch.from_numpy(X.T.copy())
-        Yt = torch.from_numpy(Y.T.copy()) if loss == "mse" else torch.from_numpy(Y.argmax(0))
-        contenders["torch eager"] = lambda: tstep(Xt, Yt)
-    jrun = make_jax(sizes, loss, 0)
-    if jrun:
-        contenders["jax jit"] = lambda: jrun(X, Y)
-    times = {k: [] for k in contenders}
-    for fn in contenders.values():  # warm up
+    if peers:
+        made = make_torch(sizes, loss, 0)
+        if made:
+            tstep, torch = made
+            Xt = torch.from_numpy(X.T.copy())
+            Yt = torch.from_numpy(Y.T.copy()) if loss == "mse" else torch.from_numpy(Y.argmax(0))
+            contenders["torch eager"] = lambda: tstep(Xt, Yt)
+        jrun = make_jax(sizes, loss, 0)
+        if jrun:
+            contenders["jax jit"] = lambda: jrun(X, Y)
+    return setup, contenders
+
+
+def _time(contenders, reps):
+    for fn in contenders.values():  # warm up (JIT compilation, caches)
         for _ in range(5):
             fn()
-    inner = max(1, int(2000 / (batch * sum(sizes))) + 1)
+    times = {k: [] for k in contenders}
     names = list(contenders)
-    for r in range(reps):  # rotate the order so no contender always follows the same one
-        for k in names[r % len(names) :] + names[: r % len(names)]:
+    order = np.random.default_rng(0)
+    for _ in range(reps):
+        # interleaved in a fresh random order each repetition: a contender that runs right after
+        # PyTorch or XLA finds cold caches, so no contender may always follow the same one
+        for k in order.permutation(names):
             fn = contenders[k]
             t = time.perf_counter()
-            for _ in range(inner):
-                fn()
-            times[k].append((time.perf_counter() - t) / inner)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"\n{name} (batch {batch}, {inner} steps per timing)")
+            fn()
+            times[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def bench(name, sizes, loss, batch, reps, peers):
+    setup, contenders = _contenders(sizes, loss, batch, peers)
+    med = _time(contenders, reps)
+    print(f"\n{name} (batch {batch}), {'with' if peers else 'without'} peers in the process")
     print(f"  symgrad setup (derive + compile): {setup * 1e3:.0f} ms")
     for k, v in med.items():
         print(f"  {k:12s} {v * 1e6:9.1f} us   symgrad/this = {med['symgrad'] / v:5.2f}x")
     return setup, med
 
 
+CASES = (
+    ("2-16-16-1 tanh MLP, MSE", (2, 16, 16, 1), "mse", 100, 1.0),
+    ("784-256-10 tanh MLP, softmax CE", (784, 256, 10), "ce", 256, 0.25),
+)
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--reps", type=int, default=200)
+    parser.add_argument("--reps", type=int, default=300)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="threads for BLAS, PyTorch and XLA (0: defaults)"
+    )
     args = parser.parse_args()
-    bench("2-16-16-1 tanh MLP, MSE", (2, 16, 16, 1), "mse", 100, args.reps)
-    bench("784-256-10 tanh MLP, softmax CE", (784, 256, 10), "ce", 256, max(20, args.reps // 4))
-    print("\nsetup (derive + compile) for other widths:")
-    for sizes in ((2, 1024, 1024, 1), (784, 2048, 2048, 10), (10,) + (64,) * 8 + (1,)):
+    print(f"threads per library: {args.threads or 'library defaults'}")
+    # Phase 1: symgrad vs hand-written NumPy alone (PyTorch's and XLA's thread pools, once
+    # loaded, slow down whatever runs next in this process on a small machine).
+    for name, sizes, loss, batch, frac in CASES:
+        bench(name, sizes, loss, batch, max(20, int(args.reps * frac)), peers=False)
+    # Phase 2: all contenders interleaved in one process.
+    for name, sizes, loss, batch, frac in CASES:
+        bench(name, sizes, loss, batch, max(20, int(args.reps * frac)), peers=True)
+    print("\nsetup (derive + compile) for other widths and depths:")
+    for sizes in ((2, 1024, 1024, 1), (784, 2048, 2048, 10), (10, *(64,) * 8, 1)):
         t0 = time.perf_counter()
         Trainer(MLP(sizes[0], list(sizes[1:]), seed=0), mse, SGD(LR))
         print(f"  {'-'.join(map(str, sizes))}: {(time.perf_counter() - t0) * 1e3:.0f} ms")
