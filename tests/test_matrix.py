@@ -336,3 +336,27 @@ def test_wrong_types_and_options():
         mx.elementwise("tanh", W)
     with pytest.raises(MissingSymbolError):
         compile_matrix(mx.sum(W), [])
+
+
+def test_softmax_cross_entropy_gradient_is_textbook():
+    from symgrad.matrix.nn import softmax_cross_entropy
+
+    B = sp.Symbol("B", integer=True, positive=True)
+    Z, Y = M("Z", 10, B), M("Y", 10, B)
+    g = grad(softmax_cross_entropy(Z, Y), Z)
+    assert latex(g) == r"\frac{1}{B} \left(\operatorname{softmax}\left(Z\right) - Y\right)"
+
+
+def test_matrix_package_imports_only_lower_layers():
+    import ast
+    from pathlib import Path
+
+    allowed = {"errors", "graph", "construct", "inputs", "functions", "parse", "rules"}
+    allowed |= {"autodiff", "codegen", "numerical", "latex", "derivation", "viz", "matrix"}
+    root = Path(__file__).resolve().parent.parent / "symgrad" / "matrix"
+    for path in root.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 2:
+                top = (node.module or "").split(".")[0]
+                names = [top] if top else [a.name for a in node.names]
+                assert set(names) <= allowed, (path.name, names)

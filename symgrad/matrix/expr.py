@@ -386,10 +386,20 @@ def add(*terms: MatrixExpr) -> MatrixExpr:
         if isinstance(base, ZeroMatrix):
             continue
         coeffs[base] = coeffs.get(base, sp.S.Zero) + c
-    kept = [scale(c, base) for base, c in coeffs.items() if c != 0]
-    if not kept:
+    nonzero = [(base, c) for base, c in coeffs.items() if c != 0]
+    if not nonzero:
         return ZeroMatrix(*shape)
-    return kept[0] if len(kept) == 1 else MatAdd(*kept)
+    if len(nonzero) == 1:
+        return scale(nonzero[0][1], nonzero[0][0])
+    # a common factor is pulled out: c A - c B = c (A - B) (fewer operations, textbook form)
+    common = nonzero[0][1]
+    if common.could_extract_minus_sign():
+        common = -common
+    ratios = [c / common for _, c in nonzero]
+    if common != 1 and all(r in (1, -1) for r in ratios):
+        terms = [scale(r, base) for (base, _), r in zip(nonzero, ratios, strict=True)]
+        return scale(common, MatAdd(*terms))
+    return MatAdd(*[scale(c, base) for base, c in nonzero])
 
 
 def sub(A: MatrixExpr, B: MatrixExpr) -> MatrixExpr:

@@ -168,12 +168,12 @@ def softmax_cross_entropy(out: MatrixExpr, Y: MatrixExpr) -> sp.Expr:
     """Cross-entropy of ``softmax(out)`` (over rows) against one-hot columns ``Y``, batch mean.
 
     Written as ``(sum(logsumexp(Z)) - sum(Y ⊙ Z)) / B`` so it is stable and its gradient is
-    the textbook ``(softmax(Z) - Y) / B`` (printed with the ``1/B`` distributed).
+    the textbook ``(softmax(Z) - Y) / B``.
 
     >>> Z, Y = sp.MatrixSymbol("Z", 3, 4), sp.MatrixSymbol("Y", 3, 4)
     >>> from symgrad.matrix.vjp import grad
     >>> grad(softmax_cross_entropy(Z, Y), Z)
-    -(1/4)*Y + (1/4)*Softmax(Z, 0)
+    (1/4)*(-Y + Softmax(Z, 0))
     """
     return (mx.sum(mx.logsumexp(out, axis=0)) - mx.sum(mx.hadamard(Y, out))) / out.shape[1]
 
