@@ -360,3 +360,31 @@ def test_matrix_package_imports_only_lower_layers():
                 top = (node.module or "").split(".")[0]
                 names = [top] if top else [a.name for a in node.names]
                 assert set(names) <= allowed, (path.name, names)
+
+
+def test_expressions_built_with_sympy_operators():
+    W, x, y = M("W", 2, 3), M("x", 3, 1), M("y", 2, 1)
+    S = M("S", 3, 3)
+    f = mx.sumsq(W * x - y) + sp.Trace(S * S.T) + 3 * sp.Trace(W.T * W)
+    vals = {W: RNG.normal(size=(2, 3)), x: RNG.normal(size=(3, 1)), y: RNG.normal(size=(2, 1))}
+    vals[S] = RNG.normal(size=(3, 3))
+
+    def ref(v):
+        r = v[W] @ v[x] - v[y]
+        return np.sum(r * r) + np.trace(v[S] @ v[S].T) + 3 * np.trace(v[W].T @ v[W])
+
+    _check(f, [W, x, S], vals, ref)
+
+
+def test_unsupported_head_is_a_typed_error():
+    from symgrad.errors import UnsupportedFunctionError
+
+    A = M("A", 3, 3)
+    with pytest.raises(UnsupportedFunctionError, match="MatPow"):
+        grad(sp.Trace(sp.MatPow(A, 2)), A)
+
+
+def test_gradient_of_unrelated_parameter_is_zero():
+    A, V = M("A", 2, 2), M("V", 2, 2)
+    g = grad(mx.sum(A), V)
+    np.testing.assert_array_equal(compile_matrix(g, [V])(np.ones((2, 2))), np.zeros((2, 2)))
