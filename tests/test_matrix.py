@@ -388,3 +388,9 @@ def test_gradient_of_unrelated_parameter_is_zero():
     A, V = M("A", 2, 2), M("V", 2, 2)
     g = grad(mx.sum(A), V)
     np.testing.assert_array_equal(compile_matrix(g, [V])(np.ones((2, 2))), np.zeros((2, 2)))
+
+
+def test_products_inside_entrywise_functions_print_as_hadamard():
+    Z, Y = M("Z", 1, 5), M("Y", 1, 5)
+    assert r"Z \odot Y" in latex(mx.elementwise(lambda u, v: sp.exp(u * v), Z, Y))
+    assert latex(mx.elementwise(lambda u: u**3, Z)) == r"Z^{\odot 3}"

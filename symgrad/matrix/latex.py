@@ -82,6 +82,23 @@ class MatrixLatexPrinter(LatexPrinter):
         finally:
             self._vars = saved
 
+    def _print_Mul(self, expr):
+        # inside an entrywise function, a product of matrix entries is a Hadamard product
+        if self._vars and sum(1 for a in expr.args if a.free_symbols & set(self._vars)) > 1:
+            coeff, factors = expr.as_coeff_mul()
+            body = r" \odot ".join(
+                rf"\left({self._print(f)}\right)" if f.is_Add else self._print(f) for f in factors
+            )
+            if coeff == -1:
+                return f"- {body}"
+            return body if coeff == 1 else f"{self._print(coeff)} {body}"
+        return super()._print_Mul(expr)
+
+    def _print_Pow(self, expr):
+        if self._vars and expr.base in self._vars and expr.exp.is_Integer and expr.exp > 0:
+            return rf"{self._vars[expr.base]}^{{\odot {expr.exp}}}"
+        return super()._print_Pow(expr)
+
     def _print_SumAll(self, expr: SumAll):
         return rf"\operatorname{{sum}}\left({self._print(expr.arg)}\right)"
 
