@@ -394,3 +394,15 @@ def test_products_inside_entrywise_functions_print_as_hadamard():
     Z, Y = M("Z", 1, 5), M("Y", 1, 5)
     assert r"Z \odot Y" in latex(mx.elementwise(lambda u, v: sp.exp(u * v), Z, Y))
     assert latex(mx.elementwise(lambda u: u**3, Z)) == r"Z^{\odot 3}"
+
+
+def test_closed_form_hessian_through_tanh():
+    w, A = M("w", 3, 1), M("A", 4, 3)
+    h = mx.tanh(mx.matmul(A, w))
+    H = hessian(mx.sum(h), w)
+    assert latex(H, {h: M("h", 4, 1)}) == (
+        r"- 2 A^{T} \operatorname{diag}\left(\left(\mathbf{1} - h \odot h\right) \odot h\right) A"
+    )
+    A0, w0 = RNG.normal(size=(4, 3)), RNG.normal(size=(3, 1))
+    H_num = numerical.hessian(lambda x: np.sum(np.tanh(A0 @ x)), w0.ravel(), method="richardson")
+    np.testing.assert_allclose(compile_matrix(H, [w, A])(w0, A0), H_num, rtol=1e-6, atol=1e-9)
