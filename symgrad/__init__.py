@@ -9,7 +9,7 @@ The public surface is deliberately small; everything here is a re-export.
 6*x - 4
 """
 
-from . import numerical
+from . import matrix, numerical
 from .autodiff import grad, hessian, jacobian
 from .check import GradCheckReport, check_grad, check_grad_fn
 from .codegen import CompiledFunction, lambdify, value_and_grad
@@ -31,6 +31,7 @@ __all__ = [
     "hessian",
     "jacobian",
     "lambdify",
+    "matrix",
     "numerical",
     "relu",
     "sigmoid",

@@ -1,0 +1,148 @@
+r"""LaTeX for matrix expressions: SymPy's ``LatexPrinter`` with ``\odot``, ``\mathbf{1}`` and names.
+
+>>> import sympy as sp
+>>> from symgrad.matrix import expr as mx
+>>> H = sp.MatrixSymbol("h", 3, 1)
+>>> latex(mx.hadamard(mx.sub(sp.OneMatrix(3, 1), mx.hadamard(H, H)), H))
+'\\left(\\mathbf{1} - h \\odot h\\right) \\odot h'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import sympy as sp
+from sympy.matrices.expressions import HadamardProduct, MatAdd, MatMul
+from sympy.printing.latex import LatexPrinter
+
+from .expr import Broadcast, LogDet, LogSumExp, Map, Softmax, SumAll, SumAxis, _split
+
+__all__ = ["MatrixLatexPrinter", "latex"]
+
+
+class MatrixLatexPrinter(LatexPrinter):
+    r"""LaTeX printer for symgrad matrix nodes (``⊙`` for entrywise products, ``1`` for ones).
+
+    >>> MatrixLatexPrinter().doprint(sp.MatrixSymbol("W", 2, 2).T)
+    'W^{T}'
+    """
+
+    def __init__(self, settings: dict | None = None) -> None:
+        super().__init__(settings)
+        self._vars: dict[sp.Basic, str] = {}
+
+    def _wrap(self, e: sp.Basic) -> str:
+        text = self._print(e)
+        if isinstance(e, (MatAdd, HadamardProduct)) or (
+            isinstance(e, MatMul) and _split(e)[0] != 1
+        ):
+            return rf"\left({text}\right)"
+        return text
+
+    def _print_Symbol(self, expr, style="plain"):
+        if expr in self._vars:
+            return self._vars[expr]
+        return super()._print_Symbol(expr, style)
+
+    def _print_DiagMatrix(self, expr):
+        return rf"\operatorname{{diag}}\left({self._print(expr.args[0])}\right)"
+
+    def _print_OneMatrix(self, expr):
+        return r"\mathbf{1}"
+
+    def _print_HadamardProduct(self, expr):
+        # a product inside ⊙ is parenthesised: (1 - h ⊙ h) ⊙ (W^T δ)
+        return r" \odot ".join(
+            rf"\left({self._print(a)}\right)" if isinstance(a, MatMul) else self._wrap(a)
+            for a in expr.args
+        )
+
+    def _print_HadamardPower(self, expr):
+        return rf"{self._wrap(expr.args[0])}^{{\odot {self._print(expr.args[1])}}}"
+
+    def _print_MatAdd(self, expr):
+        # positive terms first: "1 - h ⊙ h", not "- h ⊙ h + 1"
+        terms = sorted(expr.args, key=lambda t: _split(t)[0].could_extract_minus_sign())
+        out = ""
+        for i, t in enumerate(terms):
+            c, base = _split(t)
+            if c.could_extract_minus_sign():
+                body = self._print(base if c == -1 else sp.MatMul(-c, base))
+                out += f" - {body}" if i else f"-{body}"
+            else:
+                out += f" + {self._print(t)}" if i else self._print(t)
+        return out
+
+    def _print_Map(self, expr: Map):
+        saved = self._vars
+        self._vars = {v: self._print(a) for v, a in zip(expr.lam.variables, expr.mats, strict=True)}
+        try:
+            return self._print(expr.lam.expr)
+        finally:
+            self._vars = saved
+
+    def _print_Mul(self, expr):
+        # inside an entrywise function, a product of matrix entries is a Hadamard product
+        if self._vars and sum(1 for a in expr.args if a.free_symbols & set(self._vars)) > 1:
+            coeff, factors = expr.as_coeff_mul()
+            body = r" \odot ".join(
+                rf"\left({self._print(f)}\right)" if f.is_Add else self._print(f) for f in factors
+            )
+            if coeff == -1:
+                return f"- {body}"
+            return body if coeff == 1 else f"{self._print(coeff)} {body}"
+        return super()._print_Mul(expr)
+
+    def _print_Pow(self, expr):
+        if self._vars and expr.base in self._vars and expr.exp.is_Integer and expr.exp > 0:
+            return rf"{self._vars[expr.base]}^{{\odot {expr.exp}}}"
+        return super()._print_Pow(expr)
+
+    def _print_SumAll(self, expr: SumAll):
+        return rf"\operatorname{{sum}}\left({self._print(expr.arg)}\right)"
+
+    def _print_SumAxis(self, expr: SumAxis):
+        inner = self._wrap(expr.args[0])
+        return rf"{inner} \mathbf{{1}}" if expr.axis == 1 else rf"\mathbf{{1}}^{{T}} {inner}"
+
+    def _print_Broadcast(self, expr: Broadcast):
+        inner = expr.arg
+        if isinstance(inner, sp.MatrixExpr) and inner.shape[1] == 1:
+            return rf"{self._wrap(inner)} \mathbf{{1}}^{{T}}"
+        if isinstance(inner, sp.MatrixExpr):
+            return rf"\mathbf{{1}} {self._wrap(inner)}"
+        return rf"{self._print(inner)} \mathbf{{1}}"
+
+    def _print_Softmax(self, expr: Softmax):
+        return rf"\operatorname{{softmax}}\left({self._print(expr.args[0])}\right)"
+
+    def _print_LogSumExp(self, expr: LogSumExp):
+        return rf"\operatorname{{logsumexp}}\left({self._print(expr.args[0])}\right)"
+
+    def _print_LogDet(self, expr: LogDet):
+        return rf"\log\det {self._wrap(expr.arg)}"
+
+
+def latex(expr: Any, names: Mapping[sp.Basic, sp.Basic] | None = None) -> str:
+    r"""LaTeX of a matrix (or scalar) expression, with named subexpressions shown by name.
+
+    Args:
+        expr: the expression.
+        names: subexpression -> symbol to print instead (e.g. ``tanh(W x + b) -> h``).
+
+    Returns:
+        The LaTeX string.
+
+    >>> import sympy as sp
+    >>> from symgrad.matrix import expr as mx
+    >>> W, x = sp.MatrixSymbol("W", 2, 3), sp.MatrixSymbol("x", 3, 1)
+    >>> h = mx.tanh(mx.matmul(W, x))
+    >>> latex(h)
+    '\\tanh{\\left(W x \\right)}'
+    >>> latex(mx.hadamard(h, h), {h: sp.MatrixSymbol("h", 2, 1)})
+    'h \\odot h'
+    """
+    if names:
+        expr = expr.xreplace(dict(names))
+    return MatrixLatexPrinter().doprint(expr)
