@@ -1,0 +1,224 @@
+"""grad / jacobian / hessian: API, references, errors, and expressions as large as SymPy builds."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import symgrad
+from symgrad import grad, hessian, jacobian, lambdify, numerical, value_and_grad
+from symgrad.autodiff import sweep
+from symgrad.errors import InputTypeError, SymgradError, UnsupportedFunctionError
+from symgrad.graph import topo_order
+
+x, y, z = sp.symbols("x y z")
+
+
+def test_lecture_polynomial_gradient_is_6x_minus_4() -> None:
+    f = 3 * x**2 - 4 * x + 5
+    assert grad(f, x) == 6 * x - 4
+    assert grad(f, x) == sp.diff(f, x)  # the independent reference
+    # the lecture's numbers for the same function, through the numerical oracle
+    fn = sp.lambdify(x, f)
+    assert numerical.derivative(fn, 3.0, method="forward", h=0.001) == pytest.approx(14.003, abs=1e-9)
+    assert numerical.derivative(fn, 2 / 3, method="forward", h=1e-6) == pytest.approx(3e-6, abs=1e-9)
+    assert abs(numerical.derivative(fn, 3.0) - 14.0) < 1e-8
+
+
+def test_single_symbol_gives_expression_sequence_gives_list_in_order() -> None:
+    f = x**2 * y + sp.sin(z)
+    assert grad(f, y) == x**2
+    assert grad(f, [z, x, y]) == [sp.cos(z), 2 * x * y, x**2]
+    assert grad(f, (x,)) == [2 * x * y]
+    assert grad(f, sp.Matrix([x, y])) == [2 * x * y, x**2]
+
+
+def test_gradient_with_respect_to_an_absent_symbol_is_zero() -> None:
+    assert grad(x**2, y) == 0
+    assert grad(sp.Integer(7), x) == 0
+    assert grad(5, x) == 0
+
+
+def test_symbol_names_find_the_expressions_own_symbols() -> None:
+    t = sp.Symbol("t", positive=True)
+    assert grad(sp.log(t), "t") == 1 / t
+    assert grad(t**2, "t").free_symbols == {t}
+
+
+def test_repeated_use_accumulates_like_the_multivariable_chain_rule() -> None:
+    u = sp.sin(x * y)
+    f = u * u + sp.exp(u) + u
+    for s in (x, y):
+        assert sp.simplify(grad(f, s) - sp.diff(f, s)) == 0
+
+
+def test_unevaluated_expressions_with_repeated_factors() -> None:
+    f = sp.Mul(x, x, x, evaluate=False)  # the product rule must count every occurrence
+    assert sp.expand(grad(f, x)) == 3 * x**2
+    g = sp.Add(x, x, evaluate=False)
+    assert grad(g, x) == 2
+
+
+def test_higher_orders_by_repetition_and_hessian() -> None:
+    f = sp.exp(x * y) * sp.sin(x)
+    d3 = grad(grad(grad(f, x), x), x)
+    assert sp.simplify(d3 - sp.diff(f, x, 3)) == 0
+    h = hessian(f, [x, y])
+    ref = sp.hessian(f, [x, y])
+    assert sp.simplify(h - ref) == sp.zeros(2, 2)
+
+
+def test_jacobian_of_polar_coordinates() -> None:
+    r, t = sp.symbols("r t")
+    j = jacobian([r * sp.cos(t), r * sp.sin(t)], [r, t])
+    assert j.shape == (2, 2)
+    assert sp.simplify(j.det()) == r
+    assert jacobian(sp.Matrix([x * y, x + y]), [x, y]) == sp.Matrix([[y, x], [1, 1]])
+
+
+def test_simplify_options() -> None:
+    f = sp.sin(x) ** 2 + sp.cos(x) ** 2 + x
+    assert grad(f, x) == 1  # "auto": small results are simplified
+    raw = grad(f, x, simplify=False)
+    assert sp.simplify(raw - 1) == 0
+    assert grad(f, x, simplify=True) == 1
+    with pytest.raises(InputTypeError, match="simplify"):
+        grad(f, x, simplify="fast")
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ("x**2", "parse"),
+        (None, "None"),
+        (True, "True"),
+        ([x, y], "jacobian"),
+        (sp.Matrix([x, y]), "jacobian"),
+        (object(), "object"),
+    ],
+)
+def test_bad_expressions_give_typed_errors(bad, match) -> None:
+    with pytest.raises(InputTypeError, match=match):
+        grad(bad, x)
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (x**2, "Symbol"),
+        (3, "Symbol"),
+        ([], "empty"),
+        ("1x", "valid symbol name"),
+        ([x, "lambda"], "valid symbol name"),
+        (None, "Symbol"),
+    ],
+)
+def test_bad_wrt_gives_typed_errors(bad, match) -> None:
+    with pytest.raises(InputTypeError, match=match):
+        grad(x**2, bad)
+
+
+def test_unknown_function_is_named_in_the_error() -> None:
+    class mystery(sp.Function):  # noqa: N801 - a SymPy-style function name
+        pass
+
+    with pytest.raises(UnsupportedFunctionError, match="mystery") as info:
+        grad(mystery(x) + x, x)
+    assert info.value.head == "mystery"
+    with pytest.raises(UnsupportedFunctionError, match="Mod"):
+        grad(sp.Mod(x, 3), x)
+    assert isinstance(info.value, SymgradError)
+
+
+def test_undefined_functions_differentiate_symbolically_but_do_not_compile() -> None:
+    f = sp.Function("f")
+    d = grad(f(x**2), x)
+    assert d == sp.diff(f(x**2), x)
+    with pytest.raises(UnsupportedFunctionError):
+        lambdify(d, [x])
+
+
+def test_input_is_not_modified() -> None:
+    f = sp.tanh(x * y) + x
+    before = sp.srepr(f)
+    grad(f, [x, y])
+    assert sp.srepr(f) == before
+
+
+def test_gradients_share_the_forward_subexpressions() -> None:
+    # the gradient of tanh(u) is written through the forward node tanh(u) itself
+    u = sp.tanh(x * y + z)
+    (g,) = sweep([u**2], [z])[0].values()
+    assert u in set(topo_order([g]))
+
+
+def _deep_chain(depth: int) -> sp.Expr:
+    e = x
+    for i in range(depth):
+        # unevaluated: SymPy's own evaluation of nested tanh is exponential in depth
+        e = sp.tanh(sp.Add(e, sp.Integer(i % 3) / 10, evaluate=False), evaluate=False)
+    return e
+
+
+def test_a_5000_deep_chain_goes_through_grad_and_lambdify_without_recursion() -> None:
+    e = _deep_chain(5000)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(200)  # symgrad's own code must not recurse at all
+    try:
+        g = grad(e, x)
+        f = value_and_grad(e, x)
+    finally:
+        sys.setrecursionlimit(limit)
+    value, slope = f(0.3)
+    # reference: the chain rule by hand in floating point
+    v, d = 0.3, 1.0
+    for i in range(5000):
+        v = np.tanh(v + (i % 3) / 10)
+        d *= 1 - v * v
+    assert value == pytest.approx(v, rel=1e-12)
+    assert slope == pytest.approx(d, rel=1e-9, abs=1e-300)
+    assert g is not None
+
+
+def test_a_wide_shared_dag_of_5000_nodes() -> None:
+    syms = sp.symbols("s0:50")
+    nodes = list(syms)
+    rng = np.random.default_rng(1)
+    for _ in range(5000):
+        i, j = rng.integers(0, len(nodes), size=2)
+        op = rng.integers(0, 3)
+        a, b = nodes[i], nodes[j]
+        nodes.append(
+            sp.Add(a, b, evaluate=False)
+            if op == 0
+            else sp.Mul(a, sp.Float(0.5), evaluate=False)
+            if op == 1
+            else sp.sin(a, evaluate=False)
+        )
+    out = sp.Add(*nodes[-50:], evaluate=False)
+    assert len(topo_order([out])) > 1000
+    f = value_and_grad(out, list(syms))
+    point = rng.uniform(-1, 1, size=50)
+    value = lambdify(out, [list(syms)])
+    _, g = f(point)
+    num = numerical.gradient(value, point)
+    np.testing.assert_allclose(g, num, rtol=1e-6, atol=1e-6)
+
+
+def test_a_100000_term_sum() -> None:
+    xs = sp.symbols("x0:100000")
+    total = sp.Add(*xs)  # SymPy builds this flat sum quickly
+    g = grad(total, [xs[0], xs[99999]])
+    assert g == [1, 1]
+    f = value_and_grad(total * total, list(xs[:3]), [list(xs)])
+    vals = np.linspace(0, 1, 100000)
+    value, gradient = f(vals)
+    assert value == pytest.approx(vals.sum() ** 2)
+    np.testing.assert_allclose(gradient, 2 * vals.sum())
+
+
+def test_facade_exposes_the_documented_surface() -> None:
+    assert symgrad.grad is grad and callable(symgrad.lambdify)
