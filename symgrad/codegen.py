@@ -403,14 +403,24 @@ def _generate(arg_spec: list, leaves: list[sp.Expr], out_spec: Any, name: str, n
     math_templates: dict[tuple, str] = {}
     shadow: dict[sp.Basic, sp.Basic] = {}  # node -> the node over placeholders / literals
     vector_lines: list[str] = []
-    scalar_lines: list[str] | None = [] if fast_test else None
+    # the fast path only pays on small functions; skip printing it for large ones
+    n_stmts = sum(1 for n in order if n.args and not isinstance(n, _INLINE))
+    scalar_lines: list[str] | None = [] if fast_test and n_stmts <= SCALAR_PATH_LIMIT else None
+    placeholder: dict[sp.Basic, sp.Symbol] = {}  # node -> Symbol named after its variable
+
+    def place(a: sp.Basic) -> sp.Symbol:
+        p = placeholder.get(a)
+        if p is None:
+            p = placeholder[a] = sp.Symbol(var[a])
+        return p
+
     for node in order:
         if node in var:
             continue
         if not node.args:  # numbers and named constants are printed in place
             shadow[node] = node
             continue
-        kids = [shadow[a] if a in shadow else sp.Symbol(var[a]) for a in node.args]
+        kids = [shadow[a] if a in shadow else place(a) for a in node.args]
         if isinstance(node, _INLINE):
             shadow[node] = node.func(*kids)
             continue
@@ -422,7 +432,7 @@ def _generate(arg_spec: list, leaves: list[sp.Expr], out_spec: Any, name: str, n
         var[node] = f"_t{k}"
         if not native:
             vector_lines.append(f"    _t{k} = {_print_node(printer, templates, node, kids)}")
-        if scalar_lines is not None and len(scalar_lines) < SCALAR_PATH_LIMIT:
+        if scalar_lines is not None:
             # the same statement over the scalar path's names (_sK), printed for ``math``
             try:
                 text = _print_node(math_printer, math_templates, node, kids)
@@ -430,8 +440,6 @@ def _generate(arg_spec: list, leaves: list[sp.Expr], out_spec: Any, name: str, n
                 scalar_lines = None
                 continue
             scalar_lines.append(f"            _s{k} = {text}")
-        elif scalar_lines is not None:
-            scalar_lines = None
 
     def ref(e: sp.Basic, pr: Any) -> str:
         return var[e] if e in var else _doprint(pr, shadow[e])
@@ -493,7 +501,7 @@ def _print_node(printer: _Printer, templates: dict, node: sp.Basic, kids: list) 
         if template is None:
             tokens = [k if k.is_Number else sp.Symbol(f"_P{i}_") for i, k in enumerate(kids)]
             template = templates[key] = _doprint(printer, _rebuild(node, tokens))
-        names = [str(k) for k in kids]
+        names = [k.name if k.is_Symbol else "" for k in kids]  # numbers stay in the template
         return _TOKEN.sub(lambda m: names[int(m.group(1))], template)
     return _doprint(printer, _rebuild(node, kids))
 

@@ -298,6 +298,14 @@ def _generate(arg_spec: list, outputs: list[sp.Expr], name: str) -> tuple[str, i
     templates: dict[tuple, str] = {}
     shadow: dict[sp.Basic, sp.Basic] = {}
     stmts: list[tuple[str, str]] = []  # (temporary, expression)
+    placeholder: dict[sp.Basic, sp.Symbol] = {}
+
+    def place(a: sp.Basic) -> sp.Symbol:
+        p = placeholder.get(a)
+        if p is None:
+            p = placeholder[a] = sp.Symbol(var[a])
+        return p
+
     for node in topo_order(outputs):
         if node in var:
             continue
@@ -306,7 +314,7 @@ def _generate(arg_spec: list, outputs: list[sp.Expr], name: str) -> tuple[str, i
                 raise ArgumentError(f"symbol {node} is used by an output but is not an argument")
             shadow[node] = node
             continue
-        kids = [shadow[a] if a in shadow else sp.Symbol(var[a]) for a in node.args]
+        kids = [shadow[a] if a in shadow else place(a) for a in node.args]
         if isinstance(node, _INLINE):
             shadow[node] = node.func(*kids)
             continue
@@ -367,7 +375,7 @@ def _print_node(printer: _CPrinter, templates: dict, node: sp.Basic, kids: list)
         if template is None:
             tokens = [k if k.is_Number else sp.Symbol(f"_P{i}_") for i, k in enumerate(kids)]
             template = templates[key] = _doprint(printer, _rebuild(node, tokens))
-        names = [str(k) for k in kids]
+        names = [k.name if k.is_Symbol else "" for k in kids]
         return _TOKEN.sub(lambda m: names[int(m.group(1))], template)
     return _doprint(printer, _rebuild(node, kids))
 
