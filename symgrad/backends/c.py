@@ -28,6 +28,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
+import math
 import os
 import re
 import shutil
@@ -57,6 +58,7 @@ _TOKEN = re.compile(r"_P(\d+)_")
 
 _PRELUDE = """\
 #include <math.h>
+#include <stdint.h>
 /* NumPy semantics: NaN propagates through max/min; heaviside(0) = h0, heaviside(NaN) = NaN. */
 static inline double sg_max(double a, double b) { return (a > b || a != a) ? a : b; }
 static inline double sg_min(double a, double b) { return (a < b || a != a) ? a : b; }
@@ -171,53 +173,62 @@ class CKernel:
         self._spec = arg_spec
         self.n_outputs = n_outputs
         self._nargs = len(arg_spec)
-        self._ptrs = ctypes.c_void_p * self._nargs
-        self._longs = ctypes.c_long * self._nargs
+        self._leads = [() if isinstance(a, sp.Symbol) else (len(a),) for a in arg_spec]
 
     def __call__(self, *values: Any) -> np.ndarray:
         if len(values) != self._nargs:
             raise ArgumentError(f"kernel takes {self._nargs} argument(s), got {len(values)}")
         arrays = []
         shapes = []
-        for item, v in zip(self._spec, values, strict=True):
-            a = np.asarray(v)
-            if a.dtype.kind == "c":
-                raise ArgumentError("the 'c' backend takes real numbers; use backend='numpy'")
-            a = a.astype(np.float64, copy=False)
-            if isinstance(item, sp.Symbol):
-                shapes.append(a.shape)
-            else:
-                if a.ndim == 0 or a.shape[0] != len(item):
+        for lead, v in zip(self._leads, values, strict=True):
+            a = v if type(v) is np.ndarray and v.dtype == np.float64 else _real(v)
+            if lead:
+                if a.ndim == 0 or a.shape[0] != lead[0]:
                     raise ArgumentError(
-                        f"a vector argument needs {len(item)} entries along its first axis, "
+                        f"a vector argument needs {lead[0]} entries along its first axis, "
                         f"got shape {a.shape}"
                     )
                 shapes.append(a.shape[1:])
+            else:
+                shapes.append(a.shape)
             arrays.append(a)
-        try:
-            batch = np.broadcast_shapes(*shapes)
-        except ValueError as exc:
-            raise ArgumentError(f"argument shapes do not broadcast together: {exc}") from exc
-        n = int(np.prod(batch))
+        batch = max(shapes, key=len)
+        if any(s != batch and s for s in shapes):
+            try:
+                batch = np.broadcast_shapes(*shapes)
+            except ValueError as exc:
+                raise ArgumentError(f"argument shapes do not broadcast together: {exc}") from exc
+        n = math.prod(batch)
         ptrs, rows, cols, keep = [], [], [], []
-        for item, a in zip(self._spec, arrays, strict=True):
-            lead = () if isinstance(item, sp.Symbol) else (len(item),)
-            if a.shape[len(lead) :] == batch:
+        for lead, a, own in zip(self._leads, arrays, shapes, strict=True):
+            if own == batch:
                 col = 1 if n > 1 else 0
-            elif a.size == int(np.prod(lead)):  # no batch axes (or only axes of length 1)
+            elif math.prod(own) == 1:  # no batch axes (or only axes of length 1)
                 col = 0
             else:
                 a = np.broadcast_to(a, lead + batch)
                 col = 1
-            a = np.ascontiguousarray(a)
+            if not a.flags.c_contiguous:
+                a = np.ascontiguousarray(a)
             keep.append(a)  # alive until the call returns
             ptrs.append(a.ctypes.data)
             rows.append(n if col else 1)
             cols.append(col)
         out = np.empty((self.n_outputs, *batch))
         if n:
-            self._fn(n, self._ptrs(*ptrs), self._longs(*rows), self._longs(*cols), out.ctypes.data)
+            meta = np.array(ptrs + rows + cols, dtype=np.int64)
+            self._fn(n, meta.ctypes.data, out.ctypes.data)
         return out
+
+
+def _real(v: Any) -> np.ndarray:
+    a = np.asarray(v)
+    if a.dtype.kind not in "fiub":
+        raise ArgumentError(
+            f"the 'c' backend takes real numbers, got an array of dtype {a.dtype}; "
+            "use backend='numpy' for complex values"
+        )
+    return a.astype(np.float64, copy=False)
 
 
 def build_c_kernel(arg_spec: Sequence, outputs: Sequence[sp.Expr], name: str = "symgrad_kernel"):
@@ -252,6 +263,7 @@ def build_c_kernel(arg_spec: Sequence, outputs: Sequence[sp.Expr], name: str = "
     arg_spec = [a if isinstance(a, sp.Symbol) else list(a) for a in arg_spec]
     source, n_stmts = _generate(arg_spec, list(outputs), name)
     flags = ["-O2" if n_stmts <= O2_LIMIT else "-O1", "-shared", "-fPIC", "-fno-math-errno"]
+    flags.append("-ffp-contract=off")  # no fused multiply-add: the same rounding as NumPy
     key = hashlib.sha1((compiler + " ".join(flags) + source).encode()).hexdigest()[:20]
     lib = _cache_dir() / f"{name}_{key}.so"
     if not lib.exists():
@@ -259,8 +271,7 @@ def build_c_kernel(arg_spec: Sequence, outputs: Sequence[sp.Expr], name: str = "
     dll = ctypes.CDLL(str(lib))
     fn = getattr(dll, name)
     fn.restype = None
-    fn.argtypes = [ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
-    fn.argtypes += [ctypes.c_void_p]
+    fn.argtypes = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
     return CKernel(fn, source, lib, arg_spec, len(outputs))
 
 
@@ -286,14 +297,14 @@ def _compile(compiler: str, flags: list, source: str, lib: Path) -> None:
 def _generate(arg_spec: list, outputs: list[sp.Expr], name: str) -> tuple[str, int]:
     """The C source of the kernel and its number of statements."""
     var: dict[sp.Basic, str] = {}
-    loads: list[str] = []
+    loads: list[tuple[str, int, int]] = []  # (C name, argument, row)
     for j, item in enumerate(arg_spec):
         syms = [item] if isinstance(item, sp.Symbol) else item
         for r, s in enumerate(syms):
             if s in var:
                 continue
             var[s] = f"a{j}_{r}"
-            loads.append(f"const double {var[s]} = in[{j}][{r} * rs[{j}] + i * cs[{j}]];")
+            loads.append((var[s], j, r))
     printer = _CPrinter()
     templates: dict[tuple, str] = {}
     shadow: dict[sp.Basic, sp.Basic] = {}
@@ -321,50 +332,47 @@ def _generate(arg_spec: list, outputs: list[sp.Expr], name: str) -> tuple[str, i
         var[node] = f"t{len(stmts)}"
         stmts.append((var[node], _print_node(printer, templates, node, kids)))
     results = [var[o] if o in var else _doprint(printer, shadow[o]) for o in outputs]
-    return _assemble(name, loads, stmts, results), len(stmts)
+    return _assemble(name, len(arg_spec), loads, stmts, results), len(stmts)
 
 
-def _assemble(name: str, loads: list[str], stmts: list, results: list[str]) -> str:
-    head = (
-        f"void {name}(long n, const double *const *in, const long *rs, const long *cs, double *out)"
-    )
+def _assemble(name: str, nargs: int, loads: list, stmts: list, results: list[str]) -> str:
+    # meta holds the nargs input pointers, then their row strides, then their batch steps
+    head = f"void {name}(int64_t n, const int64_t *meta, double *out)"
+    setup = [
+        "    const double *const *in = (const double *const *)meta;",
+        f"    const int64_t *rs = meta + {nargs}, *cs = meta + {2 * nargs};",
+    ]
     lines = [_PRELUDE]
+    load = "in[{j}][{r} * rs[{j}] + i * cs[{j}]]"
     if len(stmts) <= CHUNK:
-        lines += [head, "{", "    for (long i = 0; i < n; ++i) {"]
-        lines += [f"        {s}" for s in loads]
+        lines += [head, "{", *setup, "    for (int64_t i = 0; i < n; ++i) {"]
+        lines += [f"        const double {v} = {load.format(j=j, r=r)};" for v, j, r in loads]
         lines += [f"        const double {t} = {e};" for t, e in stmts]
         lines += [f"        out[{k} * n + i] = {r};" for k, r in enumerate(results)]
         lines += ["    }", "}", ""]
         return "\n".join(lines)
-    # Chunked: temporaries live in a scratch array t[], one static function per chunk; inputs
-    # are loaded into t[] first. Each chunk stays small enough for the optimiser.
-    slot = {v: f"t[{k}]" for k, v in enumerate(_names(loads) + [t for t, _ in stmts])}
+    # Chunked: temporaries live in a scratch array t[], one static function per chunk (inputs
+    # are loaded into t[] first), so each function stays small enough for the optimiser.
+    slot = {v: f"t[{k}]" for k, v in enumerate([v for v, _, _ in loads] + [t for t, _ in stmts])}
     sub = re.compile(r"\b(a\d+_\d+|t\d+)\b")
 
-    def fix(text: str) -> str:
+    def put(text: str) -> str:
         return sub.sub(lambda m: slot[m.group(1)], text)
 
-    n_slots = len(slot)
     chunk_names = []
     for c in range(0, len(stmts), CHUNK):
         cname = f"{name}_chunk{c // CHUNK}"
         chunk_names.append(cname)
         lines.append(f"static void {cname}(double *restrict t)\n{{")
-        lines += [f"    {fix(t)} = {fix(e)};" for t, e in stmts[c : c + CHUNK]]
+        lines += [f"    {put(t)} = {put(e)};" for t, e in stmts[c : c + CHUNK]]
         lines.append("}\n")
-    lines += [head, "{", f"    static __thread double t[{n_slots}];"]
-    lines.append("    for (long i = 0; i < n; ++i) {")
-    for s in loads:
-        v, rhs = s[len("const double ") :].split(" = ", 1)
-        lines.append(f"        {slot[v]} = {rhs}")
+    lines += [head, "{", *setup, f"    static __thread double t[{len(slot)}];"]
+    lines.append("    for (int64_t i = 0; i < n; ++i) {")
+    lines += [f"        {slot[v]} = {load.format(j=j, r=r)};" for v, j, r in loads]
     lines += [f"        {c}(t);" for c in chunk_names]
-    lines += [f"        out[{k} * n + i] = {fix(r)};" for k, r in enumerate(results)]
+    lines += [f"        out[{k} * n + i] = {put(r)};" for k, r in enumerate(results)]
     lines += ["    }", "}", ""]
     return "\n".join(lines)
-
-
-def _names(loads: list[str]) -> list[str]:
-    return [s[len("const double ") :].split(" = ", 1)[0] for s in loads]
 
 
 def _print_node(printer: _CPrinter, templates: dict, node: sp.Basic, kids: list) -> str:
