@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import numpy as np
@@ -13,7 +14,7 @@ from symgrad.construct import add, apply, mul
 def mlp_symbols(sizes: list[int]) -> list[sp.Symbol]:
     """Parameter symbols of an MLP in micrograd's order (per neuron: weights, then bias)."""
     params = []
-    for layer, (nin, nout) in enumerate(zip(sizes[:-1], sizes[1:], strict=False)):
+    for layer, (nin, nout) in enumerate(itertools.pairwise(sizes)):
         for j in range(nout):
             params += [sp.Symbol(f"w{layer}_{j}_{i}") for i in range(nin)]
             params.append(sp.Symbol(f"b{layer}_{j}"))
@@ -24,7 +25,7 @@ def mlp_output(sizes: list[int], params: list[sp.Symbol], inputs: list[sp.Expr],
     """The score of one sample; ``act`` is "tanh" or "relu" for the hidden layers."""
     it = iter(params)
     h = list(inputs)
-    for layer, (nin, nout) in enumerate(zip(sizes[:-1], sizes[1:], strict=False)):
+    for layer, (nin, nout) in enumerate(itertools.pairwise(sizes)):
         last = layer == len(sizes) - 2
         new = []
         for _ in range(nout):
@@ -87,7 +88,9 @@ def lennard_jones(n: int):
     terms = []
     for i in range(n):
         for j in range(i + 1, n):
-            d = [add([coords[3 * i + k], mul(sp.S.NegativeOne, coords[3 * j + k])]) for k in range(3)]
+            d = [
+                add([coords[3 * i + k], mul(sp.S.NegativeOne, coords[3 * j + k])]) for k in range(3)
+            ]
             r2 = add([sp.Pow(c, 2, evaluate=False) for c in d])
             inv6 = sp.Pow(r2, -3, evaluate=False)
             terms.append(mul(sp.Integer(4), add([sp.Pow(inv6, 2, evaluate=False), mul(-1, inv6)])))

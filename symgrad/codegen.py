@@ -96,7 +96,8 @@ class _MathPrinter(PythonCodePrinter):
             return f"{self.parenthesize(base, 100)}**{int(exp)}"
         if exp == sp.S.Half:
             return f"math.sqrt({self._print(base)})"
-        return f"math.pow({self._print(base)}, {self._print(sp.Float(exp))})"
+        e = sp.Float(exp) if exp.is_Number else exp  # a float exponent: math.pow, never **
+        return f"math.pow({self._print(base)}, {self._print(e)})"
 
     def _print_Max(self, expr):
         return f"_fmax({', '.join(self._print(a) for a in expr.args)})"
