@@ -407,27 +407,20 @@ def _generate(arg_spec: list, leaves: list[sp.Expr], out_spec: Any, name: str, n
     # the fast path only pays on small functions; skip printing it for large ones
     n_stmts = sum(1 for n in order if n.args and not isinstance(n, _INLINE))
     scalar_lines: list[str] | None = [] if fast_test and n_stmts <= SCALAR_PATH_LIMIT else None
-    placeholder: dict[sp.Basic, sp.Symbol] = {}  # node -> Symbol named after its variable
-
-    def place(a: sp.Basic) -> sp.Symbol:
-        p = placeholder.get(a)
-        if p is None:
-            p = placeholder[a] = sp.Symbol(var[a])
-        return p
-
     for node in order:
         if node in var:
             continue
         if not node.args:  # numbers and named constants are printed in place
             shadow[node] = node
             continue
-        kids = [shadow[a] if a in shadow else place(a) for a in node.args]
+        # an argument is a literal / inlined expression, or the name of its variable
+        kids = [shadow[a] if a in shadow else var[a] for a in node.args]
         if isinstance(node, _INLINE):
-            shadow[node] = node.func(*kids)
+            shadow[node] = node.func(*map(_as_symbol, kids))
             continue
         if node.is_Mul and len(kids) == 2 and kids[0] == -1:
             # a negation is printed inside its users (``1 - t`` rather than ``u = -t; 1 + u``)
-            shadow[node] = sp.Mul(*kids, evaluate=False)
+            shadow[node] = sp.Mul(*map(_as_symbol, kids), evaluate=False)
             continue
         k = len(var)
         var[node] = f"_t{k}"
@@ -490,21 +483,24 @@ def _scalar_names(line: str) -> str:
     return _MATH.sub("_pymath.", _TEMP.sub(r"_s\1", line))
 
 
+def _as_symbol(kid: Any) -> sp.Basic:
+    return sp.Symbol(kid) if isinstance(kid, str) else kid
+
+
 def _print_node(printer: _Printer, templates: dict, node: sp.Basic, kids: list) -> str:
-    """Print ``node`` with its arguments replaced by ``kids`` (placeholders or literals)."""
+    """Print ``node`` with its arguments replaced by ``kids`` (variable names or expressions)."""
     if not node.args:
         return _doprint(printer, node)
-    # Nodes of the same head whose non-number args are all placeholders print alike: print one
+    # Nodes of the same head whose args are all variables or numbers print alike: print one
     # template with tokens _P0_, _P1_, ... and fill in names (the printer dominates compile time).
-    if all(isinstance(k, sp.Symbol) or k.is_Number for k in kids):
-        key = (node.func, tuple(k if k.is_Number else None for k in kids))
+    if all(isinstance(k, str) or k.is_Number for k in kids):
+        key = (node.func, tuple(None if isinstance(k, str) else k for k in kids))
         template = templates.get(key)
         if template is None:
-            tokens = [k if k.is_Number else sp.Symbol(f"_P{i}_") for i, k in enumerate(kids)]
+            tokens = [sp.Symbol(f"_P{i}_") if isinstance(k, str) else k for i, k in enumerate(kids)]
             template = templates[key] = _doprint(printer, _rebuild(node, tokens))
-        names = [k.name if k.is_Symbol else "" for k in kids]  # numbers stay in the template
-        return _TOKEN.sub(lambda m: names[int(m.group(1))], template)
-    return _doprint(printer, _rebuild(node, kids))
+        return _TOKEN.sub(lambda m: kids[int(m.group(1))], template)
+    return _doprint(printer, _rebuild(node, list(map(_as_symbol, kids))))
 
 
 def _rebuild(node: sp.Basic, kids: list) -> sp.Basic:
