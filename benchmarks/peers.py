@@ -244,33 +244,40 @@ def mlp_torch(sizes, X, y, p, act, loss):
 
 
 def mlp_casadi(sizes, X, y, p, act, loss):
+    """CasADi the way a scalar-code user writes it: SX expressions of one sample (inputs and
+    label as symbols, parameters as one vector), gradient, Function, mapped over the batch."""
     import casadi as ca
 
     t0 = time.perf_counter()
-    P = ca.MX.sym("p", len(p))
-    Xs = ca.MX.sym("X", X.shape[1], X.shape[0])  # features x batch
-    ys = ca.MX.sym("y", 1, X.shape[0])
-    h, i = Xs, 0
+    P = ca.SX.sym("p", len(p))
+    x = ca.SX.sym("x", sizes[0])
+    ys = ca.SX.sym("y")
+    h, i = [x[k] for k in range(sizes[0])], 0
     for k, (nin, nout) in enumerate(itertools.pairwise(sizes)):
-        block = ca.reshape(P[i : i + nout * (nin + 1)], nin + 1, nout).T
-        W, b = block[:, :nin], block[:, nin]
-        h = W @ h + ca.repmat(b, 1, X.shape[0])
-        if k < len(sizes) - 2:
-            h = ca.tanh(h) if act == "tanh" else ca.fmax(h, 0)
-        i += nout * (nin + 1)
-    if loss == "hinge":
-        data = ca.sum2(ca.fmax(0, 1 - ys * h)) / X.shape[0]
-    else:
-        data = ca.sum2((h - ys) ** 2) / X.shape[0]
-    total = data + ALPHA * ca.dot(P, P)
-    f = ca.Function("train", [P, Xs, ys], [total, ca.gradient(total, P)])
+        new = []
+        for _ in range(nout):
+            s = P[i + nin]
+            for q in range(nin):
+                s = s + P[i + q] * h[q]
+            i += nin + 1
+            if k < len(sizes) - 2:
+                s = ca.tanh(s) if act == "tanh" else ca.fmax(s, 0)
+            new.append(s)
+        h = new
+    score = h[0]
+    per_sample = ca.fmax(0, 1 - ys * score) if loss == "hinge" else (score - ys) ** 2
+    f = ca.Function("sample", [x, ys, P], [per_sample, ca.gradient(per_sample, P)])
+    fm = f.map(X.shape[0])
     Xc, yc = X.T.copy(), y[None, :].copy()
-    f(p, Xc, yc)
+    fm(Xc, yc, p)
     setup = time.perf_counter() - t0
+    mean = np.full(X.shape[0], 1.0 / X.shape[0])
 
     def step():
-        value, g = f(p, Xc, yc)
-        return p - LR * np.asarray(g).ravel(), float(value)
+        values, grads = fm(Xc, yc, p)
+        total = np.asarray(values).ravel() @ mean + ALPHA * p @ p
+        g = np.asarray(grads) @ mean
+        return p - LR * (g + 2 * ALPHA * p), total
 
     return setup, step
 

@@ -78,7 +78,9 @@ def mul(*factors: sp.Expr, small: bool | None = None) -> sp.Expr:
         return sp.Mul(coeff, *rest)
     if coeff != 1:
         rest.insert(0, coeff)
-    return rest[0] if len(rest) == 1 else sp.Mul(*rest, evaluate=False)
+    # _from_args is what Mul(..., evaluate=False) ends in, minus re-sympifying the (already
+    # SymPy) operands and the matrix postprocessors: half the cost of a sweep's products
+    return rest[0] if len(rest) == 1 else sp.Mul._from_args(rest)
 
 
 def add(terms: Iterable[sp.Expr], small: bool | None = None) -> sp.Expr:
@@ -112,7 +114,7 @@ def add(terms: Iterable[sp.Expr], small: bool | None = None) -> sp.Expr:
         return sp.Add(const, *rest)
     if const != 0:
         rest.append(const)
-    return rest[0] if len(rest) == 1 else sp.Add(*rest, evaluate=False)
+    return rest[0] if len(rest) == 1 else sp.Add._from_args(rest)
 
 
 def power(base: sp.Expr, exponent: sp.Expr) -> sp.Expr:
