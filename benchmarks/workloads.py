@@ -93,7 +93,12 @@ def lennard_jones(n: int):
             ]
             r2 = add([sp.Pow(c, 2, evaluate=False) for c in d])
             inv6 = sp.Pow(r2, -3, evaluate=False)
-            terms.append(mul(sp.Integer(4), add([sp.Pow(inv6, 2, evaluate=False), mul(-1, inv6)])))
+            terms.append(
+                mul(
+                    sp.Integer(4),
+                    add([sp.Pow(inv6, 2, evaluate=False), mul(sp.S.NegativeOne, inv6)]),
+                )
+            )
     return add(terms), coords
 
 
