@@ -167,6 +167,15 @@ class CKernel:
         source: the generated C source.
         library: the path of the shared library.
         n_outputs: the number of outputs.
+
+    >>> import sympy as sp
+    >>> x, y = sp.symbols("x y")
+    >>> if c_available():
+    ...     k = build_c_kernel([x, [y]], [x * y])
+    ...     print(k(np.array([1.0, 2.0]), [3.0]).tolist(), k.n_outputs)
+    ... else:
+    ...     print([[3.0, 6.0]], 1)
+    [[3.0, 6.0]] 1
     """
 
     def __init__(self, fn, source: str, library: Path, arg_spec: list, n_outputs: int) -> None:
