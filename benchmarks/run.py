@@ -2,14 +2,15 @@
 
 Usage (from the repository root)::
 
-    python benchmarks/run.py [--quick] [--only NAME[,NAME...]] [--no-write]
+    python benchmarks/run.py [--quick] [--only NAME[,NAME...]] [--no-write] [--write]
 
 Runs every workload for symgrad and for each installed peer (missing peers are skipped with a
 note), alternating the contenders repetition by repetition so that machine noise hits them
 alike, and reports medians, min/max, the ratio of each peer to symgrad measured in the same
 run, and the peak Python memory of one call (tracemalloc; native allocations of JAX/PyTorch/
 CasADi are not seen by it). Writes the Markdown tables into ``docs/benchmarks.md`` (between
-markers) and the plot ``docs/benchmarks.png`` unless ``--no-write``.
+markers) and the plot ``docs/benchmarks.png`` when every workload ran (or ``--write``), unless
+``--no-write``.
 
 Workloads: neuron, demo, scaling, lj, check_grad, issue2 (see ``docs/benchmarks.md``).
 """
@@ -411,6 +412,7 @@ def bench_issue2(quick: bool) -> None:
         if len(subset) == len(params)
         else (f"extrapolated linearly from {len(subset)} of {len(params)} parameters")
     )
+    label += f": diff {(t1 - t0) * scale:.0f} s + lambdify {(t2 - t1) * scale:.0f} s"
     ROWS.append(
         {
             "workload": "issue2 (2-16-16-1)",
@@ -567,6 +569,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer repetitions and sizes")
     ap.add_argument("--only", default="", help=f"comma-separated subset of {', '.join(BENCHES)}")
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/ alone")
+    ap.add_argument(
+        "--write", action="store_true", help="write docs/ even with --only (replaces the tables)"
+    )
     args = ap.parse_args(argv)
     names = [n for n in args.only.split(",") if n] or list(BENCHES)
     unknown = [n for n in names if n not in BENCHES]
@@ -585,7 +590,7 @@ def main(argv: list[str] | None = None) -> int:
         BENCHES[name](args.quick)
     text = markdown(args, time.perf_counter() - t0)
     print(text)
-    if not args.no_write:
+    if not args.no_write and (args.write or not args.only):
         write_doc(text)
         plot(PLOT)
         print(f"wrote {DOC.relative_to(ROOT)} and {PLOT.relative_to(ROOT)}")
