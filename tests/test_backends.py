@@ -1,0 +1,172 @@
+"""The native C backend and the pure-Python scalar fast path of lambdify.
+
+References are independent of the code under test: SymPy's own ``lambdify`` of the same
+expressions, and hand-written NumPy.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import symgrad
+from symgrad import lambdify, value_and_grad
+from symgrad.backends import c as cbackend
+from symgrad.errors import ArgumentError, BackendUnavailableError, UnsupportedFunctionError
+from symgrad.functions import relu, sigmoid
+
+needs_cc = pytest.mark.skipif(not cbackend.c_available(), reason="no C compiler")
+
+x, y, z = sp.symbols("x y z")
+
+# (expression, domain of x and y): one row per kind of head the C printer must get right
+CASES = [
+    (x * y + sp.sin(x) * sp.cos(y), (-3, 3)),
+    (sp.tanh(x * y + 1) ** 2, (-3, 3)),
+    (sp.exp(-(x**2)) / (1 + y**2), (-2, 2)),
+    (sp.log(x) + sp.sqrt(y) + x ** sp.Rational(1, 3), (0.1, 4)),
+    (x**-2 + y ** sp.Rational(-1, 2) + x**y, (0.1, 3)),
+    (relu(x - y) + sp.Max(x, y, 0.5) - sp.Min(x, 2 * y), (-2, 2)),
+    (sp.Heaviside(x, 0) * y + sp.Abs(x - y) + sp.sign(y), (-2, 2)),
+    (sigmoid(5 * x) + sp.atan(y) + sp.erf(x * y), (-30, 30)),
+    (sp.Piecewise((x**2, x > 0), (y, True)) + sp.Float(0.1) * x, (-2, 2)),
+]
+
+
+def _points(lo: float, hi: float, n: int = 50):
+    rng = np.random.default_rng(7)
+    return rng.uniform(lo, hi, n), rng.uniform(lo, hi, n)
+
+
+@needs_cc
+@pytest.mark.parametrize(("expr", "domain"), CASES, ids=[str(i) for i in range(len(CASES))])
+def test_c_backend_matches_sympy_lambdify(expr, domain):
+    xs, ys = _points(*domain)
+    erf = np.vectorize(math.erf)
+    ref = sp.lambdify([x, y], expr, modules=[{"Heaviside": np.heaviside, "erf": erf}, "numpy"])
+    f = lambdify(expr, [x, y], backend="c")
+    np.testing.assert_allclose(f(xs, ys), ref(xs, ys), rtol=1e-12, atol=1e-12)
+    # scalars run the Python fast path; a 0-d array goes to the kernel
+    for i in range(3):
+        want = ref(xs[i], ys[i])
+        assert abs(f(float(xs[i]), float(ys[i])) - want) <= 1e-12 * (1 + abs(want))
+        assert abs(f(np.array(xs[i]), ys[i]) - want) <= 1e-12 * (1 + abs(want))
+
+
+@needs_cc
+def test_c_backend_gradient_batch_and_broadcasting():
+    w = sp.symbols("w0:3")
+    loss = sp.tanh(w[0] * x + w[1] * y + w[2]) ** 2
+    f_np = value_and_grad(loss, list(w), args=[x, y, list(w)])
+    f_c = value_and_grad(loss, list(w), args=[x, y, list(w)], backend="c")
+    xs, ys = _points(-2, 2, 20)
+    p = np.array([0.3, -0.7, 0.2])
+    _, g_np = f_np(xs, ys, p)
+    v_c, g_c = f_c(xs, ys, p)
+    # hand-written reference
+    t = np.tanh(p[0] * xs + p[1] * ys + p[2])
+    dt = 2 * t * (1 - t**2)
+    np.testing.assert_allclose(v_c, t**2, rtol=1e-12)
+    np.testing.assert_allclose(g_c, np.stack([dt * xs, dt * ys, dt]), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(g_c, g_np, rtol=1e-12, atol=1e-15)
+    assert g_c.shape == (3, 20)
+    # a scalar x against an array y; a parameter batch of shape (3, 20)
+    v1, _ = f_c(0.5, ys, p)
+    np.testing.assert_allclose(v1, np.tanh(p[0] * 0.5 + p[1] * ys + p[2]) ** 2, rtol=1e-12)
+    pb = np.tile(p[:, None], (1, 20))
+    np.testing.assert_allclose(f_c(xs, ys, pb)[0], t**2, rtol=1e-12)
+    # 2-D batches keep their shape; a non-contiguous view works
+    v2, g2 = f_c(xs.reshape(4, 5), ys.reshape(4, 5), p)
+    assert v2.shape == (4, 5) and g2.shape == (3, 4, 5)
+    np.testing.assert_allclose(f_c(xs[::2], ys[::2], p)[0], (t**2)[::2], rtol=1e-12)
+
+
+@needs_cc
+def test_chunked_kernel_matches(monkeypatch):
+    monkeypatch.setattr(cbackend, "CHUNK", 3)
+    expr = sp.exp(sp.sin(x) * y) + sp.cos(x * y) ** 3 + x / (1 + y**2)
+    g = symgrad.grad(expr, [x, y], simplify=False)
+    f = lambdify([expr, g], [x, y], backend="c", name="chunked")
+    kernel = cbackend.build_c_kernel([x, y], [expr], name="chunked_kernel_test")
+    assert "chunk1" in kernel.source
+    xs, ys = _points(-1, 1, 10)
+    dx = sp.lambdify([x, y], [sp.diff(expr, x), sp.diff(expr, y)])(xs, ys)
+    value, grad = f(xs, ys)
+    np.testing.assert_allclose(value, sp.lambdify([x, y], expr)(xs, ys), rtol=1e-12)
+    np.testing.assert_allclose(grad, np.stack(dx), rtol=1e-12)
+
+
+@needs_cc
+def test_kernel_cached_outside_the_repo(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    kernel = cbackend.build_c_kernel([x], [x**2 + 3 * x], name="cached_kernel")
+    assert tmp_path in kernel.library.parents
+    again = cbackend.build_c_kernel([x], [x**2 + 3 * x], name="cached_kernel")
+    assert again.library == kernel.library
+    assert kernel(np.array([1.0, 2.0])).tolist() == [[4.0, 10.0]]
+
+
+@needs_cc
+def test_c_backend_bad_input():
+    f = lambdify(x * y, [x, y], backend="c")
+    with pytest.raises(ArgumentError, match="real numbers"):
+        f(np.array([1j]), 1.0)
+    with pytest.raises(ArgumentError, match="broadcast"):
+        f(np.ones(3), np.ones(4))
+    with pytest.raises(ArgumentError):
+        f("a", 1.0)
+    with pytest.raises(UnsupportedFunctionError, match="zeta"):
+        lambdify(sp.zeta(x), [x], backend="c")
+    g = lambdify(x * y, [x, [y, z]], backend="c")
+    with pytest.raises(symgrad.errors.ShapeError):
+        g(1.0, np.ones(3))
+
+
+def test_c_backend_unavailable(monkeypatch):
+    monkeypatch.setattr(cbackend, "_compiler", lambda: None)
+    with pytest.raises(BackendUnavailableError, match="C compiler"):
+        lambdify(x + 1, [x], backend="c")
+    with pytest.warns(RuntimeWarning, match="NumPy backend"):
+        f = lambdify(x + 1, [x], backend="auto")
+    assert f(np.array([1.0, 2.0])).tolist() == [2.0, 3.0]
+    with pytest.raises(BackendUnavailableError, match="available backends"):
+        lambdify(x, [x], backend="fortran")
+
+
+def test_scalar_fast_path_is_used_and_matches():
+    f = value_and_grad(sp.tanh(x * y + z), [x, y, z])
+    assert "_pymath.tanh" in f.source
+    value, grad = f([0.5, -1.5, 0.25])
+    assert type(value) is float
+    t = np.tanh(0.5 * -1.5 + 0.25)
+    assert value == pytest.approx(t, rel=1e-15)
+    np.testing.assert_allclose(grad, (1 - t**2) * np.array([-1.5, 0.5, 1.0]), rtol=1e-14)
+    # the same numbers as the vectorised path
+    batch = f(np.array([[0.5, 1.0], [-1.5, 2.0], [0.25, 0.0]]))
+    assert batch[0][0] == pytest.approx(value, rel=1e-15)
+
+
+def test_scalar_fast_path_falls_back_to_numpy_semantics():
+    f = lambdify([sp.log(x), sp.sqrt(x), x ** sp.Rational(1, 3)], [x])
+    assert f(4.0)[0] == pytest.approx(np.log(4.0))
+    # math.log(0.0) raises; the NumPy statements then give -inf with NumPy's warning
+    with pytest.warns(RuntimeWarning, match="divide by zero"):
+        assert f(0.0)[0] == -np.inf
+    with pytest.warns(RuntimeWarning, match="invalid value"):
+        out = f(-8.0)
+    assert np.isnan(out[1])
+    g = lambdify(relu(x) + sp.Heaviside(x, 0), [x])
+    assert g(0.0) == 0.0 and g(2.0) == 3.0 and g(-1.0) == 0.0
+    assert np.isnan(g(float("nan")))  # NaN propagates as in numpy.maximum
+
+
+def test_scalar_fast_path_skipped_for_large_functions(monkeypatch):
+    import symgrad.codegen as codegen
+
+    monkeypatch.setattr(codegen, "SCALAR_PATH_LIMIT", 2)
+    f = lambdify(sp.tanh(x * y + z) * x, [x, y, z])
+    assert "_pymath" not in f.source
+    assert f(1.0, 2.0, 3.0) == pytest.approx(np.tanh(5.0))
