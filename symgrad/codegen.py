@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import sympy as sp
+from sympy.core.function import AppliedUndef
 from sympy.printing.codeprinter import PrintMethodNotImplementedError
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.pycode import PythonCodePrinter
@@ -42,7 +43,7 @@ from .errors import (
     ShapeError,
     UnsupportedFunctionError,
 )
-from .graph import free_symbols, topo_order
+from .graph import free_symbols, split_wide, topo_order
 from .inputs import as_expr, as_symbols, describe
 
 __all__ = ["BACKENDS", "CompiledFunction", "lambdify", "value_and_grad"]
@@ -66,7 +67,7 @@ class _Printer(NumPyPrinter):
     """SymPy's NumPy printer with exact float literals and broadcasting-safe max/min."""
 
     def __init__(self) -> None:
-        super().__init__({"fully_qualified_modules": True, "strict": True})
+        super().__init__({"fully_qualified_modules": True, "strict": True, "order": "none"})
 
     def _print_Float(self, expr):
         # repr of the float64 round-trips exactly; SymPy's default may print fewer digits
@@ -85,7 +86,7 @@ class _MathPrinter(PythonCodePrinter):
     """
 
     def __init__(self) -> None:
-        super().__init__({"fully_qualified_modules": True, "strict": True})
+        super().__init__({"fully_qualified_modules": True, "strict": True, "order": "none"})
 
     def _print_Float(self, expr):
         return repr(float(expr))
@@ -391,7 +392,16 @@ def _generate(arg_spec: list, leaves: list[sp.Expr], out_spec: Any, name: str, n
     if not native:
         lines += [f"    {u}" for u in unpack]
 
+    leaves = split_wide(leaves)  # bounded statements: Python's compiler recurses on a + b + ...
     order = topo_order(leaves)
+    for n in order:
+        if isinstance(n, (sp.Derivative, sp.Subs, sp.Integral, AppliedUndef)):
+            head = type(n).__name__
+            raise UnsupportedFunctionError(
+                head,
+                f"cannot compile {sp.sstr(n)[:60]}: it is an undefined function or an unevaluated "
+                "derivative/integral; substitute a concrete function first",
+            )
     missing = [n for n in order if isinstance(n, sp.Symbol) and n not in var]
     if missing:
         shown = ", ".join(sorted(str(s) for s in missing)[:10])

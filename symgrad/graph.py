@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 
 import sympy as sp
 
-__all__ = ["depends_on", "free_symbols", "topo_order", "tree_size"]
+__all__ = ["depends_on", "free_symbols", "split_wide", "topo_order", "tree_size"]
 
 
 def topo_order(roots: Iterable[sp.Basic]) -> list[sp.Basic]:
@@ -131,3 +131,48 @@ def tree_size(expr: sp.Basic, cap: int) -> int:
             return cap + 1
         level = [a for e in level for a in e.args]
     return count
+
+
+def split_wide(roots: Sequence[sp.Basic], width: int = 256) -> list[sp.Basic]:
+    """``roots`` with every sum or product of more than ``width`` terms split into a balanced tree.
+
+    Code generators print one statement per node; a statement summing 100,000 terms overflows
+    Python's own compiler (it recurses over ``a + b + ...``). Splitting keeps every statement
+    bounded. Nodes are rebuilt unevaluated, bottom-up, in one linear pass; when nothing is wide
+    the roots are returned unchanged.
+
+    Args:
+        roots: SymPy expressions.
+        width: the largest number of arguments a sum or product keeps.
+
+    Returns:
+        Expressions equal to ``roots``.
+
+    >>> import sympy as sp
+    >>> xs = sp.symbols("x0:5")
+    >>> split_wide([sp.Add(*xs)], width=2)[0].args
+    ((x0 + x1) + (x2 + x3), x4)
+    """
+    order = topo_order(roots)
+    if all(len(n.args) <= width or not (n.is_Add or n.is_Mul) for n in order):
+        return list(roots)
+    new: dict[sp.Basic, sp.Basic] = {}
+    for node in order:
+        args = [new[a] for a in node.args]
+        if (node.is_Add or node.is_Mul) and len(args) > width:
+            while len(args) > width:
+                args = [
+                    node.func(*args[i : i + width], evaluate=False)
+                    if len(args[i : i + width]) > 1
+                    else args[i]
+                    for i in range(0, len(args), width)
+                ]
+            new[node] = node.func(*args, evaluate=False)
+        elif any(a is not b for a, b in zip(args, node.args, strict=True)):
+            try:
+                new[node] = node.func(*args, evaluate=False)
+            except TypeError:
+                new[node] = node.func(*args)
+        else:
+            new[node] = node
+    return [new[r] for r in roots]

@@ -23,8 +23,12 @@ def test_lecture_polynomial_gradient_is_6x_minus_4() -> None:
     assert grad(f, x) == sp.diff(f, x)  # the independent reference
     # the lecture's numbers for the same function, through the numerical oracle
     fn = sp.lambdify(x, f)
-    assert numerical.derivative(fn, 3.0, method="forward", h=0.001) == pytest.approx(14.003, abs=1e-9)
-    assert numerical.derivative(fn, 2 / 3, method="forward", h=1e-6) == pytest.approx(3e-6, abs=1e-9)
+    assert numerical.derivative(fn, 3.0, method="forward", h=0.001) == pytest.approx(
+        14.003, abs=1e-9
+    )
+    assert numerical.derivative(fn, 2 / 3, method="forward", h=1e-6) == pytest.approx(
+        3e-6, abs=1e-9
+    )
     assert abs(numerical.derivative(fn, 3.0) - 14.0) < 1e-8
 
 
@@ -122,7 +126,7 @@ def test_bad_wrt_gives_typed_errors(bad, match) -> None:
 
 
 def test_unknown_function_is_named_in_the_error() -> None:
-    class mystery(sp.Function):  # noqa: N801 - a SymPy-style function name
+    class mystery(sp.Function):
         pass
 
     with pytest.raises(UnsupportedFunctionError, match="mystery") as info:
@@ -198,8 +202,8 @@ def test_a_wide_shared_dag_of_5000_nodes() -> None:
             if op == 1
             else sp.sin(a, evaluate=False)
         )
-    out = sp.Add(*nodes[-50:], evaluate=False)
-    assert len(topo_order([out])) > 1000
+    out = sp.Add(*nodes[50:], evaluate=False)
+    assert len(topo_order([out])) > 2000  # equal nodes drawn twice merge
     f = value_and_grad(out, list(syms))
     point = rng.uniform(-1, 1, size=50)
     value = lambdify(out, [list(syms)])
