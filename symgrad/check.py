@@ -139,10 +139,12 @@ def _compare(
     shown: list[tuple[float, float, float]] = [(np.nan, np.nan, np.nan)] * n
     ok = np.ones(n, dtype=bool)
     for x in points:
-        sym = np.asarray(exact(x), dtype=float).reshape(-1)
+        with np.errstate(all="ignore"):  # nan and inf are reported, not warned about
+            sym = np.asarray(exact(x), dtype=float).reshape(-1)
         if sym.shape != (n,):
             raise ShapeError(f"the gradient has shape {sym.shape}, expected ({n},)")
-        num = numerical.gradient(value, x, method=method, h=h)
+        with np.errstate(all="ignore"):
+            num = numerical.gradient(value, x, method=method, h=h)
         step = np.broadcast_to(
             numerical.step_size(method, x) if h is None else np.asarray(h, float), (n,)
         )

@@ -154,13 +154,15 @@ class _VectorMath:
         return vectorised
 
 
-def _stack(items):
-    # One array from several outputs; outputs that do not depend on the batch stay scalars
-    # until here, where they are broadcast to the common shape.
+def _stack(shape, items):
+    # One array of ``shape + batch`` from the flat leaves of a rectangular nested output. Leaves
+    # that do not depend on the batch stay scalars until here, where all leaves are broadcast
+    # together (batch axes last), so a constant row sits beside a batch row.
     try:
-        return np.array(items)
+        arr = np.array(items)
     except ValueError:
-        return np.stack(np.broadcast_arrays(*items))
+        arr = np.stack(np.broadcast_arrays(*items))
+    return arr.reshape(shape + arr.shape[1:]) if len(shape) > 1 else arr
 
 
 def _coerce(value: Any, position: int, names: Sequence[str]) -> Any:
@@ -459,10 +461,11 @@ def _generate(arg_spec: list, leaves: list[sp.Expr], out_spec: Any, name: str, n
             and list(spec) == list(range(spec[0], spec[0] + len(spec)))
         ):
             return f"_o[{spec[0]}:{spec[0] + len(spec)}]"  # consecutive kernel rows: a view
-        inner = ", ".join(build(s, False, leaf, rows) for s in spec)
         if top:
+            inner = ", ".join(build(s, False, leaf, rows) for s in spec)
             return f"({inner}{',' if len(spec) == 1 else ''})"
-        return f"_stack([{inner}])"
+        shape, flat = _rectangular(spec)
+        return f"_stack({shape}, [{', '.join(leaf(i) for i in flat)}])"
 
     if scalar_lines is not None:
         try:
@@ -477,7 +480,7 @@ def _generate(arg_spec: list, leaves: list[sp.Expr], out_spec: Any, name: str, n
         lines += [f"            {u}" for u in unpack] if native else []
         lines += [_scalar_names(ln) for ln in scalar_lines]
         lines.append("            return " + _scalar_names(ret))
-        lines.append("        except (ArithmeticError, ValueError):")
+        lines.append("        except (ArithmeticError, ValueError, TypeError):")
         lines.append("            pass")
     if native:
         lines.append(f"    _o = _kernel({', '.join(params)})")
@@ -486,6 +489,22 @@ def _generate(arg_spec: list, leaves: list[sp.Expr], out_spec: Any, name: str, n
         lines += vector_lines
         lines.append(f"    return {build(out_spec, True, lambda i: ref(leaves[i], printer))}")
     return "\n".join(lines) + "\n"
+
+
+def _rectangular(spec: list) -> tuple[tuple[int, ...], list[int]]:
+    """The shape and flat leaf indices of a nested output list (which must be rectangular)."""
+    shape: list[int] = []
+    level: list = [spec]
+    while isinstance(level[0], list):
+        sizes = {len(item) if isinstance(item, list) else -1 for item in level}
+        if len(sizes) != 1 or -1 in sizes:
+            raise InputTypeError(
+                "nested outputs must be rectangular (every inner list of the same length, "
+                "expressions only at the deepest level); return ragged results as separate outputs"
+            )
+        shape.append(sizes.pop())
+        level = [child for item in level for child in item]
+    return tuple(shape), level
 
 
 def _scalar_names(line: str) -> str:

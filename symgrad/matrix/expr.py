@@ -289,7 +289,7 @@ def _scalar(e: Any, what: str) -> sp.Expr:
             f"{what} needs a scalar, got the matrix {_name(e)} of shape {_fmt(e.shape)}"
         )
     if isinstance(e, (int, float)) and not isinstance(e, bool):
-        return sp.sympify(e)  # a Python number, never a string
+        return sp.Integer(e) if isinstance(e, int) else sp.Float(e)
     if not isinstance(e, sp.Expr):
         raise InputTypeError(f"{what} needs a number or scalar SymPy expression, got {e!r}")
     return e
@@ -486,7 +486,7 @@ def broadcast(A: Any, shape: Sequence[Any]) -> MatrixExpr:
     """
     if len(shape) != 2:
         raise ShapeError(f"broadcast needs a 2-D target shape (rows, cols), got {shape!r}")
-    m, n = (sp.sympify(d) if isinstance(d, int) else d for d in shape)
+    m, n = (sp.Integer(d) if isinstance(d, int) else d for d in shape)
     if isinstance(A, MatrixExpr):
         rows, cols = A.shape
         if (rows, cols) == (m, n):

@@ -1,0 +1,156 @@
+"""lambdify / value_and_grad: shapes, broadcasting, generated source, and typed errors."""
+
+from __future__ import annotations
+
+import traceback
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from symgrad import lambdify, value_and_grad
+from symgrad.errors import (
+    ArgumentError,
+    BackendUnavailableError,
+    InputTypeError,
+    MissingSymbolError,
+    ShapeError,
+    SymgradError,
+)
+
+x, y, z = sp.symbols("x y z")
+
+
+def test_scalars_arrays_and_broadcasting() -> None:
+    f = lambdify(x * y + sp.sin(x), [x, y])
+    assert f(0.5, 2.0) == pytest.approx(0.5 * 2 + np.sin(0.5))
+    xs = np.linspace(0, 1, 7)
+    np.testing.assert_allclose(f(xs, 2.0), xs * 2 + np.sin(xs))
+    grid = f(xs[:, None], np.arange(3.0)[None, :])
+    assert grid.shape == (7, 3)
+    assert f(3, 2) == pytest.approx(6 + np.sin(3))  # integers are promoted to floats
+    assert lambdify(x**-1, [x])(np.array([2, 4])).tolist() == [0.5, 0.25]
+
+
+def test_vector_arguments_index_the_first_axis() -> None:
+    w = sp.symbols("w0:3")
+    f = lambdify(sp.tanh(w[0] * x + w[1]) * w[2], [x, w])
+    out = f(np.array([0.0, 1.0]), [1.0, 0.5, 2.0])
+    np.testing.assert_allclose(out, 2 * np.tanh(np.array([0.0, 1.0]) + 0.5))
+    # a batch of parameter vectors: shape (3, batch)
+    batch = f(1.0, np.array([[1.0, 2.0], [0.0, 0.0], [1.0, 1.0]]))
+    np.testing.assert_allclose(batch, np.tanh([1.0, 2.0]))
+
+
+def test_nested_outputs_become_arrays_with_constants_broadcast() -> None:
+    f = lambdify([x**2, [2 * x, sp.Integer(2)], sp.Matrix([[x, 1], [0, y]])], [x, y])
+    value, g, m = f(np.array([1.0, 2.0, 3.0]), 5.0)
+    assert value.shape == (3,)
+    assert g.shape == (2, 3) and g[1].tolist() == [2.0, 2.0, 2.0]
+    assert m.shape == (2, 2, 3)
+    single = lambdify([x], [x])(2.0)
+    assert single == (2.0,)
+    assert lambdify(sp.Integer(3), [])() == 3
+
+
+def test_value_and_grad_matches_hand_derivatives() -> None:
+    f = value_and_grad(x**2 * y + sp.exp(x), [x, y])
+    value, g = f([1.0, 3.0])
+    assert value == pytest.approx(3 + np.e)
+    np.testing.assert_allclose(g, [2 * 3 + np.e, 1.0])
+    h = value_and_grad(sp.sin(x), x)
+    assert h(0.0) == (0.0, 1.0)
+    k = value_and_grad(x * y, x, [x, y])
+    assert k(2.0, 3.0) == (6.0, 3.0)
+    with pytest.raises(MissingSymbolError, match="args="):
+        value_and_grad(x * y, x)
+
+
+def test_shared_subexpressions_are_computed_once() -> None:
+    u = sp.tanh(x * y + z)
+    f = value_and_grad(u**2 + u, [x, y, z])
+    assert f.source.count("numpy.tanh(") == 1
+
+
+def test_generated_names_survive_hostile_symbol_names() -> None:
+    odd = [sp.Symbol(n) for n in ("lambda", "x.y", "a b", "ß", "return", "_t0", "_a0")]
+    expr = sum((i + 1) * s for i, s in enumerate(odd))
+    f = lambdify(expr, odd)
+    assert f(*range(1, 8)) == sum((i + 1) * (i + 1) for i in range(7))
+    assert "lambda" in f.source  # mentioned in comments only, safely quoted
+    compile(f.source, "<check>", "exec")
+
+
+def test_traceback_shows_the_generated_source() -> None:
+    f = lambdify(sp.sqrt(x), [x])
+    with pytest.raises(ArgumentError):
+        f("text")
+    g = lambdify(x + y, [x, y])
+    try:
+        g(np.zeros(2), np.zeros(3))
+    except ShapeError as err:
+        frames = traceback.extract_tb(err.__cause__.__traceback__)
+        assert any(fr.filename.startswith("<symgrad:") and fr.line for fr in frames)
+    else:  # pragma: no cover - the call above must fail
+        pytest.fail("mismatched shapes did not raise")
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda f: f(1.0), ArgumentError, "2 argument"),
+        (lambda f: f(1.0, 2.0, 3.0), ArgumentError, "2 argument"),
+        (lambda f: f("a", 1.0), ArgumentError, "number"),
+        (lambda f: f(None, 1.0), ArgumentError, "number"),
+        (lambda f: f(True, 1.0), ArgumentError, "number"),
+        (lambda f: f(np.array(["a"]), 1.0), ArgumentError, "numeric"),
+        (lambda f: f(np.zeros(2), np.zeros(3)), ShapeError, "broadcast"),
+    ],
+)
+def test_bad_calls_give_typed_errors(call, error, match) -> None:
+    f = lambdify(x * y, [x, y])
+    with pytest.raises(error, match=match):
+        call(f)
+
+
+def test_vector_argument_shape_errors() -> None:
+    w = sp.symbols("w0:3")
+    f = lambdify(sum(w), [w])
+    with pytest.raises(ShapeError, match="3 entries"):
+        f([1.0, 2.0])
+    with pytest.raises(ShapeError, match="scalar"):
+        f(1.0)
+
+
+@pytest.mark.parametrize(
+    "outputs, args, error, match",
+    [
+        (x * y, [x], MissingSymbolError, "y"),
+        (x, [x, x], InputTypeError, "twice"),
+        (x, [x**2], InputTypeError, "Symbol"),
+        ("x + 1", [x], InputTypeError, "parse"),
+        ([x, []], [x], InputTypeError, "empty"),
+    ],
+)
+def test_bad_specifications_give_typed_errors(outputs, args, error, match) -> None:
+    with pytest.raises(error, match=match):
+        lambdify(outputs, args)
+
+
+def test_unknown_backend_and_bad_name() -> None:
+    with pytest.raises(BackendUnavailableError, match="numpy"):
+        lambdify(x, [x], backend="fortran")
+    with pytest.raises(InputTypeError, match="identifier"):
+        lambdify(x, [x], name="not valid")
+
+
+def test_errors_share_one_base_class() -> None:
+    with pytest.raises(SymgradError):
+        lambdify(x, [y])
+
+
+def test_exact_float_constants() -> None:
+    c = 0.1 + 0.2  # 0.30000000000000004: must survive printing exactly
+    f = lambdify(sp.Float(c) * x, [x])
+    assert f(1.0) == c
+    assert lambdify(sp.Rational(1, 3) * x, [x])(3.0) == 1.0
