@@ -59,9 +59,7 @@ def _imports(path: Path, rel: Path) -> set[str]:
             elif node.module and node.module.startswith("symgrad."):
                 found.add(node.module.split(".")[1])
         elif isinstance(node, ast.Import):
-            found.update(
-                a.name.split(".")[1] for a in node.names if a.name.startswith("symgrad.")
-            )
+            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("symgrad."))
     return found
 
 
@@ -120,7 +118,13 @@ def test_only_the_code_generators_compile_code_and_nothing_sympifies() -> None:
             if not isinstance(node, ast.Call):
                 continue
             fn = node.func
-            name = fn.id if isinstance(fn, ast.Name) else fn.attr if isinstance(fn, ast.Attribute) else ""
+            name = (
+                fn.id
+                if isinstance(fn, ast.Name)
+                else fn.attr
+                if isinstance(fn, ast.Attribute)
+                else ""
+            )
             if name in {"eval", "exec", "compile"} and isinstance(fn, ast.Name):
                 if rel.as_posix() not in GENERATORS:
                     offenders.append(f"{rel}:{node.lineno} {name}")

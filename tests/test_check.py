@@ -66,8 +66,17 @@ def test_report_prints_a_table() -> None:
     text = str(report)
     assert text.splitlines()[0].startswith("gradient check (central differences")
     assert "passed" in text.splitlines()[0]
-    assert text.splitlines()[1].split() == ["variable", "symbolic", "numerical", "abs", "error",
-                                            "rel", "error", "step", "ok"]
+    assert text.splitlines()[1].split() == [
+        "variable",
+        "symbolic",
+        "numerical",
+        "abs",
+        "error",
+        "rel",
+        "error",
+        "step",
+        "ok",
+    ]
     assert report.rows[0].symbolic == 12.0
     assert report.rows[0].step == pytest.approx(np.finfo(float).eps ** (1 / 3) * 3, rel=1e-6)
 
