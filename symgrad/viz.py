@@ -443,6 +443,15 @@ def _named_text(expr: sp.Expr, names: Mapping[sp.Basic, str]) -> str:
     return _short(sp.sstr(expr.xreplace(subs)))
 
 
+def _local_text(data: _Pass, node: sp.Basic, arg: sp.Basic, local: sp.Expr, numbers: bool) -> str:
+    """``d<node>/d<arg> = <local partial> [= value]``, with the derivation's names."""
+    text = f"d{data.names.get(node, '?')}/d{data.names.get(arg, '?')} = "
+    text += _named_text(local, data.names)
+    if numbers and not local.is_Number and local in data.values:
+        text += f" = {_num(data.values[local])}"
+    return text
+
+
 def _sympy_picture(
     data: _Pass,
     params: Iterable,
@@ -466,6 +475,15 @@ def _sympy_picture(
     _check_size(len(nodes) + ops + numbers_ + len(hidden), max_nodes, "this expression")
     ids = {n: f"n{i}" for i, n in enumerate(nodes)}
     pic = _Picture(backward=backward)
+    # (node, argument) -> the local partials of its uses, in argument order (as the sweep sent)
+    local_partials: dict[tuple, list] = {}
+    senders = {step.node for step in data.steps if step.outgoing} if backward else set()
+    if backward:
+        for step in data.steps:
+            for child, local, _ in step.outgoing:
+                local_partials.setdefault((step.node, child), []).append(local)
+    # Edge labels make dot place a label node per edge; external labels are much cheaper.
+    label_key = "label" if len(nodes) <= 300 else "xlabel"
     for node in nodes:
         nid = ids[node]
         name = data.names.get(node) or _short(sp.sstr(node), 30)
@@ -482,37 +500,30 @@ def _sympy_picture(
         pic.value_node(nid, _cells(name, value, grad), kind)
         if node.args:
             pic.op_node(nid + "_op", _op_label(node))
-            pic.edges.append((nid + "_op", nid, {}))
+            flows = node in senders
+            pic.edges.append(
+                (nid + "_op", nid, {"color": f"black:{_BACKWARD_COLOR}"} if flows else {})
+            )
             for i, arg in enumerate(node.args):  # one edge per use, in argument order
                 if arg.is_Number:
                     pic.constant(f"{nid}_c{i}", sp.sstr(arg))
                     pic.edges.append((f"{nid}_c{i}", nid + "_op", {}))
                 elif arg in ids:
-                    pic.edges.append((ids[arg], nid + "_op", {}))
+                    pending = local_partials.get((node, arg))
+                    attrs = {}
+                    if pending:  # the adjoint flows back along this edge, times the local partial
+                        local = pending.pop(0)
+                        attrs = {
+                            label_key: _local_text(data, node, arg, local, show_numbers),
+                            "color": f"black:{_BACKWARD_COLOR}",
+                            "fontcolor": _BACKWARD_COLOR,
+                        }
+                    pic.edges.append((ids[arg], nid + "_op", attrs))
         if node in hidden:
             pic.hidden(nid + "_more", hidden[node])
             pic.edges.append(
                 (nid + "_more", nid + "_op" if node.args else nid, {"style": "dotted"})
             )
-    if backward:
-        for step in data.steps:
-            if step.node not in ids:
-                continue
-            parent = data.names.get(step.node, "?")
-            for child, local, _ in step.outgoing:
-                if child not in ids:
-                    continue
-                text = f"d{parent}/d{data.names.get(child, '?')} = {_named_text(local, data.names)}"
-                if show_numbers and not local.is_Number and local in data.values:
-                    text += f" = {_num(data.values[local])}"
-                attrs = {
-                    "label": text,
-                    "color": _BACKWARD_COLOR,
-                    "fontcolor": _BACKWARD_COLOR,
-                    "style": "dashed",
-                    "constraint": "false",
-                }
-                pic.edges.append((ids[step.node], ids[child], attrs))
     return pic
 
 
@@ -587,19 +598,18 @@ def draw_dot(
 
     >>> import sympy as sp
     >>> a, b = sp.symbols("a b")
-    >>> g = draw_dot(a * b + a, at={a: 2, b: -3}, backward=True)
+    >>> g = draw_dot(a * b + a, at={a: 2, b: -3}, backward=True, legend=False)
     >>> for line in g.source.splitlines():
-    ...     if "data" in line or "dashed" in line:
+    ...     if "data" in line or "/d" in line:
     ...         print(line.strip().split(" fillcolor")[0].split(" color")[0])
     n0 [label="{ a | data 2.0000 | grad -2.0000 }"
     n1 [label="{ b | data -3.0000 | grad 2.0000 }"
     n2 [label="{ u_1 | data -6.0000 | grad 1.0000 }"
     n3 [label="{ f | data -4.0000 | grad 1.0000 }"
-    n3 -> n0 [label="df/da = 1"
-    n3 -> n2 [label="df/du_1 = 1"
-    n2 -> n0 [label="du_1/da = b = -3.0000"
-    n2 -> n1 [label="du_1/db = a = 2.0000"
-    legend_b1 -> legend_b2 [label="gradient flow: local derivative"
+    n0 -> n2_op [label="du_1/da = b = -3.0000"
+    n1 -> n2_op [label="du_1/db = a = 2.0000"
+    n0 -> n3_op [label="df/da = 1"
+    n2 -> n3_op [label="df/du_1 = 1"
     """
     graphviz = _graphviz()
     _check_options(format, rankdir, depth, max_nodes)
@@ -651,24 +661,26 @@ def _to_graphviz(
     g.attr("edge", fontname="Helvetica", fontsize="9")
     g.body.extend(_lines(pic))
     if legend is True or (legend == "auto" and (pic.backward or "parameter" in pic.kinds)):
-        with g.subgraph(name="cluster_legend") as lg:
-            lg.attr(label="legend", fontname="Helvetica", fontsize="10", style="rounded")
-            for kind in _KINDS:
-                if kind in pic.kinds:
-                    fill, text = _KINDS[kind]
-                    lg.node(f"legend_{kind}", text, shape="box", fillcolor=fill)
-            if pic.backward:
-                lg.node("legend_b1", "node", shape="box", fillcolor="#ffffff")
-                lg.node("legend_b2", "argument", shape="box", fillcolor="#ffffff")
-                lg.edge(
-                    "legend_b1",
-                    "legend_b2",
-                    label="gradient flow: local derivative",
-                    color=_BACKWARD_COLOR,
-                    fontcolor=_BACKWARD_COLOR,
-                    style="dashed",
-                )
+        g.node("legend", _legend_html(pic), shape="plaintext", style="")
     return g
+
+
+def _legend_html(pic: _Picture) -> str:
+    # one compact HTML-like table: a coloured cell per kind of node drawn
+    cells = "".join(
+        f'<td bgcolor="{fill}">{text}</td>'
+        for kind, (fill, text) in _KINDS.items()
+        if kind in pic.kinds
+    )
+    rows = f"<tr>{cells}</tr>"
+    if pic.backward:
+        span = max(1, len(pic.kinds))
+        rows += (
+            f'<tr><td colspan="{span}"><font color="{_BACKWARD_COLOR}">red line, dA/dB: the '
+            "local derivative; the gradient of B is the sum over its uses of "
+            "(grad of A) * dA/dB</font></td></tr>"
+        )
+    return f'<<table border="0" cellborder="1" cellspacing="0" cellpadding="4">{rows}</table>>'
 
 
 def _lines(pic: _Picture) -> list[str]:
