@@ -443,9 +443,14 @@ def _named_text(expr: sp.Expr, names: Mapping[sp.Basic, str]) -> str:
     return _short(sp.sstr(expr.xreplace(subs)))
 
 
+def _wrap(name: str) -> str:
+    # "d(x1*w1)/dx1": parenthesise names that are not plain identifiers
+    return name if name.replace("_", "a").replace(".", "a").isalnum() else f"({name})"
+
+
 def _local_text(data: _Pass, node: sp.Basic, arg: sp.Basic, local: sp.Expr, numbers: bool) -> str:
     """``d<node>/d<arg> = <local partial> [= value]``, with the derivation's names."""
-    text = f"d{data.names.get(node, '?')}/d{data.names.get(arg, '?')} = "
+    text = f"d{_wrap(data.names.get(node, '?'))}/d{_wrap(data.names.get(arg, '?'))} = "
     text += _named_text(local, data.names)
     if numbers and not local.is_Number and local in data.values:
         text += f" = {_num(data.values[local])}"
