@@ -646,6 +646,12 @@ def draw_dot(
         if _is_value(target):
             if at is not None:
                 raise OptionError("a Value carries its own numbers; draw value.expr for at=")
+            if not callable(getattr(target, "_symgrad_graph", None)):
+                raise OptionError(
+                    f"backward=True draws through the SymPy expression of a symgrad.Value; "
+                    f"this {type(target).__name__} has no _symgrad_graph(): call its "
+                    "backward() and draw it without backward=True to see the gradients"
+                )
             expr, value_labels, at = target._symgrad_graph()
             params = [getattr(p, "label", p) if _is_value(p) else p for p in params]
         else:

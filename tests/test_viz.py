@@ -340,3 +340,44 @@ def test_require_dot_skips_or_fails_by_the_environment(monkeypatch):
     monkeypatch.setenv("SYMGRAD_REQUIRE_RENDERERS", "1")
     with pytest.raises(pytest.fail.Exception, match="SYMGRAD_REQUIRE_RENDERERS=1"):
         dr.require_dot()
+
+
+class MicrogradValue:
+    """The attributes of Karpathy's micrograd Value that draw_dot reads (no symgrad code)."""
+
+    def __init__(self, data, _children=(), _op="", label=""):
+        self.data, self.grad, self.label = data, 0.0, label
+        self._prev, self._op = set(_children), _op
+
+
+def test_a_micrograd_value_is_drawn_by_duck_typing():
+    a, b = MicrogradValue(2.0, label="a"), MicrogradValue(-3.0, label="b")
+    c = MicrogradValue(-6.0, (a, b), "*", label="c")
+    c.grad, a.grad, b.grad = 1.0, -3.0, 2.0  # as micrograd's backward() leaves them
+    found = records(draw_dot(c).source)
+    assert found == {
+        "a": ("2.0000", "-3.0000"),
+        "b": ("-3.0000", "2.0000"),
+        "c": ("-6.0000", "1.0000"),
+    }
+    with pytest.raises(OptionError, match="no _symgrad_graph"):
+        draw_dot(c, backward=True)
+
+
+def test_wrt_limits_the_gradients_shown():
+    x, y = sp.symbols("x y")
+    src = draw_dot(x * y + y, at={x: 2, y: 3}, wrt=[x]).source
+    assert "{ x | data 2.0000 | grad 3.0000 }" in src
+    assert "{ y | data 3.0000 }" in src  # no gradient asked for y
+
+
+def test_viz_imports_only_lower_layers():
+    import ast
+
+    tree = ast.parse((ROOT / "symgrad" / "viz.py").read_text())
+    imported = {
+        node.module
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module
+    }
+    assert imported <= {"autodiff", "errors", "graph", "inputs"}, imported
