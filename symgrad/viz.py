@@ -340,7 +340,12 @@ def _value_picture(
     order = _order(root, operands, id)
     shown, hidden = _limit_depth(root, order, operands, id, depth)
     nodes = [n for n in order if id(n) in shown]
-    ops = sum(1 for n in nodes if n._op)
+
+    def merged(node: Any) -> bool:
+        # collapse: an unlabelled result is drawn inside its operation's node
+        return collapse and bool(node._op) and not getattr(node, "label", "") and node is not root
+
+    ops = sum(1 for n in nodes if n._op and not merged(n))
     _check_size(len(nodes) + ops + len(hidden), max_nodes, "this Value")
     ids = {id(n): f"n{i}" for i, n in enumerate(nodes)}
     pic = _Picture()
@@ -357,18 +362,18 @@ def _value_picture(
             kind = "constant"
         else:
             kind = "input"
-        pic.value_node(
-            nid, [_escape(label), f"data {_num(node.data)}", f"grad {_num(node.grad)}"], kind
-        )
-        if node._op:
-            pic.op_node(nid + "_op", str(node._op))
-            pic.edges.append((nid + "_op", nid, {}))
-            for c in operands(node):
-                if id(c) in ids:
-                    pic.edges.append((ids[id(c)], nid + "_op", {}))
+        first = _escape(str(node._op)) if merged(node) else _escape(label)
+        pic.value_node(nid, [first, f"data {_num(node.data)}", f"grad {_num(node.grad)}"], kind)
+        into = nid if merged(node) or not node._op else nid + "_op"
+        if node._op and not merged(node):
+            pic.op_node(into, str(node._op))
+            pic.edges.append((into, nid, {}))
+        for c in operands(node) if node._op else ():
+            if id(c) in ids:
+                pic.edges.append((ids[id(c)], into, {}))
         if id(node) in hidden:
             pic.hidden(nid + "_more", hidden[id(node)])
-            pic.edges.append((nid + "_more", nid + "_op" if node._op else nid, {"style": "dotted"}))
+            pic.edges.append((nid + "_more", into, {"style": "dotted"}))
     return pic
 
 
@@ -464,6 +469,7 @@ def _sympy_picture(
     depth: int | None,
     max_nodes: int | None,
     show_numbers: bool,
+    collapse: bool = False,
 ) -> _Picture:
     root = data.target
     param_syms = {p for p in params if isinstance(p, sp.Symbol)}
@@ -475,7 +481,7 @@ def _sympy_picture(
     order = _order(root, operands, lambda n: n)
     shown, hidden = _limit_depth(root, order, operands, lambda n: n, depth)
     nodes = [n for n in order if n in shown]
-    ops = sum(1 for n in nodes if n.args)
+    ops = 0 if collapse else sum(1 for n in nodes if n.args)
     numbers_ = sum(1 for n in nodes for a in n.args if a.is_Number)
     _check_size(len(nodes) + ops + numbers_ + len(hidden), max_nodes, "this expression")
     ids = {n: f"n{i}" for i, n in enumerate(nodes)}
@@ -502,17 +508,19 @@ def _sympy_picture(
             kind = "input"
         value = data.values.get(node) if show_numbers else None
         grad = data.adjoint_values.get(node) if show_numbers else None
-        pic.value_node(nid, _cells(name, value, grad), kind)
-        if node.args:
-            pic.op_node(nid + "_op", _op_label(node))
+        # collapse: the operation is written in the result's node ("u_3 = tanh")
+        title = f"{name} = {_op_label(node)}" if collapse and node.args else name
+        pic.value_node(nid, _cells(title, value, grad), kind)
+        into = nid if collapse or not node.args else nid + "_op"
+        if node.args and not collapse:
+            pic.op_node(into, _op_label(node))
             flows = node in senders
-            pic.edges.append(
-                (nid + "_op", nid, {"color": f"black:{_BACKWARD_COLOR}"} if flows else {})
-            )
+            pic.edges.append((into, nid, {"color": f"black:{_BACKWARD_COLOR}"} if flows else {}))
+        if node.args:
             for i, arg in enumerate(node.args):  # one edge per use, in argument order
                 if arg.is_Number:
                     pic.constant(f"{nid}_c{i}", sp.sstr(arg))
-                    pic.edges.append((f"{nid}_c{i}", nid + "_op", {}))
+                    pic.edges.append((f"{nid}_c{i}", into, {}))
                 elif arg in ids:
                     pending = local_partials.get((node, arg))
                     attrs = {}
@@ -523,12 +531,10 @@ def _sympy_picture(
                             "color": f"black:{_BACKWARD_COLOR}",
                             "fontcolor": _BACKWARD_COLOR,
                         }
-                    pic.edges.append((ids[arg], nid + "_op", attrs))
+                    pic.edges.append((ids[arg], into, attrs))
         if node in hidden:
             pic.hidden(nid + "_more", hidden[node])
-            pic.edges.append(
-                (nid + "_more", nid + "_op" if node.args else nid, {"style": "dotted"})
-            )
+            pic.edges.append((nid + "_more", into, {"style": "dotted"}))
     return pic
 
 
@@ -634,7 +640,7 @@ def draw_dot(
         data = _Pass(
             target.target, target.names, tuple(target.steps), target.values, target.adjoint_values
         )
-        pic = _sympy_picture(data, params, backward, depth, max_nodes, True)
+        pic = _sympy_picture(data, params, backward, depth, max_nodes, True, collapse)
     elif _is_value(target) and not backward:
         if at is not None or wrt is not None:
             raise OptionError(
@@ -660,7 +666,9 @@ def draw_dot(
             raise InputTypeError(f"labels must be a dict {{node: name}}, got {describe(labels)}")
         leaves = _leaf_values(expr, at)
         data = _sympy_pass(expr, {**value_labels, **(labels or {})}, leaves, wrt)
-        pic = _sympy_picture(data, params, bool(backward), depth, max_nodes, leaves is not None)
+        pic = _sympy_picture(
+            data, params, bool(backward), depth, max_nodes, leaves is not None, collapse
+        )
     return _to_graphviz(graphviz, pic, format, rankdir, legend)
 
 

@@ -259,11 +259,28 @@ def test_collapse_merges_sum_chains():
     assert full.count('_op [label="+"') == 9
     assert collapsed.count('_op [label="+"') == 1
     assert len(re.findall(r"\tn\d+ -> n\d+_op", collapsed)) == 10
-    # labelled intermediate results are kept
-    a, b, c = Value(1.0, label="a"), Value(2.0, label="b"), Value(3.0, label="c")
+    # labelled intermediate results are kept; unlabelled ones are drawn in their op's node
+    a, b, c = Value(0.1, label="a"), Value(0.2, label="b"), Value(0.3, label="c")
     ab = a + b
     ab.label = "ab"
-    assert "{ ab |" in draw_dot(ab + c, collapse=True).source
+    out = (ab * c).tanh()
+    out.label = "out"
+    out.backward()
+    src = draw_dot(out, collapse=True).source
+    assert "{ ab | data 0.3000 |" in src and "n3_op" not in src
+    # d out/d(ab*c) = 1 - tanh(0.09)**2, independent of symgrad
+    want = 1 - float(sp.tanh(0.09)) ** 2
+    assert f"{{ * | data 0.0900 | grad {want:.4f} }}" in src
+    assert "{ out | data" in src and "_op [label=tanh" in src
+
+
+def test_collapse_writes_sympy_operations_into_the_nodes():
+    x, y = sp.symbols("x y")
+    src = draw_dot(sp.tanh(x * y) + 2 * x, at={x: 1, y: 2}, collapse=True).source
+    assert "_op" not in src
+    want = float(sp.diff(sp.tanh(x * y) + 2 * x, x).subs({x: 1, y: 2}))
+    assert f"{{ x | data 1.0000 | grad {want:.4f} }}" in src
+    assert "{ u_3 = tanh | data 0.9640 | grad 1.0000 }" in src
 
 
 # ---------------------------------------------------------------------- errors
