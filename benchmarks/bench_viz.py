@@ -4,8 +4,8 @@ Run by hand (needs the Graphviz program ``dot``)::
 
     python benchmarks/bench_viz.py [--repeat 3]
 
-For the full graph, the collapsed one (``collapse=True``: chains of + as one n-ary node), a
-depth-limited one (``depth=4``) and the backward pass through the SymPy expression, it prints the
+For the full graph, the collapsed one (``collapse=True``), a depth-limited one (``depth=4``)
+and the backward pass through the SymPy expression (full and collapsed), it prints the
 number of DOT nodes, the time to build the DOT source (best of ``--repeat``) and the time
 ``dot`` takes to lay it out and write SVG (best of ``--repeat``).
 """
@@ -52,6 +52,7 @@ def main() -> None:
         "collapsed": dict(params=params, collapse=True),
         "depth=4": dict(params=params, depth=4),
         "backward (SymPy)": dict(params=params, backward=True),
+        "backward collapsed": dict(params=params, backward=True, collapse=True),
     }
     print(f"{'graph':<18} {'DOT nodes':>9} {'DOT edges':>9} {'build s':>8} {'dot svg s':>9}")
     with tempfile.TemporaryDirectory() as tmp:

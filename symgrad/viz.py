@@ -585,8 +585,10 @@ def draw_dot(
         params: the parameters (``Value`` objects, symbols or names), drawn in their own colour;
             other leaves are inputs, numbers are constants.
         labels: ``{node: name}`` for nodes of a SymPy expression (as in :func:`symgrad.derive`).
-        collapse: for a ``Value``, draw each chain of ``+`` (or ``*``) over unlabelled
-            intermediate results as one n-ary operation (SymPy's ``Add``/``Mul`` already are).
+        collapse: draw a smaller picture: for a ``Value``, each chain of ``+`` (or ``*``) over
+            unlabelled intermediate results becomes one n-ary operation and every unlabelled
+            result is drawn inside its operation's node (``{ * | data | grad }``); for a SymPy
+            expression each operation is written into its result's node (``u_3 = tanh``).
         depth: draw only the nodes at most this many levels from the output; each node whose
             arguments are hidden gets a note counting the nodes below it.
         max_nodes: raise :class:`~symgrad.errors.GraphTooLargeError` when more nodes than this
