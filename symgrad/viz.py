@@ -135,9 +135,15 @@ def render(graph: Any, path: str | Path, format: str | None = None) -> Path:
 
     >>> import sympy as sp, tempfile, os
     >>> g = draw_dot(sp.Symbol("x") + 1)
+    >>> # the next example needs the dot program
     >>> with tempfile.TemporaryDirectory() as tmp:  # doctest: +SKIP
     ...     render(g, os.path.join(tmp, "x.svg")).name
     'x.svg'
+    >>> render(g, "picture")
+    Traceback (most recent call last):
+    ...
+    symgrad.errors.OptionError: cannot tell the output format of 'picture': give a suffix such \
+as .svg, .png or .pdf, or format=... (got None)
     """
     graphviz = _graphviz()
     if not isinstance(graph, (graphviz.Digraph, graphviz.Graph)):
@@ -666,6 +672,9 @@ def draw_dot(
             expr = as_expr(target, "target")
         if labels is not None and not isinstance(labels, Mapping):
             raise InputTypeError(f"labels must be a dict {{node: name}}, got {describe(labels)}")
+        if depth is None and max_nodes is not None:  # fail before the sweep on huge graphs
+            count = sum(1 for n in topo_order([expr]) if not n.is_Number)
+            _check_size(count, max_nodes, "this expression")
         leaves = _leaf_values(expr, at)
         data = _sympy_pass(expr, {**value_labels, **(labels or {})}, leaves, wrt)
         pic = _sympy_picture(
