@@ -285,8 +285,9 @@ def _check_size(count: int, max_nodes: int | None, what: str) -> None:
     if max_nodes is not None and count > max_nodes:
         raise GraphTooLargeError(
             f"the graph of {what} has {count} nodes to draw, more than max_nodes={max_nodes}; "
-            "Graphviz would take long to lay it out. Draw less with collapse=True (one node per "
-            "chain of + or *) or depth=... (only the levels nearest the output), or raise "
+            "Graphviz would take long to lay it out. Draw less with collapse=True (sums as one "
+            "node, results inside their operations) or depth=... (only the levels nearest the "
+            "output), or raise "
             "max_nodes (max_nodes=None: no limit)"
         )
 
@@ -318,8 +319,8 @@ def _value_picture(
             and uses.get(id(child), 0) == 1
         )
 
+    uses: dict[int, int] = {}  # how many times each node is an operand (collapse only)
     if collapse:
-        uses: dict[int, int] = {}
         for node in _order(root, _children, id):
             for c in _children(node):
                 uses[id(c)] = uses.get(id(c), 0) + 1
