@@ -17,6 +17,7 @@ from .derivation import Derivation, derive
 from .errors import SymgradError
 from .functions import relu, sigmoid
 from .value import Value
+from .viz import draw_dot
 
 __all__ = [
     "CompiledFunction",
@@ -27,6 +28,7 @@ __all__ = [
     "check_grad",
     "check_grad_fn",
     "derive",
+    "draw_dot",
     "grad",
     "hessian",
     "jacobian",

@@ -16,6 +16,7 @@ __all__ = [
     "BackendUnavailableError",
     "DomainError",
     "GradientCheckError",
+    "GraphTooLargeError",
     "InputTypeError",
     "MissingSymbolError",
     "OptionError",
@@ -124,6 +125,17 @@ class BackendUnavailableError(SymgradError, ImportError):
     """An optional feature needs a package or program that is not installed.
 
     >>> issubclass(BackendUnavailableError, ImportError)
+    True
+    """
+
+
+class GraphTooLargeError(SymgradError, ValueError):
+    """A graph has too many nodes to draw (lay out) in reasonable time.
+
+    The message gives the node count and the options that make it smaller
+    (``collapse=True``, ``depth=...``) or raise the limit (``max_nodes=...``).
+
+    >>> issubclass(GraphTooLargeError, ValueError)
     True
     """
 
