@@ -448,7 +448,8 @@ def _select(n: sp.Basic, winner: Callable[[sp.Expr, sp.Expr], sp.Expr]) -> list[
         for j, aj in enumerate(a):
             if j != i:
                 h0 = ZERO if aj.is_number else HALF
-                factors.append(apply(sp.Heaviside, winner(ai, aj), h0))
+                # unevaluated: evaluating Heaviside queries the sign of its argument (slow)
+                factors.append(sp.Heaviside(winner(ai, aj), h0, evaluate=False))
         out.append(mul(*factors))
     return out
 
