@@ -236,12 +236,13 @@ def check_grad(
     for key, val in at.items():
         (sym,), _ = as_symbols(key, e, "at")
         values[sym] = val
-    missing = [s for s in symbols if s not in values]
+    syms = symbols if wrt is None else as_symbols(wrt, e)[0]
+    missing = list(dict.fromkeys(s for s in [*symbols, *syms] if s not in values))
     if missing:
         raise MissingSymbolError(
-            f"at has no value for {', '.join(map(str, missing))}; give a value for every symbol"
+            f"at has no value for {', '.join(map(str, missing))}; give a value for every symbol "
+            "of the expression and of wrt"
         )
-    syms = symbols if wrt is None else as_symbols(wrt, e)[0]
     others = [s for s in values if s not in set(syms)]
     gradient = sweep([e], syms)[0]
     f = lambdify(e, [syms, others])

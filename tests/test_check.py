@@ -110,6 +110,7 @@ def test_callable_variant_catches_a_wrong_hand_derived_gradient() -> None:
         ({"at": None}, InputTypeError, "mapping"),
         ({"at": [1.0, 2.0]}, InputTypeError, "mapping"),
         ({"at": {x: 1.0}}, MissingSymbolError, "y"),
+        ({"at": {x: 1.0, y: 2.0}, "wrt": [w]}, MissingSymbolError, "w"),
         ({"at": {x: [1.0, 2.0], y: [1.0, 2.0, 3.0]}}, ShapeError, "broadcast"),
         ({"at": {x: 1.0, y: 2.0}, "method": "sideways"}, Exception, "method"),
     ],
