@@ -48,6 +48,13 @@ class Step:
         adjoint: the sum of the incoming contributions.
         outgoing: ``(argument, local partial, contribution)`` for every argument that depends
             on a ``wrt`` symbol; ``contribution = adjoint * local partial``.
+
+    >>> import sympy as sp
+    >>> x = sp.Symbol("x")
+    >>> steps = []
+    >>> _ = sweep([sp.sin(x) ** 2], [x], on_step=lambda k, step: steps.append(step))
+    >>> [(str(s.node), s.rule, str(s.adjoint)) for s in steps]
+    [('sin(x)**2', 'power', '1'), ('sin(x)', 'sin', '2*sin(x)'), ('x', 'leaf', '2*sin(x)*cos(x)')]
     """
 
     node: sp.Basic

@@ -43,6 +43,12 @@ class VariableCheck:
         rel_error: the largest ``|symbolic - numerical| / max(|symbolic|, |numerical|)``.
         step: the finite-difference step used there.
         ok: whether ``|symbolic - numerical| <= atol + rtol * |numerical|`` at every point.
+
+    >>> import sympy as sp
+    >>> x = sp.Symbol("x")
+    >>> row = check_grad(x**2, at={x: 1.5}).rows[0]
+    >>> row.name, row.symbolic, row.ok
+    ('x', 3.0, True)
     """
 
     name: str

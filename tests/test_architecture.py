@@ -131,3 +131,24 @@ def test_only_the_code_generators_compile_code_and_nothing_sympifies() -> None:
             if name in {"sympify", "parse_expr", "S"}:
                 offenders.append(f"{rel}:{node.lineno} {name}")
     assert not offenders, offenders
+
+
+def test_every_public_name_has_a_docstring_with_an_example() -> None:
+    import importlib
+    import inspect
+
+    missing = []
+    for _path, rel, _ in _modules():
+        if rel.name == "__main__.py":
+            continue
+        name = "symgrad." + ".".join(rel.with_suffix("").parts).removesuffix(".__init__")
+        module = importlib.import_module(name)
+        for public in getattr(module, "__all__", []):
+            obj = getattr(module, public)
+            if inspect.ismodule(obj) or not (inspect.isfunction(obj) or inspect.isclass(obj)):
+                continue
+            if inspect.getmodule(obj) is not module:
+                continue  # a re-export; checked where it is defined
+            if ">>>" not in (obj.__doc__ or ""):
+                missing.append(f"{name}.{public}")
+    assert not missing, f"public names without a >>> example: {missing}"

@@ -47,6 +47,10 @@ class LayerStats:
         grad_norm: the Euclidean norm of the layer's gradient.
         weight_norm: the norm of the layer's parameters before the update.
         update_ratio: ``||update|| / ||weights||`` (``inf`` when the weights are all 0).
+
+    >>> s = LayerStats(step=0, layer="L0", grad_norm=0.5, weight_norm=2.0, update_ratio=0.025)
+    >>> s.update_ratio < 1e-1
+    True
     """
 
     step: int

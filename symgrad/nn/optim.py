@@ -48,7 +48,11 @@ def _check_lr(lr: object) -> Schedule:
 
 
 class Optimizer:
-    """Base class: holds the learning rate (a number or a schedule) and the step state."""
+    """Base class: holds the learning rate (a number or a schedule) and the step state.
+
+    >>> isinstance(SGD(lr=0.1), Optimizer)
+    True
+    """
 
     def __init__(self, lr: Schedule) -> None:
         self.lr = _check_lr(lr)

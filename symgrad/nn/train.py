@@ -55,6 +55,10 @@ class History:
         health: per-step lists of :class:`~symgrad.nn.health.LayerStats`.
         stopped: why training stopped early (``None`` if it ran all steps).
         seconds: the wall time of the fit.
+
+    >>> h = History(loss=[1.0, 0.5])
+    >>> h.loss[-1], h.stopped
+    (0.5, None)
     """
 
     loss: list[float] = field(default_factory=list)
