@@ -16,6 +16,7 @@ from .codegen import CompiledFunction, lambdify, value_and_grad
 from .derivation import Derivation, derive
 from .errors import SymgradError
 from .functions import relu, sigmoid
+from .parse import parse
 from .value import Value
 from .viz import draw_dot
 
@@ -35,6 +36,7 @@ __all__ = [
     "lambdify",
     "matrix",
     "numerical",
+    "parse",
     "relu",
     "sigmoid",
     "value_and_grad",
