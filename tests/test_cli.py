@@ -81,11 +81,13 @@ def installed(tmp_path_factory) -> dict:
     return results
 
 
+@pytest.mark.slow  # the session's venv + pip install -e take ~5-10 s once
 def test_entry_point_is_the_installed_script(installed):
     # Says so when the fallback was used, so a broken packaging setup is not silent.
     assert installed["via"] == "console script"
 
 
+@pytest.mark.slow  # the session's venv + pip install -e take ~5-10 s once
 def test_installed_diff_prints_the_derivative(installed):
     code, out, err = installed["diff"]
     assert (code, out, err) == (0, "6*x - 4\n", "")
@@ -93,6 +95,7 @@ def test_installed_diff_prints_the_derivative(installed):
     assert sp.sympify(out) == sp.diff(3 * x**2 - 4 * x + 5, x)  # reference: sympy.diff
 
 
+@pytest.mark.slow  # the session's venv + pip install -e take ~5-10 s once
 def test_installed_check_claimed_wrong_and_right(installed):
     code, out, err = installed["claimed_wrong"]
     assert code == 1
@@ -103,6 +106,7 @@ def test_installed_check_claimed_wrong_and_right(installed):
     assert code == 0 and "passed" in out and err == ""
 
 
+@pytest.mark.slow  # the session's venv + pip install -e take ~5-10 s once
 def test_installed_bad_input_is_one_message_without_traceback(installed):
     code, out, err = installed["unsafe"]
     assert code == 2 and out == ""  # nothing ran: 'echo pwned' would print to stdout
@@ -110,6 +114,7 @@ def test_installed_bad_input_is_one_message_without_traceback(installed):
     assert "Traceback" not in err and len(err.splitlines()) <= 3  # message + caret picture
 
 
+@pytest.mark.slow  # the session's venv + pip install -e take ~5-10 s once
 def test_installed_stdin_and_help(installed):
     code, out, err = installed["stdin"]
     assert code == 0, err
