@@ -169,6 +169,17 @@ def _missing_at(at: dict[sp.Symbol, float], exprs: Sequence[sp.Expr]) -> None:
 # ----------------------------------------------------------------------------- subcommands
 
 
+def _tolerance(text: str) -> float:
+    """An argparse ``type``: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number such as 1e-6, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
 def _partial(sym: sp.Symbol) -> str:
     return rf"\frac{{\partial f}}{{\partial {sp.latex(sym)}}}"
 
@@ -223,9 +234,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
     at = _at(args.at)
     if args.claimed is None:
         syms = _wrt(args.wrt, expr)
-        _unknown_at(at, [expr])
-        _missing_at(at, [expr])
-        report = check_grad(expr, syms, at, rtol=args.rtol, atol=args.atol, raise_on_failure=False)
+        _unknown_at(at, [expr, *syms])
+        _missing_at(at, [expr, *syms])
+        with np.errstate(all="ignore"):  # a nan in the table says it; no RuntimeWarning noise
+            report = check_grad(
+                expr, syms, at, rtol=args.rtol, atol=args.atol, raise_on_failure=False
+            )
         print(f"checking the symbolic gradient of {expr}")
     else:
         if args.wrt is None:
@@ -243,37 +257,53 @@ def _cmd_check(args: argparse.Namespace) -> int:
                 claimed.append(parse(piece))
             except ParseError as err:
                 raise ParseError(f"--claimed (d/d{s.name}): {err}") from None
-        _unknown_at(at, [expr, *claimed])
+        _unknown_at(at, [expr, *claimed, *syms])
         _missing_at(at, [expr, *claimed, *syms])
         fixed = {s: sp.Float(v) for s, v in at.items() if s not in set(syms)}
         f = lambdify(expr.subs(fixed), [syms])
         g = lambdify([[c.subs(fixed) for c in claimed]], [syms])
         point = np.array([at[s] for s in syms])
-        report = check_grad_fn(
-            f,
-            lambda v: np.asarray(g(v)[0], dtype=float),
-            point,
-            names=[s.name for s in syms],
-            rtol=args.rtol,
-            atol=args.atol,
-            raise_on_failure=False,
-        )
+        with np.errstate(all="ignore"):
+            report = check_grad_fn(
+                f,
+                lambda v: np.asarray(g(v)[0], dtype=float),
+                point,
+                names=[s.name for s in syms],
+                rtol=args.rtol,
+                atol=args.atol,
+                raise_on_failure=False,
+            )
         for s, c in zip(syms, claimed, strict=True):
             print(f"claimed: df/d{s.name} = {c}")
         print(f"checked against the numerical gradient of {expr}")
     print(report)
     if not report.ok:
-        print(
-            "symgrad: the gradient is wrong for "
-            + ", ".join(r.name for r in report.failures)
-            + (
-                f"; the exact one is: {', '.join(map(str, grad(expr, syms)))}"
-                if args.claimed is not None
-                else ""
-            ),
-            file=sys.stderr,
-        )
+        print(_verdict(report, expr, syms, args.claimed is not None), file=sys.stderr)
     return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _verdict(report, expr: sp.Expr, syms: list[sp.Symbol], claimed: bool) -> str:
+    """One line on standard error saying why the check failed."""
+    failed = report.failures
+    undefined = [
+        r.name for r in failed if not (math.isfinite(r.symbolic) and math.isfinite(r.numerical))
+    ]
+    wrong = [r.name for r in failed if r.name not in undefined]
+    parts = []
+    if wrong:
+        text = f"the gradient is wrong for {', '.join(wrong)}"
+        if claimed:
+            exact = dict(zip(syms, grad(expr, syms), strict=True))
+            text += "; the exact one is " + ", ".join(
+                f"df/d{s.name} = {exact[s]}" for s in syms if s.name in wrong
+            )
+        parts.append(text)
+    if undefined:
+        parts.append(
+            f"the function or gradient is not finite at this point for {', '.join(undefined)} "
+            "(nan or inf in the table); choose a point inside the domain"
+        )
+    return "symgrad: check failed: " + "; ".join(parts)
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
@@ -539,8 +569,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a hand-derived gradient to check instead: one formula per --wrt variable, "
         "separated by commas",
     )
-    p.add_argument("--rtol", type=float, default=1e-6, help="relative tolerance (default 1e-6)")
-    p.add_argument("--atol", type=float, default=1e-8, help="absolute tolerance (default 1e-8)")
+    p.add_argument(
+        "--rtol", type=_tolerance, default=1e-6, help="relative tolerance (default 1e-6)"
+    )
+    p.add_argument(
+        "--atol", type=_tolerance, default=1e-8, help="absolute tolerance (default 1e-8)"
+    )
     p.set_defaults(run=_cmd_check)
 
     p = _sub(

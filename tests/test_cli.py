@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 import sympy as sp
 
+from symgrad import cli
 from symgrad.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,7 +103,10 @@ def test_installed_check_claimed_wrong_and_right(installed):
     assert code == 1
     assert "FAILED for x" in out and "NO" in out
     assert "15" in out and "14" in out  # claimed 6*3 - 3 = 15, true 6*3 - 4 = 14
-    assert "wrong for x" in err and "6*x - 4" in err and "Traceback" not in err
+    assert (
+        err
+        == "symgrad: check failed: the gradient is wrong for x; the exact one is df/dx = 6*x - 4\n"
+    )
     code, out, err = installed["claimed_right"]
     assert code == 0 and "passed" in out and err == ""
 
@@ -224,23 +229,71 @@ def test_compile_prints_numpy_source(capsys):
     assert "further arguments (held fixed): y" in out and "def symgrad_fn(_a0, _a1)" in out
 
 
-def test_graph(capsys, tmp_path):
+def test_graph_needs_viz_or_draws(capsys, tmp_path):
     import importlib.util
 
     out_file = tmp_path / "g.dot"
-    code, _, err = run(
-        capsys, "graph", "(a*b + c)*f", "--at", "a=2,b=-3,c=10,f=-2", "-o", str(out_file)
-    )
-    if (
-        importlib.util.find_spec("symgrad.viz") is None
-        or importlib.util.find_spec("graphviz") is None
-    ):
+    argv = ["graph", "(a*b + c)*f", "--at", "a=2,b=-3,c=10,f=-2", "-o", str(out_file)]
+    code, _, err = run(capsys, *argv)
+    if importlib.util.find_spec("symgrad.viz") is None:
         assert code == 1 and err.startswith("symgrad: error: drawing graphs needs")
         assert "pip install 'symgrad[viz]'" in err
     else:
         assert code == 0 and out_file.read_text().startswith("digraph")
     code, _, err = run(capsys, "graph", "x", "-o", str(tmp_path / "g.jpeg2000"))
     assert code == 2 and "cannot tell the format" in err
+
+
+@pytest.fixture
+def fake_draw_dot(monkeypatch):
+    """A stand-in for symgrad.viz.draw_dot (another module) recording how it is called."""
+    graphviz = pytest.importorskip("graphviz")
+    calls = []
+
+    def draw_dot(target, **kwargs):
+        calls.append((target, kwargs))
+        g = graphviz.Digraph()
+        g.node("n", str(target))
+        return g
+
+    monkeypatch.setattr(cli, "_draw_dot", lambda: draw_dot)
+    return calls
+
+
+def test_graph_wiring_and_formats(capsys, tmp_path, fake_draw_dot):
+    code, out, _ = run(
+        capsys, "graph", "x*y", "--at", "x=2,y=3", "--backward", "-o", str(tmp_path / "g.gv")
+    )
+    assert code == 0 and out == f"wrote {tmp_path / 'g.gv'}\n"
+    (target, kwargs) = fake_draw_dot[-1]
+    x, y = sp.symbols("x y")
+    assert target == x * y and kwargs == {"at": {x: 2.0, y: 3.0}, "backward": True}
+    assert (tmp_path / "g.gv").read_text().startswith("digraph")
+    if shutil.which("dot"):
+        assert run(capsys, "graph", "x*y", "-o", str(tmp_path / "sub" / "g.svg"))[0] == 0
+        assert "<svg" in (tmp_path / "sub" / "g.svg").read_text()
+
+
+def test_graph_without_dot_program(capsys, tmp_path, fake_draw_dot, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no 'dot' on PATH
+    code, out, err = run(capsys, "graph", "x*y", "-o", str(tmp_path / "g.png"))
+    assert code == 1 and out == ""
+    assert err.startswith("symgrad: error: rendering needs the Graphviz program 'dot'")
+    assert "-o graph.dot" in err  # says what works without it
+
+
+def test_check_edge_cases(capsys):
+    # a --wrt variable that the formula does not contain has gradient 0, but needs a value
+    code, _, err = run(capsys, "check", "x", "--wrt", "z", "--at", "x=1")
+    assert code == 2 and "no value for z" in err
+    assert run(capsys, "check", "x", "--wrt", "z", "--at", "x=1,z=2")[0] == 0
+    # outside the domain: a failed check that says so, without RuntimeWarnings
+    code, out, err = run(capsys, "check", "log(x)", "--at", "x=-1")
+    assert code == 1 and "nan" in out and "not finite at this point" in err
+    code, _, err = run(capsys, "check", "x", "--at", "x=1", "--rtol", "-1")
+    assert code == 2 and "--rtol: must be a finite number >= 0" in err
+    code, out, _ = run(capsys, "check", "x**2", "--at", "x=1", "--atol", "0.5", "--rtol", "0")
+    assert code == 0 and "rtol=0, atol=0.5" in out
 
 
 def test_demo_runs_the_lecture(capsys, tmp_path):
