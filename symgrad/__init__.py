@@ -10,6 +10,7 @@ The public surface is deliberately small; everything here is a re-export.
 """
 
 from . import matrix, numerical
+from ._version import __version__ as __version__
 from .autodiff import grad, hessian, jacobian
 from .check import GradCheckReport, check_grad, check_grad_fn
 from .codegen import CompiledFunction, lambdify, value_and_grad
@@ -41,4 +42,3 @@ __all__ = [
     "sigmoid",
     "value_and_grad",
 ]
-__version__ = "0.1.0"

@@ -493,7 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from . import __version__
+    from ._version import __version__
 
     parser.add_argument("--version", action="version", version=f"symgrad {__version__}")
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -13,6 +13,7 @@ PACKAGE = Path(symgrad.__file__).parent
 # subpackage may also import each other). A new module must be placed here on purpose.
 LAYERS = {
     "errors": 0,
+    "_version": 0,
     "graph": 1,
     "functions": 1,
     "construct": 1.5,
