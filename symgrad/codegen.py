@@ -52,6 +52,7 @@ __all__ = ["BACKENDS", "CompiledFunction", "lambdify", "value_and_grad"]
 #: (raises BackendUnavailableError without one); ``"auto"``: ``"c"`` when a compiler is
 #: available, else ``"numpy"`` with a RuntimeWarning.
 BACKENDS = ("numpy", "c", "auto")
+WIDE = 256  # sums and products wider than this are split before printing
 #: Functions up to this many statements also get a pure-Python fast path for float inputs
 #: (``math`` functions on Python floats are ~10x cheaper than NumPy ufuncs on them).
 SCALAR_PATH_LIMIT = 3000
@@ -394,8 +395,11 @@ def _generate(arg_spec: list, leaves: list[sp.Expr], out_spec: Any, name: str, n
     if not native:
         lines += [f"    {u}" for u in unpack]
 
-    leaves = split_wide(leaves)  # bounded statements: Python's compiler recurses on a + b + ...
     order = topo_order(leaves)
+    if any((n.is_Add or n.is_Mul) and len(n.args) > WIDE for n in order):
+        # bounded statements: Python's own compiler recurses on a + b + ... + z
+        leaves = split_wide(leaves, WIDE)
+        order = topo_order(leaves)
     for n in order:
         if isinstance(n, (sp.Derivative, sp.Subs, sp.Integral, AppliedUndef)):
             head = type(n).__name__

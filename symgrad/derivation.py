@@ -35,7 +35,6 @@ Gradients
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -43,9 +42,9 @@ import sympy as sp
 
 from . import derivation_format as fmt
 from .autodiff import Step, simplify_result, sweep
-from .errors import InputTypeError, MissingSymbolError, OptionError
+from .errors import InputTypeError, OptionError
 from .graph import TARGET_NAMES, free_symbols, node_names, numeric_values, topo_order
-from .inputs import as_expr, as_symbols, describe
+from .inputs import as_expr, as_symbols, describe, point_values
 
 __all__ = ["TARGET_NAMES", "Derivation", "derive", "node_names"]
 
@@ -242,30 +241,7 @@ def _unpack(target: object) -> tuple[sp.Expr, dict, dict]:
 
 
 def _leaf_values(expr: sp.Expr, at: object, defaults: dict) -> dict[sp.Symbol, float] | None:
-    if at is None and not defaults:
-        return None
-    if at is not None and not isinstance(at, Mapping):
-        raise InputTypeError(f"at must be a dict {{symbol: number}}, got {describe(at)}")
-    leaves = free_symbols([expr])
-    known = set(leaves)
-    vals: dict[sp.Symbol, float] = {}
-    for key, value in [*defaults.items(), *(at or {}).items()]:
-        (sym,), _ = as_symbols(key, expr, "at key")
-        if sym not in known:
-            raise OptionError(
-                f"at gives a value for {sym}, which does not occur in the target "
-                f"(its symbols: {', '.join(map(str, leaves)) or 'none'})"
-            )
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise InputTypeError(f"at[{sym}] must be a real number, got {describe(value)}")
-        vals[sym] = float(value)
-    missing = [str(s) for s in leaves if s not in vals]
-    if missing:
-        raise MissingSymbolError(
-            f"at has no value for {', '.join(missing)}; give a number for every symbol "
-            "of the target (or leave at=None for a purely symbolic derivation)"
-        )
-    return vals
+    return point_values(at, expr, defaults, "or leave at=None for a purely symbolic derivation")
 
 
 def derive(

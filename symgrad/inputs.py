@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import keyword
 import numbers
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import sympy as sp
 
-from .errors import InputTypeError
+from .errors import InputTypeError, MissingSymbolError, OptionError
 from .graph import free_symbols
 
-__all__ = ["as_expr", "as_exprs", "as_symbols", "describe"]
+__all__ = ["as_expr", "as_exprs", "as_symbols", "describe", "point_values"]
 
 
 def describe(obj: object, limit: int = 50) -> str:
@@ -174,3 +174,56 @@ def as_symbols(
             raise InputTypeError(f"{what} is empty; give at least one symbol")
         return [_symbol(s, expr, f"{what}[{i}]") for i, s in enumerate(items)], False
     return [_symbol(wrt, expr, what)], True
+
+
+def point_values(
+    at: object,
+    expr: sp.Basic,
+    defaults: Mapping[object, object] | None = None,
+    when_missing: str = "",
+) -> dict[sp.Symbol, float] | None:
+    """A number for every free symbol of ``expr`` from ``at`` (over ``defaults``), or ``None``.
+
+    Args:
+        at: ``{symbol or name: real number}``, or ``None`` for no numbers.
+        expr: the expression whose symbols need values.
+        defaults: values used where ``at`` gives none (e.g. a ``Value``'s own data).
+        when_missing: advice appended to the error when a symbol has no value.
+
+    Returns:
+        ``{symbol: float}``, or ``None`` when neither ``at`` nor ``defaults`` gives anything.
+
+    Raises:
+        InputTypeError: ``at`` is not a mapping, or a value is not a real number.
+        OptionError: ``at`` names a symbol the expression does not have.
+        MissingSymbolError: a symbol of the expression has no value.
+
+    >>> import sympy as sp
+    >>> x, y = sp.symbols("x y")
+    >>> point_values({"x": 2, y: 0.5}, x * y)
+    {x: 2.0, y: 0.5}
+    """
+    if at is None and not defaults:
+        return None
+    if at is not None and not isinstance(at, Mapping):
+        raise InputTypeError(f"at must be a dict {{symbol: number}}, got {describe(at)}")
+    leaves = free_symbols([expr])
+    known = set(leaves)
+    vals: dict[sp.Symbol, float] = {}
+    for key, value in [*(defaults or {}).items(), *(at or {}).items()]:
+        (sym,), _ = as_symbols(key, expr, "at key")
+        if sym not in known:
+            raise OptionError(
+                f"at gives a value for {sym}, which does not occur in the expression "
+                f"(its symbols: {', '.join(map(str, leaves)) or 'none'})"
+            )
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise InputTypeError(f"at[{sym}] must be a real number, got {describe(value)}")
+        vals[sym] = float(value)
+    missing = [str(s) for s in leaves if s not in vals]
+    if missing:
+        raise MissingSymbolError(
+            f"at has no value for {', '.join(missing)}; give a number for every symbol"
+            + (f" ({when_missing})" if when_missing else "")
+        )
+    return vals

@@ -30,7 +30,6 @@ raising :class:`~symgrad.errors.BackendUnavailableError` when ``dot`` is not ins
 from __future__ import annotations
 
 import functools
-import numbers
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,11 +43,10 @@ from .errors import (
     BackendUnavailableError,
     GraphTooLargeError,
     InputTypeError,
-    MissingSymbolError,
     OptionError,
 )
 from .graph import free_symbols, node_names, numeric_values, topo_order
-from .inputs import as_expr, as_symbols, describe
+from .inputs import as_expr, as_symbols, describe, point_values
 
 __all__ = ["DEFAULT_MAX_NODES", "draw_dot", "render"]
 
@@ -386,29 +384,7 @@ def _value_picture(
 
 # ---------------------------------------------------------------------- SymPy expressions
 def _leaf_values(expr: sp.Expr, at: object) -> dict[sp.Symbol, float] | None:
-    if at is None:
-        return None
-    if not isinstance(at, Mapping):
-        raise InputTypeError(f"at must be a dict {{symbol: number}}, got {describe(at)}")
-    leaves = free_symbols([expr])
-    vals: dict[sp.Symbol, float] = {}
-    for key, value in at.items():
-        (sym,), _ = as_symbols(key, expr, "at key")
-        if sym not in leaves:
-            raise OptionError(
-                f"at gives a value for {sym}, which does not occur in the expression "
-                f"(its symbols: {', '.join(map(str, leaves)) or 'none'})"
-            )
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise InputTypeError(f"at[{sym}] must be a real number, got {describe(value)}")
-        vals[sym] = float(value)
-    missing = [str(s) for s in leaves if s not in vals]
-    if missing:
-        raise MissingSymbolError(
-            f"at has no value for {', '.join(missing)}; give a number for every symbol "
-            "(or leave at=None to draw without numbers)"
-        )
-    return vals
+    return point_values(at, expr, None, "or leave at=None to draw without numbers")
 
 
 @dataclass
