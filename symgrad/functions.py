@@ -59,7 +59,13 @@ class sigmoid(sp.Function):  # lower case, like SymPy functions
         return (1 + sp.tanh(arg / 2)) / 2
 
     def _eval_evalf(self, prec):
-        return self.rewrite(sp.exp)._eval_evalf(prec)
+        # Evaluate the argument first, then the logistic function of that number: rewriting the
+        # whole (possibly nested) argument into exp form is exponential in the nesting and leaves
+        # spurious imaginary parts.
+        arg = self.args[0]._eval_evalf(prec)
+        if arg is None or not arg.is_number:
+            return None
+        return (1 / (1 + sp.exp(-arg)))._eval_evalf(prec)
 
     def _eval_is_extended_real(self):
         return self.args[0].is_extended_real

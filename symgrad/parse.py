@@ -33,7 +33,7 @@ from .functions import relu, sigmoid
 __all__ = ["CONSTANTS", "FUNCTION_NAMES", "parse"]
 
 MAX_LENGTH = 100_000  # characters; checked before anything else
-MAX_NODES = 5_000  # numbers, names, calls and operators: SymPy needs 0.01-0.6 ms per node
+MAX_NODES = 5_000  # numbers, names, calls, operators; SymPy needs up to ~0.2 ms per node
 MAX_DEPTH = 100  # nesting of (), calls, signs and powers; SymPy recurses over deep trees
 MAX_EXPONENT = 1_000  # |numeric exponent| on a base with symbols, e.g. x**1000
 MAX_NUMBER_BITS = 14_000  # exact numbers and constant magnitudes; 4214 digits < str's 4300
@@ -43,7 +43,8 @@ _MAX_ARG_BITS = 1_024  # trig/floor of constants beyond a double's range need th
 _CHEAP_BITS = 64  # constant arguments below 2**64 are cheap to evaluate and are not charged
 _MAX_MINMAX_ARGS = 4  # SymPy compares Max/Min arguments pairwise, ~1 ms per pair
 # SymPy answers questions about constants (is it zero? positive?) by evaluating them, at a cost
-# exponential in their nesting: sigmoid^12(sin(1)) takes ~50 s. Constants stay small and flat.
+# exponential in their nesting: 1/(1 + exp(-c)) nested 20 deep does not finish. So constants
+# (subexpressions without symbols) stay small and flat.
 _MAX_CONSTANT_HEIGHT = 5
 _MAX_CONSTANT_NODES = 64
 
@@ -75,8 +76,6 @@ FUNCTION_NAMES = frozenset(_FUNCTIONS)
 
 _ROOTS = {"sqrt": sp.S.Half, "cbrt": sp.Rational(1, 3)}  # built as powers, so they are charged
 _EXP_LIKE = frozenset({"exp", "sinh", "cosh", "tanh", "coth", "sech", "csch", "sigmoid"})
-# |f(real)| <= 2 for these, so a nested sin(sin(...)) needs no evalf (which would be quadratic)
-_BOUNDED = (sp.sin, sp.cos, sp.tanh, sigmoid, sp.atan, sp.erf, sp.sign, sp.Heaviside)
 _ROUNDING = frozenset({"floor", "ceiling"})
 _BIG_ARG = frozenset({"sin", "cos", "tan", "cot", "sec", "csc"}) | _ROUNDING
 
@@ -171,6 +170,18 @@ def _log2_abs(value: sp.Expr) -> float | None:
     real, imag = sizes
     # evalf may leave a rounding residue such as 0.69 - 5e-28*I; more than that is complex
     return real if imag < max(real, -1000.0) - 40 else None
+
+
+def _near_integer(value: sp.Expr, log2_size: float) -> bool:
+    """Whether a real constant lies within 2**-40 of an integer (or cannot be evaluated)."""
+    try:
+        approx = value.evalf(int((max(log2_size, 0) + 64) * math.log10(2)) + 1)
+    except Exception:  # cannot tell, so assume the worst
+        return True
+    if not approx.is_Float:
+        return True
+    fraction = abs(approx - int(approx))
+    return min(fraction, 1 - fraction) < 2**-40
 
 
 def _exact_bits(expr: sp.Expr) -> float:
@@ -458,8 +469,17 @@ class _Parser:
         if name in _ROOTS:
             return self._pow(args[0], _ROOTS[name], pos)
         arg = args[0]
+        if name == "sigmoid" and arg.is_number and not arg.is_Number:
+            # sigmoid's evalf rewrites its whole argument into exp form (sin(1) becomes complex
+            # exponentials), so SymPy's sign tests on sigmoid(sigmoid(...(sin(1)))) take time
+            # exponential in the nesting. A constant argument is therefore read as a double.
+            size = _log2_abs(arg)  # real (checked when arg was built) and evaluable?
+            if size is None or size > math.log2(self.max_bits * math.log(2)):
+                raise self.error("cannot evaluate the constant argument of sigmoid", pos)
+            approx = arg.evalf(15)  # may carry a rounding residue such as 5e-28*I
+            args = [arg := approx if approx.is_Float else approx.as_real_imag()[0]]
         if arg.is_number and (name in _EXP_LIKE or name in _BIG_ARG):
-            size = 1.0 if isinstance(arg, _BOUNDED) else _log2_abs(arg)
+            size = _log2_abs(arg)
             if name in _EXP_LIKE:
                 # exp(exp(exp(100))) has ~2**144 digits; anything that later asks for its
                 # sign hangs. Bound the argument so that exp(arg) < 2**max_bits.
@@ -474,12 +494,15 @@ class _Parser:
                 self.eval_bits += max(0.0, size - _CHEAP_BITS)
                 if self.eval_bits > self.max_bits:
                     raise self.error(f"too many huge constants inside {name} and similar", pos)
+                if name in _ROUNDING and not arg.is_Float and _near_integer(arg, size):
+                    # SymPy would raise its precision until it gives up: seconds per call
+                    raise self.error(f"{name} of a constant this close to an integer", pos)
         if func in (sp.Max, sp.Min) or name == "relu":
             cls = sp.Min if func is sp.Min else sp.Max
             flat = sum(len(a.args) if isinstance(a, cls) else 1 for a in args) + (name == "relu")
             if flat > _MAX_MINMAX_ARGS:
                 raise self.error(f"{cls.__name__} of more than {_MAX_MINMAX_ARGS} arguments", pos)
-            self._count(pos, 3 * flat * flat)  # SymPy compares the arguments pairwise
+            self._count(pos, 3 * flat * (flat - 1))  # SymPy compares the arguments pairwise
         return self._apply(func, *args, pos=pos)
 
     def _pow(self, base: sp.Expr, exponent: sp.Expr, pos: int) -> sp.Expr:
@@ -506,7 +529,7 @@ class _Parser:
                         pos,
                     )
             times = -(-abs(exponent.p) // exponent.q)  # ceil(|exponent|), exactly
-            cost = math.inf if bits and times > self.max_bits else times * bits
+            cost = 0.0 if not bits else math.inf if times > self.max_bits else times * bits
             self.exact_bits += cost
             if self.exact_bits > self.max_bits:
                 raise self.error(
@@ -616,13 +639,22 @@ def parse(
     ``heaviside``/``Heaviside``, ``re``, ``im``, ``sigmoid``, ``relu``). ``pi`` is π; ``e`` and
     ``E`` are Euler's number. Integers and ``a/b`` stay exact (``1/10`` is ``Rational(1, 10)``);
     a literal with a point or exponent is an IEEE double (``0.1`` is ``Float(0.1)``, 53 bits),
-    as NumPy will compute it. Constants that are complex, infinite or undefined are refused:
-    ``sqrt(-1)``, ``acos(2)``, ``1/0``, ``log(0)``, and ``(-8)**(1/3)`` or ``cbrt(-8)``, which
-    SymPy reads as the complex principal root.
+    as NumPy will compute it.
 
-    The text is never evaluated, and the work SymPy does is bounded: with the default limits any
-    input is accepted or refused within about a second. For hard guarantees on hostile input
-    at high rates, also lower the limits or parse in a worker process with a timeout.
+    Constants (subexpressions without symbols) must be real and finite: ``sqrt(-1)``,
+    ``acos(2)``, ``1/0``, ``log(0)`` and ``(-8)**(1/3)`` or ``cbrt(-8)`` (SymPy's complex
+    principal root) are refused. ``sigmoid`` of a constant that is not a plain number is read as
+    a double, ``sigmoid(sin(1))`` is ``Float(0.6987...)``: SymPy would otherwise need time
+    exponential in its nesting.
+
+    The text is never evaluated, and each limit is checked *before* SymPy does the work it
+    bounds, so with the defaults any input is accepted or refused within about a second. Fixed
+    bounds besides the arguments: constants are at most 5 levels deep and 64 nodes large;
+    ``max``/``min`` take at most 4 arguments (each costs extra nodes: SymPy compares them
+    pairwise); roots of exact numbers total at most 2048 bits (SymPy tests their primality);
+    constants inside trig functions, ``floor`` and ``ceiling`` stay below ``2**1024``, and
+    ``floor``/``ceiling`` refuse constants within ``2**-40`` of an integer. For hostile input
+    at high rates, lower the limits too, or parse in a worker process with a timeout.
 
     Args:
         text: the formula. Whitespace, including newlines, is ignored.
@@ -632,7 +664,8 @@ def parse(
         strict: refuse names that are not in ``symbols``; by default strict exactly when
             ``symbols`` is given, so typos do not silently become new symbols.
         max_length: longest accepted text, in characters.
-        max_nodes: most numbers, names, calls and operators.
+        max_nodes: most numbers, names, calls and operators; a ``max`` or ``min`` of ``k``
+            arguments counts ``3*k*(k - 1)`` more.
         max_depth: deepest nesting of parentheses, calls, signs and powers.
         max_exponent: largest numeric exponent on a base that contains symbols (``x**1000``).
         max_number_bits: largest exact number in bits, and budget for the bits of all exact

@@ -57,6 +57,7 @@ CORRECT = [
         sp.floor(x) + sp.ceiling(y) + sp.erf(z) + sp.sign(x),
     ),
     ("min(x, y, z)", sp.Min(x, y, z)),
+    ("re(x) + im(y)", sp.re(x) + sp.im(y)),  # SymPy prints these, e.g. for Abs(exp(x))
     ("Max(x, Min(y, z))", sp.Max(x, sp.Min(y, z))),
     ("acsch(x) + asech(y) + acoth(z)", sp.acsch(x) + sp.asech(y) + sp.acoth(z)),
     ("  (x +\n y)\t ", x + y),
@@ -86,6 +87,35 @@ def test_long_sum_is_flat_and_not_limited_by_recursion() -> None:
 def test_deep_but_allowed_nesting() -> None:
     assert parse("sigmoid(" * 99 + "x" + ")" * 99).args[0].func is sigmoid
     assert parse("-" * 99 + "x") == -x
+
+
+def test_constants() -> None:
+    assert parse("sqrt(2)/2 + log(2*pi) + 1/(1 + exp(-1))") == (
+        sp.sqrt(2) / 2 + sp.log(2 * sp.pi) + 1 / (1 + sp.exp(-1))
+    )
+    # sigmoid of a symbolic constant is read as a double (see parse's docstring)
+    value = parse("sigmoid(sigmoid(sin(1)))")
+    assert isinstance(value, sp.Float)
+    assert abs(float(value) - 1 / (1 + sp.exp(-1 / (1 + sp.exp(-sp.sin(1)))))) < 1e-14
+    assert parse("sigmoid(1/2)") == sigmoid(sp.Rational(1, 2))  # exact numbers stay exact
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("acsc(1/2)", "complex"),  # SymPy cannot tell it is complex; evaluation does
+        ("(-1)**e", "complex"),
+        ("log(0) + x", "undefined or infinite"),
+        ("tan(pi/2)", "undefined or infinite"),
+        ("1e308*10.0", "overflow"),
+        ("sin(" * 10 + "1" + ")" * 10, "constant subexpression"),
+        ("+".join(f"sin({i})" for i in range(1, 40)), "constant subexpression"),
+        ("floor(exp(pi*sqrt(163)))", "close to an integer"),  # 262537412640768743.99999999999925
+    ],
+)
+def test_refused_constants(text: str, reason: str) -> None:
+    with pytest.raises(ParseError, match=reason):
+        parse(text)
 
 
 def test_symbols_mapping_keeps_assumptions() -> None:
@@ -228,6 +258,7 @@ BOMBS = [
     "exp(exp(exp(100)))",
     "floor(exp(9**9))",
     "2**exp(100)",
+    "pi**(10**400)",  # no exact number in the base, but a huge exponent
     "(pi**1000 + 1)**1000",
     "sqrt(10**4000 + 1)",
     "sin(10**400)",
@@ -235,6 +266,10 @@ BOMBS = [
     "max(" + ", ".join(f"x{i}" for i in range(1000)) + ")",
     "max(max(a, b, c), max(d, e))",
     "+".join(f"x{i}" for i in range(10_000)),
+    "+".join(f"max(x{i}*y{i} + 1, x{i} + 2, y{i}*z{i}, z{i} - 1)" for i in range(1000)),
+    "cosh(csc(sech(acsc(1/2))))",  # 4 s in SymPy, as acsc(1/2) is complex
+    "floor(acsch(csch(1/2)) + 11/2)",  # exactly 6, so SymPy's floor exhausts its precision
+    "sin(" * 99 + "1" + ")" * 99,
 ]
 
 
@@ -252,6 +287,21 @@ def test_powers_of_sums_are_not_charged_as_numbers() -> None:
     assert parse(text) == sp.Add(*[(s + 2) ** 1000 for s in sp.symbols("x0:30")])
     with pytest.raises(ParseError, match="exact numbers are limited"):
         parse(" + ".join(f"(2*x{i})**1000" for i in range(30)))  # these are multiplied out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "sigmoid(" * 12 + "sin(1)" + ")" * 12,  # 50 s if built as nested SymPy sigmoids
+        "sigmoid(" * 99 + "x" + ")" * 99,
+        "+".join(f"relu(w{i}*x{i} + b{i})" for i in range(300)),
+    ],
+    ids=lambda text: text[:30],
+)
+def test_accepted_inputs_are_fast(text: str) -> None:
+    start = time.perf_counter()
+    parse(text)
+    assert time.perf_counter() - start < 2.0
 
 
 def test_limits_are_adjustable() -> None:
@@ -355,3 +405,26 @@ def test_fuzz_token_soup(tokens: list[str], sep: str) -> None:
 @given(st.sampled_from(sorted(FUNCTION_NAMES)), st.lists(st.sampled_from("xy12"), max_size=3))
 def test_fuzz_calls(name: str, args: list[str]) -> None:
     _check_parse(f"{name}({', '.join(args)})")
+
+
+LEAVES = ["x", "y", "0", "1", "2", "0.5", "1e300", "pi", "e", "(1/3)", "(-8)", "(10**400)"]
+
+
+def _compound(parts: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    binary = st.tuples(parts, st.sampled_from(["+", "-", "*", "/", "**", "^"]), parts)
+    calls = st.tuples(
+        st.sampled_from(sorted(FUNCTION_NAMES)), st.lists(parts, min_size=1, max_size=3)
+    )
+    return st.one_of(
+        binary.map(lambda t: f"({t[0]}){t[1]}({t[2]})"),
+        parts.map(lambda p: f"-{p}"),
+        calls.map(lambda t: f"{t[0]}({', '.join(t[1])})"),
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.recursive(st.sampled_from(LEAVES), _compound, max_leaves=10))
+def test_fuzz_grammar(text: str) -> None:
+    start = time.perf_counter()
+    _check_parse(text)
+    assert time.perf_counter() - start < 2.0
