@@ -43,7 +43,7 @@ from .errors import (
     ShapeError,
     UnsupportedFunctionError,
 )
-from .graph import free_symbols, split_wide, topo_order
+from .graph import free_symbols, rebuild, split_wide, topo_order
 from .inputs import as_expr, as_symbols, describe
 
 __all__ = ["BACKENDS", "CompiledFunction", "lambdify", "value_and_grad"]
@@ -531,16 +531,9 @@ def _print_node(printer: _Printer, templates: dict, node: sp.Basic, kids: list) 
         template = templates.get(key)
         if template is None:
             tokens = [sp.Symbol(f"_P{i}_") if isinstance(k, str) else k for i, k in enumerate(kids)]
-            template = templates[key] = _doprint(printer, _rebuild(node, tokens))
+            template = templates[key] = _doprint(printer, rebuild(node, tokens))
         return _TOKEN.sub(lambda m: kids[int(m.group(1))], template)
-    return _doprint(printer, _rebuild(node, list(map(_as_symbol, kids))))
-
-
-def _rebuild(node: sp.Basic, kids: list) -> sp.Basic:
-    try:
-        return node.func(*kids, evaluate=False)
-    except TypeError:
-        return node.func(*kids)
+    return _doprint(printer, rebuild(node, list(map(_as_symbol, kids))))
 
 
 def _doprint(printer: _Printer, expr: sp.Basic) -> str:

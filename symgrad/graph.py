@@ -24,6 +24,7 @@ __all__ = [
     "free_symbols",
     "node_names",
     "numeric_values",
+    "rebuild",
     "split_wide",
     "topo_order",
     "tree_size",
@@ -178,10 +179,7 @@ def split_wide(roots: Sequence[sp.Basic], width: int = 256) -> list[sp.Basic]:
                 ]
             new[node] = node.func(*args, evaluate=False)
         elif any(a is not b for a, b in zip(args, node.args, strict=True)):
-            try:
-                new[node] = node.func(*args, evaluate=False)
-            except TypeError:
-                new[node] = node.func(*args)
+            new[node] = rebuild(node, args)
         else:
             new[node] = node
     return [new[r] for r in roots]
@@ -272,3 +270,17 @@ def numeric_values(
         if isinstance(value, sp.Expr) and value.is_number and value.is_extended_real:
             out[node] = float(value)
     return out
+
+
+def rebuild(node: sp.Basic, args: Sequence[sp.Basic]) -> sp.Basic:
+    """``node``'s head applied to new ``args``, unevaluated where the head allows it.
+
+    >>> import sympy as sp
+    >>> x, y = sp.symbols("x y")
+    >>> rebuild(x + y, [x, x])
+    x + x
+    """
+    try:
+        return node.func(*args, evaluate=False)
+    except TypeError:  # heads without an evaluate option
+        return node.func(*args)

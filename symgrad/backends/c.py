@@ -44,7 +44,7 @@ from sympy.printing.c import C99CodePrinter
 from sympy.printing.codeprinter import PrintMethodNotImplementedError
 
 from ..errors import ArgumentError, BackendUnavailableError, UnsupportedFunctionError
-from ..graph import topo_order
+from ..graph import rebuild, topo_order
 
 __all__ = ["CKernel", "build_c_kernel", "c_available"]
 
@@ -395,17 +395,10 @@ def _print_node(printer: _CPrinter, templates: dict, node: sp.Basic, kids: list)
         template = templates.get(key)
         if template is None:
             tokens = [k if k.is_Number else sp.Symbol(f"_P{i}_") for i, k in enumerate(kids)]
-            template = templates[key] = _doprint(printer, _rebuild(node, tokens))
+            template = templates[key] = _doprint(printer, rebuild(node, tokens))
         names = [k.name if k.is_Symbol else "" for k in kids]
         return _TOKEN.sub(lambda m: names[int(m.group(1))], template)
-    return _doprint(printer, _rebuild(node, kids))
-
-
-def _rebuild(node: sp.Basic, kids: list) -> sp.Basic:
-    try:
-        return node.func(*kids, evaluate=False)
-    except TypeError:
-        return node.func(*kids)
+    return _doprint(printer, rebuild(node, kids))
 
 
 def _doprint(printer: _CPrinter, expr: sp.Basic) -> str:
