@@ -22,7 +22,7 @@ import sympy as sp
 
 from .construct import add, is_small, mul
 from .errors import InputTypeError
-from .graph import depends_on, topo_order, tree_size
+from .graph import linearise, paused_gc, topo_order, tree_size
 from .inputs import as_expr, as_exprs, as_symbols
 from .rules import lookup
 
@@ -64,6 +64,7 @@ class Step:
     outgoing: tuple[tuple[sp.Basic, sp.Expr, sp.Expr], ...]
 
 
+@paused_gc()
 def sweep(
     outputs: Sequence[sp.Expr],
     wrt: Sequence[sp.Symbol],
@@ -90,46 +91,66 @@ def sweep(
     >>> g[x], g[y]
     (y + 1, x)
     """
-    order = topo_order(outputs)
+    # Nodes are positions in the forward DAG: hashing a SymPy node is a Python call, and the
+    # sweep would otherwise hash every node several times.
+    dag = linearise(outputs)
+    order, args_of = dag.order, dag.args
     for node in order:
         # Warm SymPy's cached assumption bottom-up: building an unevaluated Mul asks it, and a
         # cold query on a deep expression would recurse through all of it.
         node.is_commutative  # noqa: B018
     targets = set(wrt)
-    dep = depends_on(order, targets)
+    dep = [False] * len(order)  # whether node i depends on a target
+    for i, node in enumerate(order):
+        a = args_of[i]
+        dep[i] = any(dep[j] for j in a) if a else node in targets
     results: list[dict[sp.Symbol, sp.Expr]] = []
     for k, out in enumerate(outputs):
         grads: dict[sp.Symbol, sp.Expr] = {}
         # Nodes whose adjoint is known to be large: products and sums over it are built
         # unevaluated without measuring it again (measuring dominated the sweep's time).
-        large: set[sp.Basic] = set()
-        # node -> [(parent, contribution)], filled by parents before the node is reached
-        adjoints: dict[sp.Basic, list] = {out: [(None, sp.S.One)]} if out in dep else {}
-        for node in reversed(order):
-            incoming = adjoints.pop(node, None)
+        large = [False] * len(order)
+        # node -> [(parent position, contribution)], filled by parents before it is reached
+        adjoints: list[list | None] = [None] * len(order)
+        root = dag.index[out]
+        if dep[root]:
+            adjoints[root] = [(-1, sp.S.One)]
+        for i in range(len(order) - 1, -1, -1):
+            incoming = adjoints[i]
             if incoming is None:
                 continue
-            big = any(p in large for p, _ in incoming)
-            adjoint = add((c for _, c in incoming), small=False if big else None)
+            adjoints[i] = None
+            node = order[i]
+            if len(incoming) == 1:  # one parent: its contribution is the adjoint
+                parent, adjoint = incoming[0]
+                big = parent >= 0 and large[parent]
+            else:
+                big = any(large[p] for p, _ in incoming)
+                adjoint = add((c for _, c in incoming), small=False if big else None)
             if big or not is_small(adjoint):
-                big = True
-                large.add(node)
-            if node in targets:
-                grads[node] = adjoint
+                big = large[i] = True
             outgoing = []
-            if node.args and not (adjoint.is_Number and adjoint.is_zero):
+            if not args_of[i]:
+                name = "leaf"
+                if node in targets:
+                    grads[node] = adjoint
+            elif adjoint.is_Number and adjoint.is_zero:
+                name = "zero"
+            else:
                 rule = lookup(node)
-                for child, local in zip(node.args, rule.partials(node), strict=True):
-                    if child not in dep or (local.is_Number and local.is_zero):
+                for a, local in zip(args_of[i], rule.partials(node), strict=True):
+                    if not dep[a] or (local.is_Number and local.is_zero):
                         continue
                     contribution = mul(adjoint, local, small=False if big else None)
-                    adjoints.setdefault(child, []).append((node, contribution))
-                    outgoing.append((child, local, contribution))
+                    if adjoints[a] is None:
+                        adjoints[a] = [(i, contribution)]
+                    else:
+                        adjoints[a].append((i, contribution))
+                    outgoing.append((order[a], local, contribution))
                 name = rule.name
-            else:
-                name = "leaf" if not node.args else "zero"
             if on_step is not None:
-                on_step(k, Step(node, name, tuple(incoming), adjoint, tuple(outgoing)))
+                parents = tuple((order[p] if p >= 0 else None, c) for p, c in incoming)
+                on_step(k, Step(node, name, parents, adjoint, tuple(outgoing)))
         results.append({s: g for s, g in grads.items() if not (g.is_Number and g.is_zero)})
     return results
 

@@ -70,6 +70,13 @@ def mul(*factors: sp.Expr, small: bool | None = None) -> sp.Expr:
     >>> mul(sp.Integer(0), sp.exp(x))
     0
     """
+    if small is False and len(factors) == 2:
+        # the reverse sweep's common case (adjoint times local partial, both large): no scan
+        a, b = factors
+        if b is sp.S.One:
+            return a
+        if isinstance(a, sp.Expr) and isinstance(b, sp.Expr) and not (a.is_Number or b.is_Number):
+            return _unevaluated(sp.Mul, [a, b])
     coeff: sp.Expr = sp.S.One
     rest: list[sp.Expr] = []
     for f in map(_s, factors):
@@ -83,9 +90,7 @@ def mul(*factors: sp.Expr, small: bool | None = None) -> sp.Expr:
         return sp.Mul(coeff, *rest)
     if coeff != 1:
         rest.insert(0, coeff)
-    # _from_args is what Mul(..., evaluate=False) ends in, minus re-sympifying the (already
-    # SymPy) operands and the matrix postprocessors: half the cost of a sweep's products
-    return rest[0] if len(rest) == 1 else sp.Mul._from_args(rest)
+    return rest[0] if len(rest) == 1 else _unevaluated(sp.Mul, rest)
 
 
 def add(terms: Iterable[sp.Expr], small: bool | None = None) -> sp.Expr:
@@ -119,7 +124,18 @@ def add(terms: Iterable[sp.Expr], small: bool | None = None) -> sp.Expr:
         return sp.Add(const, *rest)
     if const != 0:
         rest.append(const)
-    return rest[0] if len(rest) == 1 else sp.Add._from_args(rest)
+    return rest[0] if len(rest) == 1 else _unevaluated(sp.Add, rest)
+
+
+def _unevaluated(cls: type[sp.Add] | type[sp.Mul], args: list[sp.Expr]) -> sp.Expr:
+    # _from_args is what Add/Mul(..., evaluate=False) end in, minus re-sympifying the (already
+    # SymPy) operands and the matrix postprocessors: half the cost of a sweep's products.
+    # Commutativity is passed when every operand is known commutative (SymPy would ask each
+    # operand again through fuzzy_and); otherwise SymPy works it out.
+    for a in args:
+        if a.is_commutative is not True:
+            return cls._from_args(args)
+    return cls._from_args(args, True)
 
 
 def power(base: sp.Expr, exponent: sp.Expr) -> sp.Expr:

@@ -214,6 +214,8 @@ def _add(n):
 def _mul(n):
     # d(prod a)/da_j = prod_{i != j} a_i (never n / a_j, which fails where a_j = 0)
     a = n.args
+    if len(a) == 2:
+        return [a[1], a[0]]
     if len(a) <= 4:
         return [mul(*a[:j], *a[j + 1 :]) for j in range(len(a))]
     # prefix/suffix products: O(k) nodes instead of O(k^2) for a k-factor product
