@@ -1,10 +1,12 @@
 """Compiling expressions into fast, vectorised NumPy functions (layer 4).
 
-:func:`lambdify` linearises all outputs into one DAG and emits **one statement per unique
-node**, each printed by SymPy's own ``NumPyPrinter`` with the node's arguments replaced by the
-temporaries that hold them. Common subexpressions (between a value and its gradient, or between
-the gradients of many parameters) are therefore computed once, and compile time grows linearly
-with the graph, unlike a tree walk. Argument names in the source are generated, so no user
+:func:`lambdify` linearises all outputs into one DAG and computes **each unique node once**,
+printed by SymPy's own ``NumPyPrinter`` with the node's arguments replaced by the temporaries
+that hold them. A node read by several others (shared between a value and its gradient, or
+between the gradients of many parameters) gets a statement; a node read once is printed inside
+its reader, up to a bounded depth (Python's ``compile()`` pays per statement). Temporaries are
+reused once dead, so a large batch keeps only the live arrays. Compile time grows linearly with
+the graph, unlike a tree walk. Argument names in the source are generated, so no user
 symbol name can break it; ``.source`` shows the code and tracebacks point into it.
 
 >>> import sympy as sp
@@ -43,7 +45,7 @@ from .errors import (
     ShapeError,
     UnsupportedFunctionError,
 )
-from .graph import free_symbols, rebuild, split_wide, topo_order
+from .graph import free_symbols, linearise, paused_gc, rebuild, split_wide
 from .inputs import as_expr, as_symbols, describe
 
 __all__ = ["BACKENDS", "CompiledFunction", "lambdify", "value_and_grad"]
@@ -59,7 +61,17 @@ SCALAR_PATH_LIMIT = 3000
 
 # Nodes that are printed inside their parent instead of getting a statement of their own.
 _INLINE = (sp.Tuple, sp.functions.elementary.piecewise.ExprCondPair)
-_TOKEN = re.compile(r"_P(\d+)_")
+_UNCOMPILABLE = (sp.Derivative, sp.Subs, sp.Integral, AppliedUndef)
+# a placeholder in a template, with the delimiters around it when it is a whole call argument
+# or list item
+_TOKEN = re.compile(r"([(\[]|, )?_P(\d+)_([)\],])?")
+#: How the code generator prints a node (see :func:`_plan`).
+_ARGUMENT, _LITERAL, _SHADOW, _INLINED, _STATEMENT = range(5)
+#: A node read once is printed inside its reader when it has at most this many arguments and
+#: nests at most this many inlined nodes: fewer statements (Python's compile() costs ~4 us per
+#: statement) with bounded expression depth.
+INLINE_ARGS = 8
+INLINE_DEPTH = 4
 _TEMP = re.compile(r"\b_t(\d+)\b")
 _MATH = re.compile(r"\bmath\.")
 
@@ -293,6 +305,7 @@ def _normalise_outputs(outputs: Any, leaves: list[sp.Expr], top: bool = True) ->
     return len(leaves) - 1
 
 
+@paused_gc()
 def lambdify(outputs: Any, args: Any, backend: str = "numpy", *, name: str = "symgrad_fn"):
     """Compile expressions into one vectorised NumPy function.
 
@@ -395,64 +408,88 @@ def _generate(arg_spec: list, leaves: list[sp.Expr], out_spec: Any, name: str, n
     if not native:
         lines += [f"    {u}" for u in unpack]
 
-    order = topo_order(leaves)
-    if any((n.is_Add or n.is_Mul) and len(n.args) > WIDE for n in order):
+    dag = linearise(leaves)
+    if any(len(a) > WIDE for a in dag.args) and any(
+        (n.is_Add or n.is_Mul) and len(a) > WIDE for n, a in zip(dag.order, dag.args, strict=True)
+    ):
         # bounded statements: Python's own compiler recurses on a + b + ... + z
         leaves = split_wide(leaves, WIDE)
-        order = topo_order(leaves)
-    for n in order:
-        if isinstance(n, (sp.Derivative, sp.Subs, sp.Integral, AppliedUndef)):
+        dag = linearise(leaves)
+    # From here on nodes are positions in ``order`` (hashing a SymPy node is a Python call)
+    order, args_of = dag.order, dag.args
+    name: list[str | None] = [None] * len(order)
+    missing = []
+    for i, n in enumerate(order):
+        if isinstance(n, _UNCOMPILABLE):
             head = type(n).__name__
             raise UnsupportedFunctionError(
                 head,
-                f"cannot compile {sp.sstr(n)[:60]}: it is an undefined function or an unevaluated "
-                "derivative/integral; substitute a concrete function first",
+                f"cannot compile {sp.sstr(n)[:60]}: it is an undefined function or an "
+                "unevaluated derivative/integral; substitute a concrete function first",
             )
-    missing = [n for n in order if isinstance(n, sp.Symbol) and n not in var]
+        if not args_of[i] and n.is_Symbol:
+            name[i] = var.get(n)
+            if name[i] is None:
+                missing.append(n)
     if missing:
         shown = ", ".join(sorted(str(s) for s in missing)[:10])
         raise MissingSymbolError(
             f"the outputs use symbols that are not arguments: {shown}; add them to args "
             f"(or substitute values for them first)"
         )
+    outs = [dag.index[leaf] for leaf in leaves]
+    kind, dies = _plan(order, args_of, name, outs)
     printer, math_printer = _Printer(), _MathPrinter()
     templates: dict[tuple, str] = {}
     math_templates: dict[tuple, str] = {}
-    shadow: dict[sp.Basic, sp.Basic] = {}  # node -> the node over placeholders / literals
+    # what a user prints for node i, for NumPy and for the math fast path: a name, an inlined
+    # expression (_Inlined), or a SymPy object (a literal, or a shadow over names / literals)
+    kid: list[Any] = name[:]
+    math_kid: list[Any] = name[:]
     vector_lines: list[str] = []
     # the fast path only pays on small functions; skip printing it for large ones
-    n_stmts = sum(1 for n in order if n.args and not isinstance(n, _INLINE))
-    scalar_lines: list[str] | None = [] if fast_test and n_stmts <= SCALAR_PATH_LIMIT else None
-    for node in order:
-        if node in var:
+    n_ops = sum(1 for k in kind if k >= _INLINED)
+    scalar_lines: list[str] | None = [] if fast_test and n_ops <= SCALAR_PATH_LIMIT else None
+    free: list[str] = []  # statement names whose values are dead, for reuse
+    n_names = 0
+    for i, node in enumerate(order):
+        k = kind[i]
+        if k == _ARGUMENT:
             continue
-        if not node.args:  # numbers and named constants are printed in place
-            shadow[node] = node
+        if k == _LITERAL:  # numbers and named constants are printed in place
+            kid[i] = math_kid[i] = node
             continue
-        # an argument is a literal / inlined expression, or the name of its variable
-        kids = [shadow[a] if a in shadow else var[a] for a in node.args]
-        if isinstance(node, _INLINE):
-            shadow[node] = node.func(*map(_as_symbol, kids))
+        if k == _SHADOW:  # a Tuple / (expr, cond) pair, or a negation printed as ``-t``
+            kid[i] = math_kid[i] = rebuild(node, [_as_symbol(kid[a]) for a in args_of[i]])
             continue
-        if node.is_Mul and len(kids) == 2 and kids[0] == -1:
-            # a negation is printed inside its users (``1 - t`` rather than ``u = -t; 1 + u``)
-            shadow[node] = sp.Mul(*map(_as_symbol, kids), evaluate=False)
-            continue
-        k = len(var)
-        var[node] = f"_t{k}"
+        text = math_text = None
         if not native:
-            vector_lines.append(f"    _t{k} = {_print_node(printer, templates, node, kids)}")
+            text = _print_node(printer, templates, node, [kid[a] for a in args_of[i]])
         if scalar_lines is not None:
-            # the same statement over the scalar path's names (_sK), printed for ``math``
+            # the same expression over the scalar path's names (_sK), printed for ``math``
+            kids = [math_kid[a] for a in args_of[i]]
             try:
-                text = _print_node(math_printer, math_templates, node, kids)
+                math_text = _print_node(math_printer, math_templates, node, kids)
             except UnsupportedFunctionError:
                 scalar_lines = None
-                continue
-            scalar_lines.append(f"            _s{k} = {text}")
+        if k == _INLINED:
+            kid[i], math_kid[i] = _Inlined(text), _Inlined(math_text)
+            continue
+        # a statement: a name read here for the last time can take the result
+        free += [name[d] for d in dies.get(i, ())]
+        if free:
+            target = free.pop()
+        else:
+            target, n_names = f"_t{n_names}", n_names + 1
+        name[i] = kid[i] = math_kid[i] = target
+        if text is not None:
+            vector_lines.append(f"    {target} = {text}")
+        if scalar_lines is not None:
+            scalar_lines.append(f"            {target} = {math_text}")
 
-    def ref(e: sp.Basic, pr: Any) -> str:
-        return var[e] if e in var else _doprint(pr, shadow[e])
+    def ref(i: int, pr: Any) -> str:
+        k = (math_kid if pr is math_printer else kid)[i]
+        return k if isinstance(k, str) else _doprint(pr, k)
 
     def build(spec: Any, top: bool, leaf: Any, rows: bool = False) -> str:
         if isinstance(spec, int):
@@ -473,7 +510,7 @@ def _generate(arg_spec: list, leaves: list[sp.Expr], out_spec: Any, name: str, n
 
     if scalar_lines is not None:
         try:
-            ret = build(out_spec, True, lambda i: ref(leaves[i], math_printer))
+            ret = build(out_spec, True, lambda i: ref(outs[i], math_printer))
         except UnsupportedFunctionError:
             scalar_lines = None
     if scalar_lines is not None:
@@ -491,8 +528,83 @@ def _generate(arg_spec: list, leaves: list[sp.Expr], out_spec: Any, name: str, n
         lines.append(f"    return {build(out_spec, True, lambda i: f'_o[{i}]', True)}")
     else:
         lines += vector_lines
-        lines.append(f"    return {build(out_spec, True, lambda i: ref(leaves[i], printer))}")
+        lines.append(f"    return {build(out_spec, True, lambda i: ref(outs[i], printer))}")
     return "\n".join(lines) + "\n"
+
+
+def _is_negation(node: sp.Basic) -> bool:
+    a = node.args
+    return node.is_Mul and len(a) == 2 and a[0].is_Number and a[0] == -1
+
+
+def _plan(
+    order: list[sp.Basic], args_of: list[list[int]], name: list[str | None], outs: list[int]
+) -> tuple[list[int], dict[int, list[int]]]:
+    """How each node is printed, and after which statement each statement's value is dead.
+
+    Nodes are positions in ``order``; ``name`` holds the argument names (None elsewhere).
+    Literals are printed in place; shadows (tuples, condition pairs, negations) inside every
+    user; a node read exactly once (and small) is inlined into its reader; everything else is
+    a statement. A statement's name is reused once its value has been read for the last time,
+    so a large batch keeps only the live temporaries in memory, not one array per node.
+
+    Returns:
+        ``(kind, dies)``: the kind of each node, and for each statement the statements whose
+        values it reads for the last time.
+    """
+    n = len(order)
+    uses = [0] * n
+    pinned = [False] * n  # arguments of shadows: a shadow is printed at every use
+    shadowy = [isinstance(node, _INLINE) or _is_negation(node) for node in order]
+    for i in range(n):
+        for a in args_of[i]:
+            uses[a] += 1
+            if shadowy[i]:
+                pinned[a] = True
+    for o in outs:
+        uses[o] += 1
+    kind = [_ARGUMENT] * n
+    depth = [0] * n  # inlined node -> inlined nodes nested in it, itself included
+    reads: dict[int, list[int]] = {}  # inlined / shadow node -> the statements it reads
+    last: dict[int, int] = {}  # statement -> its last reader (-1: the return)
+    for i in range(n):
+        if name[i] is not None:
+            continue
+        if not args_of[i]:
+            kind[i] = _LITERAL
+            continue
+        r: list[int] = []
+        d = 1
+        for a in args_of[i]:
+            k = kind[a]
+            if k == _STATEMENT:
+                r.append(a)
+            elif k in (_INLINED, _SHADOW):
+                r += reads[a]
+                if depth[a] >= d:
+                    d = depth[a] + 1
+        if shadowy[i]:
+            kind[i], reads[i] = _SHADOW, r
+        elif (
+            uses[i] == 1 and not pinned[i] and d <= INLINE_DEPTH and len(args_of[i]) <= INLINE_ARGS
+        ):
+            kind[i], reads[i], depth[i] = _INLINED, r, d
+        else:
+            kind[i] = _STATEMENT
+            for m in r:
+                last[m] = i
+    for o in outs:
+        for m in [o] if kind[o] == _STATEMENT else reads.get(o, ()):
+            last[m] = -1
+    dies: dict[int, list[int]] = {}
+    for m, i in last.items():
+        if i >= 0:
+            dies.setdefault(i, []).append(m)
+    return kind, dies
+
+
+class _Inlined(str):
+    """The text of a node printed inside its only reader (parenthesised there when needed)."""
 
 
 def _rectangular(spec: list) -> tuple[tuple[int, ...], list[int]]:
@@ -521,19 +633,28 @@ def _as_symbol(kid: Any) -> sp.Basic:
 
 
 def _print_node(printer: _Printer, templates: dict, node: sp.Basic, kids: list) -> str:
-    """Print ``node`` with its arguments replaced by ``kids`` (variable names or expressions)."""
-    if not node.args:
-        return _doprint(printer, node)
-    # Nodes of the same head whose args are all variables or numbers print alike: print one
-    # template with tokens _P0_, _P1_, ... and fill in names (the printer dominates compile time).
-    if all(isinstance(k, str) or k.is_Number for k in kids):
-        key = (node.func, tuple(None if isinstance(k, str) else k for k in kids))
-        template = templates.get(key)
-        if template is None:
-            tokens = [sp.Symbol(f"_P{i}_") if isinstance(k, str) else k for i, k in enumerate(kids)]
-            template = templates[key] = _doprint(printer, rebuild(node, tokens))
-        return _TOKEN.sub(lambda m: kids[int(m.group(1))], template)
-    return _doprint(printer, rebuild(node, list(map(_as_symbol, kids))))
+    """Print ``node`` with its arguments replaced by ``kids`` (names, inlined texts, literals)."""
+    # Nodes of the same head whose args are all names, inlined texts or numbers print alike:
+    # print one template with tokens _P0_, _P1_, ... and fill in the texts with str.format.
+    # Other arguments (shadows: negations, tuples) are printed in place, uncached.
+    key = (type(node), *[type(k) if isinstance(k, str) else k for k in kids])
+    template = templates.get(key)
+    if template is None:
+        tokens = [sp.Symbol(f"_P{i}_") if isinstance(k, str) else k for i, k in enumerate(kids)]
+        text = _doprint(printer, rebuild(node, tokens)).replace("{", "{{").replace("}", "}}")
+
+        def slot(m: re.Match) -> str:
+            pre, j, post = m.groups()
+            if type(kids[int(j)]) is _Inlined and not (pre and post):
+                j = f"({{{j}}})"  # an inlined expression inside an operator: parenthesised
+            else:
+                j = f"{{{j}}}"  # a name, or a whole argument / list item
+            return f"{pre or ''}{j}{post or ''}"
+
+        template = _TOKEN.sub(slot, text)
+        if all(isinstance(k, str) or k.is_Number for k in kids):
+            templates[key] = template
+    return template.format(*kids)
 
 
 def _doprint(printer: _Printer, expr: sp.Basic) -> str:

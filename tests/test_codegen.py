@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import traceback
 
 import numpy as np
@@ -154,3 +155,73 @@ def test_exact_float_constants() -> None:
     f = lambdify(sp.Float(c) * x, [x])
     assert f(1.0) == c
     assert lambdify(sp.Rational(1, 3) * x, [x])(3.0) == 1.0
+
+
+def _reference(outputs, args, *values):
+    # SymPy's own lambdify: an independent printer and no inlining
+    out = sp.lambdify(args, outputs, modules="numpy")(*values)
+    return np.stack(np.broadcast_arrays(*out)) if isinstance(out, list) else out
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        # an inlined sum inside a product inside a product (a precedence bug once)
+        x**2 / ((x**2 + 2) * (y**2 + 2)) + x / (y**2 + 2),
+        -(x + y) * (z - x) ** 3 - sp.exp(-(x * y)) / (1 + z**2),
+        sp.Piecewise((-(x * y), x > 0), (x + y, True)) * sp.cos(-(y + z)),
+        (x + 2) ** (z + 1) + sp.tanh(-(x - y)) - (x * y) ** -1,
+    ],
+)
+def test_inlined_single_use_nodes_keep_their_precedence(expr) -> None:
+    pts = [np.array([0.3, 1.7, 2.5]), np.array([0.8, 0.2, 1.1]), np.array([1.5, 0.4, 0.9])]
+    grads = [sp.diff(expr, s) for s in (x, y, z)]
+    f = lambdify([expr, grads], [x, y, z])
+    value, g = f(*pts)
+    np.testing.assert_allclose(value, _reference(expr, [x, y, z], *pts), rtol=1e-12)
+    # alone, more of the value's nodes are read once, so more is inlined
+    alone = lambdify(expr, [x, y, z])
+    np.testing.assert_allclose(alone(*pts), _reference(expr, [x, y, z], *pts), rtol=1e-12)
+    np.testing.assert_allclose(g, _reference(grads, [x, y, z], *pts), rtol=1e-11)
+    for p in zip(*pts, strict=True):  # the math fast path prints the same expressions
+        v, gs = f(*map(float, p))
+        assert v == pytest.approx(float(_reference(expr, [x, y, z], *p)), rel=1e-12)
+        np.testing.assert_allclose(gs, _reference(grads, [x, y, z], *p), rtol=1e-11)
+
+
+def test_dead_temporaries_are_reused() -> None:
+    # a chain: each link is read once by the next, so only a few names are ever live; the sum of
+    # all links reads every link, so those must all stay distinct until the sum
+    u, links = x, []
+    for k in range(200):
+        u = sp.sin(sp.Add(u, k, evaluate=False), evaluate=False)
+        links.append(u)
+    total = sp.Add(*links, evaluate=False)
+    square = sp.Mul(u, u, evaluate=False)  # one node read twice by the same product
+    f = lambdify([square, total], [x])
+    at = np.array([0.1, 0.7])
+    ref, refs = at, []
+    for k in range(200):
+        ref = np.sin(ref + k)
+        refs.append(ref)
+    value, sum_ = f(at)
+    np.testing.assert_allclose(value, ref * ref, rtol=1e-12)
+    np.testing.assert_allclose(sum_, np.sum(refs, axis=0), rtol=1e-12)
+    chain = lambdify(square, [x])
+    names = {t for t in re.findall(r"\b_t\d+\b", chain.source)}
+    assert len(names) <= 2, names
+    np.testing.assert_allclose(chain(at), ref * ref, rtol=1e-12)
+
+
+def test_inlining_depth_is_bounded() -> None:
+    # 3,000 nested single-use nodes must not become one 3,000-deep expression
+    u = x
+    for k in range(3000):
+        u = sp.sin(u, evaluate=False) if k % 2 else sp.exp(-u, evaluate=False)
+    f = lambdify(u, [x])
+    deepest = max(line.count("(") for line in f.source.splitlines())
+    assert deepest < 50
+    ref = 0.3
+    for k in range(3000):
+        ref = np.sin(ref) if k % 2 else np.exp(-ref)
+    assert f(np.array([0.3]))[0] == pytest.approx(ref, rel=1e-12)
