@@ -171,7 +171,11 @@ def bench_neuron(quick: bool) -> None:
 
 
 def _compiled_mlp(sizes, act, loss, backend):
-    """(build s, derive+compile s, compiled per-sample loss and gradient, params)."""
+    """(build s, derive+compile s, compiled batch-mean loss and gradient, params).
+
+    The expression is one sample's loss; ``reduce="mean"`` makes the compiled function
+    return the batch means (what a training step needs), as the peers' steps do.
+    """
     t0 = time.perf_counter()
     e, params, ins = wl.mlp_loss(sizes, act, loss)
     t1 = time.perf_counter()
@@ -180,6 +184,7 @@ def _compiled_mlp(sizes, act, loss, backend):
         [e, [g.get(p, sp.S.Zero) for p in params]],
         [*ins, params],
         backend=backend,
+        reduce="mean",
         name=f"mlp_{'_'.join(map(str, sizes))}_{act}_{loss}_{backend}",
     )
     t2 = time.perf_counter()
@@ -188,12 +193,11 @@ def _compiled_mlp(sizes, act, loss, backend):
 
 def _symgrad_step(f, X, y, p):
     x0, x1 = np.ascontiguousarray(X[:, 0]), np.ascontiguousarray(X[:, 1])
-    mean = np.full(len(y), 1.0 / len(y))
 
     def step():
-        values, grads = f(x0, x1, y, p)
-        total = values @ mean + peers.ALPHA * p @ p
-        return p - peers.LR * (grads @ mean + 2 * peers.ALPHA * p), total
+        value, grad = f(x0, x1, y, p)  # batch means
+        total = value + peers.ALPHA * p @ p
+        return p - peers.LR * (grad + 2 * peers.ALPHA * p), total
 
     return step
 

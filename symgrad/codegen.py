@@ -42,6 +42,7 @@ from .errors import (
     BackendUnavailableError,
     InputTypeError,
     MissingSymbolError,
+    OptionError,
     ShapeError,
     UnsupportedFunctionError,
 )
@@ -165,6 +166,16 @@ class _VectorMath:
 
         setattr(self, name, vectorised)
         return vectorised
+
+
+def _batch_mean(x, lead: int):
+    # the mean over the batch axes: those after the output's own ``lead`` axes (a value that does
+    # not depend on the batch is its own mean)
+    if isinstance(x, np.ndarray) and x.ndim > lead:
+        if x.size == 0:
+            raise ShapeError("reduce='mean' over an empty batch: give at least one sample")
+        return x.mean(axis=tuple(range(lead, x.ndim)))
+    return x
 
 
 def _stack(shape, items):
@@ -306,7 +317,14 @@ def _normalise_outputs(outputs: Any, leaves: list[sp.Expr], top: bool = True) ->
 
 
 @paused_gc()
-def lambdify(outputs: Any, args: Any, backend: str = "numpy", *, name: str = "symgrad_fn"):
+def lambdify(
+    outputs: Any,
+    args: Any,
+    backend: str = "numpy",
+    *,
+    reduce: str | None = None,
+    name: str = "symgrad_fn",
+):
     """Compile expressions into one vectorised NumPy function.
 
     Args:
@@ -322,6 +340,10 @@ def lambdify(outputs: Any, args: Any, backend: str = "numpy", *, name: str = "sy
             RuntimeWarning). Either way, calls whose inputs are all Python floats (and 1-D
             parameter vectors) run a pure-Python ``math`` fast path when the function has
             at most :data:`SCALAR_PATH_LIMIT` statements.
+        reduce: ``None`` (default) returns every output for every sample; ``"mean"`` returns
+            each output averaged over the batch (the mean loss and mean gradient of a
+            training step in one call; the C backend accumulates the sums in its loop and
+            never writes per-sample results). A value without batch axes is its own mean.
         name: the name of the generated function (shown in tracebacks).
 
     Returns:
@@ -339,11 +361,16 @@ def lambdify(outputs: Any, args: Any, backend: str = "numpy", *, name: str = "sy
     >>> f = lambdify(sp.tanh(w0 * x + w1), [x, [w0, w1]])
     >>> f(np.array([0.0, 1.0]), [2.0, 0.5]).round(4)
     array([0.4621, 0.9866])
+    >>> mean = lambdify(sp.tanh(w0 * x + w1), [x, [w0, w1]], reduce="mean")
+    >>> round(float(mean(np.array([0.0, 1.0]), [2.0, 0.5])), 4)
+    0.7244
     """
     if backend not in BACKENDS:
         raise BackendUnavailableError(
             f"unknown backend {backend!r}; available backends: {', '.join(BACKENDS)}"
         )
+    if reduce not in (None, "mean"):
+        raise OptionError(f"reduce must be None or 'mean', got {reduce!r}")
     if not name.isidentifier():
         raise InputTypeError(f"name must be a Python identifier, got {name!r}")
     if backend == "auto":
@@ -358,8 +385,10 @@ def lambdify(outputs: Any, args: Any, backend: str = "numpy", *, name: str = "sy
     arg_spec = _normalise_args(args)
     leaves: list[sp.Expr] = []
     out_spec = _normalise_outputs(outputs, leaves)
-    kernel = build_c_kernel(arg_spec, leaves, f"{name}_kernel") if backend == "c" else None
-    source = _generate(arg_spec, leaves, out_spec, name, kernel is not None)
+    kernel = None
+    if backend == "c":
+        kernel = build_c_kernel(arg_spec, leaves, f"{name}_kernel", mean=reduce == "mean")
+    source = _generate(arg_spec, leaves, out_spec, name, kernel is not None, reduce == "mean")
     filename = f"<symgrad:{name}:{hashlib.sha1(source.encode()).hexdigest()[:12]}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace: dict[str, Any] = {
@@ -367,6 +396,7 @@ def lambdify(outputs: Any, args: Any, backend: str = "numpy", *, name: str = "sy
         "math": _VectorMath(),
         "functools": functools,
         "_stack": _stack,
+        "_batch_mean": _batch_mean,
         "_coerce": _coerce,
         "_coerce_vector": _coerce_vector,
         "_kernel": kernel,
@@ -382,7 +412,9 @@ def lambdify(outputs: Any, args: Any, backend: str = "numpy", *, name: str = "sy
     return CompiledFunction(namespace[name], source, arg_spec, outputs)
 
 
-def _generate(arg_spec: list, leaves: list[sp.Expr], out_spec: Any, name: str, native: bool) -> str:
+def _generate(
+    arg_spec: list, leaves: list[sp.Expr], out_spec: Any, name: str, native: bool, mean: bool
+) -> str:
     params = [f"_a{i}" for i in range(len(arg_spec))]
     lines = [f"def {name}({', '.join(params)}):"]
     var: dict[sp.Basic, str] = {}
@@ -508,6 +540,16 @@ def _generate(arg_spec: list, leaves: list[sp.Expr], out_spec: Any, name: str, n
         shape, flat = _rectangular(spec)
         return f"_stack({shape}, [{', '.join(leaf(i) for i in flat)}])"
 
+    def averaged(spec: Any, leaf: Any) -> str:
+        # each top-level output averaged over its batch axes (the axes after its own)
+        def one(s: Any) -> str:
+            lead = 0 if isinstance(s, int) else len(_rectangular(s)[0])
+            return f"_batch_mean({build(s, False, leaf)}, {lead})"
+
+        if isinstance(spec, int):
+            return one(spec)
+        return f"({', '.join(one(s) for s in spec)}{',' if len(spec) == 1 else ''})"
+
     if scalar_lines is not None:
         try:
             ret = build(out_spec, True, lambda i: ref(outs[i], math_printer))
@@ -528,7 +570,9 @@ def _generate(arg_spec: list, leaves: list[sp.Expr], out_spec: Any, name: str, n
         lines.append(f"    return {build(out_spec, True, lambda i: f'_o[{i}]', True)}")
     else:
         lines += vector_lines
-        lines.append(f"    return {build(out_spec, True, lambda i: ref(outs[i], printer))}")
+        leaf = lambda i: ref(outs[i], printer)  # noqa: E731
+        ret = averaged(out_spec, leaf) if mean else build(out_spec, True, leaf)
+        lines.append(f"    return {ret}")
     return "\n".join(lines) + "\n"
 
 
@@ -669,7 +713,9 @@ def _doprint(printer: _Printer, expr: sp.Basic) -> str:
         ) from exc
 
 
-def value_and_grad(expr: Any, wrt: Any, args: Any = None, *, backend: str = "numpy"):
+def value_and_grad(
+    expr: Any, wrt: Any, args: Any = None, *, backend: str = "numpy", reduce: str | None = None
+):
     """One compiled function returning ``(value, gradient)``, sharing their common work.
 
     The gradient is derived by one reverse sweep (in its raw, fully shared form) and compiled
@@ -681,6 +727,7 @@ def value_and_grad(expr: Any, wrt: Any, args: Any = None, *, backend: str = "num
         args: the compiled function's arguments (see :func:`lambdify`). Default: ``wrt``
             itself, as one scalar argument or as one vector argument.
         backend: see :func:`lambdify`.
+        reduce: see :func:`lambdify`; ``"mean"`` gives the batch-mean value and gradient.
 
     Returns:
         A :class:`CompiledFunction` returning ``(value, gradient)``; the gradient is a scalar
@@ -705,4 +752,4 @@ def value_and_grad(expr: Any, wrt: Any, args: Any = None, *, backend: str = "num
                 f"the expression also depends on {', '.join(map(str, extra[:10]))}; pass "
                 "args=[...] listing every symbol the compiled function should take"
             )
-    return lambdify([e, gradient[0] if single else gradient], args, backend)
+    return lambdify([e, gradient[0] if single else gradient], args, backend, reduce=reduce)

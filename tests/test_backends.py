@@ -170,3 +170,54 @@ def test_scalar_fast_path_skipped_for_large_functions(monkeypatch):
     f = lambdify(sp.tanh(x * y + z) * x, [x, y, z])
     assert "_pymath" not in f.source
     assert f(1.0, 2.0, 3.0) == pytest.approx(np.tanh(5.0))
+
+
+def _mlp_loss(width: int = 6):
+    # one sample's loss of a small ReLU MLP (micrograd's demo shape), its parameters and inputs
+    w = sp.symbols(f"w0:{width * 3}")
+    v = sp.symbols(f"v0:{width + 1}")
+    t = sp.Symbol("t")
+    hidden = [relu(w[3 * j] * x + w[3 * j + 1] * y + w[3 * j + 2]) for j in range(width)]
+    score = sum(v[j] * h for j, h in enumerate(hidden)) + v[width]
+    return relu(1 - t * score), [*w, *v], t
+
+
+@needs_cc
+@pytest.mark.parametrize("simd", [True, False], ids=["simd", "scalar"])
+@pytest.mark.parametrize("reduce", [None, "mean"])
+def test_c_kernel_matches_numpy_on_every_batch_tail(monkeypatch, simd, reduce):
+    # the SIMD loop takes 4 samples at a time: batches of 1..9 cover every partial last block
+    if not simd:
+        monkeypatch.setattr(cbackend, "SIMD_LIMIT", 0)
+    loss, params, t = _mlp_loss()
+    f_c = value_and_grad(loss, params, [x, y, t, params], backend="c", reduce=reduce)
+    f_np = value_and_grad(loss, params, [x, y, t, params], reduce=reduce)
+    kernel = f_c._fn.__globals__["_kernel"]
+    assert ("#ifdef SG_SIMD" in kernel.source) == simd
+    rng = np.random.default_rng(3)
+    p = rng.normal(size=len(params))
+    for n in [*range(1, 10), 101]:
+        data = rng.normal(size=(3, n))
+        data[2] = np.sign(data[2])
+        got, want = f_c(*data, p), f_np(*data, p)
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    # strided and read-only inputs take the general load and pointer paths
+    big = rng.normal(size=(3, 40))
+    strided = [big[0, ::2], np.broadcast_to(big[1, :20], (20,)), np.sign(big[2, ::2])]
+    for a, b in zip(f_c(*strided, p), f_np(*strided, p), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+@needs_cc
+def test_conditionals_keep_the_scalar_loop():
+    f = lambdify(sp.Piecewise((x**2, x > 0), (y, True)), [x, y], backend="c")
+    assert "SG_SIMD" not in f._fn.__globals__["_kernel"].source
+    np.testing.assert_allclose(f(np.array([-1.0, 2.0]), 3.0), [3.0, 4.0])
+
+
+@needs_cc
+def test_batch_mean_of_an_empty_batch_is_an_error():
+    f = lambdify(x * y, [x, y], backend="c", reduce="mean")
+    with pytest.raises(symgrad.errors.ShapeError, match="empty batch"):
+        f(np.array([]), 1.0)

@@ -225,3 +225,27 @@ def test_inlining_depth_is_bounded() -> None:
     for k in range(3000):
         ref = np.sin(ref) if k % 2 else np.exp(-ref)
     assert f(np.array([0.3]))[0] == pytest.approx(ref, rel=1e-12)
+
+
+def test_reduce_mean_averages_each_output_over_the_batch() -> None:
+    w = sp.Symbol("w")
+    outputs = [w * x**2, [[x, 2 * w], [sp.Integer(3), x * y]], w]
+    f = lambdify(outputs, [x, y, w])
+    m = lambdify(outputs, [x, y, w], reduce="mean")
+    xs, ys = np.linspace(-1, 2, 7), np.linspace(0, 1, 7)
+    full, means = f(xs, ys, 1.5), m(xs, ys, 1.5)
+    np.testing.assert_allclose(means[0], np.mean(1.5 * xs**2), rtol=1e-14)
+    want = [[np.mean(xs), 3.0], [3.0, np.mean(xs * ys)]]
+    np.testing.assert_allclose(means[1], want, rtol=1e-14)
+    np.testing.assert_allclose(means[1], full[1].mean(axis=-1), rtol=1e-14)
+    assert means[2] == 1.5  # no batch axes: its own mean
+    assert m(0.5, 2.0, 1.5)[0] == 1.5 * 0.25  # scalars: the fast path, already one sample
+    with pytest.raises(ShapeError, match="empty batch"):
+        m(np.array([]), 1.0, 1.0)
+
+
+def test_reduce_rejects_unknown_values() -> None:
+    from symgrad.errors import OptionError
+
+    with pytest.raises(OptionError, match="reduce"):
+        lambdify(x, [x], reduce="sum")

@@ -3,13 +3,18 @@
 The outputs are linearised into unique DAG nodes (:func:`symgrad.graph.topo_order`) and each
 node becomes one C statement ``const double tK = ...;`` printed by SymPy's ``C99CodePrinter``
 with its arguments replaced by the temporaries that hold them, inside one loop over the batch.
+Kernels up to :data:`SIMD_LIMIT` statements without conditionals also get a loop over four
+samples at a time (GCC/Clang vector extensions over the same statements), compiled in when the
+target has AVX; the library is built with ``-march=native`` when the compiler accepts it.
 Large functions are split into chunks that pass temporaries through a scratch array, and
 optimisation drops to ``-O1`` and then ``-O0`` past size limits, so compile time stays about
 linear in the number of statements (one 18,000-statement function takes minutes at ``-O2``).
+A kernel built with ``mean=True`` accumulates every output's batch sum in its loop and
+returns the means.
 
 Shared libraries are cached under ``$XDG_CACHE_HOME/symgrad/c`` (``~/.cache/symgrad/c``), named
-by a hash of the source and the compiler command, so an identical function compiles once per
-machine. Nothing is written next to the package.
+by a hash of the source, the compiler command and the CPU, so an identical function compiles
+once per machine. Nothing is written next to the package.
 
 >>> import numpy as np
 >>> import sympy as sp
@@ -30,6 +35,7 @@ import functools
 import hashlib
 import math
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -43,7 +49,12 @@ import sympy as sp
 from sympy.printing.c import C99CodePrinter
 from sympy.printing.codeprinter import PrintMethodNotImplementedError
 
-from ..errors import ArgumentError, BackendUnavailableError, UnsupportedFunctionError
+from ..errors import (
+    ArgumentError,
+    BackendUnavailableError,
+    ShapeError,
+    UnsupportedFunctionError,
+)
 from ..graph import rebuild, topo_order
 
 __all__ = ["CKernel", "build_c_kernel", "c_available"]
@@ -55,6 +66,11 @@ CHUNK = 2000
 #: ~25 s at -O1 but ~5.5 s at -O0; optimising passes grow faster than linearly in function size.
 O2_LIMIT = 3000
 O1_LIMIT = 6000
+
+#: Kernels up to this many statements also get a SIMD loop over 4 samples at a time (GCC/Clang
+#: vector extensions), compiled in when the target has AVX (-march=native): on the micrograd
+#: demo step ~1.7x faster per batch, ~2.3x longer to compile (once; libraries are cached).
+SIMD_LIMIT = 2000
 
 _INLINE = (sp.Tuple, sp.functions.elementary.piecewise.ExprCondPair)
 _TOKEN = re.compile(r"_P(\d+)_")
@@ -71,6 +87,54 @@ static inline double sg_heaviside(double x, double h0) {
 static inline double sg_sigmoid(double x) {
     return x >= 0 ? 1.0 / (1.0 + exp(-x)) : exp(x) / (1.0 + exp(x));
 }
+"""
+
+
+# The SIMD loop reuses the scalar statements' text: inside it, the math functions (and the
+# sg_ helpers) are macros mapping them over the 4 lanes, arithmetic operators work on vectors
+# (and on a vector with a scalar), and SG_V() splats a scalar. A macro is not expanded inside
+# its own expansion, so ``#define exp(x) SG_MAP1(exp, x)`` calls the real exp per lane.
+_SIMD_UNARY = (  # noqa: SIM905 (a word list reads better than 31 quoted items)
+    "exp expm1 exp2 log log1p log2 log10 sqrt cbrt sin cos tan asin acos atan sinh cosh tanh "
+    "asinh acosh atanh erf erfc tgamma lgamma fabs floor ceil round trunc sg_sigmoid"
+).split()
+_SIMD_BINARY = ["pow", "atan2", "fmod", "hypot", "copysign", "fmax", "fmin"]
+_SIMD_OPS = {"sg_max": "sg_vmax", "sg_min": "sg_vmin", "sg_heaviside": "sg_vheaviside"}
+_CALL = re.compile(r"([A-Za-z_]\w*)\s*\(")
+
+_SIMD_PRELUDE = """\
+#if defined(__AVX__) && !defined(SG_NO_SIMD)
+#define SG_SIMD 1
+typedef double sg_vd __attribute__((vector_size(32)));
+typedef long long sg_vl __attribute__((vector_size(32)));
+static inline sg_vd sg_splat(double x) { return (sg_vd){x, x, x, x}; }
+static inline sg_vd sg_same(sg_vd x) { return x; }
+#define SG_V(x) _Generic((x), double: sg_splat, default: sg_same)(x)
+static inline sg_vd sg_sel(sg_vl m, sg_vd a, sg_vd b) {
+    return (sg_vd)((m & (sg_vl)a) | (~m & (sg_vl)b));
+}
+static inline sg_vd sg_vmax(sg_vd a, sg_vd b) { return sg_sel((a > b) | (a != a), a, b); }
+static inline sg_vd sg_vmin(sg_vd a, sg_vd b) { return sg_sel((a < b) | (a != a), a, b); }
+static inline sg_vd sg_vheaviside(sg_vd x, sg_vd h0) {
+    return sg_sel(x > 0, sg_splat(1.0), sg_sel(x < 0, sg_splat(0.0), sg_sel(x == 0, h0, x)));
+}
+#define SG_MAP1(f, x) ({ sg_vd x_ = SG_V(x), r_; \\
+    for (int l_ = 0; l_ < 4; ++l_) r_[l_] = f(x_[l_]); r_; })
+#define SG_MAP2(f, x, y) ({ sg_vd x_ = SG_V(x), y_ = SG_V(y), r_; \\
+    for (int l_ = 0; l_ < 4; ++l_) r_[l_] = f(x_[l_], y_[l_]); r_; })
+/* lanes past the end of the batch repeat its last sample; their results are masked off */
+static inline sg_vd sg_load(const double *p, int64_t c, int64_t i, int64_t n) {
+    if (c == 0) return sg_splat(*p);
+    sg_vd r;
+    if (c == 1 && i + 4 <= n) { __builtin_memcpy(&r, p + i, sizeof r); return r; }
+    for (int l = 0; l < 4; ++l) r[l] = p[(i + l < n ? i + l : n - 1) * c];
+    return r;
+}
+static inline void sg_store(double *p, sg_vd x, int64_t i, int64_t n) {
+    if (i + 4 <= n) { __builtin_memcpy(p + i, &x, sizeof x); return; }
+    for (int l = 0; i + l < n; ++l) p[i + l] = x[l];
+}
+#endif
 """
 
 
@@ -135,6 +199,37 @@ def _compiler() -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=1)
+def _native() -> tuple[list[str], str]:
+    """Flags tuning for this machine's CPU, when the compiler takes them, and the CPU's identity.
+
+    ``-march=native`` lets the compiler use this CPU's vector units (AVX2, AVX-512, NEON):
+    ~10% on the micrograd demo step. The library then only runs on CPUs like this one, so the
+    CPU's identity is part of the cache key (a home directory shared by different machines
+    keeps one library per CPU type).
+    """
+    compiler = _compiler()
+    cpu = f"{platform.machine()} {platform.processor()}"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            cpu += "".join(
+                line for line in f if line.startswith(("model name", "flags", "Features"))
+            )
+    except OSError:
+        pass
+    if compiler is None:
+        return [], cpu
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "probe.c"
+        src.write_text("double f(double x) { return x * x; }\n")
+        cmd = [compiler, "-march=native", "-c", "-o", str(Path(tmp) / "probe.o"), str(src)]
+        try:
+            ok = subprocess.run(cmd, capture_output=True, check=False).returncode == 0
+        except OSError:
+            ok = False
+    return (["-march=native"] if ok else []), cpu
+
+
 def c_available() -> bool:
     """True when a C compiler is on ``PATH`` (``$CC``, ``cc``, ``gcc`` or ``clang``).
 
@@ -161,7 +256,8 @@ class CKernel:
 
     Call it with one value per argument of the spec it was built from (a number or array for a
     symbol; an array whose first axis indexes the symbols for a sequence of symbols). Arrays
-    broadcast over their batch axes. Returns an array of shape ``(n_outputs, *batch)``.
+    broadcast over their batch axes. Returns an array of shape ``(n_outputs, *batch)``, or
+    ``(n_outputs,)`` for a kernel built with ``mean=True`` (the batch mean of each output).
 
     Attributes:
         source: the generated C source.
@@ -178,12 +274,15 @@ class CKernel:
     [[3.0, 6.0]] 1
     """
 
-    def __init__(self, fn, source: str, library: Path, arg_spec: list, n_outputs: int) -> None:
+    def __init__(
+        self, fn, source: str, library: Path, arg_spec: list, n_outputs: int, mean: bool = False
+    ) -> None:
         self._fn = fn
         self.source = source
         self.library = library
         self._spec = arg_spec
         self.n_outputs = n_outputs
+        self.mean = mean
         self._nargs = len(arg_spec)
         self._leads = [() if isinstance(a, sp.Symbol) else (len(a),) for a in arg_spec]
 
@@ -223,14 +322,28 @@ class CKernel:
             if not a.flags.c_contiguous:
                 a = np.ascontiguousarray(a)
             keep.append(a)  # alive until the call returns
-            ptrs.append(a.ctypes.data)
+            ptrs.append(_address(a))
             rows.append(n if col else 1)
             cols.append(col)
-        out = np.empty((self.n_outputs, *batch))
+        if self.mean and not n:
+            raise ShapeError("reduce='mean' over an empty batch: give at least one sample")
+        out = np.empty(self.n_outputs if self.mean else (self.n_outputs, *batch))
         if n:
             meta = np.array(ptrs + rows + cols, dtype=np.int64)
-            self._fn(n, meta.ctypes.data, out.ctypes.data)
+            self._fn(n, _address(meta), _address(out))
         return out
+
+
+_from_buffer = ctypes.c_char.from_buffer
+
+
+def _address(a: np.ndarray) -> int:
+    # The data pointer of a C-contiguous array: through the buffer protocol (~0.2 us) when the
+    # array is writable and not empty, else NumPy's ctypes interface (~1 us).
+    try:
+        return ctypes.addressof(_from_buffer(a))
+    except (TypeError, ValueError, BufferError):
+        return a.ctypes.data
 
 
 def _real(v: Any) -> np.ndarray:
@@ -243,13 +356,17 @@ def _real(v: Any) -> np.ndarray:
     return a.astype(np.float64, copy=False)
 
 
-def build_c_kernel(arg_spec: Sequence, outputs: Sequence[sp.Expr], name: str = "symgrad_kernel"):
+def build_c_kernel(
+    arg_spec: Sequence, outputs: Sequence[sp.Expr], name: str = "symgrad_kernel", mean: bool = False
+):
     """Generate, compile (cached) and load a C kernel evaluating ``outputs``.
 
     Args:
         arg_spec: the arguments: each a symbol, or a sequence of symbols passed as one array.
         outputs: scalar real expressions over the argument symbols.
         name: the C function name (a C identifier).
+        mean: average every output over the batch inside the loop (the kernel then returns
+            one value per output and never stores per-sample results).
 
     Returns:
         A :class:`CKernel`.
@@ -273,11 +390,12 @@ def build_c_kernel(arg_spec: Sequence, outputs: Sequence[sp.Expr], name: str = "
             "one (e.g. 'apt-get install gcc') or use backend='numpy'"
         )
     arg_spec = [a if isinstance(a, sp.Symbol) else list(a) for a in arg_spec]
-    source, n_stmts = _generate(arg_spec, list(outputs), name)
+    source, n_stmts = _generate(arg_spec, list(outputs), name, mean)
     level = "-O2" if n_stmts <= O2_LIMIT else "-O1" if n_stmts <= O1_LIMIT else "-O0"
-    flags = [level, "-shared", "-fPIC", "-fno-math-errno"]
+    native, cpu = _native()
+    flags = [level, *native, "-shared", "-fPIC", "-fno-math-errno"]
     flags.append("-ffp-contract=off")  # no fused multiply-add: the same rounding as NumPy
-    key = hashlib.sha1((compiler + " ".join(flags) + source).encode()).hexdigest()[:20]
+    key = hashlib.sha1((compiler + " ".join(flags) + cpu + source).encode()).hexdigest()[:20]
     lib = _cache_dir() / f"{name}_{key}.so"
     if not lib.exists():
         _compile(compiler, flags, source, lib)
@@ -285,7 +403,7 @@ def build_c_kernel(arg_spec: Sequence, outputs: Sequence[sp.Expr], name: str = "
     fn = getattr(dll, name)
     fn.restype = None
     fn.argtypes = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
-    return CKernel(fn, source, lib, arg_spec, len(outputs))
+    return CKernel(fn, source, lib, arg_spec, len(outputs), mean)
 
 
 def _compile(compiler: str, flags: list, source: str, lib: Path) -> None:
@@ -307,7 +425,7 @@ def _compile(compiler: str, flags: list, source: str, lib: Path) -> None:
         os.replace(tmp_lib, lib)  # atomic: concurrent builders never see half a library
 
 
-def _generate(arg_spec: list, outputs: list[sp.Expr], name: str) -> tuple[str, int]:
+def _generate(arg_spec: list, outputs: list[sp.Expr], name: str, mean: bool) -> tuple[str, int]:
     """The C source of the kernel and its number of statements."""
     var: dict[sp.Basic, str] = {}
     loads: list[tuple[str, int, int]] = []  # (C name, argument, row)
@@ -345,10 +463,12 @@ def _generate(arg_spec: list, outputs: list[sp.Expr], name: str) -> tuple[str, i
         var[node] = f"t{len(stmts)}"
         stmts.append((var[node], _print_node(printer, templates, node, kids)))
     results = [var[o] if o in var else _doprint(printer, shadow[o]) for o in outputs]
-    return _assemble(name, len(arg_spec), loads, stmts, results), len(stmts)
+    return _assemble(name, len(arg_spec), loads, stmts, results, mean), len(stmts)
 
 
-def _assemble(name: str, nargs: int, loads: list, stmts: list, results: list[str]) -> str:
+def _assemble(
+    name: str, nargs: int, loads: list, stmts: list, results: list[str], mean: bool
+) -> str:
     # meta holds the nargs input pointers, then their row strides, then their batch steps
     head = f"void {name}(int64_t n, const int64_t *meta, double *out)"
     setup = [
@@ -357,12 +477,26 @@ def _assemble(name: str, nargs: int, loads: list, stmts: list, results: list[str
     ]
     lines = [_PRELUDE]
     load = "in[{j}][{r} * rs[{j}] + i * cs[{j}]]"
+    nout = len(results)
+    if mean:  # sums accumulate in locals (no aliasing with the inputs), divided by n at the end
+        setup += [f"    double s{k} = 0.0;" for k in range(nout)]
+        store = "        s{k} += {r};"
+        finish = [f"    out[{k}] = s{k} / (double)n;" for k in range(nout)]
+    else:
+        store = "        out[{k} * n + i] = {r};"
+        finish = []
     if len(stmts) <= CHUNK:
-        lines += [head, "{", *setup, "    for (int64_t i = 0; i < n; ++i) {"]
+        simd = _simd_loop(loads, stmts, results, mean) if len(stmts) <= SIMD_LIMIT else None
+        lines += [_SIMD_PRELUDE] if simd else []
+        lines += [head, "{", *setup[:2]]
+        lines += ["#ifdef SG_SIMD", *simd, "#else"] if simd else []
+        lines += [*setup[2:], "    for (int64_t i = 0; i < n; ++i) {"]
         lines += [f"        const double {v} = {load.format(j=j, r=r)};" for v, j, r in loads]
         lines += [f"        const double {t} = {e};" for t, e in stmts]
-        lines += [f"        out[{k} * n + i] = {r};" for k, r in enumerate(results)]
-        lines += ["    }", "}", ""]
+        lines += [store.format(k=k, r=r) for k, r in enumerate(results)]
+        lines += ["    }", *finish]
+        lines += ["#endif"] if simd else []
+        lines += ["}", ""]
         return "\n".join(lines)
     # Chunked: temporaries live in a scratch array t[], one static function per chunk (inputs
     # are loaded into t[] first), so each function stays small enough for the optimiser.
@@ -383,9 +517,56 @@ def _assemble(name: str, nargs: int, loads: list, stmts: list, results: list[str
     lines.append("    for (int64_t i = 0; i < n; ++i) {")
     lines += [f"        {slot[v]} = {load.format(j=j, r=r)};" for v, j, r in loads]
     lines += [f"        {c}(t);" for c in chunk_names]
-    lines += [f"        out[{k} * n + i] = {put(r)};" for k, r in enumerate(results)]
-    lines += ["    }", "}", ""]
+    lines += [store.format(k=k, r=put(r)) for k, r in enumerate(results)]
+    lines += ["    }", *finish, "}", ""]
     return "\n".join(lines)
+
+
+def _simd_loop(loads: list, stmts: list, results: list[str], mean: bool) -> list[str] | None:
+    """The kernel's loop over 4 samples at a time, or None when a statement cannot be mapped.
+
+    The statements' text is the scalar loop's; functions become lane-wise macros (see
+    ``_SIMD_PRELUDE``). Conditionals (Piecewise prints ``?:``, comparisons) have no vector
+    form in C, so kernels with them keep only the scalar loop.
+    """
+    known = {*_SIMD_UNARY, *_SIMD_BINARY, *_SIMD_OPS}
+    for text in [e for _, e in stmts] + results:
+        if "?" in text or "<" in text or ">" in text or "=" in text or "&" in text or "|" in text:
+            return None
+        if any(name not in known for name in _CALL.findall(text)):
+            return None
+    nout = len(results)
+    lines = [f"#define {f}(x) SG_MAP1({f}, x)" for f in _SIMD_UNARY]
+    lines += [f"#define {f}(x, y) SG_MAP2({f}, x, y)" for f in _SIMD_BINARY]
+    lines += [f"#define {f}(x, y) {v}(SG_V(x), SG_V(y))" for f, v in _SIMD_OPS.items()]
+    if mean:
+        lines += [f"    sg_vd v{k} = {{0.0, 0.0, 0.0, 0.0}};" for k in range(nout)]
+    lines += ["    for (int64_t i = 0; i < n; i += 4) {"]
+    if mean:
+        lines += [
+            "        const sg_vl valid = {-(i < n), -(i + 1 < n), -(i + 2 < n), -(i + 3 < n)};"
+        ]
+    lines += [
+        f"        const sg_vd {v} = sg_load(&in[{j}][{r} * rs[{j}]], cs[{j}], i, n);"
+        for v, j, r in loads
+    ]
+    lines += [f"        const sg_vd {t} = SG_V({e});" for t, e in stmts]
+    if mean:  # lanes past the end add +0.0
+        lines += [
+            f"        v{k} += (sg_vd)((sg_vl)SG_V({r}) & valid);" for k, r in enumerate(results)
+        ]
+    else:
+        lines += [
+            f"        sg_store(out + {k} * n, SG_V({r}), i, n);" for k, r in enumerate(results)
+        ]
+    lines += ["    }"]
+    if mean:
+        lines += [
+            f"    out[{k}] = (v{k}[0] + v{k}[1] + v{k}[2] + v{k}[3]) / (double)n;"
+            for k in range(nout)
+        ]
+    lines += [f"#undef {f}" for f in [*_SIMD_UNARY, *_SIMD_BINARY, *_SIMD_OPS]]
+    return lines
 
 
 def _print_node(printer: _CPrinter, templates: dict, node: sp.Basic, kids: list) -> str:
