@@ -54,7 +54,7 @@ def numba_kernel(arg_spec, outputs):
         "sqrt": math.sqrt,
         "pow": math.pow,
     }
-    source, _ = cbackend._generate(arg_spec, outputs, "k", False)
+    source, _, _ = cbackend._generate(arg_spec, outputs, "k", False)
     body = source.split("for (int64_t i = 0; i < n; ++i) {", 1)[1]
     lines = ["def kernel(n, ins, rs, cs, out):", "    for i in range(n):"]
     for line in body.splitlines():

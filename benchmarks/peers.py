@@ -243,9 +243,12 @@ def mlp_torch(sizes, X, y, p, act, loss):
     return None, step
 
 
-def mlp_casadi(sizes, X, y, p, act, loss):
+def mlp_casadi(sizes, X, y, p, act, loss, parts=None):
     """CasADi the way a scalar-code user writes it: SX expressions of one sample (inputs and
-    label as symbols, parameters as one vector), gradient, Function, mapped over the batch."""
+    label as symbols, parameters as one vector), gradient, Function, mapped over the batch.
+
+    ``parts``, when a dict, receives the setup's split: ``build`` (the SX graph) and
+    ``derive+compile`` (gradient, Function, map and the first call)."""
     import casadi as ca
 
     t0 = time.perf_counter()
@@ -266,11 +269,15 @@ def mlp_casadi(sizes, X, y, p, act, loss):
         h = new
     score = h[0]
     per_sample = ca.fmax(0, 1 - ys * score) if loss == "hinge" else (score - ys) ** 2
+    t_build = time.perf_counter()
     f = ca.Function("sample", [x, ys, P], [per_sample, ca.gradient(per_sample, P)])
     fm = f.map(X.shape[0])
     Xc, yc = X.T.copy(), y[None, :].copy()
     fm(Xc, yc, p)
     setup = time.perf_counter() - t0
+    if parts is not None:
+        parts["build"] = t_build - t0
+        parts["derive+compile"] = setup - parts["build"]
     mean = np.full(X.shape[0], 1.0 / X.shape[0])
 
     def step():
