@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import sympy as sp
 
@@ -30,6 +30,7 @@ __all__ = [
     "node_names",
     "numeric_values",
     "paused_gc",
+    "post_order",
     "rebuild",
     "split_wide",
     "topo_order",
@@ -106,6 +107,46 @@ def _walk(roots: Iterable[sp.Basic], with_args: bool) -> Linear:
                     if with_args:
                         args_of.append([index[a] for a in args])
     return Linear(order, args_of, index)
+
+
+def post_order(
+    roots: Iterable[Any],
+    children: Callable[[Any], Iterable[Any]],
+    key: Callable[[Any], Hashable] = id,
+) -> list[Any]:
+    """Unique nodes of any DAG reachable from ``roots``, each after its children (iterative).
+
+    For graphs that are not SymPy expressions (``Value`` graphs, matrix operands, drawing
+    graphs); :func:`linearise` is the SymPy version (it also merges equal nodes).
+
+    Args:
+        roots: the start nodes.
+        children: a node's children.
+        key: identifies a node (default: object identity).
+
+    >>> edges = {"a": ["b", "c"], "b": ["c"], "c": []}
+    >>> post_order(["a"], edges.__getitem__, key=str)
+    ['c', 'b', 'a']
+    """
+    order: list[Any] = []
+    seen: set = set()
+    for root in roots:
+        if key(root) in seen:
+            continue
+        seen.add(key(root))
+        stack = [(root, iter(children(root)))]
+        while stack:
+            node, it = stack[-1]
+            for child in it:
+                k = key(child)
+                if k not in seen:
+                    seen.add(k)
+                    stack.append((child, iter(children(child))))
+                    break
+            else:
+                stack.pop()
+                order.append(node)
+    return order
 
 
 def topo_order(roots: Iterable[sp.Basic]) -> list[sp.Basic]:

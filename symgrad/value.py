@@ -32,6 +32,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
+import operator
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -41,6 +42,7 @@ from . import rules
 from .codegen import lambdify
 from .errors import DomainError, InputTypeError
 from .functions import sigmoid as _sigmoid_head
+from .graph import post_order
 from .inputs import describe
 
 __all__ = ["Value"]
@@ -155,6 +157,9 @@ def _sigmoid(x: float) -> float:
         return 1.0 / (1.0 + math.exp(-x))
     z = math.exp(x)
     return z / (1.0 + z)
+
+
+_operands = operator.attrgetter("_children")
 
 
 class Value:
@@ -321,20 +326,7 @@ with float(text) first
     # ------------------------------------------------------------------ backward
     def _topo(self) -> list[Value]:
         """Nodes reachable from ``self``, children first (iterative post-order DFS)."""
-        topo: list[Value] = []
-        visited: set[int] = {id(self)}
-        stack = [(self, iter(self._children))]
-        while stack:
-            node, it = stack[-1]
-            for child in it:
-                if id(child) not in visited:
-                    visited.add(id(child))
-                    stack.append((child, iter(child._children)))
-                    break
-            else:
-                stack.pop()
-                topo.append(node)
-        return topo
+        return post_order([self], _operands)
 
     def backward(self) -> None:
         """Fill ``.grad`` of every node in the graph with d(self)/d(node), accumulating.

@@ -45,7 +45,7 @@ from .errors import (
     InputTypeError,
     OptionError,
 )
-from .graph import free_symbols, node_names, numeric_values, topo_order
+from .graph import free_symbols, node_names, numeric_values, post_order, topo_order
 from .inputs import as_expr, as_symbols, describe, point_values
 
 __all__ = ["DEFAULT_MAX_NODES", "draw_dot", "render"]
@@ -223,24 +223,6 @@ def _short(text: str, limit: int = 60) -> str:
 
 
 # ---------------------------------------------------------------------- traversal helpers
-def _order(root: Any, operands: Callable[[Any], list[Any]], key: Callable[[Any], Any]) -> list[Any]:
-    """Unique nodes reachable from ``root`` (by ``key``), children first; iterative."""
-    order: list[Any] = []
-    seen = {key(root)}
-    stack = [(root, iter(operands(root)))]
-    while stack:
-        node, it = stack[-1]
-        for child in it:
-            if key(child) not in seen:
-                seen.add(key(child))
-                stack.append((child, iter(operands(child))))
-                break
-        else:
-            stack.pop()
-            order.append(node)
-    return order
-
-
 def _limit_depth(
     root: Any,
     order: list[Any],
@@ -319,7 +301,7 @@ def _value_picture(
 
     uses: dict[int, int] = {}  # how many times each node is an operand (collapse only)
     if collapse:
-        for node in _order(root, _children, id):
+        for node in post_order([root], _children):
             for c in _children(node):
                 uses[id(c)] = uses.get(id(c), 0) + 1
 
@@ -342,7 +324,7 @@ def _value_picture(
         objects[id(node)] = node
         return operands_of(id(node))
 
-    order = _order(root, operands, id)
+    order = post_order([root], operands)
     shown, hidden = _limit_depth(root, order, operands, id, depth)
     nodes = [n for n in order if id(n) in shown]
 
@@ -461,7 +443,7 @@ def _sympy_picture(
     def operands(node: sp.Basic) -> list[sp.Basic]:
         return [a for a in node.args if not a.is_Number]
 
-    order = _order(root, operands, lambda n: n)
+    order = post_order([root], operands, key=lambda n: n)
     shown, hidden = _limit_depth(root, order, operands, lambda n: n, depth)
     nodes = [n for n in order if n in shown]
     ops = 0 if collapse else sum(1 for n in nodes if n.args)

@@ -54,7 +54,7 @@ from sympy.matrices.expressions.special import OneMatrix
 from ..errors import ArgumentError, InputTypeError, OptionError, ShapeError
 from ..functions import relu as _relu
 from ..functions import sigmoid as _sigmoid
-from ..graph import topo_order
+from ..graph import post_order, topo_order
 
 __all__ = [
     "Broadcast",
@@ -806,21 +806,4 @@ def value_nodes(roots: Iterable[sp.Basic]) -> list[sp.Basic]:
     >>> value_nodes([trace(tanh(X))])
     [X, Map(Lambda(u0, tanh(u0)), X), Trace(Map(Lambda(u0, tanh(u0)), X))]
     """
-    order: list[sp.Basic] = []
-    seen: set[sp.Basic] = set()
-    for root in roots:
-        if root in seen:
-            continue
-        seen.add(root)
-        stack = [(root, iter(operands(root)))]
-        while stack:
-            node, it = stack[-1]
-            for child in it:
-                if child not in seen:
-                    seen.add(child)
-                    stack.append((child, iter(operands(child))))
-                    break
-            else:
-                stack.pop()
-                order.append(node)
-    return order
+    return post_order(roots, operands, key=lambda n: n)
