@@ -170,11 +170,11 @@ def simplify_result(expr: sp.Expr, simplify: SimplifyOption = "auto") -> sp.Expr
         expr: a result of :func:`sweep`.
         simplify: ``False`` returns ``expr`` unchanged (shared, partly unevaluated structure:
             best for code generation). ``"auto"`` (default) rebuilds results of tree size up to
-            ``EVALUATE_BUDGET`` in SymPy's canonical form, and also tries ``sympy.simplify``
-            on results up to ``SIMPLIFY_BUDGET`` nodes, keeping it only if it is shorter.
-            ``"canonical"`` does only the first (fast: ``sympy.simplify`` can take seconds on
-            a small ``tanh`` gradient). ``True`` does both whatever the size (may be slow on
-            large results).
+            ``EVALUATE_BUDGET`` in SymPy's canonical form, and on results up to
+            ``SIMPLIFY_BUDGET`` nodes also tries a few bounded rewrites (``cancel``,
+            ``factor_terms``, ``sin**2 -> 1 - cos**2``), keeping the shortest.
+            ``"canonical"`` does only the first. ``True`` uses ``sympy.simplify`` whatever the
+            size: its cost has no bound (minutes on some 40-node results).
 
     Returns:
         An expression equal to ``expr``.
@@ -194,11 +194,42 @@ def simplify_result(expr: sp.Expr, simplify: SimplifyOption = "auto") -> sp.Expr
         expr = _evaluated(expr)
     if simplify == "canonical":
         return expr
-    if simplify is True or tree_size(expr, SIMPLIFY_BUDGET) <= SIMPLIFY_BUDGET:
-        candidate = sp.simplify(expr)
-        if sp.count_ops(candidate) < sp.count_ops(expr):
-            expr = candidate
-    return expr
+    if simplify is True:
+        candidates = [sp.simplify(expr)]
+    elif tree_size(expr, SIMPLIFY_BUDGET) <= SIMPLIFY_BUDGET:
+        candidates = [rewrite(expr) for rewrite in _TIDY]
+    else:
+        return expr
+    best = min(candidates, key=sp.count_ops)
+    return best if sp.count_ops(best) < sp.count_ops(expr) else expr
+
+
+def _pythagorean(expr: sp.Expr) -> sp.Expr:
+    # sin(u)**2k -> (1 - cos(u)**2)**k and sinh(u)**2k -> (cosh(u)**2 - 1)**k, then SymPy's
+    # canonical sums cancel what they can: sin(x)**2 + cos(x)**2 becomes 1. One linear pass.
+    def even_power(e: sp.Basic) -> bool:
+        return (
+            e.is_Pow
+            and isinstance(e.base, (sp.sin, sp.sinh))
+            and e.exp.is_Integer
+            and e.exp > 0
+            and e.exp % 2 == 0
+        )
+
+    def rewrite(e: sp.Pow) -> sp.Expr:
+        u = e.base.args[0]
+        square = 1 - sp.cos(u) ** 2 if isinstance(e.base, sp.sin) else sp.cosh(u) ** 2 - 1
+        return square ** (e.exp // 2)
+
+    return expr.replace(even_power, rewrite)
+
+
+# "auto" tries these rewrites, each polynomial in the size of a small result, and keeps the
+# shortest. Not sympy.simplify or trigsimp: their exponential and algebraic-extension
+# rewrites have no bound even on 40-node results (a random 40-node sine/rational gradient ran
+# for over 20 minutes in simplify, factoring over QQ<I>; a 24-node tanh/log one for over 10 s
+# in trigsimp).
+_TIDY = (sp.cancel, sp.factor_terms, _pythagorean)
 
 
 def grad(expr: object, wrt: object, *, simplify: SimplifyOption = "auto"):
