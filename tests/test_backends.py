@@ -97,6 +97,12 @@ def test_chunked_kernel_matches(monkeypatch):
     value, grad = f(xs, ys)
     np.testing.assert_allclose(value, sp.lambdify([x, y], expr)(xs, ys), rtol=1e-12)
     np.testing.assert_allclose(grad, np.stack(dx), rtol=1e-12)
+    # batch means in a chunked kernel: the sums live beside the scratch array
+    mean = lambdify([expr, g], [x, y], backend="c", reduce="mean", name="chunked_mean")
+    assert "chunk1" in mean._fn.__globals__["_kernel"].source
+    m_value, m_grad = mean(xs, ys)
+    np.testing.assert_allclose(m_value, np.mean(sp.lambdify([x, y], expr)(xs, ys)), rtol=1e-12)
+    np.testing.assert_allclose(m_grad, np.stack(dx).mean(axis=1), rtol=1e-12)
 
 
 @needs_cc
