@@ -22,7 +22,7 @@ import sympy as sp
 
 from .construct import add, is_small, mul
 from .errors import InputTypeError
-from .graph import linearise, paused_gc, topo_order, tree_size
+from .graph import Linear, linearise, paused_gc, topo_order, tree_size
 from .inputs import as_expr, as_exprs, as_symbols
 from .rules import lookup
 
@@ -64,7 +64,6 @@ class Step:
     outgoing: tuple[tuple[sp.Basic, sp.Expr, sp.Expr], ...]
 
 
-@paused_gc()
 def sweep(
     outputs: Sequence[sp.Expr],
     wrt: Sequence[sp.Symbol],
@@ -91,6 +90,16 @@ def sweep(
     >>> g[x], g[y]
     (y + 1, x)
     """
+    return _sweep(outputs, wrt, on_step)[0]
+
+
+@paused_gc()
+def _sweep(
+    outputs: Sequence[sp.Expr],
+    wrt: Sequence[sp.Symbol],
+    on_step: Callable[[int, Step], None] | None = None,
+) -> tuple[list[dict[sp.Symbol, sp.Expr]], Linear]:
+    # sweep, also returning the linearised forward DAG (code generation extends it)
     # Nodes are positions in the forward DAG: hashing a SymPy node is a Python call, and the
     # sweep would otherwise hash every node several times.
     dag = linearise(outputs)
@@ -152,7 +161,7 @@ def sweep(
                 parents = tuple((order[p] if p >= 0 else None, c) for p, c in incoming)
                 on_step(k, Step(node, name, parents, adjoint, tuple(outgoing)))
         results.append({s: g for s, g in grads.items() if not (g.is_Number and g.is_zero)})
-    return results
+    return results, dag
 
 
 def _evaluated(expr: sp.Basic) -> sp.Basic:

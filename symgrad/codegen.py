@@ -25,18 +25,17 @@ import linecache
 import math
 import re
 import warnings
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import sympy as sp
 from sympy.core.function import AppliedUndef
-from sympy.printing.codeprinter import PrintMethodNotImplementedError
-from sympy.printing.numpy import NumPyPrinter
-from sympy.printing.pycode import PythonCodePrinter
 
-from .autodiff import sweep
+from . import codegen_runtime as _runtime
+from .autodiff import _sweep
 from .backends import build_c_kernel, c_available
+from .codegen_fuse import Fuser, _Pair
+from .codegen_print import _doprint, _Inlined, _MathPrinter, _print_node, _Printer
 from .errors import (
     ArgumentError,
     BackendUnavailableError,
@@ -46,8 +45,8 @@ from .errors import (
     ShapeError,
     UnsupportedFunctionError,
 )
-from .graph import free_symbols, linearise, paused_gc, rebuild, split_wide
-from .inputs import as_expr, as_symbols, describe
+from .graph import Linear, free_symbols, linearise, paused_gc, rebuild, split_wide
+from .inputs import as_expr, as_symbols
 
 __all__ = ["BACKENDS", "CompiledFunction", "lambdify", "value_and_grad"]
 
@@ -63,9 +62,6 @@ SCALAR_PATH_LIMIT = 3000
 # Nodes that are printed inside their parent instead of getting a statement of their own.
 _INLINE = (sp.Tuple, sp.functions.elementary.piecewise.ExprCondPair)
 _UNCOMPILABLE = (sp.Derivative, sp.Subs, sp.Integral, AppliedUndef)
-# a placeholder in a template, with the delimiters around it when it is a whole call argument
-# or list item
-_TOKEN = re.compile(r"([(\[]|, )?_P(\d+)_([)\],])?")
 #: How the code generator prints a node (see :func:`_plan`).
 _ARGUMENT, _LITERAL, _SHADOW, _INLINED, _STATEMENT = range(5)
 #: A node read once is printed inside its reader when it has at most this many arguments and
@@ -75,161 +71,6 @@ INLINE_ARGS = 8
 INLINE_DEPTH = 4
 _TEMP = re.compile(r"\b_t(\d+)\b")
 _MATH = re.compile(r"\bmath\.")
-
-
-class _Printer(NumPyPrinter):
-    """SymPy's NumPy printer with exact float literals and broadcasting-safe max/min."""
-
-    def __init__(self) -> None:
-        super().__init__({"fully_qualified_modules": True, "strict": True, "order": "none"})
-
-    def _print_Float(self, expr):
-        # repr of the float64 round-trips exactly; SymPy's default may print fewer digits
-        return repr(float(expr))
-
-    def _print_Heaviside(self, expr):
-        h0 = expr.args[1] if len(expr.args) > 1 else sp.S.Half
-        return f"numpy.heaviside({self._print(expr.args[0])}, {self._print(h0)})"
-
-
-class _MathPrinter(PythonCodePrinter):
-    """Prints the scalar fast path: ``math`` functions on Python floats, NumPy's semantics.
-
-    Anything that would differ from NumPy raises instead (``math.sqrt(-1)``, ``0.0 ** -1``,
-    ``math.pow(-8, 1/3)``), and the generated code then falls back to the NumPy statements.
-    """
-
-    def __init__(self) -> None:
-        super().__init__({"fully_qualified_modules": True, "strict": True, "order": "none"})
-
-    def _print_Float(self, expr):
-        return repr(float(expr))
-
-    def _print_Pow(self, expr, rational=False):
-        base, exp = expr.args
-        if exp.is_Integer:
-            return f"{self.parenthesize(base, 100)}**{int(exp)}"
-        if exp == sp.S.Half:
-            return f"math.sqrt({self._print(base)})"
-        e = sp.Float(exp) if exp.is_Number else exp  # a float exponent: math.pow, never **
-        return f"math.pow({self._print(base)}, {self._print(e)})"
-
-    def _print_Max(self, expr):
-        return f"_fmax({', '.join(self._print(a) for a in expr.args)})"
-
-    def _print_Min(self, expr):
-        return f"_fmin({', '.join(self._print(a) for a in expr.args)})"
-
-    def _print_Heaviside(self, expr):
-        h0 = expr.args[1] if len(expr.args) > 1 else sp.S.Half
-        return f"_heaviside({self._print(expr.args[0])}, {self._print(h0)})"
-
-
-def _fmax(*xs: float) -> float:
-    # numpy.maximum: NaN propagates
-    m = xs[0]
-    for x in xs[1:]:
-        if x > m or x != x:
-            m = x
-    return m
-
-
-def _fmin(*xs: float) -> float:
-    m = xs[0]
-    for x in xs[1:]:
-        if x < m or x != x:
-            m = x
-    return m
-
-
-def _heaviside(x: float, h0: float) -> float:
-    return 1.0 if x > 0 else 0.0 if x < 0 else h0 if x == 0 else x
-
-
-class _VectorMath:
-    """Stands in for ``math`` in generated code: math functions that also take arrays.
-
-    SymPy prints functions with no NumPy equivalent (``erf``, ``gamma``, ...) as ``math.f``.
-    """
-
-    def __getattr__(self, name: str):
-        scalar = getattr(math, name)
-        if not callable(scalar):
-            return scalar
-        ufunc = np.frompyfunc(scalar, 1, 1)
-
-        def vectorised(x):
-            if isinstance(x, (float, int)):
-                return scalar(x)
-            out = ufunc(x)
-            return out.astype(float) if isinstance(out, np.ndarray) else float(out)
-
-        setattr(self, name, vectorised)
-        return vectorised
-
-
-def _batch_mean(x, lead: int):
-    # the mean over the batch axes: those after the output's own ``lead`` axes (a value that does
-    # not depend on the batch is its own mean)
-    if isinstance(x, np.ndarray) and x.ndim > lead:
-        if x.size == 0:
-            raise ShapeError("reduce='mean' over an empty batch: give at least one sample")
-        return x.mean(axis=tuple(range(lead, x.ndim)))
-    return x
-
-
-def _stack(shape, items):
-    # One array of ``shape + batch`` from the flat leaves of a rectangular nested output. Leaves
-    # that do not depend on the batch stay scalars until here, where all leaves are broadcast
-    # together (batch axes last), so a constant row sits beside a batch row.
-    try:
-        arr = np.array(items)
-    except ValueError:
-        arr = np.stack(np.broadcast_arrays(*items))
-    return arr.reshape(shape + arr.shape[1:]) if len(shape) > 1 else arr
-
-
-def _coerce(value: Any, position: int, names: Sequence[str]) -> Any:
-    """A scalar argument as a float (or a float/complex array)."""
-    if isinstance(value, (bool, np.bool_)) or value is None or isinstance(value, (str, bytes)):
-        raise ArgumentError(
-            f"argument {position} ({names[position]}) must be a number or an array of numbers, "
-            f"got {describe(value)}"
-        )
-    if isinstance(value, (int, float)):
-        return float(value)
-    try:
-        arr = np.asarray(value)
-    except (ValueError, TypeError) as exc:
-        raise ArgumentError(
-            f"argument {position} ({names[position]}) is not a numeric array: {exc}"
-        ) from exc
-    if arr.dtype.kind in "iub":
-        arr = arr.astype(float)
-    elif arr.dtype.kind not in "fc":
-        raise ArgumentError(
-            f"argument {position} ({names[position]}) must be numeric, got an array of dtype "
-            f"{arr.dtype}"
-        )
-    return arr if arr.ndim else arr[()]
-
-
-def _coerce_vector(
-    value: Any, position: int, names: Sequence[str], size: int, as_list: bool = True
-) -> Any:
-    """A vector argument: first axis of length ``size`` (the symbols), any batch axes after."""
-    arr = _coerce(value, position, names)
-    if np.ndim(arr) == 0:
-        raise ShapeError(
-            f"argument {position} ({names[position]}) must be an array with {size} entries along "
-            "its first axis, got a scalar"
-        )
-    if arr.shape[0] != size:
-        raise ShapeError(
-            f"argument {position} ({names[position]}) must have {size} entries along its first "
-            f"axis (one per symbol), got shape {arr.shape}"
-        )
-    return arr.tolist() if arr.ndim == 1 and as_list else arr
 
 
 class CompiledFunction:
@@ -365,6 +206,13 @@ def lambdify(
     >>> round(float(mean(np.array([0.0, 1.0]), [2.0, 0.5])), 4)
     0.7244
     """
+    return _lambdify(outputs, args, backend, reduce, name)
+
+
+def _lambdify(
+    outputs: Any, args: Any, backend: str, reduce: str | None, name: str, base: Linear | None = None
+) -> CompiledFunction:
+    # lambdify; ``base``: the linearised DAG the outputs were derived from (not walked again)
     if backend not in BACKENDS:
         raise BackendUnavailableError(
             f"unknown backend {backend!r}; available backends: {', '.join(BACKENDS)}"
@@ -388,22 +236,16 @@ def lambdify(
     kernel = None
     if backend == "c":
         kernel = build_c_kernel(arg_spec, leaves, f"{name}_kernel", mean=reduce == "mean")
-    source = _generate(arg_spec, leaves, out_spec, name, kernel is not None, reduce == "mean")
+    source = _generate(arg_spec, leaves, out_spec, name, kernel is not None, reduce == "mean", base)
     filename = f"<symgrad:{name}:{hashlib.sha1(source.encode()).hexdigest()[:12]}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace: dict[str, Any] = {
         "numpy": np,
-        "math": _VectorMath(),
+        "math": _runtime._VectorMath(),
         "functools": functools,
-        "_stack": _stack,
-        "_batch_mean": _batch_mean,
-        "_coerce": _coerce,
-        "_coerce_vector": _coerce_vector,
+        **_runtime.HELPERS,
         "_kernel": kernel,
         "_pymath": math,
-        "_fmax": _fmax,
-        "_fmin": _fmin,
-        "_heaviside": _heaviside,
         "_names": [
             str(a) if isinstance(a, sp.Symbol) else f"a vector of {len(a)}" for a in arg_spec
         ],
@@ -413,13 +255,20 @@ def lambdify(
 
 
 def _generate(
-    arg_spec: list, leaves: list[sp.Expr], out_spec: Any, name: str, native: bool, mean: bool
+    arg_spec: list,
+    leaves: list[sp.Expr],
+    out_spec: Any,
+    name: str,
+    native: bool,
+    mean: bool,
+    base: Linear | None,
 ) -> str:
     params = [f"_a{i}" for i in range(len(arg_spec))]
     lines = [f"def {name}({', '.join(params)}):"]
     var: dict[sp.Basic, str] = {}
     fast_test: list[str] = []  # conditions for the scalar fast path
     unpack: list[str] = []  # vector arguments unpacked into per-symbol names
+    elements: dict[str, tuple[str, int]] = {}  # per-symbol name -> (vector argument, index)
     for i, item in enumerate(arg_spec):
         if isinstance(item, sp.Symbol):
             lines.append(f"    # _a{i}: {item.name!r}")
@@ -437,10 +286,11 @@ def _generate(
                 unpack.append(f"{', '.join(names)}{tail} = _a{i}{'.tolist()' if native else ''}")
             fast_test.append(f"_a{i}.ndim == 1" if native else f"type(_a{i}) is list")
             var.update(zip(item, names, strict=True))
+            elements.update((nm, (f"_a{i}", j)) for j, nm in enumerate(names))
     if not native:
         lines += [f"    {u}" for u in unpack]
 
-    dag = linearise(leaves)
+    dag = linearise(leaves, base)
     if any(len(a) > WIDE for a in dag.args) and any(
         (n.is_Add or n.is_Mul) and len(a) > WIDE for n, a in zip(dag.order, dag.args, strict=True)
     ):
@@ -450,15 +300,16 @@ def _generate(
     # From here on nodes are positions in ``order`` (hashing a SymPy node is a Python call)
     order, args_of = dag.order, dag.args
     name: list[str | None] = [None] * len(order)
+    bad = [t for t in {type(n) for n in order} if issubclass(t, _UNCOMPILABLE)]
+    if bad:
+        n = next(n for n in order if isinstance(n, tuple(bad)))
+        raise UnsupportedFunctionError(
+            type(n).__name__,
+            f"cannot compile {sp.sstr(n)[:60]}: it is an undefined function or an "
+            "unevaluated derivative/integral; substitute a concrete function first",
+        )
     missing = []
     for i, n in enumerate(order):
-        if isinstance(n, _UNCOMPILABLE):
-            head = type(n).__name__
-            raise UnsupportedFunctionError(
-                head,
-                f"cannot compile {sp.sstr(n)[:60]}: it is an undefined function or an "
-                "unevaluated derivative/integral; substitute a concrete function first",
-            )
         if not args_of[i] and n.is_Symbol:
             name[i] = var.get(n)
             if name[i] is None:
@@ -473,6 +324,7 @@ def _generate(
     kind, dies = _plan(order, args_of, name, outs)
     printer, math_printer = _Printer(), _MathPrinter()
     templates: dict[tuple, str] = {}
+    fuser = Fuser(printer, templates, elements)
     math_templates: dict[tuple, str] = {}
     # what a user prints for node i, for NumPy and for the math fast path: a name, an inlined
     # expression (_Inlined), or a SymPy object (a literal, or a shadow over names / literals)
@@ -496,7 +348,15 @@ def _generate(
             continue
         text = math_text = None
         if not native:
-            text = _print_node(printer, templates, node, [kid[a] for a in args_of[i]])
+            kids = [kid[a] for a in args_of[i]]
+            if k == _INLINED and len(kids) == 2 and node.is_Mul:
+                # a product read once: printed by its reader, which may fuse it (_dot, _gather)
+                kid[i] = _Pair(node, kids, args_of[i])
+            else:
+                text = fuser.node(node, kids)
+                if fuser.lines:
+                    vector_lines += [f"    {ln}" for ln in fuser.lines]
+                    fuser.lines.clear()
         if scalar_lines is not None:
             # the same expression over the scalar path's names (_sK), printed for ``math``
             kids = [math_kid[a] for a in args_of[i]]
@@ -505,7 +365,9 @@ def _generate(
             except UnsupportedFunctionError:
                 scalar_lines = None
         if k == _INLINED:
-            kid[i], math_kid[i] = _Inlined(text), _Inlined(math_text)
+            if text is not None:
+                kid[i] = _Inlined(text)
+            math_kid[i] = _Inlined(math_text)
             continue
         # a statement: a name read here for the last time can take the result
         free += [name[d] for d in dies.get(i, ())]
@@ -521,6 +383,8 @@ def _generate(
 
     def ref(i: int, pr: Any) -> str:
         k = (math_kid if pr is math_printer else kid)[i]
+        if pr is printer:
+            return fuser.text(k)
         return k if isinstance(k, str) else _doprint(pr, k)
 
     def build(spec: Any, top: bool, leaf: Any, rows: bool = False) -> str:
@@ -538,17 +402,24 @@ def _generate(
             inner = ", ".join(build(s, False, leaf, rows) for s in spec)
             return f"({inner}{',' if len(spec) == 1 else ''})"
         shape, flat = _rectangular(spec)
+        if leaf is vector_leaf:
+            return fuser.stacked(shape, [kid[outs[i]] for i in flat])
         return f"_stack({shape}, [{', '.join(leaf(i) for i in flat)}])"
 
     def averaged(spec: Any, leaf: Any) -> str:
         # each top-level output averaged over its batch axes (the axes after its own)
         def one(s: Any) -> str:
-            lead = 0 if isinstance(s, int) else len(_rectangular(s)[0])
-            return f"_batch_mean({build(s, False, leaf)}, {lead})"
+            if isinstance(s, int):
+                return f"_batch_mean({leaf(s)}, 0)"
+            shape, flat = _rectangular(s)
+            return fuser.stacked(shape, [kid[outs[i]] for i in flat], mean=True)
 
         if isinstance(spec, int):
             return one(spec)
         return f"({', '.join(one(s) for s in spec)}{',' if len(spec) == 1 else ''})"
+
+    def vector_leaf(i: int) -> str:
+        return ref(outs[i], printer)
 
     if scalar_lines is not None:
         try:
@@ -569,10 +440,11 @@ def _generate(
         lines.append(f"    _o = _kernel({', '.join(params)})")
         lines.append(f"    return {build(out_spec, True, lambda i: f'_o[{i}]', True)}")
     else:
+        ret = averaged(out_spec, vector_leaf) if mean else build(out_spec, True, vector_leaf)
         lines += vector_lines
-        leaf = lambda i: ref(outs[i], printer)  # noqa: E731
-        ret = averaged(out_spec, leaf) if mean else build(out_spec, True, leaf)
+        lines += [f"    {ln}" for ln in fuser.lines]
         lines.append(f"    return {ret}")
+        lines += fuser.constants
     return "\n".join(lines) + "\n"
 
 
@@ -647,10 +519,6 @@ def _plan(
     return kind, dies
 
 
-class _Inlined(str):
-    """The text of a node printed inside its only reader (parenthesised there when needed)."""
-
-
 def _rectangular(spec: list) -> tuple[tuple[int, ...], list[int]]:
     """The shape and flat leaf indices of a nested output list (which must be rectangular)."""
     shape: list[int] = []
@@ -676,43 +544,7 @@ def _as_symbol(kid: Any) -> sp.Basic:
     return sp.Symbol(kid) if isinstance(kid, str) else kid
 
 
-def _print_node(printer: _Printer, templates: dict, node: sp.Basic, kids: list) -> str:
-    """Print ``node`` with its arguments replaced by ``kids`` (names, inlined texts, literals)."""
-    # Nodes of the same head whose args are all names, inlined texts or numbers print alike:
-    # print one template with tokens _P0_, _P1_, ... and fill in the texts with str.format.
-    # Other arguments (shadows: negations, tuples) are printed in place, uncached.
-    key = (type(node), *[type(k) if isinstance(k, str) else k for k in kids])
-    template = templates.get(key)
-    if template is None:
-        tokens = [sp.Symbol(f"_P{i}_") if isinstance(k, str) else k for i, k in enumerate(kids)]
-        text = _doprint(printer, rebuild(node, tokens)).replace("{", "{{").replace("}", "}}")
-
-        def slot(m: re.Match) -> str:
-            pre, j, post = m.groups()
-            if type(kids[int(j)]) is _Inlined and not (pre and post):
-                j = f"({{{j}}})"  # an inlined expression inside an operator: parenthesised
-            else:
-                j = f"{{{j}}}"  # a name, or a whole argument / list item
-            return f"{pre or ''}{j}{post or ''}"
-
-        template = _TOKEN.sub(slot, text)
-        if all(isinstance(k, str) or k.is_Number for k in kids):
-            templates[key] = template
-    return template.format(*kids)
-
-
-def _doprint(printer: _Printer, expr: sp.Basic) -> str:
-    try:
-        return printer.doprint(expr)
-    except PrintMethodNotImplementedError as exc:
-        head = type(expr).__name__
-        raise UnsupportedFunctionError(
-            head,
-            f"cannot compile {head}: SymPy's NumPy printer has no translation for it; replace "
-            "it with functions NumPy knows, or substitute a value",
-        ) from exc
-
-
+@paused_gc()
 def value_and_grad(
     expr: Any, wrt: Any, args: Any = None, *, backend: str = "numpy", reduce: str | None = None
 ):
@@ -742,7 +574,7 @@ def value_and_grad(
     """
     e = as_expr(expr)
     syms, single = as_symbols(wrt, e)
-    raw = sweep([e], syms)[0]
+    (raw,), dag = _sweep([e], syms)
     gradient = [raw.get(s, sp.S.Zero) for s in syms]
     if args is None:
         args = [syms[0] if single else syms]
@@ -752,4 +584,5 @@ def value_and_grad(
                 f"the expression also depends on {', '.join(map(str, extra[:10]))}; pass "
                 "args=[...] listing every symbol the compiled function should take"
             )
-    return lambdify([e, gradient[0] if single else gradient], args, backend, reduce=reduce)
+    outputs = [e, gradient[0] if single else gradient]
+    return _lambdify(outputs, args, backend, reduce, "symgrad_fn", dag)

@@ -53,7 +53,7 @@ class Linear(NamedTuple):
     index: dict[sp.Basic, int]  # node -> its position
 
 
-def linearise(roots: Iterable[sp.Basic]) -> Linear:
+def linearise(roots: Iterable[sp.Basic], base: Linear | None = None) -> Linear:
     """The unique nodes reachable from ``roots`` in topological order, with their arguments.
 
     The walk is iterative and visits objects by identity; each node is hashed only after its
@@ -64,48 +64,55 @@ def linearise(roots: Iterable[sp.Basic]) -> Linear:
 
     Args:
         roots: SymPy objects (expressions, booleans, ...).
+        base: a DAG already linearised (e.g. the forward graph a gradient was derived from):
+            its nodes keep their positions and are not walked again. It is not modified.
 
     Returns:
         A :class:`Linear`: children before parents; roots appear in the order given (when not
-        already inside an earlier root).
+        already inside an earlier root or ``base``).
 
     >>> import sympy as sp
     >>> x, y = sp.symbols("x y")
     >>> linearise([x * y, y]).args
     [[], [], [0, 1]]
+    >>> linearise([x * y + 1], base=linearise([x * y])).order
+    [x, y, x*y, 1, x*y + 1]
     """
-    return _walk(roots, True)
+    return _walk(roots, True, base)
 
 
-def _walk(roots: Iterable[sp.Basic], with_args: bool) -> Linear:
-    order: list[sp.Basic] = []
-    args_of: list[list[int]] = []
-    index: dict[sp.Basic, int] = {}
-    visited: set[int] = set()
+def _walk(roots: Iterable[sp.Basic], with_args: bool, base: Linear | None = None) -> Linear:
+    order: list[sp.Basic] = [] if base is None else list(base.order)
+    args_of: list[list[int]] = [] if base is None else list(base.args)
+    index: dict[sp.Basic, int] = {} if base is None else dict(base.index)
+    # object id -> position of the node equal to it; an id is entered when its node is done
+    # (its arguments can then be found by id, without hashing them again). A node that is
+    # started but not done is an ancestor on the stack, never a child: the graph is acyclic.
+    at: dict[int, int] = {id(node): i for i, node in enumerate(order)}
     keep_alive: list[sp.Basic] = []  # ids stay valid only while their objects live
     for root in roots:
-        if id(root) in visited:
+        if id(root) in at:
             continue
-        visited.add(id(root))
         args = root.args
         # Explicit stack of (node, args, iterator): a post-order DFS without recursion.
         stack = [(root, args, iter(args))]
         while stack:
             node, args, it = stack[-1]
             for child in it:
-                if id(child) not in visited:
-                    visited.add(id(child))
+                if id(child) not in at:
                     child_args = child.args
                     stack.append((child, child_args, iter(child_args)))
                     break
             else:
                 stack.pop()
                 keep_alive.append(node)
-                if node not in index:  # hashes node; its args are already hashed
-                    index[node] = len(order)
+                position = index.get(node)  # hashes node; its args are already hashed
+                if position is None:
+                    position = index[node] = len(order)
                     order.append(node)
                     if with_args:
-                        args_of.append([index[a] for a in args])
+                        args_of.append([at[id(a)] for a in args])
+                at[id(node)] = position
     return Linear(order, args_of, index)
 
 

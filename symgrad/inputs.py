@@ -39,6 +39,10 @@ def describe(obj: object, limit: int = 50) -> str:
     return f"{type(obj).__name__} {text}"
 
 
+# classes of scalar expressions seen by as_expr (isinstance against SymPy's ABCs is slow)
+_SCALAR_TYPES: set[type] = set()
+
+
 def as_expr(obj: object, what: str = "expression") -> sp.Expr:
     """``obj`` as a scalar SymPy expression.
 
@@ -60,11 +64,14 @@ def as_expr(obj: object, what: str = "expression") -> sp.Expr:
     symgrad.errors.InputTypeError: expression must be a SymPy expression, got a string ('x'); \
 turn text into an expression with symgrad.parse(text)
     """
+    if type(obj) in _SCALAR_TYPES:
+        return obj
     if isinstance(obj, sp.Expr) and not isinstance(obj, sp.MatrixBase):
         if isinstance(obj, sp.MatrixExpr):
             raise InputTypeError(
                 f"{what} must be a scalar expression, got the matrix expression {obj}"
             )
+        _SCALAR_TYPES.add(type(obj))
         return obj
     if isinstance(obj, str):
         raise InputTypeError(

@@ -1,0 +1,173 @@
+"""Fusing many scalar products into one vectorised NumPy operation (layer 3).
+
+A gradient written out over scalars is full of single-use binary products: a sum
+``w1*h1 + w2*h2 + ... + wn*hn`` (a neuron's pre-activation, or the adjoint summed over a
+layer's outgoing weights), and gradient vectors whose entries are ``adjoint * input``. Printed
+term by term, each costs two NumPy calls per evaluation and several AST nodes in Python's
+``compile()``. The :class:`Fuser` prints them instead as
+
+- ``_dot(left, right)``: one product of the stacked factors, summed over the first axis;
+- ``_gather(shape, where, others, left, right)``: a stacked output whose product entries are
+  ``left[i] * right[j]`` for index arrays kept as module-level constants.
+
+A factor list that is a run of one vector argument's entries (``w[k]`` for an arithmetic
+progression of ``k``) is printed as a slice of that argument; any other list is stacked once,
+in a statement of its own, and shared by every later sum that reads the same nodes.
+
+>>> import sympy as sp
+>>> from symgrad.codegen_print import _Printer
+>>> ws, hs = sp.symbols("w:8"), sp.symbols("h:8")
+>>> fuser = Fuser(_Printer(), {}, {f"_w{k}": ("_w", k) for k in range(8)})
+>>> pairs = [_Pair(w * h, [f"_w{k}", f"_h{k}"], [k, 8 + k]) for k, (w, h) in enumerate(zip(ws, hs))]
+>>> fuser.node(sp.Add(*[w * h for w, h in zip(ws, hs)]), pairs)
+'_dot(_w[0:8], _v0)'
+>>> fuser.lines
+['_v0 = _rows([_h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7])']
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import sympy as sp
+
+from .codegen_print import _doprint, _Inlined, _print_node, _Printer
+
+__all__ = ["FUSE_MIN", "Fuser"]
+
+#: A sum with at least this many single-use binary products is printed as one ``_dot``, and a
+#: stacked output with at least this many product entries as one ``_gather``.
+FUSE_MIN = 8
+
+
+class _Pair:
+    """A product of two factors read once, not printed yet: its reader may fuse it.
+
+    ``kids`` are the factors as the code generator prints them (names, inlined texts,
+    literals, other pairs); ``positions`` are the factor nodes' positions in the DAG.
+    """
+
+    __slots__ = ("kids", "node", "positions")
+
+    def __init__(self, node: sp.Basic, kids: list, positions: list[int]) -> None:
+        self.node, self.kids, self.positions = node, kids, positions
+
+
+class Fuser:
+    """Prints nodes over their arguments, fusing single-use products where many meet.
+
+    Args:
+        printer: the NumPy printer.
+        templates: its template cache (see :func:`symgrad.codegen_print._print_node`).
+        elements: the name of each vector argument's entry -> ``(vector name, index)``.
+
+    Attributes:
+        lines: statements (stacked factor lists) to emit before the next statement that reads
+            the texts returned so far; the caller empties it.
+        constants: module-level lines (the index arrays of ``_gather``).
+
+    >>> import sympy as sp
+    >>> from symgrad.codegen_print import _Printer
+    >>> a, xs = sp.Symbol("a"), sp.symbols("x:8")
+    >>> fuser = Fuser(_Printer(), {}, {})
+    >>> products = [_Pair(a * x, ["_a", f"_x{k}"], [0, 1 + k]) for k, x in enumerate(xs)]
+    >>> fuser.stacked((9,), [*products, "_b"])
+    '_gather((9,), _g0, [_b], _v0, _v1)'
+    >>> fuser.lines
+    ['_v0 = _rows([_a])', '_v1 = _rows([_x0, _x1, _x2, _x3, _x4, _x5, _x6, _x7])']
+    >>> fuser.constants
+    ['_g0 = (_indices("0,1,2,3,4,5,6,7"), _indices("0,0,0,0,0,0,0,0"), ..., _indices("8"))']
+    """
+
+    def __init__(self, printer: _Printer, templates: dict, elements: dict[str, tuple[str, int]]):
+        self.printer, self.templates, self.elements = printer, templates, elements
+        self.lines: list[str] = []
+        self.constants: list[str] = []
+        self._stacked: dict[tuple[int, ...], str] = {}
+
+    def text(self, kid: Any) -> str:
+        """A factor as text: a pair is printed as a plain product."""
+        if type(kid) is _Pair:
+            kids = [self.text(k) if type(k) is _Pair else k for k in kid.kids]
+            return _Inlined(_print_node(self.printer, self.templates, kid.node, kids))
+        return kid if isinstance(kid, str) else _doprint(self.printer, kid)
+
+    def node(self, node: sp.Basic, kids: list) -> str:
+        """``node`` printed over ``kids``; a sum of many single-use products becomes a ``_dot``."""
+        pairs = [k for k in kids if type(k) is _Pair]
+        if not pairs:
+            return _print_node(self.printer, self.templates, node, kids)
+        if node.is_Add and len(pairs) >= FUSE_MIN:
+            dot = f"_dot({self._factors(pairs, 0)}, {self._factors(pairs, 1)})"
+            rest = [k for k in kids if type(k) is not _Pair]
+            if not rest:
+                return dot
+            return _print_node(self.printer, self.templates, node, [*rest, dot])
+        kids = [self.text(k) if type(k) is _Pair else k for k in kids]
+        return _print_node(self.printer, self.templates, node, kids)
+
+    def stacked(self, shape: tuple[int, ...], kids: list, mean: bool = False) -> str:
+        """A rectangular output of ``shape`` from its flat leaves: ``_stack`` or ``_gather``.
+
+        With ``mean``, the output's batch mean (``_gather_mean`` never forms the per-sample
+        products: their means are entries of one matrix product).
+        """
+        pairs = [k for k in kids if type(k) is _Pair]
+        if len(pairs) < FUSE_MIN:
+            text = f"_stack({shape}, [{', '.join(self.text(k) for k in kids)}])"
+            return f"_batch_mean({text}, {len(shape)})" if mean else text
+        at = [pos for pos, k in enumerate(kids) if type(k) is _Pair]
+        rest = [pos for pos, k in enumerate(kids) if type(k) is not _Pair]
+        sides = []
+        for side in (0, 1):
+            # each distinct factor is stacked once; the index array picks it per entry
+            first: dict[int, int] = {}
+            unique: list[_Pair] = []
+            picks = []
+            for p in pairs:
+                key = p.positions[side]
+                if key not in first:
+                    first[key] = len(unique)
+                    unique.append(p)
+                picks.append(first[key])
+            sides.append((self._factors(unique, side), picks))
+        g = f"_g{len(self.constants)}"
+        where = (at, sides[0][1], sides[1][1], rest)
+        self.constants.append(f"{g} = ({', '.join(_index_text(w) for w in where)})")
+        others = ", ".join(self.text(kids[pos]) for pos in rest)
+        call = "_gather_mean" if mean else "_gather"
+        return f"{call}({shape}, {g}, [{others}], {sides[0][0]}, {sides[1][0]})"
+
+    def _factors(self, pairs: list[_Pair], side: int) -> str:
+        """One side's factors as one stacked operand: a slice, or a shared stacked list."""
+        kids = [p.kids[side] for p in pairs]
+        run = _run([self.elements.get(k) if type(k) is str else None for k in kids])
+        if run is not None:
+            return run
+        key = tuple(p.positions[side] for p in pairs)
+        name = self._stacked.get(key)
+        if name is None:
+            name = self._stacked[key] = f"_v{len(self._stacked)}"
+            self.lines.append(f"{name} = _rows([{', '.join(self.text(k) for k in kids)}])")
+        return name
+
+
+def _index_text(values: list[int]) -> str:
+    # an index array as one string constant: cheap to compile however long
+    return f'_indices("{",".join(map(str, values))}")'
+
+
+def _run(entries: list[tuple[str, int] | None]) -> str | None:
+    """``vector[start:stop:step]`` when the entries are an arithmetic run of one vector."""
+    if None in entries or len({vec for vec, _ in entries}) != 1:  # type: ignore[misc]
+        return None
+    vec = entries[0][0]  # type: ignore[index]
+    idx = [k for _, k in entries]  # type: ignore[misc]
+    step = idx[1] - idx[0]
+    if step == 0 or any(b - a != step for a, b in itertools.pairwise(idx)):
+        return None
+    stop = idx[-1] + step
+    if stop < 0:
+        return f"{vec}[{idx[0]}::{step}]"
+    return f"{vec}[{idx[0]}:{stop}]" if step == 1 else f"{vec}[{idx[0]}:{stop}:{step}]"

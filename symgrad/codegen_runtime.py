@@ -1,0 +1,227 @@
+"""What generated code calls at run time (layer 2): argument checks, stacking, fused products.
+
+The source that :func:`symgrad.lambdify` generates refers to these helpers by name; they are
+kept apart from the code generator so that the generated functions' run-time support is small,
+dependency-free (NumPy and ``math`` only) and testable on its own.
+
+>>> import numpy as np
+>>> _dot([1.0, 2.0], [np.array([1.0, 0.0]), np.array([3.0, 1.0])]).tolist()
+[7.0, 2.0]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import ArgumentError, ShapeError
+from .inputs import describe
+
+
+def _fmax(*xs: float) -> float:
+    # numpy.maximum: NaN propagates
+    m = xs[0]
+    for x in xs[1:]:
+        if x > m or x != x:
+            m = x
+    return m
+
+
+def _fmin(*xs: float) -> float:
+    m = xs[0]
+    for x in xs[1:]:
+        if x < m or x != x:
+            m = x
+    return m
+
+
+def _heaviside(x: float, h0: float) -> float:
+    return 1.0 if x > 0 else 0.0 if x < 0 else h0 if x == 0 else x
+
+
+class _VectorMath:
+    """Stands in for ``math`` in generated code: math functions that also take arrays.
+
+    SymPy prints functions with no NumPy equivalent (``erf``, ``gamma``, ...) as ``math.f``.
+    """
+
+    def __getattr__(self, name: str):
+        scalar = getattr(math, name)
+        if not callable(scalar):
+            return scalar
+        ufunc = np.frompyfunc(scalar, 1, 1)
+
+        def vectorised(x):
+            if isinstance(x, (float, int)):
+                return scalar(x)
+            out = ufunc(x)
+            return out.astype(float) if isinstance(out, np.ndarray) else float(out)
+
+        setattr(self, name, vectorised)
+        return vectorised
+
+
+def _batch_mean(x, lead: int):
+    # the mean over the batch axes: those after the output's own ``lead`` axes (a value that does
+    # not depend on the batch is its own mean)
+    if isinstance(x, np.ndarray) and x.ndim > lead:
+        if x.size == 0:
+            _empty_batch()
+        return x.mean(axis=tuple(range(lead, x.ndim)))
+    return x
+
+
+def _empty_batch():
+    raise ShapeError("reduce='mean' over an empty batch: give at least one sample")
+
+
+def _rows(items: Sequence) -> np.ndarray:
+    # leaves of broadcastable shapes stacked along a new first axis (batch axes last); an
+    # array is already stacked
+    if isinstance(items, np.ndarray):
+        return items
+    try:
+        return np.array(items)
+    except ValueError:
+        return np.stack(np.broadcast_arrays(*items))
+
+
+def _stack(shape, items):
+    # One array of ``shape + batch`` from the flat leaves of a rectangular nested output. Leaves
+    # that do not depend on the batch stay scalars until here, where all leaves are broadcast
+    # together (batch axes last), so a constant row sits beside a batch row.
+    arr = _rows(items)
+    return arr.reshape(shape + arr.shape[1:]) if len(shape) > 1 else arr
+
+
+def _lift(x: np.ndarray, ndim: int) -> np.ndarray:
+    # stacked rows with fewer batch axes: new length-1 axes after the first, so the batch axes
+    # align from the right as they do between the leaves themselves
+    if x.ndim >= ndim:
+        return x
+    return x.reshape(x.shape[:1] + (1,) * (ndim - x.ndim) + x.shape[1:])
+
+
+def _dot(left: Sequence, right: Sequence):
+    # sum_k left[k] * right[k] over leaves of broadcastable shapes, as one vectorised product
+    a, b = _rows(left), _rows(right)
+    if a.ndim == 1 and b.ndim <= 2:
+        return a @ b
+    if b.ndim == 1 and a.ndim == 2:
+        return b @ a
+    nd = max(a.ndim, b.ndim)
+    return (_lift(a, nd) * _lift(b, nd)).sum(axis=0)
+
+
+def _gather(shape, where, items: Sequence, left: Sequence, right: Sequence):
+    # A stacked output whose leaves at flat positions where[0] are the products
+    # left[where[1]] * right[where[2]] and whose other leaves (at where[3]) are ``items``.
+    at, li, ri, rest = where
+    a, b = _rows(left)[li], _rows(right)[ri]
+    nd = max(a.ndim, b.ndim)
+    prod = _lift(a, nd) * _lift(b, nd)
+    if len(items):
+        others = _rows(items)
+        nd = max(nd, others.ndim)
+        prod, others = _lift(prod, nd), _lift(others, nd)
+        batch = np.broadcast_shapes(prod.shape[1:], others.shape[1:])
+        out = np.empty((len(at) + len(rest), *batch), np.result_type(prod, others))
+        out[rest] = others
+    else:
+        out = np.empty_like(prod)
+    out[at] = prod
+    return out.reshape(shape + out.shape[1:])
+
+
+def _gather_mean(shape, where, items: Sequence, left: Sequence, right: Sequence):
+    # The batch mean of ``_gather(...)``, without its per-sample rows: the mean of
+    # left[i] * right[j] over the batch is entry (i, j) of one matrix product, left @ right.T.
+    at, li, ri, rest = where
+    a, b = _rows(left), _rows(right)
+    nd = max(a.ndim, b.ndim)
+    if nd == 1:  # the products have no batch axes
+        return _batch_mean(_gather(shape, where, items, a, b), len(shape))
+    a, b = _lift(a, nd), _lift(b, nd)
+    batch = np.broadcast_shapes(a.shape[1:], b.shape[1:])
+    others = _rows(items) if len(items) else None
+    if math.prod(batch if others is None else np.broadcast_shapes(batch, others.shape[1:])) == 0:
+        _empty_batch()
+    n = math.prod(batch)
+    a = np.broadcast_to(a, a.shape[:1] + batch).reshape(a.shape[0], n)
+    b = np.broadcast_to(b, b.shape[:1] + batch).reshape(b.shape[0], n)
+    pairs = (a @ b.T)[li, ri] / n
+    others = pairs[:0] if others is None else others.reshape(len(rest), -1).mean(axis=1)
+    out = np.empty(len(at) + len(rest), np.result_type(pairs, others))
+    out[at], out[rest] = pairs, others
+    return out.reshape(shape)
+
+
+def _indices(text: str) -> np.ndarray:
+    # index arrays are kept in the generated source as one string constant each
+    return np.array([int(v) for v in text.split(",")] if text else [], dtype=np.intp)
+
+
+def _coerce(value: Any, position: int, names: Sequence[str]) -> Any:
+    """A scalar argument as a float (or a float/complex array)."""
+    if isinstance(value, (bool, np.bool_)) or value is None or isinstance(value, (str, bytes)):
+        raise ArgumentError(
+            f"argument {position} ({names[position]}) must be a number or an array of numbers, "
+            f"got {describe(value)}"
+        )
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise ArgumentError(
+            f"argument {position} ({names[position]}) is not a numeric array: {exc}"
+        ) from exc
+    if arr.dtype.kind in "iub":
+        arr = arr.astype(float)
+    elif arr.dtype.kind not in "fc":
+        raise ArgumentError(
+            f"argument {position} ({names[position]}) must be numeric, got an array of dtype "
+            f"{arr.dtype}"
+        )
+    return arr if arr.ndim else arr[()]
+
+
+def _coerce_vector(
+    value: Any, position: int, names: Sequence[str], size: int, as_list: bool = True
+) -> Any:
+    """A vector argument: first axis of length ``size`` (the symbols), any batch axes after."""
+    arr = _coerce(value, position, names)
+    if np.ndim(arr) == 0:
+        raise ShapeError(
+            f"argument {position} ({names[position]}) must be an array with {size} entries along "
+            "its first axis, got a scalar"
+        )
+    if arr.shape[0] != size:
+        raise ShapeError(
+            f"argument {position} ({names[position]}) must have {size} entries along its first "
+            f"axis (one per symbol), got shape {arr.shape}"
+        )
+    return arr.tolist() if arr.ndim == 1 and as_list else arr
+
+
+#: The helpers by the names generated code uses.
+HELPERS = {
+    f.__name__: f
+    for f in (
+        _stack,
+        _rows,
+        _dot,
+        _gather,
+        _gather_mean,
+        _indices,
+        _batch_mean,
+        _coerce,
+        _coerce_vector,
+        _fmax,
+        _fmin,
+        _heaviside,
+    )
+}
