@@ -112,7 +112,13 @@ def _sweep(
     dep = [False] * len(order)  # whether node i depends on a target
     for i, node in enumerate(order):
         a = args_of[i]
-        dep[i] = any(dep[j] for j in a) if a else node in targets
+        if not a:
+            dep[i] = node in targets
+            continue
+        for j in a:
+            if dep[j]:
+                dep[i] = True
+                break
     results: list[dict[sp.Symbol, sp.Expr]] = []
     for k, out in enumerate(outputs):
         grads: dict[sp.Symbol, sp.Expr] = {}

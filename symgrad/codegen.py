@@ -70,6 +70,7 @@ _ARGUMENT, _LITERAL, _SHADOW, _INLINED, _STATEMENT = range(5)
 INLINE_ARGS = 8
 INLINE_DEPTH = 4
 _TEMP = re.compile(r"\b_t(\d+)\b")
+_ELEMENT = re.compile(r"\b_a\d+_\d+\b")
 _MATH = re.compile(r"\bmath\.")
 
 
@@ -268,6 +269,7 @@ def _generate(
     var: dict[sp.Basic, str] = {}
     fast_test: list[str] = []  # conditions for the scalar fast path
     unpack: list[str] = []  # vector arguments unpacked into per-symbol names
+    vectors: list[tuple[int, list[str]]] = []  # vector argument -> its per-symbol names
     elements: dict[str, tuple[str, int]] = {}  # per-symbol name -> (vector argument, index)
     for i, item in enumerate(arg_spec):
         if isinstance(item, sp.Symbol):
@@ -286,9 +288,9 @@ def _generate(
                 unpack.append(f"{', '.join(names)}{tail} = _a{i}{'.tolist()' if native else ''}")
             fast_test.append(f"_a{i}.ndim == 1" if native else f"type(_a{i}) is list")
             var.update(zip(item, names, strict=True))
+            vectors.append((i, names))
             elements.update((nm, (f"_a{i}", j)) for j, nm in enumerate(names))
-    if not native:
-        lines += [f"    {u}" for u in unpack]
+    unpack_at = len(lines)  # where the NumPy path unpacks vector arguments (non-native)
 
     dag = linearise(leaves, base)
     if any(len(a) > WIDE for a in dag.args) and any(
@@ -441,16 +443,41 @@ def _generate(
         lines.append(f"    return {build(out_spec, True, lambda i: f'_o[{i}]', True)}")
     else:
         ret = averaged(out_spec, vector_leaf) if mean else build(out_spec, True, vector_leaf)
-        lines += vector_lines
-        lines += [f"    {ln}" for ln in fuser.lines]
-        lines.append(f"    return {ret}")
+        body = [*vector_lines, *[f"    {ln}" for ln in fuser.lines], f"    return {ret}"]
+        if scalar_lines is not None:
+            lines[unpack_at:unpack_at] = [f"    {u}" for u in unpack]
+        else:  # unpack only the entries the NumPy statements name (fused ones are sliced)
+            used = set(_ELEMENT.findall("\n".join(body)))
+            picks, constants = _unpack_used(vectors, used)
+            lines[unpack_at:unpack_at] = picks
+            fuser.constants += constants
+        lines += body
         lines += fuser.constants
     return "\n".join(lines) + "\n"
 
 
+def _unpack_used(
+    vectors: list[tuple[int, list[str]]], used: set[str]
+) -> tuple[list[str], list[str]]:
+    """Statements unpacking the ``used`` entries of vector arguments, and module constants."""
+    lines: list[str] = []
+    constants: list[str] = []
+    for i, names in vectors:
+        keep = [(j, nm) for j, nm in enumerate(names) if nm in used]
+        if len(keep) == len(names):
+            lines.append(f"    {', '.join(names)}{',' if len(names) == 1 else ''} = _a{i}")
+        elif len(keep) == 1:
+            lines.append(f"    {keep[0][1]} = _a{i}[{keep[0][0]}]")
+        elif keep:
+            pick = f"_p{len(constants)}"
+            constants.append(f'{pick} = _picker("{",".join(str(j) for j, _ in keep)}")')
+            lines.append(f"    {', '.join(nm for _, nm in keep)} = {pick}(_a{i})")
+    return lines, constants
+
+
 def _is_negation(node: sp.Basic) -> bool:
     a = node.args
-    return node.is_Mul and len(a) == 2 and a[0].is_Number and a[0] == -1
+    return node.is_Mul and len(a) == 2 and a[0] is sp.S.NegativeOne
 
 
 def _plan(
@@ -471,7 +498,10 @@ def _plan(
     n = len(order)
     uses = [0] * n
     pinned = [False] * n  # arguments of shadows: a shadow is printed at every use
-    shadowy = [isinstance(node, _INLINE) or _is_negation(node) for node in order]
+    shadowy = [node.is_Mul and _is_negation(node) for node in order]
+    inline = tuple(t for t in {type(node) for node in order} if issubclass(t, _INLINE))
+    if inline:
+        shadowy = [s or isinstance(node, inline) for s, node in zip(shadowy, order, strict=True)]
     for i in range(n):
         for a in args_of[i]:
             uses[a] += 1

@@ -12,6 +12,7 @@ dependency-free (NumPy and ``math`` only) and testable on its own.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -159,6 +160,11 @@ def _gather_mean(shape, where, items: Sequence, left: Sequence, right: Sequence)
     return out.reshape(shape)
 
 
+def _picker(text: str) -> operator.itemgetter:
+    # the entries of a vector argument that generated code names (at least two)
+    return operator.itemgetter(*(int(v) for v in text.split(",")))
+
+
 def _indices(text: str) -> np.ndarray:
     # index arrays are kept in the generated source as one string constant each
     return np.array([int(v) for v in text.split(",")] if text else [], dtype=np.intp)
@@ -217,6 +223,7 @@ HELPERS = {
         _gather,
         _gather_mean,
         _indices,
+        _picker,
         _batch_mean,
         _coerce,
         _coerce_vector,
