@@ -237,7 +237,10 @@ def _lambdify(
     kernel = None
     if backend == "c":
         kernel = build_c_kernel(arg_spec, leaves, f"{name}_kernel", mean=reduce == "mean")
-    source = _generate(arg_spec, leaves, out_spec, name, kernel is not None, reduce == "mean", base)
+    # a top-level matrix is one 2-D array; a top-level list a tuple of results
+    top = not isinstance(outputs, sp.MatrixBase)
+    native = kernel is not None
+    source = _generate(arg_spec, leaves, (out_spec, top), name, native, reduce == "mean", base)
     filename = f"<symgrad:{name}:{hashlib.sha1(source.encode()).hexdigest()[:12]}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace: dict[str, Any] = {
@@ -258,12 +261,13 @@ def _lambdify(
 def _generate(
     arg_spec: list,
     leaves: list[sp.Expr],
-    out_spec: Any,
+    spec: tuple[Any, bool],
     name: str,
     native: bool,
     mean: bool,
     base: Linear | None,
 ) -> str:
+    out_spec, top = spec
     params = [f"_a{i}" for i in range(len(arg_spec))]
     lines = [f"def {name}({', '.join(params)}):"]
     var: dict[sp.Basic, str] = {}
@@ -416,7 +420,7 @@ def _generate(
             shape, flat = _rectangular(s)
             return fuser.stacked(shape, [kid[outs[i]] for i in flat], mean=True)
 
-        if isinstance(spec, int):
+        if isinstance(spec, int) or not top:
             return one(spec)
         return f"({', '.join(one(s) for s in spec)}{',' if len(spec) == 1 else ''})"
 
@@ -425,7 +429,7 @@ def _generate(
 
     if scalar_lines is not None:
         try:
-            ret = build(out_spec, True, lambda i: ref(outs[i], math_printer))
+            ret = build(out_spec, top, lambda i: ref(outs[i], math_printer))
         except UnsupportedFunctionError:
             scalar_lines = None
     if scalar_lines is not None:
@@ -440,9 +444,9 @@ def _generate(
         lines.append("            pass")
     if native:
         lines.append(f"    _o = _kernel({', '.join(params)})")
-        lines.append(f"    return {build(out_spec, True, lambda i: f'_o[{i}]', True)}")
+        lines.append(f"    return {build(out_spec, top, lambda i: f'_o[{i}]', True)}")
     else:
-        ret = averaged(out_spec, vector_leaf) if mean else build(out_spec, True, vector_leaf)
+        ret = averaged(out_spec, vector_leaf) if mean else build(out_spec, top, vector_leaf)
         body = [*vector_lines, *[f"    {ln}" for ln in fuser.lines], f"    return {ret}"]
         if scalar_lines is not None:
             lines[unpack_at:unpack_at] = [f"    {u}" for u in unpack]

@@ -164,6 +164,8 @@ def _run(entries: list[tuple[str, int] | None]) -> str | None:
         return None
     vec = entries[0][0]  # type: ignore[index]
     idx = [k for _, k in entries]  # type: ignore[misc]
+    if len(idx) == 1:
+        return f"{vec}[{idx[0]}:{idx[0] + 1}]"
     step = idx[1] - idx[0]
     if step == 0 or any(b - a != step for a, b in itertools.pairwise(idx)):
         return None

@@ -54,6 +54,25 @@ def test_nested_outputs_become_arrays_with_constants_broadcast() -> None:
     assert lambdify(sp.Integer(3), [])() == 3
 
 
+@pytest.mark.parametrize("backend", ["numpy", "c"])
+def test_a_top_level_matrix_is_one_array(backend) -> None:
+    from symgrad.backends import c_available
+
+    if backend == "c" and not c_available():
+        pytest.skip("no C compiler")
+    m = sp.Matrix([[x, sp.Integer(1)], [sp.exp(y), x * y]])
+    reference = sp.lambdify([x, y], m, "numpy")  # also one 2-D array
+    f = lambdify(m, [x, y], backend)
+    np.testing.assert_allclose(f(2.0, 0.5), reference(2.0, 0.5), rtol=1e-12)
+    xs = np.array([1.0, 2.0, 3.0])
+    batch = f(xs, 0.5)
+    assert batch.shape == (2, 2, 3)
+    for k, xv in enumerate(xs):
+        np.testing.assert_allclose(batch[..., k], reference(xv, 0.5), rtol=1e-12)
+    mean = lambdify(m, [x, y], backend, reduce="mean")(xs, 0.5)
+    np.testing.assert_allclose(mean, batch.mean(axis=-1), rtol=1e-12)
+
+
 def test_value_and_grad_matches_hand_derivatives() -> None:
     f = value_and_grad(x**2 * y + sp.exp(x), [x, y])
     value, g = f([1.0, 3.0])
