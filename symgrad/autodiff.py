@@ -161,7 +161,8 @@ def _sweep(
                         adjoints[a] = [(i, contribution)]
                     else:
                         adjoints[a].append((i, contribution))
-                    outgoing.append((order[a], local, contribution))
+                    if on_step is not None:
+                        outgoing.append((order[a], local, contribution))
                 name = rule.name
             if on_step is not None:
                 parents = tuple((order[p] if p >= 0 else None, c) for p, c in incoming)

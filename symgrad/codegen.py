@@ -354,11 +354,14 @@ def _generate(
             continue
         text = math_text = None
         if not native:
-            kids = [kid[a] for a in args_of[i]]
-            if k == _INLINED and len(kids) == 2 and node.is_Mul:
+            positions = args_of[i]
+            if k == _INLINED and node.is_Mul and len(positions) == 2:
                 # a product read once: printed by its reader, which may fuse it (_dot, _gather)
-                kid[i] = _Pair(node, kids, args_of[i])
+                kid[i] = _Pair(node, [kid[positions[0]], kid[positions[1]]], positions)
+                if scalar_lines is None:
+                    continue
             else:
+                kids = [kid[a] for a in positions]
                 text = fuser.node(node, kids)
                 if fuser.lines:
                     vector_lines += [f"    {ln}" for ln in fuser.lines]
@@ -506,10 +509,11 @@ def _plan(
     inline = tuple(t for t in {type(node) for node in order} if issubclass(t, _INLINE))
     if inline:
         shadowy = [s or isinstance(node, inline) for s, node in zip(shadowy, order, strict=True)]
-    for i in range(n):
-        for a in args_of[i]:
+    for i, positions in enumerate(args_of):
+        for a in positions:
             uses[a] += 1
-            if shadowy[i]:
+        if shadowy[i]:
+            for a in positions:
                 pinned[a] = True
     for o in outs:
         uses[o] += 1
