@@ -315,11 +315,16 @@ def _generate(
             "unevaluated derivative/integral; substitute a concrete function first",
         )
     missing = []
+    by_id = {id(s): v for s, v in var.items()}  # the argument symbols themselves: no hashing
     for i, n in enumerate(order):
-        if not args_of[i] and n.is_Symbol:
-            name[i] = var.get(n)
-            if name[i] is None:
+        if args_of[i]:
+            continue
+        v = by_id.get(id(n))
+        if v is None and n.is_Symbol:
+            v = var.get(n)  # an equal symbol object of its own
+            if v is None:
                 missing.append(n)
+        name[i] = v
     if missing:
         shown = ", ".join(sorted(str(s) for s in missing)[:10])
         raise MissingSymbolError(

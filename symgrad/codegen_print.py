@@ -82,13 +82,23 @@ class _Inlined(str):
 
 def _print_node(printer: _Printer, templates: dict, node: sp.Basic, kids: list) -> str:
     """Print ``node`` with its arguments replaced by ``kids`` (names, inlined texts, literals)."""
-    # Nodes of the same head whose args are all names, inlined texts or numbers print alike:
-    # print one template with tokens _P0_, _P1_, ... and fill in the texts with str.format.
-    # Other arguments (shadows: negations, tuples) are printed in place, uncached.
-    key = (type(node), *[type(k) if isinstance(k, str) else k for k in kids])
+    # Nodes of the same head whose args are all names, inlined texts, numbers or negated names
+    # print alike: print one template with tokens _P0_, _P1_, ... (-_P0_ for a negated name)
+    # and fill in the names and texts with str.format. Other arguments (shadows: tuples,
+    # condition pairs) are printed in place, uncached.
+    negated = [_negated_name(k) for k in kids]
+    pairs = list(zip(kids, negated, strict=True))
+    key = (type(node), *[type(k) if isinstance(k, str) else _NEGATED if n else k for k, n in pairs])
     template = templates.get(key)
     if template is None:
-        tokens = [sp.Symbol(f"_P{i}_") if isinstance(k, str) else k for i, k in enumerate(kids)]
+        tokens = [
+            sp.Symbol(f"_P{i}_")
+            if isinstance(k, str)
+            else sp.Mul(sp.S.NegativeOne, sp.Symbol(f"_P{i}_"), evaluate=False)
+            if n
+            else k
+            for i, (k, n) in enumerate(pairs)
+        ]
         text = _doprint(printer, rebuild(node, tokens)).replace("{", "{{").replace("}", "}}")
 
         def slot(m: re.Match) -> str:
@@ -100,9 +110,21 @@ def _print_node(printer: _Printer, templates: dict, node: sp.Basic, kids: list) 
             return f"{pre or ''}{j}{post or ''}"
 
         template = _TOKEN.sub(slot, text)
-        if all(isinstance(k, str) or k.is_Number for k in kids):
+        if all(isinstance(k, str) or n or k.is_Number for k, n in pairs):
             templates[key] = template
-    return template.format(*kids)
+    return template.format(*[n or k for k, n in pairs])
+
+
+_NEGATED = object()  # a negated name in a template key
+
+
+def _negated_name(kid: object) -> str | None:
+    # the name in a shadow ``-name`` (a negation of a statement or argument), else None
+    if type(kid) is sp.Mul:
+        a = kid.args
+        if len(a) == 2 and a[0] is sp.S.NegativeOne and a[1].is_Symbol:
+            return a[1].name
+    return None
 
 
 def _doprint(printer: _Printer, expr: sp.Basic) -> str:

@@ -208,6 +208,22 @@ def test_inlined_single_use_nodes_keep_their_precedence(expr) -> None:
         np.testing.assert_allclose(gs, _reference(grads, [x, y, z], *p), rtol=1e-11)
 
 
+def test_negations_of_different_names_share_a_template_but_not_a_name() -> None:
+    # ``1 - u`` prints through a cached template with a negated slot; every use must keep its
+    # own name (a template keyed on the wrong thing would repeat the first one)
+    us = [sp.sin(x), sp.cos(y), sp.exp(z), sp.tanh(x * y)]
+    outs = []
+    for u in us:  # each u is read several times: a statement, negated in place
+        outs += [u * (1 - u), sp.Pow(-u, 3, evaluate=False), sp.exp(-u) + u]
+    f = lambdify(outs, [x, y, z])
+    reference = sp.lambdify([x, y, z], outs, "numpy")
+    for point in [(0.3, -1.2, 0.7), (2.0, 0.5, -0.1)]:
+        np.testing.assert_allclose(f(*point), reference(*point), rtol=1e-13)
+        batch = [np.full(3, v) for v in point]
+        np.testing.assert_allclose(np.array(f(*batch))[:, 0], reference(*point), rtol=1e-13)
+    assert f.source.count("-_t") >= 8  # the negations are printed in place, over names
+
+
 def test_dead_temporaries_are_reused() -> None:
     # a chain: each link is read once by the next, so only a few names are ever live; the sum of
     # all links reads every link, so those must all stay distinct until the sum
