@@ -89,8 +89,7 @@ class Fuser:
     def text(self, kid: Any) -> str:
         """A factor as text: a pair is printed as a plain product."""
         if type(kid) is _Pair:
-            kids = [self.text(k) if type(k) is _Pair else k for k in kid.kids]
-            return _Inlined(_print_node(self.printer, self.templates, kid.node, kids))
+            return _Inlined(self.node(kid.node, kid.kids))  # a product never fuses
         return kid if isinstance(kid, str) else _doprint(self.printer, kid)
 
     def node(self, node: sp.Basic, kids: list) -> str:
