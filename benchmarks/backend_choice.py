@@ -32,7 +32,7 @@ import peers  # noqa: E402
 import workloads as wl  # noqa: E402
 
 from symgrad.autodiff import sweep  # noqa: E402
-from symgrad.backends import c as cbackend  # noqa: E402
+from symgrad.codegen import c as cbackend  # noqa: E402
 from symgrad.codegen import lambdify  # noqa: E402
 
 

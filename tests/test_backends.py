@@ -14,7 +14,7 @@ import sympy as sp
 
 import symgrad
 from symgrad import lambdify, value_and_grad
-from symgrad.backends import c as cbackend
+from symgrad.codegen import c as cbackend
 from symgrad.errors import ArgumentError, BackendUnavailableError, UnsupportedFunctionError
 from symgrad.functions import relu, sigmoid
 
@@ -170,7 +170,7 @@ def test_scalar_fast_path_falls_back_to_numpy_semantics():
 
 
 def test_scalar_fast_path_skipped_for_large_functions(monkeypatch):
-    import symgrad.codegen as codegen
+    import symgrad.codegen.compile as codegen
 
     monkeypatch.setattr(codegen, "SCALAR_PATH_LIMIT", 2)
     f = lambdify(sp.tanh(x * y + z) * x, [x, y, z])

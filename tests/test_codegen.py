@@ -56,7 +56,7 @@ def test_nested_outputs_become_arrays_with_constants_broadcast() -> None:
 
 @pytest.mark.parametrize("backend", ["numpy", "c"])
 def test_a_top_level_matrix_is_one_array(backend) -> None:
-    from symgrad.backends import c_available
+    from symgrad.codegen.c import c_available
 
     if backend == "c" and not c_available():
         pytest.skip("no C compiler")

@@ -1,4 +1,4 @@
-"""Compiling expressions into fast, vectorised NumPy functions (layer 4).
+"""Compiling expressions into fast, vectorised NumPy functions.
 
 :func:`lambdify` linearises all outputs into one DAG and computes **each unique node once**,
 printed by SymPy's own ``NumPyPrinter`` with the node's arguments replaced by the temporaries
@@ -31,12 +31,12 @@ import numpy as np
 import sympy as sp
 from sympy.core.function import AppliedUndef
 
-from . import codegen_runtime as _runtime
-from .autodiff import _sweep
-from .backends import build_c_kernel, c_available
-from .codegen_fuse import Fuser, _Pair
-from .codegen_print import _doprint, _Inlined, _MathPrinter, _print_node, _Printer
-from .errors import (
+from . import runtime as _runtime
+from ..autodiff import _sweep
+from .c import build_c_kernel, c_available
+from .fuse import Fuser, _Pair
+from .printers import _doprint, _Inlined, _MathPrinter, _print_node, _Printer
+from ..errors import (
     ArgumentError,
     BackendUnavailableError,
     InputTypeError,
@@ -45,8 +45,8 @@ from .errors import (
     ShapeError,
     UnsupportedFunctionError,
 )
-from .graph import Linear, free_symbols, linearise, paused_gc, rebuild, split_wide
-from .inputs import as_expr, as_symbols
+from ..graph import Linear, free_symbols, linearise, paused_gc, rebuild, split_wide
+from ..inputs import as_expr, as_symbols
 
 __all__ = ["BACKENDS", "CompiledFunction", "lambdify", "value_and_grad"]
 

@@ -1,4 +1,4 @@
-"""Printing one SymPy node over the names of its arguments, for generated code (layer 3).
+"""Printing one SymPy node over the names of its arguments, for generated code.
 
 The code generators print each node of a DAG with its arguments replaced by the names (or
 inlined texts) that hold them. Nodes of one head over names print alike, so a node is printed
@@ -20,8 +20,8 @@ from sympy.printing.codeprinter import PrintMethodNotImplementedError
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.pycode import PythonCodePrinter
 
-from .errors import UnsupportedFunctionError
-from .graph import rebuild
+from ..errors import UnsupportedFunctionError
+from ..graph import rebuild
 
 # a placeholder in a template, with the delimiters around it when it is a whole call argument
 # or list item

@@ -1,4 +1,4 @@
-"""What generated code calls at run time (layer 2): argument checks, stacking, fused products.
+"""What generated code calls at run time: argument checks, stacking, fused products.
 
 The source that :func:`symgrad.lambdify` generates refers to these helpers by name; they are
 kept apart from the code generator so that the generated functions' run-time support is small,
@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ArgumentError, ShapeError
-from .inputs import describe
+from ..errors import ArgumentError, ShapeError
+from ..inputs import describe
 
 
 def _fmax(*xs: float) -> float:

@@ -1,4 +1,4 @@
-"""Fusing many scalar products into one vectorised NumPy operation (layer 3).
+"""Fusing many scalar products into one vectorised NumPy operation.
 
 A gradient written out over scalars is full of single-use binary products: a sum
 ``w1*h1 + w2*h2 + ... + wn*hn`` (a neuron's pre-activation, or the adjoint summed over a
@@ -15,7 +15,7 @@ progression of ``k``) is printed as a slice of that argument; any other list is 
 in a statement of its own, and shared by every later sum that reads the same nodes.
 
 >>> import sympy as sp
->>> from symgrad.codegen_print import _Printer
+>>> from symgrad.codegen.printers import _Printer
 >>> ws, hs = sp.symbols("w:8"), sp.symbols("h:8")
 >>> fuser = Fuser(_Printer(), {}, {f"_w{k}": ("_w", k) for k in range(8)})
 >>> pairs = [_Pair(w * h, [f"_w{k}", f"_h{k}"], [k, 8 + k]) for k, (w, h) in enumerate(zip(ws, hs))]
@@ -32,7 +32,7 @@ from typing import Any
 
 import sympy as sp
 
-from .codegen_print import _doprint, _Inlined, _print_node, _Printer
+from .printers import _doprint, _Inlined, _print_node, _Printer
 
 __all__ = ["FUSE_MIN", "Fuser"]
 
@@ -59,7 +59,7 @@ class Fuser:
 
     Args:
         printer: the NumPy printer.
-        templates: its template cache (see :func:`symgrad.codegen_print._print_node`).
+        templates: its template cache (see :func:`symgrad.codegen.printers._print_node`).
         elements: the name of each vector argument's entry -> ``(vector name, index)``.
 
     Attributes:
@@ -68,7 +68,7 @@ class Fuser:
         constants: module-level lines (the index arrays of ``_gather``).
 
     >>> import sympy as sp
-    >>> from symgrad.codegen_print import _Printer
+    >>> from symgrad.codegen.printers import _Printer
     >>> a, xs = sp.Symbol("a"), sp.symbols("x:8")
     >>> fuser = Fuser(_Printer(), {}, {})
     >>> products = [_Pair(a * x, ["_a", f"_x{k}"], [0, 1 + k]) for k, x in enumerate(xs)]
