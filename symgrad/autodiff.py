@@ -1,4 +1,4 @@
-"""Reverse-mode symbolic differentiation over the expression DAG (layer 3).
+"""Reverse-mode symbolic differentiation over the expression DAG.
 
 One backward sweep walks the unique nodes of the expression in reverse topological order,
 starting from the adjoint ``{output: 1}``. Each node sums the contributions its parents sent

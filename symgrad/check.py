@@ -1,4 +1,4 @@
-"""Gradient checks: symbolic gradients against the independent numerical oracle (layer 5).
+"""Gradient checks: symbolic gradients against the independent numerical oracle.
 
 :func:`check_grad` compiles an expression and its reverse-mode gradient, differentiates the
 compiled value numerically with :mod:`symgrad.numerical` (which knows nothing of SymPy), and

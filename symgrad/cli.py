@@ -1,4 +1,4 @@
-"""The ``symgrad`` command (layer 6): gradients, derivations and checks from a terminal.
+"""The ``symgrad`` command: gradients, derivations and checks from a terminal.
 
 Every formula on the command line (or on standard input, with ``-``) goes through the safe
 parser :func:`symgrad.parse.parse`; nothing is ever evaluated as Python. Results go to standard
@@ -382,7 +382,7 @@ def _section(title: str) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .value import Value  # layer 5, used only by the demo
+    from .value import Value  # used only by the demo
 
     x, a, b, c, f = sp.symbols("x a b c f")
 

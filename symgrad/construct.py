@@ -1,4 +1,4 @@
-"""Cheap constructors that keep the DAG's sharing (layer 1).
+"""Cheap constructors that keep the DAG's sharing.
 
 SymPy's evaluated ``Mul``/``Add`` flatten nested products and sums. On a gradient that is fatal:
 the adjoint of node k in a chain is ``adjoint(k+1) * local(k)``, and flattening copies all k

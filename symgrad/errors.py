@@ -1,4 +1,4 @@
-"""The exception hierarchy of symgrad (layer 0: imports nothing from the package).
+"""The exception hierarchy of symgrad.
 
 Every error symgrad raises on bad input is a :class:`SymgradError`. Each subclass also derives
 from the matching built-in exception (``TypeError``, ``ValueError``, ...) so code that already

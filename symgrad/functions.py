@@ -1,4 +1,4 @@
-"""Neural-network functions as SymPy objects (layer 1: imports only ``errors`` and SymPy).
+"""Neural-network functions as SymPy objects.
 
 ``sigmoid`` is a first-class SymPy function: its derivative is written through itself,
 ``s * (1 - s)``, so gradients share the forward value and stay finite where the ``exp`` form

@@ -1,4 +1,4 @@
-"""Linearising SymPy expressions into a DAG of unique nodes (layer 1).
+"""Linearising SymPy expressions into a DAG of unique nodes.
 
 SymPy expressions are trees that share structurally equal subexpressions (they hash equal).
 Everything in symgrad works on the *DAG* of unique nodes in topological order, computed here

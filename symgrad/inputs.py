@@ -1,4 +1,4 @@
-"""Checking and converting what users pass in (layer 1).
+"""Checking and converting what users pass in.
 
 Public functions accept SymPy expressions, Python numbers, objects that convert themselves
 (``_sympy_``, e.g. :class:`symgrad.Value`) and, where a symbol is wanted, a symbol's *name*.

@@ -1,4 +1,4 @@
-"""Safe parsing of text into SymPy expressions (layer 1: imports ``errors``, ``functions``, SymPy).
+"""Safe parsing of text into SymPy expressions.
 
 SymPy's ``sympify`` and ``parse_expr`` run ``eval`` on their input, so they must never see
 untrusted text. This module never evaluates text: a small tokenizer and recursive-descent parser

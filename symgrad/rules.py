@@ -1,4 +1,4 @@
-"""The one table of local partial derivatives, keyed by SymPy head (layer 2).
+"""The one table of local partial derivatives, keyed by SymPy head.
 
 For a node ``n = f(a_1, ..., a_k)`` a rule returns ``[dn/da_1, ..., dn/da_k]``: the local
 partials that the reverse sweep multiplies by the incoming adjoint. This is the only place in

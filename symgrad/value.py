@@ -1,4 +1,4 @@
-"""A micrograd-compatible scalar ``Value`` whose derivatives come from the rule table (layer 5).
+"""A micrograd-compatible scalar ``Value`` whose derivatives come from the rule table.
 
 ``Value`` behaves like Karpathy's micrograd ``Value``: ``.data``, ``.grad`` (starts at 0),
 ``_prev``, ``_op``, ``label``, the arithmetic operators with numbers on either side, ``tanh``,

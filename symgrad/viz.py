@@ -1,4 +1,4 @@
-"""Pictures of expression graphs and backward passes, drawn with Graphviz (layer 4).
+"""Pictures of expression graphs and backward passes, drawn with Graphviz.
 
 :func:`draw_dot` draws micrograd's picture: every value as a record ``{ label | data | grad }``
 and every operation as a small node between its operands and its result. It takes

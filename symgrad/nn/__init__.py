@@ -1,4 +1,4 @@
-"""Neural networks: micrograd's modules, and training compiled once into NumPy (layer 5).
+"""Neural networks: micrograd's modules, and training compiled once into NumPy.
 
 ``Neuron``, ``Layer`` and ``MLP`` behave like micrograd's on :class:`~symgrad.Value` inputs;
 :class:`Trainer` differentiates the same network symbolically and trains it vectorised.

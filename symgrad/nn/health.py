@@ -1,4 +1,4 @@
-"""Training health: per-layer gradient statistics and warnings (layer 5).
+"""Training health: per-layer gradient statistics and warnings.
 
 At every step :class:`HealthMonitor` records, for each parameter group (a layer), the gradient
 norm, the weight norm and the update-to-weight ratio ``||delta theta|| / ||theta||`` (a healthy

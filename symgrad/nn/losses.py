@@ -1,4 +1,4 @@
-"""Per-sample losses as SymPy expressions (layer 5).
+"""Per-sample losses as SymPy expressions.
 
 Each loss takes the network's output expressions ``scores`` and target symbols ``targets`` and
 returns the loss of *one* sample as a SymPy expression; the trainer averages (or sums) it over

@@ -1,4 +1,4 @@
-"""micrograd's ``Module``, ``Neuron``, ``Layer`` and ``MLP``, with a symbolic twin (layer 5).
+"""micrograd's ``Module``, ``Neuron``, ``Layer`` and ``MLP``, with a symbolic twin.
 
 Calling a module on numbers (or :class:`~symgrad.Value` objects) runs micrograd's scalar path:
 the same graph, the same numbers. :meth:`Module.symbolic` builds the same network once as SymPy

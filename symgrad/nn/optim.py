@@ -1,4 +1,4 @@
-"""Optimisers over a flat parameter vector (layer 5): SGD (with a schedule and momentum), Adam.
+"""Optimisers over a flat parameter vector: SGD (with a schedule and momentum), Adam.
 
 An optimiser's ``step(theta, grad, k)`` returns the new parameter vector for step ``k``. The
 learning rate may be a number or a function of the step (a schedule), e.g. micrograd's demo

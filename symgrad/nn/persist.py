@@ -1,4 +1,4 @@
-"""Saving and loading a module's parameters (layer 5).
+"""Saving and loading a module's parameters.
 
 The file is JSON (``{"format": "symgrad-parameters", "labels": [...], "values": [...]}``;
 floats round-trip exactly). It is written atomically: to a temporary file in the same

@@ -1,4 +1,4 @@
-"""Compiled training: derive the loss gradient once, then train with vectorised NumPy (layer 5).
+"""Compiled training: derive the loss gradient once, then train with vectorised NumPy.
 
 :class:`Trainer` builds the network once as SymPy expressions over input symbols (see
 :meth:`~symgrad.nn.Module.symbolic`), forms the per-sample loss, derives its gradient with

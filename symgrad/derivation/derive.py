@@ -1,4 +1,4 @@
-"""Derivations: the chain-rule steps of a backward pass, recorded as data (layer 4).
+"""Derivations: the chain-rule steps of a backward pass, recorded as data.
 
 :func:`derive` runs the one reverse sweep of :mod:`symgrad.autodiff` (the same code that
 computes :func:`symgrad.grad`) with an ``on_step`` hook, and keeps every step it reports: the
@@ -7,9 +7,8 @@ parents: the multivariable chain rule, micrograd's ``+=``) and the local partial
 contributions it sends to its children. With numbers (``at=...``, or a ``Value``'s own data) it
 also keeps the forward value and the numeric gradient of every node, as micrograd's graph shows.
 
-The views (LaTeX, Markdown, plain text) live in :mod:`symgrad.derivation_format`, a helper of
-this module in the same layer-4 group: it works on any object shaped like :class:`Derivation`
-and imports nothing from layer 4, so this module imports it and not the other way round.
+The views (LaTeX, Markdown, plain text) live in :mod:`symgrad.derivation.views`: it works on
+any object shaped like :class:`Derivation`, so this module imports it and not the other way round.
 
 >>> import sympy as sp
 >>> x, y = sp.symbols("x y")
@@ -40,11 +39,11 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from . import derivation_format as fmt
-from .autodiff import Step, simplify_result, sweep
-from .errors import InputTypeError, OptionError
-from .graph import TARGET_NAMES, free_symbols, node_names, numeric_values, topo_order
-from .inputs import as_expr, as_symbols, describe, point_values
+from . import views as fmt
+from ..autodiff import Step, simplify_result, sweep
+from ..errors import InputTypeError, OptionError
+from ..graph import TARGET_NAMES, free_symbols, node_names, numeric_values, topo_order
+from ..inputs import as_expr, as_symbols, describe, point_values
 
 __all__ = ["TARGET_NAMES", "Derivation", "derive", "node_names"]
 
@@ -162,7 +161,7 @@ class Derivation:
         return (step.rule, len(step.incoming), len(step.outgoing), heights.get(node, 0))
 
     def text(self, *, max_steps: int | None = None, summarize: bool | str = "auto") -> str:
-        """The derivation as plain text for a terminal (see ``derivation_format`` for options).
+        """The derivation as plain text for a terminal (see ``derivation.views`` for options).
 
         >>> import sympy as sp
         >>> x = sp.Symbol("x")

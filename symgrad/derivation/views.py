@@ -1,13 +1,13 @@
-r"""Views of a derivation: LaTeX, Markdown and plain text (layer 4, derivation group).
+r"""Views of a derivation: LaTeX, Markdown and plain text.
 
 The three formats share one view model (:class:`_View`): which steps are shown (all, or the
 first few of each kind with a count of the others), and what each step shows (its definition
 and value, the chain rule for its gradient, each ``+=`` when several contributions are added,
-its local partials). The maths is printed by :mod:`symgrad.derivation_print`; this module only
+its local partials). The maths is printed by :mod:`symgrad.derivation.printers`; this module only
 joins printed pieces with ``&=``, ``\\`` and newlines.
 
 It works on any object shaped like :class:`symgrad.derivation.Derivation` (duck typing) and
-imports no module of the derivation group but ``derivation_print``, so ``derivation`` can import
+imports no module of the derivation group but ``derivation.printers``, so ``derivation`` can import
 it without a cycle.
 
 >>> import sympy as sp
@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from .derivation_print import Chain, LatexNamePrinter, Partial, Terms, TextPrinter, tex_text
-from .errors import OptionError
-from .graph import tree_size
+from .printers import Chain, LatexNamePrinter, Partial, Terms, TextPrinter, tex_text
+from ..errors import OptionError
+from ..graph import tree_size
 
 __all__ = ["latex", "markdown", "text"]
 

@@ -1,4 +1,4 @@
-r"""SymPy printers for derivations: named nodes, partials, chains (layer 4, derivation group).
+r"""SymPy printers for derivations: named nodes, partials, chains.
 
 Every piece of mathematics in a derivation is printed here, by subclasses of SymPy's
 :class:`LatexPrinter` and :class:`StrPrinter` that print a named node (``e = a*b``, ``u_3``) as
@@ -6,7 +6,7 @@ its name, round numbers to :data:`DIGITS` significant digits, and know three dis
 expressions: :class:`Partial` (``dL/de``), :class:`Chain` (an incoming gradient times a local
 partial, factors in order) and :class:`Terms` (contributions added, in order).
 
-This module imports no other symgrad module; :mod:`symgrad.derivation_format` builds the views
+This module imports no other symgrad module; :mod:`symgrad.derivation.views` builds the views
 from it.
 
 >>> import sympy as sp
