@@ -18,7 +18,7 @@ import sympy as sp
 from symgrad.codegen import lambdify, value_and_grad
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks import workloads as wl  # noqa: E402
+from benchmarks import workloads as wl
 
 GOLDEN = Path(__file__).parent / "golden" / "codegen"
 

@@ -33,14 +33,14 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from . import runtime as _runtime
 from ..autodiff import _sweep
-from .c import build_c_kernel, c_available
 from ..errors import BackendUnavailableError, MissingSymbolError, OptionError
-from ..graph import free_symbols, Linear, paused_gc
+from ..graph import Linear, free_symbols, paused_gc
 from ..inputs import as_expr, as_symbols
+from . import runtime as _runtime
+from .c import build_c_kernel, c_available
 from .numpy import emit
-from .plan import describe_args, plan, Program
+from .plan import Program, describe_args, plan
 
 __all__ = ["BACKENDS", "CompiledFunction", "lambdify", "value_and_grad"]
 

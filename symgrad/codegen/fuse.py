@@ -32,7 +32,7 @@ from typing import Any
 
 import sympy as sp
 
-from .printers import _doprint, _print_node, Inlined, NumPyTargetPrinter
+from .printers import Inlined, NumPyTargetPrinter, _doprint, _print_node
 
 __all__ = ["FUSE_MIN", "Fuser"]
 

@@ -28,9 +28,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .fuse import _Pair, Fuser
+from .fuse import Fuser, _Pair
 from .plan import Program, rectangular, walk
-from .printers import _print_node, NumPyTargetPrinter
+from .printers import NumPyTargetPrinter
 from .pyfloat import arg_names, emit_body
 
 __all__ = ["emit"]

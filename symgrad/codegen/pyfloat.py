@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from ..errors import UnsupportedFunctionError
 from .plan import Program, rectangular, walk
-from .printers import _doprint, _print_node, MathTargetPrinter
+from .printers import MathTargetPrinter, _doprint, _print_node
 
 __all__ = ["SCALAR_PATH_LIMIT", "FloatBody", "emit_body"]
 
