@@ -15,6 +15,7 @@ Files are written through a temporary file in the same folder and an atomic rena
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import tempfile
@@ -130,7 +131,5 @@ def write_atomic(path: Any, text: str) -> None:
         raise ExportError(f"cannot write {target}: {exc.strerror or exc}") from exc
     finally:
         if tmp is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            except OSError:
-                pass

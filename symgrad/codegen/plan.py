@@ -378,8 +378,9 @@ def walk(prog: Program, names: list, slots: list[str], text_of: Any) -> tuple[li
     >>> import sympy as sp
     >>> x = sp.Symbol("x")
     >>> prog = plan([sp.exp(x) + 1, sp.exp(x)], [x])
-    >>> body, kid = walk(prog, [None, "x", None, None], ["t0"],
-    ...                  lambda i, node, kids: (f"{type(node).__name__}({', '.join(map(str, kids))})", ()))
+    >>> def text_of(i, node, kids):
+    ...     return f"{type(node).__name__}({', '.join(map(str, kids))})", ()
+    >>> body, kid = walk(prog, [None, "x", None, None], ["t0"], text_of)
     >>> body
     [('t0', 'exp(x)')]
     """

@@ -229,13 +229,7 @@ def _print_node(printer: TargetPrinter, templates: dict, node: sp.Basic, kids: l
     # print alike: print one template with placeholders and fill in the names and texts with
     # str.format. Other arguments (shadows: tuples, condition pairs) are printed in place.
     negated = [_negated_name(k) for k in kids]
-    key = (
-        type(node),
-        *[
-            _NEGATED if n else ("i", k.prec) if type(k) is Inlined else str if isinstance(k, str) else k
-            for k, n in zip(kids, negated, strict=True)
-        ],
-    )  # fmt: skip
+    key = (type(node), *[_key(k, n) for k, n in zip(kids, negated, strict=True)])
     template = templates.get(key)
     if template is None:
         tokens = [
@@ -258,6 +252,15 @@ def _print_node(printer: TargetPrinter, templates: dict, node: sp.Basic, kids: l
 
 
 _NEGATED = object()  # a negated name in a template key
+
+
+def _key(kid: object, negated: str | None) -> object:
+    # what a template depends on: a name, an inlined text's precedence, or the literal itself
+    if negated:
+        return _NEGATED
+    if type(kid) is Inlined:
+        return ("i", kid.prec)
+    return str if isinstance(kid, str) else kid
 
 
 def _negated_name(kid: object) -> str | None:

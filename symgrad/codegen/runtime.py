@@ -48,7 +48,7 @@ def _too_many(names: list, extra: tuple) -> None:
 def _shape_error(exc: ValueError, names: list, values: tuple) -> None:
     # NumPy's broadcast failure as a ShapeError naming every argument's shape
     if "broadcast" in str(exc):
-        shapes = ", ".join(f"{n}: {np.shape(v)}" for n, v in zip(names, values))
+        shapes = ", ".join(f"{n}: {np.shape(v)}" for n, v in zip(names, values, strict=False))
         raise ShapeError(f"argument shapes do not broadcast together ({shapes}): {exc}") from exc
 
 
