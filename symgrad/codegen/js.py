@@ -35,8 +35,9 @@ __all__ = ["emit"]
 
 # NumPy's semantics where JavaScript's differ (each defined only when used)
 _HELPERS = {
-    "_mod": "function _mod(a, b) { const r = a % b; "
-    "return (r !== 0 && (r < 0) !== (b < 0)) ? r + b : r; }",
+    # numpy.mod: the sign of the divisor, also for a zero result
+    "_mod": "function _mod(a, b) { const r = a % b; if (r === 0) return b < 0 ? -0 : 0; "
+    "return (r < 0) !== (b < 0) ? r + b : r; }",
     "_pow": "function _pow(a, b) { return (a === 1 || b === 0) ? 1 : "
     "(a === -1 && !isFinite(b) && b === b) ? 1 : Math.pow(a, b); }",
     "_heaviside": "function _heaviside(x, h0) { return x > 0 ? 1 : x < 0 ? 0 : x === 0 ? h0 : x; }",
@@ -152,6 +153,10 @@ class JSTargetPrinter(TargetPrinter, JavascriptCodePrinter):
             else:
                 text = f"(({self._print(c)}) ? ({self._print(e)}) : ({text}))"
         return text
+
+    def _print_ITE(self, expr):
+        c, a, b = (self._print(e) for e in expr.args)
+        return f"(({c}) ? ({a}) : ({b}))"
 
     def _print_sign(self, expr):
         return f"Math.sign({self._print(expr.args[0])})"

@@ -137,6 +137,11 @@ class NumPyTargetPrinter(TargetPrinter, NumPyPrinter):
         h0 = expr.args[1] if len(expr.args) > 1 else sp.S.Half
         return f"numpy.heaviside({self._print(expr.args[0])}, {self._print(h0)})"
 
+    def _print_ITE(self, expr):
+        # a boolean if-then-else stays boolean (numpy.select would make it float)
+        c, a, b = (self._print(e) for e in expr.args)
+        return f"numpy.where({c}, {a}, {b})"
+
     def _fold(self, fn: str, args) -> str:
         text = self._print(args[0])
         for a in args[1:]:

@@ -137,9 +137,9 @@ class _VectorMath:
 
         def vectorised(x):
             if isinstance(x, (float, int)):
-                return float(scalar(x))
+                return np.float64(scalar(x))  # NumPy's semantics in what follows
             out = ufunc(x)
-            return out.astype(float) if isinstance(out, np.ndarray) else float(out)
+            return out.astype(float) if isinstance(out, np.ndarray) else np.float64(out)
 
         setattr(self, name, vectorised)
         return vectorised

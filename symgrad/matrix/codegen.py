@@ -77,7 +77,6 @@ class _Printer(NumPyTargetPrinter):
         return super()._print_Max(expr)
 
 
-
 def _softmax(z: np.ndarray, axis: int) -> np.ndarray:
     e = np.exp(z - z.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
