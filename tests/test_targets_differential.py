@@ -132,12 +132,13 @@ def check_expression(expr: sp.Expr, c_target: bool, js_target: bool) -> list[str
         compare(f"floats at {POINTS[k]}", _quiet(f, a, b, list(v)), ref[k])
         compare("NumPy scalars", _quiet(f, np.float64(a), np.float64(b), np.array(v)), ref[k])
     # 2-D batches: the points twice along a second axis, and the vector with a batch too
-    compare("2-D batch", _quiet(f, np.stack([xs, xs]), np.stack([ys, ys]), ws[:, None, :]),
-            np.stack([ref, ref]))  # fmt: skip
+    batch2 = _quiet(f, np.stack([xs, xs]), np.stack([ys, ys]), ws[:, None, :])
+    compare("2-D batch", batch2, np.stack([ref, ref]))
     compare("scalar args + vector batch", _quiet(f, xs[1], ys[1], ws), _quiet(f, xs[1], ys[1], ws))
     shared = _quiet(f, xs, ys, np.array(POINTS[0][2]))
-    compare("batch + one parameter vector", shared,
-            [_quiet(f, float(a), float(b), list(POINTS[0][2])) for a, b in zip(xs, ys, strict=True)])  # fmt: skip
+    one = list(POINTS[0][2])
+    each = [_quiet(f, float(a), float(b), one) for a, b in zip(xs, ys, strict=True)]
+    compare("batch + one parameter vector", shared, each)
     if c_target:
         try:
             fc = lambdify(expr, ARGS, backend="c")
