@@ -4,9 +4,9 @@ Adding a target is one emitter module and one line in :data:`TARGETS`.
 
 >>> import sympy as sp
 >>> x = sp.Symbol("x")
->>> print(source(sp.exp(x) + 1, [x], "python", "f"))
+>>> print(source(sp.exp(sp.sin(x)), [x], "python", "f"))
 def f(_a0):
-    return math.exp(_a0) + 1
+    return math.exp(math.sin(_a0))
 <BLANKLINE>
 """
 
