@@ -28,8 +28,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .fuse import Fuser, _Pair
-from .plan import Program, rectangular, walk
+from .fuse import Fuser, _Pair, _Terms
+from .plan import INLINED, Program, rectangular, walk
 from .printers import NumPyTargetPrinter
 from .pyfloat import arg_names, emit_body
 
@@ -121,11 +121,15 @@ def _numpy_body(prog: Program, mean: bool, constants: list[str]) -> tuple[list[s
     }
     fuser = Fuser(printer, {}, elements)
     pair = prog.pair
+    # batch-mean leaves read nowhere else: their sums may be averaged term by term
+    leaves = {o for o in prog.outs if prog.kind[o] == INLINED} if mean else set()
 
     def text_of(i, node, kids):
         if pair[i]:
             # a product read once: printed by its reader, which may fuse it (_dot, _gather)
             return _Pair(node, kids, prog.args_of[i]), ()
+        if i in leaves and node.is_Add and any(type(k) is _Pair for k in kids):
+            return _Terms(node, kids), ()  # a batch mean may average it term by term
         text = fuser.node(node, kids)
         lines, fuser.lines = fuser.lines, []
         return text, lines
