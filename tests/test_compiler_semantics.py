@@ -265,3 +265,15 @@ def test_multiprocessing_pool_map():
     with ctx.Pool(2) as pool:
         got = pool.map(_apply, [(f, v) for v in (0.0, 1.0, 2.0)])
     assert got == [f(v, 2.0) for v in (0.0, 1.0, 2.0)]
+
+
+def test_float_outputs_tuple_gives_the_same_numbers_without_arrays():
+    f = value_and_grad(sp.tanh(x * y) * z, [x, y, z], [x, y, z], float_outputs="tuple")
+    g = value_and_grad(sp.tanh(x * y) * z, [x, y, z], [x, y, z])
+    value, grad = f(0.3, -0.7, 2.0)
+    assert type(grad) is tuple and all(type(v) is float for v in grad)
+    assert value == g(0.3, -0.7, 2.0)[0]
+    np.testing.assert_array_equal(grad, g(0.3, -0.7, 2.0)[1])
+    assert isinstance(f(np.array([0.3]), -0.7, 2.0)[1], np.ndarray)  # arrays in: arrays out
+    with pytest.raises(OptionError):
+        lambdify(x, [x], float_outputs="list")
