@@ -78,7 +78,7 @@ class History:
 
         Raises:
             BackendUnavailableError: matplotlib is not installed (``pip install
-                symgrad[examples]``).
+                ".[examples]"`` from a clone).
 
         >>> fig = History(loss=[1.0, 0.5, 0.25]).plot()
         >>> fig.axes[0].get_ylabel()
@@ -89,7 +89,8 @@ class History:
             from matplotlib.figure import Figure
         except ImportError as exc:
             raise BackendUnavailableError(
-                "plotting needs matplotlib: pip install 'symgrad[examples]'"
+                "plotting needs matplotlib: pip install matplotlib "
+                '(or, from a clone, pip install -e ".[examples]")'
             ) from exc
         fig = Figure(figsize=(6, 4))
         FigureCanvasAgg(fig)
