@@ -31,11 +31,7 @@ import numpy as np
 import sympy as sp
 from sympy.core.function import AppliedUndef
 
-from . import runtime as _runtime
 from ..autodiff import _sweep
-from .c import build_c_kernel, c_available
-from .fuse import Fuser, _Pair
-from .printers import _doprint, _Inlined, _MathPrinter, _print_node, _Printer
 from ..errors import (
     ArgumentError,
     BackendUnavailableError,
@@ -47,6 +43,10 @@ from ..errors import (
 )
 from ..graph import Linear, free_symbols, linearise, paused_gc, rebuild, split_wide
 from ..inputs import as_expr, as_symbols
+from . import runtime as _runtime
+from .c import build_c_kernel, c_available
+from .fuse import Fuser, _Pair
+from .printers import _doprint, _Inlined, _MathPrinter, _print_node, _Printer
 
 __all__ = ["BACKENDS", "CompiledFunction", "lambdify", "value_and_grad"]
 
