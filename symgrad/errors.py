@@ -15,6 +15,7 @@ __all__ = [
     "ArgumentError",
     "BackendUnavailableError",
     "DomainError",
+    "FileAccessError",
     "GradientCheckError",
     "GraphTooLargeError",
     "InputTypeError",
@@ -125,6 +126,16 @@ class BackendUnavailableError(SymgradError, ImportError):
     """An optional feature needs a package or program that is not installed.
 
     >>> issubclass(BackendUnavailableError, ImportError)
+    True
+    """
+
+
+class FileAccessError(SymgradError, OSError):
+    """A file or folder the user named cannot be read or written (missing, a folder, no access).
+
+    The message names the path and the reason.
+
+    >>> issubclass(FileAccessError, OSError)
     True
     """
 
