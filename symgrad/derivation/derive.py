@@ -272,9 +272,9 @@ def derive(
 
     Raises:
         InputTypeError: ``target``, ``wrt`` or ``at`` has the wrong type.
-        MissingSymbolError: ``at`` misses a symbol of the target.
-        OptionError: ``at`` names a symbol the target does not contain, or ``simplify`` is
-            not one of the options.
+        MissingSymbolError: ``at`` misses a symbol of the target (values for symbols the
+            target does not contain are ignored, as ``subs`` does).
+        OptionError: ``simplify`` is not one of the options.
         UnsupportedFunctionError: a function in ``target`` has no derivative rule.
 
     >>> import sympy as sp
