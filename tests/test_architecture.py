@@ -15,6 +15,7 @@ LAYERS = {
     "errors": 0,
     "_version": 0,
     "graph": 1,
+    "files": 1,
     "functions": 1,
     "construct": 2,
     "inputs": 2,

@@ -3,10 +3,6 @@ default simplification is bounded (the hang cases run as subprocesses with a gen
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest

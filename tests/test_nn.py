@@ -415,11 +415,19 @@ def test_save_keeps_mode_and_updates_a_symlinks_target(tmp_path):
     assert sorted(os.listdir(real.parent)) == ["real.json"]
 
 
-@pytest.mark.parametrize("where", ["a folder", "missing folder"])
-def test_save_to_a_bad_place_is_a_typed_error(tmp_path, where):
-    path = tmp_path if where == "a folder" else tmp_path / "nope" / "p.json"
-    with pytest.raises(FileAccessError, match=where.split()[-1]):
-        save_parameters(_model_with([1.0, 2.0, 3.0]), path)
+def test_save_to_a_bad_place_is_a_typed_error(tmp_path):
+    model = _model_with([1.0, 2.0, 3.0])
+    (tmp_path / "plain").write_text("a regular file")
+    for path, match in [
+        (tmp_path, "it is a folder"),
+        (tmp_path / "nope" / "p.json", "does not exist"),
+        (tmp_path / "plain" / "p.json", "is a file, not a folder"),
+        (Path("/proc/symgrad-test/p.json"), "does not exist"),
+        (Path("/proc/p.json"), "cannot write"),
+    ]:
+        with pytest.raises(FileAccessError, match=match):
+            save_parameters(model, path)
+    assert (tmp_path / "plain").read_text() == "a regular file"
 
 
 def test_stale_temporary_files_are_removed_by_the_next_save(tmp_path):
@@ -671,6 +679,7 @@ def test_micrograd_demo_example(tmp_path):
 LAYER = {
     "errors": 0,
     "graph": 1,
+    "files": 1,
     "construct": 1,
     "inputs": 1,
     "functions": 1,

@@ -28,21 +28,17 @@ True
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import re
-import secrets
-import stat
 from pathlib import Path
 
 from ..errors import DomainError, FileAccessError, InputTypeError, ParseError, ShapeError
+from ..files import atomic_write, os_error
 
 __all__ = ["load_parameters", "save_parameters"]
 
 FORMAT = "symgrad-parameters"
-_TMP_SUFFIX = ".tmp"
 
 
 def _parameters(module) -> list:
@@ -61,10 +57,6 @@ def _as_path(path) -> Path:
     if not str(path) or str(path) == ".":
         raise InputTypeError("path is empty; give a file name such as 'params.json'")
     return path
-
-
-def _os_error(path, action: str, exc: OSError) -> FileAccessError:
-    return FileAccessError(f"cannot {action} {str(path)!r}: {exc.strerror or exc}")
 
 
 # ----------------------------------------------------------------------------- saving
@@ -114,103 +106,7 @@ def save_parameters(module, path: str | os.PathLike, *, allow_nonfinite: bool = 
         "labels": labels,
         "values": values,
     }
-    _atomic_write(path, json.dumps(payload).encode("utf-8"))
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` (its final target, through symbolic links) by ``data`` atomically."""
-    target = Path(os.path.realpath(path))
-    folder = target.parent
-    if target.is_dir():
-        raise FileAccessError(f"cannot write {str(path)!r}: it is a folder; give a file name")
-    if not folder.is_dir():
-        raise FileAccessError(
-            f"cannot write {str(path)!r}: the folder {str(folder)!r} does not exist"
-        )
-    try:
-        mode = stat.S_IMODE(os.stat(target).st_mode)
-    except FileNotFoundError:
-        mode = None  # a new file: the usual 0o666 less the umask
-    except OSError as exc:
-        raise _os_error(path, "write", exc) from None
-    _remove_stale(target)
-    try:
-        fd, tmp = _open_temporary(target)
-    except OSError as exc:
-        raise _os_error(path, "write", exc) from None
-    try:
-        try:
-            if mode is not None:
-                os.fchmod(fd, mode)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
-        tmp = None
-    except OSError as exc:
-        raise _os_error(path, "write", exc) from None
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-    _fsync_folder(folder)
-
-
-def _temp_name(target: Path) -> Path:
-    return target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(6)}{_TMP_SUFFIX}"
-
-
-def _open_temporary(target: Path) -> tuple[int, Path]:
-    """A new temporary file beside ``target``, opened for writing: ``(descriptor, name)``."""
-    name = _temp_name(target)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    return os.open(name, flags, 0o666), name
-
-
-def _remove_stale(target: Path) -> None:
-    """Remove ``.NAME.PID.RANDOM.tmp`` files of ``target`` whose saving process is gone."""
-    pattern = re.compile(
-        rf"\.{re.escape(target.name)}\.(\d+)\.[0-9a-f]{{12}}{re.escape(_TMP_SUFFIX)}"
-    )
-    try:
-        entries = os.listdir(target.parent)
-    except OSError:
-        return
-    for entry in entries:
-        match = pattern.fullmatch(entry)
-        if match is None or _alive(int(match.group(1))):
-            continue
-        with contextlib.suppress(OSError):
-            os.unlink(target.parent / entry)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True  # ours: maybe another thread's save in progress
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError, OverflowError):
-        return True  # another user's live process (or cannot tell): leave its file alone
-    return True
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the rename durable (POSIX); a no-op where folders cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    atomic_write(path, json.dumps(payload).encode("utf-8"))
 
 
 # ----------------------------------------------------------------------------- loading
@@ -230,7 +126,7 @@ def _read(path: Path, limit: int) -> str:
     except IsADirectoryError:
         raise FileAccessError(f"cannot read {str(path)!r}: it is a folder, not a file") from None
     except OSError as exc:
-        raise _os_error(path, "read", exc) from None
+        raise os_error(path, "read", exc) from None
     if len(data) > limit:
         raise ParseError(
             f"{str(path)!r} is larger than a parameter file of this module can be "
