@@ -27,6 +27,7 @@ from . import numerical
 from .autodiff import sweep
 from .codegen import lambdify
 from .errors import (
+    DomainError,
     GradientCheckError,
     InputTypeError,
     MissingSymbolError,
@@ -153,12 +154,20 @@ def _compare(
     shown: list[tuple[float, float, float]] = [(np.nan, np.nan, np.nan)] * n
     ok = np.ones(n, dtype=bool)
     for x in points:
-        with np.errstate(all="ignore"):  # nan and inf are reported, not warned about
-            sym = np.asarray(exact(x), dtype=float).reshape(-1)
+        try:
+            with np.errstate(all="ignore"):  # nan and inf are reported, not warned about
+                sym = np.asarray(exact(x), dtype=float).reshape(-1)
+                num = numerical.gradient(value, x, method=method, h=h)
+        except ArithmeticError as exc:  # e.g. a Python float division by zero in f
+            where = ", ".join(
+                f"{name}={v:g}" for name, v in zip(names, np.ravel(x).tolist(), strict=False)
+            )
+            raise DomainError(
+                f"the function or its gradient cannot be evaluated at {where} "
+                f"({type(exc).__name__}: {exc}); choose a point inside the domain"
+            ) from None
         if sym.shape != (n,):
             raise ShapeError(f"the gradient has shape {sym.shape}, expected ({n},)")
-        with np.errstate(all="ignore"):
-            num = numerical.gradient(value, x, method=method, h=h)
         step = np.broadcast_to(
             numerical.step_size(method, x) if h is None else np.asarray(h, float), (n,)
         )

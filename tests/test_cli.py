@@ -8,6 +8,7 @@ Expected results come from ``sympy.diff``, the lecture's published numbers and h
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -235,9 +236,10 @@ def test_graph_needs_viz_or_draws(capsys, tmp_path):
     out_file = tmp_path / "g.dot"
     argv = ["graph", "(a*b + c)*f", "--at", "a=2,b=-3,c=10,f=-2", "-o", str(out_file)]
     code, _, err = run(capsys, *argv)
-    if importlib.util.find_spec("symgrad.viz") is None:
-        assert code == 1 and err.startswith("symgrad: error: drawing graphs needs")
-        assert "pip install 'symgrad[viz]'" in err
+    if importlib.util.find_spec("graphviz") is None:
+        assert code == cli.EXIT_MISSING_PROGRAM
+        assert err.startswith("symgrad: error: drawing graphs needs")
+        assert "pip install graphviz" in err
     else:
         assert code == 0 and out_file.read_text().startswith("digraph")
     code, _, err = run(capsys, "graph", "x", "-o", str(tmp_path / "g.jpeg2000"))
@@ -277,7 +279,7 @@ def test_graph_wiring_and_formats(capsys, tmp_path, fake_draw_dot):
 def test_graph_without_dot_program(capsys, tmp_path, fake_draw_dot, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no 'dot' on PATH
     code, out, err = run(capsys, "graph", "x*y", "-o", str(tmp_path / "g.png"))
-    assert code == 1 and out == ""
+    assert code == cli.EXIT_MISSING_PROGRAM and out == ""
     assert err.startswith("symgrad: error: rendering needs the Graphviz program 'dot'")
     assert "-o graph.dot" in err  # says what works without it
 
@@ -287,9 +289,13 @@ def test_check_edge_cases(capsys):
     code, _, err = run(capsys, "check", "x", "--wrt", "z", "--at", "x=1")
     assert code == 2 and "no value for z" in err
     assert run(capsys, "check", "x", "--wrt", "z", "--at", "x=1,z=2")[0] == 0
-    # outside the domain: a failed check that says so, without RuntimeWarnings
+    # outside the domain: a domain error that says so (the table is printed), no warnings
     code, out, err = run(capsys, "check", "log(x)", "--at", "x=-1")
-    assert code == 1 and "nan" in out and "not finite at this point" in err
+    assert code == cli.EXIT_DOMAIN and "nan" in out
+    assert err == (
+        "symgrad: error: the formula or its gradient is not finite at x=-1 (nan or inf for x); "
+        "choose a point inside the domain\n"
+    )
     code, _, err = run(capsys, "check", "x", "--at", "x=1", "--rtol", "-1")
     assert code == 2 and "--rtol: must be a finite number >= 0" in err
     code, out, _ = run(capsys, "check", "x**2", "--at", "x=1", "--atol", "0.5", "--rtol", "0")
@@ -310,7 +316,10 @@ def test_stdin_dash(capsys, monkeypatch):
     assert run(capsys, "diff", "-")[:2] == (0, "3*x**2\n")
     monkeypatch.setattr(sys, "stdin", io.StringIO("  \n"))
     code, _, err = run(capsys, "diff", "-")
-    assert code == 2 and "standard input was empty" in err
+    assert code == cli.EXIT_FORMULA and "standard input was empty" in err
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"x\xff\xfe")))
+    code, _, err = run(capsys, "diff", "-")
+    assert code == cli.EXIT_FORMULA and "not UTF-8" in err
 
 
 @pytest.mark.parametrize("command", ["", "diff", "derive", "check", "compile", "graph", "demo"])
@@ -325,11 +334,6 @@ def test_help_has_examples(capsys, command):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["diff", "__import__('os')"], "names may not start with '__'"),
-        (["diff", "x.__class__"], "(at position 1)"),
-        (["diff", "open('f')"], "open"),
-        (["diff", ""], "empty expression"),
-        (["diff", "x +"], ""),
         (["diff", "x", "--format", "yaml"], "invalid choice: 'yaml'"),
         (["diff", "x", "--wrt", "pi"], "'pi' is not a symbol name"),
         (["diff", "x", "--wrt", "x,,y"], "empty symbol name"),
@@ -337,7 +341,6 @@ def test_help_has_examples(capsys, command):
         (["diff", "x", "--wrt", "x,x"], "'x' is given twice"),
         (["diff", "3"], "no symbols"),
         (["diff"], "required: EXPR"),
-        ([], "required: COMMAND"),
         (["frobnicate"], "invalid choice"),
         (["check", "x"], "required: --at"),
         (["check", "x", "--at", "x"], "expected name=number"),
@@ -347,19 +350,209 @@ def test_help_has_examples(capsys, command):
         (["check", "x", "--at", "x=1,x=2"], "x is given twice"),
         (["check", "x", "--at", "x=__import__('os')"], "must be a number"),
         (["check", "x*y", "--at", "x=1"], "no value for y"),
-        (["check", "x", "--at", "x=1,z=2"], "does not contain"),
         (["check", "x", "--claimed", "1", "--at", "x=1"], "--claimed needs --wrt"),
         (
             ["check", "x*y", "--wrt", "x,y", "--claimed", "y", "--at", "x=1,y=1"],
             "1 expression(s) for 2",
         ),
-        (["check", "x", "--wrt", "x", "--claimed", "eval(1)", "--at", "x=1"], "--claimed (d/dx)"),
-        (["derive", "x", "--at", "y=1"], "does not contain"),
         (["derive", "x", "--max-steps", "two"], "invalid int value"),
+        (["graph", "x", "-o", "-", "-T", "png", "--format", "json"], "cannot hold a png"),
     ],
 )
-def test_bad_input_exits_2_with_a_message(capsys, argv, message):
+def test_bad_command_lines_exit_2_with_a_message(capsys, argv, message):
     code, out, err = run(capsys, *argv)
-    assert code == 2 and out == ""
+    assert code == cli.EXIT_USAGE and out == ""
     assert err.startswith("symgrad: error: ") and message in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["diff", "__import__('os')"], "names may not start with '__'"),
+        (["diff", "x.__class__"], "(at position 1)"),
+        (["diff", "open('f')"], "open"),
+        (["diff", ""], "empty expression"),
+        (["diff", "x +"], ""),
+        (["check", "x", "--wrt", "x", "--claimed", "eval(1)", "--at", "x=1"], "--claimed (d/dx)"),
+    ],
+)
+def test_bad_formulas_exit_3_with_a_message(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == cli.EXIT_FORMULA and out == ""
+    assert err.startswith("symgrad: error: ") and message in err
+    assert "Traceback" not in err
+
+
+def test_exit_codes_are_distinct_and_documented():
+    codes = [v for k, v in vars(cli).items() if k.startswith("EXIT_") and isinstance(v, int)]
+    assert len(codes) == len(set(codes)) == len(cli.EXIT_CODES)
+    doc = (ROOT / "docs" / "cli.md").read_text()
+    for code in cli.EXIT_CODES:
+        assert f"\n| {code} |" in doc, f"exit code {code} is not in docs/cli.md"
+    helptext = cli.build_parser().format_help()
+    assert all(f"{code} " in helptext for code in cli.EXIT_CODES if code != 141)
+
+
+def test_bare_symgrad_prints_help(capsys):
+    code, out, err = run(capsys)
+    assert code == 0 and err == ""
+    assert out.startswith("usage: symgrad") and "examples:" in out and "diff" in out
+
+
+@pytest.mark.parametrize("expr", ["log(x)", "1/x", "x**0.5", "sqrt(x)", "x**-2"])
+def test_check_outside_the_domain_is_a_domain_error(capsys, expr):
+    code, out, err = run(capsys, "check", expr, "--at", "x=0")
+    assert code == cli.EXIT_DOMAIN, err
+    assert err.startswith("symgrad: error: ") and err.endswith("choose a point inside the domain\n")
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    code, out, err = run(capsys, "check", expr, "--wrt", "x", "--claimed", "1", "--at", "x=0")
+    assert code == cli.EXIT_DOMAIN and len(err.splitlines()) == 1
+    code, out, err = run(capsys, "check", expr, "--at", "x=0", "--format", "json")
+    assert code == cli.EXIT_DOMAIN
+    if out:  # the table could be computed: strict JSON, inf and nan are null
+        data = json.loads(out)
+        assert data["ok"] is False
+        assert None in (data["variables"][0]["symbolic"], data["variables"][0]["numerical"])
+
+
+def test_unknown_names_warn_and_are_ignored(capsys):
+    code, out, err = run(capsys, "check", "x**2", "--at", "x=1,z=2")
+    assert code == 0 and "passed" in out
+    assert err == (
+        "symgrad: warning: --at gives a value for z, which the formula does not contain "
+        "(its symbols: x); ignored\n"
+    )
+    code, out, err = run(capsys, "derive", "x**2", "--at", "x=3,y=1")
+    assert code == 0 and "= 6" in out and "warning: --at gives a value for y" in err
+    code, out, err = run(capsys, "diff", "x**2", "--wrt", "x,q")
+    assert code == 0 and out == "df/dx = 2*x\ndf/dq = 0\n"
+    assert "warning: --wrt names q, which the formula does not contain" in err
+
+
+def test_every_subcommand_speaks_json(capsys, tmp_path):
+    x, y = sp.symbols("x y")
+    code, out, _ = run(capsys, "derive", "x*y + x", "--at", "x=2,y=3", "--format", "json")
+    data = json.loads(out)
+    assert code == 0 and data["wrt"] == ["x", "y"] and data["steps_total"] == len(data["steps"])
+    # reference: sympy.diff, evaluated by hand at x=2, y=3
+    assert {k: sp.sympify(v) for k, v in data["gradient"].items()} == {"x": y + 1, "y": x}
+    assert data["gradient_values"] == {"x": 4.0, "y": 2.0}
+    code, out, _ = run(capsys, "check", "x*y", "--at", "x=2,y=3", "--format", "json")
+    data = json.loads(out)
+    assert code == 0 and data["ok"] is True
+    assert {v["name"]: v["symbolic"] for v in data["variables"]} == {"x": 3.0, "y": 2.0}
+    code, out, _ = run(
+        capsys, "check", "x*y", "--wrt", "x", "--claimed", "2*y", "--at", "x=2,y=3",
+        "--format", "json",
+    )  # fmt: skip
+    data = json.loads(out)
+    assert code == 1 and data["ok"] is False and data["claimed"] == {"x": "2*y"}
+    code, out, _ = run(capsys, "compile", "x**2*y", "--wrt", "x", "--format", "json")
+    data = json.loads(out)
+    assert data["further_arguments"] == ["y"] and "def symgrad_fn(" in data["source"]
+    code, out, _ = run(capsys, "graph", "x*y", "-o", str(tmp_path / "g.dot"), "--format", "json")
+    data = json.loads(out)
+    assert code == 0 and data["format"] == "dot"
+    assert data["bytes"] == len((tmp_path / "g.dot").read_bytes())
+    code, out, _ = run(capsys, "graph", "x*y", "-o", "-", "--format", "json")
+    assert json.loads(out)["graph"].startswith("digraph")
+
+
+def test_graph_to_standard_output(capsys):
+    code, out, err = run(capsys, "graph", "x*y + x", "-o", "-")
+    assert code == 0 and err == "" and out.startswith("digraph") and out.rstrip().endswith("}")
+    if shutil.which("dot"):
+        code, out, _ = run(capsys, "graph", "x*y", "-o", "-", "-T", "svg")
+        assert code == 0 and "<svg" in out
+
+
+def test_graph_output_places_that_cannot_work(capsys, tmp_path):
+    (tmp_path / "plain").write_text("a regular file")
+    (tmp_path / "folder.svg").mkdir()
+    for output, message in [
+        (tmp_path / "folder.svg", "it is a folder"),
+        (tmp_path / "plain" / "g.dot", "is a file, not a folder"),
+        (tmp_path / "plain" / "deeper" / "g.dot", "is a file, not a folder"),
+        (Path("/proc/symgrad-test.dot"), "cannot write"),
+        (Path("/proc/self/symgrad/g.dot"), "cannot write"),
+    ]:
+        code, out, err = run(capsys, "graph", "x*y", "-o", str(output))
+        assert code == cli.EXIT_FILE, (output, err)
+        assert err.startswith("symgrad: error: ") and message in err
+        assert len(err.splitlines()) == 1 and out == ""
+    assert (tmp_path / "plain").read_text() == "a regular file"
+    assert list((tmp_path / "folder.svg").iterdir()) == []
+
+
+def test_graph_leaves_other_files_alone(capsys, tmp_path):
+    # the output replaces only the named file; a .gv beside it survives
+    (tmp_path / "g.gv").write_text("keep me")
+    if shutil.which("dot"):
+        assert run(capsys, "graph", "x*y", "-o", str(tmp_path / "g.svg"))[0] == 0
+    assert run(capsys, "graph", "x*y", "-o", str(tmp_path / "g.dot"))[0] == 0
+    assert (tmp_path / "g.gv").read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["g.gv", "g.dot"] + (["g.svg"] if shutil.which("dot") else [])
+    )
+
+
+def test_graph_too_large_speaks_cli(capsys):
+    terms = " + ".join(f"sin(x{i})*y{i}" for i in range(40))
+    code, _, err = run(capsys, "graph", terms, "-o", "-", "--max-nodes", "20")
+    assert code == cli.EXIT_TOO_LARGE
+    assert "--max-nodes" in err and "--collapse" in err and "max_nodes=" not in err
+    code, out, _ = run(capsys, "graph", terms, "-o", "-", "--depth", "2")
+    assert code == 0 and out.startswith("digraph")
+
+
+def test_demo_out_must_be_a_folder(capsys, tmp_path):
+    (tmp_path / "file").write_text("x")
+    code, _, err = run(capsys, "demo", "--out", str(tmp_path / "file"))
+    assert code == cli.EXIT_FILE and "--out" in err and "it is a file" in err
+    assert (tmp_path / "file").read_text() == "x"
+
+
+def _symgrad_process(*argv: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "symgrad", *argv],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, **kwargs,
+    )  # fmt: skip
+
+
+def test_piping_into_head_is_quiet():
+    # the reader closes the pipe after one line: no BrokenPipeError traceback, exit 141
+    terms = " + ".join(f"tanh(w{i}*x{i} + b{i})" for i in range(400))  # 150 KB of source
+    proc = _symgrad_process(
+        "compile", terms, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0
+    )
+    proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=120) == cli.EXIT_BROKEN_PIPE
+    assert err == ""
+
+
+def test_stdin_is_read_only_up_to_the_limit():
+    # an endless standard input: symgrad reads the limit plus one byte and stops
+    proc = _symgrad_process(
+        "diff", "-", stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    written = 0
+    chunk = b"x+" * 4096
+    try:
+        while written < 50 * cli.STDIN_LIMIT:
+            proc.stdin.write(chunk)
+            written += len(chunk)
+    except BrokenPipeError:
+        pass  # symgrad stopped reading and exited, as it should
+    finally:
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.close()
+    err = proc.stderr.read()
+    proc.stdout.close()
+    proc.stderr.close()
+    assert proc.wait(timeout=120) == cli.EXIT_FORMULA
+    assert b"longer than 100000 bytes" in err
+    assert written < 50 * cli.STDIN_LIMIT  # it did not read everything
