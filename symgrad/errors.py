@@ -16,6 +16,7 @@ __all__ = [
     "BackendUnavailableError",
     "DomainError",
     "ExportError",
+    "FileAccessError",
     "GradientCheckError",
     "GraphTooLargeError",
     "InputTypeError",
@@ -130,10 +131,20 @@ class BackendUnavailableError(SymgradError, ImportError):
     """
 
 
-class ExportError(SymgradError, OSError):
+class FileAccessError(SymgradError, OSError):
+    """A file or folder the user named cannot be read or written (missing, a folder, no access).
+
+    The message names the path and the reason.
+
+    >>> issubclass(FileAccessError, OSError)
+    True
+    """
+
+
+class ExportError(FileAccessError):
     """Generated code could not be written to the file asked for (the message names it).
 
-    >>> issubclass(ExportError, OSError)
+    >>> issubclass(ExportError, FileAccessError)
     True
     """
 

@@ -352,7 +352,7 @@ def node_names(
             continue  # numbers, and Piecewise's (expr, cond) pairs and conditions
         elif labels.get(node):
             names[node] = labels[node]
-        elif node is expr or node == expr:
+        elif node is expr or (hash(node) == hash(expr) and node == expr):
             names[node] = next((n for n in TARGET_NAMES if n not in taken), f"{prefix}_0")
         else:
             counter += 1

@@ -15,6 +15,7 @@ LAYERS = {
     "errors": 0,
     "_version": 0,
     "graph": 1,
+    "files": 1,
     "functions": 1,
     "construct": 2,
     "inputs": 2,
@@ -32,7 +33,8 @@ LAYERS = {
     "cli": 9,
     "__main__": 10,
 }
-GENERATORS = {"codegen/compile.py", "matrix/codegen.py"}  # the only places generated code is compiled
+# the only places generated code is compiled
+GENERATORS = {"codegen/compile.py", "matrix/codegen.py"}
 
 
 def _modules():

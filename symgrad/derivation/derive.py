@@ -39,11 +39,11 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from . import views as fmt
 from ..autodiff import Step, simplify_result, sweep
 from ..errors import InputTypeError, OptionError
 from ..graph import TARGET_NAMES, free_symbols, node_names, numeric_values, topo_order
 from ..inputs import as_expr, as_symbols, describe, point_values
+from . import views as fmt
 
 __all__ = ["TARGET_NAMES", "Derivation", "derive", "node_names"]
 
@@ -272,9 +272,9 @@ def derive(
 
     Raises:
         InputTypeError: ``target``, ``wrt`` or ``at`` has the wrong type.
-        MissingSymbolError: ``at`` misses a symbol of the target.
-        OptionError: ``at`` names a symbol the target does not contain, or ``simplify`` is
-            not one of the options.
+        MissingSymbolError: ``at`` misses a symbol of the target (values for symbols the
+            target does not contain are ignored, as ``subs`` does).
+        OptionError: ``simplify`` is not one of the options.
         UnsupportedFunctionError: a function in ``target`` has no derivative rule.
 
     >>> import sympy as sp
