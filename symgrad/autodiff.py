@@ -153,8 +153,11 @@ def _sweep(
                 name = "zero"
             else:
                 rule = lookup(node)
-                for a, local in zip(args_of[i], rule.partials(node), strict=True):
-                    if not dep[a] or (local.is_Number and local.is_zero):
+                # only the partials in arguments that depend on wrt: a constant order or index
+                # (besselj(1, x), zeta(2, x)) is never differentiated
+                wanted = [dep[a] for a in args_of[i]]
+                for a, local in zip(args_of[i], rule.needed(node, wanted), strict=True):
+                    if local is None or (local.is_Number and local.is_zero):
                         continue
                     contribution = mul(adjoint, local, small=False if big else None)
                     if adjoints[a] is None:
