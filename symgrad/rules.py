@@ -205,7 +205,7 @@ def _fdiff_partial(node: sp.Basic, i: int) -> sp.Expr:
     where = f"{name} (in {_short(node)}) with respect to its argument {i + 1}, {arg}"
     try:
         d = node.fdiff(i + 1)
-    except Exception as exc:  # noqa: BLE001 - every failure means "no derivative"
+    except Exception as exc:  # every failure means "no derivative"
         raise UnsupportedFunctionError(
             name,
             f"SymPy cannot differentiate {where} ({_reason(exc)}); "
@@ -229,7 +229,7 @@ def _fdiff_partial(node: sp.Basic, i: int) -> sp.Expr:
 def _reason(exc: BaseException) -> str:
     try:  # some SymPy exceptions fail in __str__ (a bare ArgumentIndexError)
         text = str(exc)
-    except Exception:  # noqa: BLE001
+    except Exception:
         text = ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
