@@ -43,6 +43,10 @@ from .functions import sigmoid
 __all__ = ["Rule", "local_partials", "lookup", "override", "register", "registered_heads"]
 
 Partials = Callable[[sp.Basic], Sequence[sp.Expr]]
+#: Which arguments need a partial: a flag, or for a tuple argument a nested tuple of flags.
+Wanted = bool | tuple
+#: A partial: an expression, ``None`` (not wanted), or nested tuples of them (tuple arguments).
+Local = sp.Expr | None | tuple
 
 ZERO, ONE, HALF = sp.S.Zero, sp.S.One, sp.S.Half
 
@@ -65,13 +69,16 @@ class Rule:
 
     name: str
     partials: Partials
-    partial: Callable[[sp.Basic, int], sp.Expr] | None = None
+    partial: Callable[[sp.Basic, int, Wanted], Local] | None = None
 
-    def needed(self, node: sp.Basic, wanted: Sequence[bool]) -> list[sp.Expr | None]:
+    def needed(self, node: sp.Basic, wanted: Sequence[Wanted]) -> list[Local]:
         """The partials of ``node`` in the arguments flagged in ``wanted`` (``None`` elsewhere).
 
         Arguments that do not depend on the variables are never differentiated, so a constant
         order (``besselj(1, x)``) or index (``zeta(2, x)``) never reaches SymPy's ``fdiff``.
+        For a rule that differentiates one argument at a time (SymPy's), a tuple argument
+        (``hyper``'s and ``meijerg``'s parameters) is flagged element by element with a nested
+        tuple of flags, and its partial is the nested tuple of partials in those elements.
 
         Raises:
             UnsupportedFunctionError: SymPy has no derivative in a wanted argument.
@@ -82,7 +89,7 @@ class Rule:
         [None, besselj(0, x)/2 - besselj(2, x)/2]
         """
         if self.partial is not None:
-            return [self.partial(node, i) if w else None for i, w in enumerate(wanted)]
+            return [self.partial(node, i, w) if w else None for i, w in enumerate(wanted)]
         return [p if w else None for p, w in zip(self.partials(node), wanted, strict=True)]
 
 
@@ -196,13 +203,15 @@ def _fdiff_partials(node: sp.Basic) -> list[sp.Expr]:
     return [_fdiff_partial(node, i) for i in range(len(node.args))]
 
 
-def _fdiff_partial(node: sp.Basic, i: int) -> sp.Expr:
+def _fdiff_partial(node: sp.Basic, i: int, wanted: Wanted = True) -> Local:
     # SymPy signals "no derivative" in many ways: ArgumentIndexError, NotImplementedError,
     # IndexError (zeta, polylog), TypeError (meijerg's tuple arguments), ValueError (appellf1),
     # None (SingularityFunction with a symbolic exponent) or an unevaluated Derivative/Subs.
     name = type(node).__name__
     arg = _short(node.args[i])
     where = f"{name} (in {_short(node)}) with respect to its argument {i + 1}, {arg}"
+    if isinstance(wanted, tuple):
+        return _tuple_partials(node, i, wanted, where)
     try:
         d = node.fdiff(i + 1)
     except Exception as exc:  # every failure means "no derivative"
@@ -212,18 +221,54 @@ def _fdiff_partial(node: sp.Basic, i: int) -> sp.Expr:
             "register a rule with symgrad.rules.register to supply one",
             argument=i + 1,
         ) from exc
+    return _checked(node, d, where, i)
+
+
+def _checked(node: sp.Basic, d: object, where: str, i: int) -> sp.Expr:
     unknown = not isinstance(d, sp.Expr) or (
         # A *known* function answered with an unevaluated Derivative: SymPy does not know it.
         not isinstance(node, sp.core.function.AppliedUndef) and d.has(sp.Derivative, sp.Subs)
     )
     if unknown:
         raise UnsupportedFunctionError(
-            name,
+            type(node).__name__,
             f"SymPy has no derivative of {where}; "
             "register a rule with symgrad.rules.register to supply one",
             argument=i + 1,
         )
     return d
+
+
+def _tuple_partials(node: sp.Basic, i: int, wanted: tuple, where: str) -> tuple:
+    # d node / d e for each wanted element e of a (nested) tuple argument: SymPy's own diff with
+    # e replaced by a dummy (meijerg differentiates in its parameters this way; fdiff cannot)
+    def walk(t: sp.Tuple, mask: tuple, rebuild: Callable[[sp.Basic], sp.Basic]) -> tuple:
+        out: list[Local] = []
+        for k, (e, w) in enumerate(zip(t.args, mask, strict=True)):
+
+            def put(new: sp.Basic, k: int = k) -> sp.Basic:
+                return rebuild(type(t)(*t.args[:k], new, *t.args[k + 1 :]))
+
+            if isinstance(w, tuple):
+                out.append(walk(e, w, put))
+            elif not w:
+                out.append(None)
+            else:
+                d = sp.Dummy("e")
+                try:
+                    r = sp.diff(put(d), d).xreplace({d: e})
+                except Exception as exc:  # every failure means "no derivative"
+                    raise UnsupportedFunctionError(
+                        type(node).__name__,
+                        f"SymPy cannot differentiate {where} in its element {_short(e)} "
+                        f"({_reason(exc)}); register a rule with symgrad.rules.register",
+                        argument=i + 1,
+                    ) from exc
+                out.append(_checked(node, r, f"{where} in its element {_short(e)}", i))
+        return tuple(out)
+
+    args = node.args
+    return walk(args[i], wanted, lambda new: node.func(*args[:i], new, *args[i + 1 :]))
 
 
 def _reason(exc: BaseException) -> str:

@@ -324,12 +324,27 @@ def test_hessians_through_orders_in_the_gradient(f) -> None:
     assert _equal(h, sp.diff(f, x, 2))
 
 
+@pytest.mark.parametrize(
+    "f",
+    [
+        sp.meijerg([[x], []], [[], [2]], 3),  # fdiff raises TypeError on a tuple argument
+        sp.meijerg(((), (1, 1)), ((0, 0, x), ()), x**2),  # in uppergamma's gradient
+        sp.uppergamma(x, 2 * x),
+        sp.lowergamma(x**2, x),
+    ],
+    ids=str,
+)
+def test_parameters_inside_tuple_arguments_match_sympy_diff(f) -> None:
+    assert _equal(grad(f, x), sp.diff(f, x))
+    (h,) = hessian(f, [x])
+    assert _equal(h, sp.diff(f, x, 2))
+
+
 UNDIFFERENTIABLE = [  # (expression, the argument SymPy cannot differentiate in, how fdiff fails)
     (sp.besselj(x, 2), 1),  # ArgumentIndexError
     (sp.zeta(x, 2), 1),  # ArgumentIndexError whose str() raises IndexError
     (sp.polylog(x, 2), 1),
     (sp.SingularityFunction(x, a_, n_), 1),  # fdiff returns None
-    (sp.meijerg([[x], []], [[], [2]], 3), 1),  # TypeError on a tuple argument
     (sp.appellf1(1, 2, x, 3, sp.Rational(1, 3), sp.Rational(1, 2)), 3),  # ValueError
     (sp.dirichlet_eta(x), 1),  # an unevaluated Derivative
     (sp.stieltjes(1, x), 2),
