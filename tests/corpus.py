@@ -461,14 +461,23 @@ def worst(results: list[tuple[str, str]]) -> str:
     return next(c for c in order if c in cats)
 
 
-def table(n: int, seed: int = 14, points: int = 2, out=sys.stdout) -> tuple[Counter, Counter]:
+def table(
+    n: int, seed: int = 14, points: int = 2, out=sys.stdout, progress: bool = True
+) -> tuple[Counter, Counter]:
     """Run ``n`` expressions and print the counts per expression and per comparison."""
     start = time.perf_counter()
     per_expr: Counter = Counter()
     per_cmp: Counter = Counter()
     wrong = []
-    for case in corpus(n, seed, points):
+    for k, case in enumerate(corpus(n, seed, points)):
+        t0 = time.perf_counter()
         results = run_case(case)
+        dt = time.perf_counter() - t0
+        if progress and (k % 50 == 0 or dt > 10):
+            print(
+                f"[{k}] {time.perf_counter() - start:.0f} s; {dt:.1f} s for {case.expr}",
+                file=sys.stderr,
+            )
         per_expr[worst(results)] += 1
         per_cmp.update(c for c, _ in results)
         wrong += [(case.expr, d) for c, d in results if c == "wrong"]
