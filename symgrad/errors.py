@@ -54,15 +54,17 @@ class UnsupportedFunctionError(SymgradError, NotImplementedError):
 
     Attributes:
         head: the name of the unsupported head.
+        argument: the 1-based argument position SymPy cannot differentiate in (or ``None``).
 
     >>> err = UnsupportedFunctionError("floor2", "no rule")
-    >>> err.head
-    'floor2'
+    >>> err.head, err.argument
+    ('floor2', None)
     """
 
-    def __init__(self, head: str, message: str) -> None:
+    def __init__(self, head: str, message: str, argument: int | None = None) -> None:
         super().__init__(message)
         self.head = head
+        self.argument = argument
 
 
 class MissingSymbolError(SymgradError, ValueError):
