@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .construct import add, is_small, mul
+from .construct import add, is_small, is_zero, mul
 from .errors import InputTypeError
 from .graph import Linear, linearise, paused_gc, topo_order, tree_size
 from .inputs import as_expr, as_exprs, as_symbols
@@ -149,12 +149,12 @@ def _sweep(
                 name = "leaf"
                 if node in targets:
                     grads[node] = adjoint
-            elif adjoint.is_Number and adjoint.is_zero:
+            elif is_zero(adjoint):
                 name = "zero"
             else:
                 rule = lookup(node)
                 for a, local in zip(args_of[i], rule.partials(node), strict=True):
-                    if not dep[a] or (local.is_Number and local.is_zero):
+                    if not dep[a] or is_zero(local):
                         continue
                     contribution = mul(adjoint, local, small=False if big else None)
                     if adjoints[a] is None:
@@ -167,7 +167,7 @@ def _sweep(
             if on_step is not None:
                 parents = tuple((order[p] if p >= 0 else None, c) for p, c in incoming)
                 on_step(k, Step(node, name, parents, adjoint, tuple(outgoing)))
-        results.append({s: g for s, g in grads.items() if not (g.is_Number and g.is_zero)})
+        results.append({s: g for s, g in grads.items() if not is_zero(g)})
     return results, dag
 
 

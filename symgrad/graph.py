@@ -288,26 +288,30 @@ def split_wide(roots: Sequence[sp.Basic], width: int = 256) -> list[sp.Basic]:
     >>> split_wide([sp.Add(*xs)], width=2)[0].args
     ((x0 + x1) + (x2 + x3), x4)
     """
-    order = topo_order(roots)
-    if all(len(n.args) <= width or not (n.is_Add or n.is_Mul) for n in order):
+    dag = linearise(roots)
+    order, args_of = dag.order, dag.args
+    if all(
+        len(a) <= width or not (n.is_Add or n.is_Mul) for n, a in zip(order, args_of, strict=True)
+    ):
         return list(roots)
-    new: dict[sp.Basic, sp.Basic] = {}
-    for node in order:
-        args = [new[a] for a in node.args]
-        if (node.is_Add or node.is_Mul) and len(args) > width:
+    # By position: a node is rebuilt only when it is wide or an argument was rebuilt (equal
+    # but distinct objects, e.g. the same Float built twice, are one position and never
+    # count as a change), and rebuilt with its structure as it is: no re-sorting of arguments.
+    new = list(order)
+    for i, node in enumerate(order):
+        a = args_of[i]
+        if (node.is_Add or node.is_Mul) and len(a) > width:
+            args = [new[j] for j in a]
+            commutative = node.is_commutative
             while len(args) > width:
                 args = [
-                    node.func(*args[i : i + width], evaluate=False)
-                    if len(args[i : i + width]) > 1
-                    else args[i]
-                    for i in range(0, len(args), width)
+                    node.func._from_args(args[k : k + width], commutative)
+                    for k in range(0, len(args), width)
                 ]
-            new[node] = node.func(*args, evaluate=False)
-        elif any(a is not b for a, b in zip(args, node.args, strict=True)):
-            new[node] = rebuild(node, args)
-        else:
-            new[node] = node
-    return [new[r] for r in roots]
+            new[i] = node.func._from_args(args, commutative)
+        elif any(new[j] is not order[j] for j in a):
+            new[i] = rebuild(node, [new[j] for j in a])
+    return [new[dag.index[r]] for r in roots]
 
 
 #: Names tried, in order, for an unlabelled target.
@@ -405,6 +409,10 @@ def rebuild(node: sp.Basic, args: Sequence[sp.Basic]) -> sp.Basic:
     >>> rebuild(x + y, [x, x])
     x + x
     """
+    if node.is_Add or node.is_Mul:
+        # the arguments keep their order: SymPy's unevaluated constructors would run the
+        # matrix postprocessors and, for printing, sort them later
+        return node.func._from_args(list(args), node.is_commutative)
     try:
         return node.func(*args, evaluate=False)
     except TypeError:  # heads without an evaluate option
