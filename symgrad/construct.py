@@ -25,9 +25,10 @@ from collections.abc import Iterable
 
 import sympy as sp
 
-from .graph import tree_size
+from .errors import InputTypeError
+from .graph import lattice_from_args, tree_size
 
-__all__ = ["SMALL", "add", "apply", "is_small", "is_zero", "mul", "power"]
+__all__ = ["SMALL", "add", "apply", "is_small", "is_zero", "maximum", "mul", "power"]
 
 #: Operands up to this tree size are combined by SymPy's evaluating constructors.
 SMALL = 16
@@ -128,7 +129,25 @@ def _small_product(coeff: sp.Expr, rest: list[sp.Expr]) -> sp.Expr:
             and f.is_commutative is True
         ):
             return sp.Mul._from_args((coeff, f), True)
+    elif len(rest) == 2 and coeff is sp.S.One:
+        # f*g of two distinct plain factors (a weight times an input): Mul would only order
+        # them, by Basic.compare, as done here
+        f, g = rest
+        if (
+            _plain(f)
+            and _plain(g)
+            and f.is_commutative is True
+            and g.is_commutative is True
+            and f != g
+        ):
+            return sp.Mul._from_args((f, g) if f.compare(g) <= 0 else (g, f), True)
     return sp.Mul(coeff, *rest)
+
+
+def _plain(f: sp.Basic) -> bool:
+    # a factor that SymPy's Mul keeps as it is next to another one (no flattening, no merging
+    # of powers or coefficients)
+    return not (f.is_Add or f.is_Mul or f.is_Pow or f.is_Number or isinstance(f, sp.exp))
 
 
 def add(terms: Iterable[sp.Expr], small: bool | None = None) -> sp.Expr:
@@ -211,3 +230,28 @@ def apply(func: type[sp.Function], *args: sp.Expr) -> sp.Expr:
     if is_small(*args):
         return func(*args)
     return func(*args, evaluate=False)
+
+
+def maximum(*args: sp.Expr) -> sp.Expr:
+    """``Max(*args)`` built as given: no evaluation, no sorting of the arguments.
+
+    ``sympy.Max(..., evaluate=False)`` still sorts its arguments by SymPy's sort key, which
+    walks every argument's whole subtree (seconds on a network's outputs). Repeated arguments
+    are dropped (the first occurrence is kept); one argument is returned as it is.
+
+    Raises:
+        InputTypeError: no arguments.
+
+    >>> import sympy as sp
+    >>> x = sp.Symbol("x")
+    >>> maximum(sp.S.Zero, x)
+    Max(0, x)
+    >>> maximum(x, x)
+    x
+    """
+    unique = list(dict.fromkeys(map(_s, args)))
+    if not unique:
+        raise InputTypeError("maximum needs at least one argument")
+    if len(unique) == 1:
+        return unique[0]
+    return lattice_from_args(sp.Max, unique)
