@@ -45,7 +45,7 @@ from ..errors import (
     ShapeError,
     UnsupportedFunctionError,
 )
-from ..graph import Linear, free_symbols, linearise, paused_gc, rebuild, split_wide
+from ..graph import Linear, free_symbols, linearise, paused_gc, rebuild, split_wide_linear
 from ..inputs import as_expr, as_symbols
 
 __all__ = ["BACKENDS", "CompiledFunction", "lambdify", "value_and_grad"]
@@ -301,8 +301,7 @@ def _generate(
         (n.is_Add or n.is_Mul) and len(a) > WIDE for n, a in zip(dag.order, dag.args, strict=True)
     ):
         # bounded statements: Python's own compiler recurses on a + b + ... + z
-        leaves = split_wide(leaves, WIDE)
-        dag = linearise(leaves)
+        leaves, dag = split_wide_linear(leaves, dag, WIDE)
     # From here on nodes are positions in ``order`` (hashing a SymPy node is a Python call)
     order, args_of = dag.order, dag.args
     name: list[str | None] = [None] * len(order)
