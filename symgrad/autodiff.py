@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .construct import add, is_small, mul
+from .construct import add, is_small, is_zero, mul
 from .errors import InputTypeError
 from .graph import Linear, linearise, paused_gc, post_order, topo_order, tree_size
 from .inputs import as_expr, as_exprs, as_symbols
@@ -156,7 +156,7 @@ def _sweep(
                 name = "leaf"
                 if node in targets:
                     grads[node] = adjoint
-            elif adjoint.is_Number and adjoint.is_zero:
+            elif is_zero(adjoint):
                 name = "zero"
             else:
                 rule = lookup(node)
@@ -167,7 +167,7 @@ def _sweep(
                 wanted = [_wanted(a, order, args_of, dep, per_element) for a in args_of[i]]
                 locals_ = rule.needed(node, wanted)
                 for a, local in _pairs(args_of[i], locals_, args_of):
-                    if local is None or (local.is_Number and local.is_zero):
+                    if local is None or is_zero(local):
                         continue
                     contribution = mul(adjoint, local, small=False if big else None)
                     if adjoints[a] is None:
@@ -180,7 +180,7 @@ def _sweep(
             if on_step is not None:
                 parents = tuple((order[p] if p >= 0 else None, c) for p, c in incoming)
                 on_step(k, Step(node, name, parents, adjoint, tuple(outgoing)))
-        results.append({s: g for s, g in grads.items() if not (g.is_Number and g.is_zero)})
+        results.append({s: g for s, g in grads.items() if not is_zero(g)})
     return results, dag
 
 
