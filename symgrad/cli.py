@@ -39,6 +39,7 @@ from .errors import (
     ParseError,
     SymgradError,
 )
+from .files import write_atomic
 from .graph import free_symbols
 from .parse import parse
 
@@ -330,28 +331,28 @@ def _render(graph, path: Path) -> Path:
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt in ("dot", "gv"):
-        path.write_text(graph.source, encoding="utf-8")
-        return path
-    import graphviz
+        return write_atomic(path, graph.source)
+    from .derivation.dot import render
 
     try:
-        graph.render(outfile=str(path), format=fmt, cleanup=True)
-    except graphviz.ExecutableNotFound:
+        return render(graph, path, fmt)  # only the file named, atomically
+    except BackendUnavailableError:
         raise BackendUnavailableError(
             "rendering needs the Graphviz program 'dot' (apt-get install graphviz, "
             "brew install graphviz); or write the graph source with -o graph.dot"
         ) from None
-    return path
 
 
 def _draw_dot():
     try:
-        from .viz import draw_dot
-    except ImportError as exc:  # the viz module, or its 'graphviz' package, is missing
+        import graphviz  # noqa: F401
+    except ImportError as exc:  # the 'graphviz' package is missing
         raise BackendUnavailableError(
-            "drawing graphs needs symgrad's viz module and the Python package 'graphviz': "
+            "drawing graphs needs the Python package 'graphviz': "
             f"pip install 'symgrad[viz]' ({exc})"
         ) from None
+    from .derivation.dot import draw_dot
+
     return draw_dot
 
 

@@ -14,6 +14,7 @@ PACKAGE = Path(symgrad.__file__).parent
 LAYERS = {
     "errors": 0,
     "_version": 0,
+    "files": 1,
     "graph": 1,
     "functions": 1,
     "construct": 2,
@@ -24,7 +25,6 @@ LAYERS = {
     "codegen": 5,
     "derivation": 5,
     "numerical": 5,
-    "viz": 6,
     "check": 6,
     "value": 6,
     "matrix": 7,

@@ -39,11 +39,12 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from . import views as fmt
 from ..autodiff import Step, simplify_result, sweep
 from ..errors import InputTypeError, OptionError
-from ..graph import TARGET_NAMES, free_symbols, node_names, numeric_values, topo_order
+from ..graph import free_symbols, topo_order
 from ..inputs import as_expr, as_symbols, describe, point_values
+from . import views as fmt
+from .names import TARGET_NAMES, node_names, numeric_values
 
 __all__ = ["TARGET_NAMES", "Derivation", "derive", "node_names"]
 

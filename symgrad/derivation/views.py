@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from .printers import Chain, LatexNamePrinter, Partial, Terms, TextPrinter, tex_text
 from ..errors import OptionError
 from ..graph import tree_size
+from .printers import Chain, LatexNamePrinter, Partial, Terms, TextPrinter, tex_text
 
 __all__ = ["latex", "markdown", "text"]
 
