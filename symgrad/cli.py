@@ -375,6 +375,18 @@ def _cmd_graph(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_explore(args: argparse.Namespace) -> int:
+    expr = _expression(args.expr)
+    at = _at(args.at)
+    if at:
+        _unknown_at(at, [expr])
+        _missing_at(at, [expr])
+    path = Path(args.output)
+    derive(expr, at=at or None).html(path)
+    print(f"wrote {path}  (open it in a browser: no network needed)")
+    return EXIT_OK
+
+
 # ----------------------------------------------------------------------------- demo
 
 
@@ -613,6 +625,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="output file; its suffix gives the format (" + ", ".join(GRAPH_FORMATS) + ")",
     )
     p.set_defaults(run=_cmd_graph)
+
+    p = _sub(
+        subs,
+        "explore",
+        "write the backward pass as an interactive page: step through it, edit the inputs",
+        """
+        symgrad explore "(a*b + c)*f" --at a=2,b=-3,c=10,f=-2 -o backward.html
+        symgrad explore "tanh(x1*w1 + x2*w2 + b)" --at x1=2,x2=0,w1=-3,w2=1,b=6.88 -o n.html
+        """,
+    )
+    _expr_arg(p)
+    p.add_argument(
+        "--at", action="append", metavar="NAME=NUMBER,...", help="the point (values, gradients)"
+    )
+    p.add_argument("-o", "--output", required=True, help="the HTML file to write")
+    p.set_defaults(run=_cmd_explore)
 
     p = _sub(
         subs,

@@ -80,8 +80,9 @@ def dot_text(text: str, record: bool = False) -> str:
     r"""``text`` as a DOT attribute value that Graphviz shows literally.
 
     Inside a quoted DOT string a backslash starts an escape (``\n``, ``\N``, ...) and ``\"``
-    ends nothing; record labels also give ``{ } | < >`` a meaning. So: backslashes doubled,
-    quotes and (in records) those characters backslash-escaped, line breaks as ``\n``. Plain
+    ends nothing; record labels also give ``{ } | < >`` a meaning, and every label reads HTML
+    entities. So: ``&`` as ``&amp;``, backslashes doubled, quotes and (in records) those
+    characters backslash-escaped, line breaks as ``\n``. Plain
     identifiers and numbers stay bare, as graphviz's own quoting leaves them; nothing is ever
     passed on as an HTML-like ``<...>`` label.
 
@@ -98,7 +99,8 @@ def dot_text(text: str, record: bool = False) -> str:
 
 
 def _escape(text: str, record: bool) -> str:
-    text = text.replace("\\", "\\\\").replace('"', '\\"')
+    # Graphviz also reads HTML entities (&amp;) in every label: & itself must be one
+    text = text.replace("&", "&amp;").replace("\\", "\\\\").replace('"', '\\"')
     if record:
         text = _RECORD_SPECIAL.sub(r"\\\1", text)
     return text.replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\n")

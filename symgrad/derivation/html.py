@@ -1,0 +1,364 @@
+"""The explorer: a derivation as one self-contained, interactive HTML page.
+
+The page shows the graph (a :class:`~symgrad.derivation.picture.Picture`, laid out here in
+layers and drawn as SVG by the page's script) beside the derivation. Buttons and the arrow keys
+step through the backward pass: each step highlights its node, the edges its adjoint flows
+along, and shows that step's maths (rendered by KaTeX) and numbers. Clicking a node shows its
+formula, value, gradient and local partials; editing a leaf's value recomputes every value and
+gradient in the page from the formulas emitted as JavaScript (:func:`_js_formulas`).
+
+Everything is inlined: KaTeX's script, style and fonts (as base64 data URLs, from the bundled
+npm package under ``assets/katex``, MIT licence), the layout, the data. Opening the page makes
+no network request. User text (names, labels) reaches the page only as JSON data, escaped for
+an HTML ``<script>`` element in :func:`json_for_html`, and is shown through ``textContent``
+or KaTeX (whose input the LaTeX printer escapes); it never becomes markup or code.
+
+>>> import sympy as sp
+>>> from symgrad import derive
+>>> x = sp.Symbol("x")
+>>> page = explorer_page(derive(sp.sin(x) * x, at={x: 1.0}))
+>>> page.startswith("<!DOCTYPE html>"), "<link" in page, "url(fonts/" in page
+(True, False, False)
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import math
+import re
+from importlib import resources
+from typing import Any
+
+import sympy as sp
+from sympy.printing.codeprinter import PrintMethodNotImplementedError
+from sympy.printing.jscode import JavascriptCodePrinter
+
+from ..errors import OptionError
+from .derive import Derivation
+from .picture import Picture
+from .printers import LatexNamePrinter
+from .views import latex_steps
+
+__all__ = ["COLLAPSE_ABOVE", "explorer_page", "json_for_html"]
+
+#: Above this many nodes the page writes each operation into its result's node (as ``collapse``).
+COLLAPSE_ABOVE = 60
+
+_ASSETS = "symgrad.derivation.assets"
+_FONT = re.compile(
+    r"src:url\(fonts/(KaTeX_[A-Za-z0-9_-]+)\.woff2\) format\(\"woff2\"\)"
+    r"(,url\(fonts/[^)]*\) format\(\"[a-z]+\"\))*"
+)
+
+
+# ---------------------------------------------------------------------- escaping (one place)
+def json_for_html(data: Any) -> str:
+    """``data`` as JSON that is safe inside an HTML ``<script>`` element.
+
+    ``<``, ``>`` and ``&`` become ``\\u003c``-style escapes (so no ``</script>`` or ``<!--`` can
+    end the element early), as do U+2028/U+2029; non-finite numbers are refused (they are
+    ``null`` in the page's data).
+
+    >>> json_for_html({"name": "</script><b>"})
+    '{"name": "\\\\u003c/script\\\\u003e\\\\u003cb\\\\u003e"}'
+    """
+    text = json.dumps(data, allow_nan=False, ensure_ascii=False)
+    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
+        text = text.replace(ch, esc)
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+def _html_text(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# ---------------------------------------------------------------------- bundled assets
+@functools.cache
+def _asset(name: str) -> bytes:
+    return resources.files(_ASSETS).joinpath(name).read_bytes()
+
+
+@functools.cache
+def _katex_css() -> str:
+    """KaTeX's style with each font as a woff2 data URL (every browser KaTeX supports reads it)."""
+
+    def inline(m: re.Match) -> str:
+        blob = base64.b64encode(_asset(f"katex/fonts/{m[1]}.woff2")).decode("ascii")
+        return f'src:url(data:font/woff2;base64,{blob}) format("woff2")'
+
+    css = _asset("katex/katex.min.css").decode("utf-8")
+    out = _FONT.sub(inline, css)
+    if "url(fonts/" in out:  # a KaTeX update changed the CSS: fail loudly, never fetch fonts
+        raise RuntimeError("katex.min.css refers to fonts the explorer does not inline")
+    return out
+
+
+# ---------------------------------------------------------------------- the layout
+def _layout(pic: Picture, shown: list[str]) -> dict[str, tuple[float, float]]:
+    """A layered layout: column = height above the leaves, rows ordered by their arguments.
+
+    Each node sits in the column after its highest argument (leaves in column 0, the output
+    last); within a column nodes are ordered by the mean row of their arguments (a barycentre
+    sweep, as in Sugiyama's method), which keeps most edges short and uncrossed.
+    """
+    args: dict[str, list[str]] = {n: [] for n in shown}
+    for e in pic.edges:
+        if e.target in args and e.source in args:
+            args[e.target].append(e.source)
+    column: dict[str, int] = {}
+    for nid in shown:  # forward order: arguments first
+        column[nid] = 1 + max((column[a] for a in args[nid]), default=-1)
+    columns: dict[int, list[str]] = {}
+    for nid in shown:
+        columns.setdefault(column[nid], []).append(nid)
+    row: dict[str, float] = {}
+    for c in sorted(columns):
+        members = columns[c]
+        if c:
+
+            def centre(nid: str) -> float:
+                return sum(row[a] for a in args[nid]) / len(args[nid])
+
+            members.sort(key=centre)
+        for i, nid in enumerate(members):
+            row[nid] = float(i)
+        # centre the column on its arguments' rows
+        if c and members:
+            shift = sum(map(centre, members)) / len(members) - (len(members) - 1) / 2
+            for nid in members:
+                row[nid] += max(shift, 0.0)
+    return {nid: (column[nid] * 190.0 + 20.0, row[nid] * 78.0 + 20.0) for nid in shown}
+
+
+# ---------------------------------------------------------------------- formulas as JavaScript
+class _JsPrinter(JavascriptCodePrinter):
+    """SymPy's JavaScript printer plus symgrad's own functions (see :func:`_js_formulas`)."""
+
+    def _print_sigmoid(self, expr: sp.Basic) -> str:
+        return f"(1/(1 + Math.exp(-({self._print(expr.args[0])}))))"
+
+    def _print_Float(self, expr: sp.Basic) -> str:
+        return repr(float(expr))
+
+
+def _js_formulas(pic: Picture, shown: list[str], edges: list) -> tuple[str | None, str]:
+    """JavaScript computing every node's value and every edge's local partial from the leaves.
+
+    STUB until the compiler's JavaScript target (``symgrad/codegen/js.py``) lands: this is the
+    one function to replace by it. Returns ``(source, "")``, or ``(None, reason)`` when a
+    formula has no JavaScript form (the page then shows the numbers without editing).
+
+    The source defines ``symgradForward(x)``: ``x`` holds the leaves' numbers at their
+    positions in ``shown``; the result is ``[values by position in shown, local partials by
+    position in edges]``.
+    """
+    position = {nid: i for i, nid in enumerate(shown)}
+    slots = {pic.node(nid).expr: sp.Symbol(f"v[{i}]") for nid, i in position.items()}
+    printer = _JsPrinter({"strict": True})
+    lines = [f"function symgradForward(x) {{\n  const v = new Array({len(shown)});"]
+    try:
+        for nid, i in position.items():
+            node = pic.node(nid).expr
+            if not node.args:
+                lines.append(f"  v[{i}] = x[{i}];")
+                continue
+            rhs = node.func(*[a.xreplace(slots) for a in node.args])
+            lines.append(f"  v[{i}] = {_js(printer, rhs, slots)};")
+        lines.append(f"  const l = new Array({len(edges)}).fill(null);")
+        for k, e in enumerate(edges):
+            if e.partial is not None:
+                lines.append(f"  l[{k}] = {_js(printer, e.partial.xreplace(slots), slots)};")
+    except (PrintMethodNotImplementedError, _Unprintable) as exc:
+        return None, f"no JavaScript for {exc}"
+    lines.append("  return [v, l];\n}")
+    return "\n".join(lines), ""
+
+
+class _Unprintable(Exception):
+    pass
+
+
+def _js(printer: _JsPrinter, expr: sp.Basic, slots: dict) -> str:
+    own = set(slots.values())
+    stray = [s for s in expr.free_symbols if s not in own]
+    if stray:  # never print a user's name as code
+        raise _Unprintable("a symbol outside the graph")
+    text = printer.doprint(expr)
+    return " ".join(text.split())  # SymPy's Piecewise spans lines
+
+
+# ---------------------------------------------------------------------- the page
+def _number(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+def _data(d: Derivation, pic: Picture, title: str) -> tuple[dict, list[str], list]:
+    shown = [n.id for n in pic.nodes if n.expr is not None and not n.expr.is_Number]
+    at = _layout(pic, shown)
+    tex = LatexNamePrinter({n: sp.Symbol(s) for n, s in d.names.items() if n.args})
+    plain = LatexNamePrinter({})
+    symbolic = Derivation(
+        d.target, d.wrt, d.steps, d.names, {}, {}, d.gradients, d.simplify
+    )  # the maths in names only: the numbers beside it change when a leaf is edited
+    blocks, gradients = latex_steps(symbolic)
+    index = {nid: i for i, nid in enumerate(shown)}
+    nodes = []
+    for nid in shown:
+        n = pic.node(nid)
+        x, y = at[nid]
+        nodes.append(
+            {
+                "id": nid,
+                "name": n.name,
+                "kind": n.kind,
+                "op": n.op,
+                "merged": n.merged,
+                "tex": tex.show(n.expr, root=True) if n.expr.args else "",
+                "nameTex": plain.show(sp.Symbol(n.name)),
+                "value": _number(n.value),
+                "gradient": _number(n.gradient),
+                "step": n.step,
+                "x": x,
+                "y": y,
+            }
+        )
+    edges, kept = [], []
+    for e in pic.edges:
+        if e.source not in index or e.target not in index:
+            continue  # a number argument: it is part of the formula
+        kept.append(e)
+        edges.append(
+            {
+                "source": index[e.source],
+                "target": index[e.target],
+                "flows": bool(e.local),
+                "tex": tex.show(e.partial) if e.partial is not None else "",
+                "local": _number(e.local_value),
+            }
+        )
+    steps = []
+    for s, (rule, block) in zip(pic.steps(), blocks, strict=True):
+        steps.append({"node": index[s.id], "rule": rule, "tex": block})
+    data = {
+        "title": title,
+        "output": index[pic.output],
+        "nodes": nodes,
+        "edges": edges,
+        "steps": steps,
+        "gradientsTex": gradients,
+    }
+    return data, shown, kept
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; \
+script-src 'unsafe-inline'; style-src 'unsafe-inline'; font-src data:; img-src data:">
+<title>{title}</title>
+<style>{katex_css}</style>
+<style>{page_css}</style>
+</head>
+<body>
+<header>
+  <h1 id="title"></h1>
+  <nav>
+    <button id="first" title="Home">start</button>
+    <button id="prev" title="left arrow">&#x25C0; back</button>
+    <span id="stepinfo"></span>
+    <button id="next" title="right arrow">forward &#x25B6;</button>
+    <button id="last" title="End">end</button>
+  </nav>
+</header>
+<main>
+  <section id="graph"><svg id="svg" xmlns="http://www.w3.org/2000/svg"></svg></section>
+  <aside id="side">
+    <div id="step" class="panel"></div>
+    <div id="details" class="panel"></div>
+    <div id="leaves" class="panel"></div>
+    <div id="table" class="panel"></div>
+  </aside>
+</main>
+<script id="symgrad-data" type="application/json">{data}</script>
+<script>{katex_js}</script>
+<script>{formulas}</script>
+<script>{page_js}</script>
+</body>
+</html>
+"""
+
+
+def explorer_page(d: Derivation, *, title: str | None = None, collapse: bool | str = "auto") -> str:
+    """The explorer page of ``d``: one self-contained HTML document (see the module).
+
+    Args:
+        d: the derivation (with numbers, from ``derive(..., at=...)`` or of a ``Value``; without
+            numbers the page shows the steps and formulas only).
+        title: the page's heading (default: the derivation's target).
+        collapse: write each operation into its result's node; ``"auto"`` does so above
+            :data:`COLLAPSE_ABOVE` nodes.
+
+    Returns:
+        The HTML text.
+
+    >>> import sympy as sp
+    >>> from symgrad import derive
+    >>> a, b = sp.symbols("a b")
+    >>> page = explorer_page(derive(a * b, at={a: 2, b: 3}), title="<b>product</b>")
+    >>> "<title>&lt;b&gt;product&lt;/b&gt;</title>" in page
+    True
+    """
+    if not isinstance(d, Derivation):
+        raise OptionError(f"the explorer draws a Derivation, got {type(d).__name__}")
+    if collapse not in (True, False, "auto"):
+        raise OptionError(f"collapse must be True, False or 'auto', got {collapse!r}")
+    if collapse == "auto":
+        collapse = len(d.names) > COLLAPSE_ABOVE
+    pic = Picture.from_derivation(d, backward=True, collapse=bool(collapse))
+    if title is None:
+        title = f"{d.name(d.target)}: the backward pass"
+    data, shown, edges = _data(d, pic, title)
+    formulas, reason = _js_formulas(pic, shown, edges)
+    data["editable"] = formulas is not None
+    data["whyNotEditable"] = reason
+    return _PAGE.format(
+        title=_html_text(title),
+        katex_css=_katex_css(),
+        page_css=_asset("explorer.css").decode("utf-8"),
+        data=json_for_html(data),
+        katex_js=_asset("katex/katex.min.js").decode("utf-8").replace("</script", "<\\/script"),
+        formulas=formulas or "const symgradForward = null;",
+        page_js=_asset("explorer.js").decode("utf-8"),
+    )
+
+
+class Explorer:
+    """The explorer page for a notebook: shown inline in a sandboxed frame.
+
+    Jupyter renders ``_repr_html_``; the page runs inside an ``<iframe srcdoc=...>`` with
+    scripts allowed and nothing else (no network, no access to the notebook).
+
+    >>> import sympy as sp
+    >>> from symgrad import derive
+    >>> view = Explorer(derive(sp.Symbol("x") ** 2, at={"x": 3}))
+    >>> view._repr_html_().startswith('<iframe sandbox="allow-scripts"')
+    True
+    """
+
+    def __init__(self, d: Derivation, *, height: int = 640, **options: Any) -> None:
+        self.html = explorer_page(d, **options)
+        self.height = int(height)
+
+    def _repr_html_(self) -> str:
+        doc = self.html.replace("&", "&amp;").replace('"', "&quot;")
+        return (
+            f'<iframe sandbox="allow-scripts" style="width:100%;height:{self.height}px;'
+            f'border:1px solid #e5e7eb" srcdoc="{doc}"></iframe>'
+        )
+
+    def __repr__(self) -> str:
+        return f"<symgrad explorer page, {len(self.html) // 1024} KiB>"
