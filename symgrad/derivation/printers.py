@@ -20,6 +20,7 @@ from it.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 
@@ -143,7 +144,12 @@ class LatexNamePrinter(_Names, LatexPrinter):
         return " + ".join(self.parenthesize(t, PRECEDENCE["Add"]) for t in expr.args)
 
     def _print_Float(self, expr):
-        return super()._print_Float(sp.Float(f"{float(expr):.{DIGITS}g}"))
+        # the text view's numbers (-8, 0.707107, 1e-07), written as TeX: one format everywhere
+        x = float(expr)
+        if not math.isfinite(x):
+            return super()._print_Float(expr)
+        mantissa, _, exponent = f"{x:.{DIGITS}g}".partition("e")
+        return rf"{mantissa} \cdot 10^{{{int(exponent)}}}" if exponent else mantissa
 
     def _print_Symbol(self, expr, style="plain"):
         # a label such as "x1*w1" or "loss 1" is text
