@@ -41,7 +41,14 @@ from .picture import Picture
 from .printers import LatexNamePrinter
 from .views import latex_steps
 
-__all__ = ["COLLAPSE_ABOVE", "explorer_page", "json_for_html"]
+__all__ = [
+    "COLLAPSE_ABOVE",
+    "Explorer",
+    "explorer_page",
+    "html_table",
+    "html_text",
+    "json_for_html",
+]
 
 #: Above this many nodes the page writes each operation into its result's node (as ``collapse``).
 COLLAPSE_ABOVE = 60
@@ -70,8 +77,30 @@ def json_for_html(data: Any) -> str:
     return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
-def _html_text(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+def html_text(text: str) -> str:
+    """``text`` escaped for HTML element content and quoted attribute values.
+
+    >>> html_text('<b title="x">&</b>')
+    '&lt;b title=&quot;x&quot;&gt;&amp;&lt;/b&gt;'
+    """
+    return (
+        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    )
+
+
+def html_table(header: list[str], rows: list[list[str]], caption: str = "") -> str:
+    """A small HTML table (notebook displays); every cell and the caption escaped.
+
+    >>> html_table(["name", "value"], [["<x>", "1"]])
+    '<table><thead><tr><th>name</th><th>value</th></tr></thead><tbody><tr><td>&lt;x&gt;</td>\
+<td>1</td></tr></tbody></table>'
+    """
+    cap = f"<caption>{html_text(caption)}</caption>" if caption else ""
+    head = "".join(f"<th>{html_text(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html_text(c)}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 # ---------------------------------------------------------------------- bundled assets
@@ -326,7 +355,7 @@ def explorer_page(d: Derivation, *, title: str | None = None, collapse: bool | s
     data["editable"] = formulas is not None
     data["whyNotEditable"] = reason
     return _PAGE.format(
-        title=_html_text(title),
+        title=html_text(title),
         katex_css=_katex_css(),
         page_css=_asset("explorer.css").decode("utf-8"),
         data=json_for_html(data),
@@ -354,7 +383,7 @@ class Explorer:
         self.height = int(height)
 
     def _repr_html_(self) -> str:
-        doc = self.html.replace("&", "&amp;").replace('"', "&quot;")
+        doc = html_text(self.html)
         return (
             f'<iframe sandbox="allow-scripts" style="width:100%;height:{self.height}px;'
             f'border:1px solid #e5e7eb" srcdoc="{doc}"></iframe>'
