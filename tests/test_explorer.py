@@ -284,6 +284,27 @@ def test_mlp_loss_page_gradients_match_and_edit(browser, tmp_path):
     assert_clean_logs(browser, url)
 
 
+def test_large_graphs_fold_each_neuron_into_one_box(browser, tmp_path):
+    loss, *_ = mlp_loss()
+    d = derive(loss)
+    url = open_page(browser, tmp_path, d.html())
+    count = "return document.querySelectorAll('g.node').length"
+    every = len(page_state(browser)["rows"])
+    folded = browser.execute_script(count)
+    # 4 samples x 9 neurons + the loss + 41 parameters + 12 inputs: a box per neuron, not per
+    # product and partial sum (each neuron's activation feeds several others, so it stays)
+    assert folded <= 4 * 9 + 1 + 41 + 12 and every > 3 * folded
+    for _ in range(40):  # every step highlights the one box that holds its node
+        press(browser, "ARROW_RIGHT")
+        assert browser.execute_script("return document.querySelectorAll('g.current').length") == 1
+    browser.find_element("id", "fold").click()
+    assert browser.execute_script(count) == every
+    state = page_state(browser)
+    # unfolded: the node itself (large graphs write the operation into the box: "u_7 = +")
+    assert state["current"].split(" = ")[0] == state["stepNode"]
+    assert_clean_logs(browser, url)
+
+
 def test_sympy_expression_page_against_sympy_diff(browser, tmp_path):
     x, y = sp.symbols("x y")
     expr = sp.sin(x * y) + sp.exp(x) / y
@@ -399,3 +420,15 @@ def test_cli_explore_writes_the_page(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert out.read_text().startswith("<!DOCTYPE html>") and f"wrote {out}" in proc.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["page.gv", "page.html"]
+
+
+def test_missing_browser_skips_or_fails_by_the_environment(monkeypatch):
+    import tests.browser as br
+
+    monkeypatch.setattr(br, "_find", lambda candidates: None)
+    monkeypatch.delenv("SYMGRAD_REQUIRE_RENDERERS", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="chromium"), br.chromium():
+        pass
+    monkeypatch.setenv("SYMGRAD_REQUIRE_RENDERERS", "1")
+    with pytest.raises(pytest.fail.Exception, match="SYMGRAD_REQUIRE_RENDERERS=1"), br.chromium():
+        pass

@@ -50,8 +50,11 @@ __all__ = [
     "json_for_html",
 ]
 
-#: Above this many nodes the page writes each operation into its result's node (as ``collapse``).
+#: Above this many nodes the page writes each operation into its result's node (as ``collapse``)
+#: and starts with single-use intermediate nodes folded into the node they feed (a neuron).
 COLLAPSE_ABOVE = 60
+_DX, _DY = 190.0, 78.0
+_GENERATED = re.compile(r"u_\d+")
 
 _ASSETS = "symgrad.derivation.assets"
 _FONT = re.compile(
@@ -125,40 +128,58 @@ def _katex_css() -> str:
 
 
 # ---------------------------------------------------------------------- the layout
-def _layout(pic: Picture, shown: list[str]) -> dict[str, tuple[float, float]]:
+def _layout(order: list[str], args: dict[str, list[str]]) -> dict[str, tuple[float, float]]:
     """A layered layout: column = height above the leaves, rows ordered by their arguments.
 
-    Each node sits in the column after its highest argument (leaves in column 0, the output
-    last); within a column nodes are ordered by the mean row of their arguments (a barycentre
-    sweep, as in Sugiyama's method), which keeps most edges short and uncrossed.
+    ``order`` lists node ids arguments first; ``args`` gives each node's argument ids. Each node
+    sits in the column after its highest argument (leaves in column 0, the output last); within
+    a column nodes are ordered by the mean row of their arguments (a barycentre sweep, as in
+    Sugiyama's method), which keeps most edges short and uncrossed.
+
+    >>> _layout(["a", "b", "c"], {"a": [], "b": [], "c": ["a", "b"]})["c"]
+    (210.0, 59.0)
     """
-    args: dict[str, list[str]] = {n: [] for n in shown}
-    for e in pic.edges:
-        if e.target in args and e.source in args:
-            args[e.target].append(e.source)
     column: dict[str, int] = {}
-    for nid in shown:  # forward order: arguments first
+    for nid in order:
         column[nid] = 1 + max((column[a] for a in args[nid]), default=-1)
     columns: dict[int, list[str]] = {}
-    for nid in shown:
+    for nid in order:
         columns.setdefault(column[nid], []).append(nid)
     row: dict[str, float] = {}
+
+    def centre(nid: str) -> float:
+        return sum(row[a] for a in args[nid]) / len(args[nid])
+
     for c in sorted(columns):
         members = columns[c]
         if c:
-
-            def centre(nid: str) -> float:
-                return sum(row[a] for a in args[nid]) / len(args[nid])
-
             members.sort(key=centre)
+        wanted = [centre(nid) if c else 0.0 for nid in members]
         for i, nid in enumerate(members):
             row[nid] = float(i)
-        # centre the column on its arguments' rows
-        if c and members:
-            shift = sum(map(centre, members)) / len(members) - (len(members) - 1) / 2
+        if c and members:  # centre the column on its arguments' rows
+            shift = sum(wanted) / len(members) - (len(members) - 1) / 2
             for nid in members:
                 row[nid] += max(shift, 0.0)
-    return {nid: (column[nid] * 190.0 + 20.0, row[nid] * 78.0 + 20.0) for nid in shown}
+    return {nid: (column[nid] * _DX + 20.0, row[nid] * _DY + 20.0) for nid in order}
+
+
+def _groups(order: list[str], edges: list, names: dict[str, str]) -> dict[str, str]:
+    """Each node's group: a generated intermediate (``u_k``) used exactly once joins its user.
+
+    Single-use chains and trees fold into the node they feed: in a network, the products,
+    partial sums and activation of one neuron become one box (the activation feeds many
+    neurons, so it is where the group stops); labelled nodes, leaves and the output stay.
+    """
+    uses: dict[str, list[str]] = {nid: [] for nid in order}
+    for e in edges:
+        uses[e.source].append(e.target)
+    group: dict[str, str] = {}
+    for nid in reversed(order):  # users before their arguments
+        users = uses[nid]
+        own = not users or len(users) > 1 or not _GENERATED.fullmatch(names[nid])
+        group[nid] = nid if own else group[users[0]]
+    return group
 
 
 # ---------------------------------------------------------------------- formulas as JavaScript
@@ -225,7 +246,19 @@ def _number(x: float | None) -> float | None:
 
 def _data(d: Derivation, pic: Picture, title: str) -> tuple[dict, list[str], list]:
     shown = [n.id for n in pic.nodes if n.expr is not None and not n.expr.is_Number]
-    at = _layout(pic, shown)
+    kept = [e for e in pic.edges if e.source in shown and e.target in shown]
+    args: dict[str, list[str]] = {nid: [] for nid in shown}
+    for e in kept:  # numbers are part of their node's formula, not boxes of their own
+        args[e.target].append(e.source)
+    at = _layout(shown, args)
+    group = _groups(shown, kept, {nid: pic.node(nid).name for nid in shown})
+    roots = [nid for nid in shown if group[nid] == nid]
+    root_args = {r: [] for r in roots}
+    for e in kept:
+        a, b = group[e.source], group[e.target]
+        if a != b and a not in root_args[b]:
+            root_args[b].append(a)
+    folded = _layout(roots, root_args)
     tex = LatexNamePrinter({n: sp.Symbol(s) for n, s in d.names.items() if n.args})
     plain = LatexNamePrinter({})
     symbolic = Derivation(
@@ -251,13 +284,13 @@ def _data(d: Derivation, pic: Picture, title: str) -> tuple[dict, list[str], lis
                 "step": n.step,
                 "x": x,
                 "y": y,
+                "group": index[group[nid]],
+                "gx": folded[group[nid]][0],
+                "gy": folded[group[nid]][1],
             }
         )
-    edges, kept = [], []
-    for e in pic.edges:
-        if e.source not in index or e.target not in index:
-            continue  # a number argument: it is part of the formula
-        kept.append(e)
+    edges = []
+    for e in kept:
         edges.append(
             {
                 "source": index[e.source],
@@ -277,6 +310,7 @@ def _data(d: Derivation, pic: Picture, title: str) -> tuple[dict, list[str], lis
         "edges": edges,
         "steps": steps,
         "gradientsTex": gradients,
+        "folded": len(shown) > COLLAPSE_ABOVE,
     }
     return data, shown, kept
 
@@ -301,6 +335,7 @@ script-src 'unsafe-inline'; style-src 'unsafe-inline'; font-src data:; img-src d
     <span id="stepinfo"></span>
     <button id="next" title="right arrow">forward &#x25B6;</button>
     <button id="last" title="End">end</button>
+    <button id="fold"></button>
   </nav>
 </header>
 <main>

@@ -46,42 +46,67 @@
   }
 
   // ------------------------------------------------------------------ the graph
+  // Folded: a generated intermediate node used once is drawn inside the node it feeds (its
+  // group), so a neuron is one box; unfolded: every node. The layouts come from the page data.
   const svg = $("svg");
-  const nodeEls = [], edgeEls = [];
-  let width = 0, height = 0;
-  for (const n of nodes) {
-    width = Math.max(width, n.x + W + 20);
-    height = Math.max(height, n.y + H + 20);
-  }
-  svg.setAttribute("width", width);
-  svg.setAttribute("height", height);
-  svg.setAttribute("viewBox", "0 0 " + width + " " + height);
-  const pairs = {};
-  edges.forEach((e, k) => {
-    const a = nodes[e.source], b = nodes[e.target];
-    const key = e.source + ">" + e.target;
-    const twin = (pairs[key] = (pairs[key] || 0) + 1) - 1; // a node using one argument twice
-    const x1 = a.x + W, y1 = a.y + H / 2 + twin * 8, x2 = b.x, y2 = b.y + H / 2 + twin * 8;
-    const mx = (x1 + x2) / 2;
-    const path = el("path", {
-      d: `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}`,
-      class: "edge",
-      "data-edge": k,
+  let folded = data.folded;
+  let boxes = {}; // drawn node index -> <g>
+  let lines = []; // [path, edge indices it stands for]
+  const members = nodes.map(() => 0);
+  nodes.forEach((n) => (members[n.group] += 1));
+
+  function drawGraph() {
+    svg.replaceChildren();
+    boxes = {};
+    lines = [];
+    const X = (n) => (folded ? n.gx : n.x), Y = (n) => (folded ? n.gy : n.y);
+    const drawn = nodes.map((n, i) => i).filter((i) => !folded || nodes[i].group === i);
+    let width = 0, height = 0;
+    for (const i of drawn) {
+      width = Math.max(width, X(nodes[i]) + W + 20);
+      height = Math.max(height, Y(nodes[i]) + H + 20);
+    }
+    svg.setAttribute("width", width);
+    svg.setAttribute("height", height);
+    svg.setAttribute("viewBox", "0 0 " + width + " " + height);
+    const pairs = {};
+    edges.forEach((e, k) => {
+      const s = folded ? nodes[e.source].group : e.source;
+      const t = folded ? nodes[e.target].group : e.target;
+      if (s === t) return; // inside one box
+      const key = s + ">" + t;
+      if (folded && key in pairs) {
+        pairs[key][1].push(k);
+        return;
+      }
+      const twin = folded ? 0 : (pairs[key] = pairs[key] || [null, [], 0])[2]++; // a*a
+      const a = nodes[s], b = nodes[t];
+      const x1 = X(a) + W, y1 = Y(a) + H / 2 + twin * 8, x2 = X(b), y2 = Y(b) + H / 2 + twin * 8;
+      const mx = (x1 + x2) / 2;
+      const path = el("path", {
+        d: `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}`,
+        class: "edge",
+      });
+      svg.appendChild(path);
+      const entry = [path, [k]];
+      lines.push(entry);
+      if (folded) pairs[key] = entry;
     });
-    svg.appendChild(path);
-    edgeEls.push(path);
-  });
-  nodes.forEach((n, i) => {
-    const g = el("g", { class: "node " + n.kind, "data-id": n.id, "data-index": i });
-    g.appendChild(el("rect", { x: n.x, y: n.y, width: W, height: H, rx: 5 }));
-    const title = n.merged && n.op ? n.name + " = " + n.op : n.name;
-    g.appendChild(el("text", { x: n.x + 8, y: n.y + 17, class: "name" }, title));
-    g.appendChild(el("text", { x: n.x + 8, y: n.y + 34, class: "data" }, ""));
-    g.appendChild(el("text", { x: n.x + 8, y: n.y + 50, class: "grad" }, ""));
-    g.addEventListener("click", () => select(i));
-    svg.appendChild(g);
-    nodeEls.push(g);
-  });
+    for (const i of drawn) {
+      const n = nodes[i], x = X(n), y = Y(n);
+      const g = el("g", { class: "node " + n.kind, "data-id": n.id, "data-index": i });
+      g.appendChild(el("rect", { x: x, y: y, width: W, height: H, rx: 5 }));
+      let title = n.merged && n.op ? n.name + " = " + n.op : n.name;
+      if (folded && members[i] > 1) title += " (+" + (members[i] - 1) + ")";
+      g.appendChild(el("text", { x: x + 8, y: y + 17, class: "name" }, title));
+      g.appendChild(el("text", { x: x + 8, y: y + 34, class: "data" }, ""));
+      g.appendChild(el("text", { x: x + 8, y: y + 50, class: "grad" }, ""));
+      g.addEventListener("click", () => select(i));
+      svg.appendChild(g);
+      boxes[i] = g;
+    }
+    $("fold").textContent = folded ? "show every node" : "fold single-use nodes";
+  }
 
   // ------------------------------------------------------------------ panels
   $("title").textContent = data.title;
@@ -149,6 +174,11 @@
     row("value", value[selected]);
     row("gradient", grad[selected]);
     box.appendChild(t);
+    if (folded && members[selected] > 1) {
+      const inside = nodes.filter((m, i) => m.group === selected && i !== selected);
+      box.appendChild(html("p", "Drawn inside this box: " + inside.map((m) => m.name).join(", "),
+        "note"));
+    }
     const partials = edges.map((e, k) => [e, k]).filter(([e]) => e.target === selected && e.tex);
     if (partials.length) {
       box.appendChild(html("p", "Local partials:"));
@@ -215,18 +245,20 @@
   // ------------------------------------------------------------------ state -> page
   function paint() {
     const s = current ? steps[current - 1] : null;
-    nodes.forEach((n, i) => {
-      const g = nodeEls[i];
+    const here = s === null ? -1 : folded ? nodes[s.node].group : s.node;
+    for (const key in boxes) {
+      const i = Number(key), n = nodes[i], g = boxes[key];
       const seen = n.step !== null && n.step <= current; // its gradient is complete
-      g.classList.toggle("current", s !== null && s.node === i);
+      g.classList.toggle("current", i === here);
       g.classList.toggle("done", seen);
       g.classList.toggle("selected", selected === i);
       g.querySelector(".data").textContent = "data " + fmt(value[i]);
       g.querySelector(".grad").textContent = "grad " + (seen ? fmt(grad[i]) : "\u00b7");
-    });
-    edges.forEach((e, k) => {
-      edgeEls[k].classList.toggle("flow", s !== null && e.target === s.node && e.flows);
-    });
+    }
+    for (const [path, ks] of lines) {
+      const flows = s !== null && ks.some((k) => edges[k].target === s.node && edges[k].flows);
+      path.classList.toggle("flow", flows);
+    }
     $("stepinfo").textContent = current ? "step " + current + " of " + steps.length
       : "forward pass (" + steps.length + " steps)";
     $("prev").disabled = $("first").disabled = current === 0;
@@ -238,6 +270,8 @@
   function go(k) {
     current = Math.max(0, Math.min(steps.length, k));
     paint();
+    const box = svg.querySelector("g.current");
+    if (box) box.scrollIntoView({ block: "nearest", inline: "nearest" });
   }
 
   function select(i) {
@@ -273,6 +307,11 @@
     paint();
   }
 
+  $("fold").addEventListener("click", () => {
+    folded = !folded;
+    drawGraph();
+    paint();
+  });
   $("first").addEventListener("click", () => go(0));
   $("prev").addEventListener("click", () => go(current - 1));
   $("next").addEventListener("click", () => go(current + 1));
@@ -286,6 +325,7 @@
     }
   });
 
+  drawGraph();
   leavesPanel();
   tablePanel();
   paint();
