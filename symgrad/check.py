@@ -27,6 +27,7 @@ from .codegen import lambdify
 from .errors import GradientCheckError, InputTypeError, MissingSymbolError, ShapeError
 from .graph import free_symbols
 from .inputs import as_expr, as_symbols, describe
+from .markup import html_table
 
 __all__ = ["GradCheckReport", "VariableCheck", "check_grad", "check_grad_fn"]
 
@@ -128,8 +129,6 @@ class GradCheckReport:
         return f"<GradCheckReport {state}: {count}, {self.method}, max rel error {worst:.1e}>"
 
     def _repr_html_(self) -> str:
-        from .derivation.html import html_table
-
         header, *rows = self._table()
         return html_table(list(header), [list(r) for r in rows], caption=self._title())
 

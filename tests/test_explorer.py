@@ -305,16 +305,28 @@ def test_large_graphs_fold_each_neuron_into_one_box(browser, tmp_path):
     assert_clean_logs(browser, url)
 
 
-def test_sympy_expression_page_against_sympy_diff(browser, tmp_path):
+def sigmoid_reference(a):
+    return 1 / (1 + sp.exp(-a))  # written out: independent of symgrad's sigmoid rule
+
+
+@pytest.mark.parametrize("case", ["trig", "sigmoid_relu"])
+def test_sympy_expression_page_against_sympy_diff(browser, tmp_path, case):
+    from symgrad.functions import sigmoid
+
     x, y = sp.symbols("x y")
-    expr = sp.sin(x * y) + sp.exp(x) / y
+    if case == "trig":
+        expr = reference = sp.sin(x * y) + sp.exp(x) / y
+    else:
+        expr = sigmoid(x * y) + sp.Max(0, x) * y
+        reference = sigmoid_reference(x * y) + sp.Max(0, x) * y
     url = open_page(browser, tmp_path, derive(expr, at={x: 0.5, y: 2.0}).html())
     set_leaf(browser, "y", -1.25)
     rows = page_state(browser)["rows"]
     point = {x: 0.5, y: -1.25}
     for s in (x, y):
-        assert num(rows[s.name][1]) == pytest.approx(float(sp.diff(expr, s).subs(point)), rel=1e-5)
-    assert num(rows["f"][0]) == pytest.approx(float(expr.subs(point)), rel=1e-5)
+        want = float(sp.diff(reference, s).subs(point))
+        assert num(rows[s.name][1]) == pytest.approx(want, rel=1e-5)
+    assert num(rows["f"][0]) == pytest.approx(float(reference.subs(point)), rel=1e-5)
     assert_clean_logs(browser, url)
     assert_katex_rendered(browser)
 

@@ -5,7 +5,8 @@ layers and drawn as SVG by the page's script) beside the derivation. Buttons and
 step through the backward pass: each step highlights its node, the edges its adjoint flows
 along, and shows that step's maths (rendered by KaTeX) and numbers. Clicking a node shows its
 formula, value, gradient and local partials; editing a leaf's value recomputes every value and
-gradient in the page from the formulas emitted as JavaScript (:func:`_js_formulas`).
+gradient in the page from formulas printed by the compiler's JavaScript target
+(:mod:`symgrad.codegen.js`, through :func:`_js_formulas`).
 
 Everything is inlined: KaTeX's script, style and fonts (as base64 data URLs, from the bundled
 npm package under ``assets/katex``, MIT licence), the layout, the data. Opening the page makes
@@ -32,10 +33,12 @@ from importlib import resources
 from typing import Any
 
 import sympy as sp
-from sympy.printing.codeprinter import PrintMethodNotImplementedError
-from sympy.printing.jscode import JavascriptCodePrinter
 
-from ..errors import OptionError
+from ..codegen.js import emit
+from ..errors import OptionError, UnsupportedFunctionError
+from ..functions import sigmoid
+from ..graph import rebuild, topo_order
+from ..markup import html_text
 from .derive import Derivation
 from .picture import Picture
 from .printers import LatexNamePrinter
@@ -45,8 +48,6 @@ __all__ = [
     "COLLAPSE_ABOVE",
     "Explorer",
     "explorer_page",
-    "html_table",
-    "html_text",
     "json_for_html",
 ]
 
@@ -78,32 +79,6 @@ def json_for_html(data: Any) -> str:
     for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
         text = text.replace(ch, esc)
     return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
-
-
-def html_text(text: str) -> str:
-    """``text`` escaped for HTML element content and quoted attribute values.
-
-    >>> html_text('<b title="x">&</b>')
-    '&lt;b title=&quot;x&quot;&gt;&amp;&lt;/b&gt;'
-    """
-    return (
-        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
-    )
-
-
-def html_table(header: list[str], rows: list[list[str]], caption: str = "") -> str:
-    """A small HTML table (notebook displays); every cell and the caption escaped.
-
-    >>> html_table(["name", "value"], [["<x>", "1"]])
-    '<table><thead><tr><th>name</th><th>value</th></tr></thead><tbody><tr><td>&lt;x&gt;</td>\
-<td>1</td></tr></tbody></table>'
-    """
-    cap = f"<caption>{html_text(caption)}</caption>" if caption else ""
-    head = "".join(f"<th>{html_text(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html_text(c)}</td>" for c in row) + "</tr>" for row in rows
-    )
-    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 # ---------------------------------------------------------------------- bundled assets
@@ -183,60 +158,50 @@ def _groups(order: list[str], edges: list, names: dict[str, str]) -> dict[str, s
 
 
 # ---------------------------------------------------------------------- formulas as JavaScript
-class _JsPrinter(JavascriptCodePrinter):
-    """SymPy's JavaScript printer plus symgrad's own functions (see :func:`_js_formulas`)."""
-
-    def _print_sigmoid(self, expr: sp.Basic) -> str:
-        return f"(1/(1 + Math.exp(-({self._print(expr.args[0])}))))"
-
-    def _print_Float(self, expr: sp.Basic) -> str:
-        return repr(float(expr))
-
-
 def _js_formulas(pic: Picture, shown: list[str], edges: list) -> tuple[str | None, str]:
     """JavaScript computing every node's value and every edge's local partial from the leaves.
 
-    STUB until the compiler's JavaScript target (``symgrad/codegen/js.py``) lands: this is the
-    one function to replace by it. Returns ``(source, "")``, or ``(None, reason)`` when a
-    formula has no JavaScript form (the page then shows the numbers without editing).
-
-    The source defines ``symgradForward(x)``: ``x`` holds the leaves' numbers at their
-    positions in ``shown``; the result is ``[values by position in shown, local partials by
-    position in edges]``.
+    The compiler's JavaScript target (:func:`symgrad.codegen.js.emit`) prints one function over
+    the leaf symbols whose outputs are ``[values of shown, local partials of edges]``: each DAG
+    node is computed once. ``symgradForward(x)`` adapts it to the page: ``x`` holds the leaves'
+    numbers at their positions in ``shown``. Returns ``(source, "")``, or ``(None, reason)``
+    when a formula has no JavaScript form (the page then shows its numbers without editing).
     """
-    position = {nid: i for i, nid in enumerate(shown)}
-    slots = {pic.node(nid).expr: sp.Symbol(f"v[{i}]") for nid, i in position.items()}
-    printer = _JsPrinter({"strict": True})
-    lines = [f"function symgradForward(x) {{\n  const v = new Array({len(shown)});"]
+    exprs = [pic.node(nid).expr for nid in shown]
+    leaves = [i for i, e in enumerate(exprs) if isinstance(e, sp.Symbol)]
+    partials = [e.partial if e.partial is not None else sp.S.Zero for e in edges]
+    outputs = _exp_sigmoid([*exprs, *partials])
     try:
-        for nid, i in position.items():
-            node = pic.node(nid).expr
-            if not node.args:
-                lines.append(f"  v[{i}] = x[{i}];")
-                continue
-            rhs = node.func(*[a.xreplace(slots) for a in node.args])
-            lines.append(f"  v[{i}] = {_js(printer, rhs, slots)};")
-        lines.append(f"  const l = new Array({len(edges)}).fill(null);")
-        for k, e in enumerate(edges):
-            if e.partial is not None:
-                lines.append(f"  l[{k}] = {_js(printer, e.partial.xreplace(slots), slots)};")
-    except (PrintMethodNotImplementedError, _Unprintable) as exc:
-        return None, f"no JavaScript for {exc}"
-    lines.append("  return [v, l];\n}")
-    return "\n".join(lines), ""
+        body = emit(
+            [outputs[: len(exprs)], outputs[len(exprs) :]],
+            [[exprs[i] for i in leaves]],
+            "symgradExplorer",
+        )
+    except UnsupportedFunctionError as exc:
+        return None, f"no JavaScript for {exc.head}"
+    picks = ", ".join(f"x[{i}]" for i in leaves)
+    return f"{body}function symgradForward(x) {{ return symgradExplorer([{picks}]); }}\n", ""
 
 
-class _Unprintable(Exception):
-    pass
+def _exp_sigmoid(roots: list[sp.Basic]) -> list[sp.Basic]:
+    """``roots`` with symgrad's ``sigmoid(a)`` written as ``1/(1 + exp(-a))``.
 
-
-def _js(printer: _JsPrinter, expr: sp.Basic, slots: dict) -> str:
-    own = set(slots.values())
-    stray = [s for s in expr.free_symbols if s not in own]
-    if stray:  # never print a user's name as code
-        raise _Unprintable("a symbol outside the graph")
-    text = printer.doprint(expr)
-    return " ".join(text.split())  # SymPy's Piecewise spans lines
+    The compiler's JavaScript target does not print ``sigmoid`` yet (it prints SymPy's own
+    functions); rebuilt bottom-up in one pass over the DAG, unchanged nodes kept.
+    """
+    order = topo_order(roots)
+    if not any(isinstance(n, sigmoid) for n in order):
+        return roots
+    new: dict[sp.Basic, sp.Basic] = {}
+    for node in order:
+        args = [new[a] for a in node.args]
+        if isinstance(node, sigmoid):
+            new[node] = 1 / (1 + sp.exp(-args[0]))
+        elif any(a is not b for a, b in zip(args, node.args, strict=True)):
+            new[node] = rebuild(node, args)
+        else:
+            new[node] = node
+    return [new[r] for r in roots]
 
 
 # ---------------------------------------------------------------------- the page

@@ -38,6 +38,7 @@ from ..autodiff import sweep
 from ..codegen import lambdify
 from ..errors import BackendUnavailableError, DomainError, InputTypeError, OptionError, ShapeError
 from ..inputs import describe
+from ..markup import html_table
 from .health import HealthMonitor, LayerStats, TrainingWarning
 from .losses import resolve
 from .modules import Module
@@ -84,8 +85,6 @@ class History:
         return f"<History: {', '.join(parts)}>"
 
     def _repr_html_(self) -> str:
-        from ..derivation.html import html_table
-
         rows = [["steps", str(len(self.loss))]]
         if self.loss:
             rows += [
