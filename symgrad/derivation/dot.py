@@ -38,14 +38,12 @@ import sympy as sp
 
 from ..errors import BackendUnavailableError, InputTypeError, OptionError
 from ..files import write_atomic
-from ..inputs import as_expr, describe
-from .derive import Derivation, derive
-from .picture import Picture, check_size, count_nodes
+from ..inputs import describe
+from .derive import Derivation
+from .picture import DEFAULT_MAX_NODES, Picture, is_value, picture_of
 
 __all__ = ["DEFAULT_MAX_NODES", "DEFAULT_SIZE", "dot_text", "draw_dot", "render"]
 
-#: Graphs with more drawn nodes than this raise GraphTooLargeError (``dot`` would take too long).
-DEFAULT_MAX_NODES = 3000
 #: Graphviz's ``size`` (inches, shrink only): 9 inches is 864 px, a notebook column.
 DEFAULT_SIZE = "9,12"
 
@@ -336,78 +334,6 @@ def _check_options(format: object, rankdir: object, depth: object, max_nodes: ob
             raise OptionError(f"{name} must be a non-negative integer or None, got {val!r}")
 
 
-def is_value(obj: object) -> bool:
-    """True for a micrograd-style ``Value`` (``_prev``, ``_op``, ``data``, ``grad``).
-
-    >>> is_value(1.0)
-    False
-    """
-    return all(hasattr(obj, a) for a in ("_prev", "_op", "data", "grad")) and not isinstance(
-        obj, (sp.Basic, type)
-    )
-
-
-def picture(
-    target: object,
-    *,
-    at: Mapping | None = None,
-    wrt: object = None,
-    backward: bool | None = None,
-    params: Iterable = (),
-    labels: Mapping[sp.Basic, str] | None = None,
-    collapse: bool = False,
-    depth: int | None = None,
-    max_nodes: int | None = DEFAULT_MAX_NODES,
-) -> Picture:
-    """The :class:`Picture` that :func:`draw_dot` draws (same arguments).
-
-    >>> import sympy as sp
-    >>> picture(sp.Symbol("x") * 2, at={"x": 3}).node("n1").value
-    6.0
-    """
-    if not isinstance(collapse, bool):
-        raise OptionError(f"collapse must be True or False, got {collapse!r}")
-    if isinstance(params, (str, sp.Basic)) or not isinstance(params, Iterable):
-        params = [params]
-    params = list(params)
-    options = {"collapse": collapse, "depth": depth, "max_nodes": max_nodes}
-    if isinstance(target, Derivation):
-        if at is not None or wrt is not None or labels is not None:
-            raise OptionError(
-                "a Derivation already holds its point, wrt symbols and labels; give "
-                "at=/wrt=/labels= to derive()"
-            )
-        backward = True if backward is None else backward
-        return Picture.from_derivation(target, params=params, backward=backward, **options)
-    if is_value(target) and not backward:
-        if at is not None or wrt is not None:
-            raise OptionError(
-                "a Value carries its own numbers; draw value.expr for at=/wrt=, or set .data"
-            )
-        return Picture.from_value(target, params=params, **options)
-    if is_value(target):
-        if at is not None:
-            raise OptionError("a Value carries its own numbers; draw value.expr for at=")
-        if not callable(getattr(target, "_symgrad_graph", None)):
-            raise OptionError(
-                f"backward=True draws through the SymPy expression of a symgrad.Value; "
-                f"this {type(target).__name__} has no _symgrad_graph(): call its "
-                "backward() and draw it without backward=True to see the gradients"
-            )
-        params = [getattr(p, "label", p) if is_value(p) else p for p in params]
-        if depth is None and max_nodes is not None:
-            check_size(count_nodes(target._symgrad_graph()[0]), max_nodes, "this Value")
-        d = derive(target, wrt=wrt, labels=labels)
-    else:
-        expr = as_expr(target, "target")
-        if labels is not None and not isinstance(labels, Mapping):
-            raise InputTypeError(f"labels must be a dict {{node: name}}, got {describe(labels)}")
-        if depth is None and max_nodes is not None:  # fail before the sweep on huge graphs
-            check_size(count_nodes(expr), max_nodes, "this expression")
-        d = derive(expr, wrt=wrt, at=at, labels=labels)
-    return Picture.from_derivation(d, params=params, backward=bool(backward), **options)
-
-
 def draw_dot(
     target: object,
     format: str = "svg",
@@ -488,7 +414,7 @@ def draw_dot(
         raise OptionError(f"legend must be True, False or 'auto', got {legend!r}")
     if size is not None and not (isinstance(size, str) and _SIZE.fullmatch(size)):
         raise OptionError(f"size must be 'width,height' in inches such as '9,12', got {size!r}")
-    pic = picture(
+    pic = picture_of(
         target,
         at=at,
         wrt=wrt,

@@ -35,12 +35,16 @@ from typing import Any
 
 import sympy as sp
 
-from ..errors import GraphTooLargeError, OptionError
+from ..errors import GraphTooLargeError, InputTypeError, OptionError
 from ..graph import post_order, topo_order
-from .derive import Derivation
+from ..inputs import as_expr, describe
+from .derive import Derivation, derive
 from .printers import TextPrinter
 
-__all__ = ["KINDS", "Edge", "Node", "Picture"]
+__all__ = ["DEFAULT_MAX_NODES", "KINDS", "Edge", "Node", "Picture", "picture_of"]
+
+#: Pictures with more drawn nodes than this raise GraphTooLargeError (slow to lay out).
+DEFAULT_MAX_NODES = 3000
 
 #: The kinds of node, in the order a legend lists them.
 KINDS = ("input", "parameter", "constant", "intermediate", "output")
@@ -505,3 +509,80 @@ def _from_value(
             if id(c) in ids:
                 edges.append(Edge(ids[id(c)], nid, i))
     return Picture(tuple(out_nodes), tuple(edges), False, {}, ids[id(root)])
+
+
+# ---------------------------------------------------------------------- any target
+def is_value(obj: object) -> bool:
+    """True for a micrograd-style ``Value`` (``_prev``, ``_op``, ``data``, ``grad``).
+
+    >>> is_value(1.0)
+    False
+    """
+    return all(hasattr(obj, a) for a in ("_prev", "_op", "data", "grad")) and not isinstance(
+        obj, (sp.Basic, type)
+    )
+
+
+def picture_of(
+    target: object,
+    *,
+    at: Mapping | None = None,
+    wrt: object = None,
+    backward: bool | None = None,
+    params: Iterable = (),
+    labels: Mapping[sp.Basic, str] | None = None,
+    collapse: bool = False,
+    depth: int | None = None,
+    max_nodes: int | None = DEFAULT_MAX_NODES,
+) -> Picture:
+    """The :class:`Picture` of a Value, a SymPy expression or a Derivation.
+
+    The arguments are those of :func:`symgrad.draw_dot` (which draws this picture): a
+    Derivation is pictured as it is; a Value without ``backward`` from its own graph and numbers;
+    a Value with ``backward``, and an expression, through :func:`symgrad.derive`.
+
+    >>> import sympy as sp
+    >>> picture_of(sp.Symbol("x") * 2, at={"x": 3}).node("n1").value
+    6.0
+    """
+    if not isinstance(collapse, bool):
+        raise OptionError(f"collapse must be True or False, got {collapse!r}")
+    if isinstance(params, (str, sp.Basic)) or not isinstance(params, Iterable):
+        params = [params]
+    params = list(params)
+    options = {"collapse": collapse, "depth": depth, "max_nodes": max_nodes}
+    if isinstance(target, Derivation):
+        if at is not None or wrt is not None or labels is not None:
+            raise OptionError(
+                "a Derivation already holds its point, wrt symbols and labels; give "
+                "at=/wrt=/labels= to derive()"
+            )
+        backward = True if backward is None else backward
+        return Picture.from_derivation(target, params=params, backward=backward, **options)
+    if is_value(target) and not backward:
+        if at is not None or wrt is not None:
+            raise OptionError(
+                "a Value carries its own numbers; draw value.expr for at=/wrt=, or set .data"
+            )
+        return Picture.from_value(target, params=params, **options)
+    if is_value(target):
+        if at is not None:
+            raise OptionError("a Value carries its own numbers; draw value.expr for at=")
+        if not callable(getattr(target, "_symgrad_graph", None)):
+            raise OptionError(
+                f"backward=True draws through the SymPy expression of a symgrad.Value; "
+                f"this {type(target).__name__} has no _symgrad_graph(): call its "
+                "backward() and draw it without backward=True to see the gradients"
+            )
+        params = [getattr(p, "label", p) if is_value(p) else p for p in params]
+        if depth is None and max_nodes is not None:
+            check_size(count_nodes(target._symgrad_graph()[0]), max_nodes, "this Value")
+        d = derive(target, wrt=wrt, labels=labels)
+    else:
+        expr = as_expr(target, "target")
+        if labels is not None and not isinstance(labels, Mapping):
+            raise InputTypeError(f"labels must be a dict {{node: name}}, got {describe(labels)}")
+        if depth is None and max_nodes is not None:  # fail before the sweep on huge graphs
+            check_size(count_nodes(expr), max_nodes, "this expression")
+        d = derive(expr, wrt=wrt, at=at, labels=labels)
+    return Picture.from_derivation(d, params=params, backward=bool(backward), **options)
