@@ -331,6 +331,21 @@ def test_sympy_expression_page_against_sympy_diff(browser, tmp_path, case):
     assert_katex_rendered(browser)
 
 
+def test_a_symbolic_derivation_computes_once_every_input_is_given(browser, tmp_path):
+    x, y = sp.symbols("x y")
+    expr = sp.log(x) * y**2
+    url = open_page(browser, tmp_path, derive(expr).html())  # no numbers in the derivation
+    assert page_state(browser)["rows"]["x"] == ["\u2014", "\u2014"]
+    set_leaf(browser, "x", 2.0)
+    assert page_state(browser)["rows"]["f"][0] == "\u2014"  # y is still missing
+    set_leaf(browser, "y", 3.0)
+    rows = page_state(browser)["rows"]
+    point = {x: 2.0, y: 3.0}
+    for s in (x, y):
+        assert num(rows[s.name][1]) == pytest.approx(float(sp.diff(expr, s).subs(point)))
+    assert_clean_logs(browser, url)
+
+
 HOSTILE = [
     "</script><img src=x onerror=alert(1)>",
     "<b>bold</b>",

@@ -211,7 +211,7 @@
       input.dataset.index = i;
       input.setAttribute("aria-label", n.name);
       input.value = value[i] === null ? "" : String(value[i]);
-      input.disabled = !data.editable || value[i] === null;
+      input.disabled = !data.editable;
       input.addEventListener("change", recompute);
       td.appendChild(input);
       tr.appendChild(td);
@@ -285,6 +285,7 @@
     if (!data.editable) return;
     const x = new Array(nodes.length).fill(null);
     for (const input of document.querySelectorAll("input.leaf")) {
+      if (input.value.trim() === "" || !Number.isFinite(Number(input.value))) return; // wait
       x[Number(input.dataset.index)] = Number(input.value);
     }
     const [v, l] = symgradForward(x);
