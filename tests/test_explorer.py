@@ -459,3 +459,18 @@ def test_missing_browser_skips_or_fails_by_the_environment(monkeypatch):
     monkeypatch.setenv("SYMGRAD_REQUIRE_RENDERERS", "1")
     with pytest.raises(pytest.fail.Exception, match="SYMGRAD_REQUIRE_RENDERERS=1"), br.chromium():
         pass
+
+
+def test_a_deep_chain_page_builds_without_recursion():
+    v = Value(0.5, label="x")
+    for _ in range(1500):  # 3,000 operations: deeper than Python's recursion limit
+        v = v * 1.0001 + 0.001
+    v.backward()
+    d = derive(v)
+    page = d.html()
+    data = json.loads(
+        re.search(r'id="symgrad-data" type="application/json">(.*?)</script>', page, re.S)[1]
+    )
+    assert len(data["steps"]) == len(d.steps) and data["editable"]
+    x = next(n for n in data["nodes"] if n["name"] == "x")
+    assert x["gradient"] == pytest.approx(1.0001**1500)  # d/dx of the chain, by hand

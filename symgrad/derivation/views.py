@@ -96,11 +96,16 @@ def _number(values: Mapping, expr: sp.Basic) -> sp.Float | None:
     return None if v is None else sp.Float(v)
 
 
+def _same(a: sp.Basic, b: sp.Basic) -> bool:
+    # cached hashes first: SymPy's == walks both trees recursively, deep ones past the limit
+    return a is b or (hash(a) == hash(b) and a == b)
+
+
 def _items(*candidates, display: Mapping) -> list:
     # Drop missing and oversized items, and a number after an expression that is one already.
     out = []
     for c in candidates:
-        if c is None or (out and out[-1] == c):
+        if c is None or (out and _same(out[-1], c)):
             continue
         if isinstance(c, sp.Float) and out and out[-1].is_Number:
             continue
@@ -206,7 +211,7 @@ class _View:
         for parent, local, _ in contributions:
             if parent is None:
                 terms.append(sp.S.One)
-            elif parent == self.d.target:
+            elif parent is self.d.target:  # the sweep's own node object
                 terms.append(local)  # d target / d target = 1: the local partial alone
             else:
                 terms.append(Chain(Partial(self.top, self.symbol(parent)), local))
