@@ -481,11 +481,11 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         return EXIT_OK
     names = ", ".join(s.name for s in syms)
     if args.standalone or args.output:
-        from .codegen.export import module_text, write_atomic
+        from .codegen.export import module_text
 
         text = module_text(fn, args.target)
         if args.output and args.output != "-":
-            write_atomic(args.output, text)
+            _write(text.encode("utf-8"), args.output)
             print(f"wrote {args.output}: {args.target} module, function symgrad_fn")
         else:
             print(text.rstrip())
@@ -516,20 +516,16 @@ def _image(graph, fmt: str) -> bytes:
     """The graph in ``fmt``: its DOT source, or rendered by Graphviz's ``dot``."""
     if fmt in ("dot", "gv"):
         return graph.source.encode("utf-8")
-    import graphviz
+    from .derivation.dot import pipe
 
     try:
-        return graph.pipe(format=fmt)
-    except graphviz.ExecutableNotFound:
+        return pipe(graph, fmt)
+    except BackendUnavailableError as exc:
+        if exc.__cause__ is None:
+            raise  # dot ran and failed: its own message (only a missing program is chained)
         raise BackendUnavailableError(
             "rendering needs the Graphviz program 'dot' (apt-get install graphviz, "
             "brew install graphviz); or write the graph source with -o graph.dot"
-        ) from None
-    except graphviz.CalledProcessError as exc:
-        detail = (exc.stderr or b"").decode("utf-8", "replace").strip().splitlines()
-        raise BackendUnavailableError(
-            f"Graphviz's dot could not render the graph as {fmt}"
-            + (f": {detail[-1]}" if detail else "")
         ) from None
 
 
@@ -552,11 +548,13 @@ def _write(data: bytes, path: str) -> Path:
 
 def _draw_dot():
     try:
-        from .viz import draw_dot
-    except ImportError as exc:  # the viz module, or its 'graphviz' package, is missing
+        import graphviz  # noqa: F401
+    except ImportError as exc:  # the 'graphviz' package is missing
         raise BackendUnavailableError(
             f"drawing graphs needs the Python package 'graphviz': pip install graphviz ({exc})"
         ) from None
+    from .derivation.dot import draw_dot
+
     return draw_dot
 
 
@@ -604,6 +602,18 @@ def _cmd_graph(args: argparse.Namespace) -> int:
         _dump({"output": args.output, "file": str(path), "format": fmt, "bytes": len(data)})
     else:
         print(f"wrote {args.output}")
+    return EXIT_OK
+
+
+def _cmd_explore(args: argparse.Namespace) -> int:
+    expr = _expression(args.expr)
+    at = _at(args.at)
+    if at:
+        _unknown_at(at, [expr])
+        _missing_at(at, [expr])
+    path = Path(args.output)
+    derive(expr, at=at or None).html(path)
+    print(f"wrote {path}  (open it in a browser: no network needed)")
     return EXIT_OK
 
 
@@ -884,6 +894,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-nodes", type=int, help="refuse graphs larger than this (default 3000)")
     _format_arg(p)
     p.set_defaults(run=_cmd_graph)
+
+    p = _sub(
+        subs,
+        "explore",
+        "write the backward pass as an interactive page: step through it, edit the inputs",
+        """
+        symgrad explore "(a*b + c)*f" --at a=2,b=-3,c=10,f=-2 -o backward.html
+        symgrad explore "tanh(x1*w1 + x2*w2 + b)" --at x1=2,x2=0,w1=-3,w2=1,b=6.88 -o n.html
+        """,
+    )
+    _expr_arg(p)
+    p.add_argument(
+        "--at", action="append", metavar="NAME=NUMBER,...", help="the point (values, gradients)"
+    )
+    p.add_argument("-o", "--output", required=True, help="the HTML file to write")
+    p.set_defaults(run=_cmd_explore)
 
     p = _sub(
         subs,
