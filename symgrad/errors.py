@@ -14,6 +14,7 @@ from __future__ import annotations
 __all__ = [
     "ArgumentError",
     "BackendUnavailableError",
+    "CompilerError",
     "DomainError",
     "GradientCheckError",
     "GraphTooLargeError",
@@ -24,6 +25,7 @@ __all__ = [
     "ShapeError",
     "SymgradError",
     "SymgradWarning",
+    "UnsafeCacheError",
     "UnsupportedFunctionError",
 ]
 
@@ -125,6 +127,29 @@ class BackendUnavailableError(SymgradError, ImportError):
     """An optional feature needs a package or program that is not installed.
 
     >>> issubclass(BackendUnavailableError, ImportError)
+    True
+    """
+
+
+class CompilerError(BackendUnavailableError):
+    """The C compiler failed, timed out or could not run while building a compiled function.
+
+    The message gives the compiler's own words and what to do (more time with ``timeout=``,
+    another ``$CC``, or ``backend='numpy'``).
+
+    >>> issubclass(CompilerError, BackendUnavailableError)
+    True
+    """
+
+
+class UnsafeCacheError(SymgradError, PermissionError):
+    """The folder of compiled C libraries is not private to this user, so it is not used.
+
+    A library loaded from it would run inside this process: a folder owned by another user or
+    writable by group or others is refused (never silently replaced by a shared one). The
+    message names the folder and how to fix it.
+
+    >>> issubclass(UnsafeCacheError, PermissionError)
     True
     """
 
