@@ -90,6 +90,7 @@ def test_c_backend_gradient_batch_and_broadcasting():
 def test_chunked_kernel_matches(monkeypatch, unit):
     # chunks of 3 statements, 1 or 2 chunks per translation unit: values cross functions and
     # translation units through the scratch array
+    monkeypatch.setattr(c_source, "SINGLE", 3)
     monkeypatch.setattr(c_source, "CHUNK", 3)
     monkeypatch.setattr(c_source, "UNIT", unit)
     expr = sp.exp(sp.sin(x) * y) + sp.cos(x * y) ** 3 + x / (1 + y**2)
@@ -219,6 +220,40 @@ def test_c_kernel_matches_numpy_on_every_batch_tail(monkeypatch, simd, reduce):
     strided = [big[0, ::2], np.broadcast_to(big[1, :20], (20,)), np.sign(big[2, ::2])]
     for a, b in zip(f_c(*strided, p), f_np(*strided, p), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+@needs_cc
+@pytest.mark.parametrize("reduce", [None, "mean"])
+def test_chunked_simd_kernel_matches_numpy(monkeypatch, reduce):
+    # the 4-sample loop split into functions of 7 statements over 2 translation units
+    monkeypatch.setattr(c_source, "SINGLE", 7)
+    monkeypatch.setattr(c_source, "CHUNK", 7)
+    monkeypatch.setattr(c_source, "UNIT", 4)
+    loss, params, t = _mlp_loss(3)
+    f_c = value_and_grad(loss, params, [x, y, t, params], backend="c", reduce=reduce)
+    f_np = value_and_grad(loss, params, [x, y, t, params], reduce=reduce)
+    kernel = f_c._fn.__globals__["_kernel"]
+    assert kernel.source.count("#include <math.h>") > 2  # several translation units
+    assert ("sg_vd" in kernel.source) == c_build.target(c_build.compiler()).avx
+    rng = np.random.default_rng(5)
+    p = rng.normal(size=len(params))
+    for n in (1, 3, 4, 5, 9, 64):
+        data = rng.normal(size=(3, n))
+        data[2] = np.sign(data[2])
+        for a, b in zip(f_c(*data, p), f_np(*data, p), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_optimisation_levels_fit_the_budget(monkeypatch):
+    # a small program: every unit at its best level; a huge one: -O0 where the budget ends
+    small = [("", "scalar", 0), ("", "scalar", 8000), ("", "simd", 8000)]
+    assert cbackend._levels(small, 2) == ["-O2", "-O2", "-O1"]
+    huge = [("", "scalar", 0)] + [("", "scalar", 8000)] * 25
+    levels = cbackend._levels(huge, 2)
+    assert levels[0] == "-O2" and levels[-1] == "-O0"
+    cost = sum(cbackend.COST["scalar", lv] * n for (_, _, n), lv in zip(huge, levels))
+    assert cost <= cbackend.BUDGET * 2
+    assert cbackend._levels([("", "simd", 1000)], 2) == ["-O1"]  # one function: the best
 
 
 @needs_cc

@@ -38,9 +38,38 @@ from .c_source import CProgram, generate
 
 __all__ = ["CKernel", "build_c_kernel", "c_available"]
 
-#: Optimisation level of a translation unit by kind. The vector loop gains nothing at -O2 and
-#: takes ~3x longer to compile (register allocation over wide vectors).
-LEVEL = {"scalar": "-O2", "simd": "-O1"}
+#: Optimisation levels by kind of translation unit, best first. The vector loop gains nothing
+#: at -O2 over -O1 and takes ~1.7x longer to compile.
+LEVELS = {"scalar": ("-O2", "-O1", "-O0"), "simd": ("-O1", "-O0")}
+#: Compiler CPU seconds per statement, by kind and level: gcc 12 on the 2-64-64-1 MLP gradient
+#: in functions of 100-250 statements (benchmarks/c_target.py measures them again).
+COST = {
+    ("scalar", "-O2"): 6.8e-4,
+    ("scalar", "-O1"): 5.8e-4,
+    ("scalar", "-O0"): 1.1e-4,
+    ("simd", "-O1"): 8.7e-4,
+    ("simd", "-O0"): 2.4e-4,
+}
+#: Compiler CPU seconds one build may take per compiler job: units start at -O0 and are raised
+#: to their best level while the estimate stays within it, so compile time stays about linear
+#: in the program (2-256-256-1: ~200,000 statements, all -O0, ~22 s of CPU on two jobs).
+BUDGET = 15.0
+
+
+def _levels(units: list[tuple[str, str, int]], jobs: int) -> list[str]:
+    """An optimisation level per translation unit: the best the compile budget allows."""
+    if len(units) == 1:
+        return [LEVELS[units[0][1]][0]]
+    level = [LEVELS[kind][-1] for _, kind, _ in units]
+    total = sum(COST[kind, lv] * n for (_, kind, n), lv in zip(units, level, strict=True))
+    budget = BUDGET * jobs
+    for k, (_, kind, n) in enumerate(units):
+        for better in LEVELS[kind][:-1]:
+            extra = (COST[kind, better] - COST[kind, level[k]]) * n
+            if total + extra <= budget:
+                level[k], total = better, total + extra
+                break
+    return level
 
 
 class CKernel:
@@ -242,10 +271,6 @@ def _real(v: Any, position: int) -> np.ndarray:
     return a if a.dtype.kind == "f" else a.astype(np.float64)
 
 
-def _flags(kind: str) -> list[str]:
-    return [LEVEL[kind]]
-
-
 def build_c_kernel(
     arg_spec: Sequence,
     outputs: Sequence[sp.Expr],
@@ -294,7 +319,8 @@ def build_c_kernel(
         )
     arg_spec = [a if isinstance(a, sp.Symbol) else list(a) for a in arg_spec]
     program = generate(arg_spec, list(outputs), name, mean, c_build.target(cc).avx)
-    units = [(text, _flags(kind)) for text, kind, _ in program.units]
+    levels = _levels(program.units, c_build.jobs())
+    units = [(text, [lv]) for (text, _, _), lv in zip(program.units, levels, strict=True)]
     lib = c_build.build_library(name, units, timeout=timeout, cache=cache_dir)
     try:
         dll = ctypes.CDLL(str(lib))

@@ -2,7 +2,7 @@
 
 The outputs are linearised into unique DAG nodes (:func:`symgrad.graph.topo_order`); each node
 becomes one statement ``const double tK = ...;`` printed by :class:`~.c_printer.CPrinter` over
-the names of its arguments. A kernel of at most :data:`CHUNK` statements is one function with
+the names of its arguments. A kernel of at most :data:`SINGLE` statements is one function with
 one loop over the batch. A larger one is cut into chunks of :data:`CHUNK` statements, each a
 function of its own, and the chunks into translation units of :data:`UNIT` chunks, which the
 builder compiles in parallel, each at the optimisation level its size and kind allow (an
@@ -32,12 +32,19 @@ from ..errors import ArgumentError
 from ..graph import rebuild, topo_order
 from .c_printer import PRELUDE, CPrinter, print_c
 
-__all__ = ["CHUNK", "SIMD_LIMIT", "UNIT", "CProgram", "generate"]
+__all__ = ["CHUNK", "SIMD_LIMIT", "SINGLE", "UNIT", "CProgram", "generate"]
 
-#: Statements per C function; larger kernels are split into chunks of this size.
-CHUNK = 1000
-#: Chunks per translation unit (compiled in parallel, each at its own optimisation level).
-UNIT = 8
+#: Kernels up to this many statements are one function (the optimiser sees all of it: every
+#: value stays in a register); micrograd's demo (2-16-16-1, 1,064 statements) is one.
+SINGLE = 1200
+#: Statements per C function in larger kernels. gcc 12's time and memory per statement grow
+#: with function size (8,000 statements of a 2-64-64-1 gradient, -O1: 4.6 s in functions of 100
+#: statements, 8.4 s in functions of 1,000, 23 s in functions of 4,000; the 4-sample vector
+#: code 6.9 s / 20.5 s and 1 GB at 1,000), so functions stay small.
+CHUNK = 250
+#: Chunks per translation unit (compiled in parallel, each at its own optimisation level):
+#: ~8,000 statements, 110-330 MB of compiler memory each.
+UNIT = 32
 #: Arithmetic kernels up to this many statements get the 4-sample SIMD loop (larger ones keep
 #: the scalar loop: the vector code's compile time stops paying for itself).
 SIMD_LIMIT = 400_000
@@ -219,7 +226,7 @@ def generate(
     plan = _plan(arg_spec, list(outputs))
     vector = simd and plan.arithmetic and len(plan.stmts) <= SIMD_LIMIT
     nargs = len(arg_spec)
-    if len(plan.stmts) <= CHUNK:
+    if len(plan.stmts) <= SINGLE:
         body = _single(name, nargs, plan, mean, vector)
         units = [(body, "simd" if vector else "scalar", len(plan.stmts))]
     else:
@@ -235,9 +242,14 @@ class _Dialect(NamedTuple):
     wrap: str  # around a statement's text
 
     def load(self, j: int, r: int) -> str:
-        if self.step == 1:
-            return f"in[{j}][{r} * rs[{j}] + i * cs[{j}]]"
+        if self.step == 1:  # p{j}: argument j at sample i (see bases)
+            return f"p{j}[{r} * rs[{j}]]" if r else f"p{j}[0]"
         return f"sg_load(&in[{j}][{r} * rs[{j}]], cs[{j}], i, n)"
+
+    def bases(self, args: list[int], indent: str) -> list[str]:
+        if self.step > 1:
+            return []
+        return [f"{indent}const double *const p{j} = in[{j}] + i * cs[{j}];" for j in args]
 
     def expr(self, text: str) -> str:
         return f"SG_V({text})" if self.step > 1 else text
@@ -284,6 +296,7 @@ def _single(name: str, nargs: int, plan: _Plan, mean: bool, vector: bool) -> str
     if mean:
         lines.append(f"    {d.type} acc[{max(nout, 1)}] = {{0}};")
     lines.append(f"    for (int64_t i = 0; i < n; i += {d.step}) {{")
+    lines += d.bases(sorted({j for _, j, _ in plan.loads}), "        ")
     lines += [f"        const {d.type} {v} = {d.load(j, r)};" for v, j, r in plan.loads]
     lines += [f"        const {d.type} {t} = {d.expr(e)};" for t, e, _ in plan.stmts]
     lines += [f"        {d.store(k, r, mean)}" for k, (r, _) in enumerate(plan.results)]
@@ -348,6 +361,7 @@ def _chunked(name: str, nargs: int, plan: _Plan, mean: bool, vector: bool) -> li
             lines += [f"void {name}_c{c}{proto}", "{"]
             if needed_loads:
                 lines += [m.format(nargs=nargs, twice=2 * nargs) for m in _META]
+                lines += d.bases(sorted({plan.loads[v][1] for v in needed_loads}), "    ")
             for v in needed_loads:
                 var, j, r = plan.loads[v]
                 lines.append(f"    const {d.type} {var} = {d.load(j, r)};")
@@ -367,13 +381,15 @@ def _chunked(name: str, nargs: int, plan: _Plan, mean: bool, vector: bool) -> li
     lines += [f"void {name}_c{c}{proto};" for c in range(n_chunks)]
     lines += ["#include <stdlib.h>", f"int {name}(int64_t n, const int64_t *meta, double *out)"]
     lines += ["{", *[m.format(nargs=nargs, twice=2 * nargs) for m in _META]]
-    size = f"{max(n_slots, 1)} * sizeof({d.type})"
+    size = f"{max(n_slots, 1)} * sizeof({d.type})"  # a multiple of 32 for the vector types
     if vector:  # 32-byte vectors: aligned storage
         lines.append(f"    {d.type} *t = aligned_alloc(32, {size});")
     else:
         lines.append(f"    {d.type} *t = malloc({size});")
-    if mean:
-        lines.append(f"    {d.type} *acc = calloc({max(nout, 1)}, sizeof({d.type}));")
+    if mean:  # zeroed accumulators, aligned like t
+        nacc = -(-max(nout, 1) // 4) * 4  # aligned_alloc takes a multiple of the alignment
+        lines.append(f"    {d.type} *acc = aligned_alloc(32, {nacc} * sizeof({d.type}));")
+        lines.append(f"    if (acc) for (int64_t k = 0; k < {max(nout, 1)}; ++k) acc[k] = {d.expr('0.0')};")
     lines.append(
         "    if (!t) return 1;"
         if not mean
@@ -382,6 +398,7 @@ def _chunked(name: str, nargs: int, plan: _Plan, mean: bool, vector: bool) -> li
     lines.append(f"    for (int64_t i = 0; i < n; i += {d.step}) {{")
     direct = [(k, r) for k, (r, v) in enumerate(plan.results) if v < nload]
     used = {v for _, v in plan.results if 0 <= v < nload}
+    lines += d.bases(sorted({plan.loads[v][1] for v in used}), "        ")
     for v in sorted(used):
         var, j, r = plan.loads[v]
         lines.append(f"        const {d.type} {var} = {d.load(j, r)};")
