@@ -251,7 +251,7 @@ def test_optimisation_levels_fit_the_budget(monkeypatch):
     huge = [("", "scalar", 0)] + [("", "scalar", 8000)] * 25
     levels = cbackend._levels(huge, 2)
     assert levels[0] == "-O2" and levels[-1] == "-O0"
-    cost = sum(cbackend.COST["scalar", lv] * n for (_, _, n), lv in zip(huge, levels))
+    cost = sum(cbackend.COST["scalar", lv] * n for (_, _, n), lv in zip(huge, levels, strict=True))
     assert cost <= cbackend.BUDGET * 2
     assert cbackend._levels([("", "simd", 1000)], 2) == ["-O1"]  # one function: the best
 

@@ -389,7 +389,8 @@ def _chunked(name: str, nargs: int, plan: _Plan, mean: bool, vector: bool) -> li
     if mean:  # zeroed accumulators, aligned like t
         nacc = -(-max(nout, 1) // 4) * 4  # aligned_alloc takes a multiple of the alignment
         lines.append(f"    {d.type} *acc = aligned_alloc(32, {nacc} * sizeof({d.type}));")
-        lines.append(f"    if (acc) for (int64_t k = 0; k < {max(nout, 1)}; ++k) acc[k] = {d.expr('0.0')};")
+        zero = d.expr("0.0")
+        lines.append(f"    if (acc) for (int64_t k = 0; k < {nacc}; ++k) acc[k] = {zero};")
     lines.append(
         "    if (!t) return 1;"
         if not mean
