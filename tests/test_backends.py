@@ -244,6 +244,28 @@ def test_chunked_simd_kernel_matches_numpy(monkeypatch, reduce):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
 
+@needs_cc
+@pytest.mark.parametrize("single", [True, False], ids=["one function", "chunked"])
+@pytest.mark.parametrize("reduce", [None, "mean"])
+def test_terms_over_parameters_only_are_computed_once(monkeypatch, single, reduce):
+    # an L2 term inside the loss: statements over the parameters alone run for the first sample
+    # when the parameter vector has no batch axes, for every sample when it has
+    if not single:
+        monkeypatch.setattr(c_source, "SINGLE", 7)
+        monkeypatch.setattr(c_source, "CHUNK", 7)
+    loss, params, t = _mlp_loss(3)
+    loss = loss + sp.Rational(1, 100) * sum(q**2 for q in params) + sp.exp(params[0] * params[1])
+    f_c = value_and_grad(loss, params, [x, y, t, params], backend="c", reduce=reduce)
+    f_np = value_and_grad(loss, params, [x, y, t, params], reduce=reduce)
+    assert "once" in f_c._fn.__globals__["_kernel"].source
+    rng = np.random.default_rng(9)
+    for n in (1, 5, 13):
+        data = rng.normal(size=(3, n))
+        for p in (rng.normal(size=len(params)), rng.normal(size=(len(params), n))):
+            for a, b in zip(f_c(*data, p), f_np(*data, p), strict=True):
+                np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
 def test_optimisation_levels_fit_the_budget(monkeypatch):
     # a small program: every unit at its best level; a huge one: -O0 where the budget ends
     small = [("", "scalar", 0), ("", "scalar", 8000), ("", "simd", 8000)]

@@ -126,6 +126,7 @@ class _Plan(NamedTuple):
     results: list[tuple[str, int]]  # per output: its text, and its value (-1: a literal)
     masks: list[int]
     arithmetic: bool  # only + - * / and the sg_ helpers that have vector forms
+    stmt_masks: list[int]  # per statement, the arguments it depends on
 
 
 def _plan(arg_spec: list, outputs: list[sp.Expr]) -> _Plan:
@@ -146,6 +147,7 @@ def _plan(arg_spec: list, outputs: list[sp.Expr]) -> _Plan:
     shadow: dict[sp.Basic, sp.Basic] = {}  # literals, and tuples / condition pairs over names
     reads_of: dict[sp.Basic, tuple[int, ...]] = {}  # shadow -> the values it names
     stmts: list[tuple[str, str, tuple[int, ...]]] = []
+    stmt_masks: list[int] = []
     placeholder: dict[sp.Basic, sp.Symbol] = {}
     arithmetic = True
 
@@ -183,13 +185,15 @@ def _plan(arg_spec: list, outputs: list[sp.Expr]) -> _Plan:
         if arithmetic and not _vectorisable(text):
             arithmetic = False
         stmts.append((names[-1], text, tuple(dict.fromkeys(reads))))
+        stmt_masks.append(m)
     results = []
     for o in outputs:
         if o in value:
             results.append((names[value[o]], value[o]))
         else:
             results.append((print_c(printer, shadow[o]), -1))
-    return _Plan(loads, stmts, results, [mask[o] for o in outputs], arithmetic)
+    masks = [mask[o] for o in outputs]
+    return _Plan(loads, stmts, results, masks, arithmetic, stmt_masks)
 
 
 def _vectorisable(text: str) -> bool:
@@ -226,11 +230,12 @@ def generate(
     plan = _plan(arg_spec, list(outputs))
     vector = simd and plan.arithmetic and len(plan.stmts) <= SIMD_LIMIT
     nargs = len(arg_spec)
+    vectors = sum(1 << j for j, a in enumerate(arg_spec) if not isinstance(a, sp.Symbol))
     if len(plan.stmts) <= SINGLE:
-        body = _single(name, nargs, plan, mean, vector)
+        body = _single(name, nargs, plan, mean, vector, vectors)
         units = [(body, "simd" if vector else "scalar", len(plan.stmts))]
     else:
-        units = _chunked(name, nargs, plan, mean, vector)
+        units = _chunked(name, nargs, plan, mean, vector, vectors)
     return CProgram(units, len(plan.stmts), vector, plan.masks)
 
 
@@ -287,18 +292,52 @@ def _finish(nout: int, d: _Dialect) -> list[str]:
     return [f"    out[{k}] = acc[{k}] / (double)n;" for k in range(nout)]
 
 
-def _single(name: str, nargs: int, plan: _Plan, mean: bool, vector: bool) -> str:
+def _single(name: str, nargs: int, plan: _Plan, mean: bool, vector: bool, vectors: int) -> str:
+    # Statements over parameter vectors only (``vectors``: their argument bits), such as an L2
+    # term, are the same for every sample when those arguments have no batch axes: they are
+    # computed for the first sample only (and for every sample when a vector has a batch).
     d = _VECTOR if vector else _SCALAR
     nout = len(plan.results)
+    fixed = [not m & ~vectors for m in plan.stmt_masks] if vectors else [False] * len(plan.stmts)
+    fixed_loads = [bool(vectors >> j & 1) for _, j, _ in plan.loads]
     lines = _header(vector)
     lines += [f"int {name}(int64_t n, const int64_t *meta, double *out)", "{"]
     lines += [m.format(nargs=nargs, twice=2 * nargs) for m in _META]
     if mean:
         lines.append(f"    {d.type} acc[{max(nout, 1)}] = {{0}};")
+    hoisted = any(fixed)
+    if hoisted:
+        args = [j for j in range(nargs) if vectors >> j & 1]
+        lines.append(f"    const int once = {' && '.join(f'cs[{j}] == 0' for j in args)};")
+        names = [v for (v, _, _), f in zip(plan.loads, fixed_loads, strict=True) if f]
+        names += [t for (t, _, _), f in zip(plan.stmts, fixed, strict=True) if f]
+        lines += [f"    {d.type} {v};" for v in names]
     lines.append(f"    for (int64_t i = 0; i < n; i += {d.step}) {{")
-    lines += d.bases(sorted({j for _, j, _ in plan.loads}), "        ")
-    lines += [f"        const {d.type} {v} = {d.load(j, r)};" for v, j, r in plan.loads]
-    lines += [f"        const {d.type} {t} = {d.expr(e)};" for t, e, _ in plan.stmts]
+    if hoisted:
+        lines.append("        if (i == 0 || !once) {")
+        used = sorted({j for (_, j, _), f in zip(plan.loads, fixed_loads, strict=True) if f})
+        lines += d.bases(used, "            ")
+        lines += [
+            f"            {v} = {d.load(j, r)};"
+            for (v, j, r), f in zip(plan.loads, fixed_loads, strict=True)
+            if f
+        ]
+        lines += [
+            f"            {t} = {d.expr(e)};"
+            for (t, e, _), f in zip(plan.stmts, fixed, strict=True)
+            if f
+        ]
+        lines.append("        }")
+    else:
+        fixed_loads = [False] * len(plan.loads)
+    rest = [(v, j, r) for (v, j, r), f in zip(plan.loads, fixed_loads, strict=True) if not f]
+    lines += d.bases(sorted({j for _, j, _ in rest}), "        ")
+    lines += [f"        const {d.type} {v} = {d.load(j, r)};" for v, j, r in rest]
+    lines += [
+        f"        const {d.type} {t} = {d.expr(e)};"
+        for (t, e, _), f in zip(plan.stmts, fixed, strict=True)
+        if not f
+    ]
     lines += [f"        {d.store(k, r, mean)}" for k, (r, _) in enumerate(plan.results)]
     lines.append("    }")
     lines += _finish(nout, d) if mean else []
@@ -306,40 +345,58 @@ def _single(name: str, nargs: int, plan: _Plan, mean: bool, vector: bool) -> str
     return "\n".join(lines)
 
 
-def _chunked(name: str, nargs: int, plan: _Plan, mean: bool, vector: bool) -> list:
+def _chunked(name: str, nargs: int, plan: _Plan, mean: bool, vector: bool, vectors: int) -> list:
     d = _VECTOR if vector else _SCALAR
     nload = len(plan.loads)
     stmts = plan.stmts
-
-    def chunk_of(v: int) -> int:
-        return (v - nload) // CHUNK if v >= nload else -1
-
+    # statements over parameter vectors only (see _single) come first, in chunks of their own
+    # that run for the first sample only when those vectors have no batch axes
+    fixed = [bool(vectors) and not m & ~vectors for m in plan.stmt_masks]
+    chunks: list[list[int]] = []
+    for part in (
+        [k for k in range(len(stmts)) if fixed[k]],
+        [k for k in range(len(stmts)) if not fixed[k]],
+    ):
+        chunks += [part[a : a + CHUNK] for a in range(0, len(part), CHUNK)]
+    n_fixed = sum(1 for ch in chunks if fixed[ch[0]])
+    chunk_of = [0] * len(stmts)
+    for c, ch in enumerate(chunks):
+        for k in ch:
+            chunk_of[k] = c
     # the last chunk reading each statement's value (outputs are written where they are made)
     last = [-1] * len(stmts)
     for k, (_, _, reads) in enumerate(stmts):
-        c = k // CHUNK
+        c = chunk_of[k]
         for v in reads:
-            if v >= nload and chunk_of(v) != c:
+            if v >= nload and chunk_of[v - nload] != c:
                 last[v - nload] = max(last[v - nload], c)
     writes: dict[int, list[int]] = {}  # chunk -> outputs it stores
+    pinned = [False] * len(stmts)  # values kept for every sample: computed once, read always
     for k, (_, v) in enumerate(plan.results):
         if v >= nload:
-            writes.setdefault(chunk_of(v), []).append(k)
+            if fixed[v - nload]:
+                pinned[v - nload] = True
+            else:
+                writes.setdefault(chunk_of[v - nload], []).append(k)
+    for k in range(len(stmts)):
+        if fixed[k] and last[k] >= 0:
+            pinned[k] = True
     # scratch slots: a value read by a later chunk holds one until its last reader is done
     slot: dict[int, int] = {}
     free: list[int] = []
     expiring: dict[int, list[int]] = {}
     n_slots = 0
-    n_chunks = (len(stmts) + CHUNK - 1) // CHUNK
+    n_chunks = len(chunks)
     for c in range(n_chunks):
         free += expiring.pop(c, [])
-        for k in range(c * CHUNK, min(len(stmts), (c + 1) * CHUNK)):
-            if last[k] > c:
-                if free:
+        for k in chunks[c]:
+            if last[k] > c or pinned[k]:
+                if free and not pinned[k]:
                     slot[k] = free.pop()
                 else:
                     slot[k], n_slots = n_slots, n_slots + 1
-                expiring.setdefault(last[k] + 1, []).append(slot[k])
+                if not pinned[k]:
+                    expiring.setdefault(last[k] + 1, []).append(slot[k])
     sig = "(const int64_t *restrict meta, int64_t n, int64_t i, {t} *restrict t, {a} *restrict {o})"
     proto = sig.format(t=d.type, a=d.type if mean else "double", o="acc" if mean else "out")
     units: list[tuple[str, str, int]] = []
@@ -348,15 +405,14 @@ def _chunked(name: str, nargs: int, plan: _Plan, mean: bool, vector: bool) -> li
         lines = _header(vector)
         count = 0
         for c in range(u, min(n_chunks, u + UNIT)):
-            lo, hi = c * CHUNK, min(len(stmts), (c + 1) * CHUNK)
-            count += hi - lo
+            count += len(chunks[c])
             needed_loads: dict[int, None] = {}
             needed_prev: dict[int, None] = {}
-            for _, _, reads in stmts[lo:hi]:
-                for v in reads:
+            for k in chunks[c]:
+                for v in stmts[k][2]:
                     if v < nload:
                         needed_loads[v] = None
-                    elif v - nload < lo:
+                    elif chunk_of[v - nload] != c:
                         needed_prev[v - nload] = None
             lines += [f"void {name}_c{c}{proto}", "{"]
             if needed_loads:
@@ -366,7 +422,7 @@ def _chunked(name: str, nargs: int, plan: _Plan, mean: bool, vector: bool) -> li
                 var, j, r = plan.loads[v]
                 lines.append(f"    const {d.type} {var} = {d.load(j, r)};")
             lines += [f"    const {d.type} {stmts[k][0]} = t[{slot[k]}];" for k in needed_prev]
-            for k in range(lo, hi):
+            for k in chunks[c]:
                 t, e, _ = stmts[k]
                 lines.append(f"    const {d.type} {t} = {d.expr(e)};")
                 if k in slot:
@@ -396,15 +452,28 @@ def _chunked(name: str, nargs: int, plan: _Plan, mean: bool, vector: bool) -> li
         if not mean
         else "    if (!t || !acc) { free(t); free(acc); return 1; }"
     )
+    if n_fixed:
+        args = [j for j in range(nargs) if vectors >> j & 1]
+        lines.append(f"    const int once = {' && '.join(f'cs[{j}] == 0' for j in args)};")
     lines.append(f"    for (int64_t i = 0; i < n; i += {d.step}) {{")
     direct = [(k, r) for k, (r, v) in enumerate(plan.results) if v < nload]
+    direct += [
+        (k, f"t[{slot[v - nload]}]")
+        for k, (_, v) in enumerate(plan.results)
+        if v >= nload and fixed[v - nload]
+    ]
     used = {v for _, v in plan.results if 0 <= v < nload}
     lines += d.bases(sorted({plan.loads[v][1] for v in used}), "        ")
     for v in sorted(used):
         var, j, r = plan.loads[v]
         lines.append(f"        const {d.type} {var} = {d.load(j, r)};")
     target = "acc" if mean else "out"
-    lines += [f"        {name}_c{c}(meta, n, i, t, {target});" for c in range(n_chunks)]
+    call = "        {name}_c{c}(meta, n, i, t, {target});"
+    if n_fixed:
+        lines.append("        if (i == 0 || !once) {")
+        lines += ["    " + call.format(name=name, c=c, target=target) for c in range(n_fixed)]
+        lines.append("        }")
+    lines += [call.format(name=name, c=c, target=target) for c in range(n_fixed, n_chunks)]
     lines += [f"        {d.store(k, r, mean)}" for k, r in direct]
     lines.append("    }")
     lines += _finish(nout, d) if mean else []
