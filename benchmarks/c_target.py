@@ -93,7 +93,7 @@ def demo() -> None:
         setup["jax jit"], contenders["jax jit"] = peers.mlp_jax(sizes, X, y, p, "relu", "hinge")
     setup["hand numpy"], contenders["hand numpy"] = peers.mlp_hand(sizes, X, y, p, "relu", "hinge")
     ref = contenders["symgrad numpy"]()
-    for name, fn in contenders.items():  # every contender takes the same step
+    for fn in contenders.values():  # every contender takes the same step
         new_p, value = fn()
         np.testing.assert_allclose(np.asarray(new_p), ref[0], rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(float(value), float(ref[1]), rtol=1e-9)
@@ -103,7 +103,8 @@ def demo() -> None:
     print("| --- | ---: | ---: | ---: |")
     for name, t in sorted(med.items(), key=lambda kv: kv[1]):
         s = setup.get(name)
-        print(f"| {name} | {t * 1e6:.1f} | {t / base:.2f}x | {s:.2f} |" if s else "")
+        shown = "-" if s is None else f"{s:.2f}"
+        print(f"| {name} | {t * 1e6:.1f} | {t / base:.2f}x | {shown} |")
 
 
 def width(h: int, act: str, loss: str) -> None:
@@ -115,7 +116,7 @@ def width(h: int, act: str, loss: str) -> None:
     t1 = time.perf_counter()
     f_np = value_and_grad(e, params, [*ins, params], reduce="mean")
     t2 = time.perf_counter()
-    from symgrad.codegen import c_build, c_source
+    from symgrad.codegen import c_build
 
     calls = []
     real = c_build.build_library
@@ -160,7 +161,6 @@ def width(h: int, act: str, loss: str) -> None:
         f"{med['c'] * 1e3:.3f} | {med['numpy'] * 1e3:.3f} | {med['numpy'] / med['c']:.2f}x |",
         flush=True,
     )
-    del c_source
 
 
 HEADER = (

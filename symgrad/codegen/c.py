@@ -34,9 +34,10 @@ import sympy as sp
 from ..errors import ArgumentError, BackendUnavailableError, InputTypeError, ShapeError
 from . import c_build
 from .c_build import c_available
+from .c_export import export_c
 from .c_source import CProgram, generate
 
-__all__ = ["CKernel", "build_c_kernel", "c_available"]
+__all__ = ["CKernel", "build_c_kernel", "c_available", "export_c"]
 
 #: Optimisation levels by kind of translation unit, best first. The vector loop gains nothing
 #: at -O2 over -O1 and takes ~1.7x longer to compile.
