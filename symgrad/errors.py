@@ -16,6 +16,7 @@ __all__ = [
     "BackendUnavailableError",
     "CompilerError",
     "DomainError",
+    "ExportError",
     "GradientCheckError",
     "GraphTooLargeError",
     "InputTypeError",
@@ -150,6 +151,14 @@ class UnsafeCacheError(SymgradError, PermissionError):
     message names the folder and how to fix it.
 
     >>> issubclass(UnsafeCacheError, PermissionError)
+    True
+    """
+
+
+class ExportError(SymgradError, OSError):
+    """Generated code could not be written to the file asked for (the message names it).
+
+    >>> issubclass(ExportError, OSError)
     True
     """
 
