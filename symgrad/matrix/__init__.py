@@ -46,8 +46,9 @@ from .expr import (
     trace,
     transpose,
 )
+from .hessian import hessian, hvp, jacobian
 from .latex import latex
-from .vjp import backprop_equations, grad, hessian, hvp, vjp
+from .vjp import backprop_equations, grad, vjp
 
 __all__ = [
     "Broadcast",
@@ -70,6 +71,7 @@ __all__ = [
     "hessian",
     "hvp",
     "inverse",
+    "jacobian",
     "latex",
     "log",
     "logdet",

@@ -43,6 +43,7 @@ from sympy.matrices.expressions import (
     HadamardProduct,
     Identity,
     Inverse,
+    KroneckerProduct,
     MatAdd,
     MatMul,
     MatrixExpr,
@@ -51,6 +52,7 @@ from sympy.matrices.expressions import (
     Transpose,
     ZeroMatrix,
 )
+from sympy.matrices.expressions.blockmatrix import BlockMatrix
 from sympy.matrices.expressions.diagonal import DiagMatrix
 from sympy.matrices.expressions.special import OneMatrix
 from sympy.printing.numpy import NumPyPrinter
@@ -58,6 +60,7 @@ from sympy.printing.numpy import NumPyPrinter
 from ..errors import ArgumentError, InputTypeError, MissingSymbolError, ShapeError
 from . import expr as mx
 from .expr import Broadcast, LogDet, LogSumExp, Map, Softmax, SumAll, SumAxis
+from .simplify import push_scalars, simplify
 from .vjp import grad as matrix_grad
 
 __all__ = ["CompiledMatrixFunction", "compile_matrix", "value_and_grad"]
@@ -195,6 +198,7 @@ def compile_matrix(
     """
     arg_list = _check_args(args)
     flat, spec = _flatten(outputs)
+    flat = push_scalars(simplify(flat))
     source = _generate(arg_list, flat, spec, name)
     filename = f"<symgrad-matrix-{next(_counter)}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
@@ -317,7 +321,7 @@ def _node_code(g: _Gen, node: sp.Basic) -> str | None:
         return code
     if isinstance(node, MatMul):
         coeff, mats = node.as_coeff_matrices()
-        prod = " @ ".join(g.use(m) for m in mats)
+        prod = _product_code(g, mats)
         if coeff == 1:
             return prod
         c = g.use(coeff) if coeff in g.ref else g.scalar_code(coeff)
@@ -326,6 +330,15 @@ def _node_code(g: _Gen, node: sp.Basic) -> str | None:
         return f"numpy.diagflat({g.use(node.args[0])})"
     if isinstance(node, Transpose):
         return f"{g.use(node.arg)}.T"
+    if isinstance(node, KroneckerProduct):
+        code = g.use(node.args[0])
+        for a in node.args[1:]:
+            code = f"numpy.kron({code}, {g.use(a)})"
+        return code
+    if isinstance(node, BlockMatrix):
+        rows = node.blocks.tolist()
+        inner = ", ".join("[" + ", ".join(g.use(b) for b in row) + "]" for row in rows)
+        return f"numpy.block([{inner}])"
     if isinstance(node, HadamardPower):
         return f"{g.use(node.args[0])} ** {g.scalar_code(node.args[1])}"
     if isinstance(node, Inverse):
@@ -354,6 +367,33 @@ def _node_code(g: _Gen, node: sp.Basic) -> str | None:
     if isinstance(node, (sp.Add, sp.Mul, sp.Pow)):
         return g.printer.doprint(node.func(*kids, evaluate=False))
     return g.printer.doprint(node.func(*kids))
+
+
+def _product_code(g: _Gen, mats: Sequence[MatrixExpr]) -> str:
+    """``A @ B @ ...`` with diagonal factors as broadcasts: ``X^T diag(s) X`` is ``X.T @ (s * X)``.
+
+    A ``diag(s)`` (``s`` a column) scales the rows of its right neighbour (or the columns of its
+    left one), so no dense ``n x n`` diagonal is ever built.
+    """
+    parts: list[str] = []
+    pending: list[str] = []  # diagonals waiting for a right neighbour
+    for m in mats:
+        if isinstance(m, DiagMatrix):
+            pending.append(g.use(m.args[0]))
+            continue
+        code = g.use(m)
+        for d in reversed(pending):
+            code = f"{_paren(d)} * {_paren(code)}"
+        pending = []
+        parts.append(code)
+    if pending:
+        if not parts:  # a product of diagonals only
+            return f"numpy.diagflat({' * '.join(_paren(d) for d in pending)})"
+        last = parts.pop()
+        for d in pending:
+            last = f"{_paren(last)} * {_paren(d)}.T"
+        parts.append(last)
+    return " @ ".join(_paren(p) if "*" in p and len(parts) > 1 else p for p in parts)
 
 
 def _scalar_operand(g: _Gen, a: sp.Basic) -> sp.Basic:

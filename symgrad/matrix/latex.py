@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import sympy as sp
-from sympy.matrices.expressions import HadamardProduct, MatAdd, MatMul
+from sympy.matrices.expressions import HadamardProduct, MatAdd, MatMul, Transpose
 from sympy.printing.latex import LatexPrinter
 
 from .expr import Broadcast, LogDet, LogSumExp, Map, Softmax, SumAll, SumAxis, _split
@@ -62,8 +62,14 @@ class MatrixLatexPrinter(LatexPrinter):
         return rf"{self._wrap(expr.args[0])}^{{\odot {self._print(expr.args[1])}}}"
 
     def _print_MatAdd(self, expr):
-        # positive terms first: "1 - h ⊙ h", not "- h ⊙ h + 1"
-        terms = sorted(expr.args, key=lambda t: _split(t)[0].could_extract_minus_sign())
+        # positive terms first: "1 - h ⊙ h", not "- h ⊙ h + 1"; transposes last: "A + A^T"
+        terms = sorted(
+            expr.args,
+            key=lambda t: (
+                _split(t)[0].could_extract_minus_sign(),
+                isinstance(_split(t)[1], Transpose),
+            ),
+        )
         out = ""
         for i, t in enumerate(terms):
             c, base = _split(t)
@@ -76,7 +82,7 @@ class MatrixLatexPrinter(LatexPrinter):
 
     def _print_Map(self, expr: Map):
         saved = self._vars
-        self._vars = {v: self._print(a) for v, a in zip(expr.lam.variables, expr.mats, strict=True)}
+        self._vars = {v: self._wrap(a) for v, a in zip(expr.lam.variables, expr.mats, strict=True)}
         try:
             return self._print(expr.lam.expr)
         finally:
