@@ -145,6 +145,9 @@ class MatrixLatexPrinter(LatexPrinter):
         return super()._print_Pow(expr)
 
     def _print_SumAll(self, expr: SumAll):
+        arg = expr.arg
+        if isinstance(arg, HadamardProduct) and len(arg.args) == 2 and arg.args[0] == arg.args[1]:
+            return rf"\left\|{self._print(arg.args[0])}\right\|^{{2}}"
         return rf"\operatorname{{sum}}\left({self._print(expr.arg)}\right)"
 
     def _print_SumAxis(self, expr: SumAxis):
@@ -157,7 +160,7 @@ class MatrixLatexPrinter(LatexPrinter):
             return rf"{self._wrap(inner)} \mathbf{{1}}^{{T}}"
         if isinstance(inner, sp.MatrixExpr):
             return rf"\mathbf{{1}} {self._wrap(inner)}"
-        return rf"{self._print(inner)} \mathbf{{1}}"
+        return r"\mathbf{1}" if inner == 1 else rf"{self._print(inner)} \mathbf{{1}}"
 
     def _print_Softmax(self, expr: Softmax):
         return rf"\operatorname{{softmax}}\left({self._print(expr.args[0])}\right)"

@@ -15,7 +15,7 @@ mismatches included, is a :class:`~symgrad.errors.ParseError` with a caret under
 ``+ -``                sums of equal shapes
 ``tr det logdet inv``  trace, determinant, log-determinant, inverse
 ``norm2 sum``          Euclidean/Frobenius norm, sum of all entries
-``exp log sin ...``    entrywise functions (``tanh sigmoid relu softplus sqrt abs`` ...)
+``exp log sin ...``    entrywise functions (``tanh sigmoid relu step softplus sqrt abs`` ...)
 ``vector(c)``          the vector ``c 1`` (its length taken from the other operand);
 ``matrix(c)``          likewise a matrix of ``c``
 =====================  =====================================================
@@ -74,6 +74,7 @@ _ELEMENTWISE = {
     "sigmoid": _sigmoid,
     "relu": _relu,
     "softplus": mx.Softplus,
+    "step": lambda u: sp.Heaviside(u, 0),  # relu's derivative (0 at 0)
 }
 _REDUCTIONS = ("tr", "det", "logdet", "inv", "norm2", "sum", "vector", "matrix", "diag")
 MATRIX_FUNCTIONS = frozenset(_ELEMENTWISE) | frozenset(_REDUCTIONS)
@@ -241,7 +242,7 @@ class _Parser:
                 return inner
             if isinstance(inner, _Ones):
                 return inner._replace(value=-inner.value)
-            return self.guarded(op.pos, _scale, -1, inner)
+            return self.guarded(op.pos, _scale, -1, inner) if _is_mat(inner) else -inner
         return self.power()
 
     def power(self) -> Any:
