@@ -59,7 +59,7 @@ from sympy.printing.numpy import NumPyPrinter
 
 from ..errors import ArgumentError, InputTypeError, MissingSymbolError, ShapeError
 from . import expr as mx
-from .expr import Broadcast, LogDet, LogSumExp, Map, Softmax, SumAll, SumAxis
+from .expr import Broadcast, Commutation, LogDet, LogSumExp, Map, Softmax, SumAll, SumAxis
 from .simplify import push_scalars, simplify
 from .vjp import grad as matrix_grad
 
@@ -330,6 +330,9 @@ def _node_code(g: _Gen, node: sp.Basic) -> str | None:
         return f"numpy.diagflat({g.use(node.args[0])})"
     if isinstance(node, Transpose):
         return f"{g.use(node.arg)}.T"
+    if isinstance(node, Commutation):  # the permutation with K vec(Y) = vec(Y^T), Y (p, q)
+        p, q = (g.dim(d) for d in node.args)
+        return f"numpy.eye({p} * {q})[numpy.arange({p} * {q}).reshape({p}, {q}).T.ravel()]"
     if isinstance(node, KroneckerProduct):
         code = g.use(node.args[0])
         for a in node.args[1:]:

@@ -61,6 +61,7 @@ from ..graph import post_order, topo_order
 
 __all__ = [
     "Broadcast",
+    "Commutation",
     "LogDet",
     "LogSumExp",
     "Map",
@@ -229,6 +230,25 @@ class LogDet(sp.Expr):
     def arg(self) -> MatrixExpr:
         """The matrix."""
         return self.args[0]
+
+
+class Commutation(MatrixExpr):
+    """The commutation matrix ``K`` with ``K vec(Y) = vec(Y^T)`` for ``Y`` of shape ``(p, q)``.
+
+    Used by Hessians with respect to matrices (``vec(A Y^T B)``); row-major ``vec``.
+
+    >>> Commutation(2, 3).shape
+    (6, 6)
+    """
+
+    @property
+    def shape(self):
+        p, q = self.args
+        return (p * q, p * q)
+
+    def _latex(self, printer):
+        p, q = (printer._print(a) for a in self.args)
+        return rf"K_{{{p},{q}}}"
 
 
 class Softplus(sp.Function):

@@ -20,6 +20,7 @@ from typing import Any
 
 import sympy as sp
 from sympy.matrices.expressions import (
+    HadamardPower,
     HadamardProduct,
     Identity,
     KroneckerProduct,
@@ -32,30 +33,16 @@ from sympy.matrices.expressions import (
 )
 from sympy.matrices.expressions.blockmatrix import BlockMatrix
 from sympy.matrices.expressions.diagonal import DiagMatrix
+from sympy.matrices.expressions.special import OneMatrix
 
 from ..errors import InputTypeError, ShapeError, UnsupportedFunctionError
+from ..graph import post_order
 from . import expr as mx
+from .expr import _VARS, Broadcast, Commutation, Map
 from .simplify import simplify
 from .vjp import grad, vjp
 
-__all__ = ["Commutation", "hessian", "hvp", "jacobian", "linear_map"]
-
-
-class Commutation(MatrixExpr):
-    """The commutation matrix ``K`` with ``K vec(Y) = vec(Y^T)`` for ``Y`` of shape ``(p, q)``.
-
-    >>> Commutation(2, 3).shape
-    (6, 6)
-    """
-
-    @property
-    def shape(self):
-        p, q = self.args
-        return (p * q, p * q)
-
-    def _latex(self, printer):
-        p, q = (printer._print(a) for a in self.args)
-        return rf"K_{{{p},{q}}}"
+__all__ = ["fuse", "hessian", "hvp", "jacobian", "linear_map"]
 
 
 def _size(e: MatrixExpr) -> Any:
@@ -132,7 +119,100 @@ def linear_map(expr: Any, v: MatrixSymbol) -> MatrixExpr:
             raise fail(node)
     if expr not in lin:
         return ZeroMatrix(rows, _size(v))
-    return simplify(lin[expr])
+    return _tidy(simplify(lin[expr]))
+
+
+def _tidy(L: MatrixExpr) -> MatrixExpr:
+    """``c A diag(d) B`` as ``A diag(c d) B`` with ``c d`` simplified as one entrywise formula.
+
+    The weights of a Hessian ``X^T diag(d) X`` come out of the chain rule as a sum of entrywise
+    terms; written as one scalar function of their operands and simplified (``factor`` of
+    ``together``), logistic regression's become ``y^2 e^{yz} / (e^{yz} + 1)^2``.
+    """
+    c, base = mx._split(L)
+    mats = list(base.args) if isinstance(base, MatMul) else [base]
+    diags = [i for i, m in enumerate(mats) if isinstance(m, DiagMatrix)]
+    if len(diags) != 1:
+        return L
+    i = diags[0]
+    mats[i] = DiagMatrix(fuse(mx.scale(c, mats[i].args[0])))
+    return mx.matmul(*mats)
+
+
+_ENTRYWISE = (Map, HadamardProduct, MatAdd, OneMatrix, HadamardPower)
+
+
+def fuse(e: MatrixExpr) -> MatrixExpr:
+    """An entrywise expression rewritten as one simplified scalar function of its operands.
+
+    Operands are the largest subexpressions that are not entrywise (products, symbols, ...).
+    The result is kept only if it is no larger than the input.
+
+    >>> a = sp.MatrixSymbol("a", 3, 1)
+    >>> fuse(mx.sub(mx.hadamard(a, a), mx.hadamard(a, a, a)))
+    HadamardProduct(-a + 1, a, a)
+    """
+    leaves: dict[sp.Basic, sp.Symbol] = {}
+    body: dict[sp.Basic, sp.Expr] = {}
+    shape = tuple(e.shape)
+
+    def entrywise(n: sp.Basic) -> bool:
+        if not isinstance(n, MatrixExpr) or tuple(n.shape) != shape:
+            return False
+        c, base = mx._split(n)
+        return (
+            isinstance(base, _ENTRYWISE)
+            or (isinstance(base, Broadcast) and not isinstance(base.arg, MatrixExpr))
+            or (c != 1 and isinstance(base, _ENTRYWISE))
+        )
+
+    kids = lambda n: _entrywise_operands(n) if entrywise(n) else ()  # noqa: E731
+    for n in post_order([e], kids, key=lambda n: n):  # children first, iterative
+        if not entrywise(n):
+            if len(leaves) >= len(_VARS):
+                return e
+            leaves[n] = _VARS[len(leaves)]
+        else:
+            body[n] = _scalar_body(n, {**leaves, **body})
+    if len(leaves) > len(_VARS) or not leaves:
+        return e
+    total = body[e] if e in body else leaves[e]
+    simpler = sp.factor(sp.together(total))
+    if sp.count_ops(simpler) > sp.count_ops(total):
+        return e
+    return mx.from_scalar(simpler, list(leaves))
+
+
+def _entrywise_operands(n: MatrixExpr) -> list:
+    c, base = mx._split(n)
+    if c != 1:
+        return [base]
+    if isinstance(base, Map):
+        return list(base.mats)
+    if isinstance(base, (HadamardProduct, MatAdd)):
+        return list(base.args)
+    if isinstance(base, HadamardPower):
+        return [base.args[0]]
+    return []
+
+
+def _scalar_body(n: MatrixExpr, known: dict) -> sp.Expr:
+    c, base = mx._split(n)
+    if c != 1:
+        return c * known[base]
+    if isinstance(base, Map):
+        return base.lam.expr.xreplace(
+            {v: known[m] for v, m in zip(base.lam.variables, base.mats, strict=True)}
+        )
+    if isinstance(base, HadamardProduct):
+        return sp.Mul(*[known[a] for a in base.args])
+    if isinstance(base, MatAdd):
+        return sp.Add(*[known[a] for a in base.args])
+    if isinstance(base, HadamardPower):
+        return known[base.args[0]] ** base.args[1]
+    if isinstance(base, OneMatrix):
+        return sp.S.One
+    return base.arg  # a broadcast scalar
 
 
 def _product(node: MatMul, deps: list, lin: dict, fail: Any) -> MatrixExpr:
@@ -217,7 +297,10 @@ def hessian(f: Any, wrt: Any) -> MatrixExpr:
     blocks = []
     for j, (g, d) in enumerate(zip(grads, dirs, strict=True)):
         column = grad(mx.sum(mx.hadamard(g, d)), params)
-        blocks.append([linear_map(column[i], dirs[j]) for i in range(len(params))])
+        row = [linear_map(column[i], dirs[j]) for i in range(len(params))]
+        if isinstance(row[j], Transpose):  # a diagonal block is symmetric: (A + A^T)^T = A + A^T
+            row[j] = row[j].arg
+        blocks.append(row)
     if len(params) == 1:
         return blocks[0][0]
     # blocks[j][i] is d/dw_i of <g_j, v_j>: block (i, j) of the symmetric Hessian

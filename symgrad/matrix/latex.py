@@ -95,7 +95,13 @@ class MatrixLatexPrinter(LatexPrinter):
         return rf"\left({self._print(arg)}\right)^{{-1}}"
 
     def _print_KroneckerProduct(self, expr):
-        return r" \otimes ".join(self._wrap(a) for a in expr.args)
+        return r" \otimes ".join(
+            rf"\left({self._print(a)}\right)" if isinstance(a, (MatMul, MatAdd)) else self._print(a)
+            for a in expr.args
+        )
+
+    def _print_Identity(self, expr):
+        return "I"
 
     def _print_HadamardPower(self, expr):
         return rf"{self._wrap(expr.args[0])}^{{\odot {self._print(expr.args[1])}}}"

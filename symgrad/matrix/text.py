@@ -38,6 +38,7 @@ class _TextPrinter(StrPrinter):
         super().__init__({"order": "none"})
         self._vars: dict[sp.Basic, str] = {}
         self._raw: dict[sp.Basic, str] = {}
+        self._ones = "matrix"
 
     def wrap(self, e: sp.Basic) -> str:
         out = self._print(e)
@@ -102,6 +103,7 @@ class _TextPrinter(StrPrinter):
         pairs = list(zip(expr.lam.variables, expr.mats, strict=True))
         self._vars = {v: self.wrap(a) for v, a in pairs}
         self._raw = {v: self._print(a) for v, a in pairs}
+        self._ones = "vector" if expr.shape[1] == 1 else "matrix"
         try:
             return self._print(expr.lam.expr)
         finally:
@@ -144,7 +146,7 @@ class _TextPrinter(StrPrinter):
             if t.free_symbols & set(self._vars):
                 parts.append(self._print(t))
             else:
-                parts.append(f"matrix({self._print(t)})")
+                parts.append(f"{self._ones}({self._print(t)})")
         return " + ".join(parts).replace("+ -", "- ")
 
     def _print_Max(self, expr):
