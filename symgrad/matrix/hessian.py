@@ -135,7 +135,11 @@ def _tidy(L: MatrixExpr) -> MatrixExpr:
     if len(diags) != 1:
         return L
     i = diags[0]
-    mats[i] = DiagMatrix(fuse(mx.scale(c, mats[i].args[0])))
+    weights = mx.scale(c, mats[i].args[0])
+    fused = fuse(weights)
+    if fused == weights:
+        return L
+    mats[i] = DiagMatrix(fused)
     return mx.matmul(*mats)
 
 
@@ -148,9 +152,9 @@ def fuse(e: MatrixExpr) -> MatrixExpr:
     Operands are the largest subexpressions that are not entrywise (products, symbols, ...).
     The result is kept only if it is no larger than the input.
 
-    >>> a = sp.MatrixSymbol("a", 3, 1)
-    >>> fuse(mx.sub(mx.hadamard(a, a), mx.hadamard(a, a, a)))
-    HadamardProduct(-a + 1, a, a)
+    >>> a, b, c = (sp.MatrixSymbol(n, 3, 1) for n in "abc")
+    >>> fuse(mx.add(mx.hadamard(a, b), mx.hadamard(a, c)))
+    HadamardProduct(a, b + c)
     """
     leaves: dict[sp.Basic, sp.Symbol] = {}
     body: dict[sp.Basic, sp.Expr] = {}
