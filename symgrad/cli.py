@@ -250,9 +250,9 @@ def _cmd_diff(args: argparse.Namespace) -> int:
 
 
 def _cmd_derive(args: argparse.Namespace) -> int:
+    if args.matrix and args.at:
+        raise OptionError("--at is not supported with --matrix")
     if (done := _matrix_run(args, "derive")) is not None:
-        if args.at:
-            raise OptionError("--at is not supported with --matrix")
         return done
     expr = _expression(args.expr)
     syms = _wrt(args.wrt, expr)

@@ -58,6 +58,7 @@ MAX_NODES = 2_000
 MAX_DEPTH = 60
 MAX_MATRIX_POWER = 16  # A^k is k - 1 products
 MAX_EXPONENT = 1_000
+MAX_NUMBER_BITS = 14_000
 
 _ELEMENTWISE = {
     "exp": sp.exp,
@@ -225,11 +226,25 @@ class _Parser:
 
     def product(self) -> Any:
         left = self.unary()
+        chain: list[MatrixExpr] = []  # A*B*C*...: one product, not a quadratic fold
+        start = self.tok
         while self.tok.kind == "op" and self.tok.text in ("*", "/", ".*", "⊙", "./"):
             op = self.take()
             self.count()
             right = self.unary()
+            if op.text == "*" and _is_mat(left) and _is_mat(right):
+                if not chain:
+                    start = op
+                last = chain[-1] if chain else left
+                if last.shape[1] != right.shape[0]:
+                    self.guarded(op.pos, mx.matmul, last, right)  # the error, at this '*'
+                chain.append(right)
+                continue
+            if chain:
+                left, chain = self.guarded(start.pos, mx.matmul, left, *chain), []
             left = self.binary(op, left, right)
+        if chain:
+            left = self.guarded(start.pos, mx.matmul, left, *chain)
         return left
 
     def unary(self) -> Any:
@@ -403,6 +418,10 @@ class _Parser:
             raise self.error(f"exponents are limited to +-{MAX_EXPONENT}", op.pos)
         base = self.resolve(base, None, op.pos)
         if not _is_mat(base):
+            if base.is_Rational and exponent.is_number:  # exact powers grow: bound them first
+                bits = max(base.p.bit_length(), base.q.bit_length()) * abs(float(exponent))
+                if bits > MAX_NUMBER_BITS:
+                    raise self.error(f"exact numbers are limited to {MAX_NUMBER_BITS} bits", op.pos)
             return base**exponent
         if op.text == ".^":
             return self.guarded(op.pos, mx.elementwise, lambda u: u**exponent, base)
