@@ -237,7 +237,7 @@ def _local(node: sp.Basic) -> bool:
 
 def _chain(node: sp.Basic) -> list[sp.Basic]:
     """Operands through which a scalar factor of ``node`` may be applied instead."""
-    if isinstance(node, (MatMul, HadamardProduct)):
+    if isinstance(node, (MatMul, HadamardProduct, KroneckerProduct)):
         return [a for a in node.args if isinstance(a, MatrixExpr)]
     if isinstance(node, (Transpose, SumAxis)):
         return [node.args[0]]
@@ -286,8 +286,8 @@ def _scaled(node: MatrixExpr, c: sp.Expr, best: dict, memo: dict, free: Mapping)
         # built raw: the constructors would pull the scale back out in front
         if isinstance(parent, MatMul):
             out = MatMul(*[a for a in parent.args if not isinstance(a, MatrixExpr)], *kids)
-        elif isinstance(parent, HadamardProduct):
-            out = HadamardProduct(*kids)
+        elif isinstance(parent, (HadamardProduct, KroneckerProduct)):
+            out = type(parent)(*kids)
         else:
             out = parent.func(out, *parent.args[1:])
         hash(out)  # bottom-up (a chain may be as deep as the network)
