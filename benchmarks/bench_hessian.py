@@ -155,7 +155,9 @@ def _time(contenders, reps, budget):
             t = time.perf_counter()
             contenders[k]()
             times[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}, {k: len(v) for k, v in times.items()}
+    return {k: statistics.median(v) for k, v in times.items()}, {
+        k: len(v) for k, v in times.items()
+    }
 
 
 def main():

@@ -23,7 +23,8 @@ def symgrad_matrix_fn(a0, a1):
     if len(s1) != 2 or s1[0] != 3: _shape_error('X', a1.shape, '(3, B)')
     d0 = s1[1]
     t0 = a0 @ a1
-    t1 = numpy.tanh(t0)
+    t1 = numpy.tanh(t0, out=t0)
+    del t0
     return t1
 <BLANKLINE>
 """
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import itertools
 import linecache
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -216,6 +218,7 @@ class _Gen:
         self.prologue: list[str] = []
         self.printer = _Printer()
         self.dims: dict[sp.Basic, str] = {}
+        self.shapes: dict[str, tuple] = {}
         for i, a in enumerate(args):
             self.ref[a] = f"a{i}"
         for i, a in enumerate(args):
@@ -289,6 +292,7 @@ class _Gen:
         target = f"t{len(self.lines)}"
         self.lines.append((target, code, uses))
         self.ref[node] = target
+        self.shapes[target] = tuple(node.shape) if isinstance(node, MatrixExpr) else ()
 
 
 def _deps(g: _Gen, node: sp.Basic) -> set[str]:
@@ -467,15 +471,75 @@ def _generate(args: list, flat: list, spec: Any, name: str) -> str:
 
     params = ", ".join(f"a{i}" for i in range(len(args)))
     lines = [f"def {name}({params}):", *g.prologue]
-    lines += [f"    {t} = {c}" for t, c in kept]
+    lines += [f"    {line}" for line in _reuse_memory(kept, g.shapes, set(out_names))]
     lines.append(f"    return {build(spec)}")
     return "\n".join(lines) + "\n"
 
 
 def _names_in(code: str) -> list[str]:
-    import re
+    return _NAME.findall(code)
 
-    return re.findall(r"\bt\d+\b", code)
+
+_NAME = re.compile(r"\bt\d+\b")
+_BINARY = re.compile(r"^(\w+|-?[0-9.]+(?:e-?[0-9]+)?) ([-+*]) (\w+|-?[0-9.]+(?:e-?[0-9]+)?)$")
+_UNARY = re.compile(r"^numpy\.(tanh|exp|log|sin|cos|sqrt|abs|negative)\((t\d+)\)$")
+_SCALED_PRODUCT = re.compile(r"^(\w+|\(.+\)) \* \(([^()]+ @ [^()]+)\)$")
+_UFUNC = {"+": "add", "-": "subtract", "*": "multiply"}
+
+
+def _reuse_memory(kept: list[tuple[str, str]], shapes: dict, outputs: set[str]) -> list[str]:
+    """The statements with temporaries freed after their last use and reused in place.
+
+    Large temporaries that live until the function returns cost page faults on every call
+    (their memory goes back to the system only at the end); so each temporary is deleted right
+    after its last reader, and an entrywise operation whose operand dies there writes into it
+    (``numpy.add(t1, a1, out=t1)``). Only arrays the function itself allocated are reused (not
+    arguments, transposes or broadcasts, which are views), and only when the operand has the
+    result's full shape. ``c * (A @ B)`` scales the fresh product in place.
+    """
+    last: dict[str, int] = {}
+    for i, (_, code) in enumerate(kept):
+        for name in _names_in(code):
+            last[name] = i
+    owned = {
+        t
+        for t, code in kept
+        if not (
+            code.endswith(".T") or code.startswith("numpy.broadcast_to") or _NAME.fullmatch(code)
+        )
+    }
+
+    def reusable(name: str, i: int, target: str) -> bool:
+        return (
+            name in owned
+            and name not in outputs
+            and last.get(name) == i
+            and shapes.get(name) == shapes.get(target)
+            and shapes.get(name) != ()
+        )
+
+    out: list[str] = []
+    for i, (target, code) in enumerate(kept):
+        line = f"{target} = {code}"
+        if m := _BINARY.match(code):
+            left, op, right = m.groups()
+            for cand in (left, right):
+                if reusable(cand, i, target):
+                    line = f"{target} = numpy.{_UFUNC[op]}({left}, {right}, out={cand})"
+                    break
+        elif (m := _UNARY.match(code)) and reusable(m.group(2), i, target):
+            line = f"{target} = numpy.{m.group(1)}({m.group(2)}, out={m.group(2)})"
+        elif (m := _SCALED_PRODUCT.match(code)) and shapes.get(target) != ():
+            out.append(f"{target} = {m.group(2)}")
+            line = f"{target} *= {m.group(1)}"
+        out.append(line)
+        dead = sorted(
+            (n for n in set(_names_in(code)) if last.get(n) == i and n not in outputs),
+            key=lambda n: int(n[1:]),
+        )
+        if dead:
+            out.append(f"del {', '.join(dead)}")
+    return out
 
 
 def value_and_grad(
