@@ -207,8 +207,17 @@ def _matrix_run(args: argparse.Namespace, command: str) -> int | None:
     from .matrix import command as matrix_command
 
     text = _read_text(args.expr)
-    if command == "compile":
-        print(matrix_command.compile_source(text, args.shape, args.wrt).rstrip())
+    if command == "compile":  # always a standalone NumPy module
+        if args.target != "numpy":
+            raise OptionError("--matrix compiles to NumPy only (--target numpy)")
+        source = matrix_command.compile_source(text, args.shape, args.wrt)
+        if args.output and args.output != "-":
+            from .codegen.export import write_atomic
+
+            write_atomic(args.output, source)
+            print(f"wrote {args.output}: numpy module, function value_and_grad")
+        else:
+            print(source.rstrip())
     else:
         run = matrix_command.diff if command == "diff" else matrix_command.derive
         print(run(text, args.shape, args.wrt, args.format))
@@ -352,6 +361,16 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     first = syms[0] if len(syms) == 1 else syms
     fn = value_and_grad(expr, syms if len(syms) > 1 else syms[0], args=[first, *others])
     names = ", ".join(s.name for s in syms)
+    if args.standalone or args.output:
+        from .codegen.export import module_text, write_atomic
+
+        text = module_text(fn, args.target)
+        if args.output and args.output != "-":
+            write_atomic(args.output, text)
+            print(f"wrote {args.output}: {args.target} module, function symgrad_fn")
+        else:
+            print(text.rstrip())
+        return EXIT_OK
     print(f"# value and gradient of f = {expr} with respect to {names}")
     if others:
         print(f"# further arguments (held fixed): {', '.join(s.name for s in others)}")
@@ -627,11 +646,24 @@ def build_parser() -> argparse.ArgumentParser:
         """
         symgrad compile "tanh(x1*w1 + x2*w2 + b)"         # one vector argument
         symgrad compile "x**2*y" --wrt x                   # y becomes a further argument
+        symgrad compile "tanh(w*x + b)" --standalone -o f.py   # a module needing only NumPy
         symgrad compile --matrix "norm2(X*w - y)^2" --shape X=m,n --shape w=n --shape y=m --wrt w
         """,
     )
     _expr_arg(p)
     p.add_argument("--wrt", help="comma-separated variables (default: every symbol)")
+    p.add_argument(
+        "--standalone",
+        action="store_true",
+        help="print (or write with -o) a self-contained module instead of the function alone",
+    )
+    p.add_argument("-o", "--output", help="write the standalone module to this file")
+    p.add_argument(
+        "--target",
+        choices=("numpy", "python"),
+        default="numpy",
+        help="standalone module: 'numpy' (imports NumPy) or 'python' (imports only math)",
+    )
     _matrix_option(p)
     p.set_defaults(run=_cmd_compile)
 

@@ -15,6 +15,7 @@ __all__ = [
     "ArgumentError",
     "BackendUnavailableError",
     "DomainError",
+    "ExportError",
     "GradientCheckError",
     "GraphTooLargeError",
     "InputTypeError",
@@ -125,6 +126,14 @@ class BackendUnavailableError(SymgradError, ImportError):
     """An optional feature needs a package or program that is not installed.
 
     >>> issubclass(BackendUnavailableError, ImportError)
+    True
+    """
+
+
+class ExportError(SymgradError, OSError):
+    """Generated code could not be written to the file asked for (the message names it).
+
+    >>> issubclass(ExportError, OSError)
     True
     """
 

@@ -57,8 +57,9 @@ from sympy.matrices.expressions import (
 from sympy.matrices.expressions.blockmatrix import BlockMatrix
 from sympy.matrices.expressions.diagonal import DiagMatrix
 from sympy.matrices.expressions.special import OneMatrix
-from sympy.printing.numpy import NumPyPrinter
 
+from ..codegen.printers import NumPyTargetPrinter
+from ..codegen.runtime import _VectorMath
 from ..errors import ArgumentError, InputTypeError, MissingSymbolError, ShapeError
 from . import expr as mx
 from .expr import Broadcast, Commutation, LogDet, LogSumExp, Map, Softmax, SumAll, SumAxis
@@ -70,24 +71,15 @@ __all__ = ["CompiledMatrixFunction", "compile_matrix", "value_and_grad"]
 _counter = itertools.count()
 
 
-class _Printer(NumPyPrinter):
-    """NumPy printer for scalar bodies: exact floats, ``maximum`` for relu, stable sigmoid."""
-
-    def __init__(self) -> None:
-        super().__init__({"fully_qualified_modules": True, "strict": True})
-
-    def _print_Float(self, expr):
-        return repr(float(expr))
+class _Printer(NumPyTargetPrinter):
+    """The scalar NumPy target's printer (exact numbers and constants, ``_vmath`` for functions
+    NumPy lacks) with ``maximum`` for relu."""
 
     def _print_Max(self, expr):
         if len(expr.args) == 2:
             a, b = (self._print(a) for a in expr.args)
             return f"numpy.maximum({a}, {b})"
         return super()._print_Max(expr)
-
-    def _print_Heaviside(self, expr):
-        h0 = expr.args[1] if len(expr.args) > 1 else sp.S.Half
-        return f"numpy.heaviside({self._print(expr.args[0])}, {self._print(h0)})"
 
 
 def _softmax(z: np.ndarray, axis: int) -> np.ndarray:
@@ -118,6 +110,7 @@ _NAMESPACE = {
     "_logsumexp": _logsumexp,
     "_slogdet": _slogdet,
     "_shape_error": _shape_error,
+    "_vmath": _VectorMath(),  # functions NumPy lacks (erf, gamma, ...), as the scalar target
 }
 
 

@@ -145,6 +145,10 @@ def compile_source(expr: str, shapes: Sequence[str] | None, wrt: str | None) -> 
         (s for s in _symbols(f) if s not in set(params)), key=lambda s: getattr(s, "name", "")
     )
     fn = compile_matrix([f, list(grad(f, params))], [*params, *others], name="value_and_grad")
+    if "_vmath" in fn.source:
+        raise OptionError(
+            "the standalone matrix module supports NumPy's functions only (not erf, gamma, ...)"
+        )
     names = ", ".join(w.name for w in params)
     header = [
         f"# value and gradient of f = {text(f)} with respect to {names}",
