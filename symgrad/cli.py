@@ -255,7 +255,49 @@ def _partial(sym: sp.Symbol) -> str:
     return rf"\frac{{\partial f}}{{\partial {sp.latex(sym)}}}"
 
 
+def _matrix_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--matrix",
+        action="store_true",
+        help="a matrix formula in matrixcalculus.org notation (x'*A*x, .*, tr, logdet, ...)",
+    )
+    p.add_argument(
+        "--shape",
+        action="append",
+        metavar="NAME=ROWS[,COLS]",
+        help="with --matrix: a matrix (A=n,n), a column vector (x=n) or a scalar (c=)",
+    )
+
+
+def _matrix_run(args: argparse.Namespace, command: str) -> int | None:
+    """Run the ``--matrix`` variant of a command (None: not asked for)."""
+    if not getattr(args, "matrix", False):
+        if getattr(args, "shape", None):
+            raise OptionError("--shape needs --matrix")
+        return None
+    from .matrix import command as matrix_command
+
+    text = _read_text(args.expr)
+    if command == "compile":  # always a standalone NumPy module
+        if args.target != "numpy":
+            raise OptionError("--matrix compiles to NumPy only (--target numpy)")
+        source = matrix_command.compile_source(text, args.shape, args.wrt)
+        if args.output and args.output != "-":
+            from .codegen.export import write_atomic
+
+            write_atomic(args.output, source)
+            print(f"wrote {args.output}: numpy module, function value_and_grad")
+        else:
+            print(source.rstrip())
+    else:
+        run = matrix_command.diff if command == "diff" else matrix_command.derive
+        print(run(text, args.shape, args.wrt, args.format))
+    return EXIT_OK
+
+
 def _cmd_diff(args: argparse.Namespace) -> int:
+    if (done := _matrix_run(args, "diff")) is not None:
+        return done
     expr = _expression(args.expr)
     syms = _wrt(args.wrt, expr)
     grads = grad(expr, syms, simplify="auto" if args.simplify else "canonical")
@@ -288,6 +330,10 @@ def _cmd_diff(args: argparse.Namespace) -> int:
 
 
 def _cmd_derive(args: argparse.Namespace) -> int:
+    if args.matrix and args.at:
+        raise OptionError("--at is not supported with --matrix")
+    if (done := _matrix_run(args, "derive")) is not None:
+        return done
     expr = _expression(args.expr)
     syms = _wrt(args.wrt, expr)
     at = _at(args.at)
@@ -464,6 +510,8 @@ def _verdict(report, expr: sp.Expr, syms: list[sp.Symbol], claimed: bool) -> str
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
+    if (done := _matrix_run(args, "compile")) is not None:
+        return done
     expr = _expression(args.expr)
     syms = _wrt(args.wrt, expr)
     others = sorted((s for s in free_symbols([expr]) if s not in set(syms)), key=lambda s: s.name)
@@ -762,6 +810,7 @@ def build_parser() -> argparse.ArgumentParser:
         symgrad diff "sin(x*y)" --wrt x,y                 # one line per variable
         symgrad diff "tanh(w*x + b)" --wrt w --format latex
         symgrad diff "x**2*y" --format json               # for scripts (sorted keys)
+        symgrad diff --matrix "x'*A*x" --shape A=n,n --shape x=n --wrt x   # (A + A')*x
         """,
     )
     _expr_arg(p)
@@ -774,6 +823,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="try sympy.simplify on small results (default); --no-simplify keeps SymPy's "
         "canonical form (faster on large formulas)",
     )
+    _matrix_option(p)
     p.set_defaults(run=_cmd_diff)
 
     p = _sub(
@@ -784,6 +834,7 @@ def build_parser() -> argparse.ArgumentParser:
         symgrad derive "(a*b + c)*f" --at a=2,b=-3,c=10,f=-2
         symgrad derive "sin(x*y)" --wrt x --format latex
         symgrad derive "tanh(x1*w1 + x2*w2 + b)" --format markdown --max-steps 5
+        symgrad derive --matrix "norm2(X*w - y)^2" --shape X=m,n --shape w=n --shape y=m
         """,
     )
     _expr_arg(p)
@@ -796,6 +847,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--format", choices=("text", "latex", "markdown", "json"), default="text")
     p.add_argument("--max-steps", type=int, default=None, help="show at most this many steps")
+    _matrix_option(p)
     p.set_defaults(run=_cmd_derive)
 
     p = _sub(
@@ -841,6 +893,7 @@ def build_parser() -> argparse.ArgumentParser:
         symgrad compile "tanh(x1*w1 + x2*w2 + b)"         # one vector argument
         symgrad compile "x**2*y" --wrt x                   # y becomes a further argument
         symgrad compile "tanh(w*x + b)" --standalone -o f.py   # a module needing only NumPy
+        symgrad compile --matrix "norm2(X*w - y)^2" --shape X=m,n --shape w=n --shape y=m --wrt w
         """,
     )
     _expr_arg(p)
@@ -858,6 +911,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="standalone module: 'numpy' (imports NumPy) or 'python' (imports only math)",
     )
     _format_arg(p)
+    _matrix_option(p)
     p.set_defaults(run=_cmd_compile)
 
     p = _sub(
