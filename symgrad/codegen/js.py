@@ -138,6 +138,11 @@ class JSTargetPrinter(TargetPrinter, JavascriptCodePrinter):
             return f"Math.sqrt({self._print(base)})"
         return self._helper("_pow", base, exp)
 
+    def _print_sigmoid(self, expr):
+        # symgrad's sigmoid: exp overflows to Infinity and the quotient to 0, as NumPy's
+        # exp(-logaddexp(0, -x)) underflows to 0
+        return f"(1/(1 + Math.exp(-({self._print(expr.args[0])}))))"
+
     def _print_loggamma(self, expr):
         raise UnsupportedFunctionError("loggamma", "JavaScript's Math has no log-gamma")
 
