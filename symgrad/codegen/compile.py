@@ -133,7 +133,8 @@ class CompiledFunction(functools.partial):
         # by source: the generated module is rebuilt in the receiving process (a native kernel
         # is rebuilt from the outputs: it lives in a shared library)
         if self.backend == "c":
-            return _recompile, (self.outputs, self._spec, self.backend, self.reduce, self.name)
+            spec = (self.outputs, self._spec, self.backend, self.reduce, self.name)
+            return _recompile, (*spec, self.float_outputs)
         return _from_source, (self.source, self.name, self._spec, self.reduce)
 
     def __copy__(self):
@@ -192,11 +193,12 @@ def _finish(fn: Any, filename: str, source: str, args: list, outputs: Any, **inf
 
 def _from_source(source: str, name: str, args: list, reduce: str | None) -> CompiledFunction:
     fn, filename = _load(source, name)
-    return _finish(fn, filename, source, args, None, name=name, backend="numpy", reduce=reduce)
+    info = {"name": name, "backend": "numpy", "reduce": reduce, "float_outputs": "array"}
+    return _finish(fn, filename, source, args, None, **info)
 
 
-def _recompile(outputs, args, backend, reduce, name) -> CompiledFunction:
-    return _lambdify(outputs, args, backend, reduce, name)
+def _recompile(outputs, args, backend, reduce, name, float_outputs) -> CompiledFunction:
+    return _lambdify(outputs, args, backend, reduce, name, float_outputs=float_outputs)
 
 
 @paused_gc()
@@ -207,6 +209,7 @@ def lambdify(
     *,
     reduce: str | None = None,
     name: str = "symgrad_fn",
+    float_outputs: str = "array",
 ):
     """Compile expressions into one vectorised NumPy function.
 
@@ -235,6 +238,10 @@ def lambdify(
             never writes per-sample results). A value without batch axes is its own mean.
         name: the name of the generated function (shown in tracebacks): an identifier that
             does not start with ``_`` and is not a builtin, ``numpy`` or ``math``.
+        float_outputs: what a call on Python floats returns for stacked outputs (a gradient):
+            ``"array"`` (default: a NumPy array, as for every other input) or ``"tuple"``
+            (nested tuples of Python floats, like ``sympy.lambdify(modules="math")``'s lists:
+            building a NumPy array costs more than the arithmetic of a small function).
 
     Returns:
         A :class:`CompiledFunction`. Every argument accepts a number or an array; arrays
@@ -257,11 +264,17 @@ def lambdify(
     >>> round(float(mean(np.array([0.0, 1.0]), [2.0, 0.5])), 4)
     0.7244
     """
-    return _lambdify(outputs, args, backend, reduce, name)
+    return _lambdify(outputs, args, backend, reduce, name, float_outputs=float_outputs)
 
 
 def _lambdify(
-    outputs: Any, args: Any, backend: str, reduce: str | None, name: str, base: Linear | None = None
+    outputs: Any,
+    args: Any,
+    backend: str,
+    reduce: str | None,
+    name: str,
+    base: Linear | None = None,
+    float_outputs: str = "array",
 ) -> CompiledFunction:
     # lambdify; ``base``: the linearised DAG the outputs were derived from (not walked again)
     if backend not in BACKENDS:
@@ -271,6 +284,8 @@ def _lambdify(
     if reduce not in (None, "mean"):
         raise OptionError(f"reduce must be None or 'mean', got {reduce!r}")
     check_name(name)
+    if float_outputs not in ("array", "tuple"):
+        raise OptionError(f"float_outputs must be 'array' or 'tuple', got {float_outputs!r}")
     if backend == "auto":
         backend = "c" if c_available() else "numpy"
         if backend == "numpy":
@@ -284,11 +299,12 @@ def _lambdify(
     kernel = None
     if backend == "c":
         kernel = build_c_kernel(prog.args, prog.leaves, f"{name}_kernel", mean=reduce == "mean")
-    source = emit(prog, name, mean=reduce == "mean", kernel=kernel is not None)
-    fn, filename = _load(source, name, kernel)
-    return _finish(
-        fn, filename, source, prog.args, outputs, name=name, backend=backend, reduce=reduce
+    source = emit(
+        prog, name, mean=reduce == "mean", kernel=kernel is not None, float_outputs=float_outputs
     )
+    fn, filename = _load(source, name, kernel)
+    info = {"name": name, "backend": backend, "reduce": reduce, "float_outputs": float_outputs}
+    return _finish(fn, filename, source, prog.args, outputs, **info)
 
 
 def program(outputs: Any, args: Any) -> Program:
@@ -304,7 +320,13 @@ def program(outputs: Any, args: Any) -> Program:
 
 @paused_gc()
 def value_and_grad(
-    expr: Any, wrt: Any, args: Any = None, *, backend: str = "numpy", reduce: str | None = None
+    expr: Any,
+    wrt: Any,
+    args: Any = None,
+    *,
+    backend: str = "numpy",
+    reduce: str | None = None,
+    float_outputs: str = "array",
 ):
     """One compiled function returning ``(value, gradient)``, sharing their common work.
 
@@ -318,6 +340,8 @@ def value_and_grad(
             itself, as one scalar argument or as one vector argument.
         backend: see :func:`lambdify`.
         reduce: see :func:`lambdify`; ``"mean"`` gives the batch-mean value and gradient.
+        float_outputs: see :func:`lambdify` (``"tuple"``: the gradient of a call on Python
+            floats as a tuple of floats).
 
     Returns:
         A :class:`CompiledFunction` returning ``(value, gradient)``; the gradient is a scalar
@@ -343,4 +367,4 @@ def value_and_grad(
                 "args=[...] listing every symbol the compiled function should take"
             )
     outputs = [e, gradient[0] if single else gradient]
-    return _lambdify(outputs, args, backend, reduce, "symgrad_fn", dag)
+    return _lambdify(outputs, args, backend, reduce, "symgrad_fn", dag, float_outputs)
