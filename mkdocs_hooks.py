@@ -39,7 +39,7 @@ class _DoctestBlocks(Preprocessor):
 
 
 class DoctestBlocks(Extension):
-    def extendMarkdown(self, md) -> None:  # noqa: N802 (Markdown's API)
+    def extendMarkdown(self, md) -> None:
         md.preprocessors.register(_DoctestBlocks(md), "symgrad_doctest_blocks", 30)
 
 
