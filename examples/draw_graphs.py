@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 
 from symgrad import Value, draw_dot
-from symgrad.viz import render
+from symgrad.derivation.dot import render
 
 DOCS_IMAGE = Path(__file__).resolve().parents[1] / "docs" / "images" / "neuron.svg"
 

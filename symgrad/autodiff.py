@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .construct import add, is_small, mul
+from .construct import add, is_small, is_zero, mul
 from .errors import InputTypeError
 from .graph import Linear, linearise, paused_gc, post_order, topo_order, tree_size
 from .inputs import as_expr, as_exprs, as_symbols
@@ -156,12 +156,18 @@ def _sweep(
                 name = "leaf"
                 if node in targets:
                     grads[node] = adjoint
-            elif adjoint.is_Number and adjoint.is_zero:
+            elif is_zero(adjoint):
                 name = "zero"
             else:
                 rule = lookup(node)
-                for a, local in zip(args_of[i], rule.partials(node), strict=True):
-                    if not dep[a] or (local.is_Number and local.is_zero):
+                # only the partials in arguments that depend on wrt: a constant order or index
+                # (besselj(1, x), zeta(2, x)) is never differentiated; SymPy's one-at-a-time
+                # rules see tuple arguments (hyper, meijerg parameters) element by element
+                per_element = rule.partial is not None
+                wanted = [_wanted(a, order, args_of, dep, per_element) for a in args_of[i]]
+                locals_ = rule.needed(node, wanted)
+                for a, local in _pairs(args_of[i], locals_, args_of):
+                    if local is None or is_zero(local):
                         continue
                     contribution = mul(adjoint, local, small=False if big else None)
                     if adjoints[a] is None:
@@ -174,8 +180,27 @@ def _sweep(
             if on_step is not None:
                 parents = tuple((order[p] if p >= 0 else None, c) for p, c in incoming)
                 on_step(k, Step(node, name, parents, adjoint, tuple(outgoing)))
-        results.append({s: g for s, g in grads.items() if not (g.is_Number and g.is_zero)})
+        results.append({s: g for s, g in grads.items() if not is_zero(g)})
     return results, dag
+
+
+def _wanted(a: int, order: list, args_of: list, dep: list[bool], per_element: bool):
+    # a flag, or for a tuple argument that depends on wrt, a nested tuple of flags
+    if not dep[a] or not per_element or not isinstance(order[a], sp.Tuple):
+        return dep[a]
+    return tuple(_wanted(c, order, args_of, dep, True) for c in args_of[a])
+
+
+def _pairs(positions: list[int], locals_: list, args_of: list):
+    # (position, partial) for every argument, tuple arguments' elements in place of the tuple
+    stack = [(positions, locals_)]
+    while stack:
+        ps, ls = stack.pop()
+        for p, local in zip(ps, ls, strict=True):
+            if isinstance(local, tuple):
+                stack.append((args_of[p], local))
+            else:
+                yield p, local
 
 
 def _evaluated(expr: sp.Basic, memo: tuple[dict, dict] | None = None) -> sp.Basic:

@@ -36,6 +36,7 @@ from .errors import (
 )
 from .graph import free_symbols
 from .inputs import as_expr, as_symbols, describe
+from .markup import html_table
 
 __all__ = ["GradCheckReport", "VariableCheck", "check_grad", "check_grad_fn"]
 
@@ -98,15 +99,17 @@ class GradCheckReport:
         """The variables that failed."""
         return tuple(r for r in self.rows if not r.ok)
 
-    def __str__(self) -> str:
+    def _title(self) -> str:
         method = {"central": "central differences", "complex": "complex step"}.get(
             self.method, self.method
         )
-        head = (
+        return (
             f"gradient check ({method}, rtol={self.rtol:g}, atol={self.atol:g}, "
             f"{self.points} point{'s' if self.points != 1 else ''}): "
             f"{'passed' if self.ok else 'FAILED for ' + ', '.join(r.name for r in self.failures)}"
         )
+
+    def _table(self) -> list[tuple[str, ...]]:
         table = [("variable", "symbolic", "numerical", "abs error", "rel error", "step", "ok")]
         for r in self.rows:
             table.append(
@@ -120,9 +123,23 @@ class GradCheckReport:
                     "yes" if r.ok else "NO",
                 )
             )
+        return table
+
+    def __str__(self) -> str:
+        table = self._table()
         widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in table]
-        return "\n".join([head, *(line.rstrip() for line in lines)])
+        return "\n".join([self._title(), *(line.rstrip() for line in lines)])
+
+    def __repr__(self) -> str:
+        worst = max((r.rel_error for r in self.rows), default=0.0)
+        state = "passed" if self.ok else "FAILED for " + ", ".join(r.name for r in self.failures)
+        count = f"{len(self.rows)} variable{'s' if len(self.rows) != 1 else ''}"
+        return f"<GradCheckReport {state}: {count}, {self.method}, max rel error {worst:.1e}>"
+
+    def _repr_html_(self) -> str:
+        header, *rows = self._table()
+        return html_table(list(header), [list(r) for r in rows], caption=self._title())
 
     def raise_if_failed(self) -> GradCheckReport:
         """Raise :class:`~symgrad.errors.GradientCheckError` naming the failed variables.

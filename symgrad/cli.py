@@ -255,7 +255,49 @@ def _partial(sym: sp.Symbol) -> str:
     return rf"\frac{{\partial f}}{{\partial {sp.latex(sym)}}}"
 
 
+def _matrix_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--matrix",
+        action="store_true",
+        help="a matrix formula in matrixcalculus.org notation (x'*A*x, .*, tr, logdet, ...)",
+    )
+    p.add_argument(
+        "--shape",
+        action="append",
+        metavar="NAME=ROWS[,COLS]",
+        help="with --matrix: a matrix (A=n,n), a column vector (x=n) or a scalar (c=)",
+    )
+
+
+def _matrix_run(args: argparse.Namespace, command: str) -> int | None:
+    """Run the ``--matrix`` variant of a command (None: not asked for)."""
+    if not getattr(args, "matrix", False):
+        if getattr(args, "shape", None):
+            raise OptionError("--shape needs --matrix")
+        return None
+    from .matrix import command as matrix_command
+
+    text = _read_text(args.expr)
+    if command == "compile":  # always a standalone NumPy module
+        if args.target != "numpy":
+            raise OptionError("--matrix compiles to NumPy only (--target numpy)")
+        source = matrix_command.compile_source(text, args.shape, args.wrt)
+        if args.output and args.output != "-":
+            from .codegen.export import write_atomic
+
+            write_atomic(args.output, source)
+            print(f"wrote {args.output}: numpy module, function value_and_grad")
+        else:
+            print(source.rstrip())
+    else:
+        run = matrix_command.diff if command == "diff" else matrix_command.derive
+        print(run(text, args.shape, args.wrt, args.format))
+    return EXIT_OK
+
+
 def _cmd_diff(args: argparse.Namespace) -> int:
+    if (done := _matrix_run(args, "diff")) is not None:
+        return done
     expr = _expression(args.expr)
     syms = _wrt(args.wrt, expr)
     grads = grad(expr, syms, simplify="auto" if args.simplify else "canonical")
@@ -288,6 +330,10 @@ def _cmd_diff(args: argparse.Namespace) -> int:
 
 
 def _cmd_derive(args: argparse.Namespace) -> int:
+    if args.matrix and args.at:
+        raise OptionError("--at is not supported with --matrix")
+    if (done := _matrix_run(args, "derive")) is not None:
+        return done
     expr = _expression(args.expr)
     syms = _wrt(args.wrt, expr)
     at = _at(args.at)
@@ -464,6 +510,8 @@ def _verdict(report, expr: sp.Expr, syms: list[sp.Symbol], claimed: bool) -> str
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
+    if (done := _matrix_run(args, "compile")) is not None:
+        return done
     expr = _expression(args.expr)
     syms = _wrt(args.wrt, expr)
     others = sorted((s for s in free_symbols([expr]) if s not in set(syms)), key=lambda s: s.name)
@@ -480,6 +528,16 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         )
         return EXIT_OK
     names = ", ".join(s.name for s in syms)
+    if args.standalone or args.output:
+        from .codegen.export import module_text
+
+        text = module_text(fn, args.target)
+        if args.output and args.output != "-":
+            _write(text.encode("utf-8"), args.output)
+            print(f"wrote {args.output}: {args.target} module, function symgrad_fn")
+        else:
+            print(text.rstrip())
+        return EXIT_OK
     print(f"# value and gradient of f = {expr} with respect to {names}")
     if others:
         print(f"# further arguments (held fixed): {', '.join(s.name for s in others)}")
@@ -506,20 +564,16 @@ def _image(graph, fmt: str) -> bytes:
     """The graph in ``fmt``: its DOT source, or rendered by Graphviz's ``dot``."""
     if fmt in ("dot", "gv"):
         return graph.source.encode("utf-8")
-    import graphviz
+    from .derivation.dot import pipe
 
     try:
-        return graph.pipe(format=fmt)
-    except graphviz.ExecutableNotFound:
+        return pipe(graph, fmt)
+    except BackendUnavailableError as exc:
+        if exc.__cause__ is None:
+            raise  # dot ran and failed: its own message (only a missing program is chained)
         raise BackendUnavailableError(
             "rendering needs the Graphviz program 'dot' (apt-get install graphviz, "
             "brew install graphviz); or write the graph source with -o graph.dot"
-        ) from None
-    except graphviz.CalledProcessError as exc:
-        detail = (exc.stderr or b"").decode("utf-8", "replace").strip().splitlines()
-        raise BackendUnavailableError(
-            f"Graphviz's dot could not render the graph as {fmt}"
-            + (f": {detail[-1]}" if detail else "")
         ) from None
 
 
@@ -542,11 +596,13 @@ def _write(data: bytes, path: str) -> Path:
 
 def _draw_dot():
     try:
-        from .viz import draw_dot
-    except ImportError as exc:  # the viz module, or its 'graphviz' package, is missing
+        import graphviz  # noqa: F401
+    except ImportError as exc:  # the 'graphviz' package is missing
         raise BackendUnavailableError(
             f"drawing graphs needs the Python package 'graphviz': pip install graphviz ({exc})"
         ) from None
+    from .derivation.dot import draw_dot
+
     return draw_dot
 
 
@@ -594,6 +650,18 @@ def _cmd_graph(args: argparse.Namespace) -> int:
         _dump({"output": args.output, "file": str(path), "format": fmt, "bytes": len(data)})
     else:
         print(f"wrote {args.output}")
+    return EXIT_OK
+
+
+def _cmd_explore(args: argparse.Namespace) -> int:
+    expr = _expression(args.expr)
+    at = _at(args.at)
+    if at:
+        _unknown_at(at, [expr])
+        _missing_at(at, [expr])
+    path = Path(args.output)
+    derive(expr, at=at or None).html(path)
+    print(f"wrote {path}  (open it in a browser: no network needed)")
     return EXIT_OK
 
 
@@ -742,6 +810,7 @@ def build_parser() -> argparse.ArgumentParser:
         symgrad diff "sin(x*y)" --wrt x,y                 # one line per variable
         symgrad diff "tanh(w*x + b)" --wrt w --format latex
         symgrad diff "x**2*y" --format json               # for scripts (sorted keys)
+        symgrad diff --matrix "x'*A*x" --shape A=n,n --shape x=n --wrt x   # (A + A')*x
         """,
     )
     _expr_arg(p)
@@ -754,6 +823,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="try sympy.simplify on small results (default); --no-simplify keeps SymPy's "
         "canonical form (faster on large formulas)",
     )
+    _matrix_option(p)
     p.set_defaults(run=_cmd_diff)
 
     p = _sub(
@@ -764,6 +834,7 @@ def build_parser() -> argparse.ArgumentParser:
         symgrad derive "(a*b + c)*f" --at a=2,b=-3,c=10,f=-2
         symgrad derive "sin(x*y)" --wrt x --format latex
         symgrad derive "tanh(x1*w1 + x2*w2 + b)" --format markdown --max-steps 5
+        symgrad derive --matrix "norm2(X*w - y)^2" --shape X=m,n --shape w=n --shape y=m
         """,
     )
     _expr_arg(p)
@@ -776,6 +847,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--format", choices=("text", "latex", "markdown", "json"), default="text")
     p.add_argument("--max-steps", type=int, default=None, help="show at most this many steps")
+    _matrix_option(p)
     p.set_defaults(run=_cmd_derive)
 
     p = _sub(
@@ -820,11 +892,26 @@ def build_parser() -> argparse.ArgumentParser:
         """
         symgrad compile "tanh(x1*w1 + x2*w2 + b)"         # one vector argument
         symgrad compile "x**2*y" --wrt x                   # y becomes a further argument
+        symgrad compile "tanh(w*x + b)" --standalone -o f.py   # a module needing only NumPy
+        symgrad compile --matrix "norm2(X*w - y)^2" --shape X=m,n --shape w=n --shape y=m --wrt w
         """,
     )
     _expr_arg(p)
     p.add_argument("--wrt", help="comma-separated variables (default: every symbol)")
+    p.add_argument(
+        "--standalone",
+        action="store_true",
+        help="print (or write with -o) a self-contained module instead of the function alone",
+    )
+    p.add_argument("-o", "--output", help="write the standalone module to this file")
+    p.add_argument(
+        "--target",
+        choices=("numpy", "python"),
+        default="numpy",
+        help="standalone module: 'numpy' (imports NumPy) or 'python' (imports only math)",
+    )
     _format_arg(p)
+    _matrix_option(p)
     p.set_defaults(run=_cmd_compile)
 
     p = _sub(
@@ -861,6 +948,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-nodes", type=int, help="refuse graphs larger than this (default 3000)")
     _format_arg(p)
     p.set_defaults(run=_cmd_graph)
+
+    p = _sub(
+        subs,
+        "explore",
+        "write the backward pass as an interactive page: step through it, edit the inputs",
+        """
+        symgrad explore "(a*b + c)*f" --at a=2,b=-3,c=10,f=-2 -o backward.html
+        symgrad explore "tanh(x1*w1 + x2*w2 + b)" --at x1=2,x2=0,w1=-3,w2=1,b=6.88 -o n.html
+        """,
+    )
+    _expr_arg(p)
+    p.add_argument(
+        "--at", action="append", metavar="NAME=NUMBER,...", help="the point (values, gradients)"
+    )
+    p.add_argument("-o", "--output", required=True, help="the HTML file to write")
+    p.set_defaults(run=_cmd_explore)
 
     p = _sub(
         subs,

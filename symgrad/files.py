@@ -32,7 +32,7 @@ def os_error(path: object, action: str, exc: OSError) -> FileAccessError:
     return FileAccessError(f"cannot {action} {str(path)!r}: {exc.strerror or exc}")
 
 
-def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
+def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
     """Replace the file ``path`` by ``data`` atomically; returns the file written.
 
     The data goes to a temporary file ``.NAME.PID.RANDOM.tmp`` in the target's folder, is
@@ -40,6 +40,8 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
     the new file, never a part. A symbolic link is followed (its target is updated, the link
     stays), an existing file keeps its permission bits, and temporary files of this naming
     whose process is gone (a killed save) are removed first. Nothing else is touched.
+
+    Text is written as UTF-8.
 
     Raises:
         FileAccessError: ``path`` is a folder, its folder does not exist or is a file, or
@@ -52,6 +54,8 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
     >>> os.listdir(folder)
     ['a.txt']
     """
+    if isinstance(data, str):
+        data = data.encode("utf-8")
     path = Path(path)
     target = Path(os.path.realpath(path))
     folder = target.parent

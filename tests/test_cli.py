@@ -22,6 +22,7 @@ import sympy as sp
 
 from symgrad import cli
 from symgrad.cli import main
+from tests.dot_renderer import require_dot
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPR = "3*x**2 - 4*x + 5"
@@ -227,7 +228,7 @@ def test_compile_prints_numpy_source(capsys):
     assert code == 0 and "def symgrad_fn(" in out and "numpy.tanh" in out
     assert "['b', 'w', 'x']" in out
     code, out, _ = run(capsys, "compile", "x**2*y", "--wrt", "x")
-    assert "further arguments (held fixed): y" in out and "def symgrad_fn(_a0, _a1)" in out
+    assert "further arguments (held fixed): y" in out and "def symgrad_fn(_a0=_MISSING, _a1" in out
 
 
 def test_graph_needs_viz_or_draws(capsys, tmp_path):
@@ -274,6 +275,21 @@ def test_graph_wiring_and_formats(capsys, tmp_path, fake_draw_dot):
     if shutil.which("dot"):
         assert run(capsys, "graph", "x*y", "-o", str(tmp_path / "sub" / "g.svg"))[0] == 0
         assert "<svg" in (tmp_path / "sub" / "g.svg").read_text()
+
+
+def test_graph_and_demo_touch_only_the_file_named(capsys, tmp_path):
+    # graphviz's render(cleanup=True) used to overwrite and delete "neuron.gv" next to the output
+    pytest.importorskip("graphviz")
+    require_dot()
+    mine = {"neuron.gv": "my notes", "g.gv": "my graph", "neuron.svg.tmp": "keep"}
+    for name, text in mine.items():
+        (tmp_path / name).write_text(text)
+    assert run(capsys, "graph", "x*y", "-o", str(tmp_path / "g.svg"))[0] == 0
+    assert run(capsys, "demo", "--out", str(tmp_path))[0] == 0
+    for name, text in mine.items():
+        assert (tmp_path / name).read_text() == text, name
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*mine, "g.svg", "neuron.svg"])
+    assert "<svg" in (tmp_path / "neuron.svg").read_text()
 
 
 def test_graph_without_dot_program(capsys, tmp_path, fake_draw_dot, monkeypatch):

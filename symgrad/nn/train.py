@@ -21,6 +21,8 @@ True
 
 from __future__ import annotations
 
+import functools
+import io
 import math
 import re
 import sys
@@ -37,6 +39,7 @@ from ..autodiff import sweep
 from ..codegen import lambdify
 from ..errors import BackendUnavailableError, DomainError, InputTypeError, OptionError, ShapeError
 from ..inputs import describe
+from ..markup import html_table
 from .health import HealthMonitor, LayerStats, TrainingWarning
 from .losses import resolve
 from .modules import Module
@@ -69,10 +72,41 @@ class History:
     stopped: str | None = None
     seconds: float = 0.0
 
+    def __repr__(self) -> str:
+        if not self.loss:
+            return f"<History: no steps{f', stopped: {self.stopped}' if self.stopped else ''}>"
+        acc = next((a for a in reversed(self.accuracy) if a is not None), None)
+        parts = [
+            f"{len(self.loss)} steps",
+            f"loss {self.loss[0]:.4g} -> {self.loss[-1]:.4g} (min {min(self.loss):.4g})",
+            *([f"accuracy {acc:.3g}"] if acc is not None else []),
+            f"{self.seconds:.2f} s",
+            *([f"stopped: {self.stopped}"] if self.stopped else []),
+        ]
+        return f"<History: {', '.join(parts)}>"
+
+    def _repr_html_(self) -> str:
+        rows = [["steps", str(len(self.loss))]]
+        if self.loss:
+            rows += [
+                ["first loss", f"{self.loss[0]:.6g}"],
+                ["last loss", f"{self.loss[-1]:.6g}"],
+                ["lowest loss", f"{min(self.loss):.6g}"],
+            ]
+        acc = next((a for a in reversed(self.accuracy) if a is not None), None)
+        if acc is not None:
+            rows.append(["last accuracy", f"{acc:.4g}"])
+        rows.append(["seconds", f"{self.seconds:.3g}"])
+        if self.stopped:
+            rows.append(["stopped", self.stopped])
+        return html_table(["training", ""], rows, caption="history.plot() draws the loss")
+
     def plot(self, path: str | None = None, *, title: str = "training loss"):
         """Draw the loss curve (log scale); save it as an image if ``path`` is given.
 
-        Uses matplotlib's object API with the Agg canvas, so no display is needed.
+        Uses matplotlib's object API with the Agg canvas, so no display is needed, and
+        ``matplotlib.pyplot`` need not be imported: the figure shows itself in a notebook
+        (it has ``_repr_png_``).
 
         Returns:
             The matplotlib ``Figure``.
@@ -93,7 +127,7 @@ class History:
                 "plotting needs matplotlib: pip install matplotlib "
                 '(or, from a clone, pip install -e ".[examples]")'
             ) from exc
-        fig = Figure(figsize=(6, 4))
+        fig = _shown_figure(Figure)(figsize=(6, 4))
         FigureCanvasAgg(fig)
         ax = fig.add_subplot()
         ax.plot(range(len(self.loss)), self.loss)
@@ -107,7 +141,20 @@ class History:
         return fig
 
 
-def _progress(steps: int, enabled: bool) -> Iterator[int]:
+@functools.cache
+def _shown_figure(figure: type) -> type:
+    class LossFigure(figure):  # type: ignore[misc, valid-type]
+        """A matplotlib Figure that a notebook displays as a PNG without pyplot."""
+
+        def _repr_png_(self) -> bytes:
+            buf = io.BytesIO()
+            self.savefig(buf, format="png", dpi=100)
+            return buf.getvalue()
+
+    return LossFigure
+
+
+def _progress(steps: int, enabled: bool, losses: list[float] | None = None) -> Iterator[int]:
     if not enabled:
         yield from range(steps)
         return
@@ -117,10 +164,20 @@ def _progress(steps: int, enabled: bool) -> Iterator[int]:
         every = max(1, steps // 10)
         for k in range(steps):
             if k % every == 0 or k == steps - 1:
-                print(f"step {k + 1}/{steps}", file=sys.stderr, flush=True)
+                last = f", loss {losses[-1]:.4g}" if losses else ""
+                print(f"step {k + 1}/{steps}{last}", file=sys.stderr, flush=True)
             yield k
         return
-    yield from tqdm(range(steps), desc="training", leave=False)
+    # the bar stays when done (leave=True) and shows the loss of the latest step
+    bar = tqdm(range(steps), desc="training", leave=True, dynamic_ncols=True)
+    every = max(1, steps // 200)
+    try:
+        for k in bar:
+            yield k
+            if losses and (k % every == 0 or k == steps - 1):
+                bar.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)
+    finally:
+        bar.close()
 
 
 def _as_array(obj: Any, what: str, finite: bool = True) -> np.ndarray:
@@ -452,7 +509,7 @@ class Trainer:
         start = time.perf_counter()
         theta = self.parameter_vector()
         good = theta
-        for k in _progress(steps, show):
+        for k in _progress(steps, show, history.loss):
             if batch_size is None or batch_size >= n:
                 xb, yb = X, y_all
             else:
