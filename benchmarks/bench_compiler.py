@@ -33,9 +33,9 @@ import sympy as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import peers  # noqa: E402
-from benchmarks import workloads as wl  # noqa: E402
-from symgrad import grad, value_and_grad  # noqa: E402
+from benchmarks import peers
+from benchmarks import workloads as wl
+from symgrad import grad, value_and_grad
 
 RESULTS = Path(__file__).with_name("bench_compiler_results.md")
 

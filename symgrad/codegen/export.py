@@ -92,5 +92,3 @@ def module_text(fn: Any, target: str = "numpy") -> str:
         f"{_header(fn, target)}import numpy\n\n# --- run-time support (symgrad/codegen/runtime.py)"
         f"\n{support}\n# --- the function\n{glue}\n\n{source}\n__all__ = [{fn.name!r}]\n"
     )
-
-
