@@ -235,7 +235,10 @@ def _tolerance(value: Any, name: str) -> float:
         value = float(value)  # SymPy numbers, oo included (refused below)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InputTypeError(f"{name} must be a real number such as 1e-6, got {describe(value)}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond a float's range
+        value = math.inf
     if not (math.isfinite(value) and value >= 0):
         raise OptionError(f"{name} must be a finite number >= 0, got {value}")
     return value
