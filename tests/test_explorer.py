@@ -21,7 +21,7 @@ import sympy as sp
 
 from symgrad import Value, derive
 from symgrad.derivation.html import explorer_page, json_for_html
-from symgrad.errors import OptionError
+from symgrad.errors import InputTypeError, OptionError
 from symgrad.files import write_atomic
 from symgrad.nn import MLP
 from tests.browser import chromium
@@ -409,7 +409,7 @@ def test_html_writes_atomically_and_checks_its_arguments(tmp_path):
         d.html(tmp_path)
     with pytest.raises(OptionError, match="collapse"):
         explorer_page(d, collapse="yes")
-    with pytest.raises(OptionError, match="Derivation"):
+    with pytest.raises(InputTypeError, match="Derivation"):
         explorer_page(x**2)
 
 
