@@ -1,82 +1,151 @@
-"""Writing a file the user named, and nothing else: a temporary file, then an atomic rename.
-
-A reader (or a crash) never sees half a file: the bytes go to a temporary file in the same
-folder, are flushed to disk, and ``os.replace`` moves them over the target in one step. No other
-file is created, overwritten or deleted (graphviz's own ``render`` writes and then deletes a
-``.gv`` file next to the output, whatever was there). An existing file keeps its permissions;
-a new one gets the usual ``0666 & ~umask``; a symlink is followed, so its target is updated.
+"""Writing files the user named, and only those: atomically, through symbolic links.
 
 >>> import os, tempfile
->>> with tempfile.TemporaryDirectory() as tmp:
-...     path = write_atomic(os.path.join(tmp, "out.txt"), b"hello")
-...     sorted(os.listdir(tmp)), path.read_bytes()
-(['out.txt'], b'hello')
+>>> path = os.path.join(tempfile.mkdtemp(), "out.txt")
+>>> _ = atomic_write(path, b"first")
+>>> atomic_write(path, b"second").read_bytes()
+b'second'
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import secrets
 import stat
-import tempfile
 from pathlib import Path
 
-from .errors import OptionError
+from .errors import FileAccessError
 
-__all__ = ["write_atomic"]
+__all__ = ["atomic_write", "os_error"]
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+_TMP_SUFFIX = ".tmp"
 
 
-def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
-    """Write ``data`` to ``path`` through a temporary file and an atomic rename.
+def os_error(path: object, action: str, exc: OSError) -> FileAccessError:
+    """A :class:`FileAccessError` naming ``path`` and the system's reason.
 
-    Args:
-        path: the file to write (its folder must exist; a symlink is followed).
-        data: bytes, or text written as UTF-8.
+    >>> print(os_error("a/b.txt", "write", FileNotFoundError(2, "No such file or directory")))
+    cannot write 'a/b.txt': No such file or directory
+    """
+    return FileAccessError(f"cannot {action} {str(path)!r}: {exc.strerror or exc}")
 
-    Returns:
-        The path written (as given, not resolved).
+
+def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
+    """Replace the file ``path`` by ``data`` atomically; returns the file written.
+
+    The data goes to a temporary file ``.NAME.PID.RANDOM.tmp`` in the target's folder, is
+    flushed to disk and moved over the target with ``os.replace``, so readers see the old or
+    the new file, never a part. A symbolic link is followed (its target is updated, the link
+    stays), an existing file keeps its permission bits, and temporary files of this naming
+    whose process is gone (a killed save) are removed first. Nothing else is touched.
+
+    Text is written as UTF-8.
 
     Raises:
-        OptionError: ``path`` is a folder, its folder does not exist, or it cannot be written
-            (the message names the path and the reason).
+        FileAccessError: ``path`` is a folder, its folder does not exist or is a file, or
+            the system refuses the write (permissions, a read-only or special file system).
 
-    >>> write_atomic("/nonexistent-folder/x.svg", b"")
-    Traceback (most recent call last):
-    ...
-    symgrad.errors.OptionError: cannot write '/nonexistent-folder/x.svg': its folder does not exist
+    >>> import os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> atomic_write(os.path.join(folder, "a.txt"), b"hello").read_bytes()
+    b'hello'
+    >>> os.listdir(folder)
+    ['a.txt']
     """
-    given = Path(path)
-    target = Path(os.path.realpath(given))
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    path = Path(path)
+    target = Path(os.path.realpath(path))
+    folder = target.parent
     if target.is_dir():
-        raise OptionError(f"cannot write {str(given)!r}: it is a folder; name a file in it")
-    if not target.parent.is_dir():
-        raise OptionError(f"cannot write {str(given)!r}: its folder does not exist")
-    blob = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        raise FileAccessError(f"cannot write {str(path)!r}: it is a folder; give a file name")
+    if not folder.is_dir():
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise FileAccessError(f"cannot write {str(path)!r}: {str(folder)!r} {what}")
     try:
-        mode = stat.S_IMODE(target.stat().st_mode)
+        mode = stat.S_IMODE(os.stat(target).st_mode)
     except FileNotFoundError:
-        mode = 0o666 & ~_umask()
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        mode = None  # a new file: the usual 0o666 less the umask
     except OSError as exc:
-        raise OptionError(f"cannot write {str(given)!r}: {exc.strerror or exc}") from exc
+        raise os_error(path, "write", exc) from None
+    _remove_stale(target)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(blob)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
+        fd, tmp = _open_temporary(target)
+    except OSError as exc:
+        raise os_error(path, "write", exc) from None
+    try:
+        try:
+            if mode is not None:
+                os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, target)
-    except BaseException as exc:
+        tmp = None
+    except OSError as exc:
+        raise os_error(path, "write", exc) from None
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+    _fsync_folder(folder)
+    return target
+
+
+def _temp_name(target: Path) -> Path:
+    return target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(6)}{_TMP_SUFFIX}"
+
+
+def _open_temporary(target: Path) -> tuple[int, Path]:
+    """A new temporary file beside ``target``, opened for writing: ``(descriptor, name)``."""
+    name = _temp_name(target)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    return os.open(name, flags, 0o666), name
+
+
+def _remove_stale(target: Path) -> None:
+    """Remove ``.NAME.PID.RANDOM.tmp`` files of ``target`` whose saving process is gone."""
+    pattern = re.compile(
+        rf"\.{re.escape(target.name)}\.(\d+)\.[0-9a-f]{{12}}{re.escape(_TMP_SUFFIX)}"
+    )
+    try:
+        entries = os.listdir(target.parent)
+    except OSError:
+        return
+    for entry in entries:
+        match = pattern.fullmatch(entry)
+        if match is None or _alive(int(match.group(1))):
+            continue
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise OptionError(f"cannot write {str(given)!r}: {exc.strerror or exc}") from exc
-        raise
-    return given
+            os.unlink(target.parent / entry)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True  # ours: maybe another thread's save in progress
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError, OverflowError):
+        return True  # another user's live process (or cannot tell): leave its file alone
+    return True
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import sympy as sp
+from sympy.functions.elementary.miscellaneous import MinMaxBase
 
 __all__ = [
     "Linear",
@@ -30,6 +31,7 @@ __all__ = [
     "post_order",
     "rebuild",
     "split_wide",
+    "split_wide_linear",
     "topo_order",
     "tree_size",
 ]
@@ -270,41 +272,90 @@ def split_wide(roots: Sequence[sp.Basic], width: int = 256) -> list[sp.Basic]:
 
     Code generators print one statement per node; a statement summing 100,000 terms overflows
     Python's own compiler (it recurses over ``a + b + ...``). Splitting keeps every statement
-    bounded. Nodes are rebuilt unevaluated, bottom-up, in one linear pass; when nothing is wide
-    the roots are returned unchanged.
+    bounded. See :func:`split_wide_linear` (this is it, on roots alone).
 
     Args:
         roots: SymPy expressions.
         width: the largest number of arguments a sum or product keeps.
 
     Returns:
-        Expressions equal to ``roots``.
+        Expressions equal to ``roots``; the roots themselves when nothing is wide.
 
     >>> import sympy as sp
     >>> xs = sp.symbols("x0:5")
     >>> split_wide([sp.Add(*xs)], width=2)[0].args
     ((x0 + x1) + (x2 + x3), x4)
     """
-    order = topo_order(roots)
-    if all(len(n.args) <= width or not (n.is_Add or n.is_Mul) for n in order):
-        return list(roots)
-    new: dict[sp.Basic, sp.Basic] = {}
-    for node in order:
-        args = [new[a] for a in node.args]
-        if (node.is_Add or node.is_Mul) and len(args) > width:
-            while len(args) > width:
-                args = [
-                    node.func(*args[i : i + width], evaluate=False)
-                    if len(args[i : i + width]) > 1
-                    else args[i]
-                    for i in range(0, len(args), width)
-                ]
-            new[node] = node.func(*args, evaluate=False)
-        elif any(a is not b for a, b in zip(args, node.args, strict=True)):
-            new[node] = rebuild(node, args)
-        else:
-            new[node] = node
-    return [new[r] for r in roots]
+    return split_wide_linear(roots, linearise(roots), width)[0]
+
+
+def split_wide_linear(
+    roots: Sequence[sp.Basic], dag: Linear, width: int = 256
+) -> tuple[list[sp.Basic], Linear]:
+    """:func:`split_wide` on an already linearised DAG, returning the new roots and their DAG.
+
+    One pass over ``dag`` by position: a node is rebuilt only when it is wide or one of its
+    arguments was rebuilt (equal but distinct objects, e.g. the same Float built twice, share a
+    position and never count as a change), with its arguments in the order they have (no
+    re-sorting), and the new DAG is assembled in the same pass (no second walk).
+
+    Args:
+        roots: SymPy expressions.
+        dag: ``linearise(roots)``, or a DAG that contains all of them.
+        width: the largest number of arguments a sum or product keeps.
+
+    Returns:
+        ``(new roots, their Linear)``; ``(roots, dag)`` unchanged when nothing is wide.
+
+    >>> import sympy as sp
+    >>> xs = sp.symbols("x0:3")
+    >>> roots, dag = split_wide_linear([sp.Add(*xs)], linearise([sp.Add(*xs)]), width=2)
+    >>> roots[0].args
+    (x0 + x1, x2)
+    >>> dag.order[-1] is roots[0], [dag.order[k] for k in dag.args[-1]]
+    (True, [x0 + x1, x2])
+    """
+    order, args_of = dag.order, dag.args
+    if all(
+        len(a) <= width or not (n.is_Add or n.is_Mul) for n, a in zip(order, args_of, strict=True)
+    ):
+        return list(roots), dag
+    new = list(order)
+    pos = [0] * len(order)  # old position -> new position
+    order2: list[sp.Basic] = []
+    args2: list[list[int]] = []
+    index2: dict[sp.Basic, int] = {}
+
+    def emit(obj: sp.Basic, positions: list[int]) -> int:
+        p = index2.get(obj)
+        if p is None:
+            p = index2[obj] = len(order2)
+            order2.append(obj)
+            args2.append(positions)
+        return p
+
+    for i, node in enumerate(order):
+        a = args_of[i]
+        positions = [pos[j] for j in a]
+        if (node.is_Add or node.is_Mul) and len(a) > width:
+            items = [(new[j], p) for j, p in zip(a, positions, strict=True)]
+            commutative = node.is_commutative
+            while len(items) > width:
+                grouped = []
+                for k in range(0, len(items), width):
+                    chunk = items[k : k + width]
+                    if len(chunk) == 1:
+                        grouped.append(chunk[0])
+                        continue
+                    obj = node.func._from_args([c[0] for c in chunk], commutative)
+                    grouped.append((obj, emit(obj, [c[1] for c in chunk])))
+                items = grouped
+            new[i] = node.func._from_args([c[0] for c in items], commutative)
+            positions = [c[1] for c in items]
+        elif any(new[j] is not order[j] for j in a):
+            new[i] = rebuild(node, [new[j] for j in a])
+        pos[i] = emit(new[i], positions)
+    return [new[dag.index[r]] for r in roots], Linear(order2, args2, index2)
 
 
 def rebuild(node: sp.Basic, args: Sequence[sp.Basic]) -> sp.Basic:
@@ -315,7 +366,29 @@ def rebuild(node: sp.Basic, args: Sequence[sp.Basic]) -> sp.Basic:
     >>> rebuild(x + y, [x, x])
     x + x
     """
+    if node.is_Add or node.is_Mul:
+        # the arguments keep their order: SymPy's unevaluated constructors would run the
+        # matrix postprocessors and, for printing, sort them later
+        return node.func._from_args(list(args), node.is_commutative)
+    if isinstance(node, MinMaxBase) and len(set(args)) == len(args) > 1:
+        return lattice_from_args(node.func, args)
     try:
         return node.func(*args, evaluate=False)
     except TypeError:  # heads without an evaluate option
         return node.func(*args)
+
+
+def lattice_from_args(cls: type[MinMaxBase], args: Sequence[sp.Expr]) -> sp.Expr:
+    """``cls(*args)`` (``Max`` or ``Min``) over distinct ``args``, kept in the order given.
+
+    SymPy's constructor sorts the arguments even with ``evaluate=False``, by a sort key that
+    walks each argument's whole subtree; on a network's outputs that is seconds per node.
+
+    >>> import sympy as sp
+    >>> x, y = sp.symbols("x y")
+    >>> lattice_from_args(sp.Max, [y, x]).args
+    (y, x)
+    """
+    obj = sp.Expr.__new__(cls, *args)
+    obj._argset = frozenset(args)  # what MinMaxBase's own constructor records
+    return obj

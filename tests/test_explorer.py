@@ -21,8 +21,8 @@ import sympy as sp
 
 from symgrad import Value, derive
 from symgrad.derivation.html import explorer_page, json_for_html
-from symgrad.errors import InputTypeError, OptionError
-from symgrad.files import write_atomic
+from symgrad.errors import FileAccessError, InputTypeError, OptionError
+from symgrad.files import atomic_write
 from symgrad.nn import MLP
 from tests.browser import chromium
 
@@ -64,7 +64,7 @@ def browser():
 
 def open_page(browser, tmp_path: Path, page: str, name: str = "page.html") -> str:
     path = tmp_path / name
-    write_atomic(path, page)
+    atomic_write(path, page)
     browser.get("about:blank")  # leave the start page (chromium's own chrome:// requests)
     browser.get_log("browser")  # drop what earlier pages logged
     browser.get_log("performance")
@@ -192,7 +192,7 @@ def test_lecture_step_by_step_then_edit_a(browser, tmp_path):
     set_leaf(browser, "a", 2)
     press(browser, "ARROW_RIGHT", 3)
     browser.find_element("css selector", "g.node[data-id='n0'] rect").click()
-    write_atomic(SCREENSHOT, browser.get_screenshot_as_png())
+    atomic_write(SCREENSHOT, browser.get_screenshot_as_png())
 
 
 def test_clicking_a_node_shows_its_formula_value_gradient_and_partials(browser, tmp_path):
@@ -405,7 +405,7 @@ def test_html_writes_atomically_and_checks_its_arguments(tmp_path):
     page = d.html(tmp_path / "page.html")
     assert (tmp_path / "page.html").read_text() == page
     assert [p.name for p in tmp_path.iterdir()] == ["page.html"]
-    with pytest.raises(OptionError, match="is a folder"):
+    with pytest.raises(FileAccessError, match="is a folder"):
         d.html(tmp_path)
     with pytest.raises(OptionError, match="collapse"):
         explorer_page(d, collapse="yes")

@@ -42,7 +42,7 @@ import sympy as sp
 
 from ..autodiff import Step, simplify_result, sweep
 from ..errors import InputTypeError, OptionError
-from ..files import write_atomic
+from ..files import atomic_write
 from ..graph import free_symbols, topo_order
 from ..inputs import as_expr, as_symbols, describe, point_values
 from . import views as fmt
@@ -239,7 +239,7 @@ class Derivation:
         if path is not None:
             if not isinstance(path, (str, os.PathLike)):
                 raise InputTypeError(f"path must be a file name, got {describe(path)}")
-            write_atomic(path, page)
+            atomic_write(path, page)
         return page
 
     def explore(self, *, height: int = 640) -> object:
@@ -313,9 +313,9 @@ def derive(
 
     Raises:
         InputTypeError: ``target``, ``wrt`` or ``at`` has the wrong type.
-        MissingSymbolError: ``at`` misses a symbol of the target.
-        OptionError: ``at`` names a symbol the target does not contain, or ``simplify`` is
-            not one of the options.
+        MissingSymbolError: ``at`` misses a symbol of the target (values for symbols the
+            target does not contain are ignored, as ``subs`` does).
+        OptionError: ``simplify`` is not one of the options.
         UnsupportedFunctionError: a function in ``target`` has no derivative rule.
 
     >>> import sympy as sp

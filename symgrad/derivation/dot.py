@@ -37,7 +37,7 @@ from typing import Any
 import sympy as sp
 
 from ..errors import BackendUnavailableError, InputTypeError, OptionError
-from ..files import write_atomic
+from ..files import atomic_write
 from ..inputs import describe
 from .derive import Derivation
 from .picture import DEFAULT_MAX_NODES, Picture, is_value, picture_of
@@ -114,7 +114,7 @@ def _graphviz():
         import graphviz
     except ImportError as exc:
         raise BackendUnavailableError(
-            "drawing graphs needs the Python package 'graphviz': pip install symgrad[viz] "
+            "drawing graphs needs the Python package 'graphviz': pip install graphviz "
             "(and the Graphviz program 'dot' to render: apt-get install graphviz or "
             "brew install graphviz)"
         ) from exc
@@ -128,6 +128,25 @@ def _dot_errors():
         yield
     except graphviz.ExecutableNotFound as exc:
         raise BackendUnavailableError(_INSTALL_DOT) from exc
+    except graphviz.CalledProcessError as exc:
+        detail = (exc.stderr or b"").decode("utf-8", "replace").strip().splitlines()
+        raise BackendUnavailableError(
+            "Graphviz's dot could not render the graph" + (f": {detail[-1]}" if detail else "")
+        ) from None
+
+
+def pipe(graph: Any, format: str) -> bytes:
+    """``graph`` rendered by Graphviz's ``dot`` in ``format``, as bytes (no file is written).
+
+    Raises:
+        BackendUnavailableError: the ``dot`` program is missing or failed.
+
+    >>> import sympy as sp
+    >>> pipe(draw_dot(sp.Symbol("x") + 1), "svg")[:5]  # doctest: +SKIP
+    b'<?xml'
+    """
+    with _dot_errors():
+        return _graphviz().Digraph.pipe(graph, format=format)
 
 
 @functools.cache
@@ -175,7 +194,8 @@ def render(graph: Any, path: str | Path, format: str | None = None) -> Path:
         BackendUnavailableError: the ``graphviz`` package or the ``dot`` program is missing
             (the message names the system package to install).
         OptionError: no format (``path`` has no suffix and ``format`` is None) or an unknown
-            one; ``path`` is a folder or cannot be written.
+            one.
+        FileAccessError: ``path`` is a folder or cannot be written.
 
     >>> import sympy as sp, tempfile, os
     >>> g = draw_dot(sp.Symbol("x") + 1)
@@ -201,12 +221,8 @@ as .svg, .png or .pdf, or format=... (got None)
             f"cannot tell the output format of {str(path)!r}: give a suffix such as .svg, .png "
             f"or .pdf, or format=... (got {format!r})"
         )
-    if path.is_dir():
-        raise OptionError(f"cannot write {str(path)!r}: it is a folder; name a file in it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _dot_errors():
-        data = graphviz.Digraph.pipe(graph, format=fmt)
-    return write_atomic(path, data)
+    return atomic_write(path, pipe(graph, fmt))
 
 
 # ---------------------------------------------------------------------- Picture -> DOT
@@ -386,7 +402,7 @@ def draw_dot(
 
     Raises:
         BackendUnavailableError: the Python package ``graphviz`` is missing
-            (``pip install symgrad[viz]``).
+            (``pip install graphviz``).
         InputTypeError: ``target`` is not a Value, an expression or a Derivation; ``at`` is
             not a dict of numbers.
         MissingSymbolError: ``at`` misses a symbol of the expression.

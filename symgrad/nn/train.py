@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import io
 import math
+import re
 import sys
 import time
 import warnings
@@ -112,7 +113,7 @@ class History:
 
         Raises:
             BackendUnavailableError: matplotlib is not installed (``pip install
-                symgrad[examples]``).
+                ".[examples]"`` from a clone).
 
         >>> fig = History(loss=[1.0, 0.5, 0.25]).plot()
         >>> fig.axes[0].get_ylabel()
@@ -123,7 +124,8 @@ class History:
             from matplotlib.figure import Figure
         except ImportError as exc:
             raise BackendUnavailableError(
-                "plotting needs matplotlib: pip install 'symgrad[examples]'"
+                "plotting needs matplotlib: pip install matplotlib "
+                '(or, from a clone, pip install -e ".[examples]")'
             ) from exc
         fig = _shown_figure(Figure)(figsize=(6, 4))
         FigureCanvasAgg(fig)
@@ -192,16 +194,33 @@ def _as_array(obj: Any, what: str, finite: bool = True) -> np.ndarray:
     return arr
 
 
-def _param_symbols(params: list) -> list[sp.Symbol]:
+_INTERNAL = re.compile(r"[xt]\d+")  # the Trainer's input and target symbols: x0.., t0..
+
+
+def _symbolic_network(model: Module, params: list) -> tuple[list, list, list]:
+    """``(theta, x, scores)``: one symbol per parameter, the inputs, the model's outputs.
+
+    Parameters are named by their labels when these are unique, non-empty and distinct from the
+    input and target symbols (readable formulas); otherwise (any label is a valid model) the
+    labels are replaced by ``theta0, theta1, ...`` while the network is built, then restored.
+    """
+    x = list(sp.symbols(f"x0:{model.nin}"))
     labels = [p.label for p in params]
-    clash = {"x", "t"}
     if (
         all(labels)
         and len(set(labels)) == len(labels)
-        and not any(lab.rstrip("0123456789") in clash for lab in labels)
+        and not any(_INTERNAL.fullmatch(lab) for lab in labels)
     ):
-        return [sp.Symbol(lab) for lab in labels]
-    return [sp.Symbol(f"theta{i}") for i in range(len(params))]
+        return [sp.Symbol(lab) for lab in labels], x, model.symbolic(x)
+    theta = [sp.Symbol(f"theta{i}") for i in range(len(params))]
+    try:
+        for p, s in zip(params, theta, strict=True):
+            p.label = s.name
+        scores = model.symbolic(x)
+    finally:
+        for p, lab in zip(params, labels, strict=True):
+            p.label = lab
+    return theta, x, scores
 
 
 class Trainer:
@@ -256,10 +275,8 @@ class Trainer:
         self.l2 = float(l2)
         self.params = model.parameters()
         start = time.perf_counter()
-        theta = _param_symbols(self.params)
+        theta, x, scores = _symbolic_network(model, self.params)
         self.parameter_symbols = theta
-        x = list(sp.symbols(f"x0:{model.nin}"))
-        scores = model.symbolic(x)
         t = list(sp.symbols(f"t0:{len(scores)}"))
         self.nout = len(scores)
         self.loss_expr = loss_fn(scores, t)
@@ -344,9 +361,15 @@ class Trainer:
         >>> [p.data for p in model.parameters()]
         [0.5, -0.5, 1.0]
         """
-        theta = np.asarray(theta, dtype=float)
+        theta = _as_array(theta, "theta", finite=False)
         if theta.shape != (len(self.params),):
             raise ShapeError(f"theta must have shape ({len(self.params)},), got {theta.shape}")
+        if not np.all(np.isfinite(theta)):
+            bad = int(np.flatnonzero(~np.isfinite(theta))[0])
+            raise DomainError(
+                f"theta[{bad}] is {theta[bad]}: parameters must be finite numbers (a diverged "
+                "run? Trainer.fit keeps the last finite parameters)"
+            )
         for p, v in zip(self.params, theta.tolist(), strict=True):
             p.data = v
 
@@ -443,8 +466,9 @@ class Trainer:
         """Train for ``steps`` steps; the model's parameters hold the result.
 
         Each step evaluates the loss and gradient of the (mini)batch in one compiled call,
-        checks health, and applies the optimiser. A non-finite loss stops training with a
-        :class:`TrainingWarning`, and the model keeps the last parameters whose loss was finite.
+        checks health, and applies the optimiser. A non-finite loss, or an update that makes a
+        parameter non-finite, stops training with a :class:`TrainingWarning` and sets
+        ``history.stopped``; the model keeps the last finite parameters whose loss was finite.
 
         Args:
             X: inputs, shape ``(samples, nin)``.
@@ -473,6 +497,8 @@ class Trainer:
         y_all = _as_array(y, "y")
         self._targets(y_all, X.shape[0])
         n = X.shape[0]
+        if n == 0:
+            raise ShapeError("X has 0 samples; training needs at least one (samples, nin) row")
         if batch_size is not None and (
             isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
         ):
@@ -500,7 +526,18 @@ class Trainer:
                 break
             good = theta
             lr = self.optimizer.rate(k)
-            new = self.optimizer.step(theta, grad, k)
+            with np.errstate(all="ignore"):  # an overflow is caught just below
+                new = self.optimizer.step(theta, grad, k)
+                size = float(np.linalg.norm(grad))
+            if not np.all(np.isfinite(new)):
+                # the loss was finite but the update overflowed (a huge rate or gradient)
+                history.stopped = (
+                    f"the update at step {k} made parameters non-finite (gradient norm "
+                    f"{size:.3g}, learning rate {lr:.3g}); stopped and "
+                    "kept the last finite parameters"
+                )
+                warnings.warn(history.stopped, TrainingWarning, stacklevel=2)
+                break
             if self.monitor is not None:
                 history.health.append(self.monitor.observe(k, grad, theta, new))
             acc = self.accuracy(scores, yb)
