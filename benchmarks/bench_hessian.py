@@ -150,7 +150,7 @@ def _time(contenders, reps, budget):
             slow.add(k)  # no compilation in this run: it is the timing (one run only)
             times[k].append(elapsed)
     order = np.random.default_rng(0)
-    for r in range(reps):
+    for _ in range(reps):
         for k in order.permutation(list(contenders)):
             if k in slow:
                 continue
