@@ -166,9 +166,10 @@ class CompiledFunction(functools.partial):
         ...     print(sorted(p.name for p in pathlib.Path(d).iterdir()))
         ['f.py']
         """
-        from .export import module_text, write_atomic
+        from ..files import atomic_write
+        from .export import module_text
 
-        write_atomic(path, module_text(self, target))
+        atomic_write(path, module_text(self, target))
 
 
 def _load(source: str, name: str, kernel: Any = None) -> Any:

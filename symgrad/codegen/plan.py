@@ -27,7 +27,7 @@ import sympy as sp
 from sympy.core.function import AppliedUndef
 
 from ..errors import InputTypeError, MissingSymbolError, UnsupportedFunctionError
-from ..graph import Linear, linearise, rebuild, split_wide
+from ..graph import Linear, linearise, rebuild, split_wide_linear
 from ..inputs import as_expr, as_symbols
 from .printers import Inlined
 
@@ -223,8 +223,7 @@ def plan(outputs: Any, args: Any, base: Linear | None = None) -> Program:
         (n.is_Add or n.is_Mul) and len(a) > WIDE for n, a in zip(dag.order, dag.args, strict=True)
     ):
         # bounded statements: Python's own compiler recurses on a + b + ... + z
-        leaves = split_wide(leaves, WIDE)
-        dag = linearise(leaves)
+        leaves, dag = split_wide_linear(leaves, dag, WIDE)
     order, args_of = dag.order, dag.args
     bad = [t for t in {type(n) for n in order} if issubclass(t, _UNCOMPILABLE)]
     if bad:

@@ -856,3 +856,16 @@ def value_nodes(roots: Iterable[sp.Basic]) -> list[sp.Basic]:
     [X, Map(Lambda(u0, tanh(u0)), X), Trace(Map(Lambda(u0, tanh(u0)), X))]
     """
     return post_order(roots, operands, key=lambda n: n)
+
+
+def _textbook_latex(self: sp.Basic, printer: Any) -> str:
+    """SymPy's ``_latex`` hook: any LaTeX printer (a notebook's ``_repr_latex_`` too) shows this
+    node in textbook notation (``\\tanh(W x)``, ``\\mathbf{1}^T Z``), never its internal form."""
+    from .latex import MatrixLatexPrinter
+
+    own = printer if isinstance(printer, MatrixLatexPrinter) else MatrixLatexPrinter()
+    return getattr(own, f"_print_{type(self).__name__}")(self)
+
+
+for _cls in (Map, SumAxis, SumAll, Broadcast, Softmax, LogSumExp, LogDet):
+    _cls._latex = _textbook_latex

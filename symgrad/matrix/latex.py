@@ -23,6 +23,7 @@ from sympy.matrices.expressions import (
 )
 from sympy.printing.latex import LatexPrinter
 
+from ..derivation.printers import tex_name
 from .expr import Broadcast, LogDet, LogSumExp, Map, Softmax, SumAll, SumAxis, _split
 
 __all__ = ["MatrixLatexPrinter", "latex", "reciprocal", "term_order"]
@@ -50,7 +51,8 @@ class MatrixLatexPrinter(LatexPrinter):
     def _print_Symbol(self, expr, style="plain"):
         if expr in self._vars:
             return self._vars[expr]
-        return super()._print_Symbol(expr, style)
+        # a name that is not a plain identifier is text (escaped once, in tex_name)
+        return tex_name(expr.name) or super()._print_Symbol(expr, style)
 
     def _print_DiagMatrix(self, expr):
         return rf"\operatorname{{diag}}\left({self._print(expr.args[0])}\right)"

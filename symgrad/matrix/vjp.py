@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import sympy as sp
 from sympy.matrices.expressions import (
@@ -281,6 +281,42 @@ class Equation:
     lhs: sp.Basic
     rhs: sp.Basic
 
+    def latex(self) -> str:
+        r"""``lhs = rhs`` in textbook notation (``dL/dW`` as a partial derivative).
+
+        >>> Equation(sp.Symbol("dL/dW"), sp.MatrixSymbol("delta", 2, 1)).latex()
+        '\\frac{\\partial L}{\\partial W} = \\delta'
+        """
+        from .latex import latex
+
+        name = self.lhs.name if isinstance(self.lhs, sp.Symbol) else ""
+        if name.startswith("dL/d"):
+            wrt = latex(sp.Symbol(name[4:]))
+            lhs = rf"\frac{{\partial L}}{{\partial {wrt}}}"
+        else:
+            lhs = latex(self.lhs)
+        return f"{lhs} = {latex(self.rhs)}"
+
+    def _repr_latex_(self) -> str:
+        return f"$${self.latex()}$$"
+
+
+class Equations(NamedTuple):
+    r"""``(deltas, gradients)`` from :func:`backprop_equations`; a notebook shows them as maths.
+
+    >>> W, x = sp.MatrixSymbol("W", 2, 3), sp.MatrixSymbol("x", 3, 1)
+    >>> eqs = backprop_equations(mx.sumsq(mx.matmul(W, x)), [W], {})
+    >>> print(eqs._repr_latex_())
+    $$\begin{aligned}\frac{\partial L}{\partial W} &= 2 W x x^{T}\end{aligned}$$
+    """
+
+    deltas: list[Equation]
+    gradients: list[Equation]
+
+    def _repr_latex_(self) -> str:
+        rows = [eq.latex().replace(" = ", " &= ", 1) for eq in [*self.deltas, *self.gradients]]
+        return "$$\\begin{aligned}" + " \\\\ ".join(rows) + "\\end{aligned}$$"
+
 
 def _check_wrt(wrt: Any) -> list[sp.Basic]:
     items = list(wrt) if isinstance(wrt, (list, tuple)) else [wrt]
@@ -404,7 +440,7 @@ def grad(f: Any, wrt: Any) -> Any:
 
 def backprop_equations(
     f: sp.Expr, wrt: Iterable[sp.Basic], names: Mapping[sp.Basic, sp.Basic]
-) -> tuple[list[Equation], list[Equation]]:
+) -> Equations:
     """The backprop equations of ``f``: named deltas and the gradients written through them.
 
     Args:
@@ -427,4 +463,4 @@ def backprop_equations(
     adj, eqs = _sweep({f: sp.S.One}, items, names)
     eqs = [Equation(e.lhs, simplify(e.rhs)) for e in eqs]
     grads = [Equation(sp.Symbol(f"dL/d{w}"), simplify(adj.get(w, _zero(w)))) for w in items]
-    return eqs, grads
+    return Equations(eqs, grads)
