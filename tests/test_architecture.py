@@ -27,6 +27,7 @@ LAYERS = {
     "viz": 6,
     "check": 6,
     "value": 6,
+    "torch": 6,
     "matrix": 7,
     "nn": 8,
     "cli": 9,
