@@ -15,6 +15,7 @@ __all__ = [
     "ArgumentError",
     "BackendUnavailableError",
     "DomainError",
+    "DtypeError",
     "GradientCheckError",
     "GraphTooLargeError",
     "InputTypeError",
@@ -102,6 +103,14 @@ class DomainError(SymgradError, ValueError):
     """A value lies outside the domain of an operation (e.g. the log of a negative number).
 
     >>> issubclass(DomainError, ValueError)
+    True
+    """
+
+
+class DtypeError(SymgradError, TypeError):
+    """An array's dtype cannot be computed as asked (e.g. float64 on JAX without 64-bit mode).
+
+    >>> issubclass(DtypeError, TypeError)
     True
     """
 

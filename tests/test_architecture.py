@@ -28,12 +28,13 @@ LAYERS = {
     "check": 6,
     "value": 6,
     "torch": 6,
+    "jax": 6,
     "matrix": 7,
     "nn": 8,
     "cli": 9,
     "__main__": 10,
 }
-GENERATORS = {"codegen/compile.py", "matrix/codegen.py"}  # the only places generated code is compiled
+GENERATORS = {"codegen/compile.py", "codegen/jax.py", "matrix/codegen.py"}  # the only places generated code is compiled
 
 
 def _modules():

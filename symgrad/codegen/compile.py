@@ -53,7 +53,8 @@ __all__ = ["BACKENDS", "CompiledFunction", "lambdify", "value_and_grad"]
 #: ``"numpy"``: vectorised NumPy statements; ``"c"``: generated C built by the system compiler
 #: (raises BackendUnavailableError without one); ``"auto"``: ``"c"`` when a compiler is
 #: available, else ``"numpy"`` with a RuntimeWarning.
-BACKENDS = ("numpy", "c", "auto")
+#: ``"jax"``: jax.numpy statements under jax.jit (see :mod:`symgrad.codegen.jax`).
+BACKENDS = ("numpy", "c", "auto", "jax")
 WIDE = 256  # sums and products wider than this are split before printing
 #: Functions up to this many statements also get a pure-Python fast path for float inputs
 #: (``math`` functions on Python floats are ~10x cheaper than NumPy ufuncs on them).
@@ -178,8 +179,10 @@ def lambdify(
             a parameter vector of shape ``(n,)`` or a batch of shape ``(n, batch)``).
         backend: ``"numpy"`` (default), ``"c"`` (generated C compiled by the system compiler,
             cached; needs a C compiler and real inputs, raises BackendUnavailableError
-            without one) or ``"auto"`` (``"c"`` when available, else ``"numpy"`` with a
-            RuntimeWarning). Either way, calls whose inputs are all Python floats (and 1-D
+            without one), ``"auto"`` (``"c"`` when available, else ``"numpy"`` with a
+            RuntimeWarning), or ``"jax"`` (jax.numpy under ``jax.jit``: dtypes kept, traceable
+            inside the caller's ``jax.jit``/``vmap``/``grad``; needs the ``jax`` extra). For
+            NumPy and C, calls whose inputs are all Python floats (and 1-D
             parameter vectors) run a pure-Python ``math`` fast path when the function has
             at most :data:`SCALAR_PATH_LIMIT` statements.
         reduce: ``None`` (default) returns every output for every sample; ``"mean"`` returns
@@ -239,6 +242,11 @@ def _lambdify(
         kernel = build_c_kernel(arg_spec, leaves, f"{name}_kernel", mean=reduce == "mean")
     # a top-level matrix is one 2-D array; a top-level list a tuple of results
     top = not isinstance(outputs, sp.MatrixBase)
+    if backend == "jax":  # the JAX target: its own emitter over the same outputs
+        from .jax import build as build_jax
+
+        fn, source = build_jax(arg_spec, leaves, (out_spec, top), name, reduce == "mean", base)
+        return CompiledFunction(fn, source, arg_spec, outputs)
     native = kernel is not None
     source = _generate(arg_spec, leaves, (out_spec, top), name, native, reduce == "mean", base)
     filename = f"<symgrad:{name}:{hashlib.sha1(source.encode()).hexdigest()[:12]}>"
