@@ -34,7 +34,8 @@ LAYERS = {
     "cli": 9,
     "__main__": 10,
 }
-GENERATORS = {"codegen/compile.py", "codegen/jax.py", "matrix/codegen.py"}  # the only places generated code is compiled
+# the only places generated code is compiled
+GENERATORS = {"codegen/compile.py", "codegen/jax.py", "matrix/codegen.py"}
 
 
 def _modules():

@@ -54,8 +54,8 @@ def import_jax() -> Any:
     """The ``jax`` module, or a :class:`BackendUnavailableError` naming the extra to install."""
     try:
         import jax  # absolute: the JAX package
-        import jax.numpy  # noqa: F401  (jax.numpy is printed fully qualified)
-        import jax.scipy.special  # noqa: F401
+        import jax.numpy  # generated code names jax.numpy and jax.scipy fully qualified
+        import jax.scipy.special
     except ImportError as exc:
         raise BackendUnavailableError(
             "backend='jax' needs JAX; install the extra: pip install -e \".[jax]\" (from a clone "
@@ -234,7 +234,7 @@ def build(
 
     def call(*values: Any) -> Any:
         values = [_coerce(v, i, names, sizes[i]) for i, v in enumerate(values)]
-        batch = [np.shape(v) if n is None else np.shape(v)[1:] for v, n in zip(values, sizes)]
+        batch = [np.shape(v) if n is None else np.shape(v)[1:] for v, n in zip(values, sizes, strict=True)]
         try:
             np.broadcast_shapes(*batch)
         except ValueError:
