@@ -234,7 +234,7 @@ def build(
 
     def call(*values: Any) -> Any:
         values = [_coerce(v, i, names, sizes[i]) for i, v in enumerate(values)]
-        batch = [np.shape(v) if n is None else np.shape(v)[1:] for v, n in zip(values, sizes, strict=True)]
+        batch = [np.shape(v)[0 if n is None else 1 :] for v, n in zip(values, sizes, strict=True)]
         try:
             np.broadcast_shapes(*batch)
         except ValueError:
