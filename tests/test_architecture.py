@@ -29,6 +29,7 @@ LAYERS = {
     "value": 6,
     "torch": 6,
     "jax": 6,
+    "dask": 6,
     "matrix": 7,
     "nn": 8,
     "cli": 9,
