@@ -36,7 +36,7 @@ LAYERS = {
     "__main__": 10,
 }
 # the only places generated code is compiled
-GENERATORS = {"codegen/compile.py", "codegen/jax.py", "matrix/codegen.py"}
+GENERATORS = {"codegen/compile.py", "codegen/jax.py", "matrix/codegen.py", "matrix/jax.py"}
 
 
 def _modules():

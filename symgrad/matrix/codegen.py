@@ -55,7 +55,13 @@ from sympy.matrices.expressions.diagonal import DiagMatrix
 from sympy.matrices.expressions.special import OneMatrix
 from sympy.printing.numpy import NumPyPrinter
 
-from ..errors import ArgumentError, InputTypeError, MissingSymbolError, ShapeError
+from ..errors import (
+    ArgumentError,
+    BackendUnavailableError,
+    InputTypeError,
+    MissingSymbolError,
+    ShapeError,
+)
 from . import expr as mx
 from .expr import Broadcast, LogDet, LogSumExp, Map, Softmax, SumAll, SumAxis
 from .vjp import grad as matrix_grad
@@ -171,7 +177,7 @@ def _flatten(outputs: Any) -> tuple[list, Any]:
 
 
 def compile_matrix(
-    outputs: Any, args: Any, *, name: str = "symgrad_matrix_fn"
+    outputs: Any, args: Any, *, name: str = "symgrad_matrix_fn", backend: str = "numpy"
 ) -> CompiledMatrixFunction:
     """Compile matrix/scalar expressions to one NumPy function.
 
@@ -179,6 +185,8 @@ def compile_matrix(
         outputs: an expression or a (nested) list/tuple of them.
         args: the ``MatrixSymbol``/``Symbol`` arguments, in call order.
         name: the generated function's name.
+        backend: ``"numpy"`` or ``"jax"`` (the same code on ``jax.numpy`` under ``jax.jit``,
+            see :mod:`symgrad.matrix.jax`).
 
     Returns:
         A :class:`CompiledMatrixFunction` returning outputs in the same nesting.
@@ -196,6 +204,12 @@ def compile_matrix(
     arg_list = _check_args(args)
     flat, spec = _flatten(outputs)
     source = _generate(arg_list, flat, spec, name)
+    if backend == "jax":
+        from .jax import jit_source
+
+        return CompiledMatrixFunction(jit_source(source, name), source, arg_list, outputs)
+    if backend != "numpy":
+        raise BackendUnavailableError(f"unknown backend {backend!r}; use 'numpy' or 'jax'")
     filename = f"<symgrad-matrix-{next(_counter)}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace = dict(_NAMESPACE)
@@ -436,7 +450,11 @@ def _names_in(code: str) -> list[str]:
 
 
 def value_and_grad(
-    f: sp.Expr, wrt: Sequence[MatrixSymbol], args: Sequence[sp.Basic] | None = None
+    f: sp.Expr,
+    wrt: Sequence[MatrixSymbol],
+    args: Sequence[sp.Basic] | None = None,
+    *,
+    backend: str = "numpy",
 ) -> CompiledMatrixFunction:
     """Compile ``f`` and its gradients: the function returns ``(f, [df/dw for w in wrt])``.
 
@@ -445,6 +463,7 @@ def value_and_grad(
         wrt: parameters to differentiate by (``MatrixSymbol``/``Symbol``).
         args: call order of all arguments; default ``wrt`` followed by the other symbols in
             order of appearance.
+        backend: ``"numpy"`` or ``"jax"`` (see :func:`compile_matrix`).
 
     Returns:
         A :class:`CompiledMatrixFunction`; value and gradients share one DAG (CSE across both).
@@ -465,4 +484,4 @@ def value_and_grad(
             if isinstance(n, (MatrixSymbol, sp.Symbol)) and n not in wrt
         ]
         args = [*wrt, *others]
-    return compile_matrix([f, list(grads)], args, name="symgrad_value_and_grad")
+    return compile_matrix([f, list(grads)], args, name="symgrad_value_and_grad", backend=backend)
