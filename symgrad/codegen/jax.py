@@ -43,7 +43,7 @@ from ..errors import (
 from ..graph import Linear, linearise, rebuild
 from ..inputs import describe
 from .compile import _rectangular
-from .printers import _doprint, _print_node
+from .fuse import Fuser, _Pair
 
 _MATH = re.compile(r"\bmath\.(\w+)")
 # nodes printed inside their parent (a Piecewise prints its (expr, cond) pairs itself)
@@ -145,9 +145,22 @@ def emit(
     unpacked: list[str] = []
     dag: Linear = linearise(leaves, base)
     order, args_of = dag.order, dag.args
+    outs = [dag.index[leaf] for leaf in leaves]
+    # a product of two factors read exactly once (and not by a Piecewise pair) is left to its
+    # reader, which fuses many of them into one matrix product (see codegen.fuse)
+    uses = [0] * len(order)
+    pinned = [False] * len(order)
+    for i, positions in enumerate(args_of):
+        shadow = isinstance(order[i], _INLINE)
+        for a in positions:
+            uses[a] += 1
+            pinned[a] = pinned[a] or shadow
+    for o in outs:
+        uses[o] += 1
     kid: list[Any] = [None] * len(order)
     printer = _Printer()
-    templates: dict[tuple, str] = {}
+    elements = {v: (k.split("[")[0], int(k[k.index("[") + 1 : -1])) for v, k in entries.items()}
+    fuser = Fuser(printer, {}, elements)
     missing = []
     n_temps = 0
     for i, node in enumerate(order):
@@ -164,11 +177,15 @@ def emit(
             continue
         if missing:
             continue
-        kids = [kid[a] for a in args_of[i]]
+        positions = args_of[i]
+        kids = [kid[a] for a in positions]
         if isinstance(node, _INLINE):
             kid[i] = rebuild(node, [sp.Symbol(k) if isinstance(k, str) else k for k in kids])
             continue
-        text = _print_node(printer, templates, node, kids)
+        if node.is_Mul and len(positions) == 2 and uses[i] == 1 and not pinned[i]:
+            kid[i] = _Pair(node, kids, positions)
+            continue
+        text = fuser.node(node, kids)
         unknown = _MATH.search(text)
         if unknown:
             raise UnsupportedFunctionError(
@@ -176,6 +193,8 @@ def emit(
                 f"cannot compile {type(node).__name__} for JAX: it has no jax.numpy or "
                 "jax.scipy translation; use backend='numpy', or replace the function",
             )
+        lines += [f"    {ln}" for ln in fuser.lines]
+        fuser.lines.clear()
         target = f"_t{n_temps}"
         n_temps += 1
         lines.append(f"    {target} = {text}")
@@ -187,24 +206,21 @@ def emit(
             f"(or substitute values for them first)"
         )
     lines[unpack_at:unpack_at] = unpacked
-    outs = [dag.index[leaf] for leaf in leaves]
-
-    def leaf(k: int) -> str:
-        v = kid[outs[k]]
-        return v if isinstance(v, str) else _doprint(printer, v)
 
     def build(s: Any, top: bool) -> str:
         if isinstance(s, int):
-            return f"_mean({leaf(s)}, 0, _dtype)" if mean else f"_cast({leaf(s)}, _dtype)"
+            text = fuser.text(kid[outs[s]])
+            return f"_cast(_batch_mean({text}, 0), _dtype)" if mean else f"_cast({text}, _dtype)"
         if top:
             inner = ", ".join(build(item, False) for item in s)
             return f"({inner}{',' if len(s) == 1 else ''})"
         shape, flat = _rectangular(s)
-        stacked = f"_stack({shape}, [{', '.join(leaf(k) for k in flat)}], _dtype)"
-        return f"_mean({stacked}, {len(shape)}, _dtype)" if mean else stacked
+        return f"_cast({fuser.stacked(shape, [kid[outs[k]] for k in flat], mean)}, _dtype)"
 
-    lines.append(f"    return {build(out_spec, top)}")
-    return "\n".join(lines) + "\n"
+    ret = build(out_spec, top)
+    lines += [f"    {ln}" for ln in fuser.lines]
+    lines.append(f"    return {ret}")
+    return "\n".join([*lines, *fuser.constants]) + "\n"
 
 
 def build(
@@ -224,8 +240,7 @@ def build(
         "jax": jax,
         "_result_dtype": _result_dtype,
         "_cast": _cast,
-        "_stack": _stack,
-        "_mean": _mean,
+        **RUNTIME,
     }
     exec(compile(source, filename, "exec"), namespace)  # generated code only, never user text
     jitted = jax.jit(namespace[name])
@@ -308,23 +323,114 @@ def _cast(x: Any, dtype: Any) -> Any:
     return jnp.asarray(x, dtype=dtype)
 
 
-def _stack(shape: tuple[int, ...], items: list, dtype: Any) -> Any:
-    # one array of ``shape + batch``: the leaves broadcast together, batch axes last
+# The fused operations of codegen.fuse, in JAX: the same contracts as codegen.runtime's NumPy
+# helpers (leaves stacked along a new first axis, batch axes last), without in-place writes.
+
+
+def _rows(items: Any) -> Any:
+    import jax
     import jax.numpy as jnp
 
-    rows = jnp.broadcast_arrays(*[jnp.asarray(v, dtype=dtype) for v in items])
-    stacked = jnp.stack(rows)
-    return stacked.reshape(shape + stacked.shape[1:])
+    if isinstance(items, jax.Array):
+        return items
+    return jnp.stack(jnp.broadcast_arrays(*[jnp.asarray(v) for v in items]))
 
 
-def _mean(x: Any, lead: int, dtype: Any) -> Any:
+def _lift(x: Any, ndim: int) -> Any:
+    # rows with fewer batch axes get length-1 axes after the first (batch axes align right)
+    if x.ndim >= ndim:
+        return x
+    return x.reshape(x.shape[:1] + (1,) * (ndim - x.ndim) + x.shape[1:])
+
+
+def _stack(shape: tuple[int, ...], items: list) -> Any:
+    arr = _rows(items)
+    return arr.reshape(shape + arr.shape[1:]) if len(shape) > 1 else arr
+
+
+def _dot(left: Any, right: Any) -> Any:
+    # sum_k left[k] * right[k]: one matrix product where the shapes allow it
+    a, b = _rows(left), _rows(right)
+    if a.ndim == 1 and b.ndim <= 2:
+        return a @ b
+    if b.ndim == 1 and a.ndim == 2:
+        return b @ a
+    nd = max(a.ndim, b.ndim)
+    return (_lift(a, nd) * _lift(b, nd)).sum(axis=0)
+
+
+def _gather(shape, where, items, left, right) -> Any:
+    # entries at[k] are left[li[k]] * right[ri[k]]; entries rest[k] are items[k]
+    import jax.numpy as jnp
+
+    at, li, ri, rest = where
+    a, b = _rows(left)[li], _rows(right)[ri]
+    nd = max(a.ndim, b.ndim)
+    prod = _lift(a, nd) * _lift(b, nd)
+    if not len(items):
+        out = jnp.zeros(prod.shape, prod.dtype).at[at].set(prod)
+        return out.reshape(shape + out.shape[1:])
+    others = _rows(items)
+    nd = max(nd, others.ndim)
+    prod, others = _lift(prod, nd), _lift(others, nd)
+    batch = jnp.broadcast_shapes(prod.shape[1:], others.shape[1:])
+    out = jnp.zeros((len(at) + len(rest), *batch), jnp.result_type(prod, others))
+    out = out.at[at].set(jnp.broadcast_to(prod, (len(at), *batch)))
+    out = out.at[rest].set(jnp.broadcast_to(others, (len(rest), *batch)))
+    return out.reshape(shape + out.shape[1:])
+
+
+def _gather_mean(shape, where, items, left, right) -> Any:
+    # the batch mean of _gather(...): the mean of left[i] * right[j] over the batch is entry
+    # (i, j) of one matrix product, left @ right.T / n
+    import jax.numpy as jnp
+
+    at, li, ri, rest = where
+    a, b = _rows(left), _rows(right)
+    nd = max(a.ndim, b.ndim)
+    if nd == 1:  # the products have no batch axes
+        return _batch_mean(_gather(shape, where, items, a, b), len(shape))
+    a, b = _lift(a, nd), _lift(b, nd)
+    batch = jnp.broadcast_shapes(a.shape[1:], b.shape[1:])
+    others = _rows(items) if len(items) else None
+    full = batch if others is None else jnp.broadcast_shapes(batch, others.shape[1:])
+    if 0 in full:
+        _empty_batch()
+    n = int(np.prod(batch))
+    a = jnp.broadcast_to(a, a.shape[:1] + batch).reshape(a.shape[0], n)
+    b = jnp.broadcast_to(b, b.shape[:1] + batch).reshape(b.shape[0], n)
+    pairs = (a @ b.T)[li, ri] / n
+    out = jnp.zeros(
+        len(at) + len(rest), pairs.dtype if others is None else jnp.result_type(pairs, others)
+    )
+    out = out.at[at].set(pairs)
+    if others is not None:
+        out = out.at[rest].set(others.reshape(len(rest), -1).mean(axis=1))
+    return out.reshape(shape)
+
+
+def _batch_mean(x: Any, lead: int) -> Any:
     # the mean over the batch axes (those after the output's own ``lead`` axes); sizes are
     # static under tracing, so an empty batch is refused before anything runs
     import jax.numpy as jnp
 
-    x = jnp.asarray(x, dtype=dtype)
+    x = jnp.asarray(x)
     if x.ndim <= lead:
         return x
     if 0 in x.shape[lead:]:
-        raise ShapeError("reduce='mean' over an empty batch: give at least one sample")
+        _empty_batch()
     return x.mean(axis=tuple(range(lead, x.ndim)))
+
+
+def _empty_batch() -> None:
+    raise ShapeError("reduce='mean' over an empty batch: give at least one sample")
+
+
+def _indices(text: str) -> np.ndarray:
+    return np.array([int(v) for v in text.split(",")] if text else [], dtype=np.intp)
+
+
+#: What generated JAX code calls, by name.
+RUNTIME = {
+    f.__name__: f for f in (_rows, _stack, _dot, _gather, _gather_mean, _batch_mean, _indices)
+}
