@@ -367,17 +367,27 @@ def _gather(shape, where, items, left, right) -> Any:
     a, b = _rows(left)[li], _rows(right)[ri]
     nd = max(a.ndim, b.ndim)
     prod = _lift(a, nd) * _lift(b, nd)
-    if not len(items):
-        out = jnp.zeros(prod.shape, prod.dtype).at[at].set(prod)
-        return out.reshape(shape + out.shape[1:])
-    others = _rows(items)
-    nd = max(nd, others.ndim)
-    prod, others = _lift(prod, nd), _lift(others, nd)
-    batch = jnp.broadcast_shapes(prod.shape[1:], others.shape[1:])
-    out = jnp.zeros((len(at) + len(rest), *batch), jnp.result_type(prod, others))
-    out = out.at[at].set(jnp.broadcast_to(prod, (len(at), *batch)))
-    out = out.at[rest].set(jnp.broadcast_to(others, (len(rest), *batch)))
+    if len(items):
+        others = _rows(items)
+        nd = max(nd, others.ndim)
+        prod, others = _lift(prod, nd), _lift(others, nd)
+        batch = jnp.broadcast_shapes(prod.shape[1:], others.shape[1:])
+        prod = jnp.concatenate(
+            [
+                jnp.broadcast_to(prod, (len(at), *batch)),
+                jnp.broadcast_to(others, (len(rest), *batch)).astype(prod.dtype),
+            ]
+        )
+    out = prod[_placement(at, rest)]
     return out.reshape(shape + out.shape[1:])
+
+
+def _placement(at: np.ndarray, rest: np.ndarray) -> np.ndarray:
+    # rows stacked as [products..., others...] -> their places: one static gather, no scatter
+    where = np.empty(len(at) + len(rest), dtype=np.intp)
+    where[at] = np.arange(len(at))
+    where[rest] = len(at) + np.arange(len(rest))
+    return where
 
 
 def _gather_mean(shape, where, items, left, right) -> Any:
@@ -400,13 +410,10 @@ def _gather_mean(shape, where, items, left, right) -> Any:
     a = jnp.broadcast_to(a, a.shape[:1] + batch).reshape(a.shape[0], n)
     b = jnp.broadcast_to(b, b.shape[:1] + batch).reshape(b.shape[0], n)
     pairs = (a @ b.T)[li, ri] / n
-    out = jnp.zeros(
-        len(at) + len(rest), pairs.dtype if others is None else jnp.result_type(pairs, others)
-    )
-    out = out.at[at].set(pairs)
     if others is not None:
-        out = out.at[rest].set(others.reshape(len(rest), -1).mean(axis=1))
-    return out.reshape(shape)
+        means = others.reshape(len(rest), -1).mean(axis=1).astype(pairs.dtype)
+        pairs = jnp.concatenate([pairs, means])
+    return pairs[_placement(at, rest)].reshape(shape)
 
 
 def _batch_mean(x: Any, lead: int) -> Any:
