@@ -296,3 +296,30 @@ def test_matrix_path_keeps_float32_and_refuses_float64_without_x64() -> None:
         f(*values, X, np.zeros((2, 3)))
     with pytest.raises(ShapeError, match="expected"):
         f(*values32, np.ones((5, 3), np.float32), np.zeros((2, 3), np.float32))
+
+
+def test_trainers_run_on_jax(x64) -> None:
+    import random
+
+    from symgrad.matrix import nn as mnn
+    from symgrad.nn import MLP, Trainer
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(12, 2)), rng.choice([-1.0, 1.0], 12)
+    mine = Trainer(MLP(2, [4, 1], rng=random.Random(0)), "hinge", l2=1e-3, backend="jax")
+    ref = Trainer(MLP(2, [4, 1], rng=random.Random(0)), "hinge", l2=1e-3)
+    theta = ref.parameter_vector()
+    (lj, gj, sj), (ln, gn, sn) = mine.loss_and_grad(theta, X, y), ref.loss_and_grad(theta, X, y)
+    _close(lj, ln, 1e-12)
+    _close(gj, gn, 1e-12)
+    _close(sj, sn, 1e-12)
+    # the matrix trainer: one step on JAX equals one step on NumPy
+    steps = []
+    Xm, Ym = rng.normal(size=(3, 7)), rng.normal(size=(2, 7))
+    for backend in ("jax", "numpy"):
+        net = mnn.MLP(3, [5, 2], seed=0)
+        trainer = mnn.Trainer(net, mnn.mse, mnn.SGD(0.1), backend=backend)
+        steps.append((float(trainer(Xm, Ym)), [a.copy() for a in trainer._arrays]))
+    _close(steps[0][0], steps[1][0], 1e-12)
+    for a, r in zip(steps[0][1], steps[1][1], strict=True):
+        _close(a, r, 1e-12)
