@@ -32,17 +32,11 @@ import numpy as np
 import sympy as sp
 
 from . import codegen
-from .errors import BackendUnavailableError, OptionError, ShapeError
+from .errors import OptionError, ShapeError, require
 from .inputs import as_expr, as_symbols
 
-try:
-    import dask
-    import dask.array as da
-except ImportError as exc:  # pragma: no cover - exercised only without dask
-    raise BackendUnavailableError(
-        'symgrad.dask needs dask; install the extra: pip install -e ".[dask]" (from a clone of '
-        'symgrad) or pip install "dask[array]" distributed'
-    ) from exc
+dask = require("dask", "dask", "symgrad.dask")
+da = require("dask.array", "dask", "symgrad.dask")
 
 __all__ = ["DaskFunction", "lambdify", "value_and_grad"]
 

@@ -26,6 +26,7 @@ __all__ = [
     "SymgradError",
     "SymgradWarning",
     "UnsupportedFunctionError",
+    "require",
 ]
 
 
@@ -197,3 +198,24 @@ class SymgradWarning(UserWarning):
     >>> caught[0].category.__name__
     'SymgradWarning'
     """
+
+
+def require(module: str, extra: str, feature: str):
+    """Import an optional package, or raise :class:`BackendUnavailableError` naming its extra.
+
+    >>> require("math", "none", "this example").__name__
+    'math'
+    >>> require("no_such_package_xyz", "jax", "backend='jax'")
+    Traceback (most recent call last):
+    ...
+    symgrad.errors.BackendUnavailableError: backend='jax' needs no_such_package_xyz; install ...
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"{feature} needs {module.split('.')[0]}; install the extra: "
+            f'pip install -e ".[{extra}]" (from a clone of symgrad)'
+        ) from exc

@@ -28,16 +28,10 @@ import numpy as np
 import sympy as sp
 
 from .codegen import lambdify, value_and_grad
-from .errors import BackendUnavailableError, InputTypeError, MissingSymbolError, OptionError
+from .errors import InputTypeError, MissingSymbolError, OptionError, require
 from .inputs import as_expr, as_symbols
 
-try:
-    import torch  # absolute: the PyTorch package, not this module
-except ImportError as exc:  # pragma: no cover - exercised only without PyTorch
-    raise BackendUnavailableError(
-        'symgrad.torch needs PyTorch; install the extra: pip install -e ".[torch]" (from a '
-        "clone of symgrad) or pip install torch"
-    ) from exc
+torch = require("torch", "torch", "symgrad.torch")  # the PyTorch package, not this module
 
 __all__ = ["Module", "function"]
 

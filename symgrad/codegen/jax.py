@@ -34,11 +34,11 @@ from sympy.printing.numpy import JaxPrinter
 
 from ..errors import (
     ArgumentError,
-    BackendUnavailableError,
     DtypeError,
     MissingSymbolError,
     ShapeError,
     UnsupportedFunctionError,
+    require,
 )
 from ..graph import Linear, linearise, rebuild
 from ..inputs import describe
@@ -52,16 +52,10 @@ _INLINE = (sp.Tuple, sp.functions.elementary.piecewise.ExprCondPair)
 
 def import_jax() -> Any:
     """The ``jax`` module, or a :class:`BackendUnavailableError` naming the extra to install."""
-    try:
-        import jax  # absolute: the JAX package
-        import jax.numpy  # generated code names jax.numpy and jax.scipy fully qualified
-        import jax.scipy.special
-    except ImportError as exc:
-        raise BackendUnavailableError(
-            "backend='jax' needs JAX; install the extra: pip install -e \".[jax]\" (from a clone "
-            "of symgrad) or pip install jax"
-        ) from exc
-    return jax
+    # generated code names jax.numpy and jax.scipy.special fully qualified
+    for module in ("jax.numpy", "jax.scipy.special"):
+        require(module, "jax", "backend='jax'")
+    return require("jax", "jax", "backend='jax'")
 
 
 class _Printer(JaxPrinter):
