@@ -1,7 +1,8 @@
-"""The JAX target: the DAG as ``jax.numpy`` statements, jitted, traceable by JAX's transforms.
+"""The JAX target: a :class:`~symgrad.codegen.plan.Program` as ``jax.numpy`` code under ``jax.jit``.
 
-Each unique node of the linearised DAG is one statement (XLA fuses the elementwise work, so no
-inlining is needed here), printed by SymPy's ``JaxPrinter`` over its arguments' names. The
+Each statement of the program is one JAX statement, printed by SymPy's ``JaxPrinter`` (with the
+shared overrides of ``printers.py``) over its arguments' names; single-use products meet in one
+matrix product (``fuse.py``), with JAX versions of the fused operations below. The
 function is wrapped in ``jax.jit``; called with tracers it is traced like any JAX code, so it
 works inside the user's own ``jax.jit``, ``jax.vmap`` and ``jax.grad``, and on whatever devices
 the arrays live on (sharded arrays keep their sharding; a batch mean over a sharded axis becomes
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import linecache
-import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -32,22 +32,12 @@ import numpy as np
 import sympy as sp
 from sympy.printing.numpy import JaxPrinter
 
-from ..errors import (
-    ArgumentError,
-    DtypeError,
-    MissingSymbolError,
-    ShapeError,
-    UnsupportedFunctionError,
-    require,
-)
-from ..graph import Linear, linearise, rebuild
+from ..errors import ArgumentError, DtypeError, ShapeError, UnsupportedFunctionError, require
 from ..inputs import describe
-from .compile import _rectangular
 from .fuse import Fuser, _Pair
-
-_MATH = re.compile(r"\bmath\.(\w+)")
-# nodes printed inside their parent (a Piecewise prints its (expr, cond) pairs itself)
-_INLINE = (sp.Tuple, sp.functions.elementary.piecewise.ExprCondPair)
+from .plan import Program, describe_args, rectangular, walk
+from .printers import TargetPrinter
+from .pyfloat import arg_names
 
 
 def import_jax() -> Any:
@@ -58,32 +48,51 @@ def import_jax() -> Any:
     return require("jax", "jax", "backend='jax'")
 
 
-class _Printer(JaxPrinter):
-    """SymPy's JAX printer with exact float literals and JAX's special functions."""
+class JaxTargetPrinter(TargetPrinter, JaxPrinter):
+    """SymPy's JAX printer with the shared overrides and JAX's special functions.
+
+    >>> import sympy as sp
+    >>> x = sp.Symbol("x")
+    >>> JaxTargetPrinter().doprint(sp.Max(x, sp.sin(x), 0) + sp.erf(x))
+    'jax.numpy.maximum(jax.numpy.maximum(0, x), jax.numpy.sin(x)) + jax.scipy.special.erf(x)'
+    """
+
+    inf = "jax.numpy.inf"
+    nan = "jax.numpy.nan"
 
     def __init__(self) -> None:
         super().__init__({"fully_qualified_modules": True, "strict": True, "order": "none"})
 
-    def _print_Float(self, expr):
-        # repr of the float64 round-trips exactly (JAX rounds it to float32 where the inputs are)
-        return repr(float(expr))
+    def _module_format(self, fqn, register=True):
+        # what SymPy would print from ``math`` has no traceable JAX form here
+        if fqn.startswith("math."):
+            raise UnsupportedFunctionError(
+                fqn[5:],
+                f"cannot compile {fqn[5:]} for JAX: it has no jax.numpy or jax.scipy "
+                "translation; use backend='numpy', or replace the function",
+            )
+        return super()._module_format(fqn, register)
 
     def _print_Heaviside(self, expr):
         h0 = expr.args[1] if len(expr.args) > 1 else sp.S.Half
         return f"jax.numpy.heaviside({self._print(expr.args[0])}, {self._print(h0)})"
 
-    def _fold(self, name: str, expr) -> str:
+    def _print_ITE(self, expr):
+        c, a, b = (self._print(e) for e in expr.args)
+        return f"jax.numpy.where({c}, {a}, {b})"
+
+    def _fold(self, fn: str, args) -> str:
         # max/min of several arguments as nested binary calls (NaN propagates, like NumPy)
-        *rest, text = (self._print(a) for a in expr.args)
-        for a in reversed(rest):
-            text = f"jax.numpy.{name}({a}, {text})"
+        text = self._print(args[0])
+        for a in args[1:]:
+            text = f"{fn}({text}, {self._print(a)})"
         return text
 
     def _print_Max(self, expr):
-        return self._fold("maximum", expr)
+        return self._fold("jax.numpy.maximum", expr.args)
 
     def _print_Min(self, expr):
-        return self._fold("minimum", expr)
+        return self._fold("jax.numpy.minimum", expr.args)
 
     def _print_sigmoid(self, expr):
         # the NumPy form (exp(-logaddexp(0, -x)): no overflow), through this printer's module
@@ -105,129 +114,74 @@ class _Printer(JaxPrinter):
         return self._special("gammaln", expr)
 
 
-def emit(
-    arg_spec: list, leaves: list[sp.Expr], spec: tuple[Any, bool], name: str, mean: bool, base
-) -> str:
-    """The JAX source of a function of ``arg_spec`` returning ``leaves`` nested as ``spec``.
+def emit(prog: Program, name: str, *, mean: bool = False) -> str:
+    """The source of a function ``name`` computing ``prog`` with ``jax.numpy``.
+
+    Every statement of the program is one JAX statement; single-use products meet in one
+    ``_dot``/``_gather`` (``fuse.py``), i.e. one matrix product, which is what XLA runs fastest.
+    Arguments are checked by the caller (:func:`build`), outside the traced code.
 
     Args:
-        arg_spec: per argument a symbol or a list of symbols (see :func:`symgrad.lambdify`).
-        leaves: the output expressions.
-        spec: ``(out_spec, top)``: the outputs nested as indices into ``leaves``, and whether
-            the top level is a tuple (else one stacked array).
+        prog: the program.
         name: the function's name.
-        mean: average each output over its batch axes (``reduce="mean"``).
-        base: the linearised DAG the outputs were derived from (or None).
+        mean: return each output's batch mean (``reduce="mean"``).
+
+    >>> import sympy as sp
+    >>> from symgrad.codegen.plan import plan
+    >>> x = sp.Symbol("x")
+    >>> print(emit(plan(sp.exp(x) + x, [x]), "f"))
+    def f(_a0):
+        # _a0: 'x'
+        _dtype = _result_dtype(_a0)
+        return _cast(_a0 + jax.numpy.exp(_a0), _dtype)
+    <BLANKLINE>
     """
-    out_spec, top = spec
-    params = [f"_a{i}" for i in range(len(arg_spec))]
+    params = [f"_a{i}" for i in range(len(prog.args))]
     lines = [f"def {name}({', '.join(params)}):"]
-    var: dict[int, str] = {}  # id of an argument symbol -> its name
-    by_symbol: dict[sp.Symbol, str] = {}
-    entries: dict[str, str] = {}  # name of a vector argument's entry -> its indexing
-    for i, item in enumerate(arg_spec):
-        if isinstance(item, sp.Symbol):
-            lines.append(f"    # _a{i}: {item.name!r}")
-            var[id(item)] = by_symbol[item] = f"_a{i}"
-            continue
-        lines.append(f"    # _a{i}: vector of {len(item)} symbols")
-        for j, s in enumerate(item):
-            var[id(s)] = by_symbol[s] = f"_a{i}_{j}"
-            entries[f"_a{i}_{j}"] = f"_a{i}[{j}]"
+    for i, item in enumerate(prog.args):
+        what = f"vector of {len(item)} symbols" if isinstance(item, list) else repr(item.name)
+        lines.append(f"    # _a{i}: {what}")
     lines.append(f"    _dtype = _result_dtype({', '.join(params)})")
-    unpack_at = len(lines)  # the entries of vector arguments that are read, unpacked here
-    unpacked: list[str] = []
-    dag: Linear = linearise(leaves, base)
-    order, args_of = dag.order, dag.args
-    outs = [dag.index[leaf] for leaf in leaves]
-    # a product of two factors read exactly once (and not by a Piecewise pair) is left to its
-    # reader, which fuses many of them into one matrix product (see codegen.fuse)
-    uses = [0] * len(order)
-    pinned = [False] * len(order)
-    for i, positions in enumerate(args_of):
-        shadow = isinstance(order[i], _INLINE)
-        for a in positions:
-            uses[a] += 1
-            pinned[a] = pinned[a] or shadow
-    for o in outs:
-        uses[o] += 1
-    kid: list[Any] = [None] * len(order)
-    printer = _Printer()
-    elements = {v: (k.split("[")[0], int(k[k.index("[") + 1 : -1])) for v, k in entries.items()}
+    printer = JaxTargetPrinter()
+    elements = {
+        f"_a{s[0]}_{s[1]}": (f"_a{s[0]}", s[1]) for s in prog.source if s is not None and s[1] >= 0
+    }
     fuser = Fuser(printer, {}, elements)
-    missing = []
-    n_temps = 0
-    for i, node in enumerate(order):
-        if not args_of[i]:
-            if node.is_Symbol:
-                v = var.get(id(node)) or by_symbol.get(node)
-                if v is None:
-                    missing.append(node)
-                elif v in entries:
-                    unpacked.append(f"    {v} = {entries.pop(v)}")
-                kid[i] = v
-            else:
-                kid[i] = node  # a literal, printed in place
-            continue
-        if missing:
-            continue
-        positions = args_of[i]
-        kids = [kid[a] for a in positions]
-        if isinstance(node, _INLINE):
-            kid[i] = rebuild(node, [sp.Symbol(k) if isinstance(k, str) else k for k in kids])
-            continue
-        if node.is_Mul and len(positions) == 2 and uses[i] == 1 and not pinned[i]:
-            kid[i] = _Pair(node, kids, positions)
-            continue
+
+    def text_of(i, node, kids):
+        if prog.pair[i]:  # a product read once: its reader may fuse it (_dot, _gather)
+            return _Pair(node, kids, prog.args_of[i]), ()
         text = fuser.node(node, kids)
-        unknown = _MATH.search(text)
-        if unknown:
-            raise UnsupportedFunctionError(
-                unknown.group(1),
-                f"cannot compile {type(node).__name__} for JAX: it has no jax.numpy or "
-                "jax.scipy translation; use backend='numpy', or replace the function",
-            )
-        lines += [f"    {ln}" for ln in fuser.lines]
-        fuser.lines.clear()
-        target = f"_t{n_temps}"
-        n_temps += 1
-        lines.append(f"    {target} = {text}")
-        kid[i] = target
-    if missing:
-        shown = ", ".join(sorted(str(s) for s in missing)[:10])
-        raise MissingSymbolError(
-            f"the outputs use symbols that are not arguments: {shown}; add them to args "
-            f"(or substitute values for them first)"
-        )
-    lines[unpack_at:unpack_at] = unpacked
+        lines, fuser.lines = fuser.lines, []
+        return text, lines
+
+    slots = [f"_t{k}" for k in range(prog.n_slots)]
+    body, kid = walk(prog, arg_names(prog), slots, text_of)
 
     def build(s: Any, top: bool) -> str:
         if isinstance(s, int):
-            text = fuser.text(kid[outs[s]])
+            text = fuser.text(kid[prog.outs[s]])
             return f"_cast(_batch_mean({text}, 0), _dtype)" if mean else f"_cast({text}, _dtype)"
         if top:
             inner = ", ".join(build(item, False) for item in s)
             return f"({inner}{',' if len(s) == 1 else ''})"
-        shape, flat = _rectangular(s)
-        return f"_cast({fuser.stacked(shape, [kid[outs[k]] for k in flat], mean)}, _dtype)"
+        shape, flat = rectangular(s)
+        stacked = fuser.stacked(shape, [kid[prog.outs[j]] for j in flat], mean=mean)
+        return f"_cast({stacked}, _dtype)"
 
-    ret = build(out_spec, top)
+    ret = build(prog.spec, prog.top)
+    # only the vector entries the statements name (fused ones are read as slices)
+    lines += [f"    {e} = {v}[{k}]" for e, (v, k) in elements.items() if e in fuser.used]
+    lines += [f"    {ln}" if t is None else f"    {t} = {ln}" for t, ln in body]
     lines += [f"    {ln}" for ln in fuser.lines]
     lines.append(f"    return {ret}")
     return "\n".join([*lines, *fuser.constants]) + "\n"
 
 
-def build(
-    arg_spec: list,
-    leaves: list[sp.Expr],
-    spec: tuple[Any, bool],
-    name: str,
-    mean: bool,
-    base: Linear | None = None,
-) -> tuple[Callable, str]:
-    """A jitted JAX function (behind argument checks) and its source; see :func:`emit`."""
+def build(prog: Program, name: str, mean: bool) -> tuple[Callable, str]:
+    """A jitted JAX function of ``prog`` (behind argument checks) and its source."""
     jax = import_jax()
-    source = emit(arg_spec, leaves, spec, name, mean, base)
+    source = emit(prog, name, mean=mean)
     filename = f"<symgrad-jax:{name}:{hashlib.sha1(source.encode()).hexdigest()[:12]}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace: dict[str, Any] = {
@@ -238,10 +192,15 @@ def build(
     }
     exec(compile(source, filename, "exec"), namespace)  # generated code only, never user text
     jitted = jax.jit(namespace[name])
-    names = [str(a) if isinstance(a, sp.Symbol) else f"a vector of {len(a)}" for a in arg_spec]
-    sizes = [None if isinstance(a, sp.Symbol) else len(a) for a in arg_spec]
+    names = [str(a) if isinstance(a, sp.Symbol) else f"a vector of {len(a)}" for a in prog.args]
+    sizes = [None if isinstance(a, sp.Symbol) else len(a) for a in prog.args]
 
     def call(*values: Any) -> Any:
+        if len(values) != len(sizes):
+            raise ArgumentError(
+                f"compiled function takes {len(sizes)} argument(s) ({describe_args(prog.args)})"
+                f", got {len(values)}"
+            )
         values = [_coerce(v, i, names, sizes[i]) for i, v in enumerate(values)]
         batch = [np.shape(v)[0 if n is None else 1 :] for v, n in zip(values, sizes, strict=True)]
         try:
