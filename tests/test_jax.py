@@ -323,3 +323,14 @@ def test_trainers_run_on_jax(x64) -> None:
     _close(steps[0][0], steps[1][0], 1e-12)
     for a, r in zip(steps[0][1], steps[1][1], strict=True):
         _close(a, r, 1e-12)
+
+
+def test_jax_functions_pickle(x64) -> None:
+    import pickle
+
+    f = value_and_grad(NEURON, [w1, w2, b], [x1, x2, [w1, w2, b]], backend="jax")
+    g = pickle.loads(pickle.dumps(f))
+    xs, p = np.array([0.5, -1.0]), np.array([-3.0, 1.0, 0.5])
+    for a, r in zip(g(xs, xs, p), f(xs, xs, p), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(r))
+    assert g.backend == "jax"
