@@ -174,10 +174,6 @@ def test_random_expressions_agree_many():
     _run(600, seed=2)
 
 
-CBACKEND = pytest.mark.xfail(strict=True, reason="fixed on the cbackend branch")
-
-
-@CBACKEND
 @pytest.mark.skipif(not c_available(), reason="no C compiler")
 def test_random_expressions_agree_with_c():
     rng = random.Random(3)
@@ -190,8 +186,7 @@ def test_random_expressions_agree_with_c():
     assert not failures, "\n".join(failures[:10])
 
 
-# the C target's reproducers from the compiler issue (fixed on the cbackend branch)
-@CBACKEND
+# the C target's reproducers from the compiler issue
 @pytest.mark.skipif(not c_available(), reason="no C compiler")
 def test_c_broadcasts_a_parameter_vector_like_numpy():
     y_, w0, w1 = sp.symbols("y w0 w1")
@@ -203,7 +198,6 @@ def test_c_broadcasts_a_parameter_vector_like_numpy():
     np.testing.assert_array_equal(got, want)
 
 
-@CBACKEND
 @pytest.mark.skipif(not c_available(), reason="no C compiler")
 def test_c_prints_sech():
     got = lambdify(sp.sech(x), [x], backend="c")(np.array([3.0]))

@@ -127,9 +127,7 @@ class CKernel:
                 shapes.append(a.shape[1:])
             else:
                 shapes.append(a.shape)
-            # Python numbers are weakly typed (NumPy's promotion rules); so are the entries of
-            # a parameter vector without batch axes, which the NumPy target reads as floats
-            strong.append(type(v) not in (float, int) and (not lead or a.ndim > 1))
+            strong.append(type(v) not in (float, int))  # Python numbers are weakly typed
             arrays.append(a)
         batch = shapes[0] if all(s == shapes[0] for s in shapes) else _broadcast(shapes)
         n = math.prod(batch)
