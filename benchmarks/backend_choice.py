@@ -6,7 +6,8 @@ The kernel is the per-sample squared loss of a 2-h-h-1 tanh MLP and its gradient
 to all parameters, evaluated on a batch of 100 (tanh, because SymEngine cannot differentiate
 ``Max``). Candidates: symgrad's generated C (gcc, ctypes), numba ``njit`` of the same
 statements as a Python loop (when numba is installed), and SymEngine's LLVM ``Lambdify`` (which
-re-derives the gradient). Prints compile time and the median time per batch (alternating repetitions).
+re-derives the gradient). Prints compile time and the median time per batch (alternating
+repetitions).
 """
 
 from __future__ import annotations
