@@ -16,7 +16,9 @@ __all__ = [
     "BackendUnavailableError",
     "CompilerError",
     "DomainError",
+    "DtypeError",
     "ExportError",
+    "FileAccessError",
     "GradientCheckError",
     "GraphTooLargeError",
     "InputTypeError",
@@ -28,6 +30,7 @@ __all__ = [
     "SymgradWarning",
     "UnsafeCacheError",
     "UnsupportedFunctionError",
+    "require",
 ]
 
 
@@ -55,15 +58,17 @@ class UnsupportedFunctionError(SymgradError, NotImplementedError):
 
     Attributes:
         head: the name of the unsupported head.
+        argument: the 1-based argument position SymPy cannot differentiate in (or ``None``).
 
     >>> err = UnsupportedFunctionError("floor2", "no rule")
-    >>> err.head
-    'floor2'
+    >>> err.head, err.argument
+    ('floor2', None)
     """
 
-    def __init__(self, head: str, message: str) -> None:
+    def __init__(self, head: str, message: str, argument: int | None = None) -> None:
         super().__init__(message)
         self.head = head
+        self.argument = argument
 
 
 class MissingSymbolError(SymgradError, ValueError):
@@ -109,6 +114,14 @@ class DomainError(SymgradError, ValueError):
     """
 
 
+class DtypeError(SymgradError, TypeError):
+    """An array's dtype cannot be computed as asked (e.g. float64 on JAX without 64-bit mode).
+
+    >>> issubclass(DtypeError, TypeError)
+    True
+    """
+
+
 class GradientCheckError(SymgradError, AssertionError):
     """A symbolic gradient disagrees with the numerical one.
 
@@ -143,6 +156,16 @@ class CompilerError(BackendUnavailableError):
     """
 
 
+class FileAccessError(SymgradError, OSError):
+    """A file or folder the user named cannot be read or written (missing, a folder, no access).
+
+    The message names the path and the reason.
+
+    >>> issubclass(FileAccessError, OSError)
+    True
+    """
+
+
 class UnsafeCacheError(SymgradError, PermissionError):
     """The folder of compiled C libraries is not private to this user, so it is not used.
 
@@ -155,10 +178,10 @@ class UnsafeCacheError(SymgradError, PermissionError):
     """
 
 
-class ExportError(SymgradError, OSError):
+class ExportError(FileAccessError):
     """Generated code could not be written to the file asked for (the message names it).
 
-    >>> issubclass(ExportError, OSError)
+    >>> issubclass(ExportError, FileAccessError)
     True
     """
 
@@ -222,3 +245,24 @@ class SymgradWarning(UserWarning):
     >>> caught[0].category.__name__
     'SymgradWarning'
     """
+
+
+def require(module: str, extra: str, feature: str):
+    """Import an optional package, or raise :class:`BackendUnavailableError` naming its extra.
+
+    >>> require("math", "none", "this example").__name__
+    'math'
+    >>> require("no_such_package_xyz", "jax", "backend='jax'")
+    Traceback (most recent call last):
+    ...
+    symgrad.errors.BackendUnavailableError: backend='jax' needs no_such_package_xyz; install ...
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"{feature} needs {module.split('.')[0]}; install the extra: "
+            f'pip install -e ".[{extra}]" (from a clone of symgrad)'
+        ) from exc

@@ -24,6 +24,7 @@ import sympy as sp
 from symgrad.codegen import js, lambdify
 from symgrad.codegen.c import c_available
 from symgrad.errors import UnsupportedFunctionError
+from symgrad.functions import sigmoid
 
 x, y = sp.symbols("x y")
 w = list(sp.symbols("w0:2"))
@@ -32,8 +33,8 @@ ARGS = [x, y, w]
 UNARY = [
     sp.exp, sp.log, sp.sin, sp.cos, sp.tan, sp.tanh, sp.sinh, sp.cosh, sp.asinh, sp.atan,
     sp.sqrt, sp.Abs, sp.sign, sp.floor, sp.ceiling, sp.sech, sp.csch, sp.erf, sp.gamma,
-    sp.Heaviside, lambda a: sp.Max(0, a), lambda a: a**2, lambda a: a**-1, lambda a: a**1.5,
-    lambda a: a ** sp.Rational(1, 3),
+    sp.Heaviside, sigmoid, lambda a: sp.Max(0, a), lambda a: a**2, lambda a: a**-1,
+    lambda a: a**1.5, lambda a: a ** sp.Rational(1, 3),
 ]  # fmt: skip
 BINARY = [
     sp.Add, sp.Mul, lambda a, b: a - b, lambda a, b: a / b, sp.Max, sp.Min, sp.Mod, sp.atan2,

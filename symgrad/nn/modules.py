@@ -27,6 +27,7 @@ from collections.abc import Sequence
 
 import sympy as sp
 
+from ..construct import maximum, mul
 from ..errors import InputTypeError, OptionError, ShapeError
 from ..inputs import describe
 from ..value import Value
@@ -52,6 +53,9 @@ def _check_count(n: object, what: str) -> int:
     return n
 
 
+_NAMES = {"relu": "ReLU"}  # micrograd prints ReLUNeuron
+
+
 def _activate_value(act: Value, activation: str) -> Value:
     if activation == "relu":
         return act.relu()
@@ -66,7 +70,7 @@ def _activate_expr(act: sp.Expr, activation: str) -> sp.Expr:
     from ..functions import sigmoid
 
     if activation == "relu":
-        return sp.Max(sp.S.Zero, act, evaluate=False)
+        return maximum(sp.S.Zero, act)
     if activation == "tanh":
         return sp.tanh(act, evaluate=False)
     if activation == "sigmoid":
@@ -199,7 +203,9 @@ class Neuron(Module):
         """
         self._check_inputs(inputs)
         terms = [sp.Symbol(self.b.label)]
-        terms += [sp.Mul(sp.Symbol(w.label), x) for w, x in zip(self.w, inputs, strict=True)]
+        # products built directly (construct.mul): an evaluating Mul per weight would run
+        # SymPy's assumption deductions on every fresh symbol
+        terms += [mul(sp.Symbol(w.label), x) for w, x in zip(self.w, inputs, strict=True)]
         act = sp.Add(*terms, evaluate=False)
         return [_activate_expr(act, self.activation) if self.nonlin else act]
 
@@ -207,7 +213,9 @@ class Neuron(Module):
         return [*self.w, self.b]
 
     def __repr__(self) -> str:
-        kind = self.activation.capitalize() if self.nonlin else "Linear"
+        kind = (
+            _NAMES.get(self.activation, self.activation.capitalize()) if self.nonlin else "Linear"
+        )
         return f"{kind}Neuron({len(self.w)})"
 
 
