@@ -243,12 +243,14 @@ def mlp_torch(sizes, X, y, p, act, loss):
     return None, step
 
 
-def mlp_casadi(sizes, X, y, p, act, loss, parts=None):
+def mlp_casadi(sizes, X, y, p, act, loss, parts=None, l2_inside=False):
     """CasADi the way a scalar-code user writes it: SX expressions of one sample (inputs and
     label as symbols, parameters as one vector), gradient, Function, mapped over the batch.
 
     ``parts``, when a dict, receives the setup's split: ``build`` (the SX graph) and
-    ``derive+compile`` (gradient, Function, map and the first call)."""
+    ``derive+compile`` (gradient, Function, map and the first call). ``l2_inside`` puts the
+    L2 term ``ALPHA * sumsqr(p)`` inside the differentiated per-sample expression (the loss
+    every contender of the ``setup`` workload is given) instead of adding it numerically."""
     import casadi as ca
 
     t0 = time.perf_counter()
@@ -269,6 +271,8 @@ def mlp_casadi(sizes, X, y, p, act, loss, parts=None):
         h = new
     score = h[0]
     per_sample = ca.fmax(0, 1 - ys * score) if loss == "hinge" else (score - ys) ** 2
+    if l2_inside:
+        per_sample = per_sample + ALPHA * ca.sumsqr(P)
     t_build = time.perf_counter()
     f = ca.Function("sample", [x, ys, P], [per_sample, ca.gradient(per_sample, P)])
     fm = f.map(X.shape[0])
@@ -282,9 +286,11 @@ def mlp_casadi(sizes, X, y, p, act, loss, parts=None):
 
     def step():
         values, grads = fm(Xc, yc, p)
-        total = np.asarray(values).ravel() @ mean + ALPHA * p @ p
+        total = np.asarray(values).ravel() @ mean
         g = np.asarray(grads) @ mean
-        return p - LR * (g + 2 * ALPHA * p), total
+        if l2_inside:
+            return p - LR * g, total
+        return p - LR * (g + 2 * ALPHA * p), total + ALPHA * p @ p
 
     return setup, step
 

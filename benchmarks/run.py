@@ -12,7 +12,8 @@ CasADi are not seen by it). Writes the Markdown tables into ``docs/benchmarks.md
 markers) and the plot ``docs/benchmarks.png`` when every workload ran (or ``--write``), unless
 ``--no-write``.
 
-Workloads: neuron, demo, scaling, lj, check_grad, issue2 (see ``docs/benchmarks.md``).
+Workloads: neuron, demo, scaling, lj, check_grad, issue2, setup, width (see
+``docs/benchmarks.md``).
 """
 
 from __future__ import annotations
@@ -43,10 +44,10 @@ import peers  # noqa: E402
 import workloads as wl  # noqa: E402
 
 import symgrad  # noqa: E402
-from symgrad.codegen import fuse as codegen_fuse  # noqa: E402
 from symgrad.autodiff import sweep  # noqa: E402
-from symgrad.codegen.c import c_available  # noqa: E402
+from symgrad.codegen import fuse as codegen_fuse  # noqa: E402
 from symgrad.codegen import lambdify, value_and_grad  # noqa: E402
+from symgrad.codegen.c import c_available  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
 PLOT = ROOT / "docs" / "benchmarks.png"
@@ -494,6 +495,209 @@ def bench_issue2(quick: bool) -> None:
     )
 
 
+SETUP_H = (4, 8, 16, 32, 64, 128, 256)
+
+
+def _nn_setup(sizes, loss="hinge"):
+    """(build s, derive+compile s, compiled batch-mean function, expr, params, inputs)."""
+    t0 = time.perf_counter()
+    e, theta, ins = wl.nn_loss(sizes, loss)
+    t1 = time.perf_counter()
+    f = value_and_grad(e, theta, [*ins, theta], reduce="mean")
+    return t1 - t0, time.perf_counter() - t1, f, e, theta, ins
+
+
+def _rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def child_setup(name: str, h: int) -> None:
+    """Run one contender's setup in this (fresh) process; print seconds and peak memory."""
+    import json
+
+    X, y = wl.moons(100)
+    sizes = [2, h, h, 1] if name != "symgrad-784" else [784, h, 10]
+    n = wl.mlp_symbols(sizes)
+    p = wl.init_params(len(n))
+    if name.startswith("symgrad"):
+        import symgrad.nn  # noqa: F401  (imports are not setup)
+    elif name == "casadi":
+        import casadi  # noqa: F401
+    else:
+        peers._jax()
+    base = _rss_mib()
+    t0 = time.perf_counter()
+    if name == "symgrad-numpy":
+        _nn_setup(sizes)
+    elif name == "symgrad-784":
+        _nn_setup(sizes, "softmax_cross_entropy")
+    elif name == "casadi":
+        peers.mlp_casadi(sizes, X, y, p, "relu", "hinge", l2_inside=True)
+    else:
+        peers.mlp_jax(sizes, X, y, p, "relu", "hinge")
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "peak_mib": peak - base, "rss_peak_mib": peak}))
+
+
+def _in_child(name: str, h: int) -> dict:
+    import json
+    import subprocess
+
+    cmd = [sys.executable, str(Path(__file__)), "--child", f"{name}:{h}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def bench_setup(quick: bool) -> None:
+    """Setup on the peers' own loss: 2-h-h-1 ReLU MLP built by symgrad.nn, hinge + L2 inside.
+
+    symgrad: build the SymPy loss (``MLP.symbolic`` + ``hinge`` + ``l2``) + ``value_and_grad``;
+    CasADi: the SX graph with ``ALPHA * sumsqr(p)`` in the per-sample expression + gradient +
+    Function + map + first call; JAX: jit of value_and_grad (L2 inside) + first call.
+    """
+    print("setup ...")
+    X, y = wl.moons(100)
+    xs = [np.ascontiguousarray(X[:, k]) for k in range(2)]
+    for h in (4, 16, 64) if quick else SETUP_H:
+        sizes = [2, h, h, 1]
+        n = h * h + 5 * h + 1
+        p = wl.init_params(n)
+        reps = 1 if h >= 128 else 3 if h >= 32 or quick else 5
+        times: dict[str, list] = {"symgrad-numpy": [], "build": [], "casadi": [], "jax jit": []}
+        for _ in range(reps):
+            build, derive, f, e, theta, ins = _nn_setup(sizes)
+            times["symgrad-numpy"].append(build + derive)
+            times["build"].append(build)
+            if peers.have("casadi"):
+                times["casadi"].append(
+                    peers.mlp_casadi(sizes, X, y, p, "relu", "hinge", l2_inside=True)[0]
+                )
+            if peers.have("jax"):
+                times["jax jit"].append(peers.mlp_jax(sizes, X, y, p, "relu", "hinge")[0])
+        med = {k: float(np.median(v)) for k, v in times.items() if v}
+        value_only = lambdify(e, [*ins, theta], reduce="mean")
+
+        def step_vg(f=f, p=p):
+            return f(*xs, y, p)
+
+        def step_v(value_only=value_only, p=p):
+            return value_only(*xs, y, p)
+
+        contenders = {"symgrad value+grad": step_vg, "symgrad value": step_v}
+        if "casadi" in med:
+            _, cas_step = peers.mlp_casadi(sizes, X, y, p, "relu", "hinge", l2_inside=True)
+            value, grad = step_vg()
+            new_p, total = cas_step()
+            if not (
+                np.allclose(new_p, p - peers.LR * grad, rtol=1e-9, atol=1e-12)
+                and np.isclose(total, value, rtol=1e-9)
+            ):
+                NOTES.append(f"setup h={h}: CasADi disagrees with symgrad on the loss or gradient")
+        results = interleave(contenders, 3 if quick else 7, sample=0.03)
+        setups = {"symgrad value+grad": med["symgrad-numpy"]}
+        notes = {
+            "symgrad value+grad": f"setup = build {med['build']:.3f} s + derive and compile "
+            f"{med['symgrad-numpy'] - med['build']:.3f} s (medians of {reps})"
+        }
+        for peer in ("casadi", "jax jit"):
+            if peer in med:
+                ratio = med["symgrad-numpy"] / med[peer]
+                results[peer] = {
+                    "median": float("nan"),
+                    "min": float("nan"),
+                    "max": float("nan"),
+                    "n": reps,
+                    "peak_kib": float("nan"),
+                }
+                setups[peer] = med[peer]
+                notes[peer] = f"setup only; symgrad setup / {peer} setup = {ratio:.2f}x"
+        for r in results.values():
+            r["params"] = n
+        record(f"setup h={h}", results, setups, "symgrad value+grad", notes)
+        step_ratio = results["symgrad value+grad"]["median"] / results["symgrad value"]["median"]
+        claim(
+            f"setup h={h}: step time value+gradient / value (NumPy) <= 3x",
+            f"{step_ratio:.2f}x",
+            step_ratio <= 3,
+        )
+        if "casadi" in med:
+            ratio = med["symgrad-numpy"] / med["casadi"]
+            limit = 1.0 if h <= 64 else 3.0 if h >= 256 else None
+            text = f"setup h={h} ({n} params): symgrad {med['symgrad-numpy']:.3f} s, CasADi "
+            text += f"{med['casadi']:.3f} s"
+            if "jax jit" in med:
+                text += f", JAX {med['jax jit']:.3f} s"
+            if limit is None:
+                print(f"  [info] {text}: {ratio:.2f}x CasADi")
+                NOTES.append(f"{text}: symgrad/CasADi {ratio:.2f}x")
+            else:
+                claim(f"{text}: symgrad/CasADi <= {limit:g}x", f"{ratio:.2f}x", ratio <= limit)
+    rows = [
+        r
+        for r in ROWS
+        if r["workload"].startswith("setup h=")
+        and r["contender"] == "symgrad value+grad"
+        and r["params"] >= 16 * 16 + 5 * 16 + 1
+    ]
+    if len(rows) >= 3:
+        xs_ = np.log([r["params"] for r in rows])
+        ys_ = np.log([r["setup"] for r in rows])
+        slope = float(np.polyfit(xs_, ys_, 1)[0])
+        claim(
+            "setup: log-log slope in the parameter count from h=16 up",
+            f"{slope:.2f}",
+            slope <= 1.05,
+        )
+    if not quick:
+        for name in ("symgrad-numpy", "casadi", "jax"):
+            if name != "symgrad-numpy" and not peers.have(name):
+                continue
+            r = _in_child(name, 256)
+            NOTES.append(
+                f"setup h=256 in a fresh process, {name}: {r['seconds']:.2f} s, peak RSS "
+                f"{r['rss_peak_mib']:.0f} MiB ({r['peak_mib']:.0f} MiB above the process "
+                "after its imports)"
+            )
+            print("  " + NOTES[-1])
+
+
+WIDTHS = (16, 64, 256, 1024)
+
+
+def bench_width(quick: bool) -> None:
+    """No cliff: value_and_grad of a D-16-10 softmax cross-entropy MLP built by symgrad.nn."""
+    print("width ...")
+    per = {}
+    for d in (16, 256) if quick else WIDTHS:
+        sizes = [d, 16, 10]
+        runs = [_nn_setup(sizes, "softmax_cross_entropy") for _ in range(1 if d >= 256 else 3)]
+        derive = float(np.median([r[1] for r in runs]))
+        n = len(runs[0][4])
+        per[d] = derive / n
+        NOTES.append(
+            f"width D={d} (D-16-10 softmax CE, {n} params): value_and_grad {derive:.3f} s, "
+            f"{per[d] * 1e6:.1f} us per parameter (build {runs[0][0]:.3f} s)"
+        )
+        print("  " + NOTES[-1])
+    spread = max(per.values()) / min(per.values())
+    claim(
+        f"width: value_and_grad time per parameter within 2x for D = {', '.join(map(str, per))}",
+        f"{spread:.2f}x",
+        spread <= 2,
+    )
+    if not quick:
+        r = _in_child("symgrad-784", 32)
+        claim(
+            "784-32-10 softmax CE (25,450 params): build + derive + compile < 20 s, < 2 GB",
+            f"{r['seconds']:.2f} s, peak RSS {r['rss_peak_mib']:.0f} MiB",
+            r["seconds"] < 20 and r["rss_peak_mib"] < 2048,
+        )
+
+
 BENCHES = {
     "neuron": bench_neuron,
     "demo": bench_demo,
@@ -501,6 +705,8 @@ BENCHES = {
     "lj": bench_lj,
     "check_grad": bench_check_grad,
     "issue2": bench_issue2,
+    "setup": bench_setup,
+    "width": bench_width,
 }
 
 
@@ -618,7 +824,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--write", action="store_true", help="write docs/ even with --only (replaces the tables)"
     )
+    ap.add_argument("--child", default="", help=argparse.SUPPRESS)  # NAME:H, one setup
     args = ap.parse_args(argv)
+    if args.child:
+        name, h = args.child.rsplit(":", 1)
+        child_setup(name, int(h))
+        return 0
     names = [n for n in args.only.split(",") if n] or list(BENCHES)
     unknown = [n for n in names if n not in BENCHES]
     if unknown:

@@ -108,3 +108,24 @@ def lattice(n: int, seed: int = 0) -> np.ndarray:
     side = int(np.ceil(n ** (1 / 3)))
     pts = [(i, j, k) for i in range(side) for j in range(side) for k in range(side)][:n]
     return (1.2 * np.array(pts, float) + rng.normal(scale=0.05, size=(n, 3))).ravel()
+
+
+def nn_loss(sizes: list[int], loss: str = "hinge", alpha: float = 1e-4):
+    """One sample's loss of a ``symgrad.nn.MLP`` (ReLU hidden layers), built as a user writes it.
+
+    ``loss="hinge"``: micrograd's demo loss with the L2 term inside the expression,
+    ``hinge(scores, [y]) + l2(theta, alpha)`` (the loss the peers of the ``setup`` workload
+    differentiate). ``loss="softmax_cross_entropy"``: one-hot targets, no L2.
+    Returns ``(loss_expr, parameter symbols, input symbols)``; parameters in micrograd's order.
+    """
+    from symgrad.nn import MLP, hinge, l2, softmax_cross_entropy
+
+    model = MLP(sizes[0], sizes[1:], rng=random.Random(0))
+    theta = model.parameter_symbols()
+    x = list(sp.symbols(f"x0:{sizes[0]}"))
+    scores = model.symbolic(x)
+    if loss == "hinge":
+        y = sp.Symbol("y")
+        return hinge(scores, [y]) + l2(theta, alpha), theta, [*x, y]
+    t = list(sp.symbols(f"t0:{len(scores)}"))
+    return softmax_cross_entropy(scores, t), theta, [*x, *t]

@@ -20,13 +20,15 @@ So the reverse sweep builds with these helpers:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import sympy as sp
 
-from .graph import tree_size
+from .errors import InputTypeError
+from .graph import lattice_from_args, tree_size
 
-__all__ = ["SMALL", "add", "apply", "is_small", "mul", "power"]
+__all__ = ["SMALL", "add", "apply", "is_small", "is_zero", "maximum", "mul", "power"]
 
 #: Operands up to this tree size are combined by SymPy's evaluating constructors.
 SMALL = 16
@@ -81,16 +83,71 @@ def mul(*factors: sp.Expr, small: bool | None = None) -> sp.Expr:
     rest: list[sp.Expr] = []
     for f in map(_s, factors):
         if f.is_Number:
-            coeff = coeff * f
+            if f is not sp.S.One:
+                coeff = f if coeff is sp.S.One else coeff * f
         else:
             rest.append(f)
-    if coeff.is_zero or not rest:
+    if not rest or is_zero(coeff):
         return coeff
     if is_small(*rest) if small is None else small:
-        return sp.Mul(coeff, *rest)
-    if coeff != 1:
+        return _small_product(coeff, rest)
+    if coeff is not sp.S.One:
         rest.insert(0, coeff)
     return rest[0] if len(rest) == 1 else _unevaluated(sp.Mul, rest)
+
+
+def is_zero(e: sp.Basic) -> bool:
+    """True when ``e`` is a number equal to zero, decided without SymPy's assumption system.
+
+    ``e.is_zero`` on a freshly built number runs SymPy's fact deduction (tens of microseconds);
+    a number's truth value is its own comparison with zero.
+
+    >>> import sympy as sp
+    >>> is_zero(sp.Float(0.0)), is_zero(sp.Integer(3)), is_zero(sp.Symbol("x"))
+    (True, False, False)
+    """
+    return e.is_Number and not e
+
+
+def _small_product(coeff: sp.Expr, rest: list[sp.Expr]) -> sp.Expr:
+    # ``coeff * f`` for one factor that SymPy's Mul would not rewrite (not a sum it distributes
+    # over, not a product whose coefficient it merges, not a power of a number it combines with
+    # the coefficient) is canonical as the pair (coeff, f): build it directly. Evaluating it
+    # costs ~100 us of assumption deductions on the fresh objects; this costs ~1 us.
+    if len(rest) == 1:
+        f = rest[0]
+        if f.is_Mul and len(f.args) == 2 and f.args[0].is_Number:
+            # c * (d * g): the local partial ``2*x`` of ``x**2`` times a numeric adjoint
+            coeff, f = coeff * f.args[0], f.args[1]
+            if is_zero(coeff):
+                return coeff
+        if coeff is sp.S.One:
+            return f
+        if (
+            not (f.is_Add or f.is_Mul or (f.is_Pow and f.base.is_Number))
+            and (coeff.is_Rational or (coeff.is_Float and math.isfinite(coeff)))
+            and f.is_commutative is True
+        ):
+            return sp.Mul._from_args((coeff, f), True)
+    elif len(rest) == 2 and coeff is sp.S.One:
+        # f*g of two distinct plain factors (a weight times an input): Mul would only order
+        # them, by Basic.compare, as done here
+        f, g = rest
+        if (
+            _plain(f)
+            and _plain(g)
+            and f.is_commutative is True
+            and g.is_commutative is True
+            and f != g
+        ):
+            return sp.Mul._from_args((f, g) if f.compare(g) <= 0 else (g, f), True)
+    return sp.Mul(coeff, *rest)
+
+
+def _plain(f: sp.Basic) -> bool:
+    # a factor that SymPy's Mul keeps as it is next to another one (no flattening, no merging
+    # of powers or coefficients)
+    return not (f.is_Add or f.is_Mul or f.is_Pow or f.is_Number or isinstance(f, sp.exp))
 
 
 def add(terms: Iterable[sp.Expr], small: bool | None = None) -> sp.Expr:
@@ -115,14 +172,16 @@ def add(terms: Iterable[sp.Expr], small: bool | None = None) -> sp.Expr:
     rest: list[sp.Expr] = []
     for t in map(_s, terms):
         if t.is_Number:
-            const = const + t
+            const = t if const is sp.S.Zero else const + t
         else:
             rest.append(t)
     if not rest:
         return const
+    if len(rest) == 1 and is_zero(const):
+        return rest[0]
     if is_small(*rest) if small is None else small:
         return sp.Add(const, *rest)
-    if const != 0:
+    if not is_zero(const):
         rest.append(const)
     return rest[0] if len(rest) == 1 else _unevaluated(sp.Add, rest)
 
@@ -149,7 +208,7 @@ def power(base: sp.Expr, exponent: sp.Expr) -> sp.Expr:
     1
     """
     base, exponent = _s(base), _s(exponent)
-    if exponent.is_zero:
+    if is_zero(exponent):
         return sp.S.One
     if exponent == 1:
         return base
@@ -171,3 +230,28 @@ def apply(func: type[sp.Function], *args: sp.Expr) -> sp.Expr:
     if is_small(*args):
         return func(*args)
     return func(*args, evaluate=False)
+
+
+def maximum(*args: sp.Expr) -> sp.Expr:
+    """``Max(*args)`` built as given: no evaluation, no sorting of the arguments.
+
+    ``sympy.Max(..., evaluate=False)`` still sorts its arguments by SymPy's sort key, which
+    walks every argument's whole subtree (seconds on a network's outputs). Repeated arguments
+    are dropped (the first occurrence is kept); one argument is returned as it is.
+
+    Raises:
+        InputTypeError: no arguments.
+
+    >>> import sympy as sp
+    >>> x = sp.Symbol("x")
+    >>> maximum(sp.S.Zero, x)
+    Max(0, x)
+    >>> maximum(x, x)
+    x
+    """
+    unique = list(dict.fromkeys(map(_s, args)))
+    if not unique:
+        raise InputTypeError("maximum needs at least one argument")
+    if len(unique) == 1:
+        return unique[0]
+    return lattice_from_args(sp.Max, unique)

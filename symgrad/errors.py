@@ -14,8 +14,11 @@ from __future__ import annotations
 __all__ = [
     "ArgumentError",
     "BackendUnavailableError",
+    "CompilerError",
     "DomainError",
+    "DtypeError",
     "ExportError",
+    "FileAccessError",
     "GradientCheckError",
     "GraphTooLargeError",
     "InputTypeError",
@@ -25,7 +28,9 @@ __all__ = [
     "ShapeError",
     "SymgradError",
     "SymgradWarning",
+    "UnsafeCacheError",
     "UnsupportedFunctionError",
+    "require",
 ]
 
 
@@ -109,6 +114,14 @@ class DomainError(SymgradError, ValueError):
     """
 
 
+class DtypeError(SymgradError, TypeError):
+    """An array's dtype cannot be computed as asked (e.g. float64 on JAX without 64-bit mode).
+
+    >>> issubclass(DtypeError, TypeError)
+    True
+    """
+
+
 class GradientCheckError(SymgradError, AssertionError):
     """A symbolic gradient disagrees with the numerical one.
 
@@ -132,10 +145,43 @@ class BackendUnavailableError(SymgradError, ImportError):
     """
 
 
-class ExportError(SymgradError, OSError):
+class CompilerError(BackendUnavailableError):
+    """The C compiler failed, timed out or could not run while building a compiled function.
+
+    The message gives the compiler's own words and what to do (more time with ``timeout=``,
+    another ``$CC``, or ``backend='numpy'``).
+
+    >>> issubclass(CompilerError, BackendUnavailableError)
+    True
+    """
+
+
+class FileAccessError(SymgradError, OSError):
+    """A file or folder the user named cannot be read or written (missing, a folder, no access).
+
+    The message names the path and the reason.
+
+    >>> issubclass(FileAccessError, OSError)
+    True
+    """
+
+
+class UnsafeCacheError(SymgradError, PermissionError):
+    """The folder of compiled C libraries is not private to this user, so it is not used.
+
+    A library loaded from it would run inside this process: a folder owned by another user or
+    writable by group or others is refused (never silently replaced by a shared one). The
+    message names the folder and how to fix it.
+
+    >>> issubclass(UnsafeCacheError, PermissionError)
+    True
+    """
+
+
+class ExportError(FileAccessError):
     """Generated code could not be written to the file asked for (the message names it).
 
-    >>> issubclass(ExportError, OSError)
+    >>> issubclass(ExportError, FileAccessError)
     True
     """
 
@@ -199,3 +245,24 @@ class SymgradWarning(UserWarning):
     >>> caught[0].category.__name__
     'SymgradWarning'
     """
+
+
+def require(module: str, extra: str, feature: str):
+    """Import an optional package, or raise :class:`BackendUnavailableError` naming its extra.
+
+    >>> require("math", "none", "this example").__name__
+    'math'
+    >>> require("no_such_package_xyz", "jax", "backend='jax'")
+    Traceback (most recent call last):
+    ...
+    symgrad.errors.BackendUnavailableError: backend='jax' needs no_such_package_xyz; install ...
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"{feature} needs {module.split('.')[0]}; install the extra: "
+            f'pip install -e ".[{extra}]" (from a clone of symgrad)'
+        ) from exc

@@ -16,23 +16,22 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import sympy as sp
+from sympy.functions.elementary.miscellaneous import MinMaxBase
 
 __all__ = [
-    "TARGET_NAMES",
     "Linear",
     "depends_on",
     "free_symbols",
     "linearise",
-    "node_names",
-    "numeric_values",
     "paused_gc",
     "post_order",
     "rebuild",
     "split_wide",
+    "split_wide_linear",
     "topo_order",
     "tree_size",
 ]
@@ -273,128 +272,90 @@ def split_wide(roots: Sequence[sp.Basic], width: int = 256) -> list[sp.Basic]:
 
     Code generators print one statement per node; a statement summing 100,000 terms overflows
     Python's own compiler (it recurses over ``a + b + ...``). Splitting keeps every statement
-    bounded. Nodes are rebuilt unevaluated, bottom-up, in one linear pass; when nothing is wide
-    the roots are returned unchanged.
+    bounded. See :func:`split_wide_linear` (this is it, on roots alone).
 
     Args:
         roots: SymPy expressions.
         width: the largest number of arguments a sum or product keeps.
 
     Returns:
-        Expressions equal to ``roots``.
+        Expressions equal to ``roots``; the roots themselves when nothing is wide.
 
     >>> import sympy as sp
     >>> xs = sp.symbols("x0:5")
     >>> split_wide([sp.Add(*xs)], width=2)[0].args
     ((x0 + x1) + (x2 + x3), x4)
     """
-    order = topo_order(roots)
-    if all(len(n.args) <= width or not (n.is_Add or n.is_Mul) for n in order):
-        return list(roots)
-    new: dict[sp.Basic, sp.Basic] = {}
-    for node in order:
-        args = [new[a] for a in node.args]
-        if (node.is_Add or node.is_Mul) and len(args) > width:
-            while len(args) > width:
-                args = [
-                    node.func(*args[i : i + width], evaluate=False)
-                    if len(args[i : i + width]) > 1
-                    else args[i]
-                    for i in range(0, len(args), width)
-                ]
-            new[node] = node.func(*args, evaluate=False)
-        elif any(a is not b for a, b in zip(args, node.args, strict=True)):
-            new[node] = rebuild(node, args)
-        else:
-            new[node] = node
-    return [new[r] for r in roots]
+    return split_wide_linear(roots, linearise(roots), width)[0]
 
 
-#: Names tried, in order, for an unlabelled target.
-TARGET_NAMES = ("f", "g", "h", "F", "L", "y")
+def split_wide_linear(
+    roots: Sequence[sp.Basic], dag: Linear, width: int = 256
+) -> tuple[list[sp.Basic], Linear]:
+    """:func:`split_wide` on an already linearised DAG, returning the new roots and their DAG.
 
-
-def node_names(
-    expr: sp.Expr,
-    labels: Mapping[sp.Basic, str] | None = None,
-    prefix: str = "u",
-) -> dict[sp.Basic, str]:
-    """Readable names for the nodes of ``expr``: labels first, then ``u_1, u_2, ...``.
-
-    Leaves are named by their symbol names. Every other non-atomic node gets its label when it
-    has one, else a generated name numbered in topological order (children first), skipping
-    names already used. The target gets its label or the first free name of
-    :data:`TARGET_NAMES`. Derivations and graph drawings use this one function so their names
-    agree.
+    One pass over ``dag`` by position: a node is rebuilt only when it is wide or one of its
+    arguments was rebuilt (equal but distinct objects, e.g. the same Float built twice, share a
+    position and never count as a change), with its arguments in the order they have (no
+    re-sorting), and the new DAG is assembled in the same pass (no second walk).
 
     Args:
-        expr: the target expression.
-        labels: optional names for nodes (e.g. from ``Value`` labels).
-        prefix: the stem of generated names.
+        roots: SymPy expressions.
+        dag: ``linearise(roots)``, or a DAG that contains all of them.
+        width: the largest number of arguments a sum or product keeps.
 
     Returns:
-        A dict from node to name (numbers are not named).
+        ``(new roots, their Linear)``; ``(roots, dag)`` unchanged when nothing is wide.
 
     >>> import sympy as sp
-    >>> x, y = sp.symbols("x y")
-    >>> node_names(sp.exp(x * y) + x)
-    {x: 'x', y: 'y', x*y: 'u_1', exp(x*y): 'u_2', x + exp(x*y): 'f'}
+    >>> xs = sp.symbols("x0:3")
+    >>> roots, dag = split_wide_linear([sp.Add(*xs)], linearise([sp.Add(*xs)]), width=2)
+    >>> roots[0].args
+    (x0 + x1, x2)
+    >>> dag.order[-1] is roots[0], [dag.order[k] for k in dag.args[-1]]
+    (True, [x0 + x1, x2])
     """
-    labels = dict(labels or {})
-    order = topo_order([expr])
-    taken = {s.name for s in order if isinstance(s, sp.Symbol)} | set(labels.values())
-    names: dict[sp.Basic, str] = {}
-    counter = 0
-    for node in order:
-        if isinstance(node, sp.Symbol):
-            names[node] = labels.get(node, node.name) if node is not expr else node.name
-        elif node.is_Atom or not isinstance(node, sp.Expr):
-            continue  # numbers, and Piecewise's (expr, cond) pairs and conditions
-        elif labels.get(node):
-            names[node] = labels[node]
-        elif node is expr or node == expr:
-            names[node] = next((n for n in TARGET_NAMES if n not in taken), f"{prefix}_0")
-        else:
-            counter += 1
-            while f"{prefix}_{counter}" in taken:
-                counter += 1
-            names[node] = f"{prefix}_{counter}"
-    return names
+    order, args_of = dag.order, dag.args
+    if all(
+        len(a) <= width or not (n.is_Add or n.is_Mul) for n, a in zip(order, args_of, strict=True)
+    ):
+        return list(roots), dag
+    new = list(order)
+    pos = [0] * len(order)  # old position -> new position
+    order2: list[sp.Basic] = []
+    args2: list[list[int]] = []
+    index2: dict[sp.Basic, int] = {}
 
+    def emit(obj: sp.Basic, positions: list[int]) -> int:
+        p = index2.get(obj)
+        if p is None:
+            p = index2[obj] = len(order2)
+            order2.append(obj)
+            args2.append(positions)
+        return p
 
-def numeric_values(
-    exprs: Iterable[sp.Basic], leaves: Mapping[sp.Symbol, float]
-) -> dict[sp.Basic, float]:
-    """The real value of every node of ``exprs`` that has one, with leaf symbols set to numbers.
-
-    Used by derivations and graph drawings (the forward values a backward pass shows).
-
-    >>> import sympy as sp
-    >>> x = sp.Symbol("x")
-    >>> numeric_values([sp.exp(x) + x], {x: 0.0})
-    {x: 0.0, exp(x): 1.0, x + exp(x): 1.0}
-    """
-    # Bottom-up over the DAG of all the expressions at once: each node evaluated from its
-    # arguments' numbers, so the cost is linear in the number of unique nodes.
-    memo: dict[sp.Basic, sp.Basic] = {}
-    out: dict[sp.Basic, float] = {}
-    for node in topo_order(exprs):
-        if isinstance(node, sp.Symbol):
-            value: sp.Basic = sp.Float(leaves[node])
-        elif not node.args:
-            value = node
-        else:
-            args = [memo.get(a) for a in node.args]
-            if any(a is None for a in args):
-                continue
-            try:
-                value = node.func(*args)
-            except (TypeError, ValueError, ArithmeticError):
-                continue  # no number here (e.g. a domain error): the view shows none
-        memo[node] = value
-        if isinstance(value, sp.Expr) and value.is_number and value.is_extended_real:
-            out[node] = float(value)
-    return out
+    for i, node in enumerate(order):
+        a = args_of[i]
+        positions = [pos[j] for j in a]
+        if (node.is_Add or node.is_Mul) and len(a) > width:
+            items = [(new[j], p) for j, p in zip(a, positions, strict=True)]
+            commutative = node.is_commutative
+            while len(items) > width:
+                grouped = []
+                for k in range(0, len(items), width):
+                    chunk = items[k : k + width]
+                    if len(chunk) == 1:
+                        grouped.append(chunk[0])
+                        continue
+                    obj = node.func._from_args([c[0] for c in chunk], commutative)
+                    grouped.append((obj, emit(obj, [c[1] for c in chunk])))
+                items = grouped
+            new[i] = node.func._from_args([c[0] for c in items], commutative)
+            positions = [c[1] for c in items]
+        elif any(new[j] is not order[j] for j in a):
+            new[i] = rebuild(node, [new[j] for j in a])
+        pos[i] = emit(new[i], positions)
+    return [new[dag.index[r]] for r in roots], Linear(order2, args2, index2)
 
 
 def rebuild(node: sp.Basic, args: Sequence[sp.Basic]) -> sp.Basic:
@@ -405,7 +366,29 @@ def rebuild(node: sp.Basic, args: Sequence[sp.Basic]) -> sp.Basic:
     >>> rebuild(x + y, [x, x])
     x + x
     """
+    if node.is_Add or node.is_Mul:
+        # the arguments keep their order: SymPy's unevaluated constructors would run the
+        # matrix postprocessors and, for printing, sort them later
+        return node.func._from_args(list(args), node.is_commutative)
+    if isinstance(node, MinMaxBase) and len(set(args)) == len(args) > 1:
+        return lattice_from_args(node.func, args)
     try:
         return node.func(*args, evaluate=False)
     except TypeError:  # heads without an evaluate option
         return node.func(*args)
+
+
+def lattice_from_args(cls: type[MinMaxBase], args: Sequence[sp.Expr]) -> sp.Expr:
+    """``cls(*args)`` (``Max`` or ``Min``) over distinct ``args``, kept in the order given.
+
+    SymPy's constructor sorts the arguments even with ``evaluate=False``, by a sort key that
+    walks each argument's whole subtree; on a network's outputs that is seconds per node.
+
+    >>> import sympy as sp
+    >>> x, y = sp.symbols("x y")
+    >>> lattice_from_args(sp.Max, [y, x]).args
+    (y, x)
+    """
+    obj = sp.Expr.__new__(cls, *args)
+    obj._argset = frozenset(args)  # what MinMaxBase's own constructor records
+    return obj

@@ -540,11 +540,17 @@ def _ceiling(n):
     return [ZERO]
 
 
+#: Max/Min with more arguments than this get partials of linear total size (see _select_wide).
+PAIRWISE_MAX_ARGS = 4
+
+
 def _select(n: sp.Basic, winner: Callable[[sp.Expr, sp.Expr], sp.Expr]) -> list[sp.Expr]:
     # d max(a)/da_i = prod_{j != i} [a_i beats a_j]. At a tie between two variable arguments each
     # gets 1/2 (as torch.maximum); against a constant the variable must win strictly, so
     # relu = Max(0, x) has derivative 0 at 0, as in PyTorch and micrograd.
     a = n.args
+    if len(a) > PAIRWISE_MAX_ARGS:
+        return _select_wide(n, winner)
     out = []
     for i, ai in enumerate(a):
         factors = []
@@ -554,6 +560,32 @@ def _select(n: sp.Basic, winner: Callable[[sp.Expr, sp.Expr], sp.Expr]) -> list[
                 # unevaluated: evaluating Heaviside queries the sign of its argument (slow)
                 factors.append(sp.Heaviside(winner(ai, aj), h0, evaluate=False))
         out.append(mul(*factors))
+    return out
+
+
+def _select_wide(n: sp.Basic, winner: Callable[[sp.Expr, sp.Expr], sp.Expr]) -> list[sp.Expr]:
+    # The pairwise product has n*(n-1) factors: quadratic. Instead d max(a)/da_i =
+    # [a_i beats M_i], M_i = max(prefix_{i-1}, suffix_{i+1}) the best of the others, where the
+    # prefix and suffix extremes are chains shared by all i: 3n nodes in all. A tie with M_i
+    # gives 1/2 when M_i can vary, 0 against constants only (as in the pairwise form).
+    # (built with _from_args: unevaluated and unsorted, as sorting walks the whole chain)
+    a, head = n.args, n.func._from_args
+    prefix, suffix = [a[0]], [a[-1]]
+    for arg in a[1:-1]:
+        prefix.append(head((prefix[-1], arg)))
+    for arg in reversed(a[1:-1]):
+        suffix.append(head((arg, suffix[-1])))
+    suffix.reverse()  # suffix[k] = best of a[k+1:]
+    out = []
+    for i, ai in enumerate(a):
+        if i == 0:
+            best = suffix[0]
+        elif i == len(a) - 1:
+            best = prefix[-1]
+        else:
+            best = head((prefix[i - 1], suffix[i]))
+        h0 = ZERO if all(aj.is_number for j, aj in enumerate(a) if j != i) else HALF
+        out.append(sp.Heaviside(winner(ai, best), h0, evaluate=False))
     return out
 
 

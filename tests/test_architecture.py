@@ -14,6 +14,8 @@ PACKAGE = Path(symgrad.__file__).parent
 LAYERS = {
     "errors": 0,
     "_version": 0,
+    "files": 1,
+    "markup": 1,
     "graph": 1,
     "functions": 1,
     "construct": 2,
@@ -22,17 +24,20 @@ LAYERS = {
     "rules": 3,
     "autodiff": 4,
     "codegen": 5,
-    "derivation": 5,
+    "derivation": 6,
     "numerical": 5,
-    "viz": 6,
     "check": 6,
     "value": 6,
+    "torch": 6,
+    "jax": 6,
+    "dask": 6,
     "matrix": 7,
     "nn": 8,
     "cli": 9,
     "__main__": 10,
 }
-GENERATORS = {"codegen/compile.py", "matrix/codegen.py"}  # the only places generated code is compiled
+# the only places generated code is compiled
+GENERATORS = {"codegen/compile.py", "codegen/jax.py", "matrix/codegen.py", "matrix/jax.py"}
 
 
 def _modules():

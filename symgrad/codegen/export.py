@@ -15,25 +15,28 @@ Files are written through a temporary file in the same folder and an atomic rena
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import sympy as sp
 
-from ..errors import ExportError, OptionError
+from ..errors import OptionError
 from . import runtime
 from .numpy import emit
 from .plan import describe_args, plan
 from .pyfloat import emit_module_function
 
-__all__ = ["module_text", "write_atomic"]
+__all__ = ["module_text"]
 
 DOC_LIMIT = 4000  # characters of formula text in the module docstring
-_FLOAT_HELPERS = (runtime._fmax, runtime._fmin, runtime._fsign, runtime._heaviside)
+_FLOAT_HELPERS = (
+    runtime._fmax,
+    runtime._fmin,
+    runtime._fsign,
+    runtime._heaviside,
+    runtime._loggamma,
+)
 
 
 def _docstring(text: str) -> str:
@@ -95,41 +98,3 @@ def module_text(fn: Any, target: str = "numpy") -> str:
         f"{_header(fn, target)}import numpy\n\n# --- run-time support (symgrad/codegen/runtime.py)"
         f"\n{support}\n# --- the function\n{glue}\n\n{source}\n__all__ = [{fn.name!r}]\n"
     )
-
-
-def write_atomic(path: Any, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and an atomic rename.
-
-    Raises:
-        ExportError: the file cannot be written (the message names it).
-
-    >>> import pathlib, tempfile
-    >>> with tempfile.TemporaryDirectory() as d:
-    ...     write_atomic(pathlib.Path(d) / "m.py", "x = 1\\n")
-    ...     print((pathlib.Path(d) / "m.py").read_text())
-    x = 1
-    <BLANKLINE>
-    """
-    target = Path(os.fspath(path))
-    if target.is_dir():
-        raise ExportError(f"cannot write {target}: it is a folder; give a file name")
-    folder = target.parent
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = target.stat().st_mode & 0o777 if target.exists() else 0o666 & ~umask
-        os.chmod(tmp, mode)
-        os.replace(tmp, target.resolve() if target.is_symlink() else target)
-        tmp = None
-    except OSError as exc:
-        raise ExportError(f"cannot write {target}: {exc.strerror or exc}") from exc
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)

@@ -27,7 +27,7 @@ import sympy as sp
 from sympy.core.function import AppliedUndef
 
 from ..errors import InputTypeError, MissingSymbolError, UnsupportedFunctionError
-from ..graph import Linear, linearise, rebuild, split_wide
+from ..graph import Linear, linearise, rebuild, split_wide_linear
 from ..inputs import as_expr, as_symbols
 from .printers import Inlined
 
@@ -142,9 +142,10 @@ def normalise_args(args: Any, outputs: Any = None) -> list:
         except InputTypeError as exc:
             if _looks_like_symbols(outputs):
                 raise InputTypeError(
-                    f"{exc}. The outputs are symbols and the arguments are not: did you mean "
+                    "the outputs are symbols and the arguments are not: did you mean "
                     "lambdify(outputs, args)? symgrad takes the outputs first (like "
-                    "value_and_grad(expr, wrt, args)), the reverse of sympy.lambdify(args, expr)"
+                    "value_and_grad(expr, wrt, args)), the reverse of sympy.lambdify(args, "
+                    f"expr) ({exc})"
                 ) from None
             raise
         for s in syms:
@@ -223,8 +224,7 @@ def plan(outputs: Any, args: Any, base: Linear | None = None) -> Program:
         (n.is_Add or n.is_Mul) and len(a) > WIDE for n, a in zip(dag.order, dag.args, strict=True)
     ):
         # bounded statements: Python's own compiler recurses on a + b + ... + z
-        leaves = split_wide(leaves, WIDE)
-        dag = linearise(leaves)
+        leaves, dag = split_wide_linear(leaves, dag, WIDE)
     order, args_of = dag.order, dag.args
     bad = [t for t in {type(n) for n in order} if issubclass(t, _UNCOMPILABLE)]
     if bad:

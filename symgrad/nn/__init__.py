@@ -12,7 +12,7 @@
 """
 
 from .health import HealthMonitor, LayerStats, TrainingWarning
-from .losses import hinge, logistic, softmax_cross_entropy, squared_error
+from .losses import hinge, l2, logistic, softmax_cross_entropy, squared_error
 from .modules import ACTIVATIONS, INITS, MLP, Layer, Module, Neuron
 from .optim import SGD, Adam, Optimizer, linear_schedule
 from .persist import load_parameters, save_parameters
@@ -34,6 +34,7 @@ __all__ = [
     "Trainer",
     "TrainingWarning",
     "hinge",
+    "l2",
     "linear_schedule",
     "load_parameters",
     "logistic",

@@ -5,6 +5,11 @@ returns the loss of *one* sample as a SymPy expression; the trainer averages (or
 the batch numerically. Derivatives are never written here: the trainer derives them with
 :func:`symgrad.autodiff.sweep`.
 
+The losses are built with :mod:`symgrad.construct`'s constructors, never SymPy's evaluating
+ones: a score is a whole network, and evaluating ``exp(s - m)`` or ``-s`` over it runs
+SymPy's rewriting (distributing the sign over the sum, ``logcombine``, assumption queries)
+through all of it. Small operands are still combined canonically.
+
 >>> import sympy as sp
 >>> s, t = sp.symbols("s t")
 >>> hinge([s], [t])
@@ -13,16 +18,19 @@ Max(0, -s*t + 1)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import sympy as sp
 
-from ..errors import OptionError, ShapeError
+from ..construct import add, apply, maximum, mul, power
+from ..errors import InputTypeError, OptionError, ShapeError
 from ..functions import sigmoid
 
 __all__ = [
     "LOSSES",
     "hinge",
+    "l2",
     "logistic",
     "resolve",
     "softmax_cross_entropy",
@@ -46,7 +54,7 @@ def squared_error(scores: Sequence[sp.Expr], targets: Sequence[sp.Symbol]) -> sp
     (s - t)**2
     """
     _same_length(scores, targets, "squared_error")
-    return sp.Add(*[(s - t) ** 2 for s, t in zip(scores, targets, strict=True)])
+    return add([power(_minus(s, t), 2) for s, t in zip(scores, targets, strict=True)])
 
 
 def hinge(scores: Sequence[sp.Expr], targets: Sequence[sp.Symbol]) -> sp.Expr:
@@ -58,9 +66,9 @@ def hinge(scores: Sequence[sp.Expr], targets: Sequence[sp.Symbol]) -> sp.Expr:
     0.750000000000000
     """
     _same_length(scores, targets, "hinge")
-    return sp.Add(
-        *[
-            sp.Max(sp.S.Zero, 1 - t * s, evaluate=False)
+    return add(
+        [
+            maximum(sp.S.Zero, _minus(sp.S.One, mul(t, s)))
             for s, t in zip(scores, targets, strict=True)
         ]
     )
@@ -78,12 +86,12 @@ def logistic(scores: Sequence[sp.Expr], targets: Sequence[sp.Symbol]) -> sp.Expr
     0.693147
     """
     _same_length(scores, targets, "logistic")
-    return sp.Add(
-        *[
-            -(t * sp.log(sigmoid(s)) + (1 - t) * sp.log(sigmoid(-s)))
-            for s, t in zip(scores, targets, strict=True)
-        ]
-    )
+    terms = []
+    for s, t in zip(scores, targets, strict=True):
+        positive = mul(t, apply(sp.log, apply(sigmoid, s)))
+        negative = mul(_minus(sp.S.One, t), apply(sp.log, apply(sigmoid, _negate(s))))
+        terms.append(_negate(add([positive, negative])))
+    return add(terms)
 
 
 def softmax_cross_entropy(scores: Sequence[sp.Expr], targets: Sequence[sp.Symbol]) -> sp.Expr:
@@ -99,9 +107,61 @@ def softmax_cross_entropy(scores: Sequence[sp.Expr], targets: Sequence[sp.Symbol
     _same_length(scores, targets, "softmax_cross_entropy")
     if len(scores) < 2:
         raise ShapeError("softmax_cross_entropy needs a network with at least 2 outputs")
-    m = sp.Max(*scores, evaluate=False)
-    lse = m + sp.log(sp.Add(*[sp.exp(s - m) for s in scores]))
-    return lse - sp.Add(*[t * s for s, t in zip(scores, targets, strict=True)])
+    m = maximum(*scores)
+    lse = add([m, apply(sp.log, add([apply(sp.exp, _minus(s, m)) for s in scores]))])
+    return _minus(lse, add([mul(t, s) for s, t in zip(scores, targets, strict=True)]))
+
+
+def l2(theta: Sequence[sp.Expr], alpha: float | sp.Expr) -> sp.Expr:
+    """The L2 penalty ``alpha * sum_i theta_i**2``, to add to a loss.
+
+    Built as one product of ``alpha`` and one sum of squares: SymPy's ``alpha * sum(...)``
+    distributes a numeric ``alpha`` over every term (and re-sorts them), which is most of the
+    setup of a large network.
+
+    Args:
+        theta: the parameters (symbols), e.g. ``model.parameter_symbols()``.
+        alpha: the strength, a real number or a SymPy expression.
+
+    Raises:
+        InputTypeError: ``alpha`` is not a real number or an expression, or ``theta`` is empty
+            or holds something that is not a SymPy expression.
+
+    >>> import sympy as sp
+    >>> a, b = sp.symbols("a b")
+    >>> l2([a, b], 0.5)
+    0.5*(a**2 + b**2)
+    >>> float(l2([a, b], 0.5).subs({a: 1.0, b: 2.0}))
+    2.5
+    """
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, sp.Expr)):
+        raise InputTypeError(f"alpha must be a real number or a SymPy expression, got {alpha!r}")
+    if isinstance(alpha, float) and not math.isfinite(alpha):
+        raise InputTypeError(f"alpha must be finite, got {alpha!r}")
+    theta = list(theta) if not isinstance(theta, sp.Basic) else [theta]
+    if not theta or not all(isinstance(p, sp.Expr) for p in theta):
+        raise InputTypeError(
+            "theta must be a non-empty sequence of SymPy symbols (e.g. model.parameter_symbols())"
+        )
+    two = sp.Integer(2)
+    squares = [sp.Pow(p, two, evaluate=False) for p in theta]
+    total = squares[0] if len(squares) == 1 else sp.Add._from_args(squares)
+    coeff = (
+        alpha
+        if isinstance(alpha, sp.Expr)
+        else sp.Float(alpha)
+        if isinstance(alpha, float)
+        else sp.Integer(alpha)
+    )
+    return mul(coeff, total, small=False)
+
+
+def _negate(e: sp.Expr) -> sp.Expr:
+    return mul(sp.S.NegativeOne, e)
+
+
+def _minus(a: sp.Expr, b: sp.Expr) -> sp.Expr:
+    return add([a, _negate(b)])
 
 
 #: name -> (per-sample loss, default reduction over the batch)

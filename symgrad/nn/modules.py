@@ -27,6 +27,7 @@ from collections.abc import Sequence
 
 import sympy as sp
 
+from ..construct import maximum, mul
 from ..errors import InputTypeError, OptionError, ShapeError
 from ..inputs import describe
 from ..value import Value
@@ -69,7 +70,7 @@ def _activate_expr(act: sp.Expr, activation: str) -> sp.Expr:
     from ..functions import sigmoid
 
     if activation == "relu":
-        return sp.Max(sp.S.Zero, act, evaluate=False)
+        return maximum(sp.S.Zero, act)
     if activation == "tanh":
         return sp.tanh(act, evaluate=False)
     if activation == "sigmoid":
@@ -202,7 +203,9 @@ class Neuron(Module):
         """
         self._check_inputs(inputs)
         terms = [sp.Symbol(self.b.label)]
-        terms += [sp.Mul(sp.Symbol(w.label), x) for w, x in zip(self.w, inputs, strict=True)]
+        # products built directly (construct.mul): an evaluating Mul per weight would run
+        # SymPy's assumption deductions on every fresh symbol
+        terms += [mul(sp.Symbol(w.label), x) for w, x in zip(self.w, inputs, strict=True)]
         act = sp.Add(*terms, evaluate=False)
         return [_activate_expr(act, self.activation) if self.nonlin else act]
 
