@@ -23,6 +23,7 @@ Run ``python -m tests.corpus [N]`` for the table of a run of N expressions (defa
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import sys
@@ -528,6 +529,7 @@ def table(
     progress: bool = True,
     budget: float = 20.0,
     shard: tuple[int, int] = (0, 1),
+    log=None,
 ) -> tuple[Counter, Counter]:
     """Run ``n`` expressions and print the counts per expression and per comparison."""
     start = time.perf_counter()
@@ -548,6 +550,10 @@ def table(
             )
         per_expr[worst(results)] += 1
         per_cmp.update(c for c, _ in results)
+        if log is not None:  # one line per expression, for runs read while they go
+            counts = dict(Counter(c for c, _ in results))
+            print(json.dumps({"k": k, "worst": worst(results), "counts": counts}), file=log)
+            log.flush()
         new = [(case.expr, d) for c, d in results if c == "wrong"]
         if progress and new:
             print(f"[{k}] WRONG {case.expr}: {new[0][1]}", file=sys.stderr)
@@ -564,7 +570,9 @@ def table(
 
 
 if __name__ == "__main__":
-    # python -m tests.corpus [N [i/k]]: N expressions (default 2000), shard i of k
+    # python -m tests.corpus [N [i/k [log.jsonl [budget]]]]: N expressions (default 2000),
+    # shard i of k, a JSON line per expression appended to log.jsonl, CPU seconds per case
     n_ = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     i_, k_ = map(int, sys.argv[2].split("/")) if len(sys.argv) > 2 else (0, 1)
-    table(n_, shard=(i_, k_), budget=10.0)
+    log_ = open(sys.argv[3], "a") if len(sys.argv) > 3 else None  # noqa: SIM115
+    table(n_, shard=(i_, k_), budget=float(sys.argv[4]) if len(sys.argv) > 4 else 10.0, log=log_)
