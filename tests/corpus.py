@@ -407,6 +407,18 @@ def classify(
         return "pass", ""
     if ref == UNDEFINED and ours == UNDEFINED:
         return "pass", "no finite value on either side"
+    if nonsmooth and ref is None:
+        # SymPy's formula has a DiracDelta at 0 here (a tie or a step at the point): with the
+        # impulse dropped and Heaviside(0) = 1/2 (SymPy's value, PyTorch's tie weight) or 0 (the
+        # weight of a variable tied with a constant), it is the chain rule with symgrad's weights
+        impulse_free = _almost_everywhere(d).replace(sp.DiracDelta, lambda *a: sp.S.Zero)
+        for h0 in (sp.S.Half, sp.S.Zero):
+            weighted = impulse_free.replace(sp.Heaviside, lambda u, *a, h=h0: sp.Heaviside(u, h))
+            v = _value(weighted, at)
+            if isinstance(v, complex) and isinstance(ours, complex) and _close(ours, v, 1e-9):
+                return "kink", "SymPy's formula with symgrad's weights"
+        if ours == UNDEFINED and _value(f, at) in (UNDEFINED, None):
+            return "pass", "the function itself has no value here"
     sides: list[complex] = []
     if nonsmooth and isinstance(ours, complex):
         quotients = _quotients(_almost_everywhere(f), at, s)
