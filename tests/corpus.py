@@ -23,6 +23,7 @@ Run ``python -m tests.corpus [N]`` for the table of a run of N expressions (defa
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import sys
@@ -138,7 +139,6 @@ ANALYTIC_BINARY: list[tuple[str, Callable[[sp.Expr, sp.Expr], sp.Expr]]] = [
     ("zeta", sp.zeta),  # d/ds: SymPy has none
     ("polylog", sp.polylog),
     ("elliptic_f", sp.elliptic_f),
-    ("LambertWk", lambda a, b: sp.LambertW(a, sp.floor(sp.re(b)))),  # a branch index
 ]
 REAL_UNARY: list[tuple[str, Callable[[sp.Expr], sp.Expr]]] = [
     ("Abs", sp.Abs),
@@ -180,20 +180,29 @@ class Case:
     points: tuple[dict, ...]
 
 
-def _random_expr(rng: random.Random, family: str, depth: int) -> sp.Expr:
+def _random_plan(rng: random.Random, family: str, depth: int):
+    # the tree of choices, drawn before anything is built: a construction that is cut off (see
+    # corpus) leaves the random stream, and so every other expression, unchanged
     syms = Z if family == "analytic" else X
     unary = ANALYTIC_UNARY if family == "analytic" else REAL_UNARY
     binary = ANALYTIC_BINARY if family == "analytic" else REAL_BINARY
     if depth == 0 or rng.random() < 0.15:
-        r = rng.random()
-        if r < 0.8:
+        if rng.random() < 0.8:
             return rng.choice(syms)
         return R(rng.randint(-5, 5), rng.randint(1, 4))
     if rng.random() < 0.6:
-        _, f = rng.choice(unary)
-        return f(_random_expr(rng, family, depth - 1))
-    _, f = rng.choice(binary)
-    return f(_random_expr(rng, family, depth - 1), _random_expr(rng, family, depth - 1))
+        return (rng.choice(unary)[1], _random_plan(rng, family, depth - 1))
+    f = rng.choice(binary)[1]
+    return (f, _random_plan(rng, family, depth - 1), _random_plan(rng, family, depth - 1))
+
+
+def _build(plan) -> sp.Expr:
+    if not isinstance(plan, tuple):
+        return plan
+    f, *args = plan
+    built = [_build(a) for a in args]
+    # a function of constants only is a constant (and SymPy may spend seconds evaluating it)
+    return f(*built) if any(a.free_symbols for a in built) else built[0]
 
 
 def _analytic_point(rng: random.Random) -> sp.Expr:
@@ -229,22 +238,30 @@ def _real_point(rng: random.Random, syms: tuple[sp.Symbol, ...]) -> dict:
 
 
 def corpus(n: int, seed: int = 14, points: int = 2) -> list[Case]:
-    """``n`` seeded random expressions, half analytic (complex points), half piecewise (real)."""
+    """``n`` seeded random expressions, half analytic (complex points), half piecewise (real).
+
+    An expression whose construction takes SymPy more than 5 s (its automatic evaluation of
+    some compositions runs for minutes) or raises inside SymPy is left out, the next one drawn.
+    """
     rng = random.Random(seed)
     cases = []
     while len(cases) < n:
         family = "analytic" if len(cases) % 2 == 0 else "real"
-        expr = _random_expr(rng, family, rng.randint(1, 3))
+        plan = _random_plan(rng, family, rng.randint(1, 3))
+        if family == "analytic":
+            pts = [{s: _analytic_point(rng) for s in Z} for _ in range(points)]
+        else:
+            pts = [_real_point(rng, X) for _ in range(points)]
+        try:
+            with _time_limit(time.process_time() + 5.0):
+                expr = _build(plan)
+        except (_Timeout, Exception):  # SymPy's own evaluation failed or ran away: next one
+            continue
         syms = tuple(s for s in (Z if family == "analytic" else X) if s in expr.free_symbols)
         if not syms:
             continue
-        if family == "analytic":
-            pts = tuple({s: _analytic_point(rng) for s in syms} for _ in range(points))
-        else:
-            pts = tuple(
-                {s: v for s, v in _real_point(rng, X).items() if s in syms} for _ in range(points)
-            )
-        cases.append(Case(family, expr, syms, pts))
+        pts = [{s: v for s, v in p.items() if s in syms} for p in pts]
+        cases.append(Case(family, expr, syms, tuple(pts)))
     return cases
 
 
@@ -255,23 +272,28 @@ class _Timeout(Exception):
     pass
 
 
+class _RefereeFailed(Exception):
+    """SymPy or mpmath could not evaluate an expression (neither a pass nor a failure)."""
+
+
 @contextmanager
 def _time_limit(deadline: float):
-    # until the case's deadline (time.monotonic()); SymPy and mpmath cannot be cancelled
-    # otherwise (special functions at complex points can take minutes at 30 digits)
+    # until the case's deadline in CPU seconds (time.process_time(), so a loaded machine gives
+    # the same verdicts); SymPy and mpmath cannot be cancelled otherwise (special functions at
+    # complex points can take minutes at 30 digits)
     def handler(signum, frame):
         raise _Timeout
 
-    seconds = deadline - time.monotonic()
+    seconds = deadline - time.process_time()
     if seconds <= 0:
         raise _Timeout
-    old = signal.signal(signal.SIGALRM, handler)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    old = signal.signal(signal.SIGPROF, handler)
+    signal.setitimer(signal.ITIMER_PROF, seconds)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, old)
 
 
 UNDEFINED = "undefined"
@@ -284,6 +306,10 @@ def _value(e: sp.Expr, at: dict) -> complex | str | None:
         v = sp.N(e.xreplace(at), 30)
     except (ValueError, TypeError, ZeroDivisionError, ArithmeticError):
         return UNDEFINED
+    except _Timeout:
+        raise
+    except Exception as exc:  # SymPy itself fails (RecursionError in its evaluation, ...)
+        raise _RefereeFailed(f"{type(exc).__name__} evaluating {sp.sstr(e)[:60]}") from exc
     if v.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
         return UNDEFINED
     if not v.is_number or v.has(sp.Derivative, sp.Subs):
@@ -355,6 +381,10 @@ def _quotients(f: sp.Expr, at: dict, s: sp.Symbol) -> list[complex]:
             v = complex(sp.N(f.xreplace(p), 45))
         except (TypeError, ValueError, ZeroDivisionError, ArithmeticError):
             return None
+        except _Timeout:
+            raise
+        except Exception as exc:  # SymPy itself fails
+            raise _RefereeFailed(f"{type(exc).__name__} evaluating {sp.sstr(f)[:60]}") from exc
         return v if v == v and abs(v) != float("inf") else None
 
     mid, left, right = val(at), val({**at, s: at[s] - h}), val({**at, s: at[s] + h})
@@ -370,11 +400,25 @@ def classify(
     ref = _reference(d, at)
     ours = _value(mine, at)
     if ours is None:
+        if ref is None:  # the same function mpmath cannot evaluate here on both sides
+            raise _RefereeFailed(f"neither side evaluates: {sp.sstr(mine)[:60]}")
         return "wrong", f"symgrad's result does not evaluate: {sp.sstr(mine)[:80]}"
     if isinstance(ref, complex) and isinstance(ours, complex) and _close(ours, ref):
         return "pass", ""
     if ref == UNDEFINED and ours == UNDEFINED:
         return "pass", "no finite value on either side"
+    if nonsmooth and ref is None:
+        # SymPy's formula has a DiracDelta at 0 here (a tie or a step at the point): with the
+        # impulse dropped and Heaviside(0) = 1/2 (SymPy's value, PyTorch's tie weight) or 0 (the
+        # weight of a variable tied with a constant), it is the chain rule with symgrad's weights
+        impulse_free = _almost_everywhere(d).replace(sp.DiracDelta, lambda *a: sp.S.Zero)
+        for h0 in (sp.S.Half, sp.S.Zero):
+            weighted = impulse_free.replace(sp.Heaviside, lambda u, *a, h=h0: sp.Heaviside(u, h))
+            v = _value(weighted, at)
+            if isinstance(v, complex) and isinstance(ours, complex) and _close(ours, v, 1e-9):
+                return "kink", "SymPy's formula with symgrad's weights"
+        if ours == UNDEFINED and _value(f, at) in (UNDEFINED, None):
+            return "pass", "the function itself has no value here"
     sides: list[complex] = []
     if nonsmooth and isinstance(ours, complex):
         quotients = _quotients(_almost_everywhere(f), at, s)
@@ -388,6 +432,20 @@ def classify(
         means = [(a + b) / 2 for i, a in enumerate(sides) for b in sides[i + 1 :]]
         if any(_close(ours, v, 1e-9) for v in sides + means):
             return "kink", ""
+        # where the pieces' derivatives disagree, PyTorch's tie weights (1/2) compose in higher
+        # derivatives (d2/dx2 Min(x, c)**2 at the tie is 2 * (1/2)**2): a convex combination of
+        # the pieces, so between them (difference quotients across a jump are left out)
+        finite = [v for v in sides if abs(v) < 1e8]
+        if finite and not all(_close(v, finite[0], 1e-9) for v in finite):
+            tol = 1e-9 * max(1.0, *(abs(v) for v in finite))
+            re_ok = (
+                min(v.real for v in finite) - tol <= ours.real <= max(v.real for v in finite) + tol
+            )
+            im_ok = (
+                min(v.imag for v in finite) - tol <= ours.imag <= max(v.imag for v in finite) + tol
+            )
+            if re_ok and im_ok:
+                return "kink", "between the pieces"
     where = f"d/d{s} at {at}: symgrad {ours}, sympy.diff {ref}, pieces {sides}"
     return "wrong", where
 
@@ -395,10 +453,10 @@ def classify(
 def run_case(case: Case, budget: float = 20.0) -> list[tuple[str, str]]:
     """Every comparison of one expression: each gradient entry and each Hessian entry.
 
-    The whole case has ``budget`` seconds; comparisons left when it runs out are counted as
+    The whole case has ``budget`` CPU seconds; comparisons left when it runs out are counted as
     ``referee timeout`` (neither passed nor failed).
     """
-    timeout = time.monotonic() + budget
+    timeout = time.process_time() + budget
     e, syms = case.expr, list(case.syms)
     nonsmooth = case.family == "real" or e.has(*NONSMOOTH)
     try:
@@ -450,6 +508,8 @@ def run_case(case: Case, budget: float = 20.0) -> list[tuple[str, str]]:
                         results.append(classify(m, r, f, at, s, nonsmooth))
                 except _Timeout:
                     results.append(("referee timeout", "evaluation"))
+                except _RefereeFailed as exc:
+                    results.append(("referee failed", str(exc)))
     return results
 
 
@@ -465,6 +525,7 @@ def worst(results: list[tuple[str, str]]) -> str:
         "typed error (SymPy has an answer)",
         "typed error",
         "referee timeout",
+        "referee failed",
         "kink",
         "pass",
     ]
@@ -480,6 +541,7 @@ def table(
     progress: bool = True,
     budget: float = 20.0,
     shard: tuple[int, int] = (0, 1),
+    log=None,
 ) -> tuple[Counter, Counter]:
     """Run ``n`` expressions and print the counts per expression and per comparison."""
     start = time.perf_counter()
@@ -500,6 +562,10 @@ def table(
             )
         per_expr[worst(results)] += 1
         per_cmp.update(c for c, _ in results)
+        if log is not None:  # one line per expression, for runs read while they go
+            counts = dict(Counter(c for c, _ in results))
+            print(json.dumps({"k": k, "worst": worst(results), "counts": counts}), file=log)
+            log.flush()
         new = [(case.expr, d) for c, d in results if c == "wrong"]
         if progress and new:
             print(f"[{k}] WRONG {case.expr}: {new[0][1]}", file=sys.stderr)
@@ -516,7 +582,9 @@ def table(
 
 
 if __name__ == "__main__":
-    # python -m tests.corpus [N [i/k]]: N expressions (default 2000), shard i of k
+    # python -m tests.corpus [N [i/k [log.jsonl [budget]]]]: N expressions (default 2000),
+    # shard i of k, a JSON line per expression appended to log.jsonl, CPU seconds per case
     n_ = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     i_, k_ = map(int, sys.argv[2].split("/")) if len(sys.argv) > 2 else (0, 1)
-    table(n_, shard=(i_, k_), budget=10.0)
+    log_ = open(sys.argv[3], "a") if len(sys.argv) > 3 else None  # noqa: SIM115
+    table(n_, shard=(i_, k_), budget=float(sys.argv[4]) if len(sys.argv) > 4 else 10.0, log=log_)
