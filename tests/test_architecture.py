@@ -32,7 +32,10 @@ LAYERS = {
     "cli": 9,
     "__main__": 10,
 }
-GENERATORS = {"codegen/compile.py", "matrix/codegen.py"}  # the only places generated code is compiled
+GENERATORS = {
+    "codegen/compile.py",
+    "matrix/codegen.py",
+}  # the only places generated code is compiled
 
 
 def _modules():

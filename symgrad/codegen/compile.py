@@ -34,7 +34,7 @@ from sympy.core.function import AppliedUndef
 from . import runtime as _runtime
 from ..autodiff import _sweep
 from .c import build_c_kernel, c_available
-from .fuse import Fuser, _Pair
+from .fuse import Fuser, _Pair, _Sum
 from .printers import _doprint, _Inlined, _MathPrinter, _print_node, _Printer
 from ..errors import (
     ArgumentError,
@@ -332,6 +332,7 @@ def _generate(
         )
     outs = [dag.index[leaf] for leaf in leaves]
     kind, dies = _plan(order, args_of, name, outs)
+    read_by_outputs = set(outs)
     printer, math_printer = _Printer(), _MathPrinter()
     templates: dict[tuple, str] = {}
     fuser = Fuser(printer, templates, elements)
@@ -362,6 +363,11 @@ def _generate(
             if k == _INLINED and node.is_Mul and len(positions) == 2:
                 # a product read once: printed by its reader, which may fuse it (_dot, _gather)
                 kid[i] = _Pair(node, [kid[positions[0]], kid[positions[1]]], positions)
+                if scalar_lines is None:
+                    continue
+            elif k == _INLINED and node.is_Add and i in read_by_outputs:
+                # a sum read once, by an output: a stacked output may fuse its terms
+                kid[i] = _Sum(node, [kid[a] for a in positions])
                 if scalar_lines is None:
                     continue
             else:

@@ -54,6 +54,18 @@ class _Pair:
         self.node, self.kids, self.positions = node, kids, positions
 
 
+class _Sum:
+    """A sum read only by a stacked output, not printed yet: the output may fuse its terms.
+
+    ``kids`` are the terms as the code generator prints them (pairs, names, literals, ...).
+    """
+
+    __slots__ = ("kids", "node")
+
+    def __init__(self, node: sp.Basic, kids: list) -> None:
+        self.node, self.kids = node, kids
+
+
 class Fuser:
     """Prints nodes over their arguments, fusing single-use products where many meet.
 
@@ -90,6 +102,8 @@ class Fuser:
         """A factor as text: a pair is printed as a plain product."""
         if type(kid) is _Pair:
             return _Inlined(self.node(kid.node, kid.kids))  # a product never fuses
+        if type(kid) is _Sum:
+            return _Inlined(self.node(kid.node, kid.kids))
         return kid if isinstance(kid, str) else _doprint(self.printer, kid)
 
     def node(self, node: sp.Basic, kids: list) -> str:
@@ -112,12 +126,52 @@ class Fuser:
         With ``mean``, the output's batch mean (``_gather_mean`` never forms the per-sample
         products: their means are entries of one matrix product).
         """
+        if any(type(k) is _Sum for k in kids):
+            fused = self._stacked_sums(shape, kids, mean)
+            if fused is not None:
+                return fused
+            kids = [self.text(k) if type(k) is _Sum else k for k in kids]
         pairs = [k for k in kids if type(k) is _Pair]
         if len(pairs) < FUSE_MIN:
             text = f"_stack({shape}, [{', '.join(self.text(k) for k in kids)}])"
             return f"_batch_mean({text}, {len(shape)})" if mean else text
+        return self._gather(shape, kids, mean)
+
+    def _stacked_sums(self, shape: tuple[int, ...], kids: list, mean: bool) -> str | None:
+        """A stacked output whose leaves are sums, as the sum of two stacked outputs, or None.
+
+        A gradient entry is often ``adjoint * input + c * theta_i`` (an L2 term): printed leaf
+        by leaf that is three NumPy calls per parameter. Split instead into the products with
+        a literal factor (``c * theta_i``: one ``_gather`` over a slice of the parameter vector,
+        i.e. one vector operation) and everything else (one ``_gather`` as for plain leaves);
+        leaves missing from one part are 0 there. Only when every leaf has at most one term of
+        each part and the parts are large enough to pay; otherwise None.
+        """
+        size = len(kids)
+        main: list = [None] * size  # the leaf's product or other term (None: 0)
+        scaled: list = [None] * size  # the leaf's literal-times-something product
+        for pos, k in enumerate(kids):
+            for term in k.kids if type(k) is _Sum else [k]:
+                part = scaled if type(term) is _Pair and _has_literal(term) else main
+                if part[pos] is not None:
+                    return None
+                part[pos] = term
+        n_scaled = sum(t is not None for t in scaled)
+        if n_scaled < FUSE_MIN:
+            return None
+        scaled_text = self._gather(shape, scaled, mean)
+        if all(t is None for t in main):
+            return scaled_text
+        main_text = self._gather(shape, main, mean)
+        if mean:  # both are exactly ``shape``
+            return f"{main_text} + {scaled_text}"
+        return f"_stacked_sum({len(shape)}, {main_text}, {scaled_text})"
+
+    def _gather(self, shape: tuple[int, ...], kids: list, mean: bool) -> str:
+        # kids: the flat leaves; None leaves are 0 (see _gather in the runtime)
+        pairs = [k for k in kids if type(k) is _Pair]
         at = [pos for pos, k in enumerate(kids) if type(k) is _Pair]
-        rest = [pos for pos, k in enumerate(kids) if type(k) is not _Pair]
+        rest = [pos for pos, k in enumerate(kids) if type(k) is not _Pair and k is not None]
         sides = []
         for side in (0, 1):
             # each distinct factor is stacked once; the index array picks it per entry
@@ -150,6 +204,11 @@ class Fuser:
             name = self._stacked[key] = f"_v{len(self._stacked)}"
             self.lines.append(f"{name} = _rows([{', '.join(self.text(k) for k in kids)}])")
         return name
+
+
+def _has_literal(pair: _Pair) -> bool:
+    # a factor printed as a literal number (not a name, an inlined text or another pair)
+    return any(isinstance(k, sp.Number) for k in pair.kids)
 
 
 def _index_text(values: list[int]) -> str:

@@ -120,7 +120,10 @@ def _dot(left: Sequence, right: Sequence):
 def _gather(shape, where, items: Sequence, left: Sequence, right: Sequence):
     # A stacked output whose leaves at flat positions where[0] are the products
     # left[where[1]] * right[where[2]] and whose other leaves (at where[3]) are ``items``.
+    # Leaves at neither are 0 (one term of a stacked sum, see Fuser.stacked).
     at, li, ri, rest = where
+    size = math.prod(shape)
+    alloc = np.empty if len(at) + len(rest) == size else np.zeros
     a, b = _rows(left)[li], _rows(right)[ri]
     nd = max(a.ndim, b.ndim)
     prod = _lift(a, nd) * _lift(b, nd)
@@ -129,12 +132,23 @@ def _gather(shape, where, items: Sequence, left: Sequence, right: Sequence):
         nd = max(nd, others.ndim)
         prod, others = _lift(prod, nd), _lift(others, nd)
         batch = np.broadcast_shapes(prod.shape[1:], others.shape[1:])
-        out = np.empty((len(at) + len(rest), *batch), np.result_type(prod, others))
+        out = alloc((size, *batch), np.result_type(prod, others))
         out[rest] = others
     else:
-        out = np.empty_like(prod)
+        out = alloc((size, *prod.shape[1:]), prod.dtype)
     out[at] = prod
     return out.reshape(shape + out.shape[1:])
+
+
+def _stacked_sum(lead: int, *parts):
+    # The sum of stacked outputs (see Fuser.stacked) whose batch axes, after their ``lead``
+    # output axes, may differ in number: batch axes align from the right, as between leaves.
+    arrays = [np.asarray(p) for p in parts]
+    nd = max(a.ndim for a in arrays)
+    total = 0
+    for a in arrays:
+        total = total + a.reshape(a.shape[:lead] + (1,) * (nd - a.ndim) + a.shape[lead:])
+    return total
 
 
 def _gather_mean(shape, where, items: Sequence, left: Sequence, right: Sequence):
@@ -155,7 +169,9 @@ def _gather_mean(shape, where, items: Sequence, left: Sequence, right: Sequence)
     b = np.broadcast_to(b, b.shape[:1] + batch).reshape(b.shape[0], n)
     pairs = (a @ b.T)[li, ri] / n
     others = pairs[:0] if others is None else others.reshape(len(rest), -1).mean(axis=1)
-    out = np.empty(len(at) + len(rest), np.result_type(pairs, others))
+    size = math.prod(shape)
+    alloc = np.empty if len(at) + len(rest) == size else np.zeros
+    out = alloc(size, np.result_type(pairs, others))
     out[at], out[rest] = pairs, others
     return out.reshape(shape)
 
@@ -222,6 +238,7 @@ HELPERS = {
         _dot,
         _gather,
         _gather_mean,
+        _stacked_sum,
         _indices,
         _picker,
         _batch_mean,
