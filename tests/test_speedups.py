@@ -229,3 +229,17 @@ def test_stacked_sums_with_scaled_parameters_fuse_and_agree(mean):
     expected = np.array([np.broadcast_to(np.asarray(v, float), (7,)) for v in ref(A, B, U, th)])
     got = f(A, B, U, th)[0]
     np.testing.assert_allclose(got, expected.mean(axis=1) if mean else expected, rtol=1e-12)
+
+
+def test_trainer_setup_progress(capsys):
+    from symgrad.errors import OptionError
+    from symgrad.nn import Trainer
+
+    model = MLP(2, [3, 1], rng=random.Random(0))
+    Trainer(model, loss="hinge", l2=1e-3)  # "auto": a small setup prints nothing
+    assert capsys.readouterr().err == ""
+    Trainer(model, loss="hinge", progress=True)
+    err = capsys.readouterr().err
+    assert "symgrad setup" in err and "done in" in err
+    with pytest.raises(OptionError):
+        Trainer(model, progress="yes")
