@@ -13,3 +13,18 @@ def _private_kernel_cache(tmp_path_factory: pytest.TempPathFactory):
     mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
     yield
     mp.undo()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--stress", action="store_true", help="also run the minutes-long tests marked 'stress'"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--stress"):
+        return
+    skip = pytest.mark.skip(reason="a stress test: run with --stress")
+    for item in items:
+        if "stress" in item.keywords:
+            item.add_marker(skip)

@@ -154,6 +154,15 @@ def _data(sizes, loss, batch):
     return X, Y
 
 
+def _five_matmuls(ws, X, Y):
+    """The floor of a one-hidden-layer step: its five matrix products alone, operands ready."""
+    W1, W2 = ws
+    h = np.tanh(W1 @ X)
+    d2 = W2 @ h - Y
+    d1 = (1 - h * h) * (W2.T @ d2)
+    return lambda: (W1 @ X, W2 @ h, W2.T @ d2, d1 @ X.T, d2 @ h.T)
+
+
 def _contenders(sizes, loss, batch, peers):
     X, Y = _data(sizes, loss, batch)
     t0 = time.perf_counter()
@@ -166,6 +175,8 @@ def _contenders(sizes, loss, batch, peers):
         "symgrad": lambda: trainer(X, Y),
         "numpy": lambda: numpy_step(ws, bs, X, Y, loss),
     }
+    if len(sizes) == 3:
+        contenders["5 matmuls"] = _five_matmuls(ws, X, Y)
     if peers:
         made = make_torch(sizes, loss, 0)
         if made:
@@ -219,14 +230,16 @@ def main():
     parser.add_argument(
         "--threads", type=int, default=1, help="threads for BLAS, PyTorch and XLA (0: defaults)"
     )
+    parser.add_argument("--only", default="", help="run only the cases whose name contains this")
     args = parser.parse_args()
+    cases = [c for c in CASES if args.only in c[0]]
     print(f"threads per library: {args.threads or 'library defaults'}")
     # Phase 1: symgrad vs hand-written NumPy alone (PyTorch's and XLA's thread pools, once
     # loaded, slow down whatever runs next in this process on a small machine).
-    for name, sizes, loss, batch, frac in CASES:
+    for name, sizes, loss, batch, frac in cases:
         bench(name, sizes, loss, batch, max(20, int(args.reps * frac)), peers=False)
     # Phase 2: all contenders interleaved in one process.
-    for name, sizes, loss, batch, frac in CASES:
+    for name, sizes, loss, batch, frac in cases:
         bench(name, sizes, loss, batch, max(20, int(args.reps * frac)), peers=True)
     print("\nsetup (derive + compile) for other widths and depths:")
     for sizes in ((2, 1024, 1024, 1), (784, 2048, 2048, 10), (10, *(64,) * 8, 1)):

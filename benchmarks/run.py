@@ -44,10 +44,10 @@ import peers  # noqa: E402
 import workloads as wl  # noqa: E402
 
 import symgrad  # noqa: E402
-from symgrad.codegen import fuse as codegen_fuse  # noqa: E402
 from symgrad.autodiff import sweep  # noqa: E402
-from symgrad.codegen.c import c_available  # noqa: E402
+from symgrad.codegen import fuse as codegen_fuse  # noqa: E402
 from symgrad.codegen import lambdify, value_and_grad  # noqa: E402
+from symgrad.codegen.c import c_available  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
 PLOT = ROOT / "docs" / "benchmarks.png"

@@ -28,7 +28,8 @@ def main() -> None:
         from sklearn.datasets import load_digits
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise SystemExit(
-            "this example needs scikit-learn: pip install 'symgrad[examples]'"
+            "this example needs scikit-learn: pip install scikit-learn "
+            '(or, from a clone, pip install -e ".[examples]")'
         ) from err
 
     digits = load_digits()

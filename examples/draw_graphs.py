@@ -3,8 +3,8 @@
 Writes SVG and PNG files to ``--out`` (default ``out/``): the forward graphs with every node's
 data and grad after ``backward()`` (micrograd's picture), and the backward pass of each (the
 local derivative on every edge, as in ``symgrad.derive``). ``--docs`` also writes the neuron
-picture the README shows, ``docs/images/neuron.svg``. Needs ``pip install symgrad[viz]`` and
-the Graphviz program ``dot`` (``apt-get install graphviz`` or ``brew install graphviz``).
+picture the README shows, ``docs/images/neuron.svg``. Rendering needs the Graphviz program
+``dot`` (``apt-get install graphviz`` or ``brew install graphviz``).
 
     python examples/draw_graphs.py [--out out] [--docs]
 """
@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 
 from symgrad import Value, draw_dot
-from symgrad.viz import render
+from symgrad.derivation.dot import render
 
 DOCS_IMAGE = Path(__file__).resolve().parents[1] / "docs" / "images" / "neuron.svg"
 

@@ -7,7 +7,7 @@ so each of the 100 full-batch steps is a single call. micrograd's published loss
 0.8958441028683222 and step 99: 0.010978370135492717.
 
 Run: python examples/micrograd_demo.py [--out DIR] [--quick]
-Needs the examples extra (scikit-learn, matplotlib): pip install 'symgrad[examples]'.
+Needs the examples extra (scikit-learn, matplotlib): pip install -e ".[examples]" (from a clone).
 """
 
 from __future__ import annotations

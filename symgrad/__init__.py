@@ -15,11 +15,11 @@ from .autodiff import grad, hessian, jacobian
 from .check import GradCheckReport, check_grad, check_grad_fn
 from .codegen import CompiledFunction, lambdify, value_and_grad
 from .derivation import Derivation, derive
+from .derivation.dot import draw_dot
 from .errors import SymgradError
 from .functions import relu, sigmoid
 from .parse import parse
 from .value import Value
-from .viz import draw_dot
 
 __all__ = [
     "CompiledFunction",

@@ -15,6 +15,7 @@ and adjoints are built without flattening, gradients share the forward pass's su
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -22,7 +23,7 @@ import sympy as sp
 
 from .construct import add, is_small, is_zero, mul
 from .errors import InputTypeError
-from .graph import Linear, linearise, paused_gc, topo_order, tree_size
+from .graph import Linear, linearise, paused_gc, post_order, topo_order, tree_size
 from .inputs import as_expr, as_exprs, as_symbols
 from .rules import lookup
 
@@ -32,6 +33,12 @@ __all__ = ["Step", "grad", "hessian", "jacobian", "simplify_result", "sweep"]
 EVALUATE_BUDGET = 4000
 #: Results up to this tree size are also run through ``sympy.simplify`` (kept only if shorter).
 SIMPLIFY_BUDGET = 40
+
+#: "auto" runs ``cancel`` only where the fully expanded result has at most this many terms:
+#: ``cancel`` expands, so ``(x + 1)**1000*(y + 1)**1000`` (a 10-node result) would be 10**6 terms.
+EXPAND_BUDGET = 2_000
+#: Max/Min of more arguments stay unevaluated when rebuilt: SymPy compares arguments pairwise.
+EVALUATE_MAX_ARGS = 4
 
 SimplifyOption = bool | str
 
@@ -153,8 +160,14 @@ def _sweep(
                 name = "zero"
             else:
                 rule = lookup(node)
-                for a, local in zip(args_of[i], rule.partials(node), strict=True):
-                    if not dep[a] or is_zero(local):
+                # only the partials in arguments that depend on wrt: a constant order or index
+                # (besselj(1, x), zeta(2, x)) is never differentiated; SymPy's one-at-a-time
+                # rules see tuple arguments (hyper, meijerg parameters) element by element
+                per_element = rule.partial is not None
+                wanted = [_wanted(a, order, args_of, dep, per_element) for a in args_of[i]]
+                locals_ = rule.needed(node, wanted)
+                for a, local in _pairs(args_of[i], locals_, args_of):
+                    if local is None or is_zero(local):
                         continue
                     contribution = mul(adjoint, local, small=False if big else None)
                     if adjoints[a] is None:
@@ -171,12 +184,83 @@ def _sweep(
     return results, dag
 
 
-def _evaluated(expr: sp.Basic) -> sp.Basic:
-    # Rebuild bottom-up with SymPy's evaluating constructors: canonical form, linear in the DAG.
-    new: dict[sp.Basic, sp.Basic] = {}
-    for node in topo_order([expr]):
-        new[node] = node.func(*[new[a] for a in node.args]) if node.args else node
+def _wanted(a: int, order: list, args_of: list, dep: list[bool], per_element: bool):
+    # a flag, or for a tuple argument that depends on wrt, a nested tuple of flags
+    if not dep[a] or not per_element or not isinstance(order[a], sp.Tuple):
+        return dep[a]
+    return tuple(_wanted(c, order, args_of, dep, True) for c in args_of[a])
+
+
+def _pairs(positions: list[int], locals_: list, args_of: list):
+    # (position, partial) for every argument, tuple arguments' elements in place of the tuple
+    stack = [(positions, locals_)]
+    while stack:
+        ps, ls = stack.pop()
+        for p, local in zip(ps, ls, strict=True):
+            if isinstance(local, tuple):
+                stack.append((args_of[p], local))
+            else:
+                yield p, local
+
+
+def _evaluated(expr: sp.Basic, memo: tuple[dict, dict] | None = None) -> sp.Basic:
+    # Rebuild bottom-up with SymPy's evaluating constructors: canonical form, linear in the DAG
+    # (wide Max/Min excepted: evaluating them is quadratic in their arguments). ``memo`` holds
+    # the nodes already rebuilt, shared by the results of one gradient.
+    new, width = memo if memo is not None else ({}, {})
+    # width: for Max/Min, the number of arguments evaluation would flatten into one
+    for node in post_order([expr], lambda n: () if n in new else n.args):
+        if node in new:
+            continue
+        if not node.args:
+            new[node] = node
+            continue
+        args = [new[a] for a in node.args]
+        if isinstance(node, (sp.Max, sp.Min)):
+            width[node] = sum(width[a] if isinstance(a, node.func) else 1 for a in node.args)
+            if width[node] > EVALUATE_MAX_ARGS:
+                new[node] = node.func._from_args(args)  # unevaluated, unsorted: linear
+                continue
+        if isinstance(node, _SIGN_QUERIES) and any(
+            tree_size(a, SIMPLIFY_BUDGET) > SIMPLIFY_BUDGET for a in args
+        ):
+            # evaluating these asks for the sign of whole argument trees (SymPy's assumption
+            # system, deep and unbounded): only on small arguments
+            new[node] = node.func(*args, evaluate=False)
+            continue
+        new[node] = node.func(*args)
     return new[expr]
+
+
+# Heads whose evaluation queries the sign or zero-ness of their arguments.
+_SIGN_QUERIES = (sp.Heaviside, sp.sign, sp.Abs, sp.Max, sp.Min, sp.Piecewise, sp.DiracDelta)
+
+
+def _expanded_terms(expr: sp.Basic, limit: int) -> int:
+    """An upper bound on the number of terms of ``expr`` multiplied out (capped at limit + 1).
+
+    Bottom-up over the DAG: a sum has the terms of its arguments, a product their product, an
+    integer power ``b**k`` (or ``b**-k``, whose denominator expands) at most C(t + k - 1, k) for
+    t terms in ``b``; anything else is one term (``cancel`` treats it as a generator).
+    """
+    cap = limit + 1
+    terms: dict[sp.Basic, int] = {}
+    worst = 1
+    for node in topo_order([expr]):
+        if node.is_Add:
+            t = sum(terms[a] for a in node.args)
+        elif node.is_Mul:
+            t = 1
+            for a in node.args:
+                t = min(t * terms[a], cap)
+        elif node.is_Pow and node.exp.is_Integer:
+            base, k = terms[node.base], abs(int(node.exp))
+            t = 1 if base == 1 else cap if k >= cap else math.comb(base + k - 1, k)
+        else:
+            t = 1
+        terms[node] = min(t, cap)
+        worst = max(worst, terms[node])
+    return worst
 
 
 def simplify_result(expr: sp.Expr, simplify: SimplifyOption = "auto") -> sp.Expr:
@@ -186,9 +270,12 @@ def simplify_result(expr: sp.Expr, simplify: SimplifyOption = "auto") -> sp.Expr
         expr: a result of :func:`sweep`.
         simplify: ``False`` returns ``expr`` unchanged (shared, partly unevaluated structure:
             best for code generation). ``"auto"`` (default) rebuilds results of tree size up to
-            ``EVALUATE_BUDGET`` in SymPy's canonical form, and on results up to
-            ``SIMPLIFY_BUDGET`` nodes also tries a few bounded rewrites (``cancel``,
-            ``factor_terms``, ``sin**2 -> 1 - cos**2``), keeping the shortest.
+            ``EVALUATE_BUDGET`` in SymPy's canonical form (Max/Min of more than
+            ``EVALUATE_MAX_ARGS`` arguments left as they are), and on results up to
+            ``SIMPLIFY_BUDGET`` nodes also tries a few bounded rewrites (``cancel`` only where
+            the expanded result has at most ``EXPAND_BUDGET`` terms, ``factor_terms``,
+            ``sin**2 -> 1 - cos**2``), keeping the shortest. Its time is bounded by these
+            sizes, whatever the expression.
             ``"canonical"`` does only the first. ``True`` uses ``sympy.simplify`` whatever the
             size: its cost has no bound (minutes on some 40-node results).
 
@@ -200,20 +287,31 @@ def simplify_result(expr: sp.Expr, simplify: SimplifyOption = "auto") -> sp.Expr
     >>> simplify_result(sp.sin(x)**2 + sp.cos(x)**2)
     1
     """
+    return _simplify_all([expr], simplify)[0]
+
+
+def _simplify_all(exprs: Sequence[sp.Expr], simplify: SimplifyOption) -> list[sp.Expr]:
+    """:func:`simplify_result` of several results, rebuilding their shared nodes once."""
     if simplify is False:
-        return expr
+        return list(exprs)
     if simplify not in (True, "auto", "canonical"):
         raise InputTypeError(
             f"simplify must be True, False, 'auto' or 'canonical', got {simplify!r}"
         )
+    memo: tuple[dict, dict] = ({}, {})
+    return [_simplify_one(e, simplify, memo) for e in exprs]
+
+
+def _simplify_one(expr: sp.Expr, simplify: SimplifyOption, memo: tuple[dict, dict]) -> sp.Expr:
     if simplify is True or tree_size(expr, EVALUATE_BUDGET) <= EVALUATE_BUDGET:
-        expr = _evaluated(expr)
+        expr = _evaluated(expr, memo)
     if simplify == "canonical":
         return expr
     if simplify is True:
         candidates = [sp.simplify(expr)]
     elif tree_size(expr, SIMPLIFY_BUDGET) <= SIMPLIFY_BUDGET:
-        candidates = [rewrite(expr) for rewrite in _TIDY]
+        small = _expanded_terms(expr, EXPAND_BUDGET) <= EXPAND_BUDGET
+        candidates = [rewrite(expr) for rewrite in _TIDY if small or rewrite is not sp.cancel]
     else:
         return expr
     best = min(candidates, key=sp.count_ops)
@@ -273,7 +371,7 @@ def grad(expr: object, wrt: object, *, simplify: SimplifyOption = "auto"):
     e = as_expr(expr)
     syms, single = as_symbols(wrt, e)
     raw = sweep([e], syms)[0]
-    out = [simplify_result(raw.get(s, sp.S.Zero), simplify) for s in syms]
+    out = _simplify_all([raw.get(s, sp.S.Zero) for s in syms], simplify)
     return out[0] if single else out
 
 

@@ -14,6 +14,8 @@ True
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,9 +26,17 @@ import sympy as sp
 from . import numerical
 from .autodiff import sweep
 from .codegen import lambdify
-from .errors import GradientCheckError, InputTypeError, MissingSymbolError, ShapeError
+from .errors import (
+    DomainError,
+    GradientCheckError,
+    InputTypeError,
+    MissingSymbolError,
+    OptionError,
+    ShapeError,
+)
 from .graph import free_symbols
 from .inputs import as_expr, as_symbols, describe
+from .markup import html_table
 
 __all__ = ["GradCheckReport", "VariableCheck", "check_grad", "check_grad_fn"]
 
@@ -89,15 +99,17 @@ class GradCheckReport:
         """The variables that failed."""
         return tuple(r for r in self.rows if not r.ok)
 
-    def __str__(self) -> str:
+    def _title(self) -> str:
         method = {"central": "central differences", "complex": "complex step"}.get(
             self.method, self.method
         )
-        head = (
+        return (
             f"gradient check ({method}, rtol={self.rtol:g}, atol={self.atol:g}, "
             f"{self.points} point{'s' if self.points != 1 else ''}): "
             f"{'passed' if self.ok else 'FAILED for ' + ', '.join(r.name for r in self.failures)}"
         )
+
+    def _table(self) -> list[tuple[str, ...]]:
         table = [("variable", "symbolic", "numerical", "abs error", "rel error", "step", "ok")]
         for r in self.rows:
             table.append(
@@ -111,9 +123,23 @@ class GradCheckReport:
                     "yes" if r.ok else "NO",
                 )
             )
+        return table
+
+    def __str__(self) -> str:
+        table = self._table()
         widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in table]
-        return "\n".join([head, *(line.rstrip() for line in lines)])
+        return "\n".join([self._title(), *(line.rstrip() for line in lines)])
+
+    def __repr__(self) -> str:
+        worst = max((r.rel_error for r in self.rows), default=0.0)
+        state = "passed" if self.ok else "FAILED for " + ", ".join(r.name for r in self.failures)
+        count = f"{len(self.rows)} variable{'s' if len(self.rows) != 1 else ''}"
+        return f"<GradCheckReport {state}: {count}, {self.method}, max rel error {worst:.1e}>"
+
+    def _repr_html_(self) -> str:
+        header, *rows = self._table()
+        return html_table(list(header), [list(r) for r in rows], caption=self._title())
 
     def raise_if_failed(self) -> GradCheckReport:
         """Raise :class:`~symgrad.errors.GradientCheckError` naming the failed variables.
@@ -145,12 +171,20 @@ def _compare(
     shown: list[tuple[float, float, float]] = [(np.nan, np.nan, np.nan)] * n
     ok = np.ones(n, dtype=bool)
     for x in points:
-        with np.errstate(all="ignore"):  # nan and inf are reported, not warned about
-            sym = np.asarray(exact(x), dtype=float).reshape(-1)
+        try:
+            with np.errstate(all="ignore"):  # nan and inf are reported, not warned about
+                sym = np.asarray(exact(x), dtype=float).reshape(-1)
+                num = numerical.gradient(value, x, method=method, h=h)
+        except ArithmeticError as exc:  # e.g. a Python float division by zero in f
+            where = ", ".join(
+                f"{name}={v:g}" for name, v in zip(names, np.ravel(x).tolist(), strict=False)
+            )
+            raise DomainError(
+                f"the function or its gradient cannot be evaluated at {where} "
+                f"({type(exc).__name__}: {exc}); choose a point inside the domain"
+            ) from None
         if sym.shape != (n,):
             raise ShapeError(f"the gradient has shape {sym.shape}, expected ({n},)")
-        with np.errstate(all="ignore"):
-            num = numerical.gradient(value, x, method=method, h=h)
         step = np.broadcast_to(
             numerical.step_size(method, x) if h is None else np.asarray(h, float), (n,)
         )
@@ -195,6 +229,28 @@ def _points(values: Sequence[Any], what: str) -> list[np.ndarray]:
     return list(stacked)
 
 
+def _tolerance(value: Any, name: str) -> float:
+    """``rtol``/``atol`` as a float: a real number, finite and >= 0."""
+    if isinstance(value, sp.Basic) and value.is_number and value.is_extended_real:
+        value = float(value)  # SymPy numbers, oo included (refused below)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InputTypeError(f"{name} must be a real number such as 1e-6, got {describe(value)}")
+    value = float(value)
+    if not (math.isfinite(value) and value >= 0):
+        raise OptionError(f"{name} must be a finite number >= 0, got {value}")
+    return value
+
+
+def _names(names: Any, n: int) -> list[str]:
+    if names is None:
+        return [f"x[{i}]" for i in range(n)]
+    if isinstance(names, (str, bytes)) or not isinstance(names, Sequence):
+        raise InputTypeError(f"names must be a list of strings, got {describe(names)}")
+    if len(names) != n:
+        raise ShapeError(f"names has {len(names)} entries for {n} variables")
+    return [str(v) for v in names]
+
+
 def check_grad(
     expr: Any,
     wrt: Any = None,
@@ -224,13 +280,17 @@ def check_grad(
 
     Raises:
         GradientCheckError: a variable failed (and ``raise_on_failure``); the message names it.
-        MissingSymbolError: ``at`` lacks a value for a free symbol.
+        MissingSymbolError: ``at`` lacks a value for a free symbol (values for other symbols
+            are ignored, as ``subs`` does).
+        InputTypeError: ``rtol`` or ``atol`` is not a real number.
+        OptionError: ``rtol`` or ``atol`` is negative or not finite.
 
     >>> import sympy as sp
     >>> x = sp.Symbol("x")
     >>> check_grad(3 * x**2 - 4 * x + 5, at={"x": 3.0}).rows[0].symbolic
     14.0
     """
+    rtol, atol = _tolerance(rtol, "rtol"), _tolerance(atol, "atol")
     e = as_expr(expr)
     symbols = sorted(free_symbols([e]), key=lambda s: s.name)
     if at is None or not isinstance(at, Mapping):
@@ -332,13 +392,16 @@ def check_grad_fn(
     for obj, what in ((f, "f"), (grad_f, "grad_f")):
         if not callable(obj):
             raise InputTypeError(f"{what} must be callable, got {describe(obj)}")
-    arr = np.asarray(x, dtype=float)
-    if arr.ndim not in (1, 2):
-        raise ShapeError(f"x must have shape (n,) or (points, n), got {arr.shape}")
+    rtol, atol = _tolerance(rtol, "rtol"), _tolerance(atol, "atol")
+    if isinstance(x, (str, bytes)):
+        raise InputTypeError(f"x must be an array of numbers, got {describe(x)}")
+    try:
+        arr = np.asarray(x, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise InputTypeError(f"x must be an array of numbers, got {describe(x)}") from exc
+    if arr.ndim not in (1, 2) or arr.size == 0:
+        raise ShapeError(f"x must have shape (n,) or (points, n) with n >= 1, got {arr.shape}")
     pts = [arr] if arr.ndim == 1 else list(arr)
-    n = pts[0].shape[0]
-    labels = list(names) if names is not None else [f"x[{i}]" for i in range(n)]
-    if len(labels) != n:
-        raise ShapeError(f"names has {len(labels)} entries for {n} variables")
+    labels = _names(names, pts[0].shape[0])
     report = _compare(labels, pts, grad_f, f, method, h, rtol, atol)
     return report.raise_if_failed() if raise_on_failure else report

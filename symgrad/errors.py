@@ -14,7 +14,10 @@ from __future__ import annotations
 __all__ = [
     "ArgumentError",
     "BackendUnavailableError",
+    "CompilerError",
     "DomainError",
+    "ExportError",
+    "FileAccessError",
     "GradientCheckError",
     "GraphTooLargeError",
     "InputTypeError",
@@ -24,6 +27,7 @@ __all__ = [
     "ShapeError",
     "SymgradError",
     "SymgradWarning",
+    "UnsafeCacheError",
     "UnsupportedFunctionError",
 ]
 
@@ -52,15 +56,17 @@ class UnsupportedFunctionError(SymgradError, NotImplementedError):
 
     Attributes:
         head: the name of the unsupported head.
+        argument: the 1-based argument position SymPy cannot differentiate in (or ``None``).
 
     >>> err = UnsupportedFunctionError("floor2", "no rule")
-    >>> err.head
-    'floor2'
+    >>> err.head, err.argument
+    ('floor2', None)
     """
 
-    def __init__(self, head: str, message: str) -> None:
+    def __init__(self, head: str, message: str, argument: int | None = None) -> None:
         super().__init__(message)
         self.head = head
+        self.argument = argument
 
 
 class MissingSymbolError(SymgradError, ValueError):
@@ -125,6 +131,47 @@ class BackendUnavailableError(SymgradError, ImportError):
     """An optional feature needs a package or program that is not installed.
 
     >>> issubclass(BackendUnavailableError, ImportError)
+    True
+    """
+
+
+class CompilerError(BackendUnavailableError):
+    """The C compiler failed, timed out or could not run while building a compiled function.
+
+    The message gives the compiler's own words and what to do (more time with ``timeout=``,
+    another ``$CC``, or ``backend='numpy'``).
+
+    >>> issubclass(CompilerError, BackendUnavailableError)
+    True
+    """
+
+
+class FileAccessError(SymgradError, OSError):
+    """A file or folder the user named cannot be read or written (missing, a folder, no access).
+
+    The message names the path and the reason.
+
+    >>> issubclass(FileAccessError, OSError)
+    True
+    """
+
+
+class UnsafeCacheError(SymgradError, PermissionError):
+    """The folder of compiled C libraries is not private to this user, so it is not used.
+
+    A library loaded from it would run inside this process: a folder owned by another user or
+    writable by group or others is refused (never silently replaced by a shared one). The
+    message names the folder and how to fix it.
+
+    >>> issubclass(UnsafeCacheError, PermissionError)
+    True
+    """
+
+
+class ExportError(FileAccessError):
+    """Generated code could not be written to the file asked for (the message names it).
+
+    >>> issubclass(ExportError, FileAccessError)
     True
     """
 

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 
 import sympy as sp
 
-from .errors import InputTypeError, MissingSymbolError, OptionError
+from .errors import InputTypeError, MissingSymbolError
 from .graph import free_symbols
 
 __all__ = ["as_expr", "as_exprs", "as_symbols", "describe", "point_values"]
@@ -191,6 +191,8 @@ def point_values(
 ) -> dict[sp.Symbol, float] | None:
     """A number for every free symbol of ``expr`` from ``at`` (over ``defaults``), or ``None``.
 
+    Values for symbols that ``expr`` does not contain are ignored, as ``expr.subs`` does.
+
     Args:
         at: ``{symbol or name: real number}``, or ``None`` for no numbers.
         expr: the expression whose symbols need values.
@@ -202,7 +204,6 @@ def point_values(
 
     Raises:
         InputTypeError: ``at`` is not a mapping, or a value is not a real number.
-        OptionError: ``at`` names a symbol the expression does not have.
         MissingSymbolError: a symbol of the expression has no value.
 
     >>> import sympy as sp
@@ -219,14 +220,10 @@ def point_values(
     vals: dict[sp.Symbol, float] = {}
     for key, value in [*(defaults or {}).items(), *(at or {}).items()]:
         (sym,), _ = as_symbols(key, expr, "at key")
-        if sym not in known:
-            raise OptionError(
-                f"at gives a value for {sym}, which does not occur in the expression "
-                f"(its symbols: {', '.join(map(str, leaves)) or 'none'})"
-            )
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise InputTypeError(f"at[{sym}] must be a real number, got {describe(value)}")
-        vals[sym] = float(value)
+        if sym in known:  # SymPy's subs convention: a value for another symbol is ignored
+            vals[sym] = float(value)
     missing = [str(s) for s in leaves if s not in vals]
     if missing:
         raise MissingSymbolError(

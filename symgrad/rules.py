@@ -7,8 +7,17 @@ it. Partials are written through the node itself where possible (``d tanh(u) = 1
 so gradients share the forward pass's values.
 
 Functions without a rule here fall back to SymPy's own ``fdiff`` (``erf``, ``gamma``, Bessel
-functions, undefined functions, ...). A known function whose derivative SymPy cannot give
-raises :class:`~symgrad.errors.UnsupportedFunctionError` naming it.
+functions, undefined functions, ...), asked only for the arguments that depend on the variables
+(:meth:`Rule.needed`): ``besselj(1, x)`` never asks for the derivative in the order. Where SymPy
+has no derivative for a needed argument (``fdiff`` raises, returns ``None`` or an unevaluated
+``Derivative``) :class:`~symgrad.errors.UnsupportedFunctionError` names the function and the
+argument.
+
+Every formula here equals SymPy's own derivative on the whole complex plane, branch cuts
+included (``acosh'(u) = 1/(sqrt(u - 1) sqrt(u + 1))``, not ``1/sqrt(u**2 - 1)``, which has the
+wrong sign on ``u < -1``); ``tests/test_rules_table.py`` checks this at 30 digits. Functions
+that are not analytic (``Abs``, ``sign``, ``Max``, ``floor``, ...) have their real derivative
+almost everywhere, with the conventions of docs/conventions.md at the kinks.
 
 >>> import sympy as sp
 >>> x, y = sp.symbols("x y")
@@ -34,6 +43,10 @@ from .functions import sigmoid
 __all__ = ["Rule", "local_partials", "lookup", "override", "register", "registered_heads"]
 
 Partials = Callable[[sp.Basic], Sequence[sp.Expr]]
+#: Which arguments need a partial: a flag, or for a tuple argument a nested tuple of flags.
+Wanted = bool | tuple
+#: A partial: an expression, ``None`` (not wanted), or nested tuples of them (tuple arguments).
+Local = sp.Expr | None | tuple
 
 ZERO, ONE, HALF = sp.S.Zero, sp.S.One, sp.S.Half
 
@@ -41,6 +54,12 @@ ZERO, ONE, HALF = sp.S.Zero, sp.S.One, sp.S.Half
 @dataclass(frozen=True)
 class Rule:
     """A derivative rule: a readable ``name`` and the function giving the local partials.
+
+    Attributes:
+        name: the rule name shown in derivations.
+        partials: ``node -> [d node / d arg for arg in node.args]``.
+        partial: ``(node, i) -> d node / d args[i]`` for rules that can give one partial at a
+            time (SymPy's ``fdiff``); :meth:`needed` then asks only for the wanted ones.
 
     >>> import sympy as sp
     >>> rule = lookup(sp.exp(sp.Symbol("x")))
@@ -50,6 +69,28 @@ class Rule:
 
     name: str
     partials: Partials
+    partial: Callable[[sp.Basic, int, Wanted], Local] | None = None
+
+    def needed(self, node: sp.Basic, wanted: Sequence[Wanted]) -> list[Local]:
+        """The partials of ``node`` in the arguments flagged in ``wanted`` (``None`` elsewhere).
+
+        Arguments that do not depend on the variables are never differentiated, so a constant
+        order (``besselj(1, x)``) or index (``zeta(2, x)``) never reaches SymPy's ``fdiff``.
+        For a rule that differentiates one argument at a time (SymPy's), a tuple argument
+        (``hyper``'s and ``meijerg``'s parameters) is flagged element by element with a nested
+        tuple of flags, and its partial is the nested tuple of partials in those elements.
+
+        Raises:
+            UnsupportedFunctionError: SymPy has no derivative in a wanted argument.
+
+        >>> import sympy as sp
+        >>> x = sp.Symbol("x")
+        >>> lookup(sp.besselj(1, x)).needed(sp.besselj(1, x), [False, True])
+        [None, besselj(0, x)/2 - besselj(2, x)/2]
+        """
+        if self.partial is not None:
+            return [self.partial(node, i, w) if w else None for i, w in enumerate(wanted)]
+        return [p if w else None for p, w in zip(self.partials(node), wanted, strict=True)]
 
 
 _RULES: dict[type, Rule] = {}
@@ -134,7 +175,7 @@ def lookup(node: sp.Basic) -> Rule:
         if base in _RULES:
             return _RULES[base]
     if isinstance(node, sp.Function):
-        return Rule(head.__name__, _fdiff_partials)
+        return Rule(head.__name__, _fdiff_partials, _fdiff_partial)
     raise UnsupportedFunctionError(
         head.__name__,
         f"symgrad has no derivative rule for {head.__name__} (in {_short(node)}); register one "
@@ -159,25 +200,83 @@ def _short(node: sp.Basic, limit: int = 60) -> str:
 
 
 def _fdiff_partials(node: sp.Basic) -> list[sp.Expr]:
-    out = []
-    for i in range(len(node.args)):
-        try:
-            d = node.fdiff(i + 1)
-        except Exception as exc:  # SymPy raises several types here; all mean "no derivative"
-            raise UnsupportedFunctionError(
-                type(node).__name__,
-                f"SymPy cannot differentiate {type(node).__name__} in argument {i + 1} "
-                f"({exc}); register a rule with symgrad.rules.register",
-            ) from exc
+    return [_fdiff_partial(node, i) for i in range(len(node.args))]
+
+
+def _fdiff_partial(node: sp.Basic, i: int, wanted: Wanted = True) -> Local:
+    # SymPy signals "no derivative" in many ways: ArgumentIndexError, NotImplementedError,
+    # IndexError (zeta, polylog), TypeError (meijerg's tuple arguments), ValueError (appellf1),
+    # None (SingularityFunction with a symbolic exponent) or an unevaluated Derivative/Subs.
+    name = type(node).__name__
+    arg = _short(node.args[i])
+    where = f"{name} (in {_short(node)}) with respect to its argument {i + 1}, {arg}"
+    if isinstance(wanted, tuple):
+        return _tuple_partials(node, i, wanted, where)
+    try:
+        d = node.fdiff(i + 1)
+    except Exception as exc:  # every failure means "no derivative"
+        raise UnsupportedFunctionError(
+            name,
+            f"SymPy cannot differentiate {where} ({_reason(exc)}); "
+            "register a rule with symgrad.rules.register to supply one",
+            argument=i + 1,
+        ) from exc
+    return _checked(node, d, where, i)
+
+
+def _checked(node: sp.Basic, d: object, where: str, i: int) -> sp.Expr:
+    unknown = not isinstance(d, sp.Expr) or (
         # A *known* function answered with an unevaluated Derivative: SymPy does not know it.
-        if not isinstance(node, sp.core.function.AppliedUndef) and d.has(sp.Derivative, sp.Subs):
-            raise UnsupportedFunctionError(
-                type(node).__name__,
-                f"SymPy has no derivative for {type(node).__name__} (in {_short(node)}); "
-                "register a rule with symgrad.rules.register",
-            )
-        out.append(d)
-    return out
+        not isinstance(node, sp.core.function.AppliedUndef) and d.has(sp.Derivative, sp.Subs)
+    )
+    if unknown:
+        raise UnsupportedFunctionError(
+            type(node).__name__,
+            f"SymPy has no derivative of {where}; "
+            "register a rule with symgrad.rules.register to supply one",
+            argument=i + 1,
+        )
+    return d
+
+
+def _tuple_partials(node: sp.Basic, i: int, wanted: tuple, where: str) -> tuple:
+    # d node / d e for each wanted element e of a (nested) tuple argument: SymPy's own diff with
+    # e replaced by a dummy (meijerg differentiates in its parameters this way; fdiff cannot)
+    def walk(t: sp.Tuple, mask: tuple, rebuild: Callable[[sp.Basic], sp.Basic]) -> tuple:
+        out: list[Local] = []
+        for k, (e, w) in enumerate(zip(t.args, mask, strict=True)):
+
+            def put(new: sp.Basic, k: int = k) -> sp.Basic:
+                return rebuild(type(t)(*t.args[:k], new, *t.args[k + 1 :]))
+
+            if isinstance(w, tuple):
+                out.append(walk(e, w, put))
+            elif not w:
+                out.append(None)
+            else:
+                d = sp.Dummy("e")
+                try:
+                    r = sp.diff(put(d), d).xreplace({d: e})
+                except Exception as exc:  # every failure means "no derivative"
+                    raise UnsupportedFunctionError(
+                        type(node).__name__,
+                        f"SymPy cannot differentiate {where} in its element {_short(e)} "
+                        f"({_reason(exc)}); register a rule with symgrad.rules.register",
+                        argument=i + 1,
+                    ) from exc
+                out.append(_checked(node, r, f"{where} in its element {_short(e)}", i))
+        return tuple(out)
+
+    args = node.args
+    return walk(args[i], wanted, lambda new: node.func(*args[:i], new, *args[i + 1 :]))
+
+
+def _reason(exc: BaseException) -> str:
+    try:  # some SymPy exceptions fail in __str__ (a bare ArgumentIndexError)
+        text = str(exc)
+    except Exception:
+        text = ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _arg(node: sp.Basic) -> sp.Expr:
@@ -377,8 +476,10 @@ def _asinh(n):
 
 @register(sp.acosh, "acosh")
 def _acosh(n):
-    # 1/sqrt(u^2 - 1) on the real domain u > 1
-    return [power(add([power(_arg(n), 2), -ONE]), -HALF)]
+    # 1/(sqrt(u - 1) sqrt(u + 1)), as SymPy: it equals 1/sqrt(u^2 - 1) only for Re u > 0 (at
+    # u = -2 it is -1/sqrt(3), the slope of acosh's principal branch there)
+    u = _arg(n)
+    return [mul(power(add([u, -ONE]), -HALF), power(add([u, ONE]), -HALF))]
 
 
 @register(sp.atanh, "atanh")
@@ -439,11 +540,17 @@ def _ceiling(n):
     return [ZERO]
 
 
+#: Max/Min with more arguments than this get partials of linear total size (see _select_wide).
+PAIRWISE_MAX_ARGS = 4
+
+
 def _select(n: sp.Basic, winner: Callable[[sp.Expr, sp.Expr], sp.Expr]) -> list[sp.Expr]:
     # d max(a)/da_i = prod_{j != i} [a_i beats a_j]. At a tie between two variable arguments each
     # gets 1/2 (as torch.maximum); against a constant the variable must win strictly, so
     # relu = Max(0, x) has derivative 0 at 0, as in PyTorch and micrograd.
     a = n.args
+    if len(a) > PAIRWISE_MAX_ARGS:
+        return _select_wide(n, winner)
     out = []
     for i, ai in enumerate(a):
         factors = []
@@ -453,6 +560,32 @@ def _select(n: sp.Basic, winner: Callable[[sp.Expr, sp.Expr], sp.Expr]) -> list[
                 # unevaluated: evaluating Heaviside queries the sign of its argument (slow)
                 factors.append(sp.Heaviside(winner(ai, aj), h0, evaluate=False))
         out.append(mul(*factors))
+    return out
+
+
+def _select_wide(n: sp.Basic, winner: Callable[[sp.Expr, sp.Expr], sp.Expr]) -> list[sp.Expr]:
+    # The pairwise product has n*(n-1) factors: quadratic. Instead d max(a)/da_i =
+    # [a_i beats M_i], M_i = max(prefix_{i-1}, suffix_{i+1}) the best of the others, where the
+    # prefix and suffix extremes are chains shared by all i: 3n nodes in all. A tie with M_i
+    # gives 1/2 when M_i can vary, 0 against constants only (as in the pairwise form).
+    # (built with _from_args: unevaluated and unsorted, as sorting walks the whole chain)
+    a, head = n.args, n.func._from_args
+    prefix, suffix = [a[0]], [a[-1]]
+    for arg in a[1:-1]:
+        prefix.append(head((prefix[-1], arg)))
+    for arg in reversed(a[1:-1]):
+        suffix.append(head((arg, suffix[-1])))
+    suffix.reverse()  # suffix[k] = best of a[k+1:]
+    out = []
+    for i, ai in enumerate(a):
+        if i == 0:
+            best = suffix[0]
+        elif i == len(a) - 1:
+            best = prefix[-1]
+        else:
+            best = head((prefix[i - 1], suffix[i]))
+        h0 = ZERO if all(aj.is_number for j, aj in enumerate(a) if j != i) else HALF
+        out.append(sp.Heaviside(winner(ai, best), h0, evaluate=False))
     return out
 
 

@@ -10,12 +10,15 @@
 * ``.expr`` is the SymPy expression behind any node (built on demand), so the same graph can be
   differentiated symbolically, explained and compiled.
 
-Numbers follow IEEE where micrograd would: ``exp`` of a huge number is ``inf``, products that
-overflow are ``inf``, ``inf - inf`` is ``nan``. Inputs that have no real answer raise
-:class:`~symgrad.errors.DomainError` (``log`` of a number <= 0, ``0 ** -1``, a negative base to a
-non-integer power) and operands that are not real numbers raise
-:class:`~symgrad.errors.InputTypeError`. The gradient with respect to a ``Value`` exponent is
-``b**e * log(b)``: it is ``nan`` where the base is <= 0 (the log has no real value there).
+Numbers follow IEEE 754 as NumPy and PyTorch compute them, in the forward pass and in
+``backward()``: nothing raises ``OverflowError`` or ``ZeroDivisionError``. ``exp`` of a huge
+number is ``inf``, ``0 ** -1`` is ``inf``, ``log(0)`` is ``-inf``, ``log(-1)`` and a negative
+base to a non-integer power are ``nan``, and ``Value(1e-310).log().backward()`` gives the
+gradient ``inf``. At the edges of ``**`` the gradients follow PyTorch: the derivative of
+``x**0`` is 0 (also at ``x = 0``), and the derivative in a ``Value`` exponent is 0 where the
+base is 0 and the exponent >= 0. micrograd itself raises at several of these points;
+docs/conventions.md lists them. Operands that are not real numbers raise
+:class:`~symgrad.errors.InputTypeError`.
 
 >>> a = Value(-4.0, label="a")
 >>> b = Value(2.0, label="b")
@@ -40,7 +43,7 @@ import sympy as sp
 
 from . import rules
 from .codegen import lambdify
-from .errors import DomainError, InputTypeError
+from .errors import InputTypeError
 from .functions import sigmoid as _sigmoid_head
 from .graph import post_order
 from .inputs import describe
@@ -68,13 +71,21 @@ def _template(kind: str) -> sp.Expr:
     return build(*(_U, _V)[:arity])
 
 
+# A local partial and how to apply it: _PLAIN (a constant or an operand: multiply), _COMPILED
+# (evaluate at IEEE semantics, then multiply) or _RECIPROCAL (``fn`` gives d of a partial 1/d).
+_PLAIN, _COMPILED, _RECIPROCAL = 0, 1, 2
+Partial = tuple[Callable[..., float], int]
+
+
 @functools.cache
-def _compiled_partials(kind: str, rule: rules.Rule) -> tuple[Callable[..., float], ...]:
+def _compiled_partials(kind: str, rule: rules.Rule) -> tuple[Partial, ...]:
     """Numeric local partials of op ``kind`` w.r.t. each operand, as functions of (u, v, out).
 
     Keyed by the rule too, so ``rules.override`` takes effect. The partials are written through
     the node itself where the rule does so (``1 - tanh(u)**2``); replacing the node by ``out``
-    reuses the forward value, exactly as micrograd's ``1 - t**2``.
+    reuses the forward value, exactly as micrograd's ``1 - t**2``. A partial ``1/d`` (``log``)
+    is kept as ``d``: the sweep divides the adjoint by it, as PyTorch does (``1/1e-310``
+    overflows to inf where ``adjoint/1e-310`` may be finite).
     """
     node = _template(kind)
     partials = rule.partials(node)
@@ -83,7 +94,11 @@ def _compiled_partials(kind: str, rule: rules.Rule) -> tuple[Callable[..., float
         # SymPy may order args canonically: find each operand's position in node.args
         index = node.args.index(operand)
         expr = partials[index].xreplace({node: _OUT})
-        out.append(_evaluator(expr, kind))
+        if expr.is_Pow and expr.exp == -1:
+            expr, mode = expr.base, _RECIPROCAL
+        else:
+            mode = _PLAIN if expr.is_Number or expr in (_U, _V, _OUT) else _COMPILED
+        out.append((_evaluator(expr, kind), mode))
     return tuple(out)
 
 
@@ -105,7 +120,7 @@ def _evaluator(expr: sp.Expr, kind: str) -> Callable[..., float]:
     return lambdify(expr, [_U, _V, _OUT], name=f"d_{kind}")
 
 
-def _partials_for(kind: str) -> tuple[Callable[..., float], ...]:
+def _partials_for(kind: str) -> tuple[Partial, ...]:
     return _compiled_partials(kind, rules.lookup(_template(kind)))
 
 
@@ -134,21 +149,52 @@ def _safe_exp(x: float) -> float:
         return math.inf  # IEEE: exp of a large number overflows to inf
 
 
-def _safe_pow(b: float, e: float) -> float:
-    if b == 0 and e < 0:
-        raise DomainError(
-            f"0 cannot be raised to the negative power {e} (division by zero); "
-            "keep the base away from 0, e.g. add a small epsilon"
-        )
-    if b < 0 and not float(e).is_integer():
-        raise DomainError(
-            f"a negative base ({b}) to a non-integer power ({e}) is not a real number"
-        )
+def _ieee_pow(b: float, e: float) -> float:
+    # NumPy's power ufunc (the arrays' answer, as PyTorch's): Python's ** raises on 0**-1 and on
+    # overflow, gives a complex number for a negative base to a fractional power, and
+    # (-inf)**0.5 = inf where NumPy's sqrt shortcut gives nan. They agree on a positive base
+    # and on a finite negative base to an integer power.
+    if b > 0 or (b < 0 and b != -math.inf and float(e).is_integer()):
+        try:
+            return b**e
+        except OverflowError:
+            pass
+    with np.errstate(all="ignore"):
+        return float(np.power(np.float64(b), np.float64(e)))
+
+
+def _ieee_log(x: float) -> float:
+    if x > 0:
+        return math.log(x)  # exact for subnormals too
+    return -math.inf if x == 0 else math.nan  # log(+-0) = -inf; negative or nan: nan
+
+
+def _ieee_div(a: float, b: float) -> float:
     try:
-        return b**e
-    except OverflowError:  # IEEE: overflow gives +-inf
-        negative = b < 0 and float(e).is_integer() and int(e) % 2 == 1
-        return -math.inf if negative else math.inf
+        return a / b
+    except ZeroDivisionError:  # IEEE: +-inf, or nan for 0/0
+        with np.errstate(all="ignore"):
+            return float(np.float64(a) / np.float64(b))
+
+
+def _ieee(fn: Callable[..., float], u: float, v: float, out: float) -> float:
+    # A compiled partial with NumPy's answer. On ordinary numbers (finite, a nonzero operand) the
+    # float fast path agrees with NumPy wherever it answers with a float; at 0, inf and nan,
+    # or where Python raises or goes complex (1/1e-310, log(-1), (-2)**0.5), the partial is
+    # evaluated by NumPy on one-element arrays (the array path: ufuncs, not scalar methods;
+    # the exponent v stays a scalar, so u**(v-1) takes NumPy's sqrt shortcut for v = 1.5 as
+    # the forward u**v does for v = 0.5).
+    if u != 0 and math.isfinite(u) and math.isfinite(v) and math.isfinite(out):
+        try:
+            r = fn(u, v, out)
+            if type(r) is float:
+                return r
+            if not isinstance(r, complex):
+                return float(r)
+        except (ArithmeticError, ValueError):
+            pass
+    r = fn(np.array([u]), v, np.array([out]))
+    return float(np.asarray(r).ravel()[0])
 
 
 def _sigmoid(x: float) -> float:
@@ -239,10 +285,10 @@ with float(text) first
 
     def __pow__(self, other: object) -> Value:
         if isinstance(other, Value):
-            out = self._make(_safe_pow(self.data, other.data), (self, other), "**", "pow")
+            out = self._make(_ieee_pow(self.data, other.data), (self, other), "**", "pow")
             return out
         k = _as_number(other, "the exponent")
-        out = self._make(_safe_pow(self.data, k), (self,), f"**{other}", "pow")
+        out = self._make(_ieee_pow(self.data, k), (self,), f"**{other}", "pow")
         out._exponent = int(other) if isinstance(other, numbers.Integral) else k
         return out
 
@@ -258,7 +304,9 @@ with float(text) first
         >>> y.data, x.grad
         (0.0, 0.0)
         """
-        return self._make(max(0.0, self.data), (self,), "ReLU", "relu")
+        d = self.data
+        # as micrograd and torch.relu: nan and -0.0 pass unchanged (max(0.0, nan) would be 0.0)
+        return self._make(0.0 if d < 0 else d, (self,), "ReLU", "relu")
 
     def tanh(self) -> Value:
         """The hyperbolic tangent.
@@ -277,21 +325,14 @@ with float(text) first
         return self._make(_safe_exp(self.data), (self,), "exp", "exp")
 
     def log(self) -> Value:
-        """The natural logarithm.
-
-        Raises:
-            DomainError: the value is not positive.
+        """The natural logarithm: ``-inf`` at 0 and ``nan`` below 0 (IEEE, as NumPy and PyTorch).
 
         >>> Value(1.0).log().data
         0.0
-        >>> Value(-1.0).log()
-        Traceback (most recent call last):
-        ...
-        symgrad.errors.DomainError: log needs a positive number, got -1.0
+        >>> Value(0.0).log().data, Value(-1.0).log().data
+        (-inf, nan)
         """
-        if not self.data > 0:
-            raise DomainError(f"log needs a positive number, got {self.data}")
-        return self._make(math.log(self.data), (self,), "log", "log")
+        return self._make(_ieee_log(self.data), (self,), "log", "log")
 
     def sigmoid(self) -> Value:
         """The logistic function ``1 / (1 + exp(-x))``, computed without overflow.
@@ -346,17 +387,37 @@ with float(text) first
         self.grad = 1.0
         with np.errstate(all="ignore"):  # nan/inf follow IEEE here, never a warning
             for node in reversed(topo):
-                if node._kind and node.grad != 0:  # a zero adjoint sends nothing
+                # a zero adjoint is sent too: 0 * inf is nan, as in PyTorch and micrograd
+                if node._kind:
                     node._send(fns[node._kind])
 
-    def _send(self, partials: tuple[Callable[..., float], ...]) -> None:
+    def _send(self, partials: tuple[Partial, ...]) -> None:
         # chain rule: d out / d child += (local partial from the rule table) * d out / d self
         ch = self._children
         u = ch[0].data
         v = ch[1].data if len(ch) > 1 else self._exponent
         v = 0.0 if v is None else float(v)
-        for child, fn in zip(ch, partials, strict=False):
-            child.grad += float(fn(u, v, self.data)) * self.grad
+        g = self.grad
+        for i, (child, (fn, mode)) in enumerate(zip(ch, partials, strict=False)):
+            if mode == _PLAIN:  # a constant or an operand: a float already
+                child.grad += fn(u, v, self.data) * g
+                continue
+            if self._kind == "pow" and (v == 0 if i == 0 else u == 0 and v >= 0):
+                # PyTorch's values where e b^(e-1) or b^e log b is 0 * inf: d(b^0)/db = 0 (b^0
+                # is the constant 1), and d(b^e)/de -> 0 as b -> 0+ for e > 0 (0 at e = 0).
+                # As PyTorch's pow_backward_self/_exponent: the base gets nothing at all (even
+                # for a nan adjoint), the exponent 0 * adjoint.
+                if i == 0:
+                    continue
+                partial = 0.0
+            else:
+                partial = _ieee(fn, u, v, self.data)
+            if mode == _RECIPROCAL:
+                child.grad += _ieee_div(g, partial)
+            elif partial == 0 and self._kind == "relu":
+                continue  # relu selects (PyTorch's where): a blocked inf adjoint is 0, not nan
+            else:
+                child.grad += partial * g
 
     def _backward(self) -> None:
         """Propagate this node's ``.grad`` to its operands only (the lecture's manual step).

@@ -18,7 +18,7 @@ def require_dot() -> str:
     try:
         import graphviz  # noqa: F401
     except ImportError:
-        _missing("the Python package graphviz is not installed (pip install symgrad[viz])")
+        _missing("the Python package graphviz is not installed (pip install graphviz)")
     exe = shutil.which("dot")
     if exe is None:
         _missing("the Graphviz program dot is not installed (Debian package graphviz)")

@@ -14,6 +14,8 @@ PACKAGE = Path(symgrad.__file__).parent
 LAYERS = {
     "errors": 0,
     "_version": 0,
+    "files": 1,
+    "markup": 1,
     "graph": 1,
     "functions": 1,
     "construct": 2,
@@ -22,9 +24,8 @@ LAYERS = {
     "rules": 3,
     "autodiff": 4,
     "codegen": 5,
-    "derivation": 5,
+    "derivation": 6,
     "numerical": 5,
-    "viz": 6,
     "check": 6,
     "value": 6,
     "matrix": 7,
@@ -32,10 +33,8 @@ LAYERS = {
     "cli": 9,
     "__main__": 10,
 }
-GENERATORS = {
-    "codegen/compile.py",
-    "matrix/codegen.py",
-}  # the only places generated code is compiled
+# the only places generated code is compiled
+GENERATORS = {"codegen/compile.py", "matrix/codegen.py"}
 
 
 def _modules():

@@ -8,7 +8,13 @@ import sympy as sp
 
 from symgrad import check_grad, check_grad_fn
 from symgrad.construct import add, mul, power
-from symgrad.errors import GradientCheckError, InputTypeError, MissingSymbolError, ShapeError
+from symgrad.errors import (
+    GradientCheckError,
+    InputTypeError,
+    MissingSymbolError,
+    OptionError,
+    ShapeError,
+)
 from symgrad.rules import override
 
 x, y, w, b = sp.symbols("x y w b")
@@ -127,3 +133,57 @@ def test_bad_callable_input() -> None:
         check_grad_fn(lambda v: v[0], lambda v: v, [1.0], names=["a", "b"])
     with pytest.raises(ShapeError, match="shape"):
         check_grad_fn(lambda v: v[0], lambda v: v, np.zeros((1, 1, 1)))
+
+
+BAD_TOLERANCES = [
+    ("a", InputTypeError),
+    (None, InputTypeError),
+    (True, InputTypeError),
+    (1e-6j, InputTypeError),
+    (complex(1e-6, 0), InputTypeError),
+    ([1e-6], InputTypeError),
+    (sp.Symbol("r"), InputTypeError),
+    (sp.I, InputTypeError),
+    (sp.oo, OptionError),
+    (float("inf"), OptionError),
+    (float("nan"), OptionError),
+    (-1e-6, OptionError),
+]
+
+
+@pytest.mark.parametrize("name", ["rtol", "atol"])
+@pytest.mark.parametrize(("value", "error"), BAD_TOLERANCES, ids=repr)
+def test_bad_tolerances_are_typed_errors(name, value, error) -> None:
+    with pytest.raises(error, match=name):
+        check_grad(x**2, at={x: 1.0}, **{name: value})
+    with pytest.raises(error, match=name):
+        check_grad_fn(lambda v: v[0] ** 2, lambda v: 2 * v, [1.0], **{name: value})
+
+
+def test_tolerances_of_other_real_types_work() -> None:
+    for value in (sp.Rational(1, 10**5), np.float32(1e-5), sp.Float(1e-5), 0):
+        report = check_grad(x**2, at={x: 1.0}, rtol=value, raise_on_failure=False)
+        assert report.ok and report.rtol == float(value)
+        assert str(report)  # the report prints
+
+
+def test_bad_points_and_names_for_check_grad_fn() -> None:
+    f, g = (lambda v: v[0]), (lambda v: np.ones_like(v))
+    for bad in ("ab", [[1.0], [1.0, 2.0]], object()):
+        with pytest.raises(InputTypeError, match="array of numbers"):
+            check_grad_fn(f, g, bad)
+    for bad in ([], None, np.zeros((0, 2))):
+        with pytest.raises(ShapeError):
+            check_grad_fn(f, g, bad)
+    with pytest.raises(InputTypeError, match="names"):
+        check_grad_fn(f, g, [1.0], names="x")
+
+
+def test_values_for_other_symbols_are_ignored_everywhere() -> None:
+    # SymPy's subs convention, in check_grad and derive alike
+    from symgrad import derive
+
+    at = {x: 0.5, y: 2.0, "unused": 7.0}
+    assert check_grad(x**2 * y, at=at).ok
+    d = derive(x**2 * y, at=at)
+    assert d.adjoint_values[x] == pytest.approx(2 * 0.5 * 2.0)  # d(x^2 y)/dx = 2xy

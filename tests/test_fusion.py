@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from symgrad.codegen.c import c_available
 from symgrad.codegen import lambdify, value_and_grad
+from symgrad.codegen.c import c_available
 from symgrad.codegen.fuse import FUSE_MIN
 from symgrad.construct import add, apply, mul
 from symgrad.errors import ShapeError

@@ -25,8 +25,9 @@ from symgrad import numerical
 from symgrad.errors import InputTypeError, MissingSymbolError, OptionError, ShapeError
 from symgrad.matrix import expr as mx
 from symgrad.matrix.codegen import compile_matrix, value_and_grad
+from symgrad.matrix.hessian import hessian, hvp
 from symgrad.matrix.latex import latex
-from symgrad.matrix.vjp import backprop_equations, grad, hessian, hvp, registered_heads
+from symgrad.matrix.vjp import backprop_equations, grad, registered_heads
 
 RNG = np.random.default_rng(7)
 
@@ -242,10 +243,12 @@ def test_logistic_regression_hvp_and_closed_form_hessian():
     assert latex(g, {mx.sigmoid(z): s_sym}) == r"X^{T} \left(s - y\right)"
 
 
-def test_hessian_needs_a_column_and_a_linear_hvp():
-    W = M("W", 2, 2)
-    with pytest.raises(ShapeError, match="column"):
-        hessian(mx.sumsq(W), W)
+def test_hessian_of_a_matrix_parameter_and_bad_wrt():
+    W = M("W", 2, 3)
+    H = hessian(mx.sumsq(W), W)
+    np.testing.assert_array_equal(compile_matrix(H, [W])(np.zeros((2, 3))), 2 * np.eye(6))
+    with pytest.raises(InputTypeError, match="MatrixSymbol"):
+        hessian(mx.sumsq(W), sp.Symbol("w"))
 
 
 # --------------------------------------------------------------- textbook forms and LaTeX

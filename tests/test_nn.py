@@ -18,6 +18,7 @@ import pytest
 from symgrad import Value, numerical
 from symgrad.errors import (
     DomainError,
+    FileAccessError,
     InputTypeError,
     OptionError,
     ParseError,
@@ -347,15 +348,169 @@ def test_save_load_roundtrip_and_atomicity(tmp_path, monkeypatch):
     for p in model.parameters():
         p.data += 1.0
 
-    def broken_dump(obj, fh):
-        fh.write('{"format": "symgrad-par')
+    def broken_write(fd, data):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(json, "dump", broken_dump)
+    monkeypatch.setattr(os, "write", broken_write)
     with pytest.raises(KeyboardInterrupt):
         save_parameters(model, path)
+    monkeypatch.undo()
     assert path.read_text() == before
     assert os.listdir(tmp_path) == ["params.json"]
+
+
+def _model_with(values, labels=None):
+    model = MLP(2, [1], rng=random.Random(0))
+    for i, (p, v) in enumerate(zip(model.parameters(), values, strict=True)):
+        p.data = v
+        if labels is not None:
+            p.label = labels[i]
+    return model
+
+
+def test_save_refuses_nonfinite_parameters_unless_asked(tmp_path):
+    path = tmp_path / "p.json"
+    save_parameters(_model_with([1.0, 2.0, 3.0]), path)
+    good = path.read_bytes()
+    for bad in (math.inf, -math.inf, math.nan):
+        with pytest.raises(DomainError, match=r"non-finite.*allow_nonfinite=True"):
+            save_parameters(_model_with([1.0, bad, 3.0]), path)
+        assert path.read_bytes() == good  # the good checkpoint survives
+    save_parameters(_model_with([1.0, -math.inf, math.nan]), path, allow_nonfinite=True)
+    target = _model_with([0.0, 0.0, 0.0])
+    with pytest.raises(ParseError, match="finite"):
+        load_parameters(target, path)
+    assert [p.data for p in target.parameters()] == [0.0, 0.0, 0.0]  # nothing half-loaded
+    load_parameters(target, path, allow_nonfinite=True)
+    data = [p.data for p in target.parameters()]
+    assert data[0] == 1.0 and data[1] == -math.inf and math.isnan(data[2])
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits and symbolic links")
+def test_save_keeps_mode_and_updates_a_symlinks_target(tmp_path):
+    path = tmp_path / "p.json"
+    model = _model_with([1.0, 2.0, 3.0])
+    for mode in (0o644, 0o640, 0o600):
+        save_parameters(model, path)
+        os.chmod(path, mode)
+        save_parameters(model, path)
+        assert oct(path.stat().st_mode & 0o777) == oct(mode)
+    # a new file gets the usual permissions: 0o666 less the umask
+    umask = os.umask(0o022)
+    os.umask(umask)
+    fresh = tmp_path / "fresh.json"
+    save_parameters(model, fresh)
+    assert oct(fresh.stat().st_mode & 0o777) == oct(0o666 & ~umask)
+    # through a symbolic link (also a relative one, and a chain of two): the target changes
+    real = tmp_path / "store" / "real.json"
+    real.parent.mkdir()
+    save_parameters(_model_with([0.0, 0.0, 0.0]), real)
+    link = tmp_path / "link.json"
+    link.symlink_to(os.path.join("store", "real.json"))
+    link2 = tmp_path / "link2.json"
+    link2.symlink_to(link)
+    save_parameters(model, link2)
+    assert link.is_symlink() and link2.is_symlink()
+    assert json.loads(real.read_text())["values"] == [1.0, 2.0, 3.0]
+    assert sorted(os.listdir(real.parent)) == ["real.json"]
+
+
+def test_save_to_a_bad_place_is_a_typed_error(tmp_path):
+    model = _model_with([1.0, 2.0, 3.0])
+    (tmp_path / "plain").write_text("a regular file")
+    for path, match in [
+        (tmp_path, "it is a folder"),
+        (tmp_path / "nope" / "p.json", "does not exist"),
+        (tmp_path / "plain" / "p.json", "is a file, not a folder"),
+        (Path("/proc/symgrad-test/p.json"), "does not exist"),
+        (Path("/proc/p.json"), "cannot write"),
+    ]:
+        with pytest.raises(FileAccessError, match=match):
+            save_parameters(model, path)
+    assert (tmp_path / "plain").read_text() == "a regular file"
+
+
+def test_stale_temporary_files_are_removed_by_the_next_save(tmp_path):
+    path = tmp_path / "p.json"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    stale = tmp_path / f".p.json.{dead.stdout.strip()}.0123456789ab.tmp"
+    stale.write_text("half a file")
+    alive = tmp_path / f".p.json.{os.getppid()}.0123456789ab.tmp"  # a live process: kept
+    alive.write_text("someone else's save in progress")
+    other = tmp_path / ".other.json.1.0123456789ab.tmp"  # not ours: kept
+    other.write_text("x")
+    save_parameters(_model_with([1.0, 2.0, 3.0]), path)
+    assert sorted(os.listdir(tmp_path)) == sorted([alive.name, other.name, "p.json"])
+
+
+# The child process saves in a loop (versions 1, 2, ...; every value of version v is v + 0.5)
+# and is SIGKILLed at random times; after each kill the file must load and hold one whole
+# version, never older than the one before.
+KILL_SCRIPT = r"""
+import json, os, random, signal, sys, time
+from symgrad.nn import MLP, load_parameters, save_parameters
+kills, path = int(sys.argv[1]), sys.argv[2]
+model = MLP(8, [64, 64, 1], rng=random.Random(0))  # 4,801 parameters: a save takes a while
+params = model.parameters()
+def write(v):
+    for p in params:
+        p.data = v + 0.5
+    save_parameters(model, path)
+write(0)
+rng, last, problems, leftovers = random.Random(1), 0, [], 0
+for k in range(kills):
+    pid = os.fork()
+    if pid == 0:
+        v = last
+        while True:
+            v += 1
+            write(v)
+    time.sleep(rng.uniform(0.005, 0.08))
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    leftovers += sum(1 for n in os.listdir(os.path.dirname(path)) if n.endswith(".tmp"))
+    try:
+        load_parameters(model, path)
+    except Exception as exc:
+        problems.append(f"kill {k}: {type(exc).__name__}: {exc}")
+        continue
+    found = {p.data for p in params}
+    if len(found) != 1 or min(found) - 0.5 < last:
+        problems.append(f"kill {k}: mixed or older values {sorted(found)[:3]}")
+    last = int(min(found))
+write(last + 1)  # the next save cleans up what killed saves left
+print(json.dumps({"problems": problems, "last": last, "leftovers_seen": leftovers,
+                  "files": sorted(os.listdir(os.path.dirname(path)))}))
+"""
+
+
+def _kill_saves(tmp_path, kills):
+    path = tmp_path / "params.json"
+    proc = subprocess.run(
+        [sys.executable, "-c", KILL_SCRIPT, str(kills), str(path)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["problems"] == []
+    assert result["last"] >= 1  # saves really completed between the kills
+    assert result["files"] == ["params.json"]  # no temporary file left behind
+    assert path.stat().st_size > 50_000
+    return result
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork and SIGKILL")
+def test_saves_survive_sigkill(tmp_path):
+    _kill_saves(tmp_path, 20)
+
+
+@pytest.mark.slow
+@pytest.mark.stress
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork and SIGKILL")
+def test_saves_survive_200_sigkills(tmp_path):
+    _kill_saves(tmp_path, 200)
 
 
 def test_load_errors(tmp_path):
@@ -371,6 +526,122 @@ def test_load_errors(tmp_path):
     save_parameters(MLP(2, [4, 1], rng=random.Random(0)), path)
     with pytest.raises(ShapeError):
         load_parameters(model, path)
+
+
+def _file(labels, values_text):
+    head = '{"format": "symgrad-parameters", "version": 1, "labels": '
+    return f'{head}{json.dumps(labels)}, "values": [{values_text}]}}'.encode()
+
+
+HOSTILE = {
+    "400-digit integer": (lambda ls: _file(ls, "1, 2, " + "9" * 400), ParseError, "finite"),
+    "5000-digit integer": (lambda ls: _file(ls, "1, 2, " + "7" * 5000), ParseError, "finite"),
+    "400-digit float": (lambda ls: _file(ls, "1, 2, 1" + "0" * 400 + ".5"), ParseError, "finite"),
+    "deep nesting": (lambda ls: b"[" * 20_000 + b"]" * 20_000, ParseError, "nested too deep"),
+    "deep object": (lambda ls: b'{"a":' * 5_000 + b"1" + b"}" * 5_000, ParseError, "nested"),
+    "non-UTF-8": (lambda ls: b"\xff\xfe{\x00", ParseError, "not UTF-8"),
+    "pickle": (lambda ls: b"\x80\x04\x95\x10\x00\x00\x00", ParseError, "UTF-8"),
+    "a string value": (lambda ls: _file(ls, '1, 2, "3"'), ParseError, "numbers"),
+    "a boolean value": (lambda ls: _file(ls, "1, 2, true"), ParseError, "numbers"),
+    "a list value": (lambda ls: _file(ls, "1, 2, [3]"), ParseError, "numbers"),
+    "huge file": (lambda ls: _file(ls, "1, 2, 3" + " " * 10_000_000), ParseError, "larger"),
+    "empty": (lambda ls: b"", ParseError, "not a symgrad parameter file"),
+    "labels not a list": (lambda ls: _file("w0", "1, 2, 3"), ParseError, "lists"),
+    "NaN token": (lambda ls: _file(ls, "1, 2, NaN"), ParseError, "finite"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_parameter_files_are_one_typed_error(tmp_path, case):
+    make, error, match = HOSTILE[case]
+    model = _model_with([0.25, 0.5, 0.75])
+    path = tmp_path / "hostile.json"
+    path.write_bytes(make([p.label for p in model.parameters()]))
+    with pytest.raises(error, match=match) as info:
+        load_parameters(model, path)
+    assert "hostile.json" in str(info.value)  # names the file
+    err = info.value  # one error, not a chain of tracebacks
+    assert err.__cause__ is None and (err.__context__ is None or err.__suppress_context__)
+    assert [p.data for p in model.parameters()] == [0.25, 0.5, 0.75]  # unchanged
+
+
+def test_missing_file_or_folder_is_a_file_access_error(tmp_path):
+    model = _model_with([0.25, 0.5, 0.75])
+    with pytest.raises(FileAccessError, match=r"missing\.json.*No such file"):
+        load_parameters(model, tmp_path / "missing.json")
+    with pytest.raises(FileAccessError, match="folder"):
+        load_parameters(model, tmp_path)
+    with pytest.raises(InputTypeError, match="file name"):
+        load_parameters(model, 42)
+    with pytest.raises(InputTypeError, match="parameters"):
+        save_parameters("model", tmp_path / "x.json")
+
+
+# ------------------------------------------------------------------ training: hostile cases
+@pytest.mark.parametrize("seed", range(4))
+def test_fit_with_a_huge_rate_stops_with_the_last_finite_parameters(seed):
+    # SGD(lr=1e308): the first update either overflows (inf parameters) or gives parameters so
+    # large that the next loss is inf; both stop with a warning and the starting parameters
+    r = np.random.default_rng(seed)
+    X, y = r.normal(size=(10, 2)), 3 * r.normal(size=10)
+    model = MLP(2, [4, 1], rng=random.Random(seed))
+    trainer = Trainer(model, loss="mse", optimizer=SGD(lr=1e308))
+    start = trainer.parameter_vector()
+    with pytest.warns(TrainingWarning) as caught:
+        history = trainer.fit(X, y, steps=50)
+    assert history.stopped is not None and "last finite" in history.stopped
+    assert any(history.stopped == str(w.message) for w in caught)
+    assert len(history.loss) <= 1
+    np.testing.assert_array_equal(trainer.parameter_vector(), start)
+    np.testing.assert_array_equal([p.data for p in model.parameters()], start)
+
+
+def test_set_parameters_refuses_nonfinite_values():
+    model = MLP(2, [1], rng=random.Random(0))
+    trainer = Trainer(model)
+    before = [p.data for p in model.parameters()]
+    for bad in (math.inf, -math.inf, math.nan):
+        with pytest.raises(DomainError, match=r"theta\[1\]"):
+            trainer.set_parameters([0.5, bad, 1.0])
+    with pytest.raises(InputTypeError):
+        trainer.set_parameters("abc")
+    assert [p.data for p in model.parameters()] == before
+
+
+def test_fit_on_zero_samples_is_an_error():
+    trainer = Trainer(MLP(2, [1], rng=random.Random(0)))
+    with pytest.raises(ShapeError, match="0 samples"):
+        trainer.fit(np.zeros((0, 2)), np.zeros(0))
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        ["w", "w", "b", "w", "w", "b", "v", "v", "b"],  # duplicated
+        [""] * 9,  # empty
+        ["x0", "x1", "t0", "t1", "x2", "t12", "theta0", "a", "b"],  # the Trainer's own names
+        ["theta1", "theta0", "a", "b", "c", "d", "e", "f", ""],  # the fallback names + empty
+    ],
+)
+def test_trainer_accepts_any_labels(labels):
+    # reference: micrograd's Value path (forward + backward) on the same model and data
+    r = np.random.default_rng(3)
+    X, y = r.normal(size=(5, 2)), r.normal(size=5)
+    model = MLP(2, [2, 1], rng=random.Random(4))
+    for p, lab in zip(model.parameters(), labels, strict=True):
+        p.label = lab
+    trainer = Trainer(model, loss="mse")
+    assert [p.label for p in model.parameters()] == labels  # labels restored
+    loss_c, grad_c, _ = trainer.loss_and_grad(trainer.parameter_vector(), X, y)
+    model.zero_grad()
+    residuals = [model([Value(a) for a in row]) - t for row, t in zip(X, y, strict=True)]
+    loss_v = sum((r**2 for r in residuals), Value(0.0))
+    loss_v = loss_v * (1.0 / len(y))
+    loss_v.backward()
+    assert loss_c == pytest.approx(loss_v.data, rel=1e-12)
+    np.testing.assert_allclose(grad_c, [p.grad for p in model.parameters()], rtol=1e-9)
+    history = trainer.fit(X, y, steps=20)
+    assert history.loss[-1] < history.loss[0]
 
 
 def test_loss_curve_plot(tmp_path):
@@ -408,6 +679,7 @@ def test_micrograd_demo_example(tmp_path):
 LAYER = {
     "errors": 0,
     "graph": 1,
+    "files": 1,
     "construct": 1,
     "inputs": 1,
     "functions": 1,

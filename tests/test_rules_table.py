@@ -195,3 +195,83 @@ def test_relu_and_max_at_the_kink_follow_pytorch() -> None:
     assert (gx.subs({x: 1, y: 1}), gy.subs({x: 1, y: 1})) == (sp.S.Half, sp.S.Half)
     f = lambdify(grad(relu(x), x), [x])
     assert f(np.array([-1.0, 0.0, 2.0])).tolist() == [0.0, 0.0, 1.0]
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole complex plane: every analytic rule equals SymPy's derivative, branch cuts included
+# ---------------------------------------------------------------------------------------------
+
+zc, wc = sp.symbols("zc wc")  # no assumptions: complex
+_R = sp.Rational
+# exact points: on the real axis (on and off every branch cut of the inverse functions: (-inf, -1),
+# (-1, 0), (0, 1), (1, inf)), on the imaginary axis (the cuts of asinh/atan), just above and
+# below a cut, and in general position
+COMPLEX_POINTS = [
+    *(_R(v) for v in (-3, "-3/2", -1, "-1/2", "-1/10", "1/10", "1/2", 1, "3/2", 3)),
+    *(sp.I * _R(v) for v in (-3, "-3/2", "-1/2", "1/2", "3/2", 3)),
+    _R(-3, 2) + sp.I / 100,
+    _R(-3, 2) - sp.I / 100,
+    _R(3, 10) + _R(7, 10) * sp.I,
+    _R(-6, 5) - _R(2, 5) * sp.I,
+    2 - 3 * sp.I,
+]
+# functions that are not analytic: their rules give the real derivative (a.e.), checked above
+REAL_ONLY = {sp.Abs, sp.sign, sp.Heaviside, sp.floor, sp.ceiling, sp.Max, sp.Min, sp.atan2}
+REAL_ONLY |= {sp.Piecewise, ExprCondPair, sp.Add, sp.Mul}  # no branch to choose
+
+
+def _complex_nodes() -> list[sp.Expr]:
+    nodes = [sp.Pow(zc, wc, evaluate=False), sp.log(zc, wc, evaluate=False)]
+    nodes += [sp.Pow(zc, e, evaluate=False) for e in (_R(1, 2), _R(-3, 2), _R(5, 3), -1, 3)]
+    nodes += [sp.Pow(zc, sp.Float(0.5), evaluate=False)]
+    for head in registered_heads():
+        if head not in REAL_ONLY and head is not sp.Pow and head is not sp.log:
+            nodes.append(head(zc, evaluate=False))
+    nodes.append(sp.log(zc, evaluate=False))
+    return nodes
+
+
+def _n30(e: sp.Expr) -> complex | None:
+    try:
+        v = complex(sp.N(e, 30))
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None  # a pole or an undefined value: nothing to compare
+    return v if np.isfinite(v) else None
+
+
+def test_every_analytic_head_is_in_the_complex_plane_audit() -> None:
+    audited = {type(n) for n in _complex_nodes()}
+    assert set(registered_heads()) <= audited | REAL_ONLY
+
+
+@pytest.mark.parametrize("node", _complex_nodes(), ids=str)
+def test_rules_equal_sympy_diff_on_the_whole_complex_plane(node: sp.Expr) -> None:
+    # The referee is sympy.diff of the same head (SymPy's own fdiff, not symgrad's table),
+    # evaluated by mpmath at 30 digits: the formulas must choose the same branch everywhere.
+    from symgrad.rules import local_partials
+
+    compared = 0
+    for arg, mine in zip(node.args, local_partials(node), strict=True):
+        if not arg.is_Symbol:
+            continue
+        # an unevaluated two-argument log is log(z)/log(w) (SymPy's fdiff ignores the base)
+        same = sp.log(zc) / sp.log(wc) if isinstance(node, sp.log) and len(node.args) == 2 else node
+        ref = sp.diff(same, arg)
+        for p in COMPLEX_POINTS:
+            for q in [_R(1, 3), -2 + sp.I] if wc in node.free_symbols else [None]:
+                subs = {zc: p} if q is None else {zc: p, wc: q}
+                b = _n30(ref.subs(subs))
+                if b is None:
+                    continue
+                a = _n30(mine.subs(subs))
+                assert a is not None and abs(a - b) <= 1e-25 * max(1.0, abs(b)), (subs, mine, ref)
+                compared += 1
+    assert compared >= 10
+
+
+def test_acosh_slope_on_its_branch_cut_is_negative() -> None:
+    # the reproducer: at x = -2, d acosh / dx = 1/(sqrt(-3) sqrt(-1)) = -1/sqrt(3)
+    t = sp.Symbol("t")
+    g = grad(sp.acosh(t), t)
+    assert abs(complex(g.subs(t, -2).evalf(30)) - (-1 / np.sqrt(3))) < 1e-15
+    assert sp.simplify(g - sp.diff(sp.acosh(t), t)) == 0

@@ -19,34 +19,28 @@ symbol name can break it; ``.source`` shows the code and tracebacks point into i
 
 from __future__ import annotations
 
+import builtins
 import functools
 import hashlib
+import itertools
+import keyword
 import linecache
 import math
-import re
 import warnings
+import weakref
 from typing import Any
 
 import numpy as np
 import sympy as sp
-from sympy.core.function import AppliedUndef
 
-from . import runtime as _runtime
 from ..autodiff import _sweep
-from .c import build_c_kernel, c_available
-from .fuse import Fuser, _Pair, _Sum
-from .printers import _doprint, _Inlined, _MathPrinter, _print_node, _Printer
-from ..errors import (
-    ArgumentError,
-    BackendUnavailableError,
-    InputTypeError,
-    MissingSymbolError,
-    OptionError,
-    ShapeError,
-    UnsupportedFunctionError,
-)
-from ..graph import Linear, free_symbols, linearise, paused_gc, rebuild, split_wide_linear
+from ..errors import BackendUnavailableError, MissingSymbolError, OptionError
+from ..graph import Linear, free_symbols, paused_gc
 from ..inputs import as_expr, as_symbols
+from . import runtime as _runtime
+from .c import build_c_kernel, c_available
+from .numpy import emit
+from .plan import Program, describe_args, plan
 
 __all__ = ["BACKENDS", "CompiledFunction", "lambdify", "value_and_grad"]
 
@@ -54,33 +48,59 @@ __all__ = ["BACKENDS", "CompiledFunction", "lambdify", "value_and_grad"]
 #: (raises BackendUnavailableError without one); ``"auto"``: ``"c"`` when a compiler is
 #: available, else ``"numpy"`` with a RuntimeWarning.
 BACKENDS = ("numpy", "c", "auto")
-WIDE = 256  # sums and products wider than this are split before printing
-#: Functions up to this many statements also get a pure-Python fast path for float inputs
-#: (``math`` functions on Python floats are ~10x cheaper than NumPy ufuncs on them).
-SCALAR_PATH_LIMIT = 3000
 
-# Nodes that are printed inside their parent instead of getting a statement of their own.
-_INLINE = (sp.Tuple, sp.functions.elementary.piecewise.ExprCondPair)
-_UNCOMPILABLE = (sp.Derivative, sp.Subs, sp.Integral, AppliedUndef)
-#: How the code generator prints a node (see :func:`_plan`).
-_ARGUMENT, _LITERAL, _SHADOW, _INLINED, _STATEMENT = range(5)
-#: A node read once is printed inside its reader when it has at most this many arguments and
-#: nests at most this many inlined nodes: fewer statements (Python's compile() costs ~4 us per
-#: statement) with bounded expression depth.
-INLINE_ARGS = 8
-INLINE_DEPTH = 4
-_TEMP = re.compile(r"\b_t(\d+)\b")
-_ELEMENT = re.compile(r"\b_a\d+_\d+\b")
-_MATH = re.compile(r"\bmath\.")
+#: The names a generated module defines or reads: a function may not be called any of these.
+_NAMESPACE: dict[str, Any] = {
+    "numpy": np,
+    "math": math,
+    **_runtime.HELPERS,
+    "_vmath": _runtime._VectorMath(),
+    "_ndarray": np.ndarray,
+    "_array": np.array,
+    "_MISSING": _runtime._MISSING,
+}
+_counter = itertools.count()
 
 
-class CompiledFunction:
+def check_name(name: object) -> str:
+    """``name`` if it is a safe name for a generated function, else an :class:`OptionError`.
+
+    A safe name is a Python identifier that is not a keyword, not a builtin, does not start
+    with an underscore (generated code's own names do) and is none of the modules generated
+    code uses.
+
+    >>> check_name("loss_and_grad")
+    'loss_and_grad'
+    >>> check_name("numpy")
+    Traceback (most recent call last):
+    ...
+    symgrad.errors.OptionError: name='numpy' collides with a name the generated module uses ...
+    """
+    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+        raise OptionError(
+            f"name must be a Python identifier that is not a keyword, got {name!r} "
+            "(e.g. name='loss_and_grad')"
+        )
+    if name.startswith("_") or name in _NAMESPACE or hasattr(builtins, name):
+        raise OptionError(
+            f"name={name!r} collides with a name the generated module uses (names starting "
+            "with '_', numpy, math and Python's builtins are taken); choose another, e.g. "
+            f"name='{name.strip('_') or 'fn'}_fn'"
+        )
+    return name
+
+
+class CompiledFunction(functools.partial):
     """A compiled function made by :func:`lambdify`.
 
+    Calling it runs the generated function directly (no Python-level wrapper: a call on
+    Python floats costs about what a hand-written ``math`` function costs).
+
     Attributes:
-        source: the generated Python source.
+        source: the generated Python source (the function and its module constants).
         args: the argument specification (a symbol or a list of symbols per argument).
-        outputs: the output specification as given (expressions, nested in lists).
+        outputs: the output specification as given (None after unpickling).
+        name: the generated function's name.
 
     >>> import sympy as sp
     >>> x = sp.Symbol("x")
@@ -88,74 +108,95 @@ class CompiledFunction:
     >>> f(3.0)
     9.0
     >>> print(f.source.splitlines()[0])
-    def symgrad_fn(_a0):
+    def symgrad_fn(_a0=_MISSING, *_extra):
     """
 
-    def __init__(self, fn, source: str, args: list, outputs: Any) -> None:
-        self._fn = fn
-        self._nargs = len(args)
-        self.source = source
-        self.args = args
-        self.outputs = outputs
+    def __new__(cls, fn, source: str, args: list, outputs: Any, **info: Any):
+        self = super().__new__(cls, fn)
+        self.__dict__.update(source=source, _spec=args, outputs=outputs, **info)
+        return self
 
-    def __call__(self, *values: Any) -> Any:
-        if len(values) != self._nargs:
-            raise ArgumentError(
-                f"compiled function takes {self._nargs} argument(s) "
-                f"({_describe_args(self.args)}), got {len(values)}"
-            )
-        try:
-            return self._fn(*values)
-        except ValueError as exc:
-            if "broadcast" in str(exc):
-                shapes = ", ".join(str(np.shape(v)) for v in values)
-                raise ShapeError(
-                    f"argument shapes do not broadcast together ({shapes}): {exc}"
-                ) from exc
-            raise
+    @property
+    def _fn(self) -> Any:
+        # the generated function itself (its globals are the generated module's namespace)
+        return self.func
+
+    @property
+    def args(self) -> list:  # shadows functools.partial.args (the bound arguments: none)
+        """The argument specification."""
+        return self._spec
 
     def __repr__(self) -> str:
-        return f"<CompiledFunction of ({_describe_args(self.args)})>"
+        return f"<CompiledFunction {self.name}({describe_args(self._spec)})>"
+
+    def __reduce__(self):
+        # by source: the generated module is rebuilt in the receiving process (a native kernel
+        # is rebuilt from the outputs: it lives in a shared library)
+        if self.backend == "c":
+            return _recompile, (self.outputs, self._spec, self.backend, self.reduce, self.name)
+        return _from_source, (self.source, self.name, self._spec, self.reduce)
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def export(self, path: Any, target: str = "numpy") -> None:
+        """Write a self-contained Python module computing this function to ``path``.
+
+        The module imports only NumPy (``target="numpy"``: every input kind, IEEE answers
+        as here) or only ``math`` (``target="python"``: Python floats and lists of them; it
+        raises ``ArithmeticError``/``ValueError`` where ``math`` does, e.g. at ``1/0.0``). Its
+        docstring holds the formulas; the function keeps this one's name. The file is
+        written atomically (a temporary file renamed over ``path``).
+
+        Args:
+            path: the file to write (created or replaced).
+            target: ``"numpy"`` or ``"python"``.
+
+        Raises:
+            OptionError: an unknown target.
+            UnsupportedFunctionError: ``"python"`` for a function ``math`` cannot compute.
+
+        >>> import sympy as sp, tempfile, pathlib
+        >>> x = sp.Symbol("x")
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     lambdify(sp.exp(x), [x], name="f").export(pathlib.Path(d) / "f.py")
+        ...     print(sorted(p.name for p in pathlib.Path(d).iterdir()))
+        ['f.py']
+        """
+        from ..files import atomic_write
+        from .export import module_text
+
+        atomic_write(path, module_text(self, target))
 
 
-def _describe_args(args: list) -> str:
-    return ", ".join(str(a) if isinstance(a, sp.Symbol) else f"[{len(a)} symbols]" for a in args)
+def _load(source: str, name: str, kernel: Any = None) -> Any:
+    # compile generated source (never user text); tracebacks show it through linecache while
+    # the function lives
+    digest = hashlib.sha1(source.encode()).hexdigest()[:12]
+    filename = f"<symgrad:{name}:{digest}:{next(_counter)}>"
+    namespace = dict(_NAMESPACE, _kernel=kernel)
+    exec(compile(source, filename, "exec"), namespace)  # generated code only, never user text
+    fn = namespace[name]
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    return fn, filename
 
 
-def _normalise_args(args: Any) -> list:
-    if isinstance(args, (sp.Symbol, str)) or not isinstance(args, (list, tuple, sp.MatrixBase)):
-        args = [args]
-    spec: list = []
-    seen: dict[sp.Symbol, int] = {}
-    for i, item in enumerate(args):
-        if isinstance(item, (list, tuple, sp.MatrixBase)):
-            syms = as_symbols(list(item), None, f"args[{i}]")[0] if len(item) else []
-        else:
-            syms, _ = as_symbols(item, None, f"args[{i}]")
-        for s in syms:
-            if s in seen:
-                raise InputTypeError(
-                    f"symbol {s} appears twice in args (arguments {seen[s]} and {i}); list each "
-                    "symbol once"
-                )
-            seen[s] = i
-        spec.append(syms if isinstance(item, (list, tuple, sp.MatrixBase)) else syms[0])
-    return spec
+def _finish(fn: Any, filename: str, source: str, args: list, outputs: Any, **info: Any):
+    out = CompiledFunction(fn, source, args, outputs, **info)
+    weakref.finalize(out, linecache.cache.pop, filename, None)
+    return out
 
 
-def _normalise_outputs(outputs: Any, leaves: list[sp.Expr], top: bool = True) -> Any:
-    """Replace every expression in a nested output structure by its index in ``leaves``."""
-    if isinstance(outputs, sp.MatrixBase):
-        return [
-            [_normalise_outputs(outputs[i, j], leaves, False) for j in range(outputs.cols)]
-            for i in range(outputs.rows)
-        ]
-    if isinstance(outputs, (list, tuple)):
-        if not outputs and not top:
-            raise InputTypeError("an output list is empty; give at least one expression")
-        return [_normalise_outputs(o, leaves, False) for o in outputs]
-    leaves.append(as_expr(outputs, "output"))
-    return len(leaves) - 1
+def _from_source(source: str, name: str, args: list, reduce: str | None) -> CompiledFunction:
+    fn, filename = _load(source, name)
+    return _finish(fn, filename, source, args, None, name=name, backend="numpy", reduce=reduce)
+
+
+def _recompile(outputs, args, backend, reduce, name) -> CompiledFunction:
+    return _lambdify(outputs, args, backend, reduce, name)
 
 
 @paused_gc()
@@ -169,6 +210,10 @@ def lambdify(
 ):
     """Compile expressions into one vectorised NumPy function.
 
+    Note the order: outputs first, then arguments (as in ``value_and_grad(expr, wrt, args)``),
+    the reverse of ``sympy.lambdify(args, expr)``; a call in SymPy's order is recognised and
+    refused with a hint.
+
     Args:
         outputs: an expression, or a (nested) list/tuple of expressions, or a SymPy matrix. A
             top-level list gives a tuple of results; a nested list gives a NumPy array stacked
@@ -181,12 +226,15 @@ def lambdify(
             without one) or ``"auto"`` (``"c"`` when available, else ``"numpy"`` with a
             RuntimeWarning). Either way, calls whose inputs are all Python floats (and 1-D
             parameter vectors) run a pure-Python ``math`` fast path when the function has
-            at most :data:`SCALAR_PATH_LIMIT` statements.
+            at most :data:`~symgrad.codegen.pyfloat.SCALAR_PATH_LIMIT` operations; where
+            ``math`` would raise, the NumPy statements give IEEE's answer (``1/0.0`` is ``inf``
+            with a RuntimeWarning, as for arrays).
         reduce: ``None`` (default) returns every output for every sample; ``"mean"`` returns
             each output averaged over the batch (the mean loss and mean gradient of a
             training step in one call; the C backend accumulates the sums in its loop and
             never writes per-sample results). A value without batch axes is its own mean.
-        name: the name of the generated function (shown in tracebacks).
+        name: the name of the generated function (shown in tracebacks): an identifier that
+            does not start with ``_`` and is not a builtin, ``numpy`` or ``math``.
 
     Returns:
         A :class:`CompiledFunction`. Every argument accepts a number or an array; arrays
@@ -196,6 +244,8 @@ def lambdify(
         MissingSymbolError: an output uses a symbol that is not in ``args``.
         UnsupportedFunctionError: an output uses a function that has no NumPy translation.
         BackendUnavailableError: an unknown backend was asked for, or ``"c"`` cannot be built.
+        InputTypeError: an argument is not a symbol (with a hint for SymPy's argument order).
+        OptionError: an unknown ``reduce`` or an unsafe ``name``.
 
     >>> import numpy as np
     >>> import sympy as sp
@@ -220,8 +270,7 @@ def _lambdify(
         )
     if reduce not in (None, "mean"):
         raise OptionError(f"reduce must be None or 'mean', got {reduce!r}")
-    if not name.isidentifier():
-        raise InputTypeError(f"name must be a Python identifier, got {name!r}")
+    check_name(name)
     if backend == "auto":
         backend = "c" if c_available() else "numpy"
         if backend == "numpy":
@@ -231,365 +280,26 @@ def _lambdify(
                 RuntimeWarning,
                 stacklevel=2,
             )
-    arg_spec = _normalise_args(args)
-    leaves: list[sp.Expr] = []
-    out_spec = _normalise_outputs(outputs, leaves)
+    prog = plan(outputs, args, base)
     kernel = None
     if backend == "c":
-        kernel = build_c_kernel(arg_spec, leaves, f"{name}_kernel", mean=reduce == "mean")
-    # a top-level matrix is one 2-D array; a top-level list a tuple of results
-    top = not isinstance(outputs, sp.MatrixBase)
-    native = kernel is not None
-    source = _generate(arg_spec, leaves, (out_spec, top), name, native, reduce == "mean", base)
-    filename = f"<symgrad:{name}:{hashlib.sha1(source.encode()).hexdigest()[:12]}>"
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    namespace: dict[str, Any] = {
-        "numpy": np,
-        "math": _runtime._VectorMath(),
-        "functools": functools,
-        **_runtime.HELPERS,
-        "_kernel": kernel,
-        "_pymath": math,
-        "_names": [
-            str(a) if isinstance(a, sp.Symbol) else f"a vector of {len(a)}" for a in arg_spec
-        ],
-    }
-    exec(compile(source, filename, "exec"), namespace)  # generated code only, never user text
-    return CompiledFunction(namespace[name], source, arg_spec, outputs)
+        kernel = build_c_kernel(prog.args, prog.leaves, f"{name}_kernel", mean=reduce == "mean")
+    source = emit(prog, name, mean=reduce == "mean", kernel=kernel is not None)
+    fn, filename = _load(source, name, kernel)
+    return _finish(
+        fn, filename, source, prog.args, outputs, name=name, backend=backend, reduce=reduce
+    )
 
 
-def _generate(
-    arg_spec: list,
-    leaves: list[sp.Expr],
-    spec: tuple[Any, bool],
-    name: str,
-    native: bool,
-    mean: bool,
-    base: Linear | None,
-) -> str:
-    out_spec, top = spec
-    params = [f"_a{i}" for i in range(len(arg_spec))]
-    lines = [f"def {name}({', '.join(params)}):"]
-    var: dict[sp.Basic, str] = {}
-    fast_test: list[str] = []  # conditions for the scalar fast path
-    unpack: list[str] = []  # vector arguments unpacked into per-symbol names
-    vectors: list[tuple[int, list[str]]] = []  # vector argument -> its per-symbol names
-    elements: dict[str, tuple[str, int]] = {}  # per-symbol name -> (vector argument, index)
-    for i, item in enumerate(arg_spec):
-        if isinstance(item, sp.Symbol):
-            lines.append(f"    # _a{i}: {item.name!r}")
-            lines.append(f"    if type(_a{i}) is not float: _a{i} = _coerce(_a{i}, {i}, _names)")
-            var[item] = f"_a{i}"
-            fast_test.append(f"type(_a{i}) is float")
-        else:
-            shown = ", ".join(repr(s.name) for s in item[:8]) + (", ..." if len(item) > 8 else "")
-            lines.append(f"    # _a{i}: vector of {len(item)} symbols [{shown}]")
-            as_list = "" if not native else ", False"
-            lines.append(f"    _a{i} = _coerce_vector(_a{i}, {i}, _names, {len(item)}{as_list})")
-            names = [f"_a{i}_{j}" for j in range(len(item))]
-            if names:
-                tail = "," if len(names) == 1 else ""
-                unpack.append(f"{', '.join(names)}{tail} = _a{i}{'.tolist()' if native else ''}")
-            fast_test.append(f"_a{i}.ndim == 1" if native else f"type(_a{i}) is list")
-            var.update(zip(item, names, strict=True))
-            vectors.append((i, names))
-            elements.update((nm, (f"_a{i}", j)) for j, nm in enumerate(names))
-    unpack_at = len(lines)  # where the NumPy path unpacks vector arguments (non-native)
+def program(outputs: Any, args: Any) -> Program:
+    """The :class:`~symgrad.codegen.plan.Program` every target prints (see ``plan.py``).
 
-    dag = linearise(leaves, base)
-    if any(len(a) > WIDE for a in dag.args) and any(
-        (n.is_Add or n.is_Mul) and len(a) > WIDE for n, a in zip(dag.order, dag.args, strict=True)
-    ):
-        # bounded statements: Python's own compiler recurses on a + b + ... + z
-        leaves, dag = split_wide_linear(leaves, dag, WIDE)
-    # From here on nodes are positions in ``order`` (hashing a SymPy node is a Python call)
-    order, args_of = dag.order, dag.args
-    name: list[str | None] = [None] * len(order)
-    bad = [t for t in {type(n) for n in order} if issubclass(t, _UNCOMPILABLE)]
-    if bad:
-        n = next(n for n in order if isinstance(n, tuple(bad)))
-        raise UnsupportedFunctionError(
-            type(n).__name__,
-            f"cannot compile {sp.sstr(n)[:60]}: it is an undefined function or an "
-            "unevaluated derivative/integral; substitute a concrete function first",
-        )
-    missing = []
-    by_id = {id(s): v for s, v in var.items()}  # the argument symbols themselves: no hashing
-    for i, n in enumerate(order):
-        if args_of[i]:
-            continue
-        v = by_id.get(id(n))
-        if v is None and n.is_Symbol:
-            v = var.get(n)  # an equal symbol object of its own
-            if v is None:
-                missing.append(n)
-        name[i] = v
-    if missing:
-        shown = ", ".join(sorted(str(s) for s in missing)[:10])
-        raise MissingSymbolError(
-            f"the outputs use symbols that are not arguments: {shown}; add them to args "
-            f"(or substitute values for them first)"
-        )
-    outs = [dag.index[leaf] for leaf in leaves]
-    kind, dies = _plan(order, args_of, name, outs)
-    read_by_outputs = set(outs)
-    printer, math_printer = _Printer(), _MathPrinter()
-    templates: dict[tuple, str] = {}
-    fuser = Fuser(printer, templates, elements)
-    math_templates: dict[tuple, str] = {}
-    # what a user prints for node i, for NumPy and for the math fast path: a name, an inlined
-    # expression (_Inlined), or a SymPy object (a literal, or a shadow over names / literals)
-    kid: list[Any] = name[:]
-    math_kid: list[Any] = name[:]
-    vector_lines: list[str] = []
-    # the fast path only pays on small functions; skip printing it for large ones
-    n_ops = sum(1 for k in kind if k >= _INLINED)
-    scalar_lines: list[str] | None = [] if fast_test and n_ops <= SCALAR_PATH_LIMIT else None
-    free: list[str] = []  # statement names whose values are dead, for reuse
-    n_names = 0
-    for i, node in enumerate(order):
-        k = kind[i]
-        if k == _ARGUMENT:
-            continue
-        if k == _LITERAL:  # numbers and named constants are printed in place
-            kid[i] = math_kid[i] = node
-            continue
-        if k == _SHADOW:  # a Tuple / (expr, cond) pair, or a negation printed as ``-t``
-            kid[i] = math_kid[i] = rebuild(node, [_as_symbol(kid[a]) for a in args_of[i]])
-            continue
-        text = math_text = None
-        if not native:
-            positions = args_of[i]
-            if k == _INLINED and node.is_Mul and len(positions) == 2:
-                # a product read once: printed by its reader, which may fuse it (_dot, _gather)
-                kid[i] = _Pair(node, [kid[positions[0]], kid[positions[1]]], positions)
-                if scalar_lines is None:
-                    continue
-            elif k == _INLINED and node.is_Add and i in read_by_outputs:
-                # a sum read once, by an output: a stacked output may fuse its terms
-                kid[i] = _Sum(node, [kid[a] for a in positions])
-                if scalar_lines is None:
-                    continue
-            else:
-                kids = [kid[a] for a in positions]
-                text = fuser.node(node, kids)
-                if fuser.lines:
-                    vector_lines += [f"    {ln}" for ln in fuser.lines]
-                    fuser.lines.clear()
-        if scalar_lines is not None:
-            # the same expression over the scalar path's names (_sK), printed for ``math``
-            kids = [math_kid[a] for a in args_of[i]]
-            try:
-                math_text = _print_node(math_printer, math_templates, node, kids)
-            except UnsupportedFunctionError:
-                scalar_lines = None
-        if k == _INLINED:
-            if text is not None:
-                kid[i] = _Inlined(text)
-            math_kid[i] = _Inlined(math_text)
-            continue
-        # a statement: a name read here for the last time can take the result
-        free += [name[d] for d in dies.get(i, ())]
-        if free:
-            target = free.pop()
-        else:
-            target, n_names = f"_t{n_names}", n_names + 1
-        name[i] = kid[i] = math_kid[i] = target
-        if text is not None:
-            vector_lines.append(f"    {target} = {text}")
-        if scalar_lines is not None:
-            scalar_lines.append(f"            {target} = {math_text}")
-
-    def ref(i: int, pr: Any) -> str:
-        k = (math_kid if pr is math_printer else kid)[i]
-        if pr is printer:
-            return fuser.text(k)
-        return k if isinstance(k, str) else _doprint(pr, k)
-
-    def build(spec: Any, top: bool, leaf: Any, rows: bool = False) -> str:
-        if isinstance(spec, int):
-            return leaf(spec)
-        if (
-            rows
-            and not top
-            and len(spec) > 1
-            and all(isinstance(s, int) for s in spec)
-            and list(spec) == list(range(spec[0], spec[0] + len(spec)))
-        ):
-            return f"_o[{spec[0]}:{spec[0] + len(spec)}]"  # consecutive kernel rows: a view
-        if top:
-            inner = ", ".join(build(s, False, leaf, rows) for s in spec)
-            return f"({inner}{',' if len(spec) == 1 else ''})"
-        shape, flat = _rectangular(spec)
-        if leaf is vector_leaf:
-            return fuser.stacked(shape, [kid[outs[i]] for i in flat])
-        return f"_stack({shape}, [{', '.join(leaf(i) for i in flat)}])"
-
-    def averaged(spec: Any, leaf: Any) -> str:
-        # each top-level output averaged over its batch axes (the axes after its own)
-        def one(s: Any) -> str:
-            if isinstance(s, int):
-                return f"_batch_mean({leaf(s)}, 0)"
-            shape, flat = _rectangular(s)
-            return fuser.stacked(shape, [kid[outs[i]] for i in flat], mean=True)
-
-        if isinstance(spec, int) or not top:
-            return one(spec)
-        return f"({', '.join(one(s) for s in spec)}{',' if len(spec) == 1 else ''})"
-
-    def vector_leaf(i: int) -> str:
-        return ref(outs[i], printer)
-
-    if scalar_lines is not None:
-        try:
-            ret = build(out_spec, top, lambda i: ref(outs[i], math_printer))
-        except UnsupportedFunctionError:
-            scalar_lines = None
-    if scalar_lines is not None:
-        # float inputs: plain Python floats and ``math``; anything NumPy would answer with a
-        # warning (0**-1, log(0), overflow) raises here and takes the NumPy path instead
-        lines.append(f"    if {' and '.join(fast_test)}:")
-        lines.append("        try:")
-        lines += [f"            {u}" for u in unpack] if native else []
-        lines += [_scalar_names(ln) for ln in scalar_lines]
-        lines.append("            return " + _scalar_names(ret))
-        lines.append("        except (ArithmeticError, ValueError, TypeError):")
-        lines.append("            pass")
-    if native:
-        lines.append(f"    _o = _kernel({', '.join(params)})")
-        lines.append(f"    return {build(out_spec, top, lambda i: f'_o[{i}]', True)}")
-    else:
-        ret = averaged(out_spec, vector_leaf) if mean else build(out_spec, top, vector_leaf)
-        body = [*vector_lines, *[f"    {ln}" for ln in fuser.lines], f"    return {ret}"]
-        if scalar_lines is not None:
-            lines[unpack_at:unpack_at] = [f"    {u}" for u in unpack]
-        else:  # unpack only the entries the NumPy statements name (fused ones are sliced)
-            used = set(_ELEMENT.findall("\n".join(body)))
-            picks, constants = _unpack_used(vectors, used)
-            lines[unpack_at:unpack_at] = picks
-            fuser.constants += constants
-        lines += body
-        lines += fuser.constants
-    return "\n".join(lines) + "\n"
-
-
-def _unpack_used(
-    vectors: list[tuple[int, list[str]]], used: set[str]
-) -> tuple[list[str], list[str]]:
-    """Statements unpacking the ``used`` entries of vector arguments, and module constants."""
-    lines: list[str] = []
-    constants: list[str] = []
-    for i, names in vectors:
-        keep = [(j, nm) for j, nm in enumerate(names) if nm in used]
-        if len(keep) == len(names):
-            lines.append(f"    {', '.join(names)}{',' if len(names) == 1 else ''} = _a{i}")
-        elif len(keep) == 1:
-            lines.append(f"    {keep[0][1]} = _a{i}[{keep[0][0]}]")
-        elif keep:
-            pick = f"_p{len(constants)}"
-            constants.append(f'{pick} = _picker("{",".join(str(j) for j, _ in keep)}")')
-            lines.append(f"    {', '.join(nm for _, nm in keep)} = {pick}(_a{i})")
-    return lines, constants
-
-
-def _is_negation(node: sp.Basic) -> bool:
-    a = node.args
-    return node.is_Mul and len(a) == 2 and a[0] is sp.S.NegativeOne
-
-
-def _plan(
-    order: list[sp.Basic], args_of: list[list[int]], name: list[str | None], outs: list[int]
-) -> tuple[list[int], dict[int, list[int]]]:
-    """How each node is printed, and after which statement each statement's value is dead.
-
-    Nodes are positions in ``order``; ``name`` holds the argument names (None elsewhere).
-    Literals are printed in place; shadows (tuples, condition pairs, negations) inside every
-    user; a node read exactly once (and small) is inlined into its reader; everything else is
-    a statement. A statement's name is reused once its value has been read for the last time,
-    so a large batch keeps only the live temporaries in memory, not one array per node.
-
-    Returns:
-        ``(kind, dies)``: the kind of each node, and for each statement the statements whose
-        values it reads for the last time.
+    >>> import sympy as sp
+    >>> x = sp.Symbol("x")
+    >>> program(sp.sin(x) ** 2, [x]).n_operations
+    2
     """
-    n = len(order)
-    uses = [0] * n
-    pinned = [False] * n  # arguments of shadows: a shadow is printed at every use
-    shadowy = [node.is_Mul and _is_negation(node) for node in order]
-    inline = tuple(t for t in {type(node) for node in order} if issubclass(t, _INLINE))
-    if inline:
-        shadowy = [s or isinstance(node, inline) for s, node in zip(shadowy, order, strict=True)]
-    for i, positions in enumerate(args_of):
-        for a in positions:
-            uses[a] += 1
-        if shadowy[i]:
-            for a in positions:
-                pinned[a] = True
-    for o in outs:
-        uses[o] += 1
-    kind = [_ARGUMENT] * n
-    depth = [0] * n  # inlined node -> inlined nodes nested in it, itself included
-    reads: dict[int, list[int]] = {}  # inlined / shadow node -> the statements it reads
-    last: dict[int, int] = {}  # statement -> its last reader (-1: the return)
-    for i in range(n):
-        if name[i] is not None:
-            continue
-        if not args_of[i]:
-            kind[i] = _LITERAL
-            continue
-        r: list[int] = []
-        d = 1
-        for a in args_of[i]:
-            k = kind[a]
-            if k == _STATEMENT:
-                r.append(a)
-            elif k in (_INLINED, _SHADOW):
-                r += reads[a]
-                if depth[a] >= d:
-                    d = depth[a] + 1
-        if shadowy[i]:
-            kind[i], reads[i] = _SHADOW, r
-        elif (
-            uses[i] == 1 and not pinned[i] and d <= INLINE_DEPTH and len(args_of[i]) <= INLINE_ARGS
-        ):
-            kind[i], reads[i], depth[i] = _INLINED, r, d
-        else:
-            kind[i] = _STATEMENT
-            for m in r:
-                last[m] = i
-    for o in outs:
-        for m in [o] if kind[o] == _STATEMENT else reads.get(o, ()):
-            last[m] = -1
-    dies: dict[int, list[int]] = {}
-    for m, i in last.items():
-        if i >= 0:
-            dies.setdefault(i, []).append(m)
-    return kind, dies
-
-
-def _rectangular(spec: list) -> tuple[tuple[int, ...], list[int]]:
-    """The shape and flat leaf indices of a nested output list (which must be rectangular)."""
-    shape: list[int] = []
-    level: list = [spec]
-    while isinstance(level[0], list):
-        sizes = {len(item) if isinstance(item, list) else -1 for item in level}
-        if len(sizes) != 1 or -1 in sizes:
-            raise InputTypeError(
-                "nested outputs must be rectangular (every inner list of the same length, "
-                "expressions only at the deepest level); return ragged results as separate outputs"
-            )
-        shape.append(sizes.pop())
-        level = [child for item in level for child in item]
-    return tuple(shape), level
-
-
-def _scalar_names(line: str) -> str:
-    # the fast path's own temporaries (_sK), and the real ``math`` module (not _VectorMath)
-    return _MATH.sub("_pymath.", _TEMP.sub(r"_s\1", line))
-
-
-def _as_symbol(kid: Any) -> sp.Basic:
-    return sp.Symbol(kid) if isinstance(kid, str) else kid
+    return plan(outputs, args)
 
 
 @paused_gc()

@@ -15,9 +15,9 @@ progression of ``k``) is printed as a slice of that argument; any other list is 
 in a statement of its own, and shared by every later sum that reads the same nodes.
 
 >>> import sympy as sp
->>> from symgrad.codegen.printers import _Printer
+>>> from symgrad.codegen.printers import NumPyTargetPrinter
 >>> ws, hs = sp.symbols("w:8"), sp.symbols("h:8")
->>> fuser = Fuser(_Printer(), {}, {f"_w{k}": ("_w", k) for k in range(8)})
+>>> fuser = Fuser(NumPyTargetPrinter(), {}, {f"_w{k}": ("_w", k) for k in range(8)})
 >>> pairs = [_Pair(w * h, [f"_w{k}", f"_h{k}"], [k, 8 + k]) for k, (w, h) in enumerate(zip(ws, hs))]
 >>> fuser.node(sp.Add(*[w * h for w, h in zip(ws, hs)]), pairs)
 '_dot(_w[0:8], _v0)'
@@ -32,7 +32,7 @@ from typing import Any
 
 import sympy as sp
 
-from .printers import _doprint, _Inlined, _print_node, _Printer
+from .printers import Inlined, NumPyTargetPrinter, _doprint, _print_node
 
 __all__ = ["FUSE_MIN", "Fuser"]
 
@@ -80,9 +80,9 @@ class Fuser:
         constants: module-level lines (the index arrays of ``_gather``).
 
     >>> import sympy as sp
-    >>> from symgrad.codegen.printers import _Printer
+    >>> from symgrad.codegen.printers import NumPyTargetPrinter
     >>> a, xs = sp.Symbol("a"), sp.symbols("x:8")
-    >>> fuser = Fuser(_Printer(), {}, {})
+    >>> fuser = Fuser(NumPyTargetPrinter(), {}, {})
     >>> products = [_Pair(a * x, ["_a", f"_x{k}"], [0, 1 + k]) for k, x in enumerate(xs)]
     >>> fuser.stacked((9,), [*products, "_b"])
     '_gather((9,), _g0, [_b], _v0, _v1)'
@@ -92,32 +92,50 @@ class Fuser:
     ['_g0 = (_indices("0,1,2,3,4,5,6,7"), _indices("0,0,0,0,0,0,0,0"), ..., _indices("8"))']
     """
 
-    def __init__(self, printer: _Printer, templates: dict, elements: dict[str, tuple[str, int]]):
+    def __init__(
+        self, printer: NumPyTargetPrinter, templates: dict, elements: dict[str, tuple[str, int]]
+    ):
         self.printer, self.templates, self.elements = printer, templates, elements
         self.lines: list[str] = []
         self.constants: list[str] = []
         self._stacked: dict[tuple[int, ...], str] = {}
+        #: the vector-entry names printed so far (entries read only through slices are not)
+        self.used: set[str] = set()
+
+    def _mark(self, kids: list) -> None:
+        for k in kids:
+            if type(k) is str:
+                if k in self.elements:
+                    self.used.add(k)
+            elif isinstance(k, sp.Basic) and not k.is_Number:  # a shadow: -name, a tuple, ...
+                self.used.update(s.name for s in k.free_symbols if s.name in self.elements)
 
     def text(self, kid: Any) -> str:
         """A factor as text: a pair is printed as a plain product."""
         if type(kid) is _Pair:
-            return _Inlined(self.node(kid.node, kid.kids))  # a product never fuses
+            return Inlined.of(self.node(kid.node, kid.kids), kid.node)  # a product never fuses
         if type(kid) is _Sum:
-            return _Inlined(self.node(kid.node, kid.kids))
-        return kid if isinstance(kid, str) else _doprint(self.printer, kid)
+            return Inlined.of(self.node(kid.node, kid.kids), kid.node)
+        if isinstance(kid, str):
+            self._mark([kid])
+            return kid
+        return _doprint(self.printer, kid)
 
     def node(self, node: sp.Basic, kids: list) -> str:
         """``node`` printed over ``kids``; a sum of many single-use products becomes a ``_dot``."""
         pairs = [k for k in kids if type(k) is _Pair]
         if not pairs:
+            self._mark(kids)
             return _print_node(self.printer, self.templates, node, kids)
         if node.is_Add and len(pairs) >= FUSE_MIN:
             dot = f"_dot({self._factors(pairs, 0)}, {self._factors(pairs, 1)})"
             rest = [k for k in kids if type(k) is not _Pair]
+            self._mark(rest)
             if not rest:
                 return dot
             return _print_node(self.printer, self.templates, node, [*rest, dot])
         kids = [self.text(k) if type(k) is _Pair else k for k in kids]
+        self._mark(kids)
         return _print_node(self.printer, self.templates, node, kids)
 
     def stacked(self, shape: tuple[int, ...], kids: list, mean: bool = False) -> str:

@@ -1,64 +1,187 @@
-"""Printing one SymPy node over the names of its arguments, for generated code.
+"""Printing one SymPy node over the names of its arguments, for every target.
 
-The code generators print each node of a DAG with its arguments replaced by the names (or
-inlined texts) that hold them. Nodes of one head over names print alike, so a node is printed
-once as a template and filled in with ``str.format``; an inlined argument is parenthesised only
-where it sits inside an operator.
+:class:`TargetPrinter` is the one mixin holding what every target's printer shares: numbers
+printed exactly (the correctly rounded double of a float, a rational with huge parts or a
+huge integer; ``inf``/``nan`` in the target's spelling), every SymPy constant (``pi``,
+``EulerGamma``, ``Catalan``, ``GoldenRatio``, ...) as its double, ``oo``/``zoo``/``nan``, and
+the precedence-aware placeholders that make a node's text a reusable template. Each target
+(:class:`NumPyTargetPrinter`, :class:`MathTargetPrinter`, the JavaScript printer in ``js.py``,
+...) only says how it spells infinity and the functions it prints differently.
+
+The emitters print each node of a DAG with its arguments replaced by the names (or inlined
+texts) that hold them. Nodes of one head over names print alike, so a node is printed once as a
+template and filled in with ``str.format``; an inlined argument is parenthesised exactly where
+SymPy would parenthesise the expression it stands for.
 
 >>> import sympy as sp
 >>> x, y = sp.symbols("x y")
->>> _print_node(_Printer(), {}, x * y, ["_t0", _Inlined("_t1 + _t2")])
+>>> _print_node(NumPyTargetPrinter(), {}, x * y, ["_t0", Inlined.of("_t1 + _t2", x + y)])
 '_t0*(_t1 + _t2)'
+>>> _doprint(NumPyTargetPrinter(), sp.Rational(2**1100, 3**690) * x + sp.EulerGamma)
+'(83.04805656012616)*x + 0.5772156649015329'
 """
 
 from __future__ import annotations
 
-import re
+import math
 
 import sympy as sp
 from sympy.printing.codeprinter import PrintMethodNotImplementedError
 from sympy.printing.numpy import NumPyPrinter
+from sympy.printing.precedence import precedence
 from sympy.printing.pycode import PythonCodePrinter
 
 from ..errors import UnsupportedFunctionError
 from ..graph import rebuild
 
-# a placeholder in a template, with the delimiters around it when it is a whole call argument
-# or list item
-_TOKEN = re.compile(r"([(\[]|, )?_P(\d+)_([)\],])?")
+__all__ = ["MathTargetPrinter", "NumPyTargetPrinter", "TargetPrinter"]
+
+_EXACT = 2**53  # integers up to this size are exact doubles
+_MARK = "\x00"  # delimits a placeholder in a template while it is being built
 
 
-class _Printer(NumPyPrinter):
-    """SymPy's NumPy printer with exact float literals and broadcasting-safe max/min."""
+def exact_double(p: int, q: int = 1) -> float:
+    """``p / q`` correctly rounded to a double (``±inf`` beyond its range)."""
+    try:
+        return p / q  # Python divides integers exactly, then rounds once
+    except OverflowError:
+        return math.inf if (p > 0) == (q > 0) else -math.inf
+
+
+class TargetPrinter:
+    """The overrides every target's printer shares (mix in before a SymPy code printer).
+
+    A target sets :attr:`inf` and :attr:`nan`: how it spells those doubles.
+
+    >>> import sympy as sp
+    >>> p = MathTargetPrinter()
+    >>> [p.doprint(c) for c in (sp.oo, -sp.oo, sp.zoo, sp.nan, sp.Float("1e400"))]
+    ['math.inf', '(-math.inf)', 'math.inf', 'math.nan', 'math.inf']
+    >>> p.doprint(sp.Catalan), p.doprint(sp.Integer(2**1100))
+    ('0.915965594177219', 'math.inf')
+    """
+
+    inf = "inf"
+    nan = "nan"
+
+    def number(self, value: float) -> str:
+        """A double as a literal of the target."""
+        if value != value:
+            return self.nan
+        if math.isinf(value):
+            return self.inf if value > 0 else f"(-{self.inf})"
+        return repr(value)  # repr round-trips the double exactly
+
+    def _print_Float(self, expr):
+        return self.number(float(expr))
+
+    def _print_Integer(self, expr):
+        if abs(expr.p) <= _EXACT:
+            return str(expr.p)
+        return self.number(exact_double(expr.p))
+
+    def _print_Rational(self, expr):
+        if abs(expr.p) <= _EXACT and expr.q <= _EXACT:
+            return super()._print_Rational(expr)  # both exact: divided at run time, rounded once
+        return self.number(exact_double(expr.p, expr.q))
+
+    def _print_NumberSymbol(self, expr):
+        # pi, E, EulerGamma, Catalan, GoldenRatio, TribonacciConstant, ...: the nearest double
+        return self.number(float(expr))
+
+    _print_Exp1 = _print_Pi = _print_EulerGamma = _print_Catalan = _print_NumberSymbol
+    _print_GoldenRatio = _print_TribonacciConstant = _print_NumberSymbol
+
+    def _print_Infinity(self, expr):
+        return self.number(math.inf)
+
+    def _print_NegativeInfinity(self, expr):
+        return self.number(-math.inf)
+
+    def _print_ComplexInfinity(self, expr):
+        # the real targets have no unsigned infinity: zoo is 1/0 as IEEE gives it, +inf
+        return self.number(math.inf)
+
+    def _print_NaN(self, expr):
+        return self.number(math.nan)
+
+    def _print_TemplateSlot(self, expr):
+        return f"{_MARK}{expr.name}{_MARK}"
+
+
+class NumPyTargetPrinter(TargetPrinter, NumPyPrinter):
+    """SymPy's NumPy printer with the shared overrides and NaN-propagating max/min.
+
+    Functions NumPy lacks (``erf``, ``gamma``, ...) are printed as ``_vmath.f``: the run-time
+    stand-in for ``math`` that also takes arrays and answers poles as IEEE does (see
+    :mod:`~symgrad.codegen.runtime`).
+
+    >>> import sympy as sp
+    >>> x = sp.Symbol("x")
+    >>> NumPyTargetPrinter().doprint(sp.erf(x) + sp.oo)
+    'numpy.inf + _vmath.erf(x)'
+    """
+
+    inf = "numpy.inf"
+    nan = "numpy.nan"
 
     def __init__(self) -> None:
         super().__init__({"fully_qualified_modules": True, "strict": True, "order": "none"})
 
-    def _print_Float(self, expr):
-        # repr of the float64 round-trips exactly; SymPy's default may print fewer digits
-        return repr(float(expr))
+    def _module_format(self, fqn, register=True):
+        if fqn.startswith("math."):
+            return "_vmath." + fqn[5:]
+        return super()._module_format(fqn, register)
 
     def _print_Heaviside(self, expr):
         h0 = expr.args[1] if len(expr.args) > 1 else sp.S.Half
         return f"numpy.heaviside({self._print(expr.args[0])}, {self._print(h0)})"
 
+    def _print_ITE(self, expr):
+        # a boolean if-then-else stays boolean (numpy.select would make it float)
+        c, a, b = (self._print(e) for e in expr.args)
+        return f"numpy.where({c}, {a}, {b})"
 
-class _MathPrinter(PythonCodePrinter):
-    """Prints the scalar fast path: ``math`` functions on Python floats, NumPy's semantics.
+    def _fold(self, fn: str, args) -> str:
+        text = self._print(args[0])
+        for a in args[1:]:
+            text = f"{fn}({text}, {self._print(a)})"
+        return text
+
+    def _print_Max(self, expr):
+        return self._fold("numpy.maximum", expr.args)
+
+    def _print_Min(self, expr):
+        return self._fold("numpy.minimum", expr.args)
+
+
+class MathTargetPrinter(TargetPrinter, PythonCodePrinter):
+    """Prints the Python-float path: ``math`` functions on Python floats, NumPy's semantics.
 
     Anything that would differ from NumPy raises instead (``math.sqrt(-1)``, ``0.0 ** -1``,
-    ``math.pow(-8, 1/3)``), and the generated code then falls back to the NumPy statements.
+    ``math.pow(-8, 1/3)``), and the generated code then runs the NumPy statements on NumPy
+    scalars, which give NumPy's IEEE answer (``inf``, ``nan``) and its warning.
+
+    >>> import sympy as sp
+    >>> x = sp.Symbol("x")
+    >>> MathTargetPrinter().doprint(sp.sign(x) + x**1.5)
+    'math.pow(x, 1.5) + _fsign(x)'
     """
+
+    inf = "math.inf"
+    nan = "math.nan"
 
     def __init__(self) -> None:
         super().__init__({"fully_qualified_modules": True, "strict": True, "order": "none"})
 
-    def _print_Float(self, expr):
-        return repr(float(expr))
+    def _module_format(self, fqn, register=True):
+        if fqn.startswith("math.") and not hasattr(math, fqn[5:]):
+            raise UnsupportedFunctionError(fqn[5:], f"math has no {fqn[5:]}")
+        return super()._module_format(fqn, register)
 
     def _print_Pow(self, expr, rational=False):
         base, exp = expr.args
-        if exp.is_Integer:
+        if exp.is_Integer and abs(exp.p) <= _EXACT:
             return f"{self.parenthesize(base, 100)}**{int(exp)}"
         if exp == sp.S.Half:
             return f"math.sqrt({self._print(base)})"
@@ -71,51 +194,78 @@ class _MathPrinter(PythonCodePrinter):
     def _print_Min(self, expr):
         return f"_fmin({', '.join(self._print(a) for a in expr.args)})"
 
+    def _print_sign(self, expr):
+        return f"_fsign({self._print(expr.args[0])})"
+
     def _print_Heaviside(self, expr):
         h0 = expr.args[1] if len(expr.args) > 1 else sp.S.Half
         return f"_heaviside({self._print(expr.args[0])}, {self._print(h0)})"
 
 
-class _Inlined(str):
-    """The text of a node printed inside its only reader (parenthesised there when needed)."""
+class Inlined(str):
+    """The text of a node printed inside its only reader, with the node's precedence."""
+
+    prec: int = 0
+
+    @classmethod
+    def of(cls, text: str, node: sp.Basic) -> Inlined:
+        """``text`` standing for ``node`` (parenthesised where ``node`` would be)."""
+        out = cls(text)
+        out.prec = precedence(node)
+        return out
 
 
-def _print_node(printer: _Printer, templates: dict, node: sp.Basic, kids: list) -> str:
+_SLOTS: dict[int | None, type] = {}
+
+
+def _slot(i: int, prec: int | None) -> sp.Symbol:
+    # a placeholder symbol that prints as a marked index and has the precedence of what it
+    # stands for (None: a name, an atom)
+    cls = _SLOTS.get(prec)
+    if cls is None:
+        attrs = {} if prec is None else {"precedence": prec}
+        cls = _SLOTS[prec] = type("TemplateSlot", (sp.Symbol,), attrs)
+    return cls(f"{i}")
+
+
+def _print_node(printer: TargetPrinter, templates: dict, node: sp.Basic, kids: list) -> str:
     """Print ``node`` with its arguments replaced by ``kids`` (names, inlined texts, literals)."""
     # Nodes of the same head whose args are all names, inlined texts, numbers or negated names
-    # print alike: print one template with tokens _P0_, _P1_, ... (-_P0_ for a negated name)
-    # and fill in the names and texts with str.format. Other arguments (shadows: tuples,
-    # condition pairs) are printed in place, uncached.
+    # print alike: print one template with placeholders and fill in the names and texts with
+    # str.format. Other arguments (shadows: tuples, condition pairs) are printed in place.
     negated = [_negated_name(k) for k in kids]
-    pairs = list(zip(kids, negated, strict=True))
-    key = (type(node), *[type(k) if isinstance(k, str) else _NEGATED if n else k for k, n in pairs])
+    key = (type(node), *[_key(k, n) for k, n in zip(kids, negated, strict=True)])
     template = templates.get(key)
     if template is None:
         tokens = [
-            sp.Symbol(f"_P{i}_")
-            if isinstance(k, str)
-            else sp.Mul(sp.S.NegativeOne, sp.Symbol(f"_P{i}_"), evaluate=False)
+            sp.Mul(sp.S.NegativeOne, _slot(i, None), evaluate=False)
             if n
+            else _slot(i, k.prec if type(k) is Inlined else None)
+            if isinstance(k, str)
             else k
-            for i, (k, n) in enumerate(pairs)
+            for i, (k, n) in enumerate(zip(kids, negated, strict=True))
         ]
-        text = _doprint(printer, rebuild(node, tokens)).replace("{", "{{").replace("}", "}}")
-
-        def slot(m: re.Match) -> str:
-            pre, j, post = m.groups()
-            if type(kids[int(j)]) is _Inlined and not (pre and post):
-                j = f"({{{j}}})"  # an inlined expression inside an operator: parenthesised
-            else:
-                j = f"{{{j}}}"  # a name, or a whole argument / list item
-            return f"{pre or ''}{j}{post or ''}"
-
-        template = _TOKEN.sub(slot, text)
-        if all(isinstance(k, str) or n or k.is_Number for k, n in pairs):
+        parts = _doprint(printer, rebuild(node, tokens)).split(_MARK)
+        # even parts are text, odd ones placeholder indices
+        template = "".join(
+            "{" + p + "}" if j % 2 else p.replace("{", "{{").replace("}", "}}")
+            for j, p in enumerate(parts)
+        )
+        if all(isinstance(k, str) or n or k.is_Number for k, n in zip(kids, negated, strict=True)):
             templates[key] = template
-    return template.format(*[n or k for k, n in pairs])
+    return template.format(*[n or k for k, n in zip(kids, negated, strict=True)])
 
 
 _NEGATED = object()  # a negated name in a template key
+
+
+def _key(kid: object, negated: str | None) -> object:
+    # what a template depends on: a name, an inlined text's precedence, or the literal itself
+    if negated:
+        return _NEGATED
+    if type(kid) is Inlined:
+        return ("i", kid.prec)
+    return str if isinstance(kid, str) else kid
 
 
 def _negated_name(kid: object) -> str | None:
@@ -127,13 +277,14 @@ def _negated_name(kid: object) -> str | None:
     return None
 
 
-def _doprint(printer: _Printer, expr: sp.Basic) -> str:
+def _doprint(printer: TargetPrinter, expr: sp.Basic) -> str:
     try:
         return printer.doprint(expr)
     except PrintMethodNotImplementedError as exc:
         head = type(expr).__name__
+        target = getattr(printer, "target", "NumPy")
         raise UnsupportedFunctionError(
             head,
-            f"cannot compile {head}: SymPy's NumPy printer has no translation for it; replace "
-            "it with functions NumPy knows, or substitute a value",
+            f"cannot compile {head}: the {target} target has no translation for it; replace "
+            "it with functions the target knows, or substitute a value",
         ) from exc

@@ -2,24 +2,62 @@
 
 The source that :func:`symgrad.lambdify` generates refers to these helpers by name; they are
 kept apart from the code generator so that the generated functions' run-time support is small,
-dependency-free (NumPy and ``math`` only) and testable on its own.
+dependency-free (NumPy and ``math`` only) and testable on its own. An exported module
+(:meth:`symgrad.CompiledFunction.export`) carries this file's text verbatim: it must import
+nothing but ``math``, ``operator`` and NumPy, and define its errors itself when symgrad is not
+importable.
 
 >>> import numpy as np
 >>> _dot([1.0, 2.0], [np.array([1.0, 0.0]), np.array([3.0, 1.0])]).tolist()
 [7.0, 2.0]
 """
 
-from __future__ import annotations
-
 import math
 import operator
-from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
-from ..errors import ArgumentError, ShapeError
-from ..inputs import describe
+try:
+    from ..errors import ArgumentError, ShapeError
+except ImportError:  # in an exported module, where symgrad may not be installed
+
+    class ArgumentError(TypeError):  # type: ignore[no-redef]
+        """A wrong argument (symgrad.errors.ArgumentError when symgrad is present)."""
+
+    class ShapeError(ValueError):  # type: ignore[no-redef]
+        """A wrong argument shape (symgrad.errors.ShapeError when symgrad is present)."""
+
+
+class _Missing:
+    # the default of every generated parameter: a call with too few arguments is an error
+    # naming the missing one, not Python's TypeError
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+_MISSING = _Missing()
+
+
+def _too_many(names: list, extra: tuple) -> None:
+    raise ArgumentError(
+        f"the function takes {len(names)} argument(s) ({', '.join(names)}), got "
+        f"{len(names) + len(extra)}"
+    )
+
+
+def _shape_error(exc: ValueError, names: list, values: tuple) -> None:
+    # NumPy's broadcast failure as a ShapeError naming every argument's shape
+    if "broadcast" in str(exc):
+        shapes = ", ".join(f"{n}: {np.shape(v)}" for n, v in zip(names, values, strict=False))
+        raise ShapeError(f"argument shapes do not broadcast together ({shapes}): {exc}") from exc
+
+
+def _describe(obj: object, limit: int = 50) -> str:
+    # a short, safe description of obj for error messages
+    text = repr(obj)
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"{type(obj).__name__} {text}"
 
 
 def _fmax(*xs: float) -> float:
@@ -43,23 +81,65 @@ def _heaviside(x: float, h0: float) -> float:
     return 1.0 if x > 0 else 0.0 if x < 0 else h0 if x == 0 else x
 
 
-class _VectorMath:
-    """Stands in for ``math`` in generated code: math functions that also take arrays.
+def _fsign(x: float) -> float:
+    # numpy.sign: NaN stays NaN
+    return 1.0 if x > 0 else -1.0 if x < 0 else x if x != x else 0.0
 
-    SymPy prints functions with no NumPy equivalent (``erf``, ``gamma``, ...) as ``math.f``.
+
+def _gamma(x: float) -> float:
+    # C99 tgamma: a pole at 0 is an infinity of the zero's sign, a negative integer NaN,
+    # overflow +inf
+    try:
+        return math.gamma(x)
+    except OverflowError:
+        return math.inf
+    except ValueError:
+        if x == 0:
+            return math.copysign(math.inf, x)
+        return math.nan
+
+
+def _lgamma(x: float) -> float:
+    # C99 lgamma: +inf at the poles and on overflow
+    try:
+        return math.lgamma(x)
+    except (OverflowError, ValueError):
+        return math.inf if x == x else x
+
+
+def _ieee(scalar):
+    # a math function with IEEE answers where math raises: overflow is +inf, a domain error NaN
+    def safe(x):
+        try:
+            return scalar(x)
+        except OverflowError:
+            return math.inf
+        except ValueError:
+            return math.nan
+
+    return safe
+
+
+class _VectorMath:
+    """Stands in for ``math`` in generated NumPy code: math functions that also take arrays.
+
+    SymPy prints functions with no NumPy equivalent (``erf``, ``gamma``, ...) as ``math.f``;
+    the NumPy target prints them as ``_vmath.f``. Each answers as C99 does where ``math``
+    raises (``gamma`` at a pole, overflow), so arrays, NumPy scalars and C agree.
     """
 
     def __getattr__(self, name: str):
         scalar = getattr(math, name)
         if not callable(scalar):
             return scalar
+        scalar = {"gamma": _gamma, "lgamma": _lgamma}.get(name) or _ieee(scalar)
         ufunc = np.frompyfunc(scalar, 1, 1)
 
         def vectorised(x):
             if isinstance(x, (float, int)):
-                return scalar(x)
+                return np.float64(scalar(x))  # NumPy's semantics in what follows
             out = ufunc(x)
-            return out.astype(float) if isinstance(out, np.ndarray) else float(out)
+            return out.astype(float) if isinstance(out, np.ndarray) else np.float64(out)
 
         setattr(self, name, vectorised)
         return vectorised
@@ -79,15 +159,17 @@ def _empty_batch():
     raise ShapeError("reduce='mean' over an empty batch: give at least one sample")
 
 
-def _rows(items: Sequence) -> np.ndarray:
+def _rows(items: list) -> np.ndarray:
     # leaves of broadcastable shapes stacked along a new first axis (batch axes last); an
     # array is already stacked
     if isinstance(items, np.ndarray):
         return items
     try:
-        return np.array(items)
+        arr = np.array(items)
     except ValueError:
-        return np.stack(np.broadcast_arrays(*items))
+        arr = np.stack(np.broadcast_arrays(*items))
+    # constant leaves (integers) are doubles like every other result
+    return arr.astype(float) if arr.dtype.kind in "iub" else arr
 
 
 def _stack(shape, items):
@@ -106,7 +188,7 @@ def _lift(x: np.ndarray, ndim: int) -> np.ndarray:
     return x.reshape(x.shape[:1] + (1,) * (ndim - x.ndim) + x.shape[1:])
 
 
-def _dot(left: Sequence, right: Sequence):
+def _dot(left: list, right: list):
     # sum_k left[k] * right[k] over leaves of broadcastable shapes, as one vectorised product
     a, b = _rows(left), _rows(right)
     if a.ndim == 1 and b.ndim <= 2:
@@ -117,7 +199,7 @@ def _dot(left: Sequence, right: Sequence):
     return (_lift(a, nd) * _lift(b, nd)).sum(axis=0)
 
 
-def _gather(shape, where, items: Sequence, left: Sequence, right: Sequence):
+def _gather(shape, where, items: list, left: list, right: list):
     # A stacked output whose leaves at flat positions where[0] are the products
     # left[where[1]] * right[where[2]] and whose other leaves (at where[3]) are ``items``.
     # Leaves at neither are 0 (one term of a stacked sum, see Fuser.stacked).
@@ -151,7 +233,7 @@ def _stacked_sum(lead: int, *parts):
     return total
 
 
-def _gather_mean(shape, where, items: Sequence, left: Sequence, right: Sequence):
+def _gather_mean(shape, where, items: list, left: list, right: list):
     # The batch mean of ``_gather(...)``, without its per-sample rows: the mean of
     # left[i] * right[j] over the batch is entry (i, j) of one matrix product, left @ right.T.
     at, li, ri, rest = where
@@ -186,15 +268,26 @@ def _indices(text: str) -> np.ndarray:
     return np.array([int(v) for v in text.split(",")] if text else [], dtype=np.intp)
 
 
-def _coerce(value: Any, position: int, names: Sequence[str]) -> Any:
+def _coerce(value: object, position: int, names: list) -> object:
     """A scalar argument as a float (or a float/complex array)."""
+    if value is _MISSING:
+        raise ArgumentError(
+            f"argument {position} ({names[position]}) is missing: the function takes "
+            f"{len(names)} argument(s) ({', '.join(names)})"
+        )
     if isinstance(value, (bool, np.bool_)) or value is None or isinstance(value, (str, bytes)):
         raise ArgumentError(
             f"argument {position} ({names[position]}) must be a number or an array of numbers, "
-            f"got {describe(value)}"
+            f"got {_describe(value)}"
         )
     if isinstance(value, (int, float)):
-        return float(value)
+        # a NumPy scalar: IEEE answers with a warning (1/0.0 is inf), as for arrays
+        try:
+            return np.float64(value)
+        except OverflowError:
+            raise ArgumentError(
+                f"argument {position} ({names[position]}) is an integer too large for a double"
+            ) from None
     try:
         arr = np.asarray(value)
     except (ValueError, TypeError) as exc:
@@ -212,8 +305,8 @@ def _coerce(value: Any, position: int, names: Sequence[str]) -> Any:
 
 
 def _coerce_vector(
-    value: Any, position: int, names: Sequence[str], size: int, as_list: bool = True
-) -> Any:
+    value: object, position: int, names: list, size: int, as_list: bool = False
+) -> object:
     """A vector argument: first axis of length ``size`` (the symbols), any batch axes after."""
     arr = _coerce(value, position, names)
     if np.ndim(arr) == 0:
@@ -246,6 +339,9 @@ HELPERS = {
         _coerce_vector,
         _fmax,
         _fmin,
+        _fsign,
         _heaviside,
+        _too_many,
+        _shape_error,
     )
 }

@@ -34,16 +34,19 @@ Gradients
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import sympy as sp
 
-from . import views as fmt
 from ..autodiff import Step, simplify_result, sweep
 from ..errors import InputTypeError, OptionError
-from ..graph import TARGET_NAMES, free_symbols, node_names, numeric_values, topo_order
+from ..files import atomic_write
+from ..graph import free_symbols, topo_order
 from ..inputs import as_expr, as_symbols, describe, point_values
+from . import views as fmt
+from .names import TARGET_NAMES, node_names, numeric_values
 
 __all__ = ["TARGET_NAMES", "Derivation", "derive", "node_names"]
 
@@ -208,9 +211,47 @@ class Derivation:
         >>> import sympy as sp
         >>> x = sp.Symbol("x")
         >>> print(derive(3 * x).markdown().splitlines()[0])
-        **Derivation of f = 3*x** with respect to x (2 steps, output first)
+        **Derivation of f = 3\\*x** with respect to x (2 steps, output first)
         """
         return fmt.markdown(self, max_steps=max_steps, summarize=summarize)
+
+    def html(self, path: object = None, *, title: str | None = None) -> str:
+        """The explorer page: the graph beside the steps, stepping and live editing in a browser.
+
+        One self-contained HTML file (KaTeX and its fonts inlined; no network request when
+        opened). See :mod:`symgrad.derivation.html`.
+
+        Args:
+            path: also write the page there (through a temporary file and an atomic rename).
+            title: the page's heading.
+
+        Returns:
+            The HTML text.
+
+        >>> import sympy as sp
+        >>> x = sp.Symbol("x")
+        >>> derive(x**2, at={x: 3}).html()[:15]
+        '<!DOCTYPE html>'
+        """
+        from .html import explorer_page
+
+        page = explorer_page(self, title=title)
+        if path is not None:
+            if not isinstance(path, (str, os.PathLike)):
+                raise InputTypeError(f"path must be a file name, got {describe(path)}")
+            atomic_write(path, page)
+        return page
+
+    def explore(self, *, height: int = 640) -> object:
+        """The explorer page for a notebook (shown inline; see :meth:`html`).
+
+        >>> import sympy as sp
+        >>> derive(sp.Symbol("x") ** 2).explore()
+        <symgrad explorer page, ... KiB>
+        """
+        from .html import Explorer
+
+        return Explorer(self, height=height)
 
     def _repr_latex_(self) -> str:
         return fmt.latex(self, environment="aligned")
@@ -272,9 +313,9 @@ def derive(
 
     Raises:
         InputTypeError: ``target``, ``wrt`` or ``at`` has the wrong type.
-        MissingSymbolError: ``at`` misses a symbol of the target.
-        OptionError: ``at`` names a symbol the target does not contain, or ``simplify`` is
-            not one of the options.
+        MissingSymbolError: ``at`` misses a symbol of the target (values for symbols the
+            target does not contain are ignored, as ``subs`` does).
+        OptionError: ``simplify`` is not one of the options.
         UnsupportedFunctionError: a function in ``target`` has no derivative rule.
 
     >>> import sympy as sp

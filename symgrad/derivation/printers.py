@@ -20,15 +20,28 @@ from it.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 
 import sympy as sp
+from sympy.core.function import AppliedUndef
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
-__all__ = ["DIGITS", "Chain", "LatexNamePrinter", "Partial", "Terms", "TextPrinter", "tex_text"]
+__all__ = [
+    "DIGITS",
+    "Chain",
+    "LatexNamePrinter",
+    "Partial",
+    "Terms",
+    "TextPrinter",
+    "md_code",
+    "md_text",
+    "tex_name",
+    "tex_text",
+]
 
 #: Significant digits of the numbers shown.
 DIGITS = 6
@@ -131,12 +144,25 @@ class LatexNamePrinter(_Names, LatexPrinter):
         return " + ".join(self.parenthesize(t, PRECEDENCE["Add"]) for t in expr.args)
 
     def _print_Float(self, expr):
-        return super()._print_Float(sp.Float(f"{float(expr):.{DIGITS}g}"))
+        # the text view's numbers (-8, 0.707107, 1e-07), written as TeX: one format everywhere
+        x = float(expr)
+        if not math.isfinite(x):
+            return super()._print_Float(expr)
+        mantissa, _, exponent = f"{x:.{DIGITS}g}".partition("e")
+        return rf"{mantissa} \cdot 10^{{{int(exponent)}}}" if exponent else mantissa
 
     def _print_Symbol(self, expr, style="plain"):
-        if _PLAIN_NAME.fullmatch(expr.name):
-            return super()._print_Symbol(expr, style)
-        return rf"\text{{{tex_text(expr.name)}}}"  # a label such as "x1*w1" or "loss 1"
+        # a label such as "x1*w1" or "loss 1" is text
+        return tex_name(expr.name) or super()._print_Symbol(expr, style)
+
+    def _print_Function(self, expr, exp=None):
+        name = getattr(expr.func, "__name__", "")
+        if not isinstance(expr, AppliedUndef) or _PLAIN_NAME.fullmatch(name):
+            return super()._print_Function(expr, exp)
+        # a user's function name is text: "g}\input{...}" must not reach TeX as commands
+        args = ", ".join(self._print(a) for a in expr.args)
+        head = rf"\operatorname{{{tex_name(name)}}}"
+        return rf"{head}^{{{exp}}}\left({args}\right)" if exp else rf"{head}\left({args}\right)"
 
 
 class TextPrinter(_Names, StrPrinter):
@@ -166,13 +192,71 @@ class TextPrinter(_Names, StrPrinter):
         return name if _IDENTIFIER.fullmatch(name) else f"({name})"
 
 
-_TEX_SPECIAL = {"\\": r"\textbackslash{}", "^": r"\^{}", "~": r"\~{}"}
+_TEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "^": r"\^{}",
+    "~": r"\~{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "`": "{`}",
+    "'": "{'}",
+    "[": "{[}",
+    "]": "{]}",
+}
+# line and paragraph breaks, other control characters: a blank line would end \text{...}
+_BREAKS = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
 
 
 def tex_text(text: str) -> str:
     r"""``text`` escaped for LaTeX text mode (labels and notes are plain text, never maths).
 
+    The ten characters TeX gives a meaning, and ``<``/``>`` (they also reach Markdown and HTML
+    renderers), become commands that print them; quotes and brackets are braced; line breaks
+    and control characters become one space. This is the one escaping place for LaTeX:
+    symbol, function and matrix names that are not plain identifiers go through it.
+
     >>> print(tex_text("a_b & 100%"))
     a\_b \& 100\%
+    >>> print(tex_text("}\\input{x}\n\n<b>"))
+    \}\textbackslash{}input\{x\} \textless{}b\textgreater{}
     """
-    return re.sub(r"[_#%&$^{}~\\]", lambda m: _TEX_SPECIAL.get(m[0], "\\" + m[0]), text)
+    text = _BREAKS.sub(" ", text)
+    # braces around quotes stop the `` and '' ligatures (one quote mark per character); around
+    # brackets they keep "](" apart, so a Markdown renderer never sees a link in the maths
+    return re.sub(r"[_#%&$^{}~\\<>`'\[\]]", lambda m: _TEX_SPECIAL.get(m[0], "\\" + m[0]), text)
+
+
+def tex_name(name: str) -> str | None:
+    r"""``\text{name}`` for a name SymPy's LaTeX printer would not show safely, else None.
+
+    >>> tex_name("x_1") is None, tex_name("loss 1")
+    (True, '\\text{loss 1}')
+    """
+    return None if _PLAIN_NAME.fullmatch(name) else rf"\text{{{tex_text(name)}}}"
+
+
+def md_text(text: str) -> str:
+    r"""``text`` escaped for Markdown prose: the characters that start markup backslash-escaped.
+
+    CommonMark shows a backslash-escaped punctuation character literally, so no name can open
+    an HTML tag (``<``), an entity (``&``), a link, emphasis, a code span, a table cell or maths
+    (``$``); line breaks become spaces (a blank line would end the paragraph). This and
+    :func:`md_code` are the one escaping place for Markdown.
+
+    >>> print(md_text("<img src=x> *a*"))
+    \<img src=x\> \*a\*
+    """
+    text = _BREAKS.sub(" ", text)
+    return re.sub(r"([\\`*_\[\]<>&~|#$])", r"\\\1", text)
+
+
+def md_code(text: str) -> str:
+    r"""``text`` as a Markdown code span (its content is literal), fenced by enough backticks.
+
+    >>> print(md_code("a`b"))
+    ``a`b``
+    """
+    text = _BREAKS.sub(" ", text)
+    fence = "`" * (1 + max((len(r) for r in re.findall(r"`+", text)), default=0))
+    pad = " " if text.startswith(("`", " ")) or text.endswith(("`", " ")) else ""
+    return f"{fence}{pad}{text}{pad}{fence}"

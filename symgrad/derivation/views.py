@@ -24,9 +24,18 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from .printers import Chain, LatexNamePrinter, Partial, Terms, TextPrinter, tex_text
 from ..errors import OptionError
 from ..graph import tree_size
+from .printers import (
+    Chain,
+    LatexNamePrinter,
+    Partial,
+    Terms,
+    TextPrinter,
+    md_code,
+    md_text,
+    tex_text,
+)
 
 __all__ = ["latex", "markdown", "text"]
 
@@ -87,11 +96,16 @@ def _number(values: Mapping, expr: sp.Basic) -> sp.Float | None:
     return None if v is None else sp.Float(v)
 
 
+def _same(a: sp.Basic, b: sp.Basic) -> bool:
+    # cached hashes first: SymPy's == walks both trees recursively, deep ones past the limit
+    return a is b or (hash(a) == hash(b) and a == b)
+
+
 def _items(*candidates, display: Mapping) -> list:
     # Drop missing and oversized items, and a number after an expression that is one already.
     out = []
     for c in candidates:
-        if c is None or (out and out[-1] == c):
+        if c is None or (out and _same(out[-1], c)):
             continue
         if isinstance(c, sp.Float) and out and out[-1].is_Number:
             continue
@@ -197,7 +211,7 @@ class _View:
         for parent, local, _ in contributions:
             if parent is None:
                 terms.append(sp.S.One)
-            elif parent == self.d.target:
+            elif parent is self.d.target:  # the sweep's own node object
                 terms.append(local)  # d target / d target = 1: the local partial alone
             else:
                 terms.append(Chain(Partial(self.top, self.symbol(parent)), local))
@@ -245,8 +259,9 @@ def _tex_rows(view: _View, p: LatexNamePrinter, steps: list, notes: bool) -> lis
     # (row, gap after it?) pairs; a gap separates steps
     rows: list[list] = []
 
-    def row(lhs: str, rel: str, items: list[str], note: str = "") -> None:
-        tail = f" && \\text{{{tex_text(note)}}}" if note and notes else ""
+    def row(lhs: str, rel: str, items: list[str], note: str = "", always: bool = False) -> None:
+        # the step's own note is in a heading where there is one; "local partial" always shows
+        tail = f" && \\text{{{tex_text(note)}}}" if note and (notes or always) else ""
         shown = " = ".join(items) or rf"\text{{{TOO_LARGE}}}"
         rows.append([f"{lhs} &{rel} {shown}{tail}", False])
 
@@ -264,7 +279,7 @@ def _tex_rows(view: _View, p: LatexNamePrinter, steps: list, notes: bool) -> lis
         lhs, items = s.adjoint
         row(p.show(lhs), "=", [p.show(i) for i in items], note)
         for lhs, items in s.local:
-            row(p.show(lhs), "=", [p.show(i) for i in items], "local partial")
+            row(p.show(lhs), "=", [p.show(i) for i in items], "local partial", always=True)
         rows[-1][1] = True
     return rows
 
@@ -340,18 +355,20 @@ def markdown(d, *, max_steps=None, summarize="auto") -> str:
     """
     view = _View(d, max_steps, summarize)
     p, t = LatexNamePrinter(view.display), TextPrinter(view.display)
-    out = [f"**Derivation of {view.title().replace(' with', '** with', 1)}", ""]
+    head, _, rest = view.title().partition(" with respect to ")
+    out = [f"**Derivation of {md_text(head)}** with respect to {md_text(rest)}", ""]
     for s in view.steps:
         what = t.show(s.definition, root=True) if s.definition is not None else "leaf"
         name = t.show(view.symbol(s.definition)) if s.definition is not None else ""
         used = f", used by {s.parents} nodes" if s.parents > 1 else ""
-        leaf = f"`{t.show(s.adjoint[0].args[1])}` (leaf{used})"
-        head = f"`{name} = {what}` ({s.rule})" if name else leaf
+        leaf = f"{md_code(t.show(s.adjoint[0].args[1]))} (leaf{used})"
+        head = f"{md_code(f'{name} = {what}')} ({s.rule})" if name else leaf
         rows = _join(_tex_rows(view, p, [s], notes=False))
         out += [f"**Step {s.index}.** {head}", "", "$$", r"\begin{aligned}", rows]
         out += [r"\end{aligned}", "$$", ""]
     for note, names in view.notes:
-        out += [f"*{note}: {', '.join(names[:8])}{', ...' if len(names) > 8 else ''}*", ""]
+        shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+        out += [f"*{md_text(f'{note}: {shown}')}*", ""]
     grads = _join(_tex_gradients(view, p))
     out += ["**Gradients**", "", "$$", r"\begin{aligned}", grads, r"\end{aligned}", "$$", ""]
     return "\n".join(out)
@@ -411,3 +428,25 @@ def text(d, *, max_steps=None, summarize="auto") -> str:
         items = _dedupe([t.show(i) for i in named] + [plain.show(i) for i in other])
         out.append(f"    {t.show(lhs)} = {' = '.join(items) or TOO_LARGE}")
     return "\n".join(out)
+
+
+def latex_steps(d) -> tuple[list[tuple[str, str]], str]:
+    r"""Every step as ``(rule, aligned block)`` (no summary), and the gradients as one block.
+
+    For pages that show one step at a time (the explorer).
+
+    >>> import sympy as sp
+    >>> from symgrad import derive
+    >>> x = sp.Symbol("x")
+    >>> steps, grads = latex_steps(derive(3 * x))
+    >>> steps[1]
+    ('leaf', '\\begin{aligned}\n\\frac{\\partial f}{\\partial x} &= 3\n\\end{aligned}')
+    """
+    view = _View(d, None, False)
+    p = LatexNamePrinter(view.display)
+
+    def block(rows: list) -> str:
+        return f"\\begin{{aligned}}\n{_join(rows)}\n\\end{{aligned}}"
+
+    steps = [(s.rule, block(_tex_rows(view, p, [s], notes=False))) for s in view.steps]
+    return steps, block(_tex_gradients(view, p))

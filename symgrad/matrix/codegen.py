@@ -23,7 +23,8 @@ def symgrad_matrix_fn(a0, a1):
     if len(s1) != 2 or s1[0] != 3: _shape_error('X', a1.shape, '(3, B)')
     d0 = s1[1]
     t0 = a0 @ a1
-    t1 = numpy.tanh(t0)
+    t1 = numpy.tanh(t0, out=t0)
+    del t0
     return t1
 <BLANKLINE>
 """
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import itertools
 import linecache
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,6 +45,7 @@ from sympy.matrices.expressions import (
     HadamardProduct,
     Identity,
     Inverse,
+    KroneckerProduct,
     MatAdd,
     MatMul,
     MatrixExpr,
@@ -51,13 +54,16 @@ from sympy.matrices.expressions import (
     Transpose,
     ZeroMatrix,
 )
+from sympy.matrices.expressions.blockmatrix import BlockMatrix
 from sympy.matrices.expressions.diagonal import DiagMatrix
 from sympy.matrices.expressions.special import OneMatrix
-from sympy.printing.numpy import NumPyPrinter
 
+from ..codegen.printers import NumPyTargetPrinter
+from ..codegen.runtime import _VectorMath
 from ..errors import ArgumentError, InputTypeError, MissingSymbolError, ShapeError
 from . import expr as mx
-from .expr import Broadcast, LogDet, LogSumExp, Map, Softmax, SumAll, SumAxis
+from .expr import Broadcast, Commutation, LogDet, LogSumExp, Map, Softmax, SumAll, SumAxis
+from .simplify import push_scalars, simplify
 from .vjp import grad as matrix_grad
 
 __all__ = ["CompiledMatrixFunction", "compile_matrix", "value_and_grad"]
@@ -65,24 +71,15 @@ __all__ = ["CompiledMatrixFunction", "compile_matrix", "value_and_grad"]
 _counter = itertools.count()
 
 
-class _Printer(NumPyPrinter):
-    """NumPy printer for scalar bodies: exact floats, ``maximum`` for relu, stable sigmoid."""
-
-    def __init__(self) -> None:
-        super().__init__({"fully_qualified_modules": True, "strict": True})
-
-    def _print_Float(self, expr):
-        return repr(float(expr))
+class _Printer(NumPyTargetPrinter):
+    """The scalar NumPy target's printer (exact numbers and constants, ``_vmath`` for functions
+    NumPy lacks) with ``maximum`` for relu."""
 
     def _print_Max(self, expr):
         if len(expr.args) == 2:
             a, b = (self._print(a) for a in expr.args)
             return f"numpy.maximum({a}, {b})"
         return super()._print_Max(expr)
-
-    def _print_Heaviside(self, expr):
-        h0 = expr.args[1] if len(expr.args) > 1 else sp.S.Half
-        return f"numpy.heaviside({self._print(expr.args[0])}, {self._print(h0)})"
 
 
 def _softmax(z: np.ndarray, axis: int) -> np.ndarray:
@@ -113,6 +110,7 @@ _NAMESPACE = {
     "_logsumexp": _logsumexp,
     "_slogdet": _slogdet,
     "_shape_error": _shape_error,
+    "_vmath": _VectorMath(),  # functions NumPy lacks (erf, gamma, ...), as the scalar target
 }
 
 
@@ -195,6 +193,7 @@ def compile_matrix(
     """
     arg_list = _check_args(args)
     flat, spec = _flatten(outputs)
+    flat = push_scalars(simplify(flat))
     source = _generate(arg_list, flat, spec, name)
     filename = f"<symgrad-matrix-{next(_counter)}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
@@ -212,6 +211,7 @@ class _Gen:
         self.prologue: list[str] = []
         self.printer = _Printer()
         self.dims: dict[sp.Basic, str] = {}
+        self.shapes: dict[str, tuple] = {}
         for i, a in enumerate(args):
             self.ref[a] = f"a{i}"
         for i, a in enumerate(args):
@@ -285,6 +285,7 @@ class _Gen:
         target = f"t{len(self.lines)}"
         self.lines.append((target, code, uses))
         self.ref[node] = target
+        self.shapes[target] = tuple(node.shape) if isinstance(node, MatrixExpr) else ()
 
 
 def _deps(g: _Gen, node: sp.Basic) -> set[str]:
@@ -317,7 +318,7 @@ def _node_code(g: _Gen, node: sp.Basic) -> str | None:
         return code
     if isinstance(node, MatMul):
         coeff, mats = node.as_coeff_matrices()
-        prod = " @ ".join(g.use(m) for m in mats)
+        prod = _product_code(g, mats)
         if coeff == 1:
             return prod
         c = g.use(coeff) if coeff in g.ref else g.scalar_code(coeff)
@@ -326,6 +327,18 @@ def _node_code(g: _Gen, node: sp.Basic) -> str | None:
         return f"numpy.diagflat({g.use(node.args[0])})"
     if isinstance(node, Transpose):
         return f"{g.use(node.arg)}.T"
+    if isinstance(node, Commutation):  # the permutation with K vec(Y) = vec(Y^T), Y (p, q)
+        p, q = (g.dim(d) for d in node.args)
+        return f"numpy.eye({p} * {q})[numpy.arange({p} * {q}).reshape({p}, {q}).T.ravel()]"
+    if isinstance(node, KroneckerProduct):
+        code = g.use(node.args[0])
+        for a in node.args[1:]:
+            code = f"numpy.kron({code}, {g.use(a)})"
+        return code
+    if isinstance(node, BlockMatrix):
+        rows = node.blocks.tolist()
+        inner = ", ".join("[" + ", ".join(g.use(b) for b in row) + "]" for row in rows)
+        return f"numpy.block([{inner}])"
     if isinstance(node, HadamardPower):
         return f"{g.use(node.args[0])} ** {g.scalar_code(node.args[1])}"
     if isinstance(node, Inverse):
@@ -354,6 +367,33 @@ def _node_code(g: _Gen, node: sp.Basic) -> str | None:
     if isinstance(node, (sp.Add, sp.Mul, sp.Pow)):
         return g.printer.doprint(node.func(*kids, evaluate=False))
     return g.printer.doprint(node.func(*kids))
+
+
+def _product_code(g: _Gen, mats: Sequence[MatrixExpr]) -> str:
+    """``A @ B @ ...`` with diagonal factors as broadcasts: ``X^T diag(s) X`` is ``X.T @ (s * X)``.
+
+    A ``diag(s)`` (``s`` a column) scales the rows of its right neighbour (or the columns of its
+    left one), so no dense ``n x n`` diagonal is ever built.
+    """
+    parts: list[str] = []
+    pending: list[str] = []  # diagonals waiting for a right neighbour
+    for m in mats:
+        if isinstance(m, DiagMatrix):
+            pending.append(g.use(m.args[0]))
+            continue
+        code = g.use(m)
+        for d in reversed(pending):
+            code = f"{_paren(d)} * {_paren(code)}"
+        pending = []
+        parts.append(code)
+    if pending:
+        if not parts:  # a product of diagonals only
+            return f"numpy.diagflat({' * '.join(_paren(d) for d in pending)})"
+        last = parts.pop()
+        for d in pending:
+            last = f"{_paren(last)} * {_paren(d)}.T"
+        parts.append(last)
+    return " @ ".join(_paren(p) if "*" in p and len(parts) > 1 else p for p in parts)
 
 
 def _scalar_operand(g: _Gen, a: sp.Basic) -> sp.Basic:
@@ -424,15 +464,75 @@ def _generate(args: list, flat: list, spec: Any, name: str) -> str:
 
     params = ", ".join(f"a{i}" for i in range(len(args)))
     lines = [f"def {name}({params}):", *g.prologue]
-    lines += [f"    {t} = {c}" for t, c in kept]
+    lines += [f"    {line}" for line in _reuse_memory(kept, g.shapes, set(out_names))]
     lines.append(f"    return {build(spec)}")
     return "\n".join(lines) + "\n"
 
 
 def _names_in(code: str) -> list[str]:
-    import re
+    return _NAME.findall(code)
 
-    return re.findall(r"\bt\d+\b", code)
+
+_NAME = re.compile(r"\bt\d+\b")
+_BINARY = re.compile(r"^(\w+|-?[0-9.]+(?:e-?[0-9]+)?) ([-+*]) (\w+|-?[0-9.]+(?:e-?[0-9]+)?)$")
+_UNARY = re.compile(r"^numpy\.(tanh|exp|log|sin|cos|sqrt|abs|negative)\((t\d+)\)$")
+_SCALED_PRODUCT = re.compile(r"^(\w+|\(.+\)) \* \(([^()]+ @ [^()]+)\)$")
+_UFUNC = {"+": "add", "-": "subtract", "*": "multiply"}
+
+
+def _reuse_memory(kept: list[tuple[str, str]], shapes: dict, outputs: set[str]) -> list[str]:
+    """The statements with temporaries freed after their last use and reused in place.
+
+    Large temporaries that live until the function returns cost page faults on every call
+    (their memory goes back to the system only at the end); so each temporary is deleted right
+    after its last reader, and an entrywise operation whose operand dies there writes into it
+    (``numpy.add(t1, a1, out=t1)``). Only arrays the function itself allocated are reused (not
+    arguments, transposes or broadcasts, which are views), and only when the operand has the
+    result's full shape. ``c * (A @ B)`` scales the fresh product in place.
+    """
+    last: dict[str, int] = {}
+    for i, (_, code) in enumerate(kept):
+        for name in _names_in(code):
+            last[name] = i
+    owned = {
+        t
+        for t, code in kept
+        if not (
+            code.endswith(".T") or code.startswith("numpy.broadcast_to") or _NAME.fullmatch(code)
+        )
+    }
+
+    def reusable(name: str, i: int, target: str) -> bool:
+        return (
+            name in owned
+            and name not in outputs
+            and last.get(name) == i
+            and shapes.get(name) == shapes.get(target)
+            and shapes.get(name) != ()
+        )
+
+    out: list[str] = []
+    for i, (target, code) in enumerate(kept):
+        line = f"{target} = {code}"
+        if m := _BINARY.match(code):
+            left, op, right = m.groups()
+            for cand in (left, right):
+                if reusable(cand, i, target):
+                    line = f"{target} = numpy.{_UFUNC[op]}({left}, {right}, out={cand})"
+                    break
+        elif (m := _UNARY.match(code)) and reusable(m.group(2), i, target):
+            line = f"{target} = numpy.{m.group(1)}({m.group(2)}, out={m.group(2)})"
+        elif (m := _SCALED_PRODUCT.match(code)) and shapes.get(target) != ():
+            out.append(f"{target} = {m.group(2)}")
+            line = f"{target} *= {m.group(1)}"
+        out.append(line)
+        dead = sorted(
+            (n for n in set(_names_in(code)) if last.get(n) == i and n not in outputs),
+            key=lambda n: int(n[1:]),
+        )
+        if dead:
+            out.append(f"del {', '.join(dead)}")
+    return out
 
 
 def value_and_grad(

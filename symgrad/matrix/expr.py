@@ -41,6 +41,7 @@ from sympy.matrices.expressions import (
     HadamardProduct,
     Identity,
     Inverse,
+    KroneckerProduct,
     MatAdd,
     MatMul,
     MatrixExpr,
@@ -49,6 +50,8 @@ from sympy.matrices.expressions import (
     Transpose,
     ZeroMatrix,
 )
+from sympy.matrices.expressions.blockmatrix import BlockMatrix
+from sympy.matrices.expressions.diagonal import DiagMatrix
 from sympy.matrices.expressions.special import OneMatrix
 
 from ..errors import ArgumentError, InputTypeError, OptionError, ShapeError
@@ -58,6 +61,7 @@ from ..graph import post_order, topo_order
 
 __all__ = [
     "Broadcast",
+    "Commutation",
     "LogDet",
     "LogSumExp",
     "Map",
@@ -228,6 +232,25 @@ class LogDet(sp.Expr):
         return self.args[0]
 
 
+class Commutation(MatrixExpr):
+    """The commutation matrix ``K`` with ``K vec(Y) = vec(Y^T)`` for ``Y`` of shape ``(p, q)``.
+
+    Used by Hessians with respect to matrices (``vec(A Y^T B)``); row-major ``vec``.
+
+    >>> Commutation(2, 3).shape
+    (6, 6)
+    """
+
+    @property
+    def shape(self):
+        p, q = self.args
+        return (p * q, p * q)
+
+    def _latex(self, printer):
+        p, q = (printer._print(a) for a in self.args)
+        return rf"K_{{{p},{q}}}"
+
+
 class Softplus(sp.Function):
     r"""The scalar function ``softplus(x) = log(1 + e^x)``, whose derivative is ``sigmoid(x)``.
 
@@ -357,6 +380,15 @@ def matmul(*factors: MatrixExpr) -> MatrixExpr:
         c, base = _split(_matrix(f, "matmul"))
         coeff *= c
         mats.extend(base.args if isinstance(base, MatMul) else [base])
+    if len(mats) > 1:  # a 1x1 "matrix of c" between matrices is the scalar c: A x [c] = c A x
+        kept = []
+        for m in mats:
+            ones = _ones_coeff(m) if tuple(m.shape) == (1, 1) else None
+            if ones is None:
+                kept.append(m)
+            else:
+                coeff *= ones
+        mats = kept or [Identity(1)]
     for left, right in itertools.pairwise(mats):
         if left.shape[1] != right.shape[0]:
             raise ShapeError(
@@ -425,6 +457,10 @@ def transpose(A: MatrixExpr) -> MatrixExpr:
         out = base.arg
     elif isinstance(base, MatMul):
         out = matmul(*[transpose(f) for f in reversed(base.args)])
+    elif isinstance(base, DiagMatrix):
+        out = base
+    elif isinstance(base, KroneckerProduct):
+        out = KroneckerProduct(*[transpose(a) for a in base.args])
     elif isinstance(base, (Identity, ZeroMatrix, OneMatrix)):
         out = type(base)(*reversed(base.shape)) if not isinstance(base, Identity) else base
     elif isinstance(base, Broadcast) and isinstance(base.arg, MatrixExpr):
@@ -796,6 +832,8 @@ def operands(node: sp.Basic) -> tuple[sp.Basic, ...]:
         return (node.arg,)
     if isinstance(node, (SumAxis, Broadcast, Softmax, LogSumExp)):
         return (node.args[0],)
+    if isinstance(node, BlockMatrix):
+        return tuple(node.blocks)
     return node.args
 
 
@@ -807,3 +845,16 @@ def value_nodes(roots: Iterable[sp.Basic]) -> list[sp.Basic]:
     [X, Map(Lambda(u0, tanh(u0)), X), Trace(Map(Lambda(u0, tanh(u0)), X))]
     """
     return post_order(roots, operands, key=lambda n: n)
+
+
+def _textbook_latex(self: sp.Basic, printer: Any) -> str:
+    """SymPy's ``_latex`` hook: any LaTeX printer (a notebook's ``_repr_latex_`` too) shows this
+    node in textbook notation (``\\tanh(W x)``, ``\\mathbf{1}^T Z``), never its internal form."""
+    from .latex import MatrixLatexPrinter
+
+    own = printer if isinstance(printer, MatrixLatexPrinter) else MatrixLatexPrinter()
+    return getattr(own, f"_print_{type(self).__name__}")(self)
+
+
+for _cls in (Map, SumAxis, SumAll, Broadcast, Softmax, LogSumExp, LogDet):
+    _cls._latex = _textbook_latex

@@ -13,9 +13,17 @@ from collections.abc import Mapping
 from typing import Any
 
 import sympy as sp
-from sympy.matrices.expressions import HadamardProduct, MatAdd, MatMul
+from sympy.matrices.expressions import (
+    HadamardProduct,
+    Inverse,
+    MatAdd,
+    MatMul,
+    MatrixSymbol,
+    Transpose,
+)
 from sympy.printing.latex import LatexPrinter
 
+from ..derivation.printers import tex_name
 from .expr import Broadcast, LogDet, LogSumExp, Map, Softmax, SumAll, SumAxis, _split
 
 __all__ = ["MatrixLatexPrinter", "latex"]
@@ -43,7 +51,8 @@ class MatrixLatexPrinter(LatexPrinter):
     def _print_Symbol(self, expr, style="plain"):
         if expr in self._vars:
             return self._vars[expr]
-        return super()._print_Symbol(expr, style)
+        # a name that is not a plain identifier is text (escaped once, in tex_name)
+        return tex_name(expr.name) or super()._print_Symbol(expr, style)
 
     def _print_DiagMatrix(self, expr):
         return rf"\operatorname{{diag}}\left({self._print(expr.args[0])}\right)"
@@ -52,18 +61,62 @@ class MatrixLatexPrinter(LatexPrinter):
         return r"\mathbf{1}"
 
     def _print_HadamardProduct(self, expr):
-        # a product inside ⊙ is parenthesised: (1 - h ⊙ h) ⊙ (W^T δ)
-        return r" \odot ".join(
-            rf"\left({self._print(a)}\right)" if isinstance(a, MatMul) else self._wrap(a)
+        # a product inside ⊙ is parenthesised: (1 - h ⊙ h) ⊙ (W^T δ); 1 ./ B factors print as ⊘ B
+        num = [a for a in expr.args if _reciprocal(a) is None]
+        den = [_reciprocal(a) for a in expr.args if _reciprocal(a) is not None]
+        text = r" \odot ".join(self._factor(a) for a in num) if num else r"\mathbf{1}"
+        return "".join([text, *(rf" \oslash {self._factor(d)}" for d in den)])
+
+    def _factor(self, a: sp.Basic) -> str:
+        return rf"\left({self._print(a)}\right)" if isinstance(a, MatMul) else self._wrap(a)
+
+    def _print_MatMul(self, expr):
+        c, base = _split(expr)
+        mats = base.args if isinstance(base, MatMul) else (base,)
+        wrapped = (MatAdd, HadamardProduct) if len(mats) > 1 else (MatAdd,)
+        body = " ".join(
+            rf"\left({self._print(m)}\right)" if isinstance(m, wrapped) else self._print(m)
+            for m in mats
+        )
+        if c == 1:
+            return body
+        if c.could_extract_minus_sign():
+            return f"- {body}" if c == -1 else f"- {self._print(-c)} {body}"
+        coeff = self._print(c)
+        return f"{coeff} {body}" if not c.is_Add else rf"\left({coeff}\right) {body}"
+
+    def _print_Transpose(self, expr):
+        if isinstance(expr.arg, Inverse):  # (A^{-1})^T = A^{-T}
+            return rf"{self._wrap(expr.arg.arg)}^{{-T}}"
+        return super()._print_Transpose(expr)
+
+    def _print_Inverse(self, expr):
+        arg = expr.arg
+        if isinstance(arg, MatrixSymbol):
+            return rf"{self._print(arg)}^{{-1}}"
+        return rf"\left({self._print(arg)}\right)^{{-1}}"
+
+    def _print_KroneckerProduct(self, expr):
+        return r" \otimes ".join(
+            rf"\left({self._print(a)}\right)" if isinstance(a, (MatMul, MatAdd)) else self._print(a)
             for a in expr.args
         )
+
+    def _print_Identity(self, expr):
+        return "I"
 
     def _print_HadamardPower(self, expr):
         return rf"{self._wrap(expr.args[0])}^{{\odot {self._print(expr.args[1])}}}"
 
     def _print_MatAdd(self, expr):
-        # positive terms first: "1 - h ⊙ h", not "- h ⊙ h + 1"
-        terms = sorted(expr.args, key=lambda t: _split(t)[0].could_extract_minus_sign())
+        # positive terms first: "1 - h ⊙ h", not "- h ⊙ h + 1"; transposes last: "A + A^T"
+        terms = sorted(
+            expr.args,
+            key=lambda t: (
+                _split(t)[0].could_extract_minus_sign(),
+                isinstance(_split(t)[1], Transpose),
+            ),
+        )
         out = ""
         for i, t in enumerate(terms):
             c, base = _split(t)
@@ -76,7 +129,7 @@ class MatrixLatexPrinter(LatexPrinter):
 
     def _print_Map(self, expr: Map):
         saved = self._vars
-        self._vars = {v: self._print(a) for v, a in zip(expr.lam.variables, expr.mats, strict=True)}
+        self._vars = {v: self._wrap(a) for v, a in zip(expr.lam.variables, expr.mats, strict=True)}
         try:
             return self._print(expr.lam.expr)
         finally:
@@ -100,6 +153,9 @@ class MatrixLatexPrinter(LatexPrinter):
         return super()._print_Pow(expr)
 
     def _print_SumAll(self, expr: SumAll):
+        arg = expr.arg
+        if isinstance(arg, HadamardProduct) and len(arg.args) == 2 and arg.args[0] == arg.args[1]:
+            return rf"\left\|{self._print(arg.args[0])}\right\|^{{2}}"
         return rf"\operatorname{{sum}}\left({self._print(expr.arg)}\right)"
 
     def _print_SumAxis(self, expr: SumAxis):
@@ -112,7 +168,7 @@ class MatrixLatexPrinter(LatexPrinter):
             return rf"{self._wrap(inner)} \mathbf{{1}}^{{T}}"
         if isinstance(inner, sp.MatrixExpr):
             return rf"\mathbf{{1}} {self._wrap(inner)}"
-        return rf"{self._print(inner)} \mathbf{{1}}"
+        return r"\mathbf{1}" if inner == 1 else rf"{self._print(inner)} \mathbf{{1}}"
 
     def _print_Softmax(self, expr: Softmax):
         return rf"\operatorname{{softmax}}\left({self._print(expr.args[0])}\right)"
@@ -122,6 +178,13 @@ class MatrixLatexPrinter(LatexPrinter):
 
     def _print_LogDet(self, expr: LogDet):
         return rf"\log\det {self._wrap(expr.arg)}"
+
+
+def _reciprocal(a: sp.Basic) -> sp.Basic | None:
+    """``B`` when ``a`` is the entrywise reciprocal ``1 ./ B``."""
+    if isinstance(a, Map) and len(a.mats) == 1 and a.lam.expr == 1 / a.lam.variables[0]:
+        return a.mats[0]
+    return None
 
 
 def latex(expr: Any, names: Mapping[sp.Basic, sp.Basic] | None = None) -> str:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import sympy as sp
 from sympy.matrices.expressions import (
@@ -36,7 +36,6 @@ from sympy.matrices.expressions import (
     Transpose,
     ZeroMatrix,
 )
-from sympy.matrices.expressions.diagonal import DiagMatrix
 
 from .. import autodiff, construct, rules
 from ..errors import InputTypeError, ShapeError, UnsupportedFunctionError
@@ -52,14 +51,13 @@ from .expr import (
     SumAxis,
     shape_of,
 )
+from .simplify import simplify
 
 __all__ = [
     "Equation",
     "VJPRule",
     "backprop_equations",
     "grad",
-    "hessian",
-    "hvp",
     "lookup",
     "register_vjp",
     "registered_heads",
@@ -283,6 +281,42 @@ class Equation:
     lhs: sp.Basic
     rhs: sp.Basic
 
+    def latex(self) -> str:
+        r"""``lhs = rhs`` in textbook notation (``dL/dW`` as a partial derivative).
+
+        >>> Equation(sp.Symbol("dL/dW"), sp.MatrixSymbol("delta", 2, 1)).latex()
+        '\\frac{\\partial L}{\\partial W} = \\delta'
+        """
+        from .latex import latex
+
+        name = self.lhs.name if isinstance(self.lhs, sp.Symbol) else ""
+        if name.startswith("dL/d"):
+            wrt = latex(sp.Symbol(name[4:]))
+            lhs = rf"\frac{{\partial L}}{{\partial {wrt}}}"
+        else:
+            lhs = latex(self.lhs)
+        return f"{lhs} = {latex(self.rhs)}"
+
+    def _repr_latex_(self) -> str:
+        return f"$${self.latex()}$$"
+
+
+class Equations(NamedTuple):
+    r"""``(deltas, gradients)`` from :func:`backprop_equations`; a notebook shows them as maths.
+
+    >>> W, x = sp.MatrixSymbol("W", 2, 3), sp.MatrixSymbol("x", 3, 1)
+    >>> eqs = backprop_equations(mx.sumsq(mx.matmul(W, x)), [W], {})
+    >>> print(eqs._repr_latex_())
+    $$\begin{aligned}\frac{\partial L}{\partial W} &= 2 W x x^{T}\end{aligned}$$
+    """
+
+    deltas: list[Equation]
+    gradients: list[Equation]
+
+    def _repr_latex_(self) -> str:
+        rows = [eq.latex().replace(" = ", " &= ", 1) for eq in [*self.deltas, *self.gradients]]
+        return "$$\\begin{aligned}" + " \\\\ ".join(rows) + "\\end{aligned}$$"
+
 
 def _check_wrt(wrt: Any) -> list[sp.Basic]:
     items = list(wrt) if isinstance(wrt, (list, tuple)) else [wrt]
@@ -367,8 +401,9 @@ def vjp(output: Any, wrt: Any, cotangent: Any) -> Any:
             f"vjp: the cotangent has shape {shape_of(cotangent)} but the output has shape "
             f"{shape_of(output)}"
         )
+    output = simplify(output)  # indexed sums and 1x1 entries read as matrix algebra
     adj, _ = _sweep({output: cotangent}, items)
-    out = [adj.get(w, _zero(w)) for w in items]
+    out = simplify([adj.get(w, _zero(w)) for w in items])
     return out if isinstance(wrt, (list, tuple)) else out[0]
 
 
@@ -390,6 +425,7 @@ def grad(f: Any, wrt: Any) -> Any:
     >>> grad(mx.trace(X) + 1, X)
     I
     """
+    f = simplify(f) if isinstance(f, sp.Basic) else f
     if isinstance(f, MatrixExpr):
         if tuple(f.shape) != (1, 1):
             raise ShapeError(
@@ -402,83 +438,9 @@ def grad(f: Any, wrt: Any) -> Any:
     return vjp(f, wrt, sp.S.One)
 
 
-def hvp(f: Any, wrt: MatrixSymbol, v: Any) -> Any:
-    """Hessian-vector product ``H v`` of scalar ``f`` in direction ``v`` (``wrt``'s shape).
-
-    Computed as the gradient of ``<grad f, v>`` (reverse over reverse), in closed form.
-
-    >>> w = sp.MatrixSymbol("w", 3, 1)
-    >>> v = sp.MatrixSymbol("v", 3, 1)
-    >>> hvp(mx.sumsq(w), w, v)
-    2*v
-    """
-    g = grad(f, wrt)
-    if shape_of(v) != shape_of(wrt):
-        raise ShapeError(f"hvp: v has shape {shape_of(v)} but wrt has shape {shape_of(wrt)}")
-    inner = mx.sum(mx.hadamard(g, v)) if isinstance(g, MatrixExpr) else g * v
-    return grad(inner, wrt)
-
-
-def hessian(f: Any, wrt: MatrixSymbol) -> MatrixExpr:
-    """The Hessian of scalar ``f`` with respect to a column vector, as a closed-form matrix.
-
-    The Hessian-vector product ``H v`` (:func:`hvp`) is linear in ``v``; it is rewritten as
-    ``H @ v`` (a column ``a ⊙ (M v)`` becomes ``diag(a) M v``) and ``H`` is read off. For
-    logistic regression this gives the textbook ``X^T diag(s ⊙ (1 - s)) X``.
-
-    Raises:
-        ShapeError: ``wrt`` is not a column vector (use :func:`hvp` for matrices).
-        UnsupportedFunctionError: the HVP has a form this rewrite does not handle.
-
-    >>> w, A = sp.MatrixSymbol("w", 3, 1), sp.MatrixSymbol("A", 3, 3)
-    >>> hessian(mx.sumsq(mx.matmul(A, w)), w)
-    2*A.T*A
-    """
-    if not isinstance(wrt, MatrixSymbol) or wrt.shape[1] != 1:
-        raise ShapeError(
-            f"hessian needs a column-vector MatrixSymbol wrt (shape (d, 1)), got {wrt!r}; "
-            f"use hvp for matrix parameters"
-        )
-    v = MatrixSymbol("_hessian_direction", wrt.shape[0], 1)
-    return _linear_map(hvp(f, wrt, v), v)
-
-
-def _linear_map(expr: MatrixExpr, v: MatrixSymbol) -> MatrixExpr:
-    """L with expr = L v, for expr linear in the column v (iterative over the DAG)."""
-    lin: dict[sp.Basic, MatrixExpr] = {}
-
-    def fail(node: sp.Basic) -> UnsupportedFunctionError:
-        return UnsupportedFunctionError(
-            type(node).__name__,
-            f"closed-form Hessian: cannot write {mx._name(node)} as a matrix times v; use hvp",
-        )
-
-    for node in mx.value_nodes([expr]):
-        deps = [a for a in mx.operands(node) if a in lin]
-        if node == v:
-            lin[node] = Identity(v.shape[0])
-        elif not deps:
-            continue
-        elif isinstance(node, MatAdd):
-            if len(deps) != len(node.args):
-                raise fail(node)  # an affine, not linear, term
-            lin[node] = mx.add(*[lin[a] for a in node.args])
-        elif isinstance(node, MatMul):
-            coeff, mats = node.as_coeff_matrices()
-            if deps != [mats[-1]] or mats.count(mats[-1]) != 1:
-                raise fail(node)
-            lin[node] = mx.scale(coeff, mx.matmul(*mats[:-1], lin[mats[-1]]))
-        elif isinstance(node, HadamardProduct) and len(deps) == 1 and node.shape[1] == 1:
-            others = [a for a in node.args if a != deps[0]]
-            lin[node] = mx.matmul(DiagMatrix(mx.hadamard(*others)), lin[deps[0]])
-        else:
-            raise fail(node)
-    return lin[expr]
-
-
 def backprop_equations(
     f: sp.Expr, wrt: Iterable[sp.Basic], names: Mapping[sp.Basic, sp.Basic]
-) -> tuple[list[Equation], list[Equation]]:
+) -> Equations:
     """The backprop equations of ``f``: named deltas and the gradients written through them.
 
     Args:
@@ -499,5 +461,6 @@ def backprop_equations(
     """
     items = _check_wrt(list(wrt))
     adj, eqs = _sweep({f: sp.S.One}, items, names)
-    grads = [Equation(sp.Symbol(f"dL/d{w}"), adj.get(w, _zero(w))) for w in items]
-    return eqs, grads
+    eqs = [Equation(e.lhs, simplify(e.rhs)) for e in eqs]
+    grads = [Equation(sp.Symbol(f"dL/d{w}"), simplify(adj.get(w, _zero(w)))) for w in items]
+    return Equations(eqs, grads)

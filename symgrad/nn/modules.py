@@ -53,6 +53,9 @@ def _check_count(n: object, what: str) -> int:
     return n
 
 
+_NAMES = {"relu": "ReLU"}  # micrograd prints ReLUNeuron
+
+
 def _activate_value(act: Value, activation: str) -> Value:
     if activation == "relu":
         return act.relu()
@@ -210,7 +213,9 @@ class Neuron(Module):
         return [*self.w, self.b]
 
     def __repr__(self) -> str:
-        kind = self.activation.capitalize() if self.nonlin else "Linear"
+        kind = (
+            _NAMES.get(self.activation, self.activation.capitalize()) if self.nonlin else "Linear"
+        )
         return f"{kind}Neuron({len(self.w)})"
 
 

@@ -1,9 +1,19 @@
 """Saving and loading a module's parameters.
 
 The file is JSON (``{"format": "symgrad-parameters", "labels": [...], "values": [...]}``;
-floats round-trip exactly). It is written atomically: to a temporary file in the same
-directory, flushed to disk, then moved over the target with ``os.replace``, so an interrupted
-save never destroys the previous file.
+floats round-trip exactly). Saving never loses the previous file:
+
+- the data goes to a temporary file ``.NAME.PID.RANDOM.tmp`` in the target's directory, is
+  flushed to disk, then moved over the target with ``os.replace`` (atomic);
+- temporary files of this naming that a killed save left behind (their process is gone) are
+  removed by the next save of the same file;
+- the target keeps its permission bits, and a symbolic link is followed: its target is updated,
+  the link stays a link;
+- non-finite parameters (a diverged run) are refused unless ``allow_nonfinite=True``.
+
+Loading reads at most what a file for this module can hold and checks everything before it
+changes a parameter; any problem (missing file, a folder, binary or non-UTF-8 bytes, broken or
+hostile JSON, numbers out of range, wrong architecture) is one typed error naming the file.
 
 >>> import random, tempfile, os
 >>> from symgrad.nn import MLP
@@ -21,22 +31,51 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 
-from ..errors import InputTypeError, ParseError, ShapeError
+from ..errors import DomainError, FileAccessError, InputTypeError, ParseError, ShapeError
+from ..files import atomic_write, os_error
 
 __all__ = ["load_parameters", "save_parameters"]
 
 FORMAT = "symgrad-parameters"
 
 
-def save_parameters(module, path: str | os.PathLike) -> None:
+def _parameters(module) -> list:
+    params = getattr(module, "parameters", None)
+    if not callable(params):
+        raise InputTypeError(
+            f"expected a module with parameters() (e.g. an MLP), got {type(module).__name__}"
+        )
+    return list(params())
+
+
+def _as_path(path) -> Path:
+    if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
+        raise InputTypeError(f"path must be a file name (str or Path), got {type(path).__name__}")
+    path = Path(path)
+    if not str(path) or str(path) == ".":
+        raise InputTypeError("path is empty; give a file name such as 'params.json'")
+    return path
+
+
+# ----------------------------------------------------------------------------- saving
+
+
+def save_parameters(module, path: str | os.PathLike, *, allow_nonfinite: bool = False) -> None:
     """Write ``module.parameters()`` (labels and values) to ``path`` atomically.
 
     Args:
         module: anything with ``parameters()`` returning :class:`~symgrad.Value` objects.
-        path: the file to write (its directory must exist).
+        path: the file to write (its directory must exist). A symbolic link is followed.
+        allow_nonfinite: also save NaN or infinite values (written as JSON's ``NaN`` and
+            ``Infinity``); by default they are refused so a diverged run cannot overwrite a
+            good checkpoint.
+
+    Raises:
+        DomainError: a parameter is NaN or infinite (and ``allow_nonfinite`` is false).
+        FileAccessError: the file cannot be written (missing folder, a folder, no permission).
+        InputTypeError: ``module`` has no ``parameters()``, or a value is not a number.
 
     >>> import os, random, tempfile
     >>> from symgrad.nn import Neuron
@@ -45,32 +84,77 @@ def save_parameters(module, path: str | os.PathLike) -> None:
     >>> os.listdir(os.path.dirname(path))
     ['neuron.json']
     """
-    path = Path(path)
-    params = module.parameters()
+    path = _as_path(path)
+    params = _parameters(module)
+    values = []
+    for p in params:
+        v = getattr(p, "data", p)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise InputTypeError(f"parameter values must be numbers, got {type(v).__name__}")
+        values.append(float(v))
+    labels = [str(getattr(p, "label", "")) for p in params]
+    bad = [(lab, v) for lab, v in zip(labels, values, strict=True) if not math.isfinite(v)]
+    if bad and not allow_nonfinite:
+        raise DomainError(
+            f"refusing to save {len(bad)} non-finite parameter(s) to {str(path)!r} (first: "
+            f"{bad[0][0] or 'unlabelled'} = {bad[0][1]}); training diverged? Save anyway with "
+            "allow_nonfinite=True"
+        )
     payload = {
         "format": FORMAT,
         "version": 1,
-        "labels": [p.label for p in params],
-        "values": [p.data for p in params],
+        "labels": labels,
+        "values": values,
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    atomic_write(path, json.dumps(payload).encode("utf-8"))
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _size_limit(params: list) -> int:
+    # JSON escapes a character in at most 12 bytes (a surrogate pair); a float needs at most
+    # 25; the slack admits reformatted (indented) files
+    labels = sum(12 * len(str(getattr(p, "label", ""))) + 16 for p in params)
+    return 2 * (labels + 32 * len(params)) + 65536
+
+
+def _read(path: Path, limit: int) -> str:
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)  # atomic on POSIX and Windows
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
+    except IsADirectoryError:
+        raise FileAccessError(f"cannot read {str(path)!r}: it is a folder, not a file") from None
+    except OSError as exc:
+        raise os_error(path, "read", exc) from None
+    if len(data) > limit:
+        raise ParseError(
+            f"{str(path)!r} is larger than a parameter file of this module can be "
+            f"({limit} bytes); is it the right file?"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ParseError(
+            f"{str(path)!r} is not a symgrad parameter file: not UTF-8 text (byte "
+            f"{exc.start}); a binary file such as a pickle?"
+        ) from None
 
 
-def load_parameters(module, path: str | os.PathLike) -> None:
+def load_parameters(module, path: str | os.PathLike, *, allow_nonfinite: bool = False) -> None:
     """Set ``module``'s parameters from a file written by :func:`save_parameters`.
 
+    Nothing changes unless the whole file is valid for this module.
+
+    Args:
+        module: the module to fill (the same architecture as the saved one).
+        path: the file.
+        allow_nonfinite: accept NaN and infinite values (saved with ``allow_nonfinite=True``).
+
     Raises:
-        ParseError: the file is not a symgrad parameter file.
+        FileAccessError: the file is missing, a folder, or unreadable.
+        ParseError: the file is not a symgrad parameter file (binary, broken or hostile JSON,
+            too large, numbers out of range).
         ShapeError: the number of parameters or their labels do not match the module.
 
     >>> import os, random, tempfile
@@ -82,30 +166,42 @@ def load_parameters(module, path: str | os.PathLike) -> None:
     >>> other.w[0].data == Neuron(2, rng=random.Random(0)).w[0].data
     True
     """
-    text = Path(path).read_text(encoding="utf-8")
+    path = _as_path(path)
+    params = _parameters(module)
+    name = repr(str(path))
+    text = _read(path, _size_limit(params))
     try:
-        payload = json.loads(text)
+        # integers parse as floats: a 5,000-digit integer is inf (refused below), not an error
+        # deep inside int(); NaN/Infinity parse as floats and are refused below unless allowed
+        payload = json.loads(text, parse_int=float)
     except json.JSONDecodeError as exc:
-        raise ParseError(f"{path} is not a symgrad parameter file: {exc.msg}") from exc
+        raise ParseError(f"{name} is not a symgrad parameter file: {exc.msg}") from None
+    except RecursionError:
+        raise ParseError(f"{name} is not a symgrad parameter file: nested too deeply") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ParseError(f"{path} is not a symgrad parameter file (no 'format': '{FORMAT}')")
+        raise ParseError(f"{name} is not a symgrad parameter file (no 'format': '{FORMAT}')")
     labels, values = payload.get("labels"), payload.get("values")
-    params = module.parameters()
     if not isinstance(values, list) or not isinstance(labels, list) or len(values) != len(labels):
-        raise ParseError(f"{path}: 'labels' and 'values' must be lists of the same length")
+        raise ParseError(f"{name}: 'labels' and 'values' must be lists of the same length")
     if len(values) != len(params):
         raise ShapeError(
-            f"{path} holds {len(values)} parameters but the module has {len(params)}; "
+            f"{name} holds {len(values)} parameters but the module has {len(params)}; "
             "build the same architecture before loading"
         )
     mismatch = [(a, p.label) for a, p in zip(labels, params, strict=True) if a != p.label]
     if mismatch:
         raise ShapeError(
-            f"{path}: parameter labels differ from the module's (first: {mismatch[0][0]!r} vs "
-            f"{mismatch[0][1]!r}); build the same architecture before loading"
+            f"{name}: parameter labels differ from the module's (first: "
+            f"{str(mismatch[0][0])[:80]!r} vs {mismatch[0][1][:80]!r}); build the same "
+            "architecture before loading"
         )
     for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise InputTypeError(f"{path}: parameter values must be finite numbers, got {v!r}")
+        if not isinstance(v, float):
+            raise ParseError(f"{name}: parameter values must be numbers, got {str(v)[:80]!r}")
+        if not (math.isfinite(v) or allow_nonfinite):
+            raise ParseError(
+                f"{name}: parameter values must be finite numbers, got {v} (a number too large "
+                "for a float, or a diverged run saved with allow_nonfinite=True)"
+            )
     for p, v in zip(params, values, strict=True):
-        p.data = float(v)
+        p.data = v

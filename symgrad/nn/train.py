@@ -21,7 +21,10 @@ True
 
 from __future__ import annotations
 
+import functools
+import io
 import math
+import re
 import sys
 import time
 import warnings
@@ -36,6 +39,7 @@ from ..autodiff import sweep
 from ..codegen import lambdify
 from ..errors import BackendUnavailableError, DomainError, InputTypeError, OptionError, ShapeError
 from ..inputs import describe
+from ..markup import html_table
 from .health import HealthMonitor, LayerStats, TrainingWarning
 from .losses import l2 as l2_penalty
 from .losses import resolve
@@ -69,17 +73,48 @@ class History:
     stopped: str | None = None
     seconds: float = 0.0
 
+    def __repr__(self) -> str:
+        if not self.loss:
+            return f"<History: no steps{f', stopped: {self.stopped}' if self.stopped else ''}>"
+        acc = next((a for a in reversed(self.accuracy) if a is not None), None)
+        parts = [
+            f"{len(self.loss)} steps",
+            f"loss {self.loss[0]:.4g} -> {self.loss[-1]:.4g} (min {min(self.loss):.4g})",
+            *([f"accuracy {acc:.3g}"] if acc is not None else []),
+            f"{self.seconds:.2f} s",
+            *([f"stopped: {self.stopped}"] if self.stopped else []),
+        ]
+        return f"<History: {', '.join(parts)}>"
+
+    def _repr_html_(self) -> str:
+        rows = [["steps", str(len(self.loss))]]
+        if self.loss:
+            rows += [
+                ["first loss", f"{self.loss[0]:.6g}"],
+                ["last loss", f"{self.loss[-1]:.6g}"],
+                ["lowest loss", f"{min(self.loss):.6g}"],
+            ]
+        acc = next((a for a in reversed(self.accuracy) if a is not None), None)
+        if acc is not None:
+            rows.append(["last accuracy", f"{acc:.4g}"])
+        rows.append(["seconds", f"{self.seconds:.3g}"])
+        if self.stopped:
+            rows.append(["stopped", self.stopped])
+        return html_table(["training", ""], rows, caption="history.plot() draws the loss")
+
     def plot(self, path: str | None = None, *, title: str = "training loss"):
         """Draw the loss curve (log scale); save it as an image if ``path`` is given.
 
-        Uses matplotlib's object API with the Agg canvas, so no display is needed.
+        Uses matplotlib's object API with the Agg canvas, so no display is needed, and
+        ``matplotlib.pyplot`` need not be imported: the figure shows itself in a notebook
+        (it has ``_repr_png_``).
 
         Returns:
             The matplotlib ``Figure``.
 
         Raises:
             BackendUnavailableError: matplotlib is not installed (``pip install
-                symgrad[examples]``).
+                ".[examples]"`` from a clone).
 
         >>> fig = History(loss=[1.0, 0.5, 0.25]).plot()
         >>> fig.axes[0].get_ylabel()
@@ -90,9 +125,10 @@ class History:
             from matplotlib.figure import Figure
         except ImportError as exc:
             raise BackendUnavailableError(
-                "plotting needs matplotlib: pip install 'symgrad[examples]'"
+                "plotting needs matplotlib: pip install matplotlib "
+                '(or, from a clone, pip install -e ".[examples]")'
             ) from exc
-        fig = Figure(figsize=(6, 4))
+        fig = _shown_figure(Figure)(figsize=(6, 4))
         FigureCanvasAgg(fig)
         ax = fig.add_subplot()
         ax.plot(range(len(self.loss)), self.loss)
@@ -106,7 +142,20 @@ class History:
         return fig
 
 
-def _progress(steps: int, enabled: bool) -> Iterator[int]:
+@functools.cache
+def _shown_figure(figure: type) -> type:
+    class LossFigure(figure):  # type: ignore[misc, valid-type]
+        """A matplotlib Figure that a notebook displays as a PNG without pyplot."""
+
+        def _repr_png_(self) -> bytes:
+            buf = io.BytesIO()
+            self.savefig(buf, format="png", dpi=100)
+            return buf.getvalue()
+
+    return LossFigure
+
+
+def _progress(steps: int, enabled: bool, losses: list[float] | None = None) -> Iterator[int]:
     if not enabled:
         yield from range(steps)
         return
@@ -116,10 +165,20 @@ def _progress(steps: int, enabled: bool) -> Iterator[int]:
         every = max(1, steps // 10)
         for k in range(steps):
             if k % every == 0 or k == steps - 1:
-                print(f"step {k + 1}/{steps}", file=sys.stderr, flush=True)
+                last = f", loss {losses[-1]:.4g}" if losses else ""
+                print(f"step {k + 1}/{steps}{last}", file=sys.stderr, flush=True)
             yield k
         return
-    yield from tqdm(range(steps), desc="training", leave=False)
+    # the bar stays when done (leave=True) and shows the loss of the latest step
+    bar = tqdm(range(steps), desc="training", leave=True, dynamic_ncols=True)
+    every = max(1, steps // 200)
+    try:
+        for k in bar:
+            yield k
+            if losses and (k % every == 0 or k == steps - 1):
+                bar.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)
+    finally:
+        bar.close()
 
 
 #: With ``progress="auto"``, the setup's phases are shown once it has taken this long (seconds).
@@ -179,16 +238,33 @@ def _as_array(obj: Any, what: str, finite: bool = True) -> np.ndarray:
     return arr
 
 
-def _param_symbols(params: list) -> list[sp.Symbol]:
+_INTERNAL = re.compile(r"[xt]\d+")  # the Trainer's input and target symbols: x0.., t0..
+
+
+def _symbolic_network(model: Module, params: list) -> tuple[list, list, list]:
+    """``(theta, x, scores)``: one symbol per parameter, the inputs, the model's outputs.
+
+    Parameters are named by their labels when these are unique, non-empty and distinct from the
+    input and target symbols (readable formulas); otherwise (any label is a valid model) the
+    labels are replaced by ``theta0, theta1, ...`` while the network is built, then restored.
+    """
+    x = list(sp.symbols(f"x0:{model.nin}"))
     labels = [p.label for p in params]
-    clash = {"x", "t"}
     if (
         all(labels)
         and len(set(labels)) == len(labels)
-        and not any(lab.rstrip("0123456789") in clash for lab in labels)
+        and not any(_INTERNAL.fullmatch(lab) for lab in labels)
     ):
-        return [sp.Symbol(lab) for lab in labels]
-    return [sp.Symbol(f"theta{i}") for i in range(len(params))]
+        return [sp.Symbol(lab) for lab in labels], x, model.symbolic(x)
+    theta = [sp.Symbol(f"theta{i}") for i in range(len(params))]
+    try:
+        for p, s in zip(params, theta, strict=True):
+            p.label = s.name
+        scores = model.symbolic(x)
+    finally:
+        for p, lab in zip(params, labels, strict=True):
+            p.label = lab
+    return theta, x, scores
 
 
 class Trainer:
@@ -249,10 +325,8 @@ class Trainer:
         start = time.perf_counter()
         shown = _SetupProgress(progress)
         shown.phase(0)
-        theta = _param_symbols(self.params)
+        theta, x, scores = _symbolic_network(model, self.params)
         self.parameter_symbols = theta
-        x = list(sp.symbols(f"x0:{model.nin}"))
-        scores = model.symbolic(x)
         t = list(sp.symbols(f"t0:{len(scores)}"))
         self.nout = len(scores)
         self.loss_expr = loss_fn(scores, t)
@@ -340,9 +414,15 @@ class Trainer:
         >>> [p.data for p in model.parameters()]
         [0.5, -0.5, 1.0]
         """
-        theta = np.asarray(theta, dtype=float)
+        theta = _as_array(theta, "theta", finite=False)
         if theta.shape != (len(self.params),):
             raise ShapeError(f"theta must have shape ({len(self.params)},), got {theta.shape}")
+        if not np.all(np.isfinite(theta)):
+            bad = int(np.flatnonzero(~np.isfinite(theta))[0])
+            raise DomainError(
+                f"theta[{bad}] is {theta[bad]}: parameters must be finite numbers (a diverged "
+                "run? Trainer.fit keeps the last finite parameters)"
+            )
         for p, v in zip(self.params, theta.tolist(), strict=True):
             p.data = v
 
@@ -439,8 +519,9 @@ class Trainer:
         """Train for ``steps`` steps; the model's parameters hold the result.
 
         Each step evaluates the loss and gradient of the (mini)batch in one compiled call,
-        checks health, and applies the optimiser. A non-finite loss stops training with a
-        :class:`TrainingWarning`, and the model keeps the last parameters whose loss was finite.
+        checks health, and applies the optimiser. A non-finite loss, or an update that makes a
+        parameter non-finite, stops training with a :class:`TrainingWarning` and sets
+        ``history.stopped``; the model keeps the last finite parameters whose loss was finite.
 
         Args:
             X: inputs, shape ``(samples, nin)``.
@@ -469,6 +550,8 @@ class Trainer:
         y_all = _as_array(y, "y")
         self._targets(y_all, X.shape[0])
         n = X.shape[0]
+        if n == 0:
+            raise ShapeError("X has 0 samples; training needs at least one (samples, nin) row")
         if batch_size is not None and (
             isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
         ):
@@ -479,7 +562,7 @@ class Trainer:
         start = time.perf_counter()
         theta = self.parameter_vector()
         good = theta
-        for k in _progress(steps, show):
+        for k in _progress(steps, show, history.loss):
             if batch_size is None or batch_size >= n:
                 xb, yb = X, y_all
             else:
@@ -496,7 +579,18 @@ class Trainer:
                 break
             good = theta
             lr = self.optimizer.rate(k)
-            new = self.optimizer.step(theta, grad, k)
+            with np.errstate(all="ignore"):  # an overflow is caught just below
+                new = self.optimizer.step(theta, grad, k)
+                size = float(np.linalg.norm(grad))
+            if not np.all(np.isfinite(new)):
+                # the loss was finite but the update overflowed (a huge rate or gradient)
+                history.stopped = (
+                    f"the update at step {k} made parameters non-finite (gradient norm "
+                    f"{size:.3g}, learning rate {lr:.3g}); stopped and "
+                    "kept the last finite parameters"
+                )
+                warnings.warn(history.stopped, TrainingWarning, stacklevel=2)
+                break
             if self.monitor is not None:
                 history.health.append(self.monitor.observe(k, grad, theta, new))
             acc = self.accuracy(scores, yb)

@@ -1,0 +1,204 @@
+"""The three Hessian problems of Laue, Mitterreiter & Giesen (NeurIPS 2018), evaluated.
+
+Problems (all parsed from matrixcalculus.org text by ``symgrad.matrix.parse``):
+
+* quadratic form ``x'*A*x`` (A: n x n), Hessian ``A + A'``;
+* logistic regression ``sum(log(exp(-y.*(X*w)) + vector(1)))`` (X: n x n, labels +-1),
+  Hessian ``X' diag(d) X``; its BLAS floor is ``(X * d).T @ X`` with ``d`` given;
+* matrix factorisation ``norm2(T - U*V')^2`` w.r.t. U (T: n x n, U, V: n x k, k = 2),
+  Hessian ``2 I (x) V'V`` (row-major vec), a dense (nk) x (nk) matrix.
+
+For n in 10, 100, 1000, 3000 this times, in one process and interleaved, symgrad's compiled
+closed-form Hessian, ``jax.jit(jax.hessian(f))`` and ``torch.func.hessian(f)`` (each checked
+against symgrad's value once), and reports medians and ratios. Run by hand:
+
+    PYTHONPATH=. python benchmarks/bench_hessian.py [--sizes 10,100,1000,3000] [--threads 1]
+
+Runs slower than ``--budget`` seconds (default 20) are timed once, so n = 3000 stays short.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+
+def _threads_from_argv() -> int:
+    for i, arg in enumerate(sys.argv):
+        if arg == "--threads" and i + 1 < len(sys.argv):
+            return int(sys.argv[i + 1])
+        if arg.startswith("--threads="):
+            return int(arg.split("=", 1)[1])
+    return 1
+
+
+THREADS = _threads_from_argv()
+if THREADS > 0:  # thread pools must be sized before NumPy / PyTorch / JAX are imported
+    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+        os.environ[var] = str(THREADS)
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "")
+        + f" --xla_cpu_multi_thread_eigen={'true' if THREADS > 1 else 'false'}"
+    )
+
+import numpy as np  # noqa: E402
+import sympy as sp  # noqa: E402
+
+from symgrad import matrix as mx  # noqa: E402
+from symgrad.matrix.parse import parse  # noqa: E402
+
+K = 2  # rank of the factorisation
+
+PROBLEMS = {
+    "quadratic form": ("x'*A*x", {"A": ("n", "n"), "x": ("n",)}, "x"),
+    "logistic regression": (
+        "sum(log(exp(-y.*(X*w)) + vector(1)))",
+        {"X": ("n", "n"), "w": ("n",), "y": ("n",)},
+        "w",
+    ),
+    "matrix factorisation (U)": (
+        "norm2(T - U*V')^2",
+        {"T": ("n", "n"), "U": ("n", K), "V": ("n", K)},
+        "U",
+    ),
+}
+
+
+def symgrad_hessian(name):
+    """(compiled Hessian, argument names) for one problem; derived once, any n."""
+    text, shapes, wrt = PROBLEMS[name]
+    f = parse(text, shapes)
+    syms = {s.name: s for s in mx.expr.value_nodes([f]) if isinstance(s, sp.MatrixSymbol)}
+    H = mx.hessian(f, syms[wrt])
+    order = [wrt, *sorted(n for n in syms if n != wrt)]
+    return mx.compile_matrix(H, [syms[n] for n in order]), order
+
+
+def data(name, n, rng):
+    if name == "quadratic form":
+        return {"x": rng.normal(size=(n, 1)), "A": rng.normal(size=(n, n))}
+    if name == "logistic regression":
+        return {
+            "w": rng.normal(size=(n, 1)) / np.sqrt(n),
+            "X": rng.normal(size=(n, n)),
+            "y": rng.choice([-1.0, 1.0], size=(n, 1)),
+        }
+    return {
+        "U": rng.normal(size=(n, K)),
+        "T": rng.normal(size=(n, n)),
+        "V": rng.normal(size=(n, K)),
+    }
+
+
+def jax_fn(name, vals):
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", True)
+    if name == "quadratic form":
+        A = jnp.asarray(vals["A"])
+        h = jax.jit(jax.hessian(lambda x: x @ A @ x))
+        x = jnp.asarray(vals["x"].ravel())
+        return lambda: h(x).block_until_ready()
+    if name == "logistic regression":
+        X, y = jnp.asarray(vals["X"]), jnp.asarray(vals["y"].ravel())
+        h = jax.jit(jax.hessian(lambda w: jnp.sum(jnp.log1p(jnp.exp(-y * (X @ w))))))
+        w = jnp.asarray(vals["w"].ravel())
+        return lambda: h(w).block_until_ready()
+    T, V = jnp.asarray(vals["T"]), jnp.asarray(vals["V"])
+    h = jax.jit(jax.hessian(lambda u: jnp.sum((T - u.reshape(-1, K) @ V.T) ** 2)))
+    u = jnp.asarray(vals["U"].ravel())
+    return lambda: h(u).block_until_ready()
+
+
+def torch_fn(name, vals):
+    import torch
+    from torch.func import hessian
+
+    if THREADS:
+        torch.set_num_threads(THREADS)
+    t = {k: torch.from_numpy(v) for k, v in vals.items()}
+    if name == "quadratic form":
+        A, x = t["A"], t["x"].ravel()
+        return lambda: hessian(lambda v: v @ A @ v)(x)
+    if name == "logistic regression":
+        X, y, w = t["X"], t["y"].ravel(), t["w"].ravel()
+        return lambda: hessian(lambda v: torch.sum(torch.log1p(torch.exp(-y * (X @ v)))))(w)
+    T, V, U = t["T"], t["V"], t["U"].ravel()
+    return lambda: hessian(lambda u: torch.sum((T - u.reshape(-1, K) @ V.T) ** 2))(U)
+
+
+def floor_fn(vals):
+    """The BLAS floor of the logistic Hessian: (X * d).T @ X with the weights d given."""
+    X, y, w = vals["X"], vals["y"], vals["w"]
+    s = 1 / (1 + np.exp(-y * (X @ w)))
+    d = s * (1 - s)
+    return lambda: (X * d).T @ X
+
+
+def _time(contenders, reps, budget):
+    times = {k: [] for k in contenders}
+    slow = set()
+    for k, fn in contenders.items():  # warm-up (JIT compilation) and the slow-run test
+        t = time.perf_counter()
+        fn()
+        if time.perf_counter() - t > budget / 4:
+            slow.add(k)
+    order = np.random.default_rng(0)
+    for r in range(reps):
+        for k in order.permutation(list(contenders)):
+            if k in slow and r:
+                continue
+            t = time.perf_counter()
+            contenders[k]()
+            times[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}, {
+        k: len(v) for k, v in times.items()
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="10,100,1000,3000")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--reps", type=int, default=15)
+    parser.add_argument("--budget", type=float, default=20.0)
+    parser.add_argument("--peers", default="jax,torch")
+    args = parser.parse_args()
+    peers = [p for p in args.peers.split(",") if p]
+    print(f"threads per library: {args.threads or 'library defaults'}; medians of single runs")
+    rng = np.random.default_rng(0)
+    for name in PROBLEMS:
+        t0 = time.perf_counter()
+        fn, order = symgrad_hessian(name)
+        print(f"\n{name}: symgrad derive + compile {1e3 * (time.perf_counter() - t0):.0f} ms")
+        for n in (int(s) for s in args.sizes.split(",")):
+            vals = data(name, n, rng)
+            arrays = [vals[k] for k in order]
+            ref = fn(*arrays)
+            contenders = {"symgrad": lambda fn=fn, arrays=arrays: fn(*arrays)}
+            if name == "logistic regression":
+                contenders["BLAS floor"] = floor_fn(vals)
+            makers = {"jax": jax_fn, "torch": torch_fn}
+            for p in peers:
+                run = makers[p](name, vals)
+                got = np.asarray(run())
+                assert np.allclose(got, ref, rtol=1e-8, atol=1e-8), f"{p} disagrees at n={n}"
+                contenders[f"{p} hessian"] = run
+            reps = args.reps if n <= 1000 else 3
+            med, counts = _time(contenders, reps, args.budget)
+            s = med["symgrad"]
+            parts = [f"symgrad {s * 1e3:.3f} ms"]
+            parts += [
+                f"{k} {v * 1e3:.3f} ms ({v / s:.1f}x symgrad; {counts[k]} runs)"
+                for k, v in med.items()
+                if k != "symgrad"
+            ]
+            print(f"  n={n:5d}  " + " | ".join(parts))
+
+
+if __name__ == "__main__":
+    main()

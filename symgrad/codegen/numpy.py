@@ -1,0 +1,207 @@
+"""The NumPy target: a :class:`~symgrad.codegen.plan.Program` as one vectorised function.
+
+Each statement of the program is one NumPy statement; single-use products meet in one
+``_dot``/``_gather`` (``fuse.py``); only the vector entries the statements name are unpacked.
+Calls whose arguments are all Python floats first try the Python-float body (``pyfloat.py``);
+arguments are checked (``_coerce``) only on the NumPy path, so the fast path pays one exact type
+test per argument. With ``kernel=True`` the body is a call of a native kernel ``_kernel`` (the C
+target) instead of NumPy statements.
+
+>>> import sympy as sp
+>>> from symgrad.codegen.plan import plan
+>>> x = sp.Symbol("x")
+>>> print(emit(plan(sp.exp(x) + x, [x]), "f", float_path=False))
+def f(_a0=_MISSING, *_extra):
+    if _extra: _too_many(_names, _extra)
+    # _a0: 'x'
+    _a0 = _coerce(_a0, 0, _names)
+    try:
+        return _a0 + numpy.exp(_a0)
+    except ValueError as _e:
+        _shape_error(_e, _names, (_a0,))
+        raise
+_names = ['x']
+<BLANKLINE>
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .fuse import Fuser, _Pair, _Sum
+from .plan import INLINED, Program, rectangular, walk
+from .printers import NumPyTargetPrinter
+from .pyfloat import arg_names, emit_body
+
+__all__ = ["emit"]
+
+
+def emit(
+    prog: Program, name: str, *, mean: bool = False, kernel: bool = False, float_path: bool = True
+) -> str:
+    """The source of a function ``name`` computing ``prog`` with NumPy.
+
+    Args:
+        prog: the program.
+        name: the function's name (a safe identifier, checked by the caller).
+        mean: return each output's batch mean (``reduce="mean"``).
+        kernel: the outputs come from ``_kernel(*args)`` (rows of one array), not NumPy code.
+        float_path: embed the Python-float fast path when the program allows it.
+
+    >>> import sympy as sp
+    >>> from symgrad.codegen.plan import plan
+    >>> x = sp.Symbol("x")
+    >>> emit(plan(sp.sin(x), [x]), "f").splitlines()[0]
+    'def f(_a0=_MISSING, *_extra):'
+    """
+    params = [f"_a{i}" for i in range(len(prog.args))]
+    lines = [f"def {name}({''.join(p + '=_MISSING, ' for p in params)}*_extra):"]
+    lines.append("    if _extra: _too_many(_names, _extra)")
+    fast = emit_body(prog) if float_path and prog.args else None
+    read = prog.entries_read()
+    if fast is not None:
+        lines += _fast_path(prog, fast, read)
+    for i, item in enumerate(prog.args):
+        if isinstance(item, list):
+            shown = ", ".join(repr(s.name) for s in item[:8]) + (", ..." if len(item) > 8 else "")
+            lines.append(f"    # _a{i}: vector of {len(item)} symbols [{shown}]")
+            lines.append(f"    _a{i} = _coerce_vector(_a{i}, {i}, _names, {len(item)})")
+        else:
+            lines.append(f"    # _a{i}: {item.name!r}")
+            lines.append(f"    _a{i} = _coerce(_a{i}, {i}, _names)")
+    constants: list[str] = []
+    if kernel:
+        lines.append(f"    _o = _kernel({', '.join(params)})")
+        lines.append(f"    return {_build(prog.spec, prog.top, lambda j: f'_o[{j}]', rows=True)}")
+    else:
+        body, used = _numpy_body(prog, mean, constants)
+        # NumPy's broadcast failure, anywhere in the body, is a ShapeError naming the shapes
+        lines.append("    try:")
+        lines += [f"    {ln}" for ln in [*_unpack(prog, constants, used), *body]]
+        lines.append("    except ValueError as _e:")
+        values = f"({', '.join(params)}{',' if len(params) == 1 else ''})"
+        lines.append(f"        _shape_error(_e, _names, {values})")
+        lines.append("        raise")
+    names = [str(a) if not isinstance(a, list) else f"a vector of {len(a)}" for a in prog.args]
+    constants.append(f"_names = {names!r}")
+    return "\n".join([*lines, *constants]) + "\n"
+
+
+def _fast_path(prog: Program, fast, read: dict[int, list[int]]) -> list[str]:
+    tests, unpack = [], []
+    for i, item in enumerate(prog.args):
+        if not isinstance(item, list):
+            tests.append(f"type(_a{i}) is float")
+            continue
+        tests.append(f"(type(_a{i}) is list or type(_a{i}) is _ndarray and _a{i}.ndim == 1)")
+        entries = read[i]
+        if not item:
+            continue
+        values = f"(_a{i} if type(_a{i}) is list else _a{i}.tolist())"
+        if len(entries) == len(item) or len(entries) > len(item) // 2:
+            # all entries (also checks the length: a wrong one is a ValueError, the NumPy path
+            # then names the argument)
+            names = [f"_a{i}_{j}" if j in set(entries) else "_" for j in range(len(item))]
+            unpack.append(f"{', '.join(names)}{',' if len(names) == 1 else ''} = {values}")
+        else:
+            unpack.append(f"_v = {values}")
+            unpack.append(f"if len(_v) != {len(item)}: raise ValueError")
+            unpack += [f"_a{i}_{j} = _v[{j}]" for j in entries]
+    out = [f"    if {' and '.join(tests)}:", "        try:"]
+    out += [f"            {ln}" for ln in [*unpack, *fast.lines, f"return {fast.ret}"]]
+    out += ["        except (ArithmeticError, ValueError, TypeError):", "            pass"]
+    return out
+
+
+def _numpy_body(prog: Program, mean: bool, constants: list[str]) -> tuple[list[str], set[str]]:
+    # the NumPy statements and return, and the vector-entry names they read
+    printer = NumPyTargetPrinter()
+    elements = {
+        f"_a{s[0]}_{s[1]}": (f"_a{s[0]}", s[1]) for s in prog.source if s is not None and s[1] >= 0
+    }
+    fuser = Fuser(printer, {}, elements)
+    pair = prog.pair
+    read_by_outputs = set(prog.outs)
+
+    def text_of(i, node, kids):
+        if pair[i]:
+            # a product read once: printed by its reader, which may fuse it (_dot, _gather)
+            return _Pair(node, kids, prog.args_of[i]), ()
+        if prog.kind[i] == INLINED and node.is_Add and i in read_by_outputs:
+            # a sum read once, by an output: a stacked output may fuse its terms
+            return _Sum(node, kids), ()
+        text = fuser.node(node, kids)
+        lines, fuser.lines = fuser.lines, []
+        return text, lines
+
+    slots = [f"_t{k}" for k in range(prog.n_slots)]
+    body, kid = walk(prog, arg_names(prog), slots, text_of)
+    out = [f"    {ln}" if t is None else f"    {t} = {ln}" for t, ln in body]
+
+    def leaf(j: int) -> str:
+        return fuser.text(kid[prog.outs[j]])
+
+    def stacked(s: list, m: bool = False) -> str:
+        shape, flat = rectangular(s)
+        return fuser.stacked(shape, [kid[prog.outs[j]] for j in flat], mean=m)
+
+    if mean:
+        ret = _averaged(prog, leaf, stacked)
+    else:
+        ret = _build(prog.spec, prog.top, leaf, stacked=stacked)
+    out += [f"    {ln}" for ln in fuser.lines]
+    out.append(f"    return {ret}")
+    constants += fuser.constants
+    return out, fuser.used
+
+
+def _unpack(prog: Program, constants: list[str], used: set[str]) -> list[str]:
+    """Statements unpacking the entries of vector arguments that the NumPy statements name."""
+    lines: list[str] = []
+    for i, item in enumerate(prog.args):
+        if not isinstance(item, list) or not item:
+            continue
+        names = [f"_a{i}_{j}" for j in range(len(item))]
+        keep = [(j, nm) for j, nm in enumerate(names) if nm in used]
+        if len(keep) == len(names):
+            lines.append(f"    {', '.join(names)}{',' if len(names) == 1 else ''} = _a{i}")
+        elif len(keep) == 1:
+            lines.append(f"    {keep[0][1]} = _a{i}[{keep[0][0]}]")
+        elif keep:
+            pick = f"_p{sum(1 for c in constants if c.startswith('_p'))}"
+            constants.append(f'{pick} = _picker("{",".join(str(j) for j, _ in keep)}")')
+            lines.append(f"    {', '.join(nm for _, nm in keep)} = {pick}(_a{i})")
+    return lines
+
+
+def _averaged(prog: Program, leaf, stacked) -> str:
+    # each top-level output averaged over its batch axes (the axes after its own)
+    def one(s: Any) -> str:
+        if isinstance(s, int):
+            return f"_batch_mean({leaf(s)}, 0)"
+        return stacked(s, True)
+
+    spec = prog.spec
+    if isinstance(spec, int) or not prog.top:
+        return one(spec)
+    return f"({', '.join(one(s) for s in spec)}{',' if len(spec) == 1 else ''})"
+
+
+def _build(spec: Any, top: bool, leaf, rows: bool = False, stacked=None) -> str:
+    if isinstance(spec, int):
+        return leaf(spec)
+    if (
+        rows
+        and not top
+        and len(spec) > 1
+        and all(isinstance(s, int) for s in spec)
+        and list(spec) == list(range(spec[0], spec[0] + len(spec)))
+    ):
+        return f"_o[{spec[0]}:{spec[0] + len(spec)}]"  # consecutive kernel rows: a view
+    if top:
+        inner = ", ".join(_build(s, False, leaf, rows, stacked) for s in spec)
+        return f"({inner}{',' if len(spec) == 1 else ''})"
+    if stacked is not None:
+        return stacked(spec)
+    shape, flat = rectangular(spec)
+    return f"_stack({shape}, [{', '.join(leaf(i) for i in flat)}])"

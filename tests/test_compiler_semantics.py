@@ -1,0 +1,267 @@
+"""One IEEE semantics on every Python target, exact constants, typed errors, export, pickling.
+
+References are independent of the code under test: NumPy evaluated directly, ``fractions``,
+``mpmath``, Python's ``math``.
+"""
+
+from __future__ import annotations
+
+import gc
+import linecache
+import multiprocessing
+import pickle
+import subprocess
+import sys
+import warnings
+from fractions import Fraction
+
+import mpmath
+import numpy as np
+import pytest
+import sympy as sp
+
+from symgrad import check_grad, lambdify, value_and_grad
+from symgrad.errors import ArgumentError, InputTypeError, OptionError, ShapeError
+
+x, y, z = sp.symbols("x y z")
+
+
+def _both(f, value):
+    """f at a Python float and at a 1-element array (each with its warnings recorded)."""
+    with warnings.catch_warnings(record=True) as w_scalar:
+        warnings.simplefilter("always")
+        s = f(value)
+    with warnings.catch_warnings(record=True) as w_array:
+        warnings.simplefilter("always")
+        a = f(np.array([value]))[0]
+    return s, a, [str(w.message) for w in w_scalar], [str(w.message) for w in w_array]
+
+
+@pytest.mark.parametrize(
+    "expr, at, expected, warns",
+    [
+        (1 / x, 0.0, np.inf, "divide by zero"),
+        (1 / x, -0.0, -np.inf, "divide by zero"),
+        (x**-2, 0.0, np.inf, "divide by zero"),
+        (x**1.5, -2.0, np.nan, "invalid value"),
+        (sp.sqrt(x), -1.0, np.nan, "invalid value"),
+        (sp.log(x), 0.0, -np.inf, "divide by zero"),
+        (sp.exp(x), 1000.0, np.inf, "overflow"),
+        (x**2, 1e200, np.inf, None),
+    ],
+)
+def test_float_path_gives_numpys_ieee_answer_and_warning(expr, at, expected, warns):
+    f = lambdify(expr, [x])
+    s, a, ws, wa = _both(f, at)
+    ref = np.float64(expected)
+    for got in (s, a):
+        assert (np.isnan(got) and np.isnan(ref)) or got == ref
+        assert np.signbit(got) == np.signbit(ref) or np.isnan(ref)
+    if warns:
+        assert any(warns in m for m in ws) and any(warns in m for m in wa)
+
+
+def test_value_and_grad_on_floats_outside_the_domain():
+    f = value_and_grad(x**1.5, x)
+    with pytest.warns(RuntimeWarning):
+        value, g = f(-2.0)
+    assert np.isnan(value) and np.isnan(g)
+    assert not isinstance(value, complex)
+
+
+@pytest.mark.parametrize("at", [np.nan, 0.0, -0.0, -3.5, 2.0, np.inf])
+def test_sign_follows_numpy(at):
+    f = lambdify(sp.sign(x), [x])
+    s, a, _, _ = _both(f, at)
+    ref = np.sign(at)
+    for got in (s, a):
+        assert (np.isnan(got) and np.isnan(ref)) or got == ref
+
+
+@pytest.mark.parametrize("a, b", [(-1.0, 2.0), (1.0, -2.0), (-7.5, 2.0), (5.0, 3.0), (-0.0, 2.0)])
+def test_mod_follows_numpy(a, b):
+    f = lambdify(sp.Mod(x, y), [x, y])
+    assert f(a, b) == np.mod(a, b)
+    assert f(np.array([a]), np.array([b]))[0] == np.mod(a, b)
+
+
+def test_gamma_at_poles_is_ieee_not_an_exception():
+    f = lambdify(sp.gamma(x), [x])
+    values = np.array([0.0, -0.0, -1.0, -2.0, 0.5, 200.0])
+    # C99 tgamma: +-inf at +-0, NaN at the negative integers, +inf on overflow
+    expected = [np.inf, -np.inf, np.nan, np.nan, float(mpmath.sqrt(mpmath.pi)), np.inf]
+    with pytest.warns(RuntimeWarning, match="overflow"):  # gamma(200) overflows, as in C
+        got = f(values)
+    np.testing.assert_array_equal(got, expected)
+    for v, e in zip(values, expected, strict=True):
+        got = f(float(v))
+        assert (np.isnan(got) and np.isnan(e)) or got == pytest.approx(e, rel=1e-15)
+
+
+CONSTANTS = [
+    sp.pi,
+    sp.E,
+    sp.EulerGamma,
+    sp.Catalan,
+    sp.GoldenRatio,
+    sp.TribonacciConstant,
+]
+
+
+@pytest.mark.parametrize("c", CONSTANTS, ids=str)
+def test_every_sympy_constant_is_its_double(c):
+    ref = float(mpmath.mpf(sp.N(c, 40)))
+    f = lambdify(c * x + c, [x])
+    assert f(1.0) == 2 * ref
+    assert f(np.array([1.0]))[0] == 2 * ref
+
+
+@pytest.mark.parametrize(
+    "const, ref",
+    [
+        (sp.oo, np.inf),
+        (-sp.oo, -np.inf),
+        (sp.zoo, np.inf),
+        (sp.nan, np.nan),
+        (sp.Float("1e400"), np.inf),
+        (sp.Float("-1e400"), -np.inf),
+        (sp.Integer(2**1100), np.inf),
+    ],
+    ids=str,
+)
+def test_special_numbers_print(const, ref):
+    f = lambdify([sp.Add(const, x, evaluate=False)], [x])
+    for got in (f(1.0)[0], f(np.array([1.0]))[0][0]):
+        assert (np.isnan(got) and np.isnan(ref)) or got == ref
+
+
+def test_rationals_with_huge_parts_are_correctly_rounded():
+    r = sp.Rational(2**1100, 3**690)
+    ref = float(Fraction(2**1100, 3**690))
+    f = lambdify(r * x, [x])
+    assert f(1.0) == ref
+    assert f(np.array([1.0, 2.0])).tolist() == [ref, 2 * ref]
+    tiny = lambdify(sp.Rational(1, 3**700) * x, [x])
+    assert tiny(1.0) == float(Fraction(1, 3**700))
+
+
+def test_check_grad_on_thousands_of_statements():
+    ws = sp.symbols("w0:2")
+    c = [sp.Rational(k, 900) for k in range(1, 900)]
+    e = sp.Add(*[sp.tanh(ws[0] * k + ws[1]) * sp.sin(k * ws[1]) for k in c])
+    report = check_grad(e, list(ws), at={ws[0]: 0.01, ws[1]: 0.02})
+    assert report.ok
+
+
+@pytest.mark.parametrize(
+    "name", ["import", "numpy", "math", "_kernel", "type", "float", "not valid", "", "_a0", 3]
+)
+def test_unsafe_names_are_refused(name):
+    with pytest.raises(OptionError):
+        lambdify(x, [x], name=name)
+
+
+def test_safe_name_is_used():
+    f = lambdify(x + 1, [x], name="plus_one")
+    assert f.source.startswith("def plus_one(") and f(1.0) == 2.0
+
+
+def test_sympys_argument_order_gets_a_hint():
+    with pytest.raises(InputTypeError, match=r"did you mean lambdify\(outputs, args\)"):
+        lambdify([x], x**2)
+    with pytest.raises(InputTypeError, match="did you mean"):
+        lambdify([x, y], [x * y, x + y])
+
+
+def test_bad_arguments_name_the_argument():
+    f = lambdify(x + y + z, [x, [y, z]])
+    with pytest.raises(ArgumentError, match=r"argument 1 \(a vector of 2\) is missing"):
+        f(1.0)
+    with pytest.raises(ArgumentError, match="takes 2 argument"):
+        f(1.0, [1.0, 2.0], 3.0)
+    with pytest.raises(ShapeError, match=r"argument 1 \(a vector of 2\) must have 2 entries"):
+        f(1.0, [1.0, 2.0, 3.0])
+    with pytest.raises(ArgumentError, match=r"argument 0 \(x\) must be numeric"):
+        f(np.array(["a"]), [1.0, 2.0])
+    with pytest.raises(ShapeError, match="x: \\(2,\\)"):
+        f(np.zeros(2), np.zeros((2, 3)))
+
+
+def test_linecache_entries_die_with_their_functions():
+    def count():
+        return sum(1 for k in linecache.cache if str(k).startswith("<symgrad:"))
+
+    gc.collect()
+    before = count()
+    fs = [lambdify(x + k, [x]) for k in range(30)]
+    assert count() == before + 30
+    del fs
+    gc.collect()
+    assert count() == before
+
+
+def _outputs():
+    return [sp.tanh(x * y) + sp.erf(x), [y * sp.exp(-x), x**3]]
+
+
+def test_export_runs_without_symgrad(tmp_path):
+    f = lambdify(_outputs(), [x, y], name="model")
+    f.export(tmp_path / "model_np.py")
+    f.export(tmp_path / "model_py.py", target="python")
+    code = (
+        "import sys, json\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "try:\n    import symgrad\nexcept ImportError:\n    pass\n"
+        "else:\n    raise SystemExit('symgrad importable')\n"
+        "import numpy as np, model_np, model_py\n"
+        "a = model_np.model(np.array([0.3, -1.2]), np.array([0.5, 2.0]))\n"
+        "b = model_py.model(0.3, 0.5)\n"
+        "print(json.dumps([a[0].tolist(), a[1].tolist(), b[0], b[1]]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True
+    )
+    import json
+
+    a0, a1, b0, b1 = json.loads(out.stdout)
+    ref = f(np.array([0.3, -1.2]), np.array([0.5, 2.0]))
+    np.testing.assert_array_equal(a0, ref[0])
+    np.testing.assert_array_equal(a1, ref[1])
+    assert b0 == pytest.approx(f(0.3, 0.5)[0], rel=1e-15)
+    np.testing.assert_allclose(b1, f(0.3, 0.5)[1], rtol=1e-15)
+    text = (tmp_path / "model_np.py").read_text()
+    assert "tanh(x*y) + erf(x)" in text  # the formula in the docstring
+    imports = [ln for ln in text.splitlines() if ln.startswith(("import ", "from "))]
+    assert all("symgrad" not in ln for ln in imports)
+    assert [
+        ln for ln in (tmp_path / "model_py.py").read_text().splitlines() if ln.startswith("import")
+    ] == ["import math"]
+
+
+def test_export_replaces_only_the_named_file(tmp_path):
+    target = tmp_path / "f.py"
+    target.write_text("old")
+    lambdify(x, [x], name="f").export(target)
+    assert "def f(" in target.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.py"]  # no temporary left
+
+
+def test_pickle_round_trip():
+    f = value_and_grad(sp.tanh(x * y), [x, y])
+    g = pickle.loads(pickle.dumps(f))
+    assert g.source == f.source
+    batch = np.array([[0.1, 0.2], [0.3, -0.4]])
+    np.testing.assert_array_equal(g(batch)[1], f(batch)[1])
+
+
+def _apply(args):
+    fn, v = args
+    return float(fn(v, 2.0))
+
+
+def test_multiprocessing_pool_map():
+    f = lambdify(x * y + sp.sin(x), [x, y])
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        got = pool.map(_apply, [(f, v) for v in (0.0, 1.0, 2.0)])
+    assert got == [f(v, 2.0) for v in (0.0, 1.0, 2.0)]

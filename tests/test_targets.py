@@ -1,0 +1,277 @@
+"""One answer everywhere: every target of the compiler against NumPy/SciPy semantics.
+
+For the elementary and special functions, at ordinary points, poles, branch cuts, signed zeros,
+NaN and infinities, the value and the gradient must be the same on every target:
+
+* ``array``: the NumPy path of :func:`symgrad.lambdify` / :func:`symgrad.value_and_grad`
+  (called with a one-element array);
+* ``float``: the same compiled function called with a Python float (the scalar fast path);
+* ``c``: ``backend="c"`` (where a C compiler exists), called with an array and with a float.
+
+The referee is independent of symgrad's compiler: SymPy's own ``lambdify`` with NumPy and SciPy
+(``scipy.special`` for the special functions), of the expression and of ``sympy.diff`` of it,
+evaluated on arrays (NumPy's IEEE answers: ``1/0 = inf``, ``log(-1) = nan``,
+``sign(nan) = nan``, ``Mod(-1, 2) = 1``, ``gamma(-1) = nan``, ``gamma(-0.0) = -inf``).
+
+Cases that fail because of the code generator (owned by the compiler branches) are marked
+``xfail(strict=True)`` naming the bug, so the fix turns them into failures to be unmarked.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from symgrad import lambdify, sigmoid, value_and_grad
+from symgrad.codegen import c as cbackend
+from symgrad.errors import SymgradError
+
+pytest.importorskip("scipy")
+
+x = sp.Symbol("x")
+INF, NAN = math.inf, math.nan
+# ordinary points, signed zeros, subnormals, the edges of the range, infinities, NaN, and the
+# points where the functions below have poles (0, -1, -2), branch points (+-1) and cuts (< 0)
+POINTS = [0.7, -0.7, 2.5, -2.5, 0.0, -0.0, 1.0, -1.0, -2.0, 1e-310, 1e308, -1e308, INF, -INF, NAN]
+
+FUNCTIONS = {
+    "sin": sp.sin(x),
+    "cos": sp.cos(x),
+    "tan": sp.tan(x),
+    "exp": sp.exp(x),
+    "log": sp.log(x),
+    "sqrt": sp.sqrt(x),
+    "pow1.5": x**1.5,
+    "pow-1": 1 / x,
+    "pow-2": x**-2,
+    "cube": x**3,
+    "asin": sp.asin(x),
+    "acos": sp.acos(x),
+    "atan": sp.atan(x),
+    "sinh": sp.sinh(x),
+    "cosh": sp.cosh(x),
+    "tanh": sp.tanh(x),
+    "asinh": sp.asinh(x),
+    "acosh": sp.acosh(x),
+    "atanh": sp.atanh(x),
+    "erf": sp.erf(x),
+    "erfc": sp.erfc(x),
+    "gamma": sp.gamma(x),
+    "loggamma": sp.loggamma(x),
+    "sign": sp.sign(x),
+    "Abs": sp.Abs(x),
+    "floor": sp.floor(x),
+    "ceiling": sp.ceiling(x),
+    "Mod": sp.Mod(x, 2),
+    "relu": sp.Max(0, x),
+    "Min": sp.Min(x, 1),
+    "sigmoid": sigmoid(x),
+    "atan2": sp.atan2(x, 1),
+    "xlogx": x * sp.log(x),
+}
+# The referee's derivative where sympy.diff has no NumPy form (0 almost everywhere, the kink
+# conventions of docs/conventions.md), written with NumPy's own functions.
+NUMPY_DIFF = {
+    "sign": lambda p: np.zeros_like(p),
+    "floor": lambda p: np.zeros_like(p),
+    "ceiling": lambda p: np.zeros_like(p),
+    "relu": lambda p: np.heaviside(p, 0.0),
+    "Min": lambda p: np.heaviside(1 - p, 0.0),
+    "Abs": np.sign,
+}
+
+
+def _loggamma(p: np.ndarray) -> np.ndarray:
+    # SymPy's loggamma is the principal branch of log(gamma), evaluated by mpmath: a real
+    # number, nan where it is complex (x < 0), +inf at the poles (SymPy: loggamma(-1) = oo).
+    # (SciPy's loggamma is not a referee: it gives inf at 1e-310, where the value is 713.8.)
+    import mpmath
+
+    out = []
+    for v in p.tolist():
+        try:
+            r = mpmath.loggamma(v)
+        except ValueError:
+            out.append(INF)
+            continue
+        out.append(float(r.real) if mpmath.im(r) == 0 else NAN)
+    return np.array(out)
+
+
+NUMPY_VALUE = {"loggamma": _loggamma}
+
+
+def _referee(name: str, which: str):
+    e = FUNCTIONS[name]
+    if which == "grad" and name in NUMPY_DIFF:
+        f = NUMPY_DIFF[name]
+    elif which == "value" and name in NUMPY_VALUE:
+        f = NUMPY_VALUE[name]
+    else:
+        if which == "grad":
+            e = sp.diff(e, x)
+        e = e.rewrite(sp.exp) if e.has(sigmoid) else e
+        f = sp.lambdify(x, e, modules=["numpy", "scipy"])
+
+    def at(p: float) -> float:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            r = np.asarray(f(np.array([p])), dtype=complex).ravel()
+        v = r[0] if r.size else complex(f(p))
+        return float(v.real) if v.imag == 0 or v != v else NAN
+
+    return at
+
+
+def _same(a: float, b: float) -> bool:
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    if math.isinf(a) or math.isinf(b):
+        return a == b
+    return abs(a - b) <= 1e-12 * max(1.0, abs(b))
+
+
+def _call(fn, p: float, kind: str) -> float:
+    arg = np.array([p]) if kind == "array" else p
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # NumPy's errstate policy, not ours
+        r = fn(arg)
+    if isinstance(r, tuple):  # value_and_grad: (value, gradient)
+        r = r[1]
+    r = np.asarray(r)
+    if np.iscomplexobj(r):
+        return complex(r.ravel()[0])  # a complex result is itself a disagreement
+    return float(r.ravel()[0])
+
+
+# Known code generator bugs, for the compiler branches to fix; each entry is (function, value
+# or gradient, targets, points, bug). When a fix lands, its strict xfails fail: drop the entry.
+FLOAT_RAISES = (
+    "float path: a Python float raises ZeroDivisionError/OverflowError where NumPy gives "
+    "+-inf/nan (after the fast path fails, the NumPy statements run on Python floats)"
+)
+FLOAT_COMPLEX = "float path: a negative float to a fractional power is complex, NumPy gives nan"
+GAMMA_MATH = (
+    "gamma/loggamma print as math.gamma/math.lgamma: ValueError/OverflowError at the poles and "
+    "on overflow (NumPy/SciPy: +-inf at +-0, nan at the negative integers, inf on overflow)"
+)
+LGAMMA = (
+    "loggamma prints as lgamma = log|gamma(x)|, not SymPy's loggamma (the principal log of "
+    "gamma: complex, so nan, for x < 0 off the poles and at -inf)"
+)
+SIGN_NAN = "sign(nan) is 1.0 on the float path and 0.0 in C; NumPy gives nan"
+FMOD = "Mod in C is fmod (the sign of the dividend); SymPy and NumPy take the divisor's sign"
+POW_HALF = (
+    "x**0.5 (in the gradient of x**1.5) is pow(x, 0.5) in C and on the float path: "
+    "pow(-inf, 0.5) = inf where NumPy's sqrt gives nan"
+)
+C = ("c-array", "c-float")
+BIG = (1e308, -1e308)
+TINY = (0.0, -0.0, 1e-310)
+_KNOWN = [
+    ("log", "grad", ("float",), TINY, FLOAT_RAISES),
+    ("pow-1", "*", ("float",), TINY, FLOAT_RAISES),
+    ("pow-2", "*", ("float",), TINY, FLOAT_RAISES),
+    ("pow1.5", "*", ("float",), (-0.7, -2.5, -1.0, -2.0), FLOAT_COMPLEX),
+    ("pow1.5", "*", ("float",), BIG, FLOAT_RAISES),
+    ("pow1.5", "grad", ("float", *C), (-INF,), POW_HALF),
+    ("cube", "*", ("float",), BIG, FLOAT_RAISES),
+    ("asin", "grad", ("float",), BIG, FLOAT_RAISES),
+    ("acos", "grad", ("float",), BIG, FLOAT_RAISES),
+    ("atan", "grad", ("float",), BIG, FLOAT_RAISES),
+    ("asinh", "grad", ("float",), BIG, FLOAT_RAISES),
+    ("atanh", "grad", ("float",), (1.0, -1.0, *BIG), FLOAT_RAISES),
+    ("erf", "grad", ("float",), BIG, FLOAT_RAISES),
+    ("erfc", "grad", ("float",), BIG, FLOAT_RAISES),
+    ("atan2", "grad", ("float",), BIG, FLOAT_RAISES),
+    ("gamma", "value", ("array", "float"), (*TINY, -1.0, -2.0, *BIG, -INF), GAMMA_MATH),
+    ("loggamma", "value", ("array", "float"), (0.0, -0.0, -1.0, -2.0, *BIG), GAMMA_MATH),
+    ("loggamma", "value", ("array", "float", *C), (-0.7, -2.5, -INF), LGAMMA),
+    ("sign", "value", ("float", *C), (NAN,), SIGN_NAN),
+    ("Abs", "grad", ("float", *C), (NAN,), SIGN_NAN),
+    ("Mod", "value", ("c-array",), (-0.7, -2.5, -1.0), FMOD),
+]
+
+
+def _same_point(p: float, q: float) -> bool:
+    if math.isnan(p) or math.isnan(q):
+        return math.isnan(p) and math.isnan(q)
+    return p == q and math.copysign(1, p) == math.copysign(1, q)
+
+
+def _known(name: str, which: str, target: str, p: float) -> str | None:
+    for fname, w, targets, points, bug in _KNOWN:
+        here = fname == name and w in (which, "*") and target in targets
+        if here and any(_same_point(p, q) for q in points):
+            return bug
+    return None
+
+
+TARGETS = ["array", "float"] + (["c-array", "c-float"] if cbackend.c_available() else [])
+
+
+def _compiled(name: str, which: str, backend: str):
+    e = FUNCTIONS[name]
+    if which == "value":
+        return lambdify(e, [x], backend=backend)
+    return value_and_grad(e, x, backend=backend)
+
+
+def _split():
+    # (name, which, target) -> the points expected to agree; known bugs one test per point
+    ok, bugs = [], []
+    for name in FUNCTIONS:
+        for which in ("value", "grad"):
+            for target in TARGETS:
+                good = []
+                for p in POINTS:
+                    bug = _known(name, which, target, p)
+                    if bug:
+                        mark = pytest.mark.xfail(strict=True, reason=bug)
+                        bugs.append(pytest.param(name, which, target, p, marks=mark))
+                    else:
+                        good.append(p)
+                ok.append(pytest.param(name, which, target, good, id=f"{name}-{which}-{target}"))
+    return ok, bugs
+
+
+AGREE, KNOWN_BUGS = _split()
+_CACHE: dict = {}
+
+
+def _check(name: str, which: str, target: str, points: list[float]) -> None:
+    key = (name, which, target.split("-")[0])
+    if key not in _CACHE:
+        try:
+            _CACHE[key] = _compiled(name, which, "c" if target.startswith("c") else "numpy")
+        except SymgradError as exc:  # no translation: the same typed error on every target
+            _CACHE[key] = exc
+    fn = _CACHE[key]
+    if isinstance(fn, SymgradError):
+        pytest.skip(f"not compilable: {fn}")
+    referee = _referee(name, which)
+    bad = []
+    for p in points:
+        ref = referee(p)
+        try:
+            got = _call(fn, p, target.split("-")[-1])
+        except Exception as exc:  # an untyped exception where NumPy answers is a disagreement
+            bad.append(f"at {p!r}: {type(exc).__name__}: {exc}, NumPy/SciPy {ref!r}")
+            continue
+        if not (isinstance(got, float) and _same(got, ref)):
+            bad.append(f"at {p!r}: {got!r}, NumPy/SciPy {ref!r}")
+    assert not bad, f"{name} {which} on {target}: " + "; ".join(bad)
+
+
+@pytest.mark.parametrize("name, which, target, points", AGREE)
+def test_every_target_gives_numpys_answer(name, which, target, points) -> None:
+    _check(name, which, target, points)
+
+
+@pytest.mark.parametrize("name, which, target, p", KNOWN_BUGS)
+def test_known_code_generator_bugs(name, which, target, p) -> None:
+    _check(name, which, target, [p])
