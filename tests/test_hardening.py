@@ -12,7 +12,7 @@ import pytest
 import sympy as sp
 
 from symgrad import Value, derive
-from symgrad.graph import node_names
+from symgrad.derivation.names import node_names
 
 ROOT = Path(__file__).resolve().parents[1]
 
