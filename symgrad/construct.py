@@ -20,10 +20,10 @@ So the reverse sweep builds with these helpers:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 import sympy as sp
+from mpmath.libmp import finf, fnan, fninf
 
 from .errors import InputTypeError
 from .graph import lattice_from_args, tree_size
@@ -32,6 +32,9 @@ __all__ = ["SMALL", "add", "apply", "is_small", "is_zero", "maximum", "mul", "po
 
 #: Operands up to this tree size are combined by SymPy's evaluating constructors.
 SMALL = 16
+
+# a Float's infinities and NaN as mpmath values (float(coeff) costs a conversion per product)
+_NOT_FINITE = (finf, fninf, fnan)
 
 
 def _s(e: sp.Expr | int) -> sp.Expr:
@@ -125,7 +128,7 @@ def _small_product(coeff: sp.Expr, rest: list[sp.Expr]) -> sp.Expr:
             return f
         if (
             not (f.is_Add or f.is_Mul or (f.is_Pow and f.base.is_Number))
-            and (coeff.is_Rational or (coeff.is_Float and math.isfinite(coeff)))
+            and (coeff.is_Rational or (coeff.is_Float and coeff._mpf_ not in _NOT_FINITE))
             and f.is_commutative is True
         ):
             return sp.Mul._from_args((coeff, f), True)

@@ -93,6 +93,8 @@ w = sp.Symbol("w")
         (x, x),  # x**2
         (sp.Float(2.0), x**2),
         (sp.Integer(0), sp.tanh(x)),
+        (sp.Float("inf"), x),
+        (sp.Float("nan"), sp.tanh(x)),
     ],
 )
 def test_small_products_are_what_sympy_builds(factors):
@@ -155,6 +157,7 @@ def test_l2_penalty():
     v = np.random.default_rng(1).normal(size=5)
     assert float(e.subs(dict(zip(theta, v, strict=True)))) == pytest.approx(0.25 * v @ v)
     assert sweep([e], theta)[0][theta[2]] == 0.5 * theta[2]
+    assert [sq == p**2 for sq, p in zip(e.args[1].args, theta, strict=True)] == [True] * 5
     for bad in ("0.1", None, True, float("nan")):
         with pytest.raises(InputTypeError):
             l2(theta, bad)
