@@ -212,7 +212,7 @@ def test_nn_losses_wider_than_the_split_width(loss):
 
 
 @pytest.mark.parametrize("mean", [False, True])
-def test_stacked_sums_with_scaled_parameters_fuse_and_agree(mean):
+def test_stacked_sums_with_scaled_parameters_agree(mean):
     # gradient-like entries adjoint_j * input_i + c * theta_k (an L2 term), some entries with
     # only one of the two terms; reference: sympy.lambdify of the same (small) expressions
     n = 12
@@ -224,7 +224,6 @@ def test_stacked_sums_with_scaled_parameters_fuse_and_agree(mean):
     ]
     entries += [sp.Mul(0.25, theta[n - 2], evaluate=False), a]  # only one term each
     f = lambdify([entries, u], [a, b, u, theta], reduce="mean" if mean else None)
-    assert f.source.count("_gather") >= 2 and (mean or "_stacked_sum(" in f.source)
     ref = sp.lambdify([a, b, u, theta], entries)
     rng = np.random.default_rng(2)
     A, B, U = rng.normal(size=(3, 7))

@@ -30,7 +30,13 @@ from .pyfloat import emit_module_function
 __all__ = ["module_text"]
 
 DOC_LIMIT = 4000  # characters of formula text in the module docstring
-_FLOAT_HELPERS = (runtime._fmax, runtime._fmin, runtime._fsign, runtime._heaviside)
+_FLOAT_HELPERS = (
+    runtime._fmax,
+    runtime._fmin,
+    runtime._fsign,
+    runtime._heaviside,
+    runtime._loggamma,
+)
 
 
 def _docstring(text: str) -> str:
@@ -92,5 +98,3 @@ def module_text(fn: Any, target: str = "numpy") -> str:
         f"{_header(fn, target)}import numpy\n\n# --- run-time support (symgrad/codegen/runtime.py)"
         f"\n{support}\n# --- the function\n{glue}\n\n{source}\n__all__ = [{fn.name!r}]\n"
     )
-
-

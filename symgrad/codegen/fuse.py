@@ -54,11 +54,10 @@ class _Pair:
         self.node, self.kids, self.positions = node, kids, positions
 
 
-class _Sum:
-    """A sum read only by a stacked output, not printed yet: the output may fuse its terms.
-
-    ``kids`` are the terms as the code generator prints them (pairs, names, literals, ...).
-    """
+class _Terms:
+    """A sum read once by a batch-mean output, not printed yet: by linearity of the mean, the
+    output may average its terms layer by layer (``mean(a*b + c*d) = mean(a*b) + mean(c*d)``),
+    each layer a fused ``_gather_mean``. Anywhere else it is printed as a plain sum."""
 
     __slots__ = ("kids", "node")
 
@@ -112,10 +111,8 @@ class Fuser:
 
     def text(self, kid: Any) -> str:
         """A factor as text: a pair is printed as a plain product."""
-        if type(kid) is _Pair:
+        if type(kid) is _Pair or type(kid) is _Terms:
             return Inlined.of(self.node(kid.node, kid.kids), kid.node)  # a product never fuses
-        if type(kid) is _Sum:
-            return Inlined.of(self.node(kid.node, kid.kids), kid.node)
         if isinstance(kid, str):
             self._mark([kid])
             return kid
@@ -123,6 +120,8 @@ class Fuser:
 
     def node(self, node: sp.Basic, kids: list) -> str:
         """``node`` printed over ``kids``; a sum of many single-use products becomes a ``_dot``."""
+        if any(type(k) is _Terms for k in kids):
+            kids = [self.text(k) if type(k) is _Terms else k for k in kids]
         pairs = [k for k in kids if type(k) is _Pair]
         if not pairs:
             self._mark(kids)
@@ -142,54 +141,22 @@ class Fuser:
         """A rectangular output of ``shape`` from its flat leaves: ``_stack`` or ``_gather``.
 
         With ``mean``, the output's batch mean (``_gather_mean`` never forms the per-sample
-        products: their means are entries of one matrix product).
+        products: their means are entries of one matrix product); entries that are sums
+        (:class:`_Terms`) are averaged term by term, one fused layer per term.
         """
-        if any(type(k) is _Sum for k in kids):
-            fused = self._stacked_sums(shape, kids, mean)
-            if fused is not None:
-                return fused
-            kids = [self.text(k) if type(k) is _Sum else k for k in kids]
+        if mean and any(type(k) is _Terms for k in kids):
+            terms = [_layered(k) for k in kids]
+            layers = [
+                [t[j] if j < len(t) else sp.S.Zero for t in terms]
+                for j in range(max(len(t) for t in terms))
+            ]
+            return " + ".join(f"({self.stacked(shape, layer, True)})" for layer in layers)
         pairs = [k for k in kids if type(k) is _Pair]
         if len(pairs) < FUSE_MIN:
             text = f"_stack({shape}, [{', '.join(self.text(k) for k in kids)}])"
             return f"_batch_mean({text}, {len(shape)})" if mean else text
-        return self._gather(shape, kids, mean)
-
-    def _stacked_sums(self, shape: tuple[int, ...], kids: list, mean: bool) -> str | None:
-        """A stacked output whose leaves are sums, as the sum of two stacked outputs, or None.
-
-        A gradient entry is often ``adjoint * input + c * theta_i`` (an L2 term): printed leaf
-        by leaf that is three NumPy calls per parameter. Split instead into the products with
-        a literal factor (``c * theta_i``: one ``_gather`` over a slice of the parameter vector,
-        i.e. one vector operation) and everything else (one ``_gather`` as for plain leaves);
-        leaves missing from one part are 0 there. Only when every leaf has at most one term of
-        each part and the parts are large enough to pay; otherwise None.
-        """
-        size = len(kids)
-        main: list = [None] * size  # the leaf's product or other term (None: 0)
-        scaled: list = [None] * size  # the leaf's literal-times-something product
-        for pos, k in enumerate(kids):
-            for term in k.kids if type(k) is _Sum else [k]:
-                part = scaled if type(term) is _Pair and _has_literal(term) else main
-                if part[pos] is not None:
-                    return None
-                part[pos] = term
-        n_scaled = sum(t is not None for t in scaled)
-        if n_scaled < FUSE_MIN:
-            return None
-        scaled_text = self._gather(shape, scaled, mean)
-        if all(t is None for t in main):
-            return scaled_text
-        main_text = self._gather(shape, main, mean)
-        if mean:  # both are exactly ``shape``
-            return f"{main_text} + {scaled_text}"
-        return f"_stacked_sum({len(shape)}, {main_text}, {scaled_text})"
-
-    def _gather(self, shape: tuple[int, ...], kids: list, mean: bool) -> str:
-        # kids: the flat leaves; None leaves are 0 (see _gather in the runtime)
-        pairs = [k for k in kids if type(k) is _Pair]
         at = [pos for pos, k in enumerate(kids) if type(k) is _Pair]
-        rest = [pos for pos, k in enumerate(kids) if type(k) is not _Pair and k is not None]
+        rest = [pos for pos, k in enumerate(kids) if type(k) is not _Pair]
         sides = []
         for side in (0, 1):
             # each distinct factor is stacked once; the index array picks it per entry
@@ -224,9 +191,21 @@ class Fuser:
         return name
 
 
-def _has_literal(pair: _Pair) -> bool:
-    # a factor printed as a literal number (not a name, an inlined text or another pair)
-    return any(isinstance(k, sp.Number) for k in pair.kids)
+def _layered(kid: Any) -> list:
+    # An entry's terms in the order its layer is chosen: products of two computed factors
+    # first, then other terms, then products with a number (an L2 term's c*p) last, so that
+    # alike terms of many entries meet in one layer (c*p[k] for every k: one slice of p).
+    if type(kid) is not _Terms:
+        return [kid]
+    rank = [
+        0 if type(k) is _Pair and not _has_number(k) else 2 if type(k) is _Pair else 1
+        for k in kid.kids
+    ]
+    return [k for _, k in sorted(zip(rank, kid.kids, strict=True), key=lambda rk: rk[0])]
+
+
+def _has_number(pair: _Pair) -> bool:
+    return any(isinstance(k, sp.Basic) and k.is_Number for k in pair.kids)
 
 
 def _index_text(values: list[int]) -> str:

@@ -107,6 +107,17 @@ def _lgamma(x: float) -> float:
         return math.inf if x == x else x
 
 
+def _loggamma(x: float) -> float:
+    # SymPy's loggamma, real part of the principal branch where it is real: lgamma for x > 0,
+    # +inf at the poles, nan for x < 0 off the poles (the value is complex there) and at -inf
+    if x < 0 and (x == -math.inf or x != math.floor(x)):
+        return math.nan
+    try:
+        return math.lgamma(x)
+    except (OverflowError, ValueError):
+        return math.inf if x == x else x
+
+
 def _ieee(scalar):
     # a math function with IEEE answers where math raises: overflow is +inf, a domain error NaN
     def safe(x):
@@ -129,10 +140,12 @@ class _VectorMath:
     """
 
     def __getattr__(self, name: str):
-        scalar = getattr(math, name)
+        special = {"gamma": _gamma, "lgamma": _lgamma, "loggamma": _loggamma}
+        scalar = special.get(name) or getattr(math, name)
         if not callable(scalar):
             return scalar
-        scalar = {"gamma": _gamma, "lgamma": _lgamma}.get(name) or _ieee(scalar)
+        if name not in special:
+            scalar = _ieee(scalar)
         ufunc = np.frompyfunc(scalar, 1, 1)
 
         def vectorised(x):
@@ -202,10 +215,7 @@ def _dot(left: list, right: list):
 def _gather(shape, where, items: list, left: list, right: list):
     # A stacked output whose leaves at flat positions where[0] are the products
     # left[where[1]] * right[where[2]] and whose other leaves (at where[3]) are ``items``.
-    # Leaves at neither are 0 (one term of a stacked sum, see Fuser.stacked).
     at, li, ri, rest = where
-    size = math.prod(shape)
-    alloc = np.empty if len(at) + len(rest) == size else np.zeros
     a, b = _rows(left)[li], _rows(right)[ri]
     nd = max(a.ndim, b.ndim)
     prod = _lift(a, nd) * _lift(b, nd)
@@ -214,23 +224,12 @@ def _gather(shape, where, items: list, left: list, right: list):
         nd = max(nd, others.ndim)
         prod, others = _lift(prod, nd), _lift(others, nd)
         batch = np.broadcast_shapes(prod.shape[1:], others.shape[1:])
-        out = alloc((size, *batch), np.result_type(prod, others))
+        out = np.empty((len(at) + len(rest), *batch), np.result_type(prod, others))
         out[rest] = others
     else:
-        out = alloc((size, *prod.shape[1:]), prod.dtype)
+        out = np.empty_like(prod)
     out[at] = prod
     return out.reshape(shape + out.shape[1:])
-
-
-def _stacked_sum(lead: int, *parts):
-    # The sum of stacked outputs (see Fuser.stacked) whose batch axes, after their ``lead``
-    # output axes, may differ in number: batch axes align from the right, as between leaves.
-    arrays = [np.asarray(p) for p in parts]
-    nd = max(a.ndim for a in arrays)
-    total = 0
-    for a in arrays:
-        total = total + a.reshape(a.shape[:lead] + (1,) * (nd - a.ndim) + a.shape[lead:])
-    return total
 
 
 def _gather_mean(shape, where, items: list, left: list, right: list):
@@ -251,9 +250,7 @@ def _gather_mean(shape, where, items: list, left: list, right: list):
     b = np.broadcast_to(b, b.shape[:1] + batch).reshape(b.shape[0], n)
     pairs = (a @ b.T)[li, ri] / n
     others = pairs[:0] if others is None else others.reshape(len(rest), -1).mean(axis=1)
-    size = math.prod(shape)
-    alloc = np.empty if len(at) + len(rest) == size else np.zeros
-    out = alloc(size, np.result_type(pairs, others))
+    out = np.empty(len(at) + len(rest), np.result_type(pairs, others))
     out[at], out[rest] = pairs, others
     return out.reshape(shape)
 
@@ -331,7 +328,6 @@ HELPERS = {
         _dot,
         _gather,
         _gather_mean,
-        _stacked_sum,
         _indices,
         _picker,
         _batch_mean,
@@ -341,6 +337,7 @@ HELPERS = {
         _fmin,
         _fsign,
         _heaviside,
+        _loggamma,
         _too_many,
         _shape_error,
     )

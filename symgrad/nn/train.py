@@ -281,6 +281,8 @@ class Trainer:
         optimizer: an :class:`~symgrad.nn.optim.Optimizer` (default ``SGD(lr=0.1)``).
         monitor: ``True`` (default) for a :class:`HealthMonitor` with default thresholds,
             ``False`` for none, or a monitor of your own.
+        backend: the compiled functions' target (see :func:`symgrad.lambdify`); ``"jax"``
+            computes in float64, so it needs JAX's 64-bit mode.
         progress: show the setup's phases (build, derive, compile) on stderr, with tqdm when
             installed: ``True``, ``False``, or ``"auto"`` (default: only once the setup has
             taken :data:`SETUP_PROGRESS_AFTER` seconds).
@@ -307,6 +309,7 @@ class Trainer:
         optimizer: Optimizer | None = None,
         monitor: bool | HealthMonitor = True,
         progress: bool | str = "auto",
+        backend: str = "numpy",
     ) -> None:
         if not isinstance(model, Module) or not hasattr(model, "nin"):
             raise InputTypeError(
@@ -335,15 +338,17 @@ class Trainer:
         grads = [per_sample.get(s, sp.S.Zero) for s in theta]
         shown.phase(2)
         self._batch_fn = lambdify(
-            [self.loss_expr, grads, scores], [theta, x, t], name="loss_and_grad"
+            [self.loss_expr, grads, scores], [theta, x, t], backend, name="loss_and_grad"
         )
-        self._predict_fn = lambdify([scores], [theta, x], name="predict")
+        self._predict_fn = lambdify([scores], [theta, x], backend, name="predict")
         self._reg_fn = None
         if self.l2:
             # the regulariser does not depend on the batch: compiled apart, evaluated once
             reg = l2_penalty(theta, self.l2)
             reg_grad = sweep([reg], theta)[0]
-            self._reg_fn = lambdify([reg, [reg_grad[s] for s in theta]], [theta], name="reg")
+            self._reg_fn = lambdify(
+                [reg, [reg_grad[s] for s in theta]], [theta], backend, name="reg"
+            )
         shown.close()
         self.compile_seconds = time.perf_counter() - start
         self.monitor = self._make_monitor(monitor)
