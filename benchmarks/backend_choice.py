@@ -1,20 +1,19 @@
-"""How the native backend was chosen: one kernel, four ways to compile it.
+"""How the native backend was chosen: one kernel, three ways to compile it.
 
 Usage: ``python benchmarks/backend_choice.py [--h 16]``
 
 The kernel is the per-sample squared loss of a 2-h-h-1 tanh MLP and its gradient with respect
 to all parameters, evaluated on a batch of 100 (tanh, because SymEngine cannot differentiate
-``Max``). Candidates: symgrad's generated C (gcc, ctypes),
-numba ``njit`` of the same statements as a Python loop, JAX ``jit`` of symgrad's NumPy source
-run with ``jax.numpy``, and SymEngine's LLVM ``Lambdify`` (which re-derives the gradient). Prints
-compile time and the median time per batch (alternating repetitions).
+``Max``). Candidates: symgrad's generated C (gcc, ctypes), numba ``njit`` of the same
+statements as a Python loop (when numba is installed), and SymEngine's LLVM ``Lambdify`` (which
+re-derives the gradient). Prints compile time and the median time per batch (alternating
+repetitions).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
 import sys
 import tempfile
@@ -33,7 +32,7 @@ import workloads as wl  # noqa: E402
 
 from symgrad.autodiff import sweep  # noqa: E402
 from symgrad.codegen import c as cbackend  # noqa: E402
-from symgrad.codegen import lambdify  # noqa: E402
+from symgrad.codegen import c_source, lambdify  # noqa: E402
 
 
 def numba_kernel(arg_spec, outputs):
@@ -54,17 +53,11 @@ def numba_kernel(arg_spec, outputs):
         "sqrt": math.sqrt,
         "pow": math.pow,
     }
-    source, _, _ = cbackend._generate(arg_spec, outputs, "k", False)
-    body = source.split("for (int64_t i = 0; i < n; ++i) {", 1)[1]
-    lines = ["def kernel(n, ins, rs, cs, out):", "    for i in range(n):"]
-    for line in body.splitlines():
-        line = line.strip().rstrip(";")
-        if not line or line == "}":
-            continue
-        line = line.replace("const double ", "")
-        line = re.sub(r"in\[(\d+)\]\[(.*)\]$", r"ins[\1][\2]", line)
-        line = re.sub(r"^out\[(\d+) \* n \+ i\]", r"out[\1, i]", line)
-        lines.append("        " + line)
+    plan = c_source._plan(arg_spec, outputs)  # the C kernel's statements, whose text
+    lines = ["def kernel(n, ins, rs, cs, out):", "    for i in range(n):"]  # is Python too here
+    lines += [f"        {v} = ins[{j}][{r} * rs[{j}] + i * cs[{j}]]" for v, j, r in plan.loads]
+    lines += [f"        {t} = {e}" for t, e, _ in plan.stmts]
+    lines += [f"        out[{k}, i] = {r}" for k, (r, _) in enumerate(plan.results)]
     namespace = dict(helpers)
     exec("\n".join(lines), namespace)  # benchmark-generated source only
     return numba.njit(namespace["kernel"])
@@ -111,30 +104,6 @@ def main() -> None:
             return o
 
         runs["numba njit"] = run_numba
-
-    if peers.have("jax"):
-        jax, jnp = peers._jax()
-        f = lambdify([e, outs[1:]], spec)
-        namespace = {
-            "numpy": jnp,
-            "functools": __import__("functools"),
-            "_stack": lambda shape, items: jnp.stack(jnp.broadcast_arrays(*items)),
-            "_coerce": lambda v, i, n: v,
-            "_coerce_vector": lambda v, i, n, s, *a: v,
-            "_names": [],
-        }
-        exec(f.source, namespace)  # symgrad-generated source only
-        fn_ = namespace["symgrad_fn"]
-
-        def stacked(*a):
-            value, grad = fn_(*a)
-            return jnp.vstack([value[None, :], grad])
-
-        fj = jax.jit(stacked)
-        t0 = time.perf_counter()
-        jax.block_until_ready(fj(x0, x1, y, p))
-        compile_s["jax jit of the NumPy source"] = time.perf_counter() - t0
-        runs["jax jit of the NumPy source"] = lambda: jax.block_until_ready(fj(x0, x1, y, p))
 
     if peers.have("symengine") and args.h <= 16:
         import symengine as se

@@ -266,6 +266,19 @@ def test_terms_over_parameters_only_are_computed_once(monkeypatch, single, reduc
                 np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
 
+@needs_cc
+def test_auto_picks_numpy_where_c_cannot_be_optimised(monkeypatch):
+    f = lambdify(sp.tanh(x * y) + x, [x, y], backend="auto")
+    assert f._fn.__globals__.get("_kernel") is not None
+    monkeypatch.setattr(cbackend, "BUDGET", 1e-9)  # nothing fits: code at -O0 loses to NumPy
+    g = lambdify(sp.tanh(x * y) + x, [x, y], backend="auto")
+    assert g._fn.__globals__.get("_kernel") is None
+    xs = np.linspace(-1, 1, 5)
+    np.testing.assert_allclose(f(xs, 2 * xs), g(xs, 2 * xs), rtol=1e-14)
+    h = lambdify(sp.tanh(x * y) + x, [x, y], backend="c")  # asked for: built all the same
+    assert h._fn.__globals__.get("_kernel") is not None
+
+
 def test_optimisation_levels_fit_the_budget(monkeypatch):
     # a small program: every unit at its best level; a huge one: -O0 where the budget ends
     small = [("", "scalar", 0), ("", "scalar", 8000), ("", "simd", 8000)]

@@ -334,3 +334,11 @@ def test_jax_functions_pickle(x64) -> None:
     for a, r in zip(g(xs, xs, p), f(xs, xs, p), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(r))
     assert g.backend == "jax"
+
+
+def test_jax_is_a_registered_source_target() -> None:
+    from symgrad.codegen.targets import source
+
+    text = source(NEURON, [[x1, x2], [w1, w2, b]], "jax", "neuron")
+    assert text == lambdify(NEURON, [[x1, x2], [w1, w2, b]], backend="jax", name="neuron").source
+    assert "jax.numpy.tanh" in text

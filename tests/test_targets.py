@@ -150,20 +150,9 @@ def _call(fn, p: float, kind: str) -> float:
 
 # Known code generator bugs, for the compiler branches to fix; each entry is (function, value
 # or gradient, targets, points, bug). When a fix lands, its strict xfails fail: drop the entry.
-LGAMMA = (
-    "loggamma prints as lgamma = log|gamma(x)|, not SymPy's loggamma (the principal log of "
-    "gamma: complex, so nan, for x < 0 off the poles and at -inf)"
-)
-POW_HALF = (
-    "x**0.5 (in the gradient of x**1.5) is pow(x, 0.5) in C and on the float path: "
-    "pow(-inf, 0.5) = inf where NumPy's sqrt gives nan"
-)
-C = ("c-array", "c-float")
 _KNOWN = [
-    # fixed on the compiler branch (float path, gamma/loggamma, sign, sqrt); the C target's
-    # remain until the C printer follows
-    ("pow1.5", "grad", C, (-INF,), POW_HALF),
-    ("loggamma", "value", ("c-array",), (-0.7, -2.5, -INF), LGAMMA),
+    # fixed on the compiler branch (float path, gamma/loggamma, sign, sqrt) and the cbackend
+    # branch (the C printer)
 ]
 
 

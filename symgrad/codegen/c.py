@@ -1,7 +1,7 @@
 """Generated C, built by the system compiler and loaded with ctypes (the ``"c"`` backend).
 
 :mod:`.c_source` prints the kernel (one statement per unique DAG node, split into functions and
-translation units when large), :mod:`.c_builder <.c_build>` compiles it into a private, checked
+translation units when large), :mod:`.c_build` compiles it into a private, checked
 cache, and :class:`CKernel` calls it with NumPy's broadcasting: arguments' batch axes align from
 the right, and each output has the shape and dtype the NumPy target gives it (an output that
 does not depend on the batch has no batch axes). :func:`export_c` writes the same kernel as a
@@ -37,24 +37,39 @@ from .c_build import c_available
 from .c_export import export_c
 from .c_source import CProgram, generate
 
-__all__ = ["CKernel", "build_c_kernel", "c_available", "export_c"]
+__all__ = ["CKernel", "build_c_kernel", "c_available", "c_pays", "export_c"]
 
 #: Optimisation levels by kind of translation unit, best first. The vector loop gains nothing
 #: at -O2 over -O1 and takes ~1.7x longer to compile.
 LEVELS = {"scalar": ("-O2", "-O1", "-O0"), "simd": ("-O1", "-O0")}
-#: Compiler CPU seconds per statement, by kind and level: gcc 12 on the 2-64-64-1 MLP gradient
-#: in functions of 100-250 statements (benchmarks/c_target.py measures them again).
+#: Compiler CPU seconds per statement, by kind and level: gcc 12 on the 2-64-64-1 MLP gradients
+#: in functions of 250 statements, on this project's shared 2-core machine (benchmarks/
+#: c_target.py prints the compilers' CPU time of every build).
 COST = {
-    ("scalar", "-O2"): 6.8e-4,
-    ("scalar", "-O1"): 5.8e-4,
-    ("scalar", "-O0"): 1.1e-4,
-    ("simd", "-O1"): 8.7e-4,
-    ("simd", "-O0"): 2.4e-4,
+    ("scalar", "-O2"): 1.6e-3,
+    ("scalar", "-O1"): 1.3e-3,
+    ("scalar", "-O0"): 1.5e-4,
+    ("simd", "-O1"): 1.3e-3,
+    ("simd", "-O0"): 3.0e-4,
 }
 #: Compiler CPU seconds one build may take per compiler job: units start at -O0 and are raised
 #: to their best level while the estimate stays within it, so compile time stays about linear
-#: in the program (2-256-256-1: ~200,000 statements, all -O0, ~22 s of CPU on two jobs).
-BUDGET = 15.0
+#: in the program (2-256-256-1: ~270,000 statements, all -O0).
+BUDGET = 20.0
+
+
+def c_pays(n_operations: int) -> bool:
+    """Whether ``backend="auto"`` should build C for a program of ``n_operations``.
+
+    Only when the whole kernel can be optimised within the compile budget: code built at
+    ``-O0`` loses to the NumPy target (2-128-128-1 gradient, batch 100: C with a quarter of its
+    units at -O0 took 1.9x the NumPy target's time per step; fully optimised 2-64-64-1: 10x
+    faster than NumPy; benchmarks/c_target.py).
+
+    >>> c_pays(1000), c_pays(10**6)
+    (True, False)
+    """
+    return n_operations * COST["scalar", "-O1"] <= BUDGET * c_build.jobs()
 
 
 def _levels(units: list[tuple[str, str, int]], jobs: int) -> list[str]:
@@ -127,9 +142,7 @@ class CKernel:
                 shapes.append(a.shape[1:])
             else:
                 shapes.append(a.shape)
-            # Python numbers are weakly typed (NumPy's promotion rules); so are the entries of
-            # a parameter vector without batch axes, which the NumPy target reads as floats
-            strong.append(type(v) not in (float, int) and (not lead or a.ndim > 1))
+            strong.append(type(v) not in (float, int))  # Python numbers are weakly typed
             arrays.append(a)
         batch = shapes[0] if all(s == shapes[0] for s in shapes) else _broadcast(shapes)
         n = math.prod(batch)

@@ -38,13 +38,13 @@ from .c_source import generate
 
 __all__ = ["C_RESERVED", "check_c_name", "export_c"]
 
-#: Names an exported function may not take: C keywords and the C library functions the
-#: generated code calls or declares.
 _RESERVED_TEXT = """auto break case char const continue default do double else enum extern float for
 goto if inline int long register restrict return short signed sizeof static struct switch typedef
 union unsigned void volatile while main malloc free calloc exit abs fabs floor ceil fmod copysign
 sqrt cbrt pow exp exp2 expm1 log log2 log10 log1p sin cos tan asin acos atan atan2 sinh cosh tanh
 asinh acosh atanh erf erfc tgamma lgamma hypot fmax fmin round trunc NAN INFINITY"""
+#: Names an exported function may not take: C keywords and the C library functions the
+#: generated code calls or declares.
 C_RESERVED = frozenset(_RESERVED_TEXT.split())
 
 

@@ -47,6 +47,11 @@ static inline double sg_mod(double a, double b) {
     else m = copysign(0.0, b);
     return m;
 }
+/* SymPy's loggamma is the principal log of gamma: complex (NaN here) for x < 0 off the poles */
+static inline double sg_loggamma(double x) {
+    if (x < 0) return (x == floor(x) && x != -INFINITY) ? INFINITY : NAN;
+    return lgamma(x);
+}
 static inline double sg_sigmoid(double x) {
     return x >= 0 ? 1.0 / (1.0 + exp(-x)) : exp(x) / (1.0 + exp(x));
 }
@@ -127,7 +132,8 @@ class CPrinter(C99CodePrinter):
         base, exp = expr.args
         if exp == -1:
             return f"(1.0/{self._paren(base)})"
-        if exp == sp.S.Half:
+        if exp == sp.S.Half or (exp.is_Float and float(exp) == 0.5):
+            # NumPy's power takes sqrt for an exponent of 0.5: sqrt(-inf) is nan, sqrt(-0.0) -0.0
             return f"sqrt({self._print(base)})"
         if exp == -sp.S.Half:
             return f"(1.0/sqrt({self._print(base)}))"
@@ -183,6 +189,9 @@ class CPrinter(C99CodePrinter):
 
     def _print_frac(self, expr):
         return f"sg_mod({self._print(expr.args[0])}, 1.0)"  # numpy.mod(x, 1), as NumPy prints it
+
+    def _print_loggamma(self, expr):
+        return f"sg_loggamma({self._print(expr.args[0])})"
 
     def _print_sigmoid(self, expr):
         return f"sg_sigmoid({self._print(expr.args[0])})"

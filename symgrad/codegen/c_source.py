@@ -283,13 +283,9 @@ def _header(vector: bool) -> list[str]:
 
 
 def _finish(nout: int, d: _Dialect) -> list[str]:
-    # the means, from the accumulated sums
-    if d.step > 1:
-        return [
-            f"    out[{k}] = (acc[{k}][0] + acc[{k}][1] + acc[{k}][2] + acc[{k}][3]) / (double)n;"
-            for k in range(nout)
-        ]
-    return [f"    out[{k}] = acc[{k}] / (double)n;" for k in range(nout)]
+    # the means, from the accumulated sums (one loop: a gradient has an output per parameter)
+    total = "acc[k][0] + acc[k][1] + acc[k][2] + acc[k][3]" if d.step > 1 else "acc[k]"
+    return [f"    for (int64_t k = 0; k < {nout}; ++k) out[k] = ({total}) / (double)n;"]
 
 
 def _single(name: str, nargs: int, plan: _Plan, mean: bool, vector: bool, vectors: int) -> str:
@@ -479,7 +475,7 @@ def _chunked(name: str, nargs: int, plan: _Plan, mean: bool, vector: bool, vecto
     lines += _finish(nout, d) if mean else []
     lines += ["    free(t);", "    free(acc);"] if mean else ["    free(t);"]
     lines += ["    return 0;", "}", ""]
-    units.insert(0, ("\n".join(lines), kind, 0))
+    units.insert(0, ("\n".join(lines), kind, len(direct)))
     return units
 
 

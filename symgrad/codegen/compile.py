@@ -38,7 +38,7 @@ from ..errors import BackendUnavailableError, MissingSymbolError, OptionError
 from ..graph import Linear, free_symbols, paused_gc
 from ..inputs import as_expr, as_symbols
 from . import runtime as _runtime
-from .c import build_c_kernel, c_available
+from .c import build_c_kernel, c_available, c_pays
 from .numpy import emit
 from .plan import Program, describe_args, plan
 
@@ -46,7 +46,9 @@ __all__ = ["BACKENDS", "CompiledFunction", "lambdify", "value_and_grad"]
 
 #: ``"numpy"``: vectorised NumPy statements; ``"c"``: generated C built by the system compiler
 #: (raises BackendUnavailableError without one); ``"auto"``: ``"c"`` when a compiler is
-#: available, else ``"numpy"`` with a RuntimeWarning; ``"jax"``: jax.numpy under jax.jit.
+#: available and the program is small enough to optimise (:func:`~symgrad.codegen.c.c_pays`),
+#: else ``"numpy"`` (with a RuntimeWarning when there is no compiler); ``"jax"``: jax.numpy
+#: under jax.jit.
 BACKENDS = ("numpy", "c", "auto", "jax")
 
 #: The names a generated module defines or reads: a function may not be called any of these.
@@ -226,9 +228,11 @@ def lambdify(
             a parameter vector of shape ``(n,)`` or a batch of shape ``(n, batch)``).
         backend: ``"numpy"`` (default), ``"c"`` (generated C compiled by the system compiler,
             cached; needs a C compiler and real inputs, raises BackendUnavailableError
-            without one), ``"auto"`` (``"c"`` when available, else ``"numpy"`` with a
-            RuntimeWarning) or ``"jax"`` (jax.numpy under ``jax.jit``: dtypes kept, traceable
-            inside the caller's ``jax.jit``/``vmap``/``grad``; needs the ``jax`` extra). For NumPy
+            without one), ``"auto"`` (``"c"`` when available and the program is small
+            enough to be optimised within the compile budget, where C is faster; else
+            ``"numpy"``, with a RuntimeWarning when there is no compiler) or ``"jax"``
+            (jax.numpy under ``jax.jit``: dtypes kept, traceable inside the caller's
+            ``jax.jit``/``vmap``/``grad``; needs the ``jax`` extra). For NumPy
             and C, calls whose inputs are all Python floats (and 1-D parameter vectors) run a
             pure-Python ``math`` fast path when the function has at most
             :data:`~symgrad.codegen.pyfloat.SCALAR_PATH_LIMIT` operations; where ``math``
@@ -283,6 +287,7 @@ def _lambdify(
         raise BackendUnavailableError(
             f"unknown backend {backend!r}; available backends: {', '.join(BACKENDS)}"
         )
+    requested = backend
     if reduce not in (None, "mean"):
         raise OptionError(f"reduce must be None or 'mean', got {reduce!r}")
     check_name(name)
@@ -298,13 +303,14 @@ def _lambdify(
                 stacklevel=2,
             )
     prog = plan(outputs, args, base)
+    if backend == "c" and requested == "auto" and not c_pays(prog.n_operations):
+        backend = "numpy"  # too large to optimise within the compile budget: NumPy is faster
     if backend == "jax":  # the JAX target: jitted, traceable by the caller's jit/vmap/grad
         from .jax import build as build_jax
 
         fn, source = build_jax(prog, name, reduce == "mean")
-        return CompiledFunction(
-            fn, source, prog.args, outputs, name=name, backend=backend, reduce=reduce
-        )
+        info = {"name": name, "backend": backend, "reduce": reduce, "float_outputs": "array"}
+        return CompiledFunction(fn, source, prog.args, outputs, **info)
     kernel = None
     if backend == "c":
         kernel = build_c_kernel(prog.args, prog.leaves, f"{name}_kernel", mean=reduce == "mean")

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import OptionError
-from . import js, numpy, pyfloat
+from . import jax, js, numpy, pyfloat
 from .compile import check_name
 from .plan import plan
 
@@ -26,6 +26,7 @@ TARGETS = {
     "numpy": numpy.emit,
     "python": pyfloat.emit_module_function,
     "javascript": js.emit_program,
+    "jax": jax.emit,
 }
 
 
