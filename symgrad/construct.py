@@ -122,6 +122,7 @@ def _small_product(coeff: sp.Expr, rest: list[sp.Expr]) -> sp.Expr:
         if f.is_Mul and len(f.args) == 2 and f.args[0].is_Number:
             # c * (d * g): the local partial ``2*x`` of ``x**2`` times a numeric adjoint
             coeff, f = coeff * f.args[0], f.args[1]
+            rest = [f]  # the fallback below multiplies what is left, not the original product
             if is_zero(coeff):
                 return coeff
         if coeff is sp.S.One:

@@ -93,6 +93,8 @@ w = sp.Symbol("w")
         (x, x),  # x**2
         (sp.Float(2.0), x**2),
         (sp.Integer(0), sp.tanh(x)),
+        (sp.Integer(1), sp.sqrt(3) / 2),  # c * (d * g) where g stays apart: 1/2 once only
+        (sp.Integer(3), sp.Mul(sp.Rational(1, 2), sp.Integer(2) ** x, evaluate=False)),
         (sp.Float("inf"), x),
         (sp.Float("nan"), sp.tanh(x)),
     ],
