@@ -20,10 +20,10 @@ So the reverse sweep builds with these helpers:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 import sympy as sp
+from mpmath.libmp import finf, fnan, fninf
 
 from .errors import InputTypeError
 from .graph import lattice_from_args, tree_size
@@ -32,6 +32,9 @@ __all__ = ["SMALL", "add", "apply", "is_small", "is_zero", "maximum", "mul", "po
 
 #: Operands up to this tree size are combined by SymPy's evaluating constructors.
 SMALL = 16
+
+# a Float's infinities and NaN as mpmath values (float(coeff) costs a conversion per product)
+_NOT_FINITE = (finf, fninf, fnan)
 
 
 def _s(e: sp.Expr | int) -> sp.Expr:
@@ -119,13 +122,14 @@ def _small_product(coeff: sp.Expr, rest: list[sp.Expr]) -> sp.Expr:
         if f.is_Mul and len(f.args) == 2 and f.args[0].is_Number:
             # c * (d * g): the local partial ``2*x`` of ``x**2`` times a numeric adjoint
             coeff, f = coeff * f.args[0], f.args[1]
+            rest = [f]  # the fallback below multiplies what is left, not the original product
             if is_zero(coeff):
                 return coeff
         if coeff is sp.S.One:
             return f
         if (
             not (f.is_Add or f.is_Mul or (f.is_Pow and f.base.is_Number))
-            and (coeff.is_Rational or (coeff.is_Float and math.isfinite(coeff)))
+            and (coeff.is_Rational or (coeff.is_Float and coeff._mpf_ not in _NOT_FINITE))
             and f.is_commutative is True
         ):
             return sp.Mul._from_args((coeff, f), True)

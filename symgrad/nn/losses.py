@@ -144,7 +144,12 @@ def l2(theta: Sequence[sp.Expr], alpha: float | sp.Expr) -> sp.Expr:
             "theta must be a non-empty sequence of SymPy symbols (e.g. model.parameter_symbols())"
         )
     two = sp.Integer(2)
-    squares = [sp.Pow(p, two, evaluate=False) for p in theta]
+    squares = []
+    for p in theta:
+        # what Pow(p, 2, evaluate=False) builds, without its cache lookup and sympify
+        square = sp.Expr.__new__(sp.Pow, p, two)
+        square.is_commutative = p.is_commutative
+        squares.append(square)
     total = squares[0] if len(squares) == 1 else sp.Add._from_args(squares)
     coeff = (
         alpha

@@ -41,6 +41,7 @@ from ..errors import BackendUnavailableError, DomainError, InputTypeError, Optio
 from ..inputs import describe
 from ..markup import html_table
 from .health import HealthMonitor, LayerStats, TrainingWarning
+from .losses import l2 as l2_penalty
 from .losses import resolve
 from .modules import Module
 from .optim import SGD, Optimizer
@@ -180,6 +181,49 @@ def _progress(steps: int, enabled: bool, losses: list[float] | None = None) -> I
         bar.close()
 
 
+#: With ``progress="auto"``, the setup's phases are shown once it has taken this long (seconds).
+SETUP_PROGRESS_AFTER = 2.0
+
+
+class _SetupProgress:
+    # The phases of a Trainer's setup on stderr: a tqdm bar when tqdm is installed, else one
+    # line per phase. ``"auto"`` stays silent until the setup has taken SETUP_PROGRESS_AFTER
+    # seconds (small models, tests and doctests never print).
+    PHASES = ("building the loss", "deriving the gradient", "compiling")
+
+    def __init__(self, mode: bool | str) -> None:
+        if not (isinstance(mode, bool) or mode == "auto"):
+            raise OptionError(f"progress must be True, False or 'auto', got {mode!r}")
+        self.mode, self.start, self.bar, self.shown = mode, time.perf_counter(), None, False
+
+    def phase(self, k: int, detail: str = "") -> None:
+        elapsed = time.perf_counter() - self.start
+        if self.mode is False or (self.mode == "auto" and elapsed < SETUP_PROGRESS_AFTER):
+            return
+        text = f"symgrad setup: {self.PHASES[k]} ({k + 1}/{len(self.PHASES)}){detail}"
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            print(f"{text}, {elapsed:.1f} s so far", file=sys.stderr, flush=True)
+            self.shown = True
+            return
+        if self.bar is None:
+            self.bar = tqdm(total=len(self.PHASES), desc="symgrad setup", leave=False)
+            self.bar.update(k)
+        else:
+            self.bar.update(1)
+        self.bar.set_postfix_str(f"{self.PHASES[k]}{detail}")
+        self.shown = True
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.update(self.bar.total - self.bar.n)
+            self.bar.close()
+        if self.shown:
+            elapsed = time.perf_counter() - self.start
+            print(f"symgrad setup: done in {elapsed:.1f} s", file=sys.stderr, flush=True)
+
+
 def _as_array(obj: Any, what: str, finite: bool = True) -> np.ndarray:
     if isinstance(obj, (str, bytes)) or obj is None:
         raise InputTypeError(f"{what} must be an array of numbers, got {describe(obj)}")
@@ -239,6 +283,9 @@ class Trainer:
             ``False`` for none, or a monitor of your own.
         backend: the compiled functions' target (see :func:`symgrad.lambdify`); ``"jax"``
             computes in float64, so it needs JAX's 64-bit mode.
+        progress: show the setup's phases (build, derive, compile) on stderr, with tqdm when
+            installed: ``True``, ``False``, or ``"auto"`` (default: only once the setup has
+            taken :data:`SETUP_PROGRESS_AFTER` seconds).
 
     Attributes:
         compile_seconds: the time spent deriving and compiling.
@@ -261,6 +308,7 @@ class Trainer:
         l2: float = 0.0,
         optimizer: Optimizer | None = None,
         monitor: bool | HealthMonitor = True,
+        progress: bool | str = "auto",
         backend: str = "numpy",
     ) -> None:
         if not isinstance(model, Module) or not hasattr(model, "nin"):
@@ -278,13 +326,17 @@ class Trainer:
         self.l2 = float(l2)
         self.params = model.parameters()
         start = time.perf_counter()
+        shown = _SetupProgress(progress)
+        shown.phase(0)
         theta, x, scores = _symbolic_network(model, self.params)
         self.parameter_symbols = theta
         t = list(sp.symbols(f"t0:{len(scores)}"))
         self.nout = len(scores)
         self.loss_expr = loss_fn(scores, t)
+        shown.phase(1, f", {len(theta)} parameters")
         per_sample = sweep([self.loss_expr], theta)[0]
         grads = [per_sample.get(s, sp.S.Zero) for s in theta]
+        shown.phase(2)
         self._batch_fn = lambdify(
             [self.loss_expr, grads, scores], [theta, x, t], backend, name="loss_and_grad"
         )
@@ -292,11 +344,12 @@ class Trainer:
         self._reg_fn = None
         if self.l2:
             # the regulariser does not depend on the batch: compiled apart, evaluated once
-            reg = sp.Float(self.l2) * sp.Add(*[s**2 for s in theta])
+            reg = l2_penalty(theta, self.l2)
             reg_grad = sweep([reg], theta)[0]
             self._reg_fn = lambdify(
                 [reg, [reg_grad[s] for s in theta]], [theta], backend, name="reg"
             )
+        shown.close()
         self.compile_seconds = time.perf_counter() - start
         self.monitor = self._make_monitor(monitor)
 
