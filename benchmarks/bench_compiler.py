@@ -10,7 +10,8 @@ Run by hand (not part of the test suite)::
    ``value_and_grad`` against ``sympy.lambdify(cse=True, modules="math")`` of the same formulas
    (symgrad's gradient), both as SymPy's flat list ``[value, *gradient]`` (its fastest form)
    and as the same nesting as symgrad's ``(value, [gradient])``, and a hand-written ``math``
-   function.
+   function. symgrad runs twice: by default (the gradient as a NumPy array) and with
+   ``float_outputs="tuple"`` (a tuple of floats, as SymPy returns lists).
 2. micrograd's demo step (2-16-16-1 ReLU MLP, hinge loss, batch 100) with the L2 term
    ``alpha*sum(p**2)`` inside the differentiated loss, as ``benchmarks/peers.py`` gives the peers:
    symgrad's NumPy target (``reduce="mean"``) against hand-written NumPy backprop and JAX jit.
@@ -63,6 +64,7 @@ def per_call(reps: int) -> list[tuple[str, dict[str, float]]]:
     out = []
     for label, (expr, wrt, at) in (("lecture", lecture), ("neuron", neuron)):
         ours = value_and_grad(expr, wrt, wrt)
+        tupled = value_and_grad(expr, wrt, wrt, float_outputs="tuple")
         g = grad(expr, wrt)
         flat = sp.lambdify(wrt, [expr, *g], cse=True, modules="math")
         nested = sp.lambdify(wrt, [expr, g], cse=True, modules="math")
@@ -73,6 +75,7 @@ def per_call(reps: int) -> list[tuple[str, dict[str, float]]]:
         assert np.allclose(gr, ref[1:], rtol=1e-12, atol=0)
         contenders = {
             "symgrad (float path)": lambda ours=ours, at=at: ours(*at),
+            'symgrad, float_outputs="tuple"': lambda tupled=tupled, at=at: tupled(*at),
             "sympy cse math, flat": lambda flat=flat, at=at: flat(*at),
             "sympy cse math, nested": lambda nested=nested, at=at: nested(*at),
         }

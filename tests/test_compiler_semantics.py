@@ -265,3 +265,40 @@ def test_multiprocessing_pool_map():
     with ctx.Pool(2) as pool:
         got = pool.map(_apply, [(f, v) for v in (0.0, 1.0, 2.0)])
     assert got == [f(v, 2.0) for v in (0.0, 1.0, 2.0)]
+
+
+def test_float_outputs_tuple_gives_the_same_numbers_without_arrays():
+    f = value_and_grad(sp.tanh(x * y) * z, [x, y, z], [x, y, z], float_outputs="tuple")
+    g = value_and_grad(sp.tanh(x * y) * z, [x, y, z], [x, y, z])
+    value, grad = f(0.3, -0.7, 2.0)
+    assert type(grad) is tuple and all(type(v) is float for v in grad)
+    assert value == g(0.3, -0.7, 2.0)[0]
+    np.testing.assert_array_equal(grad, g(0.3, -0.7, 2.0)[1])
+    assert isinstance(f(np.array([0.3]), -0.7, 2.0)[1], np.ndarray)  # arrays in: arrays out
+    with pytest.raises(OptionError):
+        lambdify(x, [x], float_outputs="list")
+
+
+def test_cli_compile_standalone_module(tmp_path, capsys):
+    from symgrad import cli
+
+    out = tmp_path / "neuron.py"
+    assert cli.main(["compile", "tanh(w*x + b)", "--standalone", "-o", str(out)]) == 0
+    capsys.readouterr()
+    code = (
+        "import sys, json, numpy as np\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "import neuron\n"
+        "v, g = neuron.symgrad_fn(np.array([0.5, -1.0, 2.0]))\n"
+        "print(json.dumps([float(v), g.tolist()]))\n"
+    )
+    got = subprocess.run(
+        [sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    import json
+
+    v, g = json.loads(got)
+    b, w, xv = 0.5, -1.0, 2.0  # symbols in sorted order: b, w, x
+    t = np.tanh(w * xv + b)
+    assert v == pytest.approx(t, rel=1e-15)
+    np.testing.assert_allclose(g, [1 - t**2, xv * (1 - t**2), w * (1 - t**2)], rtol=1e-14)

@@ -24,6 +24,7 @@ import sympy as sp
 from symgrad.codegen import js, lambdify
 from symgrad.codegen.c import c_available
 from symgrad.errors import UnsupportedFunctionError
+from symgrad.functions import sigmoid
 
 x, y = sp.symbols("x y")
 w = list(sp.symbols("w0:2"))
@@ -32,8 +33,8 @@ ARGS = [x, y, w]
 UNARY = [
     sp.exp, sp.log, sp.sin, sp.cos, sp.tan, sp.tanh, sp.sinh, sp.cosh, sp.asinh, sp.atan,
     sp.sqrt, sp.Abs, sp.sign, sp.floor, sp.ceiling, sp.sech, sp.csch, sp.erf, sp.gamma,
-    sp.Heaviside, lambda a: sp.Max(0, a), lambda a: a**2, lambda a: a**-1, lambda a: a**1.5,
-    lambda a: a ** sp.Rational(1, 3),
+    sp.Heaviside, sigmoid, lambda a: sp.Max(0, a), lambda a: a**2, lambda a: a**-1,
+    lambda a: a**1.5, lambda a: a ** sp.Rational(1, 3),
 ]  # fmt: skip
 BINARY = [
     sp.Add, sp.Mul, lambda a, b: a - b, lambda a, b: a / b, sp.Max, sp.Min, sp.Mod, sp.atan2,
@@ -174,10 +175,6 @@ def test_random_expressions_agree_many():
     _run(600, seed=2)
 
 
-CBACKEND = pytest.mark.xfail(strict=True, reason="fixed on the cbackend branch")
-
-
-@CBACKEND
 @pytest.mark.skipif(not c_available(), reason="no C compiler")
 def test_random_expressions_agree_with_c():
     rng = random.Random(3)
@@ -190,8 +187,7 @@ def test_random_expressions_agree_with_c():
     assert not failures, "\n".join(failures[:10])
 
 
-# the C target's reproducers from the compiler issue (fixed on the cbackend branch)
-@CBACKEND
+# the C target's reproducers from the compiler issue
 @pytest.mark.skipif(not c_available(), reason="no C compiler")
 def test_c_broadcasts_a_parameter_vector_like_numpy():
     y_, w0, w1 = sp.symbols("y w0 w1")
@@ -203,7 +199,6 @@ def test_c_broadcasts_a_parameter_vector_like_numpy():
     np.testing.assert_array_equal(got, want)
 
 
-@CBACKEND
 @pytest.mark.skipif(not c_available(), reason="no C compiler")
 def test_c_prints_sech():
     got = lambdify(sp.sech(x), [x], backend="c")(np.array([3.0]))

@@ -46,8 +46,8 @@ __all__ = ["BACKENDS", "CompiledFunction", "lambdify", "value_and_grad"]
 
 #: ``"numpy"``: vectorised NumPy statements; ``"c"``: generated C built by the system compiler
 #: (raises BackendUnavailableError without one); ``"auto"``: ``"c"`` when a compiler is
-#: available, else ``"numpy"`` with a RuntimeWarning.
-BACKENDS = ("numpy", "c", "auto")
+#: available, else ``"numpy"`` with a RuntimeWarning; ``"jax"``: jax.numpy under jax.jit.
+BACKENDS = ("numpy", "c", "auto", "jax")
 
 #: The names a generated module defines or reads: a function may not be called any of these.
 _NAMESPACE: dict[str, Any] = {
@@ -132,8 +132,9 @@ class CompiledFunction(functools.partial):
     def __reduce__(self):
         # by source: the generated module is rebuilt in the receiving process (a native kernel
         # is rebuilt from the outputs: it lives in a shared library)
-        if self.backend == "c":
-            return _recompile, (self.outputs, self._spec, self.backend, self.reduce, self.name)
+        if self.backend in ("c", "jax"):
+            spec = (self.outputs, self._spec, self.backend, self.reduce, self.name)
+            return _recompile, (*spec, self.float_outputs)
         return _from_source, (self.source, self.name, self._spec, self.reduce)
 
     def __copy__(self):
@@ -192,11 +193,12 @@ def _finish(fn: Any, filename: str, source: str, args: list, outputs: Any, **inf
 
 def _from_source(source: str, name: str, args: list, reduce: str | None) -> CompiledFunction:
     fn, filename = _load(source, name)
-    return _finish(fn, filename, source, args, None, name=name, backend="numpy", reduce=reduce)
+    info = {"name": name, "backend": "numpy", "reduce": reduce, "float_outputs": "array"}
+    return _finish(fn, filename, source, args, None, **info)
 
 
-def _recompile(outputs, args, backend, reduce, name) -> CompiledFunction:
-    return _lambdify(outputs, args, backend, reduce, name)
+def _recompile(outputs, args, backend, reduce, name, float_outputs) -> CompiledFunction:
+    return _lambdify(outputs, args, backend, reduce, name, float_outputs=float_outputs)
 
 
 @paused_gc()
@@ -207,6 +209,7 @@ def lambdify(
     *,
     reduce: str | None = None,
     name: str = "symgrad_fn",
+    float_outputs: str = "array",
 ):
     """Compile expressions into one vectorised NumPy function.
 
@@ -223,11 +226,13 @@ def lambdify(
             a parameter vector of shape ``(n,)`` or a batch of shape ``(n, batch)``).
         backend: ``"numpy"`` (default), ``"c"`` (generated C compiled by the system compiler,
             cached; needs a C compiler and real inputs, raises BackendUnavailableError
-            without one) or ``"auto"`` (``"c"`` when available, else ``"numpy"`` with a
-            RuntimeWarning). Either way, calls whose inputs are all Python floats (and 1-D
-            parameter vectors) run a pure-Python ``math`` fast path when the function has
-            at most :data:`~symgrad.codegen.pyfloat.SCALAR_PATH_LIMIT` operations; where
-            ``math`` would raise, the NumPy statements give IEEE's answer (``1/0.0`` is ``inf``
+            without one), ``"auto"`` (``"c"`` when available, else ``"numpy"`` with a
+            RuntimeWarning) or ``"jax"`` (jax.numpy under ``jax.jit``: dtypes kept, traceable
+            inside the caller's ``jax.jit``/``vmap``/``grad``; needs the ``jax`` extra). For NumPy
+            and C, calls whose inputs are all Python floats (and 1-D parameter vectors) run a
+            pure-Python ``math`` fast path when the function has at most
+            :data:`~symgrad.codegen.pyfloat.SCALAR_PATH_LIMIT` operations; where ``math``
+            would raise, the NumPy statements give IEEE's answer (``1/0.0`` is ``inf``
             with a RuntimeWarning, as for arrays).
         reduce: ``None`` (default) returns every output for every sample; ``"mean"`` returns
             each output averaged over the batch (the mean loss and mean gradient of a
@@ -235,6 +240,10 @@ def lambdify(
             never writes per-sample results). A value without batch axes is its own mean.
         name: the name of the generated function (shown in tracebacks): an identifier that
             does not start with ``_`` and is not a builtin, ``numpy`` or ``math``.
+        float_outputs: what a call on Python floats returns for stacked outputs (a gradient):
+            ``"array"`` (default: a NumPy array, as for every other input) or ``"tuple"``
+            (nested tuples of Python floats, like ``sympy.lambdify(modules="math")``'s lists:
+            building a NumPy array costs more than the arithmetic of a small function).
 
     Returns:
         A :class:`CompiledFunction`. Every argument accepts a number or an array; arrays
@@ -257,11 +266,17 @@ def lambdify(
     >>> round(float(mean(np.array([0.0, 1.0]), [2.0, 0.5])), 4)
     0.7244
     """
-    return _lambdify(outputs, args, backend, reduce, name)
+    return _lambdify(outputs, args, backend, reduce, name, float_outputs=float_outputs)
 
 
 def _lambdify(
-    outputs: Any, args: Any, backend: str, reduce: str | None, name: str, base: Linear | None = None
+    outputs: Any,
+    args: Any,
+    backend: str,
+    reduce: str | None,
+    name: str,
+    base: Linear | None = None,
+    float_outputs: str = "array",
 ) -> CompiledFunction:
     # lambdify; ``base``: the linearised DAG the outputs were derived from (not walked again)
     if backend not in BACKENDS:
@@ -271,6 +286,8 @@ def _lambdify(
     if reduce not in (None, "mean"):
         raise OptionError(f"reduce must be None or 'mean', got {reduce!r}")
     check_name(name)
+    if float_outputs not in ("array", "tuple"):
+        raise OptionError(f"float_outputs must be 'array' or 'tuple', got {float_outputs!r}")
     if backend == "auto":
         backend = "c" if c_available() else "numpy"
         if backend == "numpy":
@@ -281,14 +298,21 @@ def _lambdify(
                 stacklevel=2,
             )
     prog = plan(outputs, args, base)
+    if backend == "jax":  # the JAX target: jitted, traceable by the caller's jit/vmap/grad
+        from .jax import build as build_jax
+
+        fn, source = build_jax(prog, name, reduce == "mean")
+        info = {"name": name, "backend": backend, "reduce": reduce, "float_outputs": "array"}
+        return CompiledFunction(fn, source, prog.args, outputs, **info)
     kernel = None
     if backend == "c":
         kernel = build_c_kernel(prog.args, prog.leaves, f"{name}_kernel", mean=reduce == "mean")
-    source = emit(prog, name, mean=reduce == "mean", kernel=kernel is not None)
-    fn, filename = _load(source, name, kernel)
-    return _finish(
-        fn, filename, source, prog.args, outputs, name=name, backend=backend, reduce=reduce
+    source = emit(
+        prog, name, mean=reduce == "mean", kernel=kernel is not None, float_outputs=float_outputs
     )
+    fn, filename = _load(source, name, kernel)
+    info = {"name": name, "backend": backend, "reduce": reduce, "float_outputs": float_outputs}
+    return _finish(fn, filename, source, prog.args, outputs, **info)
 
 
 def program(outputs: Any, args: Any) -> Program:
@@ -304,7 +328,13 @@ def program(outputs: Any, args: Any) -> Program:
 
 @paused_gc()
 def value_and_grad(
-    expr: Any, wrt: Any, args: Any = None, *, backend: str = "numpy", reduce: str | None = None
+    expr: Any,
+    wrt: Any,
+    args: Any = None,
+    *,
+    backend: str = "numpy",
+    reduce: str | None = None,
+    float_outputs: str = "array",
 ):
     """One compiled function returning ``(value, gradient)``, sharing their common work.
 
@@ -318,6 +348,8 @@ def value_and_grad(
             itself, as one scalar argument or as one vector argument.
         backend: see :func:`lambdify`.
         reduce: see :func:`lambdify`; ``"mean"`` gives the batch-mean value and gradient.
+        float_outputs: see :func:`lambdify` (``"tuple"``: the gradient of a call on Python
+            floats as a tuple of floats).
 
     Returns:
         A :class:`CompiledFunction` returning ``(value, gradient)``; the gradient is a scalar
@@ -343,4 +375,4 @@ def value_and_grad(
                 "args=[...] listing every symbol the compiled function should take"
             )
     outputs = [e, gradient[0] if single else gradient]
-    return _lambdify(outputs, args, backend, reduce, "symgrad_fn", dag)
+    return _lambdify(outputs, args, backend, reduce, "symgrad_fn", dag, float_outputs)

@@ -30,7 +30,13 @@ from .pyfloat import emit_module_function
 __all__ = ["module_text"]
 
 DOC_LIMIT = 4000  # characters of formula text in the module docstring
-_FLOAT_HELPERS = (runtime._fmax, runtime._fmin, runtime._fsign, runtime._heaviside)
+_FLOAT_HELPERS = (
+    runtime._fmax,
+    runtime._fmin,
+    runtime._fsign,
+    runtime._heaviside,
+    runtime._loggamma,
+)
 
 
 def _docstring(text: str) -> str:

@@ -54,6 +54,17 @@ class _Pair:
         self.node, self.kids, self.positions = node, kids, positions
 
 
+class _Terms:
+    """A sum read once by a batch-mean output, not printed yet: by linearity of the mean, the
+    output may average its terms layer by layer (``mean(a*b + c*d) = mean(a*b) + mean(c*d)``),
+    each layer a fused ``_gather_mean``. Anywhere else it is printed as a plain sum."""
+
+    __slots__ = ("kids", "node")
+
+    def __init__(self, node: sp.Basic, kids: list) -> None:
+        self.node, self.kids = node, kids
+
+
 class Fuser:
     """Prints nodes over their arguments, fusing single-use products where many meet.
 
@@ -100,7 +111,7 @@ class Fuser:
 
     def text(self, kid: Any) -> str:
         """A factor as text: a pair is printed as a plain product."""
-        if type(kid) is _Pair:
+        if type(kid) is _Pair or type(kid) is _Terms:
             return Inlined.of(self.node(kid.node, kid.kids), kid.node)  # a product never fuses
         if isinstance(kid, str):
             self._mark([kid])
@@ -109,6 +120,8 @@ class Fuser:
 
     def node(self, node: sp.Basic, kids: list) -> str:
         """``node`` printed over ``kids``; a sum of many single-use products becomes a ``_dot``."""
+        if any(type(k) is _Terms for k in kids):
+            kids = [self.text(k) if type(k) is _Terms else k for k in kids]
         pairs = [k for k in kids if type(k) is _Pair]
         if not pairs:
             self._mark(kids)
@@ -128,8 +141,16 @@ class Fuser:
         """A rectangular output of ``shape`` from its flat leaves: ``_stack`` or ``_gather``.
 
         With ``mean``, the output's batch mean (``_gather_mean`` never forms the per-sample
-        products: their means are entries of one matrix product).
+        products: their means are entries of one matrix product); entries that are sums
+        (:class:`_Terms`) are averaged term by term, one fused layer per term.
         """
+        if mean and any(type(k) is _Terms for k in kids):
+            terms = [_layered(k) for k in kids]
+            layers = [
+                [t[j] if j < len(t) else sp.S.Zero for t in terms]
+                for j in range(max(len(t) for t in terms))
+            ]
+            return " + ".join(f"({self.stacked(shape, layer, True)})" for layer in layers)
         pairs = [k for k in kids if type(k) is _Pair]
         if len(pairs) < FUSE_MIN:
             text = f"_stack({shape}, [{', '.join(self.text(k) for k in kids)}])"
@@ -168,6 +189,23 @@ class Fuser:
             name = self._stacked[key] = f"_v{len(self._stacked)}"
             self.lines.append(f"{name} = _rows([{', '.join(self.text(k) for k in kids)}])")
         return name
+
+
+def _layered(kid: Any) -> list:
+    # An entry's terms in the order its layer is chosen: products of two computed factors
+    # first, then other terms, then products with a number (an L2 term's c*p) last, so that
+    # alike terms of many entries meet in one layer (c*p[k] for every k: one slice of p).
+    if type(kid) is not _Terms:
+        return [kid]
+    rank = [
+        0 if type(k) is _Pair and not _has_number(k) else 2 if type(k) is _Pair else 1
+        for k in kid.kids
+    ]
+    return [k for _, k in sorted(zip(rank, kid.kids, strict=True), key=lambda rk: rk[0])]
+
+
+def _has_number(pair: _Pair) -> bool:
+    return any(isinstance(k, sp.Basic) and k.is_Number for k in pair.kids)
 
 
 def _index_text(values: list[int]) -> str:

@@ -27,7 +27,7 @@ from typing import Any
 import sympy as sp
 from sympy.printing.jscode import JavascriptCodePrinter
 
-from ..errors import OptionError
+from ..errors import OptionError, UnsupportedFunctionError
 from .plan import Program, plan, rectangular, walk
 from .printers import TargetPrinter, _doprint, _print_node
 
@@ -134,9 +134,17 @@ class JSTargetPrinter(TargetPrinter, JavascriptCodePrinter):
         base, exp = expr.args
         if exp.is_Integer and abs(exp.p) <= 2**53:
             return f"Math.pow({self._print(base)}, {int(exp)})"
-        if exp == sp.S.Half:
+        if self.is_half(exp):
             return f"Math.sqrt({self._print(base)})"
         return self._helper("_pow", base, exp)
+
+    def _print_sigmoid(self, expr):
+        # symgrad's sigmoid: exp overflows to Infinity and the quotient to 0, as NumPy's
+        # exp(-logaddexp(0, -x)) underflows to 0
+        return f"(1/(1 + Math.exp(-({self._print(expr.args[0])}))))"
+
+    def _print_loggamma(self, expr):
+        raise UnsupportedFunctionError("loggamma", "JavaScript's Math has no log-gamma")
 
     def _print_Mod(self, expr):
         return self._helper("_mod", *expr.args)

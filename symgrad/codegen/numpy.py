@@ -28,8 +28,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .fuse import Fuser, _Pair
-from .plan import Program, rectangular, walk
+from .fuse import Fuser, _Pair, _Terms
+from .plan import INLINED, Program, rectangular, walk
 from .printers import NumPyTargetPrinter
 from .pyfloat import arg_names, emit_body
 
@@ -37,7 +37,13 @@ __all__ = ["emit"]
 
 
 def emit(
-    prog: Program, name: str, *, mean: bool = False, kernel: bool = False, float_path: bool = True
+    prog: Program,
+    name: str,
+    *,
+    mean: bool = False,
+    kernel: bool = False,
+    float_path: bool = True,
+    float_outputs: str = "array",
 ) -> str:
     """The source of a function ``name`` computing ``prog`` with NumPy.
 
@@ -47,6 +53,9 @@ def emit(
         mean: return each output's batch mean (``reduce="mean"``).
         kernel: the outputs come from ``_kernel(*args)`` (rows of one array), not NumPy code.
         float_path: embed the Python-float fast path when the program allows it.
+        float_outputs: how the fast path returns stacked outputs: ``"array"`` (NumPy arrays,
+            as every other call) or ``"tuple"`` (tuples of floats, as ``sympy.lambdify`` with
+            ``modules="math"`` returns lists: no NumPy array is built per call).
 
     >>> import sympy as sp
     >>> from symgrad.codegen.plan import plan
@@ -57,7 +66,7 @@ def emit(
     params = [f"_a{i}" for i in range(len(prog.args))]
     lines = [f"def {name}({''.join(p + '=_MISSING, ' for p in params)}*_extra):"]
     lines.append("    if _extra: _too_many(_names, _extra)")
-    fast = emit_body(prog) if float_path and prog.args else None
+    fast = emit_body(prog, stacked=float_outputs) if float_path and prog.args else None
     read = prog.entries_read()
     if fast is not None:
         lines += _fast_path(prog, fast, read)
@@ -121,11 +130,15 @@ def _numpy_body(prog: Program, mean: bool, constants: list[str]) -> tuple[list[s
     }
     fuser = Fuser(printer, {}, elements)
     pair = prog.pair
+    # batch-mean leaves read nowhere else: their sums may be averaged term by term
+    leaves = {o for o in prog.outs if prog.kind[o] == INLINED} if mean else set()
 
     def text_of(i, node, kids):
         if pair[i]:
             # a product read once: printed by its reader, which may fuse it (_dot, _gather)
             return _Pair(node, kids, prog.args_of[i]), ()
+        if i in leaves and node.is_Add and any(type(k) is _Pair for k in kids):
+            return _Terms(node, kids), ()  # a batch mean may average it term by term
         text = fuser.node(node, kids)
         lines, fuser.lines = fuser.lines, []
         return text, lines

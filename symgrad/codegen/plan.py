@@ -142,9 +142,10 @@ def normalise_args(args: Any, outputs: Any = None) -> list:
         except InputTypeError as exc:
             if _looks_like_symbols(outputs):
                 raise InputTypeError(
-                    f"{exc}. The outputs are symbols and the arguments are not: did you mean "
+                    "the outputs are symbols and the arguments are not: did you mean "
                     "lambdify(outputs, args)? symgrad takes the outputs first (like "
-                    "value_and_grad(expr, wrt, args)), the reverse of sympy.lambdify(args, expr)"
+                    "value_and_grad(expr, wrt, args)), the reverse of sympy.lambdify(args, "
+                    f"expr) ({exc})"
                 ) from None
             raise
         for s in syms:

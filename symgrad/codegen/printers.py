@@ -105,6 +105,16 @@ class TargetPrinter:
     def _print_NaN(self, expr):
         return self.number(math.nan)
 
+    @staticmethod
+    def is_half(exp: sp.Basic) -> bool:
+        """Whether a power's exponent is 1/2 (exact or float): printed as a square root, which
+        NumPy arrays use for ``**0.5`` (``sqrt(-inf)`` is nan where ``pow(-inf, 0.5)`` is inf)."""
+        return exp is sp.S.Half or (exp.is_Float and float(exp) == 0.5)
+
+    def _print_loggamma(self, expr):
+        # SymPy's loggamma is the principal log of gamma: complex (nan) for x < 0 off the poles
+        return self._loggamma(self._print(expr.args[0]))
+
     def _print_TemplateSlot(self, expr):
         return f"{_MARK}{expr.name}{_MARK}"
 
@@ -136,6 +146,14 @@ class NumPyTargetPrinter(TargetPrinter, NumPyPrinter):
     def _print_Heaviside(self, expr):
         h0 = expr.args[1] if len(expr.args) > 1 else sp.S.Half
         return f"numpy.heaviside({self._print(expr.args[0])}, {self._print(h0)})"
+
+    def _print_Pow(self, expr, rational=False):
+        if self.is_half(expr.exp):
+            return f"numpy.sqrt({self._print(expr.base)})"
+        return super()._print_Pow(expr, rational)
+
+    def _loggamma(self, arg: str) -> str:
+        return f"_vmath.loggamma({arg})"
 
     def _print_ITE(self, expr):
         # a boolean if-then-else stays boolean (numpy.select would make it float)
@@ -183,7 +201,7 @@ class MathTargetPrinter(TargetPrinter, PythonCodePrinter):
         base, exp = expr.args
         if exp.is_Integer and abs(exp.p) <= _EXACT:
             return f"{self.parenthesize(base, 100)}**{int(exp)}"
-        if exp == sp.S.Half:
+        if self.is_half(exp):
             return f"math.sqrt({self._print(base)})"
         e = sp.Float(exp) if exp.is_Number else exp  # a float exponent: math.pow, never **
         return f"math.pow({self._print(base)}, {self._print(e)})"
@@ -196,6 +214,9 @@ class MathTargetPrinter(TargetPrinter, PythonCodePrinter):
 
     def _print_sign(self, expr):
         return f"_fsign({self._print(expr.args[0])})"
+
+    def _loggamma(self, arg: str) -> str:
+        return f"_loggamma({arg})"
 
     def _print_Heaviside(self, expr):
         h0 = expr.args[1] if len(expr.args) > 1 else sp.S.Half

@@ -50,11 +50,12 @@ def arg_names(prog: Program) -> list:
     return names
 
 
-def emit_body(prog: Program, limit: int | None = None, lists: bool = False) -> FloatBody | None:
+def emit_body(prog: Program, limit: int | None = None, stacked: str = "array") -> FloatBody | None:
     """The program over Python floats, or None when ``math`` cannot print it (or it is large).
 
     Vector arguments are read as the names ``_a{i}_{j}`` the caller unpacks. Stacked outputs
-    are NumPy arrays (``_array``), or nested lists with ``lists`` (a module without NumPy).
+    are NumPy arrays (``stacked="array"``), or nested lists or tuples of floats (``"list"``,
+    ``"tuple"``: no NumPy array per call, or a module without NumPy).
 
     >>> import sympy as sp
     >>> from symgrad.codegen.plan import plan
@@ -79,21 +80,24 @@ def emit_body(prog: Program, limit: int | None = None, lists: bool = False) -> F
             k = kid[prog.outs[j]]
             return k if isinstance(k, str) else _doprint(printer, k)
 
-        ret = _build(prog.spec, prog.top, leaf, lists)
+        ret = _build(prog.spec, prog.top, leaf, stacked)
     except UnsupportedFunctionError:
         return None
     return FloatBody(lines, ret)
 
 
-def _build(spec, top: bool, leaf, lists: bool = False) -> str:
+def _build(spec, top: bool, leaf, stacked: str = "array") -> str:
     if isinstance(spec, int):
         return leaf(spec)
     if top:
-        inner = ", ".join(_build(s, False, leaf, lists) for s in spec)
+        inner = ", ".join(_build(s, False, leaf, stacked) for s in spec)
         return f"({inner}{',' if len(spec) == 1 else ''})"
     shape, flat = rectangular(spec)
-    if lists:
-        return f"[{', '.join(_build(s, False, leaf, True) for s in spec)}]"
+    if stacked != "array":
+        inner = ", ".join(_build(s, False, leaf, stacked) for s in spec)
+        if stacked == "list":
+            return f"[{inner}]"
+        return f"({inner}{',' if len(spec) == 1 else ''})"
     items = f"_array([{', '.join(leaf(i) for i in flat)}], float)"
     return items if len(shape) == 1 else f"{items}.reshape({shape})"
 
@@ -113,7 +117,7 @@ def emit_module_function(prog: Program, name: str) -> str:
         return (_a0_0*_a0_1, [_a0_1, _a0_0])
     <BLANKLINE>
     """
-    body = emit_body(prog, limit=10**9, lists=True)
+    body = emit_body(prog, limit=10**9, stacked="list")
     if body is None:
         raise UnsupportedFunctionError(
             "math",

@@ -107,6 +107,17 @@ def _lgamma(x: float) -> float:
         return math.inf if x == x else x
 
 
+def _loggamma(x: float) -> float:
+    # SymPy's loggamma, real part of the principal branch where it is real: lgamma for x > 0,
+    # +inf at the poles, nan for x < 0 off the poles (the value is complex there) and at -inf
+    if x < 0 and (x == -math.inf or x != math.floor(x)):
+        return math.nan
+    try:
+        return math.lgamma(x)
+    except (OverflowError, ValueError):
+        return math.inf if x == x else x
+
+
 def _ieee(scalar):
     # a math function with IEEE answers where math raises: overflow is +inf, a domain error NaN
     def safe(x):
@@ -129,10 +140,12 @@ class _VectorMath:
     """
 
     def __getattr__(self, name: str):
-        scalar = getattr(math, name)
+        special = {"gamma": _gamma, "lgamma": _lgamma, "loggamma": _loggamma}
+        scalar = special.get(name) or getattr(math, name)
         if not callable(scalar):
             return scalar
-        scalar = {"gamma": _gamma, "lgamma": _lgamma}.get(name) or _ieee(scalar)
+        if name not in special:
+            scalar = _ieee(scalar)
         ufunc = np.frompyfunc(scalar, 1, 1)
 
         def vectorised(x):
@@ -324,6 +337,7 @@ HELPERS = {
         _fmin,
         _fsign,
         _heaviside,
+        _loggamma,
         _too_many,
         _shape_error,
     )
