@@ -95,6 +95,7 @@ def _entry_points():
 KNOWN = {
     "symgrad.CompiledFunction": "codegen: constructor arguments unchecked",
     "symgrad.lambdify": "codegen: name/backend/reduce of the wrong type, zoo in the expression",
+    "symgrad.value_and_grad": "codegen: backend=<array> compared with ==",
     "symgrad.derive": "derivation: simplify=<array> compared with ==",
     "symgrad.draw_dot": "viz: rankdir=<array> compared with ==",
     "symgrad.Value": "value: Value(10**400) raises OverflowError",
@@ -107,6 +108,8 @@ KNOWN = {
     "symgrad.nn.squared_error": "nn/losses: scores/targets unchecked",
     "symgrad.matrix.backprop_equations": "matrix: arguments unchecked",
     "symgrad.matrix.broadcast": "matrix: arguments unchecked",
+    "symgrad.matrix.derive": "matrix: derive(f, wrt=None) raises TypeError",
+    "symgrad.matrix.simplify": "matrix: simplify(None/[]/set()) unchecked",
     "symgrad.matrix.compile_matrix": "matrix: name=None reaches generated code (SyntaxError)",
     "symgrad.matrix.latex": "matrix: names= unchecked",
     "symgrad.matrix.vjp": "matrix: arguments unchecked",
