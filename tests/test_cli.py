@@ -117,7 +117,7 @@ def test_installed_check_claimed_wrong_and_right(installed):
 
 def test_installed_bad_input_is_one_message_without_traceback(installed):
     code, out, err = installed["unsafe"]
-    assert code == 2 and out == ""  # nothing ran: 'echo pwned' would print to stdout
+    assert code == cli.EXIT_FORMULA and out == ""  # nothing ran: "echo pwned" would print
     assert err.startswith("symgrad: error: names may not start with '__'")
     assert "Traceback" not in err and len(err.splitlines()) <= 3  # message + caret picture
 

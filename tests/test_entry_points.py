@@ -95,17 +95,21 @@ def _entry_points():
 KNOWN = {
     "symgrad.CompiledFunction": "codegen: constructor arguments unchecked",
     "symgrad.lambdify": "codegen: name/backend/reduce of the wrong type, zoo in the expression",
+    "symgrad.value_and_grad": "codegen: backend=<array> compared with ==",
     "symgrad.derive": "derivation: simplify=<array> compared with ==",
     "symgrad.draw_dot": "viz: rankdir=<array> compared with ==",
     "symgrad.Value": "value: Value(10**400) raises OverflowError",
     "symgrad.relu": "functions: relu(zoo) raises SymPy's ValueError",
     "symgrad.sigmoid": "functions: a SymPy Function class: sympify errors on non-SymPy input",
     "symgrad.nn.hinge": "nn/losses: scores/targets unchecked",
+    "symgrad.nn.l2": "nn: l2(None, 0) raises TypeError",
     "symgrad.nn.logistic": "nn/losses: scores/targets unchecked",
     "symgrad.nn.softmax_cross_entropy": "nn/losses: scores/targets unchecked",
     "symgrad.nn.squared_error": "nn/losses: scores/targets unchecked",
     "symgrad.matrix.backprop_equations": "matrix: arguments unchecked",
     "symgrad.matrix.broadcast": "matrix: arguments unchecked",
+    "symgrad.matrix.derive": "matrix: derive(f, wrt=None) raises TypeError",
+    "symgrad.matrix.simplify": "matrix: simplify(None/[]/set()) unchecked",
     "symgrad.matrix.compile_matrix": "matrix: name=None reaches generated code (SyntaxError)",
     "symgrad.matrix.latex": "matrix: names= unchecked",
     "symgrad.matrix.vjp": "matrix: arguments unchecked",
@@ -154,10 +158,31 @@ def test_only_symgrad_errors_escape(name, fn, data):
             kwargs[p.name] = value
         else:
             args.append(value)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _memory_cap(3 << 30):
         warnings.simplefilter("error")
         with contextlib.suppress(SymgradError):
             fn(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def _memory_cap(extra: int):
+    """At most ``extra`` more bytes of address space during a call (Linux): an unbounded
+    allocation on hostile input fails here with MemoryError instead of exhausting the machine."""
+    try:
+        import resource
+
+        with open("/proc/self/status") as fh:
+            size = next(int(ln.split()[1]) * 1024 for ln in fh if ln.startswith("VmSize:"))
+    except (ImportError, OSError, StopIteration):
+        yield
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    cap = size + extra if hard == resource.RLIM_INFINITY else min(hard, size + extra)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 ARGV_WORDS = st.sampled_from(
