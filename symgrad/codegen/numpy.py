@@ -110,7 +110,8 @@ def _fast_path(prog: Program, fast, read: dict[int, list[int]]) -> list[str]:
         if len(entries) == len(item) or len(entries) > len(item) // 2:
             # all entries (also checks the length: a wrong one is a ValueError, the NumPy path
             # then names the argument)
-            names = [f"_a{i}_{j}" if j in set(entries) else "_" for j in range(len(item))]
+            wanted = set(entries)
+            names = [f"_a{i}_{j}" if j in wanted else "_" for j in range(len(item))]
             unpack.append(f"{', '.join(names)}{',' if len(names) == 1 else ''} = {values}")
         else:
             unpack.append(f"_v = {values}")
