@@ -2,7 +2,25 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
+
+# Modules and pages that need an optional engine (the extras jax, torch, dask) are not collected
+# when it is missing: their features raise BackendUnavailableError instead.
+_OPTIONAL = {
+    "jax": ["symgrad/jax.py", "symgrad/codegen/jax.py", "symgrad/matrix/jax.py"],
+    "torch": ["symgrad/torch.py"],
+    "dask": ["symgrad/dask.py"],
+}
+collect_ignore = [
+    path
+    for package, paths in _OPTIONAL.items()
+    if importlib.util.find_spec(package) is None
+    for path in paths
+]
+if any(importlib.util.find_spec(p) is None for p in (*_OPTIONAL, "distributed")):
+    collect_ignore.append("docs/interop.md")
 
 
 @pytest.fixture(scope="session", autouse=True)

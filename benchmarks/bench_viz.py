@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from symgrad import Value, draw_dot
+from symgrad.derivation.dot import render
 from symgrad.nn import MLP
-from symgrad.viz import render
 
 
 def model_loss() -> tuple[Value, list[Value]]:

@@ -292,12 +292,13 @@ def simplify_result(expr: sp.Expr, simplify: SimplifyOption = "auto") -> sp.Expr
 
 def _simplify_all(exprs: Sequence[sp.Expr], simplify: SimplifyOption) -> list[sp.Expr]:
     """:func:`simplify_result` of several results, rebuilding their shared nodes once."""
-    if simplify is False:
-        return list(exprs)
-    if simplify not in (True, "auto", "canonical"):
+    named = isinstance(simplify, str) and simplify in ("auto", "canonical")
+    if not (simplify is True or simplify is False or named):
         raise InputTypeError(
             f"simplify must be True, False, 'auto' or 'canonical', got {simplify!r}"
         )
+    if simplify is False:
+        return list(exprs)
     memo: tuple[dict, dict] = ({}, {})
     return [_simplify_one(e, simplify, memo) for e in exprs]
 

@@ -235,7 +235,10 @@ def _tolerance(value: Any, name: str) -> float:
         value = float(value)  # SymPy numbers, oo included (refused below)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InputTypeError(f"{name} must be a real number such as 1e-6, got {describe(value)}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond a float's range
+        value = math.inf
     if not (math.isfinite(value) and value >= 0):
         raise OptionError(f"{name} must be a finite number >= 0, got {value}")
     return value
@@ -261,6 +264,7 @@ def check_grad(
     rtol: float = 1e-6,
     atol: float = 1e-8,
     raise_on_failure: bool = True,
+    backend: str = "numpy",
 ) -> GradCheckReport:
     """Compare symgrad's exact gradient of ``expr`` with a numerical one.
 
@@ -274,6 +278,8 @@ def check_grad(
         h: the finite-difference step; default :func:`symgrad.numerical.step_size`.
         rtol, atol: a variable passes where ``|exact - numerical| <= atol + rtol*|numerical|``.
         raise_on_failure: raise instead of returning a failed report.
+        backend: the target both the value and the gradient are compiled for (see
+            :func:`symgrad.lambdify`); ``"jax"`` checks JAX's float64 code (64-bit mode on).
 
     Returns:
         A :class:`GradCheckReport`.
@@ -311,8 +317,8 @@ def check_grad(
         )
     others = [s for s in values if s not in set(syms)]
     gradient = sweep([e], syms)[0]
-    f = lambdify(e, [syms, others])
-    g = lambdify([[gradient.get(s, sp.S.Zero) for s in syms]], [syms, others])
+    f = lambdify(e, [syms, others], backend)
+    g = lambdify([[gradient.get(s, sp.S.Zero) for s in syms]], [syms, others], backend)
     order = list(syms) + others
     pts = _points([values[s] for s in order], "at")
     k = len(syms)

@@ -16,6 +16,7 @@ __all__ = [
     "BackendUnavailableError",
     "CompilerError",
     "DomainError",
+    "DtypeError",
     "ExportError",
     "FileAccessError",
     "GradientCheckError",
@@ -29,6 +30,7 @@ __all__ = [
     "SymgradWarning",
     "UnsafeCacheError",
     "UnsupportedFunctionError",
+    "require",
 ]
 
 
@@ -108,6 +110,14 @@ class DomainError(SymgradError, ValueError):
     """A value lies outside the domain of an operation (e.g. the log of a negative number).
 
     >>> issubclass(DomainError, ValueError)
+    True
+    """
+
+
+class DtypeError(SymgradError, TypeError):
+    """An array's dtype cannot be computed as asked (e.g. float64 on JAX without 64-bit mode).
+
+    >>> issubclass(DtypeError, TypeError)
     True
     """
 
@@ -235,3 +245,24 @@ class SymgradWarning(UserWarning):
     >>> caught[0].category.__name__
     'SymgradWarning'
     """
+
+
+def require(module: str, extra: str, feature: str):
+    """Import an optional package, or raise :class:`BackendUnavailableError` naming its extra.
+
+    >>> require("math", "none", "this example").__name__
+    'math'
+    >>> require("no_such_package_xyz", "jax", "backend='jax'")
+    Traceback (most recent call last):
+    ...
+    symgrad.errors.BackendUnavailableError: backend='jax' needs no_such_package_xyz; install ...
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"{feature} needs {module.split('.')[0]}; install the extra: "
+            f'pip install -e ".[{extra}]" (from a clone of symgrad)'
+        ) from exc

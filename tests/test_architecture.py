@@ -28,13 +28,16 @@ LAYERS = {
     "numerical": 5,
     "check": 6,
     "value": 6,
+    "torch": 6,
+    "jax": 6,
+    "dask": 6,
     "matrix": 7,
     "nn": 8,
     "cli": 9,
     "__main__": 10,
 }
 # the only places generated code is compiled
-GENERATORS = {"codegen/compile.py", "matrix/codegen.py"}
+GENERATORS = {"codegen/compile.py", "codegen/jax.py", "matrix/codegen.py", "matrix/jax.py"}
 
 
 def _modules():

@@ -21,7 +21,7 @@ import sympy as sp
 
 from symgrad import Value, derive
 from symgrad.derivation.html import explorer_page, json_for_html
-from symgrad.errors import OptionError
+from symgrad.errors import FileAccessError, InputTypeError, OptionError
 from symgrad.files import atomic_write
 from symgrad.nn import MLP
 from tests.browser import chromium
@@ -405,11 +405,11 @@ def test_html_writes_atomically_and_checks_its_arguments(tmp_path):
     page = d.html(tmp_path / "page.html")
     assert (tmp_path / "page.html").read_text() == page
     assert [p.name for p in tmp_path.iterdir()] == ["page.html"]
-    with pytest.raises(OptionError, match="is a folder"):
+    with pytest.raises(FileAccessError, match="is a folder"):
         d.html(tmp_path)
     with pytest.raises(OptionError, match="collapse"):
         explorer_page(d, collapse="yes")
-    with pytest.raises(OptionError, match="Derivation"):
+    with pytest.raises(InputTypeError, match="Derivation"):
         explorer_page(x**2)
 
 

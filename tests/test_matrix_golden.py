@@ -237,7 +237,7 @@ def test_logistic_regression_hessian_is_x_transpose_diag_x():
     H = hessian(f, w)
     # y^2 e^{yz} / (1 + e^{yz})^2 = y^2 s (1 - s) with s = sigmoid(-yz): the textbook weights
     assert text(H) == (
-        "X'*diag(y .* y .* 1 ./ (vector(1) + exp(y .* (X*w))).^2 .* exp(y .* (X*w)))*X"
+        "X'*diag(y .* y .* 1 ./ (exp(y .* (X*w)) + vector(1)).^2 .* exp(y .* (X*w)))*X"
     )
     assert latex(H).startswith(r"X^{T} \operatorname{diag}\left(")
     vals = _values(f, _dims())

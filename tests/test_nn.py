@@ -678,6 +678,7 @@ def test_micrograd_demo_example(tmp_path):
 # ------------------------------------------------------------------ architecture
 LAYER = {
     "errors": 0,
+    "markup": 0,
     "graph": 1,
     "files": 1,
     "construct": 1,

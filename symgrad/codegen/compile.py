@@ -46,8 +46,8 @@ __all__ = ["BACKENDS", "CompiledFunction", "lambdify", "value_and_grad"]
 
 #: ``"numpy"``: vectorised NumPy statements; ``"c"``: generated C built by the system compiler
 #: (raises BackendUnavailableError without one); ``"auto"``: ``"c"`` when a compiler is
-#: available, else ``"numpy"`` with a RuntimeWarning.
-BACKENDS = ("numpy", "c", "auto")
+#: available, else ``"numpy"`` with a RuntimeWarning; ``"jax"``: jax.numpy under jax.jit.
+BACKENDS = ("numpy", "c", "auto", "jax")
 
 #: The names a generated module defines or reads: a function may not be called any of these.
 _NAMESPACE: dict[str, Any] = {
@@ -132,7 +132,7 @@ class CompiledFunction(functools.partial):
     def __reduce__(self):
         # by source: the generated module is rebuilt in the receiving process (a native kernel
         # is rebuilt from the outputs: it lives in a shared library)
-        if self.backend == "c":
+        if self.backend in ("c", "jax"):
             spec = (self.outputs, self._spec, self.backend, self.reduce, self.name)
             return _recompile, (*spec, self.float_outputs)
         return _from_source, (self.source, self.name, self._spec, self.reduce)
@@ -226,11 +226,13 @@ def lambdify(
             a parameter vector of shape ``(n,)`` or a batch of shape ``(n, batch)``).
         backend: ``"numpy"`` (default), ``"c"`` (generated C compiled by the system compiler,
             cached; needs a C compiler and real inputs, raises BackendUnavailableError
-            without one) or ``"auto"`` (``"c"`` when available, else ``"numpy"`` with a
-            RuntimeWarning). Either way, calls whose inputs are all Python floats (and 1-D
-            parameter vectors) run a pure-Python ``math`` fast path when the function has
-            at most :data:`~symgrad.codegen.pyfloat.SCALAR_PATH_LIMIT` operations; where
-            ``math`` would raise, the NumPy statements give IEEE's answer (``1/0.0`` is ``inf``
+            without one), ``"auto"`` (``"c"`` when available, else ``"numpy"`` with a
+            RuntimeWarning) or ``"jax"`` (jax.numpy under ``jax.jit``: dtypes kept, traceable
+            inside the caller's ``jax.jit``/``vmap``/``grad``; needs the ``jax`` extra). For NumPy
+            and C, calls whose inputs are all Python floats (and 1-D parameter vectors) run a
+            pure-Python ``math`` fast path when the function has at most
+            :data:`~symgrad.codegen.pyfloat.SCALAR_PATH_LIMIT` operations; where ``math``
+            would raise, the NumPy statements give IEEE's answer (``1/0.0`` is ``inf``
             with a RuntimeWarning, as for arrays).
         reduce: ``None`` (default) returns every output for every sample; ``"mean"`` returns
             each output averaged over the batch (the mean loss and mean gradient of a
@@ -296,6 +298,13 @@ def _lambdify(
                 stacklevel=2,
             )
     prog = plan(outputs, args, base)
+    if backend == "jax":  # the JAX target: jitted, traceable by the caller's jit/vmap/grad
+        from .jax import build as build_jax
+
+        fn, source = build_jax(prog, name, reduce == "mean")
+        return CompiledFunction(
+            fn, source, prog.args, outputs, name=name, backend=backend, reduce=reduce
+        )
     kernel = None
     if backend == "c":
         kernel = build_c_kernel(prog.args, prog.leaves, f"{name}_kernel", mean=reduce == "mean")

@@ -194,7 +194,8 @@ def render(graph: Any, path: str | Path, format: str | None = None) -> Path:
         BackendUnavailableError: the ``graphviz`` package or the ``dot`` program is missing
             (the message names the system package to install).
         OptionError: no format (``path`` has no suffix and ``format`` is None) or an unknown
-            one; ``path`` is a folder or cannot be written.
+            one.
+        FileAccessError: ``path`` is a folder or cannot be written.
 
     >>> import sympy as sp, tempfile, os
     >>> g = draw_dot(sp.Symbol("x") + 1)
@@ -220,8 +221,6 @@ as .svg, .png or .pdf, or format=... (got None)
             f"cannot tell the output format of {str(path)!r}: give a suffix such as .svg, .png "
             f"or .pdf, or format=... (got {format!r})"
         )
-    if path.is_dir():
-        raise OptionError(f"cannot write {str(path)!r}: it is a folder; name a file in it")
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write(path, pipe(graph, fmt))
 

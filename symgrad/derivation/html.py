@@ -35,9 +35,10 @@ from typing import Any
 import sympy as sp
 
 from ..codegen.js import emit
-from ..errors import OptionError, UnsupportedFunctionError
+from ..errors import InputTypeError, OptionError, UnsupportedFunctionError
 from ..functions import sigmoid
 from ..graph import rebuild, topo_order
+from ..inputs import describe
 from ..markup import html_text
 from .derive import Derivation
 from .picture import Picture
@@ -342,7 +343,7 @@ def explorer_page(d: Derivation, *, title: str | None = None, collapse: bool | s
     True
     """
     if not isinstance(d, Derivation):
-        raise OptionError(f"the explorer draws a Derivation, got {type(d).__name__}")
+        raise InputTypeError(f"the explorer draws a Derivation (from derive()), got {describe(d)}")
     if collapse not in (True, False, "auto"):
         raise OptionError(f"collapse must be True, False or 'auto', got {collapse!r}")
     if collapse == "auto":

@@ -202,7 +202,7 @@ class Picture:
 ('n2', 'f', 'output')]
         """
         if not isinstance(d, Derivation):
-            raise OptionError(f"from_derivation needs a Derivation, got {type(d).__name__}")
+            raise InputTypeError(f"from_derivation needs a Derivation, got {describe(d)}")
         return _from_derivation(d, _params(params), backward, collapse, depth, max_nodes)
 
     @classmethod

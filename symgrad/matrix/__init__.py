@@ -19,6 +19,7 @@ Jacobians (:func:`hessian`, :func:`hvp`, :func:`jacobian`), the chain rule step 
 """
 
 from .codegen import CompiledMatrixFunction, compile_matrix, value_and_grad
+from .derive import MatrixDerivation, derive
 from .expr import (
     Broadcast,
     LogDet,
@@ -52,7 +53,6 @@ from .expr import (
     transpose,
 )
 from .hessian import hessian, hvp, jacobian
-from .derive import MatrixDerivation, derive
 from .latex import latex
 from .parse import parse
 from .simplify import simplify
@@ -62,10 +62,10 @@ from .vjp import backprop_equations, grad, vjp
 __all__ = [
     "Broadcast",
     "CompiledMatrixFunction",
-    "MatrixDerivation",
     "LogDet",
     "LogSumExp",
     "Map",
+    "MatrixDerivation",
     "Softmax",
     "SumAll",
     "SumAxis",

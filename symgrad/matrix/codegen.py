@@ -60,7 +60,13 @@ from sympy.matrices.expressions.special import OneMatrix
 
 from ..codegen.printers import NumPyTargetPrinter
 from ..codegen.runtime import _VectorMath
-from ..errors import ArgumentError, InputTypeError, MissingSymbolError, ShapeError
+from ..errors import (
+    ArgumentError,
+    BackendUnavailableError,
+    InputTypeError,
+    MissingSymbolError,
+    ShapeError,
+)
 from . import expr as mx
 from .expr import Broadcast, Commutation, LogDet, LogSumExp, Map, Softmax, SumAll, SumAxis
 from .simplify import push_scalars, simplify
@@ -169,7 +175,7 @@ def _flatten(outputs: Any) -> tuple[list, Any]:
 
 
 def compile_matrix(
-    outputs: Any, args: Any, *, name: str = "symgrad_matrix_fn"
+    outputs: Any, args: Any, *, name: str = "symgrad_matrix_fn", backend: str = "numpy"
 ) -> CompiledMatrixFunction:
     """Compile matrix/scalar expressions to one NumPy function.
 
@@ -177,6 +183,8 @@ def compile_matrix(
         outputs: an expression or a (nested) list/tuple of them.
         args: the ``MatrixSymbol``/``Symbol`` arguments, in call order.
         name: the generated function's name.
+        backend: ``"numpy"`` or ``"jax"`` (the same code on ``jax.numpy`` under ``jax.jit``,
+            see :mod:`symgrad.matrix.jax`).
 
     Returns:
         A :class:`CompiledMatrixFunction` returning outputs in the same nesting.
@@ -194,7 +202,13 @@ def compile_matrix(
     arg_list = _check_args(args)
     flat, spec = _flatten(outputs)
     flat = push_scalars(simplify(flat))
-    source = _generate(arg_list, flat, spec, name)
+    source = _generate(arg_list, flat, spec, name, in_place=backend != "jax")
+    if backend == "jax":
+        from .jax import jit_source
+
+        return CompiledMatrixFunction(jit_source(source, name), source, arg_list, outputs)
+    if backend != "numpy":
+        raise BackendUnavailableError(f"unknown backend {backend!r}; use 'numpy' or 'jax'")
     filename = f"<symgrad-matrix-{next(_counter)}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace = dict(_NAMESPACE)
@@ -435,7 +449,8 @@ def _sum_code(g: _Gen, node: MatAdd) -> str:
     return text
 
 
-def _generate(args: list, flat: list, spec: Any, name: str) -> str:
+def _generate(args: list, flat: list, spec: Any, name: str, in_place: bool = True) -> str:
+    # in_place: reuse dead temporaries' memory (NumPy); JAX arrays are immutable (jax.py)
     g = _Gen(args)
     order = mx.value_nodes(flat)
     for node in order:
@@ -464,7 +479,10 @@ def _generate(args: list, flat: list, spec: Any, name: str) -> str:
 
     params = ", ".join(f"a{i}" for i in range(len(args)))
     lines = [f"def {name}({params}):", *g.prologue]
-    lines += [f"    {line}" for line in _reuse_memory(kept, g.shapes, set(out_names))]
+    if in_place:
+        lines += [f"    {line}" for line in _reuse_memory(kept, g.shapes, set(out_names))]
+    else:
+        lines += [f"    {target} = {code}" for target, code in kept]
     lines.append(f"    return {build(spec)}")
     return "\n".join(lines) + "\n"
 
@@ -536,7 +554,11 @@ def _reuse_memory(kept: list[tuple[str, str]], shapes: dict, outputs: set[str]) 
 
 
 def value_and_grad(
-    f: sp.Expr, wrt: Sequence[MatrixSymbol], args: Sequence[sp.Basic] | None = None
+    f: sp.Expr,
+    wrt: Sequence[MatrixSymbol],
+    args: Sequence[sp.Basic] | None = None,
+    *,
+    backend: str = "numpy",
 ) -> CompiledMatrixFunction:
     """Compile ``f`` and its gradients: the function returns ``(f, [df/dw for w in wrt])``.
 
@@ -545,6 +567,7 @@ def value_and_grad(
         wrt: parameters to differentiate by (``MatrixSymbol``/``Symbol``).
         args: call order of all arguments; default ``wrt`` followed by the other symbols in
             order of appearance.
+        backend: ``"numpy"`` or ``"jax"`` (see :func:`compile_matrix`).
 
     Returns:
         A :class:`CompiledMatrixFunction`; value and gradients share one DAG (CSE across both).
@@ -565,4 +588,4 @@ def value_and_grad(
             if isinstance(n, (MatrixSymbol, sp.Symbol)) and n not in wrt
         ]
         args = [*wrt, *others]
-    return compile_matrix([f, list(grads)], args, name="symgrad_value_and_grad")
+    return compile_matrix([f, list(grads)], args, name="symgrad_value_and_grad", backend=backend)

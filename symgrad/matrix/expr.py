@@ -634,6 +634,17 @@ def from_scalar(body: sp.Expr, mats: Sequence[MatrixExpr]) -> MatrixExpr:
         ):
             base, p = done[node.base], int(node.exp)
             done[node] = hadamard(base, base) if p == 2 else HadamardPower(base, p)
+        elif isinstance(node, (sp.Function, sp.Pow)) and all(
+            isinstance(done[a], MatrixExpr) or not a.has(*_VARS[: len(mats)]) for a in node.args
+        ):
+            # f(g(u)): a Map of f over the matrix already built for g(u), so e^{y z} inside
+            # 1 / (e^{y z} + 1)^2 is computed once
+            inner = [done[a] for a in node.args if isinstance(done[a], MatrixExpr)]
+            it = iter(_VARS)
+            outer = node.func(
+                *[next(it) if isinstance(done[a], MatrixExpr) else a for a in node.args]
+            )
+            done[node] = _map(outer, inner)
         else:  # a function of the variables: one Map over the original operands
             done[node] = _map(node, mats)
     out = done[body]

@@ -26,7 +26,7 @@ from sympy.printing.latex import LatexPrinter
 from ..derivation.printers import tex_name
 from .expr import Broadcast, LogDet, LogSumExp, Map, Softmax, SumAll, SumAxis, _split
 
-__all__ = ["MatrixLatexPrinter", "latex"]
+__all__ = ["MatrixLatexPrinter", "latex", "reciprocal", "term_order"]
 
 
 class MatrixLatexPrinter(LatexPrinter):
@@ -62,8 +62,8 @@ class MatrixLatexPrinter(LatexPrinter):
 
     def _print_HadamardProduct(self, expr):
         # a product inside ⊙ is parenthesised: (1 - h ⊙ h) ⊙ (W^T δ); 1 ./ B factors print as ⊘ B
-        num = [a for a in expr.args if _reciprocal(a) is None]
-        den = [_reciprocal(a) for a in expr.args if _reciprocal(a) is not None]
+        num = [a for a in expr.args if reciprocal(a) is None]
+        den = [reciprocal(a) for a in expr.args if reciprocal(a) is not None]
         text = r" \odot ".join(self._factor(a) for a in num) if num else r"\mathbf{1}"
         return "".join([text, *(rf" \oslash {self._factor(d)}" for d in den)])
 
@@ -109,14 +109,7 @@ class MatrixLatexPrinter(LatexPrinter):
         return rf"{self._wrap(expr.args[0])}^{{\odot {self._print(expr.args[1])}}}"
 
     def _print_MatAdd(self, expr):
-        # positive terms first: "1 - h ⊙ h", not "- h ⊙ h + 1"; transposes last: "A + A^T"
-        terms = sorted(
-            expr.args,
-            key=lambda t: (
-                _split(t)[0].could_extract_minus_sign(),
-                isinstance(_split(t)[1], Transpose),
-            ),
-        )
+        terms = sorted(expr.args, key=term_order)
         out = ""
         for i, t in enumerate(terms):
             c, base = _split(t)
@@ -180,7 +173,24 @@ class MatrixLatexPrinter(LatexPrinter):
         return rf"\log\det {self._wrap(expr.arg)}"
 
 
-def _reciprocal(a: sp.Basic) -> sp.Basic | None:
+def term_order(t: sp.Basic) -> tuple[bool, bool]:
+    """Sort key of sum terms: positive first ("1 - h ⊙ h"), transposes last ("A + A^T").
+
+    >>> A = sp.MatrixSymbol("A", 2, 2)
+    >>> term_order(A.T), term_order(-A)
+    ((False, True), (True, False))
+    """
+    c, base = _split(t)
+    return c.could_extract_minus_sign(), isinstance(base, Transpose)
+
+
+def reciprocal(a: sp.Basic) -> sp.Basic | None:
+    """``B`` when ``a`` is the entrywise reciprocal ``1 ./ B`` (printed as a quotient), else None.
+
+    >>> B = sp.MatrixSymbol("B", 2, 2)
+    >>> reciprocal(Map(sp.Lambda(sp.Symbol("u0"), 1 / sp.Symbol("u0")), B))
+    B
+    """
     """``B`` when ``a`` is the entrywise reciprocal ``1 ./ B``."""
     if isinstance(a, Map) and len(a.mats) == 1 and a.lam.expr == 1 / a.lam.variables[0]:
         return a.mats[0]

@@ -261,6 +261,8 @@ class Trainer:
             :func:`hinge`).
         optimizer: :class:`SGD` or :class:`Adam`.
         nout: rows of ``Y``; default the model's output width.
+        backend: ``"numpy"`` or ``"jax"`` for the compiled step (see
+            :func:`~symgrad.matrix.codegen.compile_matrix`); the update stays NumPy's.
 
     Attributes:
         fn: the compiled value-and-gradient function (``fn.source`` shows the code).
@@ -272,7 +274,13 @@ class Trainer:
     """
 
     def __init__(
-        self, model: MLP, loss: Callable[..., Any], optimizer: Any, nout: int | None = None
+        self,
+        model: MLP,
+        loss: Callable[..., Any],
+        optimizer: Any,
+        nout: int | None = None,
+        *,
+        backend: str = "numpy",
     ) -> None:
         self.model, self.optimizer = model, optimizer
         X = MatrixSymbol("X", model.nin, BATCH)
@@ -281,12 +289,12 @@ class Trainer:
         self.params = model.parameters()
         self.loss_expr = loss(out, Y)
         self.fn: CompiledMatrixFunction = value_and_grad(
-            self.loss_expr, self.params, [*self.params, X, Y]
+            self.loss_expr, self.params, [*self.params, X, Y], backend=backend
         )
         self._arrays = [model.values[p] for p in self.params]
 
     def __call__(self, X: np.ndarray, Y: np.ndarray) -> Any:
         # shapes of X and Y (samples as columns, equal batch sizes) are checked by self.fn
         value, grads = self.fn(*self._arrays, X, Y)
-        self.optimizer.update(self._arrays, grads)
+        self.optimizer.update(self._arrays, [np.asarray(g) for g in grads])
         return value

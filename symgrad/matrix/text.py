@@ -27,6 +27,7 @@ from sympy.matrices.expressions import (
 from sympy.printing.str import StrPrinter
 
 from .expr import Broadcast, LogDet, LogSumExp, Map, Softmax, SumAll, SumAxis, _split
+from .latex import reciprocal, term_order
 
 __all__ = ["text"]
 
@@ -75,12 +76,8 @@ class _TextPrinter(StrPrinter):
         return f"{self.wrap(c)}*{body}"
 
     def _print_MatAdd(self, expr):
-        def key(t):
-            c, base = _split(t)
-            return c.could_extract_minus_sign(), isinstance(base, Transpose)
-
         out = ""
-        for i, t in enumerate(sorted(expr.args, key=key)):
+        for i, t in enumerate(sorted(expr.args, key=term_order)):
             c, base = _split(t)
             if c.could_extract_minus_sign():
                 body = self._print(base if c == -1 else sp.MatMul(-c, base))
@@ -90,8 +87,8 @@ class _TextPrinter(StrPrinter):
         return out
 
     def _print_HadamardProduct(self, expr):
-        num = [a for a in expr.args if not _is_reciprocal(a)]
-        den = [a.mats[0] for a in expr.args if _is_reciprocal(a)]
+        num = [a for a in expr.args if reciprocal(a) is None]
+        den = [reciprocal(a) for a in expr.args if reciprocal(a) is not None]
         out = " .* ".join(self.wrap(a) for a in num) if num else "1"
         return out + "".join(f" ./ {self.wrap(d)}" for d in den)
 
@@ -212,10 +209,6 @@ class _TextPrinter(StrPrinter):
     def _print_BlockMatrix(self, expr):
         rows = expr.blocks.tolist()
         return "[" + "; ".join(", ".join(self._print(b) for b in row) for row in rows) + "]"
-
-
-def _is_reciprocal(a: sp.Basic) -> bool:
-    return isinstance(a, Map) and len(a.mats) == 1 and a.lam.expr == 1 / a.lam.variables[0]
 
 
 def text(expr: Any) -> str:

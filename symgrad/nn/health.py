@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import OptionError, SymgradWarning
+from ..errors import InputTypeError, OptionError, SymgradWarning
+from ..inputs import describe
 
 __all__ = ["HealthMonitor", "LayerStats", "TrainingWarning"]
 
@@ -60,6 +61,13 @@ class LayerStats:
     update_ratio: float
 
 
+def _float(value: float) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # a huge int
+        return math.inf
+
+
 class HealthMonitor:
     """Watches per-layer gradients and updates during training.
 
@@ -83,9 +91,21 @@ class HealthMonitor:
         explode: float = 1e4,
         max_ratio: float = 10.0,
     ) -> None:
-        if not (0 <= vanish < explode):
-            raise OptionError(f"need 0 <= vanish < explode, got {vanish} and {explode}")
-        self.groups = [(name, np.asarray(idx, dtype=int)) for name, idx in groups]
+        for value, name in ((vanish, "vanish"), (explode, "explode"), (max_ratio, "max_ratio")):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InputTypeError(f"{name} must be a number, got {describe(value)}")
+        vanish, explode, max_ratio = _float(vanish), _float(explode), _float(max_ratio)
+        if not (0 <= vanish < explode) or not max_ratio > 0:
+            raise OptionError(
+                f"need 0 <= vanish < explode and max_ratio > 0, got {vanish}, {explode}, "
+                f"{max_ratio}"
+            )
+        try:
+            self.groups = [(str(name), np.asarray(idx, dtype=int)) for name, idx in groups]
+        except (TypeError, ValueError, OverflowError):
+            raise InputTypeError(
+                f"groups must be (name, indices) pairs, got {describe(groups)}"
+            ) from None
         self.vanish = vanish
         self.explode = explode
         self.max_ratio = max_ratio

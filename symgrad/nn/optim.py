@@ -37,14 +37,27 @@ def linear_schedule(start: float, end: float, steps: int) -> Callable[[int], flo
     return lambda k: start - (start - end) * k / steps
 
 
+def _real(value: object, name: str, low: float, high: float, *, open_low: bool = False) -> float:
+    """``value`` as a finite float in ``[low, high)`` (``(low, high)`` with ``open_low``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputTypeError(f"{name} must be a number, got {describe(value)}")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    above = low < number if open_low else low <= number
+    if not (math.isfinite(number) and above and number < high):
+        bounds = f"{'(' if open_low else '['}{low:g}, {high:g})"
+        raise OptionError(f"{name} must be a finite number in {bounds}, got {value!r:.40}")
+    return number
+
+
 def _check_lr(lr: object) -> Schedule:
     if callable(lr):
         return lr
     if isinstance(lr, bool) or not isinstance(lr, (int, float)):
         raise InputTypeError(f"lr must be a number or a function of the step, got {describe(lr)}")
-    if not (math.isfinite(lr) and lr > 0):
-        raise OptionError(f"lr must be a positive finite number, got {lr}")
-    return float(lr)
+    return _real(lr, "lr", 0.0, math.inf, open_low=True)
 
 
 class Optimizer:
@@ -90,11 +103,7 @@ class SGD(Optimizer):
 
     def __init__(self, lr: Schedule = 0.1, momentum: float = 0.0) -> None:
         super().__init__(lr)
-        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)):
-            raise InputTypeError(f"momentum must be a number, got {describe(momentum)}")
-        if not 0 <= momentum < 1:
-            raise OptionError(f"momentum must be in [0, 1), got {momentum}")
-        self.momentum = float(momentum)
+        self.momentum = _real(momentum, "momentum", 0.0, 1.0)
         self._velocity: np.ndarray | None = None
 
     def reset(self) -> None:
@@ -126,10 +135,10 @@ class Adam(Optimizer):
         self, lr: Schedule = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
     ) -> None:
         super().__init__(lr)
-        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
-            raise OptionError(f"betas must be two numbers in [0, 1), got {betas!r}")
-        self.betas = (float(betas[0]), float(betas[1]))
-        self.eps = float(eps)
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise InputTypeError(f"betas must be two numbers in [0, 1), got {describe(betas)}")
+        self.betas = (_real(betas[0], "betas[0]", 0.0, 1.0), _real(betas[1], "betas[1]", 0.0, 1.0))
+        self.eps = _real(eps, "eps", 0.0, math.inf, open_low=True)
         self.reset()
 
     def reset(self) -> None:

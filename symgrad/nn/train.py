@@ -237,6 +237,8 @@ class Trainer:
         optimizer: an :class:`~symgrad.nn.optim.Optimizer` (default ``SGD(lr=0.1)``).
         monitor: ``True`` (default) for a :class:`HealthMonitor` with default thresholds,
             ``False`` for none, or a monitor of your own.
+        backend: the compiled functions' target (see :func:`symgrad.lambdify`); ``"jax"``
+            computes in float64, so it needs JAX's 64-bit mode.
 
     Attributes:
         compile_seconds: the time spent deriving and compiling.
@@ -259,6 +261,7 @@ class Trainer:
         l2: float = 0.0,
         optimizer: Optimizer | None = None,
         monitor: bool | HealthMonitor = True,
+        backend: str = "numpy",
     ) -> None:
         if not isinstance(model, Module) or not hasattr(model, "nin"):
             raise InputTypeError(
@@ -283,15 +286,17 @@ class Trainer:
         per_sample = sweep([self.loss_expr], theta)[0]
         grads = [per_sample.get(s, sp.S.Zero) for s in theta]
         self._batch_fn = lambdify(
-            [self.loss_expr, grads, scores], [theta, x, t], name="loss_and_grad"
+            [self.loss_expr, grads, scores], [theta, x, t], backend, name="loss_and_grad"
         )
-        self._predict_fn = lambdify([scores], [theta, x], name="predict")
+        self._predict_fn = lambdify([scores], [theta, x], backend, name="predict")
         self._reg_fn = None
         if self.l2:
             # the regulariser does not depend on the batch: compiled apart, evaluated once
             reg = sp.Float(self.l2) * sp.Add(*[s**2 for s in theta])
             reg_grad = sweep([reg], theta)[0]
-            self._reg_fn = lambdify([reg, [reg_grad[s] for s in theta]], [theta], name="reg")
+            self._reg_fn = lambdify(
+                [reg, [reg_grad[s] for s in theta]], [theta], backend, name="reg"
+            )
         self.compile_seconds = time.perf_counter() - start
         self.monitor = self._make_monitor(monitor)
 

@@ -1,0 +1,396 @@
+"""The JAX target: a :class:`~symgrad.codegen.plan.Program` as ``jax.numpy`` code under ``jax.jit``.
+
+Each statement of the program is one JAX statement, printed by SymPy's ``JaxPrinter`` (with the
+shared overrides of ``printers.py``) over its arguments' names; single-use products meet in one
+matrix product (``fuse.py``), with JAX versions of the fused operations below. The
+function is wrapped in ``jax.jit``; called with tracers it is traced like any JAX code, so it
+works inside the user's own ``jax.jit``, ``jax.vmap`` and ``jax.grad``, and on whatever devices
+the arrays live on (sharded arrays keep their sharding; a batch mean over a sharded axis becomes
+a cross-device reduction).
+
+Dtypes follow JAX: float32 inputs give float32 outputs; float64 needs JAX's 64-bit mode, and a
+float64 NumPy array given while it is off is refused with a :class:`~symgrad.errors.DtypeError`
+(JAX would silently round it to float32).
+
+>>> import sympy as sp
+>>> import numpy as np
+>>> from symgrad import lambdify
+>>> x = sp.Symbol("x")
+>>> f = lambdify(sp.sin(x) * x, [x], backend="jax")
+>>> f(np.ones(3, np.float32)).dtype
+dtype('float32')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import linecache
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import sympy as sp
+from sympy.printing.numpy import JaxPrinter
+
+from ..errors import ArgumentError, DtypeError, ShapeError, UnsupportedFunctionError, require
+from ..inputs import describe
+from .fuse import Fuser, _Pair
+from .plan import Program, describe_args, rectangular, walk
+from .printers import TargetPrinter
+from .pyfloat import arg_names
+
+
+def import_jax() -> Any:
+    """The ``jax`` module, or a :class:`BackendUnavailableError` naming the extra to install."""
+    # generated code names jax.numpy and jax.scipy.special fully qualified
+    for module in ("jax.numpy", "jax.scipy.special"):
+        require(module, "jax", "backend='jax'")
+    return require("jax", "jax", "backend='jax'")
+
+
+class JaxTargetPrinter(TargetPrinter, JaxPrinter):
+    """SymPy's JAX printer with the shared overrides and JAX's special functions.
+
+    >>> import sympy as sp
+    >>> x = sp.Symbol("x")
+    >>> JaxTargetPrinter().doprint(sp.Max(x, sp.sin(x), 0) + sp.erf(x))
+    'jax.numpy.maximum(jax.numpy.maximum(0, x), jax.numpy.sin(x)) + jax.scipy.special.erf(x)'
+    """
+
+    inf = "jax.numpy.inf"
+    nan = "jax.numpy.nan"
+
+    def __init__(self) -> None:
+        super().__init__({"fully_qualified_modules": True, "strict": True, "order": "none"})
+
+    def _module_format(self, fqn, register=True):
+        # what SymPy would print from ``math`` has no traceable JAX form here
+        if fqn.startswith("math."):
+            raise UnsupportedFunctionError(
+                fqn[5:],
+                f"cannot compile {fqn[5:]} for JAX: it has no jax.numpy or jax.scipy "
+                "translation; use backend='numpy', or replace the function",
+            )
+        return super()._module_format(fqn, register)
+
+    def _print_Heaviside(self, expr):
+        h0 = expr.args[1] if len(expr.args) > 1 else sp.S.Half
+        return f"jax.numpy.heaviside({self._print(expr.args[0])}, {self._print(h0)})"
+
+    def _print_ITE(self, expr):
+        c, a, b = (self._print(e) for e in expr.args)
+        return f"jax.numpy.where({c}, {a}, {b})"
+
+    def _fold(self, fn: str, args) -> str:
+        # max/min of several arguments as nested binary calls (NaN propagates, like NumPy)
+        text = self._print(args[0])
+        for a in args[1:]:
+            text = f"{fn}({text}, {self._print(a)})"
+        return text
+
+    def _print_Max(self, expr):
+        return self._fold("jax.numpy.maximum", expr.args)
+
+    def _print_Min(self, expr):
+        return self._fold("jax.numpy.minimum", expr.args)
+
+    def _print_sigmoid(self, expr):
+        # the NumPy form (exp(-logaddexp(0, -x)): no overflow), through this printer's module
+        return expr._numpycode(self)
+
+    def _special(self, name: str, expr) -> str:
+        return f"jax.scipy.special.{name}({self._print(expr.args[0])})"
+
+    def _print_erf(self, expr):
+        return self._special("erf", expr)
+
+    def _print_erfc(self, expr):
+        return self._special("erfc", expr)
+
+    def _print_gamma(self, expr):
+        return f"jax.numpy.exp({self._special('gammaln', expr)})"
+
+    def _print_loggamma(self, expr):
+        return self._special("gammaln", expr)
+
+
+def emit(prog: Program, name: str, *, mean: bool = False) -> str:
+    """The source of a function ``name`` computing ``prog`` with ``jax.numpy``.
+
+    Every statement of the program is one JAX statement; single-use products meet in one
+    ``_dot``/``_gather`` (``fuse.py``), i.e. one matrix product, which is what XLA runs fastest.
+    Arguments are checked by the caller (:func:`build`), outside the traced code.
+
+    Args:
+        prog: the program.
+        name: the function's name.
+        mean: return each output's batch mean (``reduce="mean"``).
+
+    >>> import sympy as sp
+    >>> from symgrad.codegen.plan import plan
+    >>> x = sp.Symbol("x")
+    >>> print(emit(plan(sp.exp(x) + x, [x]), "f"))
+    def f(_a0):
+        # _a0: 'x'
+        _dtype = _result_dtype(_a0)
+        return _cast(_a0 + jax.numpy.exp(_a0), _dtype)
+    <BLANKLINE>
+    """
+    params = [f"_a{i}" for i in range(len(prog.args))]
+    lines = [f"def {name}({', '.join(params)}):"]
+    for i, item in enumerate(prog.args):
+        what = f"vector of {len(item)} symbols" if isinstance(item, list) else repr(item.name)
+        lines.append(f"    # _a{i}: {what}")
+    lines.append(f"    _dtype = _result_dtype({', '.join(params)})")
+    printer = JaxTargetPrinter()
+    elements = {
+        f"_a{s[0]}_{s[1]}": (f"_a{s[0]}", s[1]) for s in prog.source if s is not None and s[1] >= 0
+    }
+    fuser = Fuser(printer, {}, elements)
+
+    def text_of(i, node, kids):
+        if prog.pair[i]:  # a product read once: its reader may fuse it (_dot, _gather)
+            return _Pair(node, kids, prog.args_of[i]), ()
+        text = fuser.node(node, kids)
+        lines, fuser.lines = fuser.lines, []
+        return text, lines
+
+    slots = [f"_t{k}" for k in range(prog.n_slots)]
+    body, kid = walk(prog, arg_names(prog), slots, text_of)
+
+    def build(s: Any, top: bool) -> str:
+        if isinstance(s, int):
+            text = fuser.text(kid[prog.outs[s]])
+            return f"_cast(_batch_mean({text}, 0), _dtype)" if mean else f"_cast({text}, _dtype)"
+        if top:
+            inner = ", ".join(build(item, False) for item in s)
+            return f"({inner}{',' if len(s) == 1 else ''})"
+        shape, flat = rectangular(s)
+        stacked = fuser.stacked(shape, [kid[prog.outs[j]] for j in flat], mean=mean)
+        return f"_cast({stacked}, _dtype)"
+
+    ret = build(prog.spec, prog.top)
+    # only the vector entries the statements name (fused ones are read as slices)
+    lines += [f"    {e} = {v}[{k}]" for e, (v, k) in elements.items() if e in fuser.used]
+    lines += [f"    {ln}" if t is None else f"    {t} = {ln}" for t, ln in body]
+    lines += [f"    {ln}" for ln in fuser.lines]
+    lines.append(f"    return {ret}")
+    return "\n".join([*lines, *fuser.constants]) + "\n"
+
+
+def build(prog: Program, name: str, mean: bool) -> tuple[Callable, str]:
+    """A jitted JAX function of ``prog`` (behind argument checks) and its source."""
+    jax = import_jax()
+    source = emit(prog, name, mean=mean)
+    filename = f"<symgrad-jax:{name}:{hashlib.sha1(source.encode()).hexdigest()[:12]}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    namespace: dict[str, Any] = {
+        "jax": jax,
+        "_result_dtype": _result_dtype,
+        "_cast": _cast,
+        **RUNTIME,
+    }
+    exec(compile(source, filename, "exec"), namespace)  # generated code only, never user text
+    jitted = jax.jit(namespace[name])
+    names = [str(a) if isinstance(a, sp.Symbol) else f"a vector of {len(a)}" for a in prog.args]
+    sizes = [None if isinstance(a, sp.Symbol) else len(a) for a in prog.args]
+
+    def call(*values: Any) -> Any:
+        if len(values) != len(sizes):
+            raise ArgumentError(
+                f"compiled function takes {len(sizes)} argument(s) ({describe_args(prog.args)})"
+                f", got {len(values)}"
+            )
+        values = [_coerce(v, i, names, sizes[i]) for i, v in enumerate(values)]
+        batch = [np.shape(v)[0 if n is None else 1 :] for v, n in zip(values, sizes, strict=True)]
+        try:
+            np.broadcast_shapes(*batch)
+        except ValueError:
+            shown = ", ".join(str(np.shape(v)) for v in values)
+            raise ShapeError(
+                f"argument shapes do not broadcast together ({shown}); batch axes come after a "
+                "vector argument's first axis"
+            ) from None
+        return jitted(*values)
+
+    call.jitted = jitted  # type: ignore[attr-defined]
+    return call, source
+
+
+# ---------------------------------------------------------------------------------------------
+# what the generated code and its wrapper call
+
+
+def _coerce(value: Any, position: int, names: Sequence[str], size: int | None) -> Any:
+    """An argument as a JAX-ready float value; a float64 array needs JAX's 64-bit mode."""
+    import jax
+    import jax.numpy as jnp
+
+    if isinstance(value, (bool, np.bool_, str, bytes)) or value is None:
+        raise ArgumentError(
+            f"argument {position} ({names[position]}) must be a number or an array of numbers, "
+            f"got {describe(value)}"
+        )
+    if isinstance(value, (int, float)) and size is None:
+        return float(value)  # a weakly typed scalar: it takes the other arguments' dtype
+    if not isinstance(value, jax.Array):
+        try:
+            value = np.asarray(value)
+        except (ValueError, TypeError) as exc:
+            raise ArgumentError(
+                f"argument {position} ({names[position]}) is not a numeric array: {exc}"
+            ) from exc
+        if value.dtype.kind not in "iufc":
+            raise ArgumentError(
+                f"argument {position} ({names[position]}) must be numeric, got an array of "
+                f"dtype {value.dtype}"
+            )
+        wide = value.dtype in (np.float64, np.complex128)
+        if wide and jax.dtypes.canonicalize_dtype(np.float64) != np.float64:
+            raise DtypeError(
+                f"argument {position} ({names[position]}) is {value.dtype}, but JAX computes "
+                "in 32 bits unless its 64-bit mode is on: call "
+                "jax.config.update('jax_enable_x64', True) at start-up for float64, or pass "
+                "float32 arrays (x.astype(numpy.float32))"
+            )
+    if value.dtype.kind in "iub":
+        value = jnp.asarray(value, dtype=jnp.result_type(float))
+    if size is not None and (value.ndim == 0 or value.shape[0] != size):
+        raise ShapeError(
+            f"argument {position} ({names[position]}) must have {size} entries along its first "
+            f"axis (one per symbol), got shape {tuple(value.shape)}"
+        )
+    return value
+
+
+def _result_dtype(*values: Any) -> Any:
+    # JAX's promotion of the arguments (Python floats are weak: they follow the arrays)
+    import jax.numpy as jnp
+
+    return jnp.result_type(*values, float)
+
+
+def _cast(x: Any, dtype: Any) -> Any:
+    import jax.numpy as jnp
+
+    return jnp.asarray(x, dtype=dtype)
+
+
+# The fused operations of codegen.fuse, in JAX: the same contracts as codegen.runtime's NumPy
+# helpers (leaves stacked along a new first axis, batch axes last), without in-place writes.
+
+
+def _rows(items: Any) -> Any:
+    import jax
+    import jax.numpy as jnp
+
+    if isinstance(items, jax.Array):
+        return items
+    return jnp.stack(jnp.broadcast_arrays(*[jnp.asarray(v) for v in items]))
+
+
+def _lift(x: Any, ndim: int) -> Any:
+    # rows with fewer batch axes get length-1 axes after the first (batch axes align right)
+    if x.ndim >= ndim:
+        return x
+    return x.reshape(x.shape[:1] + (1,) * (ndim - x.ndim) + x.shape[1:])
+
+
+def _stack(shape: tuple[int, ...], items: list) -> Any:
+    arr = _rows(items)
+    return arr.reshape(shape + arr.shape[1:]) if len(shape) > 1 else arr
+
+
+def _dot(left: Any, right: Any) -> Any:
+    # sum_k left[k] * right[k]: one matrix product where the shapes allow it
+    a, b = _rows(left), _rows(right)
+    if a.ndim == 1 and b.ndim <= 2:
+        return a @ b
+    if b.ndim == 1 and a.ndim == 2:
+        return b @ a
+    nd = max(a.ndim, b.ndim)
+    return (_lift(a, nd) * _lift(b, nd)).sum(axis=0)
+
+
+def _gather(shape, where, items, left, right) -> Any:
+    # entries at[k] are left[li[k]] * right[ri[k]]; entries rest[k] are items[k]
+    import jax.numpy as jnp
+
+    at, li, ri, rest = where
+    a, b = _rows(left)[li], _rows(right)[ri]
+    nd = max(a.ndim, b.ndim)
+    prod = _lift(a, nd) * _lift(b, nd)
+    if len(items):
+        others = _rows(items)
+        nd = max(nd, others.ndim)
+        prod, others = _lift(prod, nd), _lift(others, nd)
+        batch = jnp.broadcast_shapes(prod.shape[1:], others.shape[1:])
+        prod = jnp.concatenate(
+            [
+                jnp.broadcast_to(prod, (len(at), *batch)),
+                jnp.broadcast_to(others, (len(rest), *batch)).astype(prod.dtype),
+            ]
+        )
+    out = prod[_placement(at, rest)]
+    return out.reshape(shape + out.shape[1:])
+
+
+def _placement(at: np.ndarray, rest: np.ndarray) -> np.ndarray:
+    # rows stacked as [products..., others...] -> their places: one static gather, no scatter
+    where = np.empty(len(at) + len(rest), dtype=np.intp)
+    where[at] = np.arange(len(at))
+    where[rest] = len(at) + np.arange(len(rest))
+    return where
+
+
+def _gather_mean(shape, where, items, left, right) -> Any:
+    # the batch mean of _gather(...): the mean of left[i] * right[j] over the batch is entry
+    # (i, j) of one matrix product, left @ right.T / n
+    import jax.numpy as jnp
+
+    at, li, ri, rest = where
+    a, b = _rows(left), _rows(right)
+    nd = max(a.ndim, b.ndim)
+    if nd == 1:  # the products have no batch axes
+        return _batch_mean(_gather(shape, where, items, a, b), len(shape))
+    a, b = _lift(a, nd), _lift(b, nd)
+    batch = jnp.broadcast_shapes(a.shape[1:], b.shape[1:])
+    others = _rows(items) if len(items) else None
+    full = batch if others is None else jnp.broadcast_shapes(batch, others.shape[1:])
+    if 0 in full:
+        _empty_batch()
+    n = int(np.prod(batch))
+    a = jnp.broadcast_to(a, a.shape[:1] + batch).reshape(a.shape[0], n)
+    b = jnp.broadcast_to(b, b.shape[:1] + batch).reshape(b.shape[0], n)
+    pairs = (a @ b.T)[li, ri] / n
+    if others is not None:
+        means = others.reshape(len(rest), -1).mean(axis=1).astype(pairs.dtype)
+        pairs = jnp.concatenate([pairs, means])
+    return pairs[_placement(at, rest)].reshape(shape)
+
+
+def _batch_mean(x: Any, lead: int) -> Any:
+    # the mean over the batch axes (those after the output's own ``lead`` axes); sizes are
+    # static under tracing, so an empty batch is refused before anything runs
+    import jax.numpy as jnp
+
+    x = jnp.asarray(x)
+    if x.ndim <= lead:
+        return x
+    if 0 in x.shape[lead:]:
+        _empty_batch()
+    return x.mean(axis=tuple(range(lead, x.ndim)))
+
+
+def _empty_batch() -> None:
+    raise ShapeError("reduce='mean' over an empty batch: give at least one sample")
+
+
+def _indices(text: str) -> np.ndarray:
+    return np.array([int(v) for v in text.split(",")] if text else [], dtype=np.intp)
+
+
+#: What generated JAX code calls, by name.
+RUNTIME = {
+    f.__name__: f for f in (_rows, _stack, _dot, _gather, _gather_mean, _batch_mean, _indices)
+}
