@@ -302,9 +302,8 @@ def _lambdify(
         from .jax import build as build_jax
 
         fn, source = build_jax(prog, name, reduce == "mean")
-        return CompiledFunction(
-            fn, source, prog.args, outputs, name=name, backend=backend, reduce=reduce
-        )
+        info = {"name": name, "backend": backend, "reduce": reduce, "float_outputs": "array"}
+        return CompiledFunction(fn, source, prog.args, outputs, **info)
     kernel = None
     if backend == "c":
         kernel = build_c_kernel(prog.args, prog.leaves, f"{name}_kernel", mean=reduce == "mean")
