@@ -42,7 +42,9 @@ def test_training_health_example():
     out = run("training_health.py")
     sections = out.split("--- ")
     too_large, fine, saturated, xavier = sections[1:5]
-    assert "lower the learning rate" in too_large and "stopped: loss became nan" in too_large
+    assert "lower the learning rate" in too_large
+    # the run stops before a non-finite loss or update, keeping the last finite parameters
+    assert "stopped: " in too_large and "kept the last finite parameters" in too_large
     assert "the model kept finite parameters: True" in too_large
     assert "training is healthy" in fine
     assert "layer 0: the gradient norm 0 is below" in saturated
