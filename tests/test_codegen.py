@@ -284,3 +284,14 @@ def test_reduce_rejects_unknown_values() -> None:
 
     with pytest.raises(OptionError, match="reduce"):
         lambdify(x, [x], reduce="sum")
+
+
+def test_an_output_that_only_negates_a_vector_entry():
+    # the entry is read only through a negation printed in place: it must still be unpacked
+    x, y, z = sp.symbols("x y z")
+    batch = np.arange(12.0).reshape(3, 4)
+    np.testing.assert_array_equal(lambdify(-y, [[x, y, z]])(batch), -batch[1])
+    value, gradient = value_and_grad(-y, [x, y, z], [[x, y, z]])(batch)
+    np.testing.assert_array_equal(value, -batch[1])
+    np.testing.assert_array_equal(gradient, [0, -1, 0])
+    assert float(lambdify(-y, [[x, y, z]])([1.0, 2.0, 3.0])) == -2.0

@@ -113,8 +113,8 @@ class Fuser:
         """A factor as text: a pair is printed as a plain product."""
         if type(kid) is _Pair or type(kid) is _Terms:
             return Inlined.of(self.node(kid.node, kid.kids), kid.node)  # a product never fuses
+        self._mark([kid])  # a name, or a shadow over names (-name): its entries are read
         if isinstance(kid, str):
-            self._mark([kid])
             return kid
         return _doprint(self.printer, kid)
 
