@@ -36,7 +36,7 @@ from ..errors import ArgumentError, DtypeError, ShapeError, UnsupportedFunctionE
 from ..inputs import describe
 from .fuse import Fuser, _Pair
 from .plan import Program, describe_args, rectangular, walk
-from .printers import TargetPrinter
+from .printers import ArrayFunctions, TargetPrinter
 from .pyfloat import arg_names
 
 
@@ -48,7 +48,7 @@ def import_jax() -> Any:
     return require("jax", "jax", "backend='jax'")
 
 
-class JaxTargetPrinter(TargetPrinter, JaxPrinter):
+class JaxTargetPrinter(ArrayFunctions, TargetPrinter, JaxPrinter):
     """SymPy's JAX printer with the shared overrides and JAX's special functions.
 
     >>> import sympy as sp
@@ -57,6 +57,7 @@ class JaxTargetPrinter(TargetPrinter, JaxPrinter):
     'jax.numpy.maximum(jax.numpy.maximum(0, x), jax.numpy.sin(x)) + jax.scipy.special.erf(x)'
     """
 
+    _array = "jax.numpy"
     inf = "jax.numpy.inf"
     nan = "jax.numpy.nan"
 
@@ -72,27 +73,6 @@ class JaxTargetPrinter(TargetPrinter, JaxPrinter):
                 "translation; use backend='numpy', or replace the function",
             )
         return super()._module_format(fqn, register)
-
-    def _print_Heaviside(self, expr):
-        h0 = expr.args[1] if len(expr.args) > 1 else sp.S.Half
-        return f"jax.numpy.heaviside({self._print(expr.args[0])}, {self._print(h0)})"
-
-    def _print_ITE(self, expr):
-        c, a, b = (self._print(e) for e in expr.args)
-        return f"jax.numpy.where({c}, {a}, {b})"
-
-    def _fold(self, fn: str, args) -> str:
-        # max/min of several arguments as nested binary calls (NaN propagates, like NumPy)
-        text = self._print(args[0])
-        for a in args[1:]:
-            text = f"{fn}({text}, {self._print(a)})"
-        return text
-
-    def _print_Max(self, expr):
-        return self._fold("jax.numpy.maximum", expr.args)
-
-    def _print_Min(self, expr):
-        return self._fold("jax.numpy.minimum", expr.args)
 
     def _print_sigmoid(self, expr):
         # the NumPy form (exp(-logaddexp(0, -x)): no overflow), through this printer's module

@@ -119,7 +119,37 @@ class TargetPrinter:
         return f"{_MARK}{expr.name}{_MARK}"
 
 
-class NumPyTargetPrinter(TargetPrinter, NumPyPrinter):
+class ArrayFunctions:
+    """Overrides shared by the array targets (NumPy, JAX), printed through module ``_array``.
+
+    Heaviside with its value at 0, a boolean if-then-else that stays boolean (``select`` would
+    make it float), and max/min of several arguments as nested binary calls (NaN propagates).
+    """
+
+    _array = "numpy"
+
+    def _print_Heaviside(self, expr):
+        h0 = expr.args[1] if len(expr.args) > 1 else sp.S.Half
+        return f"{self._array}.heaviside({self._print(expr.args[0])}, {self._print(h0)})"
+
+    def _print_ITE(self, expr):
+        c, a, b = (self._print(e) for e in expr.args)
+        return f"{self._array}.where({c}, {a}, {b})"
+
+    def _fold(self, fn: str, args) -> str:
+        text = self._print(args[0])
+        for a in args[1:]:
+            text = f"{fn}({text}, {self._print(a)})"
+        return text
+
+    def _print_Max(self, expr):
+        return self._fold(f"{self._array}.maximum", expr.args)
+
+    def _print_Min(self, expr):
+        return self._fold(f"{self._array}.minimum", expr.args)
+
+
+class NumPyTargetPrinter(ArrayFunctions, TargetPrinter, NumPyPrinter):
     """SymPy's NumPy printer with the shared overrides and NaN-propagating max/min.
 
     Functions NumPy lacks (``erf``, ``gamma``, ...) are printed as ``_vmath.f``: the run-time
@@ -143,10 +173,6 @@ class NumPyTargetPrinter(TargetPrinter, NumPyPrinter):
             return "_vmath." + fqn[5:]
         return super()._module_format(fqn, register)
 
-    def _print_Heaviside(self, expr):
-        h0 = expr.args[1] if len(expr.args) > 1 else sp.S.Half
-        return f"numpy.heaviside({self._print(expr.args[0])}, {self._print(h0)})"
-
     def _print_Pow(self, expr, rational=False):
         if self.is_half(expr.exp):
             return f"numpy.sqrt({self._print(expr.base)})"
@@ -154,23 +180,6 @@ class NumPyTargetPrinter(TargetPrinter, NumPyPrinter):
 
     def _loggamma(self, arg: str) -> str:
         return f"_vmath.loggamma({arg})"
-
-    def _print_ITE(self, expr):
-        # a boolean if-then-else stays boolean (numpy.select would make it float)
-        c, a, b = (self._print(e) for e in expr.args)
-        return f"numpy.where({c}, {a}, {b})"
-
-    def _fold(self, fn: str, args) -> str:
-        text = self._print(args[0])
-        for a in args[1:]:
-            text = f"{fn}({text}, {self._print(a)})"
-        return text
-
-    def _print_Max(self, expr):
-        return self._fold("numpy.maximum", expr.args)
-
-    def _print_Min(self, expr):
-        return self._fold("numpy.minimum", expr.args)
 
 
 class MathTargetPrinter(TargetPrinter, PythonCodePrinter):
