@@ -345,6 +345,13 @@ def _split(term: MatrixExpr) -> tuple[sp.Expr, MatrixExpr]:
     return sp.S.One, term
 
 
+def _squared(arg: MatrixExpr) -> MatrixExpr | None:
+    """``X`` when ``arg`` is ``X ⊙ X`` (so ``sum(arg)`` prints as a squared norm), else None."""
+    if isinstance(arg, HadamardProduct) and len(arg.args) == 2 and arg.args[0] == arg.args[1]:
+        return arg.args[0]
+    return None
+
+
 def scale(c: Any, A: MatrixExpr) -> MatrixExpr:
     """``c * A`` for a scalar ``c`` (folded into an existing coefficient).
 

@@ -24,7 +24,7 @@ from sympy.matrices.expressions import (
 from sympy.printing.latex import LatexPrinter
 
 from ..derivation.printers import tex_name
-from .expr import Broadcast, LogDet, LogSumExp, Map, Softmax, SumAll, SumAxis, _split
+from .expr import Broadcast, LogDet, LogSumExp, Map, Softmax, SumAll, SumAxis, _split, _squared
 
 __all__ = ["MatrixLatexPrinter", "latex", "reciprocal", "term_order"]
 
@@ -147,8 +147,8 @@ class MatrixLatexPrinter(LatexPrinter):
 
     def _print_SumAll(self, expr: SumAll):
         arg = expr.arg
-        if isinstance(arg, HadamardProduct) and len(arg.args) == 2 and arg.args[0] == arg.args[1]:
-            return rf"\left\|{self._print(arg.args[0])}\right\|^{{2}}"
+        if (base := _squared(arg)) is not None:
+            return rf"\left\|{self._print(base)}\right\|^{{2}}"
         return rf"\operatorname{{sum}}\left({self._print(expr.arg)}\right)"
 
     def _print_SumAxis(self, expr: SumAxis):

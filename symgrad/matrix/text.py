@@ -26,7 +26,7 @@ from sympy.matrices.expressions import (
 )
 from sympy.printing.str import StrPrinter
 
-from .expr import Broadcast, LogDet, LogSumExp, Map, Softmax, SumAll, SumAxis, _split
+from .expr import Broadcast, LogDet, LogSumExp, Map, Softmax, SumAll, SumAxis, _split, _squared
 from .latex import reciprocal, term_order
 
 __all__ = ["text"]
@@ -156,8 +156,8 @@ class _TextPrinter(StrPrinter):
 
     def _print_SumAll(self, expr: SumAll):
         arg = expr.arg
-        if isinstance(arg, HadamardProduct) and len(arg.args) == 2 and arg.args[0] == arg.args[1]:
-            return f"norm2({self._print(arg.args[0])})^2"
+        if (base := _squared(arg)) is not None:
+            return f"norm2({self._print(base)})^2"
         return f"sum({self._print(arg)})"
 
     def _print_SumAxis(self, expr: SumAxis):
