@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import math
 import os
@@ -282,10 +283,12 @@ def _matrix_run(args: argparse.Namespace, command: str) -> int | None:
         if args.target != "numpy":
             raise OptionError("--matrix compiles to NumPy only (--target numpy)")
         source = matrix_command.compile_source(text, args.shape, args.wrt)
+        written = None
         if args.output and args.output != "-":
-            from .codegen.export import write_atomic
-
-            write_atomic(args.output, source)
+            written = str(_write(source.encode("utf-8"), args.output))
+        if args.format == "json":
+            _dump({"expression": text, "source": source, "file": written})
+        elif written:
             print(f"wrote {args.output}: numpy module, function value_and_grad")
         else:
             print(source.rstrip())
@@ -475,7 +478,18 @@ def _check_json(report, expr, syms, claimed, at, undefined) -> dict:
         "expression": str(expr),
         "wrt": [s.name for s in syms],
         "at": {s.name: v for s, v in at.items()},
+        **_report_json(report),
         "ok": bool(report.ok) and not undefined,
+    }
+    if claimed:
+        out["claimed"] = {s.name: str(c) for s, c in zip(syms, claimed, strict=True)}
+    return out
+
+
+def _report_json(report) -> dict:
+    """A gradient check's verdict and per-variable numbers (JSON has no inf/nan: null)."""
+    return {
+        "ok": bool(report.ok),
         "method": report.method,
         "rtol": report.rtol,
         "atol": report.atol,
@@ -492,9 +506,6 @@ def _check_json(report, expr, syms, claimed, at, undefined) -> dict:
             for r in report.rows
         ],
     }
-    if claimed:
-        out["claimed"] = {s.name: str(c) for s, c in zip(syms, claimed, strict=True)}
-    return out
 
 
 def _verdict(report, expr: sp.Expr, syms: list[sp.Symbol], claimed: bool) -> str:
@@ -517,23 +528,27 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     others = sorted((s for s in free_symbols([expr]) if s not in set(syms)), key=lambda s: s.name)
     first = syms[0] if len(syms) == 1 else syms
     fn = value_and_grad(expr, syms if len(syms) > 1 else syms[0], args=[first, *others])
+    names = ", ".join(s.name for s in syms)
+    text, written = fn.source, None
+    if args.standalone or args.output:
+        from .codegen.export import module_text
+
+        text = module_text(fn, args.target)
+        if args.output and args.output != "-":
+            written = str(_write(text.encode("utf-8"), args.output))
     if args.format == "json":
         _dump(
             {
                 "expression": str(expr),
                 "wrt": [s.name for s in syms],
                 "further_arguments": [s.name for s in others],
-                "source": fn.source,
+                "source": text,
+                "file": written,
             }
         )
         return EXIT_OK
-    names = ", ".join(s.name for s in syms)
     if args.standalone or args.output:
-        from .codegen.export import module_text
-
-        text = module_text(fn, args.target)
-        if args.output and args.output != "-":
-            _write(text.encode("utf-8"), args.output)
+        if written:
             print(f"wrote {args.output}: {args.target} module, function symgrad_fn")
         else:
             print(text.rstrip())
@@ -661,7 +676,10 @@ def _cmd_explore(args: argparse.Namespace) -> int:
         _missing_at(at, [expr])
     path = Path(args.output)
     derive(expr, at=at or None).html(path)
-    print(f"wrote {path}  (open it in a browser: no network needed)")
+    if args.format == "json":
+        _dump({"expression": str(expr), "output": args.output, "file": str(path.resolve())})
+    else:
+        print(f"wrote {path}  (open it in a browser: no network needed)")
     return EXIT_OK
 
 
@@ -673,6 +691,17 @@ def _section(title: str) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    if args.format != "json":
+        return _demo(args, {})
+    summary: dict = {}
+    with contextlib.redirect_stdout(io.StringIO()):  # standard output holds the JSON only
+        code = _demo(args, summary)
+    _dump(summary)
+    return code
+
+
+def _demo(args: argparse.Namespace, summary: dict) -> int:
+    """Run the demo, printing each section and recording its results in ``summary``."""
     from .value import Value  # used only by the demo
 
     x, a, b, c, f = sp.symbols("x a b c f")
@@ -686,11 +715,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"f'(x)  = {dfx}                 (exact, by the chain rule over the expression)")
     print(f"f'(3)  = {dfx.subs(x, 3)}")
     print(f"(f(3 + h) - f(3)) / h with h = {h:g}: {num:.6f}   (numerical, as in the lecture)")
+    summary["derivative"] = {
+        "f": str(fx),
+        "df/dx": str(dfx),
+        "at": {"x": 3},
+        "exact": _number(float(dfx.subs(x, 3))),
+        "numerical": _number(num),
+        "h": h,
+    }
 
     _section("2. L = (a*b + c)*f at a=2, b=-3, c=10, f=-2: the backward pass step by step")
     L = (a * b + c) * f
     d = derive(L, at={a: 2, b: -3, c: 10, f: -2}, labels={L: "L", a * b: "e", a * b + c: "d"})
     print(d.text())
+    summary["backward_pass"] = _derivation_json(d, None)
 
     _section("3. A neuron: o = tanh(x1*w1 + x2*w2 + b), with micrograd's Value")
     x1, x2 = Value(2.0, label="x1"), Value(0.0, label="x2")
@@ -705,8 +743,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     syms = [sp.Symbol(n) for n in ("x1", "w1", "x2", "w2", "b")]
     print("the same gradients as formulas (symgrad.grad):")
     # "canonical": sympy.simplify would spend seconds on these tanh formulas for no gain
-    for s, g in zip(syms, grad(o.expr, syms, simplify="canonical"), strict=True):
+    formulas = grad(o.expr, syms, simplify="canonical")
+    for s, g in zip(syms, formulas, strict=True):
         print(f"  d o / d {s.name:<2} = {g}")
+    summary["neuron"] = {
+        "expression": str(o.expr),
+        "value": _number(o.data),
+        "gradient_values": {v.label: _number(v.grad) for v in (x1, w1, x2, w2, bias)},
+        "gradient": {s.name: str(g) for s, g in zip(syms, formulas, strict=True)},
+    }
 
     _section("4. Compiled value and gradient of the neuron, checked numerically")
     neuron = parse("tanh(x1*w1 + x2*w2 + b)")
@@ -727,6 +772,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         raise_on_failure=False,
     )
     print(report)
+    summary["compiled"] = {
+        "source": fn.source,
+        "at": point,
+        "value": _number(value),
+        "gradient": {s.name: _number(g) for s, g in zip(wrt, gradient, strict=True)},
+        "check": _report_json(report),
+    }
 
     _section("5. The picture")
     if args.out is not None:
@@ -738,11 +790,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     try:
         path = _write(_image(_drawing(o), "svg"), str(out_dir / "neuron.svg"))
         print(f"wrote {path}  (the neuron's graph with data and grad, drawn by Graphviz)")
+        summary["picture"] = {"file": str(path), "skipped": None}
     except BackendUnavailableError as err:
         if args.out is not None:
             raise
         print(f"skipped: {err}")
+        summary["picture"] = {"file": None, "skipped": str(err)}
     print("\nMore: symgrad diff --help, symgrad derive --help, symgrad check --help")
+    summary["ok"] = bool(report.ok)
     return EXIT_OK if report.ok else EXIT_CHECK_FAILED
 
 
@@ -963,6 +1018,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--at", action="append", metavar="NAME=NUMBER,...", help="the point (values, gradients)"
     )
     p.add_argument("-o", "--output", required=True, help="the HTML file to write")
+    _format_arg(p)
     p.set_defaults(run=_cmd_explore)
 
     p = _sub(
@@ -975,6 +1031,7 @@ def build_parser() -> argparse.ArgumentParser:
         """,
     )
     p.add_argument("--out", help="folder for the picture (default: a new temporary folder)")
+    _format_arg(p)
     p.set_defaults(run=_cmd_demo)
     return parser
 

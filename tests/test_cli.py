@@ -8,6 +8,7 @@ Expected results come from ``sympy.diff``, the lecture's published numbers and h
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import json
@@ -572,3 +573,72 @@ def test_stdin_is_read_only_up_to_the_limit():
     assert proc.wait(timeout=120) == cli.EXIT_FORMULA
     assert b"longer than 100000 bytes" in err
     assert written < 50 * cli.STDIN_LIMIT  # it did not read everything
+
+
+def _subcommands() -> dict:
+    parser = cli.build_parser()
+    (subs,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(subs.choices)
+
+
+@pytest.mark.parametrize("command", sorted(_subcommands()))
+def test_every_subcommand_takes_format_json(command):
+    (fmt,) = (a for a in _subcommands()[command]._actions if "--format" in a.option_strings)
+    assert "json" in fmt.choices
+
+
+def test_demo_json_is_the_only_output_and_matches_the_lecture(capsys, tmp_path):
+    pytest.importorskip("graphviz")
+    require_dot()
+    code, out, err = run(capsys, "demo", "--out", str(tmp_path), "--format", "json")
+    assert code == 0 and err == ""
+    data = json.loads(out)  # standard output is one JSON document, no section text
+    f = lambda t: 3 * t**2 - 4 * t + 5  # noqa: E731
+    h = data["derivative"]["h"]
+    assert data["derivative"]["exact"] == 6 * 3 - 4
+    assert data["derivative"]["numerical"] == pytest.approx((f(3 + h) - f(3)) / h, rel=1e-12)
+    # the lecture's neuron: o = tanh(n) = 0.7071, do/dx1 = -1.5, do/dw1 = 1, do/dx2 = 0.5, ...
+    neuron = data["neuron"]
+    assert neuron["value"] == pytest.approx(0.7071, abs=1e-4)
+    want = {"x1": -1.5, "w1": 1.0, "x2": 0.5, "w2": 0.0, "b": 0.5}
+    assert neuron["gradient_values"] == pytest.approx(want, abs=1e-12)
+    assert data["compiled"]["gradient"] == pytest.approx(want, abs=1e-12)
+    assert data["compiled"]["value"] == pytest.approx(neuron["value"], rel=1e-15)
+    assert data["compiled"]["check"]["ok"] is True and data["ok"] is True
+    steps = data["backward_pass"]
+    assert steps["gradient_values"] == {"a": 6.0, "b": -4.0, "c": -2.0, "f": 4.0}
+    assert data["picture"] == {"file": str(tmp_path / "neuron.svg"), "skipped": None}
+    assert "<svg" in (tmp_path / "neuron.svg").read_text()
+    assert [p.name for p in tmp_path.iterdir()] == ["neuron.svg"]
+
+
+def test_explore_and_compile_json_report_the_file_written(capsys, tmp_path):
+    page = tmp_path / "e.html"
+    argv = ["explore", "x*y", "--at", "x=1,y=2", "-o", str(page), "--format", "json"]
+    code, out, _ = run(capsys, *argv)
+    assert code == 0
+    want = {"expression": "x*y", "output": str(page), "file": str(page.resolve())}
+    assert json.loads(out) == want
+    assert page.read_text().lstrip().lower().startswith("<!doctype html")
+    module = tmp_path / "f.py"
+    argv = ["compile", "x**2*y", "--wrt", "x", "-o", str(module), "--format", "json"]
+    code, out, _ = run(capsys, *argv)
+    data = json.loads(out)  # -o is honoured with --format json (it used to be ignored)
+    assert code == 0 and data["file"] == str(module) and data["source"] == module.read_text()
+    code, out, _ = run(
+        capsys, "compile", "--matrix", "sum(exp(X*w))", "--shape", "X=m,n", "--shape", "w=n",
+        "--wrt", "w", "-o", str(tmp_path / "m.py"), "--format", "json",
+    )  # fmt: skip
+    data = json.loads(out)
+    assert code == 0 and data["source"] == (tmp_path / "m.py").read_text()
+
+
+def test_matrix_derive_json(capsys):
+    code, out, _ = run(
+        capsys, "derive", "--matrix", "sum(exp(X*w))", "--shape", "X=m,n", "--shape", "w=n",
+        "--wrt", "w", "--format", "json",
+    )  # fmt: skip
+    data = json.loads(out)
+    assert code == 0 and data["wrt"] == ["w"]
+    assert data["gradient"] == {"w": "X'*exp(X*w)"}  # d/dw 1^T exp(X w) = X^T exp(X w)
+    assert [row["name"] for row in data["forward"]][-1] == "f"

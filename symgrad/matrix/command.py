@@ -115,13 +115,26 @@ def diff(expr: str, shapes: Sequence[str] | None, wrt: str | None, fmt: str = "t
 
 
 def derive(expr: str, shapes: Sequence[str] | None, wrt: str | None, fmt: str = "text") -> str:
-    """The matrix chain rule step by step (``text``, ``latex`` or ``markdown``).
+    """The matrix chain rule step by step (``text``, ``latex``, ``markdown`` or ``json``).
 
     >>> print(derive("sum(exp(X*w))", ["X=m,n", "w=n"], "w").splitlines()[-1])
       df/dw = X'*exp(X*w)
     """
     f, params = _setup(expr, shapes, wrt)
     d = _derive(f, params)
+    if fmt == "json":
+
+        def rows(eqs: Sequence) -> list[dict[str, str]]:
+            return [{"name": text(e.lhs), "value": text(e.rhs), "latex": latex(e.rhs)} for e in eqs]
+
+        data = {
+            "expression": text(f),
+            "wrt": [w.name for w in params],
+            "forward": rows(d.forward),
+            "backward": rows(d.backward),
+            "gradient": {w.name: text(e.rhs) for w, e in zip(params, d.gradients, strict=True)},
+        }
+        return json.dumps(data, sort_keys=True, indent=2)
     if fmt == "text":
         return d.text()
     if fmt == "latex":
