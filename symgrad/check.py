@@ -35,7 +35,7 @@ from .errors import (
     ShapeError,
 )
 from .graph import free_symbols
-from .inputs import as_expr, as_symbols, describe
+from .inputs import as_expr, as_symbols, describe, float_of
 from .markup import html_table
 
 __all__ = ["GradCheckReport", "VariableCheck", "check_grad", "check_grad_fn"]
@@ -235,10 +235,7 @@ def _tolerance(value: Any, name: str) -> float:
         value = float(value)  # SymPy numbers, oo included (refused below)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InputTypeError(f"{name} must be a real number such as 1e-6, got {describe(value)}")
-    try:
-        value = float(value)
-    except OverflowError:  # an int beyond a float's range
-        value = math.inf
+    value = float_of(value)
     if not (math.isfinite(value) and value >= 0):
         raise OptionError(f"{name} must be a finite number >= 0, got {value}")
     return value

@@ -32,8 +32,8 @@ import numpy as np
 import sympy as sp
 
 from . import codegen
-from .errors import OptionError, ShapeError, require
-from .inputs import as_expr, as_symbols
+from .errors import ShapeError, require
+from .inputs import as_expr, as_symbols, check_choice
 
 dask = require("dask", "dask", "symgrad.dask")
 da = require("dask.array", "dask", "symgrad.dask")
@@ -94,8 +94,7 @@ def value_and_grad(
 
 
 def _check(reduce: str | None) -> str | None:
-    if reduce not in REDUCTIONS:
-        raise OptionError(f"reduce must be None, 'mean' or 'sum', got {reduce!r}")
+    reduce = check_choice(reduce, REDUCTIONS, "reduce")
     return None if reduce is None else "mean"
 
 

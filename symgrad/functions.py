@@ -17,9 +17,29 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .errors import InputTypeError
+from .errors import DomainError, InputTypeError
 
 __all__ = ["relu", "sigmoid"]
+
+
+def _argument(x: object, fn: str) -> sp.Expr:
+    """``x`` as a SymPy expression: an expression, a Python number or an object with
+    ``_sympy_`` (e.g. a :class:`symgrad.Value`). Never text: SymPy would parse it."""
+    if isinstance(x, sp.Expr):
+        return x
+    if isinstance(x, int) and not isinstance(x, bool):
+        return sp.Integer(x)
+    if isinstance(x, float):
+        return sp.Float(x)
+    convert = getattr(x, "_sympy_", None)
+    if callable(convert) and not isinstance(x, type):
+        out = convert()
+        if isinstance(out, sp.Expr):
+            return out
+    hint = "; use symgrad.parse to turn text into an expression" if isinstance(x, str) else ""
+    raise InputTypeError(
+        f"{fn} expects a SymPy expression or a real number, got {type(x).__name__}{hint}"
+    )
 
 
 class sigmoid(sp.Function):  # lower case, like SymPy functions
@@ -35,6 +55,11 @@ class sigmoid(sp.Function):  # lower case, like SymPy functions
     """
 
     nargs = 1
+
+    def __new__(cls, *args, **options):
+        if len(args) != 1:
+            raise InputTypeError(f"sigmoid takes one argument, got {len(args)}")
+        return super().__new__(cls, _argument(args[0], "sigmoid"), **options)
 
     @classmethod
     def eval(cls, arg):
@@ -107,12 +132,12 @@ def relu(x: sp.Expr | float) -> sp.Expr:
     >>> relu(-3)
     0
     """
-    if isinstance(x, bool) or not isinstance(x, (sp.Basic, int, float)):
-        raise InputTypeError(
-            f"relu expects a SymPy expression or a number, got {type(x).__name__}; "
-            "use symgrad.parse to turn text into an expression"
-        )
-    return sp.Max(
-        sp.S.Zero,
-        x if isinstance(x, sp.Basic) else sp.Float(x) if isinstance(x, float) else sp.Integer(x),
-    )
+    x = _argument(x, "relu")
+    if x is sp.nan:
+        return x  # IEEE: max(0, nan) is nan, as NumPy's maximum and the compiled code give
+    try:
+        return sp.Max(sp.S.Zero, x)
+    except ValueError:  # SymPy cannot order x against 0: complex (I, zoo) or not real
+        raise DomainError(
+            f"relu is defined on real numbers, got {x}; give a real expression"
+        ) from None

@@ -16,15 +16,24 @@ points to :func:`symgrad.parse`.
 from __future__ import annotations
 
 import keyword
+import math
 import numbers
 from collections.abc import Iterable, Mapping
 
 import sympy as sp
 
-from .errors import InputTypeError, MissingSymbolError
+from .errors import InputTypeError, MissingSymbolError, OptionError
 from .graph import free_symbols
 
-__all__ = ["as_expr", "as_exprs", "as_symbols", "describe", "point_values"]
+__all__ = [
+    "as_expr",
+    "as_exprs",
+    "as_symbols",
+    "check_choice",
+    "describe",
+    "float_of",
+    "point_values",
+]
 
 
 def describe(obj: object, limit: int = 50) -> str:
@@ -37,6 +46,52 @@ def describe(obj: object, limit: int = 50) -> str:
     if len(text) > limit:
         text = text[: limit - 3] + "..."
     return f"{type(obj).__name__} {text}"
+
+
+def check_choice(
+    value: object, choices: Iterable[object], what: str, error: type[Exception] = OptionError
+) -> object:
+    """``value`` if it is one of ``choices``, else ``error`` listing them.
+
+    A string matches a string choice; any other value only a choice of its own type (``1`` is
+    not ``True``): ``value in choices`` would compare an array with ``==`` and raise NumPy's
+    "truth value of an array is ambiguous" instead of saying what is wrong.
+
+    Args:
+        value: what the caller passed.
+        choices: the allowed values (strings, booleans, ``None``, integers).
+        what: the option's name, as the message shows it.
+        error: the :class:`~symgrad.errors.SymgradError` subclass to raise.
+
+    >>> check_choice("LR", ("LR", "TB"), "rankdir")
+    'LR'
+    >>> check_choice([1], ("LR", "TB"), "rankdir")
+    Traceback (most recent call last):
+    ...
+    symgrad.errors.OptionError: rankdir must be one of 'LR', 'TB'; got list [1]
+    """
+    choices = tuple(choices)
+    for choice in choices:
+        kind = str if isinstance(choice, str) else type(choice)
+        if (isinstance(value, str) if kind is str else type(value) is kind) and value == choice:
+            return choice
+    listed = ", ".join(repr(c) for c in choices)
+    raise error(f"{what} must be one of {listed}; got {describe(value)}")
+
+
+def float_of(number: numbers.Real) -> float:
+    """A real number as a float; an integer beyond the float range rounds to ``±inf``.
+
+    IEEE 754 rounds an overflowing result to infinity; Python's ``float(10**400)`` raises
+    ``OverflowError`` instead.
+
+    >>> float_of(3), float_of(-(10**400))
+    (3.0, -inf)
+    """
+    try:
+        return float(number)
+    except OverflowError:
+        return math.inf if number > 0 else -math.inf
 
 
 # classes of scalar expressions seen by as_expr (isinstance against SymPy's ABCs is slow)
@@ -223,7 +278,7 @@ def point_values(
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise InputTypeError(f"at[{sym}] must be a real number, got {describe(value)}")
         if sym in known:  # SymPy's subs convention: a value for another symbol is ignored
-            vals[sym] = float(value)
+            vals[sym] = float_of(value)
     missing = [str(s) for s in leaves if s not in vals]
     if missing:
         raise MissingSymbolError(

@@ -320,8 +320,8 @@ def step_size(method: str, x: Any, *, order: int = 1) -> Any:
     array([1.49011612e-08, 1.49011612e-04])
     """
     method = _check_method(method)
-    if order not in (1, 2):
-        raise OptionError(f"order must be 1 or 2, got {order!r}")
+    if type(order) is not int or order not in (1, 2):  # an array never reaches the ==
+        raise OptionError(f"order must be one of 1, 2; got {order!r}")
     arr = _as_real(x, "x")
     h = _default_step(method, arr, order)
     return float(h) if arr.ndim == 0 else h

@@ -46,7 +46,7 @@ from .codegen import lambdify
 from .errors import InputTypeError
 from .functions import sigmoid as _sigmoid_head
 from .graph import post_order
-from .inputs import describe
+from .inputs import describe, float_of
 
 __all__ = ["Value"]
 
@@ -132,7 +132,7 @@ def _as_number(x: object, what: str) -> float:
         elif isinstance(x, str):
             hint = "; convert text with float(text) first"
         raise InputTypeError(f"{what} must be a real number, got {describe(x)}{hint}")
-    return float(x)
+    return float_of(x)
 
 
 def _exact(c: float | int) -> sp.Expr:

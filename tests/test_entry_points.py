@@ -90,39 +90,7 @@ def _entry_points():
     return points
 
 
-# Entry points that still let a raw exception through, each found by this test and reported to
-# the module's owner (not xfail'ed for good: remove a line once its module validates input).
-KNOWN = {
-    "symgrad.CompiledFunction": "codegen: constructor arguments unchecked",
-    "symgrad.lambdify": "codegen: name/backend/reduce of the wrong type, zoo in the expression",
-    "symgrad.value_and_grad": "codegen: backend=<array> compared with ==",
-    "symgrad.derive": "derivation: simplify=<array> compared with ==",
-    "symgrad.draw_dot": "viz: rankdir=<array> compared with ==",
-    "symgrad.Value": "value: Value(10**400) raises OverflowError",
-    "symgrad.relu": "functions: relu(zoo) raises SymPy's ValueError",
-    "symgrad.sigmoid": "functions: a SymPy Function class: sympify errors on non-SymPy input",
-    "symgrad.nn.hinge": "nn/losses: scores/targets unchecked",
-    "symgrad.nn.l2": "nn: l2(None, 0) raises TypeError",
-    "symgrad.nn.logistic": "nn/losses: scores/targets unchecked",
-    "symgrad.nn.softmax_cross_entropy": "nn/losses: scores/targets unchecked",
-    "symgrad.nn.squared_error": "nn/losses: scores/targets unchecked",
-    "symgrad.matrix.backprop_equations": "matrix: arguments unchecked",
-    "symgrad.matrix.broadcast": "matrix: arguments unchecked",
-    "symgrad.matrix.derive": "matrix: derive(f, wrt=None) raises TypeError",
-    "symgrad.matrix.simplify": "matrix: simplify(None/[]/set()) unchecked",
-    "symgrad.matrix.compile_matrix": "matrix: name=None reaches generated code (SyntaxError)",
-    "symgrad.matrix.latex": "matrix: names= unchecked",
-    "symgrad.matrix.vjp": "matrix: arguments unchecked",
-}
-ENTRY_POINTS = [
-    pytest.param(
-        name,
-        fn,
-        id=name,
-        marks=[pytest.mark.xfail(reason=KNOWN[name], strict=False)] if name in KNOWN else [],
-    )
-    for name, fn in _entry_points()
-]
+ENTRY_POINTS = [pytest.param(name, fn, id=name) for name, fn in _entry_points()]
 
 
 def _parameters(fn) -> list[inspect.Parameter]:

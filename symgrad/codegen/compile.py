@@ -34,9 +34,9 @@ import numpy as np
 import sympy as sp
 
 from ..autodiff import _sweep
-from ..errors import BackendUnavailableError, MissingSymbolError, OptionError
+from ..errors import BackendUnavailableError, InputTypeError, MissingSymbolError, OptionError
 from ..graph import Linear, free_symbols, paused_gc
-from ..inputs import as_expr, as_symbols
+from ..inputs import as_expr, as_symbols, check_choice, describe
 from . import runtime as _runtime
 from .c import build_c_kernel, c_available, c_pays
 from .numpy import emit
@@ -62,6 +62,8 @@ _NAMESPACE: dict[str, Any] = {
     "_MISSING": _runtime._MISSING,
 }
 _counter = itertools.count()
+#: what every compiled function records besides its source and argument specification
+_INFO = frozenset({"name", "backend", "reduce", "float_outputs"})
 
 
 def check_name(name: object) -> str:
@@ -114,6 +116,15 @@ class CompiledFunction(functools.partial):
     """
 
     def __new__(cls, fn, source: str, args: list, outputs: Any, **info: Any):
+        if (
+            not (callable(fn) and isinstance(source, str) and isinstance(args, (list, tuple)))
+            or set(info) != _INFO
+        ):
+            raise InputTypeError(
+                "CompiledFunction objects are made by symgrad.lambdify(outputs, args) or "
+                "symgrad.value_and_grad(expr, wrt), not by calling the class; got "
+                f"fn={describe(fn)}, source={describe(source)}, args={describe(args)}"
+            )
         self = super().__new__(cls, fn)
         self.__dict__.update(source=source, _spec=args, outputs=outputs, **info)
         return self
@@ -283,16 +294,11 @@ def _lambdify(
     float_outputs: str = "array",
 ) -> CompiledFunction:
     # lambdify; ``base``: the linearised DAG the outputs were derived from (not walked again)
-    if backend not in BACKENDS:
-        raise BackendUnavailableError(
-            f"unknown backend {backend!r}; available backends: {', '.join(BACKENDS)}"
-        )
+    backend = check_choice(backend, BACKENDS, "backend", BackendUnavailableError)
     requested = backend
-    if reduce not in (None, "mean"):
-        raise OptionError(f"reduce must be None or 'mean', got {reduce!r}")
+    reduce = check_choice(reduce, (None, "mean"), "reduce")
     check_name(name)
-    if float_outputs not in ("array", "tuple"):
-        raise OptionError(f"float_outputs must be 'array' or 'tuple', got {float_outputs!r}")
+    float_outputs = check_choice(float_outputs, ("array", "tuple"), "float_outputs")
     if backend == "auto":
         backend = "c" if c_available() else "numpy"
         if backend == "numpy":

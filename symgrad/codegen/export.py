@@ -22,6 +22,7 @@ from typing import Any
 import sympy as sp
 
 from ..errors import OptionError
+from ..inputs import check_choice
 from . import runtime
 from .numpy import emit
 from .plan import describe_args, plan
@@ -76,8 +77,7 @@ def module_text(fn: Any, target: str = "numpy") -> str:
     >>> "def f(" in module_text(lambdify(x + 1, [x], name="f"))
     True
     """
-    if target not in ("numpy", "python"):
-        raise OptionError(f"target must be 'numpy' or 'python', got {target!r}")
+    target = check_choice(target, ("numpy", "python"), "target")
     if target == "python" or fn.backend == "c":
         if fn.outputs is None:
             raise OptionError(

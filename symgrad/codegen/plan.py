@@ -162,6 +162,11 @@ def normalise_args(args: Any, outputs: Any = None) -> list:
 def _normalise_outputs(outputs: Any, leaves: list[sp.Expr], top: bool = True) -> Any:
     """Replace every expression in a nested output structure by its index in ``leaves``."""
     if isinstance(outputs, sp.MatrixBase):
+        if 0 in outputs.shape:
+            raise InputTypeError(
+                f"an output matrix is empty (shape {outputs.rows}x{outputs.cols}); give at least "
+                "one expression"
+            )
         return [
             [_normalise_outputs(outputs[i, j], leaves, False) for j in range(outputs.cols)]
             for i in range(outputs.rows)

@@ -44,7 +44,7 @@ from ..autodiff import Step, simplify_result, sweep
 from ..errors import InputTypeError, OptionError
 from ..files import atomic_write
 from ..graph import free_symbols, topo_order
-from ..inputs import as_expr, as_symbols, describe, point_values
+from ..inputs import as_expr, as_symbols, check_choice, describe, point_values
 from . import views as fmt
 from .names import TARGET_NAMES, node_names, numeric_values
 
@@ -324,8 +324,7 @@ def derive(
     >>> d.adjoint_values[a], d.adjoint_values[b]
     (-2.0, 2.0)
     """
-    if simplify not in (True, False, "auto", "canonical"):
-        raise OptionError(f"simplify must be True, False, 'auto' or 'canonical', got {simplify!r}")
+    simplify = check_choice(simplify, (True, False, "auto", "canonical"), "simplify")
     expr, value_labels, defaults = _unpack(target)
     if labels is not None and not isinstance(labels, Mapping):
         raise InputTypeError(f"labels must be a dict {{node: name}}, got {describe(labels)}")

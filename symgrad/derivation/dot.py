@@ -38,7 +38,7 @@ import sympy as sp
 
 from ..errors import BackendUnavailableError, InputTypeError, OptionError
 from ..files import atomic_write
-from ..inputs import describe
+from ..inputs import check_choice, describe
 from .derive import Derivation
 from .picture import DEFAULT_MAX_NODES, Picture, is_value, picture_of
 
@@ -343,8 +343,7 @@ def _check_options(format: object, rankdir: object, depth: object, max_nodes: ob
         raise OptionError(
             f"format must be a Graphviz output format such as 'svg', 'png' or 'pdf', got {format!r}"
         )
-    if rankdir not in RANKDIRS:
-        raise OptionError(f"rankdir must be one of {', '.join(RANKDIRS)}, got {rankdir!r}")
+    check_choice(rankdir, RANKDIRS, "rankdir")
     for name, val in (("depth", depth), ("max_nodes", max_nodes)):
         if val is not None and (isinstance(val, bool) or not isinstance(val, int) or val < 0):
             raise OptionError(f"{name} must be a non-negative integer or None, got {val!r}")
@@ -426,8 +425,7 @@ def draw_dot(
     n2 -> n3_op [label="df/du_1 = 1"
     """
     _check_options(format, rankdir, depth, max_nodes)
-    if legend not in (True, False, "auto"):
-        raise OptionError(f"legend must be True, False or 'auto', got {legend!r}")
+    legend = check_choice(legend, (True, False, "auto"), "legend")
     if size is not None and not (isinstance(size, str) and _SIZE.fullmatch(size)):
         raise OptionError(f"size must be 'width,height' in inches such as '9,12', got {size!r}")
     pic = picture_of(

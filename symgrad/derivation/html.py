@@ -35,10 +35,10 @@ from typing import Any
 import sympy as sp
 
 from ..codegen.js import emit
-from ..errors import InputTypeError, OptionError, UnsupportedFunctionError
+from ..errors import InputTypeError, UnsupportedFunctionError
 from ..functions import sigmoid
 from ..graph import rebuild, topo_order
-from ..inputs import describe
+from ..inputs import check_choice, describe
 from ..markup import html_text
 from .derive import Derivation
 from .picture import Picture
@@ -344,8 +344,7 @@ def explorer_page(d: Derivation, *, title: str | None = None, collapse: bool | s
     """
     if not isinstance(d, Derivation):
         raise InputTypeError(f"the explorer draws a Derivation (from derive()), got {describe(d)}")
-    if collapse not in (True, False, "auto"):
-        raise OptionError(f"collapse must be True, False or 'auto', got {collapse!r}")
+    collapse = check_choice(collapse, (True, False, "auto"), "collapse")
     if collapse == "auto":
         collapse = len(d.names) > COLLAPSE_ABOVE
     pic = Picture.from_derivation(d, backward=True, collapse=bool(collapse))

@@ -26,6 +26,7 @@ import sympy as sp
 
 from ..errors import OptionError
 from ..graph import tree_size
+from ..inputs import check_choice
 from .printers import (
     Chain,
     LatexNamePrinter,
@@ -123,8 +124,7 @@ class _View:
             isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1
         ):
             raise OptionError(f"max_steps must be a positive int or None, got {max_steps!r}")
-        if summarize not in (True, False, "auto"):
-            raise OptionError(f"summarize must be True, False or 'auto', got {summarize!r}")
+        summarize = check_choice(summarize, (True, False, "auto"), "summarize")
         self.d = d
         self.display = {n: sp.Symbol(s) for n, s in d.names.items() if n.args}
         top = d.names.get(d.target, "f")
@@ -325,8 +325,7 @@ def latex(
     >>> print(latex(derive(x**2), standalone=True).splitlines()[0])
     \\documentclass{article}
     """
-    if environment not in ("align*", "aligned"):
-        raise OptionError(f"environment must be 'align*' or 'aligned', got {environment!r}")
+    environment = check_choice(environment, ("align*", "aligned"), "environment")
     view = _View(d, max_steps, summarize)
     p = LatexNamePrinter(view.display)
     rows = _tex_rows(view, p, view.steps, notes=True)

@@ -58,6 +58,7 @@ from sympy.matrices.expressions.blockmatrix import BlockMatrix
 from sympy.matrices.expressions.diagonal import DiagMatrix
 from sympy.matrices.expressions.special import OneMatrix
 
+from ..codegen.compile import check_name
 from ..codegen.printers import NumPyTargetPrinter
 from ..codegen.runtime import _VectorMath
 from ..errors import (
@@ -67,6 +68,7 @@ from ..errors import (
     MissingSymbolError,
     ShapeError,
 )
+from ..inputs import check_choice
 from . import expr as mx
 from .expr import Broadcast, Commutation, LogDet, LogSumExp, Map, Softmax, SumAll, SumAxis
 from .simplify import push_scalars, simplify
@@ -199,6 +201,8 @@ def compile_matrix(
     >>> f(np.array([[1.0], [2.0], [2.0]]))[0]
     np.float64(9.0)
     """
+    check_name(name)
+    backend = check_choice(backend, ("numpy", "jax"), "backend", BackendUnavailableError)
     arg_list = _check_args(args)
     flat, spec = _flatten(outputs)
     flat = push_scalars(simplify(flat))
@@ -207,8 +211,6 @@ def compile_matrix(
         from .jax import jit_source
 
         return CompiledMatrixFunction(jit_source(source, name), source, arg_list, outputs)
-    if backend != "numpy":
-        raise BackendUnavailableError(f"unknown backend {backend!r}; use 'numpy' or 'jax'")
     filename = f"<symgrad-matrix-{next(_counter)}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace = dict(_NAMESPACE)
@@ -579,6 +581,7 @@ def value_and_grad(
     >>> float(val), dW.tolist()
     (121.0, [[66.0, 88.0]])
     """
+    f = mx._operand(f, "value_and_grad")
     wrt = _check_args(wrt)
     grads = matrix_grad(f, wrt)
     if args is None:

@@ -33,12 +33,11 @@ import sympy as sp
 from sympy.matrices.expressions import Identity, MatrixExpr, MatrixSymbol, ZeroMatrix
 from sympy.matrices.expressions.special import OneMatrix
 
-from ..errors import InputTypeError
 from . import expr as mx
 from .latex import latex as _latex
 from .simplify import simplify
 from .text import text as _text
-from .vjp import Equation, _check_wrt, _sweep, grad
+from .vjp import Equation, _check_wrt, _sweep, grad, loss_seed
 
 __all__ = ["MatrixDerivation", "derive"]
 
@@ -118,10 +117,9 @@ def derive(f: Any, wrt: Sequence[Any]) -> MatrixDerivation:
     >>> derive(mx.sumsq(x), [x]).gradients[0].rhs
     2*x
     """
-    if not isinstance(f, sp.Basic):
-        raise InputTypeError(f"derive needs a SymPy expression, got {type(f).__name__}")
-    items = _check_wrt(list(wrt))
-    f = simplify(f)
+    items = _check_wrt(wrt)
+    f = simplify(mx._operand(f, "derive"))
+    start = loss_seed(f, "derive")
     order = [n for n in mx.value_nodes([f]) if not _leaf(n) or n == f]
     names: dict[sp.Basic, sp.Basic] = {}
     bars: dict[sp.Basic, sp.Basic] = {}
@@ -137,13 +135,17 @@ def derive(f: Any, wrt: Sequence[Any]) -> MatrixDerivation:
             names[node] = sp.Symbol(label)
             bars[node] = sp.Symbol(f"vbar{k}")
         forward.append(Equation(names[node], rhs))
-    seed = sp.Identity(1) if isinstance(f, MatrixExpr) else sp.S.One
     inner = {n: b for n, b in bars.items() if n != f}
-    adj, eqs = _sweep({f: seed}, items, inner)
+    adj, eqs = _sweep({f: start}, items, inner)
     backward = [Equation(e.lhs, e.rhs.xreplace(names)) for e in eqs]
     for w in items:  # the parameters' adjoints through the names, then in full below
         if w in adj:
-            backward.append(Equation(MatrixSymbol(f"{w}bar", *w.shape), adj[w].xreplace(names)))
+            bar = (
+                MatrixSymbol(f"{w}bar", *w.shape)
+                if isinstance(w, MatrixExpr)
+                else sp.Symbol(f"{w}bar")
+            )
+            backward.append(Equation(bar, adj[w].xreplace(names)))
     full = grad(f, items)
     gradients = [Equation(sp.Symbol(f"df/d{w}"), g) for w, g in zip(items, full, strict=True)]
     return MatrixDerivation(forward, backward, gradients)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import sympy as sp
@@ -58,6 +58,7 @@ from ..errors import ArgumentError, InputTypeError, OptionError, ShapeError
 from ..functions import relu as _relu
 from ..functions import sigmoid as _sigmoid
 from ..graph import post_order, topo_order
+from ..inputs import describe
 
 __all__ = [
     "Broadcast",
@@ -318,6 +319,47 @@ def _scalar(e: Any, what: str) -> sp.Expr:
     return e
 
 
+def _operand(e: Any, what: str) -> sp.Basic:
+    """``e`` as a matrix or scalar expression (Python numbers become SymPy numbers)."""
+    return e if isinstance(e, MatrixExpr) else _scalar(e, what)
+
+
+def _operands(e: Any, what: str) -> list[sp.Basic]:
+    """One expression, or a list/tuple of them, as a list of matrix or scalar expressions."""
+    if isinstance(e, (list, tuple)):
+        return [_operand(item, f"{what}[{i}]") for i, item in enumerate(e)]
+    return [_operand(e, what)]
+
+
+def _names(names: Any, what: str) -> dict[sp.Basic, sp.Basic]:
+    """``names`` (``None`` or a mapping from subexpressions to the symbols shown for them)."""
+    if names is None:
+        return {}
+    if not isinstance(names, Mapping) or not all(
+        isinstance(k, sp.Basic) and isinstance(v, (sp.Symbol, MatrixSymbol))
+        for k, v in names.items()
+    ):
+        raise InputTypeError(
+            f"{what} must be a dict {{subexpression: Symbol or MatrixSymbol}} (e.g. "
+            f"{{tanh(W x): MatrixSymbol('h', 3, 1)}}), got {describe(names)}"
+        )
+    return dict(names)
+
+
+def _dimension(d: Any, what: str) -> sp.Expr:
+    """A matrix dimension: an integer >= 0 or a symbol (``B`` for the batch size)."""
+    if isinstance(d, int) and not isinstance(d, bool) and d >= 0:
+        return sp.Integer(d)
+    if (isinstance(d, sp.Expr) and not isinstance(d, MatrixExpr)) and (
+        not d.is_number or (d.is_Integer and d >= 0)
+    ):
+        return d
+    raise ShapeError(
+        f"{what}: a dimension must be an integer >= 0 or a symbol such as sympy.Symbol('B'), "
+        f"got {describe(d)}"
+    )
+
+
 def _same_shape(op: str, items: Sequence[MatrixExpr]) -> tuple:
     first = items[0]
     for other in items[1:]:
@@ -527,9 +569,9 @@ def broadcast(A: Any, shape: Sequence[Any]) -> MatrixExpr:
     ...
     symgrad.errors.ShapeError: broadcast: b has shape (3, 1), which cannot be repeated to (2, 4)
     """
-    if len(shape) != 2:
-        raise ShapeError(f"broadcast needs a 2-D target shape (rows, cols), got {shape!r}")
-    m, n = (sp.Integer(d) if isinstance(d, int) else d for d in shape)
+    if not isinstance(shape, (tuple, list)) or len(shape) != 2:
+        raise ShapeError(f"broadcast needs a 2-D target shape (rows, cols), got {describe(shape)}")
+    m, n = (_dimension(d, "broadcast") for d in shape)
     if isinstance(A, MatrixExpr):
         rows, cols = A.shape
         if (rows, cols) == (m, n):

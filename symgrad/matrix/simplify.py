@@ -210,7 +210,7 @@ def simplify(e: Any) -> Any:
     >>> simplify(mx.matmul(x.T, x, mx.broadcast(1, (1, 1))))
     x.T*x
     """
-    roots = list(e) if isinstance(e, (list, tuple)) else [e]
+    roots = mx._operands(e, "simplify")
     done = _rewrite_all(roots, rebuild)
     out = [done[r] for r in roots]
     return type(e)(out) if isinstance(e, (list, tuple)) else out[0]

@@ -49,6 +49,8 @@ from .expr import (
     Softmax,
     SumAll,
     SumAxis,
+    _names,
+    _operand,
     shape_of,
 )
 from .simplify import simplify
@@ -319,7 +321,9 @@ class Equations(NamedTuple):
 
 
 def _check_wrt(wrt: Any) -> list[sp.Basic]:
-    items = list(wrt) if isinstance(wrt, (list, tuple)) else [wrt]
+    # one symbol, or any collection of them (list, tuple, generator)
+    many = isinstance(wrt, Iterable) and not isinstance(wrt, (sp.Basic, str))
+    items = list(wrt) if many else [wrt]
     if not items:
         raise InputTypeError("wrt is empty; pass a MatrixSymbol or scalar Symbol (or a list)")
     for w in items:
@@ -396,6 +400,8 @@ def vjp(output: Any, wrt: Any, cotangent: Any) -> Any:
     (2, 2)
     """
     items = _check_wrt(wrt)
+    output = _operand(output, "vjp: output")
+    cotangent = _operand(cotangent, "vjp: cotangent")
     if shape_of(cotangent) != shape_of(output):
         raise ShapeError(
             f"vjp: the cotangent has shape {shape_of(cotangent)} but the output has shape "
@@ -404,7 +410,7 @@ def vjp(output: Any, wrt: Any, cotangent: Any) -> Any:
     output = simplify(output)  # indexed sums and 1x1 entries read as matrix algebra
     adj, _ = _sweep({output: cotangent}, items)
     out = simplify([adj.get(w, _zero(w)) for w in items])
-    return out if isinstance(wrt, (list, tuple)) else out[0]
+    return out[0] if isinstance(wrt, sp.Basic) else out
 
 
 def grad(f: Any, wrt: Any) -> Any:
@@ -425,17 +431,27 @@ def grad(f: Any, wrt: Any) -> Any:
     >>> grad(mx.trace(X) + 1, X)
     I
     """
-    f = simplify(f) if isinstance(f, sp.Basic) else f
+    f = simplify(_operand(f, "grad"))
+    return vjp(f, wrt, loss_seed(f, "grad"))
+
+
+def loss_seed(f: sp.Basic, what: str) -> sp.Basic:
+    """The adjoint a backward pass of the loss ``f`` starts from: 1 (``I`` for a 1x1 matrix).
+
+    Raises:
+        ShapeError: ``f`` is a matrix larger than 1x1.
+
+    >>> loss_seed(mx.sumsq(sp.MatrixSymbol("x", 2, 1)), "grad")
+    1
+    """
     if isinstance(f, MatrixExpr):
         if tuple(f.shape) != (1, 1):
             raise ShapeError(
-                f"grad needs a scalar f, got a matrix of shape {mx._fmt(f.shape)}; "
+                f"{what} needs a scalar f, got a matrix of shape {mx._fmt(f.shape)}; "
                 f"reduce it (symgrad.matrix.sum / mean / sumsq) or use vjp"
             )
-        return vjp(f, wrt, sp.Identity(1))
-    if not isinstance(f, sp.Expr):
-        raise InputTypeError(f"grad needs a SymPy scalar expression, got {type(f).__name__}")
-    return vjp(f, wrt, sp.S.One)
+        return sp.Identity(1)
+    return sp.S.One
 
 
 def backprop_equations(
@@ -459,8 +475,9 @@ def backprop_equations(
     >>> deltas[0].rhs, grads[0].rhs
     (2*W*x, delta*x.T)
     """
-    items = _check_wrt(list(wrt))
-    adj, eqs = _sweep({f: sp.S.One}, items, names)
+    f = _operand(f, "backprop_equations: f")
+    items = _check_wrt(wrt)
+    adj, eqs = _sweep({f: loss_seed(f, "backprop_equations")}, items, _names(names, "names"))
     eqs = [Equation(e.lhs, simplify(e.rhs)) for e in eqs]
     grads = [Equation(sp.Symbol(f"dL/d{w}"), simplify(adj.get(w, _zero(w)))) for w in items]
     return Equations(eqs, grads)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputTypeError, OptionError, SymgradWarning
-from ..inputs import describe
+from ..inputs import describe, float_of
 
 __all__ = ["HealthMonitor", "LayerStats", "TrainingWarning"]
 
@@ -61,11 +61,14 @@ class LayerStats:
     update_ratio: float
 
 
-def _float(value: float) -> float:
-    try:
-        return float(value)
-    except OverflowError:  # a huge int
-        return math.inf
+def _indices(idx: object) -> np.ndarray:
+    # integer positions only: casting floats (nan) to int is silent truncation or a warning
+    arr = np.asarray(idx)
+    if arr.size == 0:
+        return arr.astype(int).reshape(0)
+    if arr.dtype.kind not in "iu" or arr.ndim != 1:
+        raise ValueError(idx)
+    return arr.astype(int)
 
 
 class HealthMonitor:
@@ -94,17 +97,18 @@ class HealthMonitor:
         for value, name in ((vanish, "vanish"), (explode, "explode"), (max_ratio, "max_ratio")):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise InputTypeError(f"{name} must be a number, got {describe(value)}")
-        vanish, explode, max_ratio = _float(vanish), _float(explode), _float(max_ratio)
+        vanish, explode, max_ratio = float_of(vanish), float_of(explode), float_of(max_ratio)
         if not (0 <= vanish < explode) or not max_ratio > 0:
             raise OptionError(
                 f"need 0 <= vanish < explode and max_ratio > 0, got {vanish}, {explode}, "
                 f"{max_ratio}"
             )
         try:
-            self.groups = [(str(name), np.asarray(idx, dtype=int)) for name, idx in groups]
+            self.groups = [(str(name), _indices(idx)) for name, idx in groups]
         except (TypeError, ValueError, OverflowError):
             raise InputTypeError(
-                f"groups must be (name, indices) pairs, got {describe(groups)}"
+                f"groups must be (name, indices) pairs with 1-D integer indices into the "
+                f"parameter vector, got {describe(groups)}"
             ) from None
         self.vanish = vanish
         self.explode = explode

@@ -26,6 +26,7 @@ import sympy as sp
 from ..construct import add, apply, maximum, mul, power
 from ..errors import InputTypeError, OptionError, ShapeError
 from ..functions import sigmoid
+from ..inputs import as_exprs
 
 __all__ = [
     "LOSSES",
@@ -40,9 +41,13 @@ __all__ = [
 Loss = Callable[[Sequence[sp.Expr], Sequence[sp.Symbol]], sp.Expr]
 
 
-def _same_length(scores: Sequence, targets: Sequence, what: str) -> None:
-    if len(scores) != len(targets):
-        raise ShapeError(f"{what}: {len(scores)} outputs but {len(targets)} targets")
+def _pairs(scores: object, targets: object, what: str) -> list[tuple[sp.Expr, sp.Expr]]:
+    """``(score, target)`` pairs: two sequences of expressions of one length."""
+    s = as_exprs(scores, f"{what}: scores")
+    t = as_exprs(targets, f"{what}: targets")
+    if len(s) != len(t):
+        raise ShapeError(f"{what}: {len(s)} outputs but {len(t)} targets")
+    return list(zip(s, t, strict=True))
 
 
 def squared_error(scores: Sequence[sp.Expr], targets: Sequence[sp.Symbol]) -> sp.Expr:
@@ -53,8 +58,8 @@ def squared_error(scores: Sequence[sp.Expr], targets: Sequence[sp.Symbol]) -> sp
     >>> squared_error([s], [t])
     (s - t)**2
     """
-    _same_length(scores, targets, "squared_error")
-    return add([power(_minus(s, t), 2) for s, t in zip(scores, targets, strict=True)])
+    pairs = _pairs(scores, targets, "squared_error")
+    return add([power(_minus(s, t), 2) for s, t in pairs])
 
 
 def hinge(scores: Sequence[sp.Expr], targets: Sequence[sp.Symbol]) -> sp.Expr:
@@ -65,13 +70,8 @@ def hinge(scores: Sequence[sp.Expr], targets: Sequence[sp.Symbol]) -> sp.Expr:
     >>> hinge([s], [t]).subs({s: 0.25, t: 1})
     0.750000000000000
     """
-    _same_length(scores, targets, "hinge")
-    return add(
-        [
-            maximum(sp.S.Zero, _minus(sp.S.One, mul(t, s)))
-            for s, t in zip(scores, targets, strict=True)
-        ]
-    )
+    pairs = _pairs(scores, targets, "hinge")
+    return add([maximum(sp.S.Zero, _minus(sp.S.One, mul(t, s))) for s, t in pairs])
 
 
 def logistic(scores: Sequence[sp.Expr], targets: Sequence[sp.Symbol]) -> sp.Expr:
@@ -85,9 +85,8 @@ def logistic(scores: Sequence[sp.Expr], targets: Sequence[sp.Symbol]) -> sp.Expr
     >>> round(float(logistic([s], [t]).subs({s: 0, t: 1})), 6)
     0.693147
     """
-    _same_length(scores, targets, "logistic")
     terms = []
-    for s, t in zip(scores, targets, strict=True):
+    for s, t in _pairs(scores, targets, "logistic"):
         positive = mul(t, apply(sp.log, apply(sigmoid, s)))
         negative = mul(_minus(sp.S.One, t), apply(sp.log, apply(sigmoid, _negate(s))))
         terms.append(_negate(add([positive, negative])))
@@ -104,12 +103,12 @@ def softmax_cross_entropy(scores: Sequence[sp.Expr], targets: Sequence[sp.Symbol
     >>> round(float(softmax_cross_entropy([a, b], [t0, t1]).subs({a: 0, b: 0, t0: 1, t1: 0})), 6)
     0.693147
     """
-    _same_length(scores, targets, "softmax_cross_entropy")
-    if len(scores) < 2:
+    pairs = _pairs(scores, targets, "softmax_cross_entropy")
+    if len(pairs) < 2:
         raise ShapeError("softmax_cross_entropy needs a network with at least 2 outputs")
-    m = maximum(*scores)
-    lse = add([m, apply(sp.log, add([apply(sp.exp, _minus(s, m)) for s in scores]))])
-    return _minus(lse, add([mul(t, s) for s, t in zip(scores, targets, strict=True)]))
+    m = maximum(*(s for s, _ in pairs))
+    lse = add([m, apply(sp.log, add([apply(sp.exp, _minus(s, m)) for s, _ in pairs]))])
+    return _minus(lse, add([mul(t, s) for s, t in pairs]))
 
 
 def l2(theta: Sequence[sp.Expr], alpha: float | sp.Expr) -> sp.Expr:
@@ -138,11 +137,7 @@ def l2(theta: Sequence[sp.Expr], alpha: float | sp.Expr) -> sp.Expr:
         raise InputTypeError(f"alpha must be a real number or a SymPy expression, got {alpha!r}")
     if isinstance(alpha, float) and not math.isfinite(alpha):
         raise InputTypeError(f"alpha must be finite, got {alpha!r}")
-    theta = list(theta) if not isinstance(theta, sp.Basic) else [theta]
-    if not theta or not all(isinstance(p, sp.Expr) for p in theta):
-        raise InputTypeError(
-            "theta must be a non-empty sequence of SymPy symbols (e.g. model.parameter_symbols())"
-        )
+    theta = as_exprs(theta, "theta (e.g. model.parameter_symbols())")
     two = sp.Integer(2)
     squares = []
     for p in theta:

@@ -29,7 +29,7 @@ import sympy as sp
 
 from ..construct import maximum, mul
 from ..errors import InputTypeError, OptionError, ShapeError
-from ..inputs import describe
+from ..inputs import check_choice, describe
 from ..value import Value
 
 __all__ = ["ACTIVATIONS", "INITS", "MLP", "Layer", "Module", "Neuron"]
@@ -41,15 +41,20 @@ ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear")
 INITS = ("micrograd", "lecture", "xavier", "he")
 
 
-def _check_choice(value: object, choices: Sequence[str], what: str) -> str:
-    if not isinstance(value, str) or value not in choices:
-        raise OptionError(f"{what} must be one of {', '.join(choices)}; got {value!r}")
-    return value
+#: The widest layer symgrad.nn builds: one SymPy symbol per weight makes wider layers
+#: impractical long before this (docs/limits.md: use symgrad.matrix), and a count beyond it is
+#: a mistake that would otherwise allocate until memory runs out.
+MAX_UNITS = 1_000_000
 
 
 def _check_count(n: object, what: str) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise InputTypeError(f"{what} must be a positive integer, got {describe(n)}")
+    if n > MAX_UNITS:
+        raise OptionError(
+            f"{what} must be at most {MAX_UNITS:,}, got {describe(n)}; for wide layers use "
+            "symgrad.matrix, which keeps W x + b one matrix expression"
+        )
     return n
 
 
@@ -165,8 +170,8 @@ class Neuron(Module):
         name: str = "",
     ) -> None:
         nin = _check_count(nin, "nin")
-        self.activation = _check_choice(activation, ACTIVATIONS, "activation")
-        init = _check_choice(init, INITS, "init")
+        self.activation = check_choice(activation, ACTIVATIONS, "activation")
+        init = check_choice(init, INITS, "init")
         if rng is not None and not isinstance(rng, _random.Random):
             raise InputTypeError(f"rng must be a random.Random, got {describe(rng)}")
         draw = rng if rng is not None else _random  # the module: micrograd's global stream
@@ -292,7 +297,7 @@ class MLP(Module):
         variant: str | None = None,
     ) -> None:
         if variant is not None:
-            _check_choice(variant, ("micrograd", "lecture"), "variant")
+            check_choice(variant, ("micrograd", "lecture"), "variant")
             if variant == "lecture":
                 activation, linear_output, init = "tanh", False, "lecture"
         nin = _check_count(nin, "nin")
