@@ -38,7 +38,6 @@ from ..errors import BackendUnavailableError, InputTypeError, MissingSymbolError
 from ..graph import Linear, free_symbols, paused_gc
 from ..inputs import as_expr, as_symbols, check_choice, describe
 from . import runtime as _runtime
-from .c import build_c_kernel, c_available, c_pays
 from .numpy import emit
 from .plan import Program, describe_args, plan
 
@@ -299,8 +298,12 @@ def _lambdify(
     reduce = check_choice(reduce, (None, "mean"), "reduce")
     check_name(name)
     float_outputs = check_choice(float_outputs, ("array", "tuple"), "float_outputs")
+    if backend in ("auto", "c"):
+        # the native target (ctypes, the compiler driver) is imported only when asked for: it
+        # is a good part of `import symgrad`, which every `symgrad` command pays
+        from . import c as native
     if backend == "auto":
-        backend = "c" if c_available() else "numpy"
+        backend = "c" if native.c_available() else "numpy"
         if backend == "numpy":
             warnings.warn(
                 "backend='auto': no C compiler found, using the NumPy backend (install gcc "
@@ -309,7 +312,7 @@ def _lambdify(
                 stacklevel=2,
             )
     prog = plan(outputs, args, base)
-    if backend == "c" and requested == "auto" and not c_pays(prog.n_operations):
+    if backend == "c" and requested == "auto" and not native.c_pays(prog.n_operations):
         backend = "numpy"  # too large to optimise within the compile budget: NumPy is faster
     if backend == "jax":  # the JAX target: jitted, traceable by the caller's jit/vmap/grad
         from .jax import build as build_jax
@@ -319,7 +322,9 @@ def _lambdify(
         return CompiledFunction(fn, source, prog.args, outputs, **info)
     kernel = None
     if backend == "c":
-        kernel = build_c_kernel(prog.args, prog.leaves, f"{name}_kernel", mean=reduce == "mean")
+        kernel = native.build_c_kernel(
+            prog.args, prog.leaves, f"{name}_kernel", mean=reduce == "mean"
+        )
     source = emit(
         prog, name, mean=reduce == "mean", kernel=kernel is not None, float_outputs=float_outputs
     )
