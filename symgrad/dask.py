@@ -32,8 +32,8 @@ import numpy as np
 import sympy as sp
 
 from . import codegen
-from .errors import ShapeError, require
-from .inputs import as_expr, as_symbols, check_choice
+from .errors import InputTypeError, ShapeError, require
+from .inputs import as_expr, as_symbols, check_choice, describe
 
 dask = require("dask", "dask", "symgrad.dask")
 da = require("dask.array", "dask", "symgrad.dask")
@@ -192,6 +192,12 @@ class DaskFunction:
     """
 
     def __init__(self, recipe: _Recipe, reduce: str | None) -> None:
+        if not isinstance(recipe, _Recipe):
+            raise InputTypeError(
+                "DaskFunction objects are made by symgrad.dask.lambdify or value_and_grad, not "
+                f"by calling the class; got {describe(recipe)}"
+            )
+        reduce = check_choice(reduce, REDUCTIONS, "reduce")
         self.recipe = recipe
         self.reduce = reduce
         self.compiled = _compiled(recipe, reduce is not None)

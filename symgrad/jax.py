@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from .codegen.jax import import_jax
-from .errors import ShapeError
+from .errors import InputTypeError, OptionError, ShapeError
+from .inputs import describe
 
 __all__ = ["mesh", "shard"]
 
@@ -38,7 +39,17 @@ def mesh(devices: Any = None) -> Any:
     ('batch',)
     """
     jax = import_jax()
-    devices = jax.devices() if devices is None else list(devices)
+    if devices is None:
+        devices = jax.devices()
+    elif not (
+        isinstance(devices, (list, tuple))
+        and devices
+        and all(isinstance(d, jax.Device) for d in devices)
+    ):
+        raise InputTypeError(
+            f"devices must be a non-empty list of JAX devices (e.g. jax.devices()[:2]), got "
+            f"{describe(devices)}"
+        )
     return jax.sharding.Mesh(np.array(devices), (AXIS,))
 
 
@@ -62,9 +73,14 @@ def shard(array: Any, axis: int = -1, devices: Any = None) -> Any:
     """
     jax = import_jax()
     m = mesh(devices)
+    kind = getattr(getattr(array, "dtype", None), "kind", None)
+    if not hasattr(array, "shape") or kind not in tuple("biufc"):
+        raise InputTypeError(f"shard needs a numeric NumPy or JAX array, got {describe(array)}")
     ndim = np.ndim(array)
     if ndim == 0:
         raise ShapeError("shard needs an array with a batch axis, got a scalar")
+    if isinstance(axis, bool) or not isinstance(axis, int) or not -ndim <= axis < ndim:
+        raise OptionError(f"axis must be an integer in [-{ndim}, {ndim}), got {describe(axis)}")
     axis = axis % ndim
     n = m.devices.size
     length = np.shape(array)[axis]

@@ -88,7 +88,7 @@ def _check_method(method: object) -> str:
 
 
 def _check_f(f: object) -> Callable[..., Any]:
-    if not callable(f):
+    if not callable(f) or isinstance(f, type):  # a class (int, float) is no function of x
         raise InputTypeError(f"f must be a callable (e.g. lambda x: x**2), got {type(f).__name__}")
     return f
 

@@ -29,7 +29,7 @@ import sympy as sp
 
 from .codegen import lambdify, value_and_grad
 from .errors import InputTypeError, MissingSymbolError, OptionError, require
-from .inputs import as_expr, as_symbols
+from .inputs import as_expr, as_symbols, check_choice, describe
 
 torch = require("torch", "torch", "symgrad.torch")  # the PyTorch package, not this module
 
@@ -209,18 +209,28 @@ class Module(torch.nn.Module):
         dtype: Any = None,
     ) -> None:
         super().__init__()
-        if reduce not in _REDUCTIONS:
-            raise OptionError(f"reduce must be 'mean', 'sum' or None, got {reduce!r}")
-        if isinstance(inputs, (sp.Symbol, str)):
+        reduce = check_choice(reduce, _REDUCTIONS, "reduce")
+        if not isinstance(inputs, (list, tuple)):
             inputs = [inputs]
-        syms, _ = as_symbols(list(params), None, "params")
+        syms, _ = as_symbols(params, None, "params")
+        if dtype is None:
+            dtype = torch.get_default_dtype()
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise InputTypeError(
+                f"dtype must be a floating torch dtype such as torch.float64, got {describe(dtype)}"
+            )
         self.reduce = reduce
         self.function = function(expr, syms, [*inputs, syms])
-        dtype = dtype or torch.get_default_dtype()
         if init is None:
             values = torch.empty(len(syms), dtype=dtype).uniform_(-1.0, 1.0)
         else:
-            values = torch.as_tensor(init, dtype=dtype).clone()
+            try:
+                values = torch.as_tensor(init, dtype=dtype).clone()
+            except (TypeError, ValueError, RuntimeError):
+                raise InputTypeError(
+                    f"init must be {len(syms)} real numbers (a list or tensor), got "
+                    f"{describe(init)}"
+                ) from None
             if values.shape != (len(syms),):
                 raise OptionError(
                     f"init must have one value per parameter ({len(syms)}), got shape "

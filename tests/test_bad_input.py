@@ -301,3 +301,74 @@ def test_matrix_derive_over_a_scalar_symbol_matches_sympy():
 def test_every_error_above_is_a_symgrad_error():
     for err in (BackendUnavailableError, DomainError, InputTypeError, OptionError, ShapeError):
         assert issubclass(err, SymgradError)
+
+
+# ------------------------------------------------------------ methods and the optional engines
+def test_derivation_methods_check_their_arguments():
+    d = derive(x * y, at={x: 1.0, y: 2.0})
+    with pytest.raises(InputTypeError, match="node must be a SymPy expression"):
+        d.name([])
+    for method in (d.contributions, d.kind):
+        with pytest.raises(InputTypeError, match=r"one of the derivation's steps \(d.steps\)"):
+            method({x: 1})
+    with pytest.raises(OptionError, match="standalone must be one of True, False"):
+        d.latex(standalone=np.array([]))
+    assert d.name(x * y) == "f" and d.kind(d.steps[1]) == d.kind(d.steps[2])
+
+
+def test_numerical_refuses_a_class_as_the_function():
+    from symgrad.numerical import gradient
+
+    with pytest.raises(InputTypeError, match="f must be a callable"):
+        gradient(int, [0.0])
+    assert gradient(lambda v: v[0] ** 2, [3.0]) == pytest.approx([6.0], rel=1e-8)
+
+
+def test_export_takes_only_compiled_functions():
+    with pytest.raises(InputTypeError, match=r"made by symgrad\.lambdify"):
+        module_text(x**2)
+
+
+def test_torch_module_checks_its_options():
+    torch = pytest.importorskip("torch")
+    from symgrad.torch import Module
+
+    w = sp.Symbol("w")
+    with pytest.raises(OptionError, match="reduce must be one of"):
+        Module(w * x, [w], [x], reduce=np.array([]))
+    with pytest.raises(InputTypeError, match="floating torch dtype"):
+        Module(w * x, [w], [x], dtype="float64")
+    with pytest.raises(InputTypeError, match="floating torch dtype"):
+        Module(w * x, [w], [x], dtype=torch.int64)
+    with pytest.raises(InputTypeError, match="init must be 1 real numbers"):
+        Module(w * x, [w], [x], init=object())
+    with pytest.raises(InputTypeError, match="params"):
+        Module(w * x, math.inf, [x])
+    m = Module(w * x, w, x, init=[2.0], dtype=torch.float64)  # one symbol for params and inputs
+    assert m(torch.tensor([1.0, 3.0], dtype=torch.float64)).item() == pytest.approx(4.0)
+
+
+def test_jax_mesh_and_shard_check_their_arguments():
+    pytest.importorskip("jax")
+    from symgrad.jax import mesh, shard
+
+    for devices in (math.inf, [], ["cpu"]):
+        with pytest.raises(InputTypeError, match="list of JAX devices"):
+            mesh(devices)
+    with pytest.raises(InputTypeError, match="numeric NumPy or JAX array"):
+        shard(np.array(["a"]))
+    with pytest.raises(InputTypeError, match="numeric NumPy or JAX array"):
+        shard(set())
+    with pytest.raises(OptionError, match="axis must be an integer"):
+        shard(np.zeros((2, 4)), axis=2)
+    with pytest.raises(OptionError, match="axis must be an integer"):
+        shard(np.zeros((2, 4)), axis=sp.Matrix([]))
+    assert np.asarray(shard(np.arange(4.0), axis=-1)).tolist() == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_dask_function_is_made_by_lambdify():
+    pytest.importorskip("dask")
+    from symgrad.dask import DaskFunction
+
+    with pytest.raises(InputTypeError, match=r"made by symgrad\.dask\.lambdify"):
+        DaskFunction(x * y, None)

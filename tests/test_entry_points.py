@@ -2,14 +2,17 @@
 ``SymgradError`` subclasses escape: never a raw ``TypeError``, ``AttributeError``,
 ``RecursionError``, a NumPy warning turned error, or a traceback from the command line.
 
-The entry points are ``symgrad.__all__``, ``symgrad.nn.__all__``, the public functions of
-``symgrad.matrix`` and ``symgrad.cli.main``. Each call fills the function's parameters
+The entry points are ``symgrad.__all__``, ``symgrad.nn.__all__``, ``symgrad.numerical.__all__``,
+those of ``symgrad.torch``, ``symgrad.jax`` and ``symgrad.dask`` where their engine is installed,
+the public functions of ``symgrad.matrix``, the methods of a ``Derivation`` and a ``Value``, and
+``symgrad.cli.main``. Each call fills the function's parameters
 (required ones always, optional ones sometimes) with values from ``HOSTILE``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import inspect
 import io
 import math
@@ -76,7 +79,11 @@ VALUES = st.sampled_from(HOSTILE)
 
 def _entry_points():
     points = []
-    for mod in (symgrad, symgrad.nn):
+    optional = []
+    for name in ("symgrad.torch", "symgrad.jax", "symgrad.dask"):  # where the engine is installed
+        with contextlib.suppress(SymgradError):
+            optional.append(importlib.import_module(name))
+    for mod in (symgrad, symgrad.nn, symgrad.numerical, *optional):
         for name in mod.__all__:
             obj = getattr(mod, name)
             if callable(obj) and not (
@@ -87,6 +94,15 @@ def _entry_points():
         obj = getattr(symgrad.matrix, name)
         if inspect.isfunction(obj):
             points.append((f"symgrad.matrix.{name}", obj))
+    # the methods of what the entry points return
+    derivation = symgrad.derive(x * y, at={x: 1.0, y: 2.0})
+    value = symgrad.Value(2.0)
+    for obj, names in (
+        (derivation, ["text", "latex", "markdown", "name", "simplified", "contributions", "kind"]),
+        (value, ["__add__", "__mul__", "__pow__", "__truediv__", "__rpow__", "__rsub__"]),
+        (value, ["tanh", "exp", "relu", "backward"]),
+    ):
+        points += [(f"{type(obj).__name__}.{name}", getattr(obj, name)) for name in names]
     return points
 
 

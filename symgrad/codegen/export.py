@@ -21,9 +21,10 @@ from typing import Any
 
 import sympy as sp
 
-from ..errors import OptionError
-from ..inputs import check_choice
+from ..errors import InputTypeError, OptionError
+from ..inputs import check_choice, describe
 from . import runtime
+from .compile import CompiledFunction
 from .numpy import emit
 from .plan import describe_args, plan
 from .pyfloat import emit_module_function
@@ -77,6 +78,8 @@ def module_text(fn: Any, target: str = "numpy") -> str:
     >>> "def f(" in module_text(lambdify(x + 1, [x], name="f"))
     True
     """
+    if not isinstance(fn, CompiledFunction):
+        raise InputTypeError(f"fn must be a function made by symgrad.lambdify, got {describe(fn)}")
     target = check_choice(target, ("numpy", "python"), "target")
     if target == "python" or fn.backend == "c":
         if fn.outputs is None:

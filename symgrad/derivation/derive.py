@@ -51,6 +51,13 @@ from .names import TARGET_NAMES, node_names, numeric_values
 __all__ = ["TARGET_NAMES", "Derivation", "derive", "node_names"]
 
 
+def _check_step(step: object) -> None:
+    if not isinstance(step, Step):
+        raise InputTypeError(
+            f"step must be one of the derivation's steps (d.steps), got {describe(step)}"
+        )
+
+
 @dataclass(frozen=True, eq=False)
 class Derivation:
     """The chain-rule steps of one backward pass, as data; its views are thin printers.
@@ -92,6 +99,10 @@ class Derivation:
         >>> derive(sp.exp(2 * x)).name(2 * x)
         'u_1'
         """
+        if not isinstance(node, sp.Basic):
+            raise InputTypeError(
+                f"node must be a SymPy expression (a node of the derivation), got {describe(node)}"
+            )
         return self.names.get(node) or sp.sstr(node)
 
     def simplified(self, symbol: object) -> sp.Expr:
@@ -123,6 +134,7 @@ class Derivation:
         >>> d.contributions(d.steps[-1])
         [(a + a, 1, 1), (a + a, 1, 1)]
         """
+        _check_step(step)
         locals_of = self._cache.get("_locals")
         if locals_of is None:
             locals_of = {}
@@ -154,6 +166,7 @@ class Derivation:
         >>> d.kind(d.steps[1]) == d.kind(d.steps[2])
         True
         """
+        _check_step(step)
         heights = self._cache.get("_heights")
         if heights is None:
             heights = {}

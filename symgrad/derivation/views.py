@@ -326,6 +326,7 @@ def latex(
     \\documentclass{article}
     """
     environment = check_choice(environment, ("align*", "aligned"), "environment")
+    standalone = check_choice(standalone, (True, False), "standalone")
     view = _View(d, max_steps, summarize)
     p = LatexNamePrinter(view.display)
     rows = _tex_rows(view, p, view.steps, notes=True)
