@@ -24,19 +24,8 @@ from sympy.matrices.expressions import (
 from sympy.printing.latex import LatexPrinter
 
 from ..derivation.printers import tex_name
-from .expr import (
-    Broadcast,
-    LogDet,
-    LogSumExp,
-    Map,
-    Softmax,
-    SumAll,
-    SumAxis,
-    _names,
-    _operand,
-    _split,
-    _squared,
-)
+from . import expr as mx
+from .expr import Broadcast, LogDet, LogSumExp, Map, Softmax, SumAll, SumAxis, _split, _squared
 
 __all__ = ["MatrixLatexPrinter", "latex", "reciprocal", "term_order"]
 
@@ -228,8 +217,8 @@ def latex(expr: Any, names: Mapping[sp.Basic, sp.Basic] | None = None) -> str:
     >>> latex(mx.hadamard(h, h), {h: sp.MatrixSymbol("h", 2, 1)})
     'h \\odot h'
     """
-    expr = _operand(expr, "latex")
-    names = _names(names, "names")
+    expr = mx._operand(expr, "latex")
+    names = mx._names(names, "names")
     if names:
         expr = expr.xreplace(names)
     return MatrixLatexPrinter().doprint(expr)

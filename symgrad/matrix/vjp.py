@@ -49,8 +49,6 @@ from .expr import (
     Softmax,
     SumAll,
     SumAxis,
-    _names,
-    _operand,
     shape_of,
 )
 from .simplify import simplify
@@ -400,8 +398,8 @@ def vjp(output: Any, wrt: Any, cotangent: Any) -> Any:
     (2, 2)
     """
     items = _check_wrt(wrt)
-    output = _operand(output, "vjp: output")
-    cotangent = _operand(cotangent, "vjp: cotangent")
+    output = mx._operand(output, "vjp: output")
+    cotangent = mx._operand(cotangent, "vjp: cotangent")
     if shape_of(cotangent) != shape_of(output):
         raise ShapeError(
             f"vjp: the cotangent has shape {shape_of(cotangent)} but the output has shape "
@@ -431,7 +429,7 @@ def grad(f: Any, wrt: Any) -> Any:
     >>> grad(mx.trace(X) + 1, X)
     I
     """
-    f = simplify(_operand(f, "grad"))
+    f = simplify(mx._operand(f, "grad"))
     return vjp(f, wrt, loss_seed(f, "grad"))
 
 
@@ -475,9 +473,9 @@ def backprop_equations(
     >>> deltas[0].rhs, grads[0].rhs
     (2*W*x, delta*x.T)
     """
-    f = _operand(f, "backprop_equations: f")
+    f = mx._operand(f, "backprop_equations: f")
     items = _check_wrt(wrt)
-    adj, eqs = _sweep({f: loss_seed(f, "backprop_equations")}, items, _names(names, "names"))
+    adj, eqs = _sweep({f: loss_seed(f, "backprop_equations")}, items, mx._names(names, "names"))
     eqs = [Equation(e.lhs, simplify(e.rhs)) for e in eqs]
     grads = [Equation(sp.Symbol(f"dL/d{w}"), simplify(adj.get(w, _zero(w)))) for w in items]
     return Equations(eqs, grads)
