@@ -266,3 +266,27 @@ def test_every_target_gives_numpys_answer(name, which, target, points) -> None:
 @pytest.mark.parametrize("name, which, target, p", KNOWN_BUGS)
 def test_known_code_generator_bugs(name, which, target, p) -> None:
     _check(name, which, target, [p])
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        sp.Max(0, x),
+        sp.floor(x) ** 2 + sp.floor(x),
+        sp.ceiling(x),
+        sp.Integer(3) + 0 * x,
+        sp.Piecewise((0, x < 0), (x, True)),
+        sp.Min(x, 2) * 0 + 5,
+    ],
+    ids=str,
+)
+def test_the_float_path_returns_floats_as_numpy_does(expr) -> None:
+    # math.floor/ceil return ints and integer literals stay ints in Python: an int result was
+    # exact and unbounded (floor(1e300)**2 an int of 600 digits instead of inf)
+    f = lambdify(expr, [x])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for p in (-1.5, 2.5, 1e300, -1e300):
+            got, want = f(p), np.asarray(f(np.array([p]))).ravel()[0]
+            assert isinstance(got, float), (p, got)
+            assert _same(float(got), float(want)), (p, got, want)

@@ -217,6 +217,20 @@ class MathTargetPrinter(TargetPrinter, PythonCodePrinter):
         e = sp.Float(exp) if exp.is_Number else exp  # a float exponent: math.pow, never **
         return f"math.pow({self._print(base)}, {self._print(e)})"
 
+    def _print_Integer(self, expr):
+        # a float literal: every result of this path is a float, as NumPy's are (an int 0 from
+        # Max(0, x) or a constant output would come back as a Python int)
+        text = super()._print_Integer(expr)
+        return f"{text}.0" if text.lstrip("-").isdigit() else text
+
+    def _print_floor(self, expr):
+        # math.floor returns an int: exact and unbounded (floor(1e300)**2 would be an int of
+        # 600 digits, never inf), so back to a float at once
+        return f"float(math.floor({self._print(expr.args[0])}))"
+
+    def _print_ceiling(self, expr):
+        return f"float(math.ceil({self._print(expr.args[0])}))"
+
     def _print_Max(self, expr):
         return f"_fmax({', '.join(self._print(a) for a in expr.args)})"
 
