@@ -124,7 +124,11 @@ def relu(x: sp.Expr | float) -> sp.Expr:
         x: a SymPy expression or a number.
 
     Returns:
-        ``sympy.Max(0, x)``.
+        ``sympy.Max(0, x)``; ``nan`` for ``nan``, as ``numpy.maximum(0, nan)``.
+
+    Raises:
+        InputTypeError: ``x`` is not an expression or a real number (text is never parsed).
+        DomainError: ``x`` is a number that is not real (``I``, ``zoo``).
 
     >>> import sympy as sp
     >>> relu(sp.Symbol("t"))

@@ -194,6 +194,8 @@ def compile_matrix(
     Raises:
         MissingSymbolError: an output uses a symbol that is not in ``args``.
         InputTypeError: ``args`` are not symbols.
+        OptionError: ``name`` is not a safe identifier for the generated function.
+        BackendUnavailableError: ``backend`` is neither ``"numpy"`` nor ``"jax"``.
 
     >>> import numpy as np, sympy as sp
     >>> x = sp.MatrixSymbol("x", 3, 1)
