@@ -15,7 +15,7 @@ Baselines in the same run: ``python -c pass`` and ``import sympy, numpy`` (symgr
 both, so their import is the floor of every command) and ``import symgrad``. The machine may be
 shared: compare cases within one run, and read CPU time next to wall time (wall time grows
 with the other jobs on the machine, CPU time much less). ``--write`` saves the table to
-``benchmarks/bench_hardening_results.md``.
+``benchmarks/bench_hardening_results.md`` (its "Notes" section, written by hand, is kept).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "bench_hardening_results.md"
+NOTES = "\n## Notes\n"
 FORMULA = "(x+1)**1000*(y+1)**1000"
 
 SETUP = "import time, numpy as np, sympy as sp, symgrad\n"
@@ -155,7 +156,9 @@ def main() -> None:
     table = _table(runs)
     print(table)
     if args.write:
-        RESULTS.write_text(_document(table, args.repeat))
+        old = RESULTS.read_text() if RESULTS.exists() else ""
+        notes = old[old.index(NOTES) :] if NOTES in old else ""  # kept: written by hand
+        RESULTS.write_text(_document(table, args.repeat) + notes)
         print(f"wrote {RESULTS}")
 
 
