@@ -33,6 +33,7 @@ from symgrad.inputs import check_choice, float_of
 from symgrad.nn import (
     MLP,
     HealthMonitor,
+    Layer,
     Neuron,
     hinge,
     l2,
@@ -194,11 +195,23 @@ def test_l2_of_parameters_is_alpha_times_the_sum_of_squares():
 @pytest.mark.parametrize("n", [10**400, 10**7])
 def test_an_absurd_layer_width_is_refused_before_allocating(n):
     start = time.perf_counter()
-    with pytest.raises(OptionError, match="at most"):
+    with pytest.raises(OptionError, match=r"more than the 1,000,000 symgrad\.nn builds"):
         Neuron(n)
-    with pytest.raises(OptionError, match="at most"):
+    with pytest.raises(OptionError, match="more than the 1,000,000"):
         MLP(2, [n, 1])
     assert time.perf_counter() - start < 5  # generous: refused up front, nothing built
+
+
+@pytest.mark.parametrize(
+    "build",
+    [lambda: Layer(20_000, 20_000), lambda: MLP(2, [5_000, 5_000, 1])],
+    ids=["layer", "mlp"],
+)
+def test_the_weight_count_is_bounded_not_only_each_width(build):
+    start = time.perf_counter()
+    with pytest.raises(OptionError, match="weights, more than the 1,000,000"):
+        build()  # 4e8 and 2.5e7 weights: every width alone is allowed
+    assert time.perf_counter() - start < 5
 
 
 @pytest.mark.parametrize("groups", [np.array([[1.0, np.nan]]), [("a", [0.5])], [("a", "xy")]])

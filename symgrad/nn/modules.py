@@ -21,6 +21,7 @@ network (tanh everywhere, random biases) is ``MLP(..., variant="lecture")``.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random as _random
 from collections.abc import Sequence
@@ -41,21 +42,25 @@ ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear")
 INITS = ("micrograd", "lecture", "xavier", "he")
 
 
-#: The widest layer symgrad.nn builds: one SymPy symbol per weight makes wider layers
-#: impractical long before this (docs/limits.md: use symgrad.matrix), and a count beyond it is
-#: a mistake that would otherwise allocate until memory runs out.
-MAX_UNITS = 1_000_000
+#: The most weights a module builds (about 200 MB of Values): one SymPy symbol per weight makes
+#: networks impractical long before this (docs/limits.md: use symgrad.matrix), and a size beyond
+#: it is a mistake that would otherwise allocate until memory runs out.
+MAX_WEIGHTS = 1_000_000
 
 
 def _check_count(n: object, what: str) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise InputTypeError(f"{what} must be a positive integer, got {describe(n)}")
-    if n > MAX_UNITS:
-        raise OptionError(
-            f"{what} must be at most {MAX_UNITS:,}, got {describe(n)}; for wide layers use "
-            "symgrad.matrix, which keeps W x + b one matrix expression"
-        )
+    _check_weights(n, what)
     return n
+
+
+def _check_weights(count: int, what: str) -> None:
+    if count > MAX_WEIGHTS:
+        raise OptionError(
+            f"{what} needs {count:,} weights, more than the {MAX_WEIGHTS:,} symgrad.nn builds; "
+            "for wide layers use symgrad.matrix, which keeps W x + b one matrix expression"
+        )
 
 
 _NAMES = {"relu": "ReLU"}  # micrograd prints ReLUNeuron
@@ -241,6 +246,7 @@ class Layer(Module):
 
     def __init__(self, nin: int, nout: int, **kwargs) -> None:
         nout = _check_count(nout, "nout")
+        _check_weights(_check_count(nin, "nin") * nout, f"a layer of {nin} x {nout}")
         prefix = kwargs.pop("name", "")
         self.neurons = [
             Neuron(nin, fan_out=nout, name=f"{prefix}N{j}.", **kwargs) for j in range(nout)
@@ -304,6 +310,7 @@ class MLP(Module):
         if isinstance(nouts, (str, bytes)) or not isinstance(nouts, Sequence) or not nouts:
             raise InputTypeError(f"nouts must be a non-empty list of layer widths, got {nouts!r}")
         sz = [nin, *(_check_count(n, "a layer width") for n in nouts)]
+        _check_weights(sum(a * b for a, b in itertools.pairwise(sz)), f"an MLP of sizes {sz}")
         self.layers = [
             Layer(
                 sz[i],
