@@ -37,6 +37,14 @@ SIMPLIFY_BUDGET = 40
 #: "auto" runs ``cancel`` only where the fully expanded result has at most this many terms:
 #: ``cancel`` expands, so ``(x + 1)**1000*(y + 1)**1000`` (a 10-node result) would be 10**6 terms.
 EXPAND_BUDGET = 2_000
+#: ... and at most this size (terms times the size of one term: its factors and the bits of its
+#: coefficient): ``(x + 1)**999`` is only 1,000 terms, but with 300-digit coefficients
+#: (``cancel`` takes seconds), and ``expand`` turns ``exp((x + 1)**1000)`` into a product of
+#: 1,001 exponentials.
+EXPAND_SIZE_BUDGET = 100_000
+#: Heaviside, sign, Abs, Max, Min, Piecewise and DiracDelta are evaluated (simplified) only on
+#: arguments whose real and imaginary parts expand to at most this many terms.
+SIGN_QUERY_TERMS = 64
 #: Max/Min of more arguments stay unevaluated when rebuilt: SymPy compares arguments pairwise.
 EVALUATE_MAX_ARGS = 4
 
@@ -222,10 +230,13 @@ def _evaluated(expr: sp.Basic, memo: tuple[dict, dict] | None = None) -> sp.Basi
                 new[node] = node.func._from_args(args)  # unevaluated, unsorted: linear
                 continue
         if isinstance(node, _SIGN_QUERIES) and any(
-            tree_size(a, SIMPLIFY_BUDGET) > SIMPLIFY_BUDGET for a in args
+            tree_size(a, SIMPLIFY_BUDGET) > SIMPLIFY_BUDGET
+            or _expansion(a, SIGN_QUERY_TERMS, complex_parts=True)[0] > SIGN_QUERY_TERMS
+            for a in args
         ):
             # evaluating these asks for the sign of whole argument trees (SymPy's assumption
-            # system, deep and unbounded): only on small arguments
+            # system, deep and unbounded) and for their imaginary part, which expands
+            # x**200 as (re(x) + I*im(x))**200 (seconds): only on small arguments of low degree
             new[node] = node.func(*args, evaluate=False)
             continue
         new[node] = node.func(*args)
@@ -243,24 +254,46 @@ def _expanded_terms(expr: sp.Basic, limit: int) -> int:
     integer power ``b**k`` (or ``b**-k``, whose denominator expands) at most C(t + k - 1, k) for
     t terms in ``b``; anything else is one term (``cancel`` treats it as a generator).
     """
+    return _expansion(expr, limit)[0]
+
+
+def _expansion(expr: sp.Basic, limit: int, complex_parts: bool = False) -> tuple[int, int]:
+    """Upper bounds on the terms and the size of ``expr`` multiplied out, each capped at
+    limit + 1 (see :func:`_expanded_terms`); with ``complex_parts``, of its real and imaginary
+    parts, where a symbol not known to be real is the two terms ``re(x) + I*im(x)``.
+
+    The size is terms times the size of one term: a term of a product holds a term of every
+    factor; a term of ``b**k`` is ``k`` terms of ``b`` with a multinomial coefficient below
+    ``t**k`` (``k log2 t`` more bits); a number counts its bits; a function (or a non-integer
+    power) is one term holding its arguments expanded, as ``expand`` rewrites inside them.
+    """
     cap = limit + 1
     terms: dict[sp.Basic, int] = {}
-    worst = 1
+    width: dict[sp.Basic, int] = {}  # the size of one term
+    worst_terms = worst_size = 1
     for node in topo_order([expr]):
+        args = node.args
         if node.is_Add:
-            t = sum(terms[a] for a in node.args)
+            t, w = sum(terms[a] for a in args), max(width[a] for a in args)
         elif node.is_Mul:
-            t = 1
-            for a in node.args:
+            t, w = 1, sum(width[a] for a in args)
+            for a in args:
                 t = min(t * terms[a], cap)
         elif node.is_Pow and node.exp.is_Integer:
             base, k = terms[node.base], abs(int(node.exp))
             t = 1 if base == 1 else cap if k >= cap else math.comb(base + k - 1, k)
-        else:
+            w = k * width[node.base] + k * (base - 1).bit_length()
+        elif node.is_Rational:
+            w = int(node.p).bit_length() + int(node.q).bit_length()
             t = 1
-        terms[node] = min(t, cap)
-        worst = max(worst, terms[node])
-    return worst
+        elif node.is_Symbol:
+            t, w = (2, 2) if complex_parts and not node.is_extended_real else (1, 1)
+        else:
+            t, w = 1, 1 + sum(terms[a] * width[a] for a in args)
+        terms[node], width[node] = min(t, cap), min(w, cap)
+        worst_terms = max(worst_terms, terms[node])
+        worst_size = max(worst_size, min(terms[node] * width[node], cap))
+    return worst_terms, worst_size
 
 
 def simplify_result(expr: sp.Expr, simplify: SimplifyOption = "auto") -> sp.Expr:
@@ -311,7 +344,8 @@ def _simplify_one(expr: sp.Expr, simplify: SimplifyOption, memo: tuple[dict, dic
     if simplify is True:
         candidates = [sp.simplify(expr)]
     elif tree_size(expr, SIMPLIFY_BUDGET) <= SIMPLIFY_BUDGET:
-        small = _expanded_terms(expr, EXPAND_BUDGET) <= EXPAND_BUDGET
+        n_terms, size = _expansion(expr, EXPAND_SIZE_BUDGET)
+        small = n_terms <= EXPAND_BUDGET and size <= EXPAND_SIZE_BUDGET
         candidates = [rewrite(expr) for rewrite in _TIDY if small or rewrite is not sp.cancel]
     else:
         return expr

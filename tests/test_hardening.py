@@ -81,6 +81,21 @@ print(bool(np.array_equal(out, np.eye(300)[np.argmin(v)])))
 from symgrad.cli import main
 main(["diff", "(x+1)**1000*(y+1)**1000"])
 """,
+    # few terms, but 300-digit coefficients; expand turns exp(sum) into a product of exps
+    "coefficients": """
+import sympy as sp, symgrad
+x, y = sp.symbols("x y")
+for f in [(x + 1)**1000 + (y + 1)**1000, sp.exp((x + 1)**1000) * (y + 2)**500]:
+    print(*(g == sp.diff(f, s) for g, s in zip(symgrad.grad(f, [x, y]), [x, y])))
+""",
+    # Heaviside's evaluation asks for im(x**200): SymPy expands (re(x) + I*im(x))**200
+    "degree": """
+import numpy as np, sympy as sp, symgrad
+x, z = sp.symbols("x z")
+f = x / sp.Max(z * (x + z), 3 + x**200)
+g = symgrad.lambdify(symgrad.grad(f, [x, z]), [x, z])(0.5, 2.0)
+print(bool(np.allclose(g, [4 / 25, -0.5 * 4.5 / 25], rtol=1e-12)))  # x/(z(x+z)) by hand
+""",
 }
 
 
@@ -107,6 +122,8 @@ def test_default_simplification_finishes_on_hang_cases():
             pytest.fail(f"{name} did not finish in 120 s")
         assert proc.returncode == 0, out[name][1]
     assert out["power"][0].split() == ["True", "True"]  # reference: sympy.diff by hand
+    assert out["coefficients"][0].split() == ["True"] * 4  # reference: sympy.diff
+    assert out["degree"][0].strip() == "True"
     assert out["max100"][0].strip() == "True"  # reference: NumPy's argmax
     assert out["min300"][0].strip() == "True"
     x, y = sp.symbols("x y")
@@ -124,3 +141,17 @@ def test_expanded_term_bound():
     assert _expanded_terms((x + y) ** 3, 100) == 4  # C(2 + 3 - 1, 3)
     assert _expanded_terms((x + 1) ** 1000 * (y + 1) ** 1000, EXPAND_BUDGET) > EXPAND_BUDGET
     assert _expanded_terms((x + 1) ** -(10**9), EXPAND_BUDGET) > EXPAND_BUDGET  # no huge comb
+
+
+def test_expansion_size_bound():
+    from symgrad.autodiff import EXPAND_SIZE_BUDGET, _expansion
+
+    x, y = sp.symbols("x y")
+    for e in [(x + y) ** 3, 3 * (x + 2 * y) ** 5, sp.exp(x + y) * (x - 1) ** 2]:
+        expanded = sp.expand(e)
+        size = sum(len(sp.Mul.make_args(t)) for t in sp.Add.make_args(expanded))
+        assert _expansion(e, 10**6)[1] >= size  # an upper bound on the factors written out
+    # 1,000 terms only, but cancel needs seconds for their 300-digit coefficients
+    assert _expansion(1000 * (x + 1) ** 999, EXPAND_SIZE_BUDGET)[1] > EXPAND_SIZE_BUDGET
+    assert _expansion(sp.exp((x + 1) ** 1000), EXPAND_SIZE_BUDGET)[1] > EXPAND_SIZE_BUDGET
+    assert _expansion((x + y) ** 3, EXPAND_SIZE_BUDGET) == (4, 24)
