@@ -229,14 +229,7 @@ def _evaluated(expr: sp.Basic, memo: tuple[dict, dict] | None = None) -> sp.Basi
             if width[node] > EVALUATE_MAX_ARGS:
                 new[node] = node.func._from_args(args)  # unevaluated, unsorted: linear
                 continue
-        if isinstance(node, _SIGN_QUERIES) and any(
-            tree_size(a, SIMPLIFY_BUDGET) > SIMPLIFY_BUDGET
-            or _expansion(a, SIGN_QUERY_TERMS, complex_parts=True)[0] > SIGN_QUERY_TERMS
-            for a in args
-        ):
-            # evaluating these asks for the sign of whole argument trees (SymPy's assumption
-            # system, deep and unbounded) and for their imaginary part, which expands
-            # x**200 as (re(x) + I*im(x))**200 (seconds): only on small arguments of low degree
+        if isinstance(node, _SIGN_QUERIES) and _costly_sign_query(args):
             new[node] = node.func(*args, evaluate=False)
             continue
         new[node] = node.func(*args)
@@ -245,6 +238,17 @@ def _evaluated(expr: sp.Basic, memo: tuple[dict, dict] | None = None) -> sp.Basi
 
 # Heads whose evaluation queries the sign or zero-ness of their arguments.
 _SIGN_QUERIES = (sp.Heaviside, sp.sign, sp.Abs, sp.Max, sp.Min, sp.Piecewise, sp.DiracDelta)
+
+
+def _costly_sign_query(args: Sequence[sp.Basic]) -> bool:
+    # Evaluating a sign query asks for the sign of whole argument trees (SymPy's assumption
+    # system, deep and unbounded) and for their imaginary part, which expands x**200 as
+    # (re(x) + I*im(x))**200 (seconds): only small arguments of low degree are evaluated.
+    return any(
+        tree_size(a, SIMPLIFY_BUDGET) > SIMPLIFY_BUDGET
+        or _expansion(a, SIGN_QUERY_TERMS, complex_parts=True)[0] > SIGN_QUERY_TERMS
+        for a in args
+    )
 
 
 def _expanded_terms(expr: sp.Basic, limit: int) -> int:
@@ -344,6 +348,10 @@ def _simplify_one(expr: sp.Expr, simplify: SimplifyOption, memo: tuple[dict, dic
     if simplify is True:
         candidates = [sp.simplify(expr)]
     elif tree_size(expr, SIMPLIFY_BUDGET) <= SIMPLIFY_BUDGET:
+        if any(
+            isinstance(n, _SIGN_QUERIES) and _costly_sign_query(n.args) for n in topo_order([expr])
+        ):
+            return expr  # every rewrite rebuilds (evaluates) the sign queries left unevaluated
         n_terms, size = _expansion(expr, EXPAND_SIZE_BUDGET)
         small = n_terms <= EXPAND_BUDGET and size <= EXPAND_SIZE_BUDGET
         candidates = [rewrite(expr) for rewrite in _TIDY if small or rewrite is not sp.cancel]
