@@ -75,6 +75,20 @@ PROCESSES = {
         ["-m", "symgrad", "diff", FORMULA, "--wrt", "x", "--format", "json"],
         None,
     ),
+    # found by a random-expression sweep: large coefficients, exp of a power, a sign query
+    # whose imaginary part SymPy expands
+    "symgrad diff '(x+1)**1000+(y+1)**1000'": (
+        ["-m", "symgrad", "diff", "(x+1)**1000+(y+1)**1000"],
+        None,
+    ),
+    "symgrad diff 'exp((x+1)**1000)*(y+2)**500'": (
+        ["-m", "symgrad", "diff", "exp((x+1)**1000)*(y+2)**500"],
+        None,
+    ),
+    "symgrad diff 'x/max(z*(x+z), 3+x**200)'": (
+        ["-m", "symgrad", "diff", "x/max(z*(x+z), 3+x**200)"],
+        None,
+    ),
     "symgrad diff - < 1 GiB file": (["-m", "symgrad", "diff", "-"], "big"),
     "yes | symgrad diff -": (["-m", "symgrad", "diff", "-"], "yes"),
 }
