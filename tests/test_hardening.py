@@ -3,6 +3,7 @@ default simplification is bounded (the hang cases run as subprocesses with a gen
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -164,3 +165,43 @@ def test_expansion_size_bound():
     assert _expansion(1000 * (x + 1) ** 999, EXPAND_SIZE_BUDGET)[1] > EXPAND_SIZE_BUDGET
     assert _expansion(sp.exp((x + 1) ** 1000), EXPAND_SIZE_BUDGET)[1] > EXPAND_SIZE_BUDGET
     assert _expansion((x + y) ** 3, EXPAND_SIZE_BUDGET) == (4, 24)
+
+
+def test_numeric_values_equal_sympys_own_arithmetic():
+    # numeric_values adds and multiplies numbers directly (no Add/Mul flatten): every node's
+    # value must be exactly what SymPy's evaluating constructor gives from its arguments' values
+    # (the reference below, node by node), edge numbers included
+    import random
+
+    from symgrad.derivation.names import numeric_values
+    from symgrad.graph import topo_order
+
+    def reference(expr, at):
+        memo = {}
+        for node in topo_order([expr]):
+            if node in at or not node.args:
+                memo[node] = at.get(node, node)
+            else:
+                memo[node] = node.func(*[memo[a] for a in node.args])
+        return memo[expr]
+
+    rng = random.Random(0)
+    a, b, c = sp.symbols("a b c")
+    numbers = [sp.Float(v) for v in (0.1, 0.7, 1e16, -1e16, 1.0, 1e308, -0.0, 5e-324)]
+    numbers += [sp.Rational(1, 3), sp.Integer(-7), sp.oo, -sp.oo, sp.pi, sp.zoo]
+    checked = 0
+    for _ in range(600):
+        nodes = [a, b, c, *rng.sample(numbers, 4)]
+        for _ in range(6):
+            op = rng.choice([sp.Add, sp.Mul])
+            nodes.append(op(*rng.sample(nodes, rng.choice([2, 3])), evaluate=False))
+        expr = nodes[-1]
+        at = {a: rng.choice([0.3, -3.5, 1e16]), b: rng.choice([2.0, -1e16, 1e-300]), c: 0.0}
+        got = numeric_values([expr], at).get(expr)
+        want = reference(expr, {s: sp.Float(v) for s, v in at.items()})
+        if want.is_number and want.is_extended_real:
+            checked += 1
+            assert got == float(want) or (math.isnan(got) and math.isnan(float(want))), expr
+        else:
+            assert got is None, expr
+    assert checked > 300

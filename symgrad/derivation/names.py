@@ -11,6 +11,8 @@ numbers from :func:`numeric_values`, so every view agrees on ``u_1`` and on ``-8
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Iterable, Mapping
 
 import sympy as sp
@@ -99,7 +101,12 @@ def numeric_values(
             if any(a is None for a in args):
                 continue
             try:
-                value = node.func(*args)
+                if (node.is_Add or node.is_Mul) and all(a.is_Number for a in args):
+                    # what Add/Mul's flatten does with numbers (the same SymPy Number
+                    # arithmetic, left to right) without its bookkeeping: 3x on Value chains
+                    value = functools.reduce(operator.add if node.is_Add else operator.mul, args)
+                else:
+                    value = node.func(*args)
             except (TypeError, ValueError, ArithmeticError):
                 continue  # no number here (e.g. a domain error): the view shows none
         memo[node] = value
