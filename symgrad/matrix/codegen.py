@@ -103,6 +103,46 @@ def _slogdet(a: np.ndarray) -> float:
     return value if sign > 0 else np.nan  # log det is undefined for det <= 0
 
 
+_SYRK_MIN = 64  # result size from which syrk's halved flops pay for the sqrt and the check
+
+
+def _gram(x: np.ndarray, s: np.ndarray, left: bool) -> np.ndarray:
+    """``x^T diag(s) x``, or ``x diag(s) x^T`` if ``left``; ``s`` is a column.
+
+    With ``s >= 0`` it is ``z^T z`` for ``z = diag(sqrt(s)) x``, and NumPy multiplies an array
+    by its own transpose with BLAS ``syrk``: half the flops of the general product, and an
+    exactly symmetric result. For small results the general product is as fast, and with a
+    negative or NaN weight (``s.min() >= 0`` is then false) it is the one that is right.
+    """
+    if left:
+        s = s.T
+    if x.shape[0 if left else 1] >= _SYRK_MIN and x.size and s.min() >= 0:
+        z = np.sqrt(s) * x
+        return z @ z.T if left else z.T @ z
+    return (x * s) @ x.T if left else x.T @ (s * x)
+
+
+def _kron_identity(n: int, m: np.ndarray, first: bool) -> np.ndarray:
+    """``I_n ⊗ m`` (``first``) or ``m ⊗ I_n`` without multiplying by the zeros of ``I_n``.
+
+    ``numpy.zeros`` takes zeroed pages from the system lazily, so only the pages holding the
+    ``n`` copies of ``m``'s entries are ever written (``numpy.kron`` writes all ``(n p)(n q)``).
+    """
+    p, q = m.shape
+    out = np.zeros((n * p, n * q), dtype=np.result_type(m, np.float64))
+    if first:  # block (i, i) is m: out[i p + a, i q + b] = m[a, b]
+        blocks = out.reshape(n, p, n, q)
+        s = blocks.strides
+        view = np.lib.stride_tricks.as_strided(blocks, (n, p, q), (s[0] + s[2], s[1], s[3]))
+        view[...] = m
+    else:  # block (a, b) is m[a, b] I_n: out[a n + i, b n + i] = m[a, b]
+        blocks = out.reshape(p, n, q, n)
+        s = blocks.strides
+        view = np.lib.stride_tricks.as_strided(blocks, (p, q, n), (s[0], s[2], s[1] + s[3]))
+        view[...] = m[:, :, None]
+    return out
+
+
 def _shape_error(name: str, got: Any, want: str) -> None:
     raise ShapeError(f"argument {name} has shape {got}, expected {want}")
 
@@ -115,6 +155,8 @@ _NAMESPACE = {
     "_softmax": _softmax,
     "_logsumexp": _logsumexp,
     "_slogdet": _slogdet,
+    "_gram": _gram,
+    "_kron_identity": _kron_identity,
     "_shape_error": _shape_error,
     "_vmath": _VectorMath(),  # functions NumPy lacks (erf, gamma, ...), as the scalar target
 }
@@ -345,6 +387,10 @@ def _node_code(g: _Gen, node: sp.Basic) -> str | None:
         p, q = (g.dim(d) for d in node.args)
         return f"numpy.eye({p} * {q})[numpy.arange({p} * {q}).reshape({p}, {q}).T.ravel()]"
     if isinstance(node, KroneckerProduct):
+        if len(node.args) == 2 and any(isinstance(a, Identity) for a in node.args):
+            first = isinstance(node.args[0], Identity)
+            eye, m = node.args if first else node.args[::-1]
+            return f"_kron_identity({g.dim(eye.shape[0])}, {g.use(m)}, {first})"
         code = g.use(node.args[0])
         for a in node.args[1:]:
             code = f"numpy.kron({code}, {g.use(a)})"
@@ -391,11 +437,11 @@ def _product_code(g: _Gen, mats: Sequence[MatrixExpr]) -> str:
     """
     parts: list[str] = []
     pending: list[str] = []  # diagonals waiting for a right neighbour
-    for m in mats:
+    for m in _grams(g, mats):
         if isinstance(m, DiagMatrix):
             pending.append(g.use(m.args[0]))
             continue
-        code = g.use(m)
+        code = m if isinstance(m, str) else g.use(m)  # a str: a weighted Gram product's code
         for d in reversed(pending):
             code = f"{_paren(d)} * {_paren(code)}"
         pending = []
@@ -408,6 +454,26 @@ def _product_code(g: _Gen, mats: Sequence[MatrixExpr]) -> str:
             last = f"{_paren(last)} * {_paren(d)}.T"
         parts.append(last)
     return " @ ".join(_paren(p) if "*" in p and len(parts) > 1 else p for p in parts)
+
+
+def _grams(g: _Gen, mats: Sequence[MatrixExpr]) -> list:
+    """``mats`` with each ``X^T diag(s) X`` (and ``X diag(s) X^T``) replaced by its code."""
+    out: list = []
+    i = 0
+    while i < len(mats):
+        a, d, b = (list(mats[i : i + 3]) + [None, None])[:3]
+        if isinstance(d, DiagMatrix) and d.args[0].shape[1] == 1:
+            if isinstance(a, Transpose) and a.arg == b:
+                out.append(f"_gram({g.use(b)}, {g.use(d.args[0])}, False)")
+                i += 3
+                continue
+            if isinstance(b, Transpose) and b.arg == a:
+                out.append(f"_gram({g.use(a)}, {g.use(d.args[0])}, True)")
+                i += 3
+                continue
+        out.append(a)
+        i += 1
+    return out
 
 
 def _scalar_operand(g: _Gen, a: sp.Basic) -> sp.Basic:
