@@ -461,7 +461,7 @@ def _grams(g: _Gen, mats: Sequence[MatrixExpr]) -> list:
     out: list = []
     i = 0
     while i < len(mats):
-        a, d, b = (list(mats[i : i + 3]) + [None, None])[:3]
+        a, d, b = [*mats[i : i + 3], None, None][:3]
         if isinstance(d, DiagMatrix) and d.args[0].shape[1] == 1:
             if isinstance(a, Transpose) and a.arg == b:
                 out.append(f"_gram({g.use(b)}, {g.use(d.args[0])}, False)")
