@@ -10,6 +10,7 @@ of the per-repetition ratios, so drift between repetitions cancels.
 
 from __future__ import annotations
 
+import resource
 import statistics
 import time
 
@@ -17,7 +18,10 @@ import numpy as np
 
 
 def interleave(contenders: dict, reps: int, *, sample: float = 0.0, warmup: int = 3) -> dict:
-    """``{name: {"wall": [...], "cpu": [...]}}``, seconds per call, one entry per repetition.
+    """``{name: {"wall": [...], "cpu": [...], "faults": [...]}}``, per call, one per repetition.
+
+    Times are in seconds; ``faults`` counts minor page faults (memory the allocator had to get
+    from the system again: the cost of temporaries that outlive their use).
 
     A contender faster than ``sample`` seconds is called that many times per measurement
     (timer resolution and the clocks' own cost stay negligible).
@@ -29,17 +33,20 @@ def interleave(contenders: dict, reps: int, *, sample: float = 0.0, warmup: int 
         t = time.perf_counter()
         fn()
         number[k] = max(1, int(sample / max(time.perf_counter() - t, 1e-9)))
-    times = {k: {"wall": [], "cpu": []} for k in contenders}
+    times = {k: {"wall": [], "cpu": [], "faults": []} for k in contenders}
     order = np.random.default_rng(0)
     for _ in range(reps):
         for k in order.permutation(list(contenders)):
             fn, n = contenders[k], number[k]
+            f = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             w, c = time.perf_counter(), time.process_time()
             for _ in range(n):
                 fn()
             c, w = time.process_time() - c, time.perf_counter() - w
+            f = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f
             times[k]["wall"].append(w / n)
             times[k]["cpu"].append(c / n)
+            times[k]["faults"].append(f / n)
     return times
 
 

@@ -2,7 +2,8 @@
 
 ``X^T diag(s) X`` runs as BLAS ``syrk`` on ``diag(sqrt(s)) X`` when every weight is >= 0 (and
 the result is large enough), as the general product otherwise; ``I ⊗ M`` and ``M ⊗ I`` fill only
-their nonzero entries. The references build the dense ``diag`` and call ``numpy.kron``.
+their nonzero entries; ``X + Y^T`` adds block by block. The references build the dense ``diag``,
+call ``numpy.kron`` and add the transposed array directly.
 """
 
 from __future__ import annotations
@@ -70,3 +71,18 @@ def test_kronecker_with_identity_equals_numpy_kron(k):
     w = np.ones((k, 1))  # s only fixes n
     np.testing.assert_array_equal(left(m0, w), np.kron(np.eye(k), m0))
     np.testing.assert_array_equal(right(m0, w), np.kron(m0, np.eye(k)))
+
+
+@pytest.mark.parametrize(("rows", "cols"), [(3, 3), (300, 300), (260, 390), (390, 260)])
+def test_sums_with_a_transpose_equal_numpy(rows, cols):
+    P, Q = sp.MatrixSymbol("P", n, m), sp.MatrixSymbol("Q", m, n)
+    p0, q0 = RNG.normal(size=(rows, cols)), RNG.normal(size=(cols, rows))
+    f = compile_matrix([mx.add(P, Transpose(Q)), mx.add(mx.scale(2, P), Transpose(Q))], [P, Q])
+    assert "_add_transposed(" in f.source
+    got, got2 = f(p0, q0)
+    np.testing.assert_array_equal(got, p0 + q0.T)
+    np.testing.assert_array_equal(got2, 2 * p0 + q0.T)
+    if rows == cols:
+        S = sp.MatrixSymbol("S", n, n)
+        sym = compile_matrix(mx.add(S, Transpose(S)), [S])(p0)
+        np.testing.assert_array_equal(sym, p0 + p0.T)

@@ -122,6 +122,32 @@ def _gram(x: np.ndarray, s: np.ndarray, left: bool) -> np.ndarray:
     return (x * s) @ x.T if left else x.T @ (s * x)
 
 
+_BLOCK = 128  # a 128 x 128 float64 block (128 KiB) and its transpose stay in cache together
+
+
+def _add_transposed(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``x + y^T``, block by block for large matrices.
+
+    Adding a matrix to a transposed one walks one of them across rows, a cache miss per entry
+    once a column no longer fits in cache; blocks of both fit. For ``x + x^T`` (a symmetric
+    result) each pair of blocks is added once and written twice.
+    """
+    n, m = x.shape
+    if n * m < 4 * _BLOCK * _BLOCK or x.shape != y.shape[::-1]:
+        return x + y.T
+    out = np.empty((n, m), dtype=np.result_type(x, y))
+    same = x is y
+    for i in range(0, n, _BLOCK):
+        for j in range(i if same else 0, m, _BLOCK):
+            block = out[i : i + _BLOCK, j : j + _BLOCK]
+            np.add(
+                x[i : i + _BLOCK, j : j + _BLOCK], y[j : j + _BLOCK, i : i + _BLOCK].T, out=block
+            )
+            if same and j != i:
+                out[j : j + _BLOCK, i : i + _BLOCK] = block.T
+    return out
+
+
 def _kron_identity(n: int, m: np.ndarray, first: bool) -> np.ndarray:
     """``I_n ⊗ m`` (``first``) or ``m ⊗ I_n`` without multiplying by the zeros of ``I_n``.
 
@@ -156,6 +182,7 @@ _NAMESPACE = {
     "_logsumexp": _logsumexp,
     "_slogdet": _slogdet,
     "_gram": _gram,
+    "_add_transposed": _add_transposed,
     "_kron_identity": _kron_identity,
     "_shape_error": _shape_error,
     "_vmath": _VectorMath(),  # functions NumPy lacks (erf, gamma, ...), as the scalar target
@@ -360,6 +387,8 @@ def _node_code(g: _Gen, node: sp.Basic) -> str | None:
         return f"numpy.ones(({g.dim(node.shape[0])}, {g.dim(node.shape[1])}))"
     if isinstance(node, ZeroMatrix):
         return f"numpy.zeros(({g.dim(node.shape[0])}, {g.dim(node.shape[1])}))"
+    if isinstance(node, MatAdd) and (pair := _plus_transpose(node)):
+        return f"_add_transposed({g.use(pair[0])}, {g.use(pair[1])})"
     if isinstance(node, (MatAdd, HadamardProduct, Map)):
         parts = [g.elem(a) for a in mx.operands(node)]
         if isinstance(node, MatAdd):
@@ -488,6 +517,18 @@ def _scalar_operand(g: _Gen, a: sp.Basic) -> sp.Basic:
 
 def _paren(code: str) -> str:
     return code if code.replace("_", "").replace(".", "").isalnum() else f"({code})"
+
+
+def _plus_transpose(node: MatAdd) -> tuple[MatrixExpr, MatrixExpr] | None:
+    """``(X, Y)`` if ``node`` is ``X + Y^T`` of (non-vector) matrices, else None."""
+    if len(node.args) != 2 or 1 in node.shape:
+        return None
+    a, b = node.args
+    if isinstance(a, Transpose) and not isinstance(b, Transpose):
+        a, b = b, a
+    if isinstance(b, Transpose) and not isinstance(a, Transpose):
+        return a, b.arg
+    return None
 
 
 def _sum_code(g: _Gen, node: MatAdd) -> str:
