@@ -86,3 +86,23 @@ def test_sums_with_a_transpose_equal_numpy(rows, cols):
         S = sp.MatrixSymbol("S", n, n)
         sym = compile_matrix(mx.add(S, Transpose(S)), [S])(p0)
         np.testing.assert_array_equal(sym, p0 + p0.T)
+
+
+def test_jax_target_writes_the_same_products_without_numpy_helpers():
+    jax = pytest.importorskip("jax")
+    P, M = sp.MatrixSymbol("P", n, n), sp.MatrixSymbol("M", 2, 2)
+    outputs = [
+        mx.add(P, Transpose(P)),
+        mx.matmul(Transpose(X), DiagMatrix(s), X),
+        KroneckerProduct(Identity(n), M),
+    ]
+    args = [P, X, s, M]
+    vals = [RNG.normal(size=(300, 300)), RNG.normal(size=(300, 140)), _weights(300, "positive")]
+    vals.append(RNG.normal(size=(2, 2)))
+    want = compile_matrix(outputs, args)(*vals)
+    with jax.enable_x64(True):
+        f = compile_matrix(outputs, args, backend="jax")
+        assert not any(h in f.source for h in ("_gram", "_add_transposed", "_kron_identity"))
+        got = f(*vals)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_allclose(np.asarray(a), b, rtol=1e-10, atol=1e-10)

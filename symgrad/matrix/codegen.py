@@ -103,9 +103,6 @@ def _slogdet(a: np.ndarray) -> float:
     return value if sign > 0 else np.nan  # log det is undefined for det <= 0
 
 
-_SYRK_MIN = 128  # result size from which syrk pays for the sqrt and the check (measured)
-
-
 def _gram(x: np.ndarray, s: np.ndarray, left: bool) -> np.ndarray:
     """``x^T diag(s) x``, or ``x diag(s) x^T`` if ``left``; ``s`` is a column.
 
@@ -116,35 +113,32 @@ def _gram(x: np.ndarray, s: np.ndarray, left: bool) -> np.ndarray:
     """
     if left:
         s = s.T
-    if x.shape[0 if left else 1] >= _SYRK_MIN and x.size and s.min() >= 0:
+    # from 128 rows of the result on, syrk pays for the square roots and the check (measured)
+    if x.shape[0 if left else 1] >= 128 and x.size and s.min() >= 0:
         z = np.sqrt(s) * x
         return z @ z.T if left else z.T @ z
     return (x * s) @ x.T if left else x.T @ (s * x)
-
-
-_BLOCK = 128  # a 128 x 128 float64 block (128 KiB) and its transpose stay in cache together
 
 
 def _add_transposed(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """``x + y^T``, block by block for large matrices.
 
     Adding a matrix to a transposed one walks one of them across rows, a cache miss per entry
-    once a column no longer fits in cache; blocks of both fit. For ``x + x^T`` (a symmetric
-    result) each pair of blocks is added once and written twice.
+    once a column no longer fits in cache; a 128 x 128 block (128 KiB) and its transpose fit
+    together. For ``x + x^T`` (a symmetric result) each pair of blocks is added once.
     """
     n, m = x.shape
-    if n * m < 4 * _BLOCK * _BLOCK or x.shape != y.shape[::-1]:
+    b = 128
+    if n * m < 4 * b * b or x.shape != y.shape[::-1]:
         return x + y.T
     out = np.empty((n, m), dtype=np.result_type(x, y))
     same = x is y
-    for i in range(0, n, _BLOCK):
-        for j in range(i if same else 0, m, _BLOCK):
-            block = out[i : i + _BLOCK, j : j + _BLOCK]
-            np.add(
-                x[i : i + _BLOCK, j : j + _BLOCK], y[j : j + _BLOCK, i : i + _BLOCK].T, out=block
-            )
+    for i in range(0, n, b):
+        for j in range(i if same else 0, m, b):
+            block = out[i : i + b, j : j + b]
+            np.add(x[i : i + b, j : j + b], y[j : j + b, i : i + b].T, out=block)
             if same and j != i:
-                out[j : j + _BLOCK, i : i + _BLOCK] = block.T
+                out[j : j + b, i : i + b] = block.T
     return out
 
 
@@ -288,7 +282,8 @@ def compile_matrix(
 class _Gen:
     """State of one code generation: names of nodes and the statements so far."""
 
-    def __init__(self, args: list) -> None:
+    def __init__(self, args: list, kernels: bool = True) -> None:
+        self.kernels = kernels  # call the NumPy helpers (_gram, ...); XLA fuses on its own
         self.ref: dict[sp.Basic, str] = {}
         self.lines: list[tuple[str, str, set[str]]] = []  # (target, code, names used)
         self.prologue: list[str] = []
@@ -387,7 +382,7 @@ def _node_code(g: _Gen, node: sp.Basic) -> str | None:
         return f"numpy.ones(({g.dim(node.shape[0])}, {g.dim(node.shape[1])}))"
     if isinstance(node, ZeroMatrix):
         return f"numpy.zeros(({g.dim(node.shape[0])}, {g.dim(node.shape[1])}))"
-    if isinstance(node, MatAdd) and (pair := _plus_transpose(node)):
+    if isinstance(node, MatAdd) and g.kernels and (pair := _plus_transpose(node)):
         return f"_add_transposed({g.use(pair[0])}, {g.use(pair[1])})"
     if isinstance(node, (MatAdd, HadamardProduct, Map)):
         parts = [g.elem(a) for a in mx.operands(node)]
@@ -416,7 +411,7 @@ def _node_code(g: _Gen, node: sp.Basic) -> str | None:
         p, q = (g.dim(d) for d in node.args)
         return f"numpy.eye({p} * {q})[numpy.arange({p} * {q}).reshape({p}, {q}).T.ravel()]"
     if isinstance(node, KroneckerProduct):
-        if len(node.args) == 2 and any(isinstance(a, Identity) for a in node.args):
+        if g.kernels and len(node.args) == 2 and any(isinstance(a, Identity) for a in node.args):
             first = isinstance(node.args[0], Identity)
             eye, m = node.args if first else node.args[::-1]
             return f"_kron_identity({g.dim(eye.shape[0])}, {g.use(m)}, {first})"
@@ -466,7 +461,7 @@ def _product_code(g: _Gen, mats: Sequence[MatrixExpr]) -> str:
     """
     parts: list[str] = []
     pending: list[str] = []  # diagonals waiting for a right neighbour
-    for m in _grams(g, mats):
+    for m in _grams(g, mats) if g.kernels else mats:
         if isinstance(m, DiagMatrix):
             pending.append(g.use(m.args[0]))
             continue
@@ -558,7 +553,7 @@ def _sum_code(g: _Gen, node: MatAdd) -> str:
 
 def _generate(args: list, flat: list, spec: Any, name: str, in_place: bool = True) -> str:
     # in_place: reuse dead temporaries' memory (NumPy); JAX arrays are immutable (jax.py)
-    g = _Gen(args)
+    g = _Gen(args, kernels=in_place)
     order = mx.value_nodes(flat)
     for node in order:
         if node in g.ref:
