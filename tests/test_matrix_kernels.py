@@ -16,7 +16,7 @@ from sympy.matrices.expressions.diagonal import DiagMatrix
 from sympy.matrices.expressions.special import Identity
 
 from symgrad.matrix import expr as mx
-from symgrad.matrix.codegen import compile_matrix
+from symgrad.matrix.codegen import _add_transposed, compile_matrix
 
 RNG = np.random.default_rng(11)
 n, m = sp.Symbol("n", integer=True, positive=True), sp.Symbol("m", integer=True, positive=True)
@@ -82,10 +82,12 @@ def test_sums_with_a_transpose_equal_numpy(rows, cols):
     got, got2 = f(p0, q0)
     np.testing.assert_array_equal(got, p0 + q0.T)
     np.testing.assert_array_equal(got2, 2 * p0 + q0.T)
+    # the blocked loop, which compiled code takes for matrices of millions of entries
+    np.testing.assert_array_equal(_add_transposed(p0, q0, blocked_from=0), p0 + q0.T)
     if rows == cols:
+        np.testing.assert_array_equal(_add_transposed(p0, p0, blocked_from=0), p0 + p0.T)
         S = sp.MatrixSymbol("S", n, n)
-        sym = compile_matrix(mx.add(S, Transpose(S)), [S])(p0)
-        np.testing.assert_array_equal(sym, p0 + p0.T)
+        np.testing.assert_array_equal(compile_matrix(mx.add(S, Transpose(S)), [S])(p0), p0 + p0.T)
 
 
 def test_jax_target_writes_the_same_products_without_numpy_helpers():
