@@ -183,6 +183,7 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--reps", type=int, default=15)
     parser.add_argument("--budget", type=float, default=20.0)
+    parser.add_argument("--big-reps", type=int, default=3, help="repetitions for n > 1000")
     parser.add_argument("--peers", default="jax,torch")
     parser.add_argument("--problems", default="", help="run only problems containing this")
     parser.add_argument(
@@ -220,7 +221,9 @@ def main():
                 assert np.allclose(got, ref, rtol=1e-8, atol=1e-8), f"{p} disagrees at n={n}"
                 contenders[f"{p} hessian"] = run
             first = {k: v[:2] for k, v in first.items()}
-            times, slow = _time(contenders, first, args.reps if n <= 1000 else 3, args.budget)
+            times, slow = _time(
+                contenders, first, args.reps if n <= 1000 else args.big_reps, args.budget
+            )
             print(f"  n={n:5d}  (CPU median; wall median; this/symgrad CPU, wall)")
             for k in contenders:
                 cpu, wall = timing.median(times, k), timing.median(times, k, "wall")
