@@ -6,11 +6,13 @@ hand-written NumPy, the step's five matrix products alone, PyTorch eager and JAX
 ``--threads`` sizes the thread pools of BLAS (NumPy), PyTorch and XLA alike (default 1: on a
 small shared machine, competing thread pools make multi-threaded timings meaningless).
 
-The network's loss is built from ``symgrad.matrix`` expressions and compiled once by
-``value_and_grad`` (the batch size is a symbol); symgrad's step is that function plus the same
-in-place SGD update as the hand-written step, so the two differ only in the value-and-gradient
-code. All contenders get the same data, float64 everywhere. Phase 1 times symgrad, hand-written
-NumPy and (for one hidden layer) the five matrix products alone; phase 2 adds PyTorch eager and
+The network's loss is built from ``symgrad.matrix`` expressions and compiled once (the batch
+size is a symbol): ``value_and_grad`` for the value-and-gradient contenders, and for symgrad's
+step the loss with the gradients times a learning-rate symbol, then ``p -= g`` in place (the
+hand-written step scales its fresh gradients in place and subtracts them). "symgrad Trainer" is
+the training stack's own step, when ``symgrad.matrix.nn`` provides one. All contenders get the
+same data, float64 everywhere. Phase 1 times symgrad, hand-written NumPy and (for one hidden
+layer) the five matrix products alone; phase 2 adds PyTorch eager and
 JAX jit in the same process. Within a phase every repetition runs each contender once in a fresh
 random order; medians of wall and CPU time per step (:mod:`timing`), and ratios as medians of
 per-repetition ratios. On a shared machine the CPU-time ratios are the ones to quote.
@@ -65,8 +67,13 @@ def init(sizes, seed=0):
     return ws, [np.zeros((w.shape[0], 1)) for w in ws]
 
 
-def symgrad_value_and_grad(sizes, loss):
-    """The compiled ``(loss, [dW1, db1, dW2, ...])`` of a tanh MLP, samples as columns."""
+def symgrad_value_and_grad(sizes, loss, scaled=False):
+    """The compiled ``(loss, [dW1, db1, dW2, ...])`` of a tanh MLP, samples as columns.
+
+    With ``scaled``, the gradients come times a learning rate ``lr`` passed as the last
+    argument: the compiler applies ``lr / B`` to the smallest operand (the 256 x 10 ``W_2^T``
+    here), so the SGD update is one pass ``p -= g`` over the weights instead of two.
+    """
     params = []
     h = X = sp.MatrixSymbol("X", sizes[0], BATCH)
     for i in range(len(sizes) - 1):
@@ -81,7 +88,11 @@ def symgrad_value_and_grad(sizes, loss):
         f = mx.sumsq(mx.sub(h, Y)) / BATCH
     else:
         f = (mx.sum(mx.logsumexp(h, axis=0)) - mx.sum(mx.hadamard(Y, h))) / BATCH
-    return mx.value_and_grad(f, params, [*params, X, Y])
+    if not scaled:
+        return mx.value_and_grad(f, params, [*params, X, Y])
+    lr = sp.Symbol("lr", positive=True)
+    grads = [mx.scale(lr, g) for g in mx.grad(f, params)]
+    return mx.compile_matrix([f, grads], [*params, X, Y, lr])
 
 
 def sgd(params, grads):
@@ -230,6 +241,7 @@ def _contenders(sizes, loss, batch, peers):
     t0 = time.perf_counter()
     fn = symgrad_value_and_grad(sizes, loss)
     setup = time.perf_counter() - t0
+    fn_lr = symgrad_value_and_grad(sizes, loss, scaled=True)
     ws, bs = init(sizes)
     mine = [a.copy() for pair in zip(ws, bs, strict=True) for a in pair]  # W1, b1, W2, ...
     hand_ws, hand_bs = [w.copy() for w in ws], [b.copy() for b in bs]
@@ -237,12 +249,14 @@ def _contenders(sizes, loss, batch, peers):
     v_mine, g_mine = fn(*mine, X, Y)
     v_hand, g_hand = numpy_value_and_grad(hand_ws, hand_bs, X, Y, loss)
     assert np.isclose(v_mine, v_hand, rtol=1e-12), (v_mine, v_hand)
-    for a, b in zip(g_mine, g_hand, strict=True):
+    for a, b, c in zip(g_mine, g_hand, fn_lr(*mine, X, Y, LR)[1], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(c, LR * b, rtol=1e-9, atol=1e-14)
 
     def symgrad_step():
-        value, grads = fn(*mine, X, Y)
-        sgd(mine, grads)
+        value, steps = fn_lr(*mine, X, Y, LR)
+        for p, g in zip(mine, steps, strict=True):
+            p -= g
         return value
 
     def numpy_step():
