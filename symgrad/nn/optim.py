@@ -68,7 +68,10 @@ def _check_lr(lr: object) -> Schedule:
 
 
 def _is_rate(obj: object) -> bool:
-    return callable(obj) or (isinstance(obj, (int, float)) and not isinstance(obj, bool))
+    # a schedule is a plain function of the step; a model is callable too, but has parameters
+    if callable(obj):
+        return not hasattr(obj, "parameters") and not hasattr(obj, "__iter__")
+    return isinstance(obj, (int, float)) and not isinstance(obj, bool)
 
 
 def _check_params(params: object, owner: str) -> list[Value]:
