@@ -76,7 +76,8 @@ def test_step_on_the_lecture_tanh_mlp_matches_torch_optim(make_mine, make_torch)
     for layer in mine.layers:
         lin = torch.nn.Linear(len(layer.neurons[0].w), len(layer.neurons)).double()
         with torch.no_grad():
-            lin.weight.copy_(torch.tensor([[w.data for w in n.w] for n in layer.neurons], dtype=f64))
+            weights = [[w.data for w in n.w] for n in layer.neurons]
+            lin.weight.copy_(torch.tensor(weights, dtype=f64))
             lin.bias.copy_(torch.tensor([n.b.data for n in layer.neurons], dtype=f64))
         layers += [lin, torch.nn.Tanh()]
     net = torch.nn.Sequential(*layers)
