@@ -329,11 +329,14 @@ class DenseProgram:
         self._predict = compile_matrix(scores, [*params, X], backend=backend)
 
     def loss_and_grad(
-        self, theta: np.ndarray, xt: np.ndarray, tt: np.ndarray
+        self, theta: np.ndarray, xt: np.ndarray, tt: np.ndarray, out: np.ndarray | None = None
     ) -> tuple[float, np.ndarray, np.ndarray]:
-        """``(loss, gradient vector, scores (nout, B))`` for inputs and targets as columns."""
+        """``(loss, gradient vector, scores (nout, B))`` for inputs and targets as columns.
+
+        The gradient vector is written into ``out`` when given (no allocation per step).
+        """
         value, grads, scores = self.fn(*self.model.matrices(theta), xt, tt)
-        flat = np.concatenate([np.ravel(g) for g in grads])
+        flat = np.concatenate([np.ravel(g) for g in grads], out=out)
         return float(value), flat, np.asarray(scores)
 
     def predict(self, theta: np.ndarray, xt: np.ndarray) -> np.ndarray:

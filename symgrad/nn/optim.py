@@ -284,7 +284,13 @@ class SGD(Optimizer):
                 v *= self.momentum
                 v += g
             g = v
-        a -= lr * g
+        # lr * g into a kept buffer: a fresh parameter-sized temporary per step is returned to
+        # the system and faulted back in at every step for large arrays
+        step = state.get("step")
+        if step is None:
+            step = state["step"] = np.empty_like(a)
+        np.multiply(g, lr, out=step)
+        a -= step
 
 
 class Adam(Optimizer):
@@ -328,10 +334,20 @@ class Adam(Optimizer):
         b1, b2 = self.betas
         if not state:
             state["m"], state["v"] = np.zeros_like(a), np.zeros_like(a)
-        m, v = state["m"], state["v"]
+            state["step"] = np.empty_like(a)
+        m, v, step = state["m"], state["v"], state["step"]
+        # m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2, through one kept buffer
         m *= b1
-        m += (1 - b1) * g
+        np.multiply(g, 1 - b1, out=step)
+        m += step
         v *= b2
-        v += (1 - b2) * (g * g)
+        np.multiply(g, g, out=step)
+        step *= 1 - b2
+        v += step
         # bias-corrected: theta -= lr * (m / c1) / (sqrt(v / c2) + eps)
-        a -= (lr / (1 - b1**self._t)) * m / (np.sqrt(v / (1 - b2**self._t)) + self.eps)
+        np.divide(v, 1 - b2**self._t, out=step)
+        np.sqrt(step, out=step)
+        step += self.eps
+        np.divide(m, step, out=step)
+        step *= lr / (1 - b1**self._t)
+        a -= step

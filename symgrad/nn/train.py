@@ -301,16 +301,16 @@ class _ScalarProgram:
         self._predict_fn = lambdify([scores], [theta, x], backend, name="predict")
 
     def loss_and_grad(
-        self, theta: np.ndarray, xt: np.ndarray, tt: np.ndarray
+        self, theta: np.ndarray, xt: np.ndarray, tt: np.ndarray, out: np.ndarray | None = None
     ) -> tuple[float, np.ndarray, np.ndarray]:
         n = xt.shape[1]
         per, grads, scores = self._batch_fn(theta, xt, tt)
         per = np.broadcast_to(per, (n,))
         grads = np.broadcast_to(grads, (len(self.params), n))
         if self.reduction == "mean":
-            loss, grad = float(np.mean(per)), grads.mean(axis=1)
+            loss, grad = float(np.mean(per)), grads.mean(axis=1, out=out)
         else:
-            loss, grad = float(np.sum(per)), grads.sum(axis=1)
+            loss, grad = float(np.sum(per)), grads.sum(axis=1, out=out)
         return loss, grad, np.broadcast_to(scores, (self.nout, n))
 
     def predict(self, theta: np.ndarray, xt: np.ndarray) -> np.ndarray:
@@ -543,13 +543,18 @@ class Trainer:
         theta = _as_array(theta, "theta", finite=False)
         self._check_shape(theta)
         xt = self._inputs(X)
-        tt = self._targets(y, xt.shape[1])
+        return self._evaluate(theta, xt, self._targets(y, xt.shape[1]))
+
+    def _evaluate(
+        self, theta: np.ndarray, xt: np.ndarray, tt: np.ndarray, out: np.ndarray | None = None
+    ) -> tuple[float, np.ndarray, np.ndarray]:
+        # checked inputs as columns: what fit calls at every step (the gradient into `out`)
         with np.errstate(all="ignore"):  # overflow shows up as a non-finite loss, handled by fit
-            loss, grad, scores = self._program.loss_and_grad(theta, xt, tt)
+            loss, grad, scores = self._program.loss_and_grad(theta, xt, tt, out)
             if self.l2:
                 # the penalty does not depend on the batch: d/dtheta l2*|theta|^2 = 2*l2*theta
                 loss += self.l2 * float(theta @ theta)
-                grad = grad + (2.0 * self.l2) * theta
+                grad += (2.0 * self.l2) * theta
         return loss, grad, scores
 
     def predict(self, X: Any, theta: Any = None) -> np.ndarray:
@@ -637,9 +642,9 @@ class Trainer:
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
             raise InputTypeError(f"steps must be a non-negative integer, got {describe(steps)}")
         X = _as_array(X, "X")
-        self._inputs(X)  # validate early
+        X_cols = self._inputs(X)  # checked once; samples as columns inside
         y_all = _as_array(y, "y")
-        self._targets(y_all, X.shape[0])
+        y_cols = self._targets(y_all, X.shape[0])
         n = X.shape[0]
         if n == 0:
             raise ShapeError("X has 0 samples; training needs at least one (samples, nin) row")
@@ -653,13 +658,17 @@ class Trainer:
         start = time.perf_counter()
         theta = self.parameter_vector()
         good = theta
+        # two parameter buffers, written in turn: the update goes into the one not holding
+        # theta, so theta stays the last finite parameters if the update overflows, and no
+        # parameter-sized array is allocated per step
+        spare, grad_buffer = np.empty_like(theta), np.empty_like(theta)
         for k in _progress(steps, show, history.loss):
             if batch_size is None or batch_size >= n:
-                xb, yb = X, y_all
+                xb, tb, yb = X_cols, y_cols, y_all
             else:
                 idx = gen.choice(n, size=batch_size, replace=False)
-                xb, yb = X[idx], y_all[idx]
-            loss, grad, scores = self.loss_and_grad(theta, xb, yb)
+                xb, tb, yb = X[idx].T, y_cols[:, idx], y_all[idx]
+            loss, grad, scores = self._evaluate(theta, xb, tb, grad_buffer)
             if not math.isfinite(loss):
                 history.stopped = (
                     f"loss became {loss} at step {k}; stopped and kept the parameters of the "
@@ -670,12 +679,14 @@ class Trainer:
                 break
             good = theta
             lr = self.optimizer.rate(k)
-            new = theta.copy()  # theta stays the last finite parameters if the update overflows
+            new = spare
+            np.copyto(new, theta)
             with np.errstate(all="ignore"):  # an overflow is caught just below
                 self.optimizer.update([new], [grad], k)
-                size = float(np.linalg.norm(grad))
-            if not np.all(np.isfinite(new)):
+            if not np.isfinite(new).all():
                 # the loss was finite but the update overflowed (a huge rate or gradient)
+                with np.errstate(all="ignore"):
+                    size = float(np.linalg.norm(grad))
                 history.stopped = (
                     f"the update at step {k} made parameters non-finite (gradient norm "
                     f"{size:.3g}, learning rate {lr:.3g}); stopped and "
@@ -689,7 +700,7 @@ class Trainer:
             history.loss.append(loss)
             history.accuracy.append(acc)
             history.lr.append(lr)
-            theta = new
+            theta, spare = new, theta
             if callback is not None:
                 callback(k, loss, acc)
         self.set_parameters(theta)
