@@ -200,6 +200,12 @@ def test_bad_input():
         Dense(0, [1])
     with pytest.raises(InputTypeError):
         Dense(2, [3, 1.5])
+    with pytest.raises(InputTypeError, match="seed"):
+        Dense(2, [3], seed="abc")
+    with pytest.raises(OptionError, match="memory"):
+        Dense(10**6, [10**6, 10**6])
+    with pytest.raises(InputTypeError, match="numbers"):
+        Dense(2, [3])([["a", "b"]])
     net = Dense(2, [3, 1], seed=0)
     with pytest.raises(OptionError, match="by name"):
         Trainer(net, lambda s, t: s[0])

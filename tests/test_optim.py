@@ -167,6 +167,8 @@ def test_misuse_is_a_typed_error():
         opt.update([np.zeros(2)], [], 0)
     with pytest.raises(InputTypeError, match="float"):
         opt.update([np.zeros(2, dtype=int)], [np.zeros(2)], 0)
+    with pytest.raises(InputTypeError, match="step number"):
+        opt.update([np.zeros(2)], [np.zeros(2)], -1)
     opt.update([np.zeros(2)], [np.ones(2)], 0)
     with pytest.raises(ShapeError, match="reset"):
         opt.update([np.zeros(3)], [np.ones(3)], 1)

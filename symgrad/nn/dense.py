@@ -134,7 +134,12 @@ class Dense:
             raise OptionError(
                 f"activation must be one of {', '.join(ACTIVATIONS)}; got {activation!r}"
             )
-        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        try:
+            rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        except (TypeError, ValueError):
+            raise InputTypeError(
+                f"seed must be an int, None or a numpy.random.Generator, got {describe(seed)}"
+            ) from None
         sizes = [nin, *nouts]
         self.nin, self.nout = nin, sizes[-1]
         self.activation, self.linear_output = activation, bool(linear_output)
@@ -149,15 +154,20 @@ class Dense:
             shapes += [(fan_out, fan_in), (fan_out, 1)]
         # one flat buffer; every parameter array is a view of it, so the trainer's parameter
         # vector and the model's arrays are the same memory
-        self._theta = np.zeros(sum(a * b for a, b in shapes))
         self._slices, start = [], 0
         for shape in shapes:
             self._slices.append((start, start + shape[0] * shape[1], shape))
             start += shape[0] * shape[1]
-        for (a, b, shape), sym in zip(self._slices, self.symbols, strict=True):
-            if sym.name.startswith("W"):
-                bound = 1.0 / np.sqrt(shape[1])
-                self._theta[a:b] = rng.uniform(-bound, bound, size=b - a)
+        try:
+            self._theta = np.zeros(start)
+            for (a, b, shape), sym in zip(self._slices, self.symbols, strict=True):
+                if sym.name.startswith("W"):
+                    bound = 1.0 / np.sqrt(shape[1])
+                    self._theta[a:b] = rng.uniform(-bound, bound, size=b - a)
+        except MemoryError:
+            raise OptionError(
+                f"a network of {start:,} parameters does not fit in memory; use smaller layers"
+            ) from None
         self._forward: CompiledMatrixFunction | None = None
 
     # ------------------------------------------------------------------ parameters
@@ -225,7 +235,10 @@ class Dense:
 
     def __call__(self, X: Any) -> np.ndarray:
         """The outputs for inputs ``X`` of shape ``(samples, nin)``: shape ``(samples, nout)``."""
-        arr = np.asarray(X, dtype=float) if not isinstance(X, np.ndarray) else X
+        try:
+            arr = np.asarray(X, dtype=float)
+        except (TypeError, ValueError):
+            raise InputTypeError(f"X must be an array of numbers, got {describe(X)}") from None
         if arr.ndim != 2 or arr.shape[1] != self.nin:
             raise ShapeError(
                 f"X must be an array of shape (samples, {self.nin}), got shape {np.shape(X)}"

@@ -167,6 +167,8 @@ class Optimizer:
         """
         if isinstance(arrays, np.ndarray) or isinstance(grads, np.ndarray):
             raise InputTypeError("update takes lists of arrays: update([theta], [grad], k)")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+            raise InputTypeError(f"k (the step number) must be an int >= 0, got {describe(k)}")
         arrays, grads = list(arrays), list(grads)
         if len(arrays) != len(grads):
             raise ShapeError(f"{len(arrays)} arrays but {len(grads)} gradients")

@@ -1,7 +1,9 @@
 """Saving and loading a module's parameters.
 
 The file is JSON (``{"format": "symgrad-parameters", "labels": [...], "values": [...]}``;
-floats round-trip exactly). Saving never loses the previous file:
+floats round-trip exactly): one label and value per :class:`~symgrad.Value` parameter, or, for a
+:class:`~symgrad.nn.Dense` network, one label (``W_1``, ``b_1``, ...) and ``"shapes"`` entry per
+array with all the numbers in ``"values"``, row by row. Saving never loses the previous file:
 
 - the data goes to a temporary file ``.NAME.PID.RANDOM.tmp`` in the target's directory, is
   flushed to disk, then moved over the target with ``os.replace`` (atomic);
