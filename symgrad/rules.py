@@ -540,6 +540,14 @@ def _ceiling(n):
     return [ZERO]
 
 
+@register(sp.Mod, "mod")
+def _mod(n):
+    # Mod(p, q) = p - q floor(p/q) (Python's and NumPy's sign convention): slope 1 in p and
+    # -floor(p/q) in q between the jumps, as torch.remainder
+    p, q = n.args
+    return [ONE, _neg(apply(sp.floor, mul(p, _recip(q))))]
+
+
 #: Max/Min with more arguments than this get partials of linear total size (see _select_wide).
 PAIRWISE_MAX_ARGS = 4
 

@@ -268,8 +268,9 @@ def corpus(n: int, seed: int = 14, points: int = 2) -> list[Case]:
 # ---------------------------------------------------------------------------------------------
 # the referee
 # ---------------------------------------------------------------------------------------------
-class _Timeout(Exception):
-    pass
+class _Timeout(BaseException):
+    """The case's CPU budget ran out (a BaseException: SymPy's and mpmath's ``except Exception``
+    must not swallow it)."""
 
 
 class _RefereeFailed(Exception):
@@ -288,7 +289,7 @@ def _time_limit(deadline: float):
     if seconds <= 0:
         raise _Timeout
     old = signal.signal(signal.SIGPROF, handler)
-    signal.setitimer(signal.ITIMER_PROF, seconds)
+    signal.setitimer(signal.ITIMER_PROF, seconds, 0.5)  # re-fires if swallowed anyway
     try:
         yield
     finally:
@@ -349,7 +350,12 @@ def _delta_free(d: sp.Expr, at: dict) -> sp.Expr | None:
 
 
 def _reference(d: sp.Expr, at: dict) -> complex | str | None:
-    clean = _delta_free(_almost_everywhere(d), at)
+    try:
+        clean = _delta_free(_almost_everywhere(d), at)
+    except (_Timeout, _RefereeFailed):
+        raise
+    except Exception as exc:  # SymPy fails rebuilding its own formula (TypeError in sorting)
+        raise _RefereeFailed(f"{type(exc).__name__} rewriting {sp.sstr(d)[:60]}") from exc
     return None if clean is None else _value(clean, at)
 
 
@@ -461,8 +467,11 @@ def run_case(case: Case, budget: float = 20.0) -> list[tuple[str, str]]:
     nonsmooth = case.family == "real" or e.has(*NONSMOOTH)
     try:
         with _time_limit(timeout):
-            refs1 = [sp.diff(e, s) for s in syms]
-            refs2 = [[sp.diff(r, t) for t in syms] for r in refs1]
+            # SymPy has no derivative of Mod; its definition p - q floor(p/q) has one (a.e.)
+            ref_e = e.replace(sp.Mod, lambda p, q: p - q * sp.floor(p / q))
+            refs1 = [sp.diff(ref_e, s) for s in syms]
+            # SymPy's diff of its own nan is 0: a first derivative with no value has no second
+            refs2 = [[sp.nan if r.has(sp.nan) else sp.diff(r, t) for t in syms] for r in refs1]
     except _Timeout:
         return [("referee timeout", "sympy.diff")]
     except Exception as exc:  # SymPy's own diff fails (SingularityFunction, ...): no answer
@@ -493,7 +502,7 @@ def run_case(case: Case, budget: float = 20.0) -> list[tuple[str, str]]:
             results.append(("wrong", f"symgrad answers where sympy.diff raises {ref_error!r}"))
             continue
         pairs = (
-            [(m, r, e, s) for m, r, s in zip(mine[0], refs1, syms, strict=True)]
+            [(m, r, ref_e, s) for m, r, s in zip(mine[0], refs1, syms, strict=True)]
             if order == 1
             else [
                 (mine[i][j], refs2[i][j], refs1[i], syms[j])

@@ -149,6 +149,33 @@ def test_functions_with_their_own_printing(x64) -> None:
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15, err_msg=str(e))
 
 
+EDGES = np.array([-np.inf, -2.5, -2.0, -0.5, -0.0, 0.0, 1e-300, 0.5, 3.0, 171.7, np.inf, np.nan])
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NumPy warns at the poles and overflows
+def test_special_functions_at_poles_and_off_their_domain_match_numpy(x64) -> None:
+    # gamma's sign left of 0, its poles, loggamma's nan off its real domain: the NumPy answers
+    x = sp.Symbol("x")
+    for e in (sp.gamma(x), sp.loggamma(x), sp.erf(x), sp.erfc(x)):
+        got = np.asarray(lambdify(e, [x], backend="jax")(EDGES))
+        want = lambdify(e, [x])(EDGES)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=0, err_msg=str(e))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_matrix_path_special_functions_on_jax_match_numpy(x64) -> None:
+    from symgrad.matrix import expr as mx
+    from symgrad.matrix.codegen import compile_matrix
+
+    X = sp.MatrixSymbol("X", 3, 4)
+    values = EDGES.reshape(3, 4)
+    for f in (sp.erf, sp.erfc, sp.gamma, sp.loggamma):
+        e = mx.elementwise(f, X)
+        got = np.asarray(compile_matrix(e, [X], backend="jax")(values))
+        want = compile_matrix(e, [X])(values)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=0, err_msg=str(f))
+
+
 def test_dtypes_are_kept(x64) -> None:
     x = sp.Symbol("x")
     f = lambdify([x**2, [x, 1]], [x], backend="jax")

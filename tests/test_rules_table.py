@@ -79,6 +79,7 @@ ROWS = [
     Row(sp.Heaviside, sp.Heaviside(x) * y + sp.Heaviside(y, 0) * x),
     Row(sp.floor, sp.floor(3 * x) * y),
     Row(sp.ceiling, sp.ceiling(3 * x) * y),
+    Row(sp.Mod, sp.Mod(3 * x, 2) * y, reference=(3 * x - 2 * sp.floor(3 * x / 2)) * y),
     Row(sp.Max, sp.Max(x, y, z) + relu(x - y)),
     Row(sp.Min, sp.Min(x, y * z)),
     Row(sp.Piecewise, sp.Piecewise((x**2, x > y), (sp.sin(y), True)) * z),
@@ -216,7 +217,7 @@ COMPLEX_POINTS = [
     2 - 3 * sp.I,
 ]
 # functions that are not analytic: their rules give the real derivative (a.e.), checked above
-REAL_ONLY = {sp.Abs, sp.sign, sp.Heaviside, sp.floor, sp.ceiling, sp.Max, sp.Min, sp.atan2}
+REAL_ONLY = {sp.Abs, sp.sign, sp.Heaviside, sp.floor, sp.ceiling, sp.Max, sp.Min, sp.atan2, sp.Mod}
 REAL_ONLY |= {sp.Piecewise, ExprCondPair, sp.Add, sp.Mul}  # no branch to choose
 
 
@@ -275,3 +276,21 @@ def test_acosh_slope_on_its_branch_cut_is_negative() -> None:
     g = grad(sp.acosh(t), t)
     assert abs(complex(g.subs(t, -2).evalf(30)) - (-1 / np.sqrt(3))) < 1e-15
     assert sp.simplify(g - sp.diff(sp.acosh(t), t)) == 0
+
+
+def test_mod_in_its_divisor_matches_central_differences() -> None:
+    # d Mod(p, q)/dq = -floor(p/q) (Python's and NumPy's sign convention, as torch.remainder);
+    # the rows above cannot sample it: its jumps are where p/q is an integer
+    rng = np.random.default_rng(7)
+    f = lambdify(grad(sp.Mod(x, y), [x, y]), [x, y])
+    h = 1e-7
+    checked = 0
+    for p, q in rng.uniform(-9, 9, size=(200, 2)):
+        r = p / q
+        if abs(q) < 0.5 or abs(r - round(r)) < 1e-3:
+            continue  # away from the jumps and from q = 0
+        dq = (np.mod(p, q + h) - np.mod(p, q - h)) / (2 * h)
+        dp = (np.mod(p + h, q) - np.mod(p - h, q)) / (2 * h)
+        np.testing.assert_allclose(f(p, q), (dp, dq), rtol=1e-6, atol=1e-6)
+        checked += 1
+    assert checked > 150

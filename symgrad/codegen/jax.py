@@ -88,10 +88,10 @@ class JaxTargetPrinter(ArrayFunctions, TargetPrinter, JaxPrinter):
         return self._special("erfc", expr)
 
     def _print_gamma(self, expr):
-        return f"jax.numpy.exp({self._special('gammaln', expr)})"
+        return self._special("gamma", expr)  # signed (exp(gammaln) is |gamma|)
 
-    def _print_loggamma(self, expr):
-        return self._special("gammaln", expr)
+    def _loggamma(self, arg: str) -> str:
+        return f"_loggamma({arg})"
 
 
 def emit(prog: Program, name: str, *, mean: bool = False) -> str:
@@ -371,6 +371,43 @@ def _indices(text: str) -> np.ndarray:
 
 
 #: What generated JAX code calls, by name.
+def _loggamma(x: Any) -> Any:
+    # SymPy's loggamma as the NumPy target computes it: the principal log of gamma, so nan left
+    # of 0 off the poles (log of a negative gamma) and at -inf; gammaln alone is log|gamma|
+    jnp = import_jax().numpy
+    off_domain = (x < 0) & ((x != jnp.floor(x)) | jnp.isinf(x))
+    return jnp.where(off_domain, jnp.nan, import_jax().scipy.special.gammaln(x))
+
+
+#: math/SymPy names -> jax.scipy.special names with the NumPy target's answers
+_SPECIAL = {"erf": "erf", "erfc": "erfc", "gamma": "gamma", "lgamma": "gammaln"}
+
+
+class JaxMath:
+    """The JAX counterpart of the NumPy targets' ``_vmath`` (functions NumPy lacks).
+
+    Generated NumPy source names ``_vmath.erf``, ``_vmath.gamma``, ...; in a JAX namespace
+    these are JAX's functions with the NumPy target's answers (signed ``gamma``, ``loggamma``
+    nan off its real domain).
+
+    >>> import numpy as np
+    >>> float(JaxMath().gamma(np.float32(-0.5)))
+    -3.5449...
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "loggamma":
+            return _loggamma
+        if name in _SPECIAL:
+            return getattr(import_jax().scipy.special, _SPECIAL[name])
+        raise UnsupportedFunctionError(
+            name,
+            f"cannot compile {name} for JAX: it has no jax.numpy or jax.scipy translation; "
+            "use backend='numpy', or replace the function",
+        )
+
+
 RUNTIME = {
-    f.__name__: f for f in (_rows, _stack, _dot, _gather, _gather_mean, _batch_mean, _indices)
+    f.__name__: f
+    for f in (_rows, _stack, _dot, _gather, _gather_mean, _batch_mean, _indices, _loggamma)
 }

@@ -123,7 +123,8 @@ class ArrayFunctions:
     """Overrides shared by the array targets (NumPy, JAX), printed through module ``_array``.
 
     Heaviside with its value at 0, a boolean if-then-else that stays boolean (``select`` would
-    make it float), and max/min of several arguments as nested binary calls (NaN propagates).
+    make it float), max/min of several arguments as nested binary calls (NaN propagates), and
+    a power 1/2 as a square root.
     """
 
     _array = "numpy"
@@ -144,6 +145,12 @@ class ArrayFunctions:
 
     def _print_Max(self, expr):
         return self._fold(f"{self._array}.maximum", expr.args)
+
+    def _print_Pow(self, expr, rational=False):
+        # x**0.5 as sqrt: sqrt(-inf) is nan where pow(-inf, 0.5) is inf (C99)
+        if self.is_half(expr.exp):
+            return f"{self._array}.sqrt({self._print(expr.base)})"
+        return super()._print_Pow(expr, rational)
 
     def _print_Min(self, expr):
         return self._fold(f"{self._array}.minimum", expr.args)
@@ -172,11 +179,6 @@ class NumPyTargetPrinter(ArrayFunctions, TargetPrinter, NumPyPrinter):
         if fqn.startswith("math."):
             return "_vmath." + fqn[5:]
         return super()._module_format(fqn, register)
-
-    def _print_Pow(self, expr, rational=False):
-        if self.is_half(expr.exp):
-            return f"numpy.sqrt({self._print(expr.base)})"
-        return super()._print_Pow(expr, rational)
 
     def _loggamma(self, arg: str) -> str:
         return f"_vmath.loggamma({arg})"

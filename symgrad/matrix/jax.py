@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..codegen.jax import import_jax
+from ..codegen.jax import JaxMath, import_jax
 from ..errors import DtypeError, ShapeError
 
 
@@ -65,6 +65,7 @@ def _namespace() -> dict[str, Any]:
         "_softmax": lambda z, axis: jax.nn.softmax(z, axis=axis),
         "_logsumexp": lambda z, axis: jax.nn.logsumexp(z, axis=axis, keepdims=True),
         "_slogdet": slogdet,
+        "_vmath": JaxMath(),
         "_shape_error": _shape_error,
     }
 
