@@ -355,3 +355,18 @@ class DenseProgram:
     def predict(self, theta: np.ndarray, xt: np.ndarray) -> np.ndarray:
         """Scores ``(nout, B)`` for inputs as columns."""
         return np.asarray(self._predict(*self.model.matrices(theta), xt))
+
+    def vector(self) -> np.ndarray:
+        """The model's parameters as one vector (a copy)."""
+        return self.model.parameter_vector()
+
+    def assign(self, theta: np.ndarray) -> None:
+        """Write a parameter vector into the model's arrays."""
+        self.model._theta[:] = theta
+
+    def groups(self) -> list[tuple[str, np.ndarray]]:
+        """``(name, indices)`` per layer, for the health monitor."""
+        return [
+            (f"layer {i}", np.arange(s.start, s.stop))
+            for i, s in enumerate(self.model.layer_slices())
+        ]

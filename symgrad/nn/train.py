@@ -333,22 +333,6 @@ class _ScalarProgram:
         ]
 
 
-class _DenseAdapter(DenseProgram):
-    """A :class:`DenseProgram` with the parameter vector kept in the model's flat buffer."""
-
-    def vector(self) -> np.ndarray:
-        return self.model.parameter_vector()
-
-    def assign(self, theta: np.ndarray) -> None:
-        self.model._theta[:] = theta
-
-    def groups(self) -> list[tuple[str, np.ndarray]]:
-        return [
-            (f"layer {i}", np.arange(s.start, s.stop))
-            for i, s in enumerate(self.model.layer_slices())
-        ]
-
-
 class Trainer:
     """Compiles a model's loss and gradient once and trains it with vectorised steps.
 
@@ -429,7 +413,7 @@ class Trainer:
         start = time.perf_counter()
         shown = _SetupProgress(progress)
         if dense:
-            program: _ScalarProgram | _DenseAdapter = _DenseAdapter(
+            program: _ScalarProgram | DenseProgram = DenseProgram(
                 model, self.loss_name, self.reduction, backend, shown.phase
             )
             self.parameter_symbols = model.parameter_symbols()
