@@ -162,7 +162,7 @@ def mlp784():
     sizes, batch = (784, 256, 10), 256
     X, Y = bench_matrix._data(sizes, "ce", batch)
     t0 = time.perf_counter()
-    net = Dense(sizes[0], list(sizes[1:]), seed=0)
+    net = Dense(sizes[0], list(sizes[1:]), activation="tanh", seed=0)
     loss, Xs, Ys = loss_expression(net, "softmax_cross_entropy")
     params = net.parameter_symbols()
     f = value_and_grad(loss, params, [*params, Xs, Ys], backend="jax")

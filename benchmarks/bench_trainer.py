@@ -50,10 +50,10 @@ def contenders(sizes, batch):
     X, y = rng.normal(size=(batch, sizes[0])), rng.integers(0, sizes[-1], batch)
     fits = {}
     for name, monitor in (("fit", False), ("fit + monitor", True)):
-        net = Dense(sizes[0], list(sizes[1:]), seed=0)
+        net = Dense(sizes[0], list(sizes[1:]), activation="tanh", seed=0)
         trainer = Trainer(net, "softmax_cross_entropy", optimizer=SGD(lr=0.01), monitor=monitor)
         fits[name] = lambda t=trainer: t.fit(X, y, steps=STEPS)
-    net = Dense(sizes[0], list(sizes[1:]), seed=0)
+    net = Dense(sizes[0], list(sizes[1:]), activation="tanh", seed=0)
     fn = Trainer(net, "softmax_cross_entropy", monitor=False)._program.fn
     mats = net.matrices(net.parameters()[0].base)  # views of the network's own buffer
     xt, onehot = X.T, np.eye(sizes[-1])[y].T.copy()

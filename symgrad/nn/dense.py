@@ -98,8 +98,8 @@ class Dense:
     Args:
         nin: the number of inputs.
         nouts: the width of each layer; the last is the number of outputs.
-        activation: the hidden layers' activation, one of ``"tanh"`` (default), ``"relu"``,
-            ``"sigmoid"``, ``"linear"``.
+        activation: the hidden layers' activation, one of ``"relu"`` (default, as for
+            :class:`~symgrad.nn.MLP`), ``"tanh"``, ``"sigmoid"``, ``"linear"``.
         linear_output: whether the last layer is linear (default ``True``).
         seed: a seed or a ``numpy.random.Generator`` for the initial weights.
 
@@ -123,7 +123,7 @@ class Dense:
         nin: int,
         nouts: Sequence[int],
         *,
-        activation: str = "tanh",
+        activation: str = "relu",
         linear_output: bool = True,
         seed: Any = None,
     ) -> None:
