@@ -206,11 +206,23 @@ def test_bad_input():
         Dense(10**6, [10**6, 10**6])
     with pytest.raises(InputTypeError, match="numbers"):
         Dense(2, [3])([["a", "b"]])
+    with pytest.raises(InputTypeError, match="numbers"):
+        Dense(2, [3])([[10**400, 1]])
+    with pytest.raises(InputTypeError, match="linear_output"):
+        Dense(2, [3], linear_output=np.array([1.0, 2.0]))
+    with pytest.raises(OptionError, match="memory"):
+        Dense(10**40, [1])
+    with pytest.raises(ShapeError, match="theta"):
+        Dense(2, [3]).matrices([0.0] * 9)
     net = Dense(2, [3, 1], seed=0)
     with pytest.raises(OptionError, match="by name"):
         Trainer(net, lambda s, t: s[0])
     with pytest.raises(OptionError):
         Trainer(net, "l1")
+    with pytest.raises(OptionError, match="reduction"):
+        Trainer(net, "mse", reduction=np.zeros(2))
+    with pytest.raises(OptionError, match="backend"):
+        Trainer(net, "mse", backend=np.zeros(2))
     with pytest.raises(ShapeError, match="2 outputs"):
         Trainer(net, "softmax_cross_entropy")
     t = Trainer(net, "mse")
@@ -220,6 +232,10 @@ def test_bad_input():
         t.fit(np.zeros((4, 3)), np.zeros(4), steps=1)
     with pytest.raises(ShapeError, match="theta"):
         t.loss_and_grad(np.zeros(3), np.zeros((4, 2)), np.zeros(4))
+    with pytest.raises(InputTypeError, match="X"):
+        t.fit([[10**400, 1.0]], [1.0], steps=1)
+    with pytest.raises(OptionError, match="steps"):
+        t.fit(np.zeros((4, 2)), np.zeros(4), steps=10**40)
     with pytest.raises(ShapeError):
         net(np.zeros((4, 3)))
 

@@ -169,6 +169,12 @@ def test_misuse_is_a_typed_error():
         opt.update([np.zeros(2, dtype=int)], [np.zeros(2)], 0)
     with pytest.raises(InputTypeError, match="step number"):
         opt.update([np.zeros(2)], [np.zeros(2)], -1)
+    with pytest.raises(InputTypeError, match="arrays"):
+        opt.update(None, [np.zeros(2)], 0)
+    with pytest.raises(InputTypeError, match="grads"):
+        opt.update([np.zeros(2)], 0.5, 0)
+    with pytest.raises(InputTypeError, match=r"grads\[0\]"):
+        Adam().update([np.zeros(2)], [["x", 1]], 0)
     opt.update([np.zeros(2)], [np.ones(2)], 0)
     with pytest.raises(ShapeError, match="reset"):
         opt.update([np.zeros(3)], [np.ones(3)], 1)

@@ -41,6 +41,9 @@ from .modules import ACTIVATIONS
 
 __all__ = ["BATCH", "DENSE_LOSSES", "Dense", "loss_expression"]
 
+#: More float64 parameters than this (2 TB) cannot be allocated on any machine symgrad runs on.
+_MAX_PARAMETERS = 2**38
+
 #: The batch size in the formulas (samples are columns inside them).
 BATCH = sp.Symbol("B", integer=True, positive=True)
 
@@ -130,6 +133,10 @@ class Dense:
         for n, what in ((nin, "nin"), *((w, "a layer width") for w in _widths(nouts))):
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
                 raise InputTypeError(f"{what} must be a positive integer, got {describe(n)}")
+        if not isinstance(linear_output, bool):
+            raise InputTypeError(
+                f"linear_output must be True or False, got {describe(linear_output)}"
+            )
         if not isinstance(activation, str) or activation not in ACTIVATIONS:
             raise OptionError(
                 f"activation must be one of {', '.join(ACTIVATIONS)}; got {activation!r}"
@@ -144,14 +151,19 @@ class Dense:
         self.nin, self.nout = nin, sizes[-1]
         self.activation, self.linear_output = activation, bool(linear_output)
         self.symbols: list[MatrixSymbol] = []
-        shapes = []
+        shapes = [(sizes[i + 1], sizes[i]) for i in range(len(nouts))]
+        shapes = [shape for W in shapes for shape in (W, (W[0], 1))]
+        count = sum(a * b for a, b in shapes)
+        if count > _MAX_PARAMETERS:
+            raise OptionError(
+                f"a network of {count:,} parameters does not fit in memory; use smaller layers"
+            )
         for i in range(len(nouts)):
             fan_in, fan_out = sizes[i], sizes[i + 1]
             self.symbols += [
                 MatrixSymbol(f"W_{i + 1}", fan_out, fan_in),
                 MatrixSymbol(f"b_{i + 1}", fan_out, 1),
             ]
-            shapes += [(fan_out, fan_in), (fan_out, 1)]
         # one flat buffer; every parameter array is a view of it, so the trainer's parameter
         # vector and the model's arrays are the same memory
         self._slices, start = [], 0
@@ -206,6 +218,10 @@ class Dense:
         >>> [m.shape for m in Dense(2, [3]).matrices(np.zeros(9))]
         [(3, 2), (3, 1)]
         """
+        if not isinstance(theta, np.ndarray) or theta.shape != self._theta.shape:
+            raise ShapeError(
+                f"theta must be a NumPy vector of shape {self._theta.shape}, got {describe(theta)}"
+            )
         return [theta[a:b].reshape(shape) for a, b, shape in self._slices]
 
     def layer_slices(self) -> list[slice]:
@@ -237,7 +253,7 @@ class Dense:
         """The outputs for inputs ``X`` of shape ``(samples, nin)``: shape ``(samples, nout)``."""
         try:
             arr = np.asarray(X, dtype=float)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise InputTypeError(f"X must be an array of numbers, got {describe(X)}") from None
         if arr.ndim != 2 or arr.shape[1] != self.nin:
             raise ShapeError(
@@ -290,6 +306,8 @@ def _loss_and_scores(model: Dense, loss: str, reduction: str | None) -> tuple:
             f"a Dense network takes a loss by name ({', '.join(LOSSES)}); functions of "
             "per-sample SymPy scores are for scalar models"
         )
+    if reduction is not None and not isinstance(reduction, str):
+        raise OptionError(f"reduction must be 'mean' or 'sum', got {describe(reduction)}")
     fn, reduction, _ = resolve(loss, reduction)
     X = MatrixSymbol("X", model.nin, BATCH)
     Y = MatrixSymbol("Y", model.nout, BATCH)

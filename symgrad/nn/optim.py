@@ -169,6 +169,9 @@ class Optimizer:
             raise InputTypeError("update takes lists of arrays: update([theta], [grad], k)")
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
             raise InputTypeError(f"k (the step number) must be an int >= 0, got {describe(k)}")
+        for seq, what in ((arrays, "arrays"), (grads, "grads")):
+            if isinstance(seq, (str, bytes, dict)) or not hasattr(seq, "__iter__"):
+                raise InputTypeError(f"{what} must be a list of NumPy arrays, got {describe(seq)}")
         arrays, grads = list(arrays), list(grads)
         if len(arrays) != len(grads):
             raise ShapeError(f"{len(arrays)} arrays but {len(grads)} gradients")
@@ -178,8 +181,14 @@ class Optimizer:
                     f"arrays[{i}] must be a writeable float NumPy array (updated in place), got "
                     f"{describe(a)}"
                 )
-            if np.shape(g) != a.shape:
-                raise ShapeError(f"grads[{i}] has shape {np.shape(g)}, arrays[{i}] {a.shape}")
+            try:
+                grads[i] = np.asarray(g, dtype=a.dtype)
+            except (TypeError, ValueError, OverflowError):
+                raise InputTypeError(
+                    f"grads[{i}] must be an array of numbers, got {describe(g)}"
+                ) from None
+            if grads[i].shape != a.shape:
+                raise ShapeError(f"grads[{i}] has shape {grads[i].shape}, arrays[{i}] {a.shape}")
         shapes = [a.shape for a in arrays]
         if self._state is None:
             self._state = [{} for _ in arrays]
@@ -192,7 +201,7 @@ class Optimizer:
         self._begin()
         lr = self.rate(k)
         for a, g, state in zip(arrays, grads, self._state, strict=True):
-            self._apply(a, np.asarray(g, dtype=a.dtype), state, lr)
+            self._apply(a, g, state, lr)
 
     def _begin(self) -> None:
         """Called once per update before the arrays (Adam counts its steps here)."""

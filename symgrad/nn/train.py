@@ -229,7 +229,7 @@ def _as_array(obj: Any, what: str, finite: bool = True) -> np.ndarray:
         raise InputTypeError(f"{what} must be an array of numbers, got {describe(obj)}")
     try:
         arr = np.asarray(obj, dtype=float)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise InputTypeError(f"{what} must be an array of numbers, got {describe(obj)}") from exc
     if finite and not np.all(np.isfinite(arr)):
         raise DomainError(
@@ -400,6 +400,9 @@ class Trainer:
             raise OptionError(f"l2 must be a number >= 0, got {l2!r}")
         if optimizer is not None and not isinstance(optimizer, Optimizer):
             raise InputTypeError(f"optimizer must be an Optimizer, got {describe(optimizer)}")
+        for value, what in ((backend, "backend"), (reduction, "reduction")):
+            if value is not None and not isinstance(value, str):
+                raise OptionError(f"{what} must be a string, got {describe(value)}")
         if dense and callable(loss):
             raise OptionError(
                 f"a Dense network takes a loss by name ({', '.join(LOSSES)}); functions "
@@ -625,6 +628,8 @@ class Trainer:
         """
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
             raise InputTypeError(f"steps must be a non-negative integer, got {describe(steps)}")
+        if steps > sys.maxsize:
+            raise OptionError(f"steps must be at most {sys.maxsize}, got {describe(steps)}")
         X = _as_array(X, "X")
         X_cols = self._inputs(X)  # checked once; samples as columns inside
         y_all = _as_array(y, "y")
