@@ -54,7 +54,7 @@ def contenders(sizes, batch):
         trainer = Trainer(net, "softmax_cross_entropy", optimizer=SGD(lr=0.01), monitor=monitor)
         fits[name] = lambda t=trainer: t.fit(X, y, steps=STEPS)
     net = Dense(sizes[0], list(sizes[1:]), activation="tanh", seed=0)
-    fn = Trainer(net, "softmax_cross_entropy", monitor=False)._program.fn
+    fn = Trainer(net, "softmax_cross_entropy", monitor=False).fn
     mats = net.matrices(net.parameters()[0].base)  # views of the network's own buffer
     xt, onehot = X.T, np.eye(sizes[-1])[y].T.copy()
 

@@ -65,7 +65,7 @@ def test_push_scalars_to_the_smallest_operand():
 
 def test_784_step_scales_no_weight_sized_array_and_keeps_inputs():
     net = Dense(784, [256, 10], activation="tanh", seed=0)
-    fn = Trainer(net, "softmax_cross_entropy", monitor=False)._program.fn  # the training step's
+    fn = Trainer(net, "softmax_cross_entropy", monitor=False).fn  # the training step's
     src = fn.source
     scale = re.search(r"(t\d+) = d0\*\*\(-1\.0\)", src).group(1)
     dW1 = re.search(r"return \(\w+, \((t\d+),", src).group(1)

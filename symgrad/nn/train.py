@@ -295,7 +295,7 @@ class _ScalarProgram:
         per_sample = sweep([self.loss_expr], theta)[0]
         grads = [per_sample.get(s, sp.S.Zero) for s in theta]
         phase(2)
-        self._batch_fn = lambdify(
+        self.fn = self._batch_fn = lambdify(
             [self.loss_expr, grads, scores], [theta, x, t], backend, name="loss_and_grad"
         )
         self._predict_fn = lambdify([scores], [theta, x], backend, name="predict")
@@ -368,6 +368,9 @@ class Trainer:
         loss_expr: the per-sample loss as a SymPy expression (scalar models), or the batch
             loss as a matrix expression (dense models).
         parameter_symbols: the symbols of the parameters, in ``parameters()`` order.
+        fn: the compiled function every step calls (``fn.source`` shows its code): for a scalar
+            model ``(theta, x, t) -> (per-sample losses, gradients, scores)``, for a dense
+            model ``(W_1, b_1, ..., X, Y) -> (loss, [gradients], scores)`` (samples as columns).
 
     >>> import random, numpy as np
     >>> from symgrad.nn import MLP
@@ -428,6 +431,7 @@ class Trainer:
             self.parameter_symbols = program.parameter_symbols
             self.nout = program.nout
         self._program = program
+        self.fn = program.fn
         self.loss_expr = program.loss_expr
         self.n_parameters = len(program.vector())
         shown.close()
