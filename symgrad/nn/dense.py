@@ -111,8 +111,9 @@ class Dense:
         symbols: the parameters' ``MatrixSymbol`` objects ``W_1, b_1, W_2, ...``.
 
     Raises:
-        InputTypeError: ``nin`` or a width is not a positive integer.
-        OptionError: an unknown activation.
+        InputTypeError: ``nin`` or a width is not a positive integer, a bad ``seed`` or
+            ``linear_output``.
+        OptionError: an unknown activation, or more parameters than memory can hold.
 
     >>> net = Dense(3, [4, 2], seed=0)
     >>> [p.shape for p in net.parameters()]
@@ -149,7 +150,7 @@ class Dense:
             ) from None
         sizes = [nin, *nouts]
         self.nin, self.nout = nin, sizes[-1]
-        self.activation, self.linear_output = activation, bool(linear_output)
+        self.activation, self.linear_output = activation, linear_output
         self.symbols: list[MatrixSymbol] = []
         shapes = [(sizes[i + 1], sizes[i]) for i in range(len(nouts))]
         shapes = [shape for W in shapes for shape in (W, (W[0], 1))]
@@ -164,8 +165,8 @@ class Dense:
                 MatrixSymbol(f"W_{i + 1}", fan_out, fan_in),
                 MatrixSymbol(f"b_{i + 1}", fan_out, 1),
             ]
-        # one flat buffer; every parameter array is a view of it, so the trainer's parameter
-        # vector and the model's arrays are the same memory
+        # one flat buffer, every parameter array a view of it: the trainer's parameter vector
+        # is one copy in or out, and the formulas' matrices are views of any such vector
         self._slices, start = [], 0
         for shape in shapes:
             self._slices.append((start, start + shape[0] * shape[1], shape))
