@@ -262,3 +262,17 @@ def test_deep_network_builds_and_trains_without_recursion_errors():
         np.ones((5, 4)), np.ones(5), steps=1
     )
     assert np.isfinite(history.loss[0])
+
+
+def test_monitor_statistics_of_sliced_and_gathered_layers_match_numpy():
+    from symgrad.nn import HealthMonitor
+
+    rng = np.random.default_rng(0)
+    grad, before, after = rng.normal(size=(3, 10))
+    groups = [("run", np.arange(0, 6)), ("scattered", np.array([6, 8, 7, 9]))]
+    stats = HealthMonitor(groups).observe(0, grad, before, after)
+    for s, (_, idx) in zip(stats, groups, strict=True):
+        assert s.grad_norm == pytest.approx(np.sqrt(np.sum(grad[idx] ** 2)), rel=1e-14)
+        assert s.weight_norm == pytest.approx(np.sqrt(np.sum(before[idx] ** 2)), rel=1e-14)
+        moved = np.sqrt(np.sum((after[idx] - before[idx]) ** 2))
+        assert s.update_ratio == pytest.approx(moved / s.weight_norm, rel=1e-14)

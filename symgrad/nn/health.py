@@ -68,16 +68,6 @@ def _float(value: float) -> float:
         return math.inf
 
 
-def _selectors(groups: list[tuple[str, np.ndarray]]) -> list[tuple[str, np.ndarray | slice]]:
-    # a run of consecutive indices (a dense layer) as a slice: a view, where an index array
-    # would copy the layer's gradient and weights three times per step
-    out: list[tuple[str, np.ndarray | slice]] = []
-    for name, idx in groups:
-        run = idx.size > 1 and bool(np.all(np.diff(idx) == 1))
-        out.append((name, slice(int(idx[0]), int(idx[-1]) + 1) if run else idx))
-    return out
-
-
 class HealthMonitor:
     """Watches per-layer gradients and updates during training.
 
@@ -185,3 +175,13 @@ class HealthMonitor:
             }[kind]
             self._warn(kind, layer, f"step {step}, {layer}: {detail}")
         return stats
+
+
+def _selectors(groups: list[tuple[str, np.ndarray]]) -> list[tuple[str, np.ndarray | slice]]:
+    # a run of consecutive indices (a dense layer) as a slice: a view, where an index array
+    # would copy the layer's gradient and weights three times per step
+    out: list[tuple[str, np.ndarray | slice]] = []
+    for name, idx in groups:
+        run = idx.size > 1 and bool(np.all(np.diff(idx) == 1))
+        out.append((name, slice(int(idx[0]), int(idx[-1]) + 1) if run else idx))
+    return out
