@@ -105,13 +105,16 @@ class Optimizer:
         params: optional :class:`~symgrad.Value` parameters for the PyTorch-shaped
             :meth:`step`/:meth:`zero_grad` (e.g. ``model.parameters()``); a
             :class:`~symgrad.nn.Trainer` does not need them.
-        lr: a number or a function of the step number.
+        lr: a number or a function of the step number; ``SGD(0.1)`` gives it by position.
+        default_lr: the rate when none is given (each optimiser's own default).
 
     >>> isinstance(SGD(lr=0.1), Optimizer)
     True
     """
 
-    def __init__(self, params: object = None, lr: object = None, *, default_lr: float) -> None:
+    def __init__(
+        self, params: object = None, lr: object = None, *, default_lr: float = 0.1
+    ) -> None:
         owner = type(self).__name__
         if params is not None and _is_rate(params):
             if lr is not None:
@@ -233,12 +236,11 @@ class Optimizer:
     def step(self) -> None:
         """Update every parameter's ``.data`` from its ``.grad`` (after ``loss.backward()``).
 
-        The schedule's step number is the number of earlier ``step()`` calls.
+        The schedule's step number is the number of earlier ``step()`` calls. NaN or infinite
+        gradients propagate into the parameters, as in PyTorch (``Trainer.fit`` stops instead).
 
         Raises:
             OptionError: the optimizer was created without parameters.
-
-        NaN or infinite gradients propagate into the parameters, as in PyTorch.
 
         >>> from symgrad import Value
         >>> w = Value(2.0)
