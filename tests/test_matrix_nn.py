@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from symgrad.errors import InputTypeError, OptionError, ShapeError
+from symgrad.errors import BackendUnavailableError, InputTypeError, OptionError, ShapeError
 from symgrad.nn import (
     MLP,
     SGD,
@@ -223,6 +223,8 @@ def test_bad_input():
         Trainer(net, "mse", reduction=np.zeros(2))
     with pytest.raises(OptionError, match="backend"):
         Trainer(net, "mse", backend=np.zeros(2))
+    with pytest.raises(BackendUnavailableError, match="numpy"):
+        Trainer(net, "mse", backend="c")
     with pytest.raises(ShapeError, match="2 outputs"):
         Trainer(net, "softmax_cross_entropy")
     t = Trainer(net, "mse")
