@@ -61,7 +61,11 @@ def random_expression(rng: random.Random, size: int) -> sp.Expr:
             pool.append(rng.choice(UNARY)(rng.choice(pool[-4:])))
         else:
             # shared subexpressions: operands drawn from everything built so far
-            pool.append(rng.choice(BINARY)(rng.choice(pool), rng.choice(pool)))
+            head, a, b = rng.choice(BINARY), rng.choice(pool), rng.choice(pool)
+            try:
+                pool.append(head(a, b))
+            except (TypeError, ValueError, ZeroDivisionError):  # SymPy refuses: nan > 0, Max(nan)
+                continue
     return pool[-1] + pool[-2] * rng.choice([1, sp.Rational(1, 7)])
 
 
@@ -117,6 +121,11 @@ def check_expression(expr: sp.Expr, c_target: bool, js_target: bool) -> list[str
     ws = np.array([p[2] for p in POINTS]).T
     ref = np.broadcast_to(_quiet(f, xs, ys, ws), xs.shape)
     bad = []
+    # Mod(a, b) with |a/b| > 2**53 is ill-conditioned: the remainder depends on the last bit of
+    # a, and NumPy's own array power differs from its scalar power (libm) in that bit, so at
+    # the point x = 1e-300 the targets may rightly disagree
+    skip = {i for i, p in enumerate(POINTS) if expr.has(sp.Mod) and 0 < abs(p[0]) < 1e-200}
+    keep = [i for i in range(len(POINTS)) if i not in skip]
 
     def compare(kind, got, want):
         # an output that does not depend on a batched argument is not broadcast over it
@@ -126,10 +135,14 @@ def check_expression(expr: sp.Expr, c_target: bool, js_target: bool) -> list[str
             want = np.broadcast_to(want, got.shape)
         except ValueError:
             pass
+        if skip and got.shape == want.shape and got.shape[-1:] == (len(POINTS),):
+            got, want = got[..., keep], want[..., keep]
         if not _agree(got, want):
             bad.append(f"{expr}: {kind}: got {got}, NumPy batch {want}")
 
     for k, (a, b, v) in enumerate(POINTS):
+        if k in skip:
+            continue
         compare(f"floats at {POINTS[k]}", _quiet(f, a, b, list(v)), ref[k])
         compare("NumPy scalars", _quiet(f, np.float64(a), np.float64(b), np.array(v)), ref[k])
     # 2-D batches: the points twice along a second axis, and the vector with a batch too

@@ -23,6 +23,7 @@ dtype('float32')
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import linecache
 from collections.abc import Callable, Sequence
@@ -34,6 +35,7 @@ from sympy.printing.numpy import JaxPrinter
 
 from ..errors import ArgumentError, DtypeError, ShapeError, UnsupportedFunctionError, require
 from ..inputs import describe
+from . import runtime as rt
 from .fuse import Fuser, _Pair
 from .plan import Program, describe_args, rectangular, walk
 from .printers import ArrayFunctions, TargetPrinter
@@ -53,8 +55,8 @@ class JaxTargetPrinter(ArrayFunctions, TargetPrinter, JaxPrinter):
 
     >>> import sympy as sp
     >>> x = sp.Symbol("x")
-    >>> JaxTargetPrinter().doprint(sp.Max(x, sp.sin(x), 0) + sp.erf(x))
-    'jax.numpy.maximum(jax.numpy.maximum(0, x), jax.numpy.sin(x)) + jax.scipy.special.erf(x)'
+    >>> JaxTargetPrinter().doprint(sp.Max(x, 0) + sp.erf(x))
+    '_tie_later(jax.numpy.maximum, 0, x) + jax.scipy.special.erf(x)'
     """
 
     _array = "jax.numpy"
@@ -92,6 +94,19 @@ class JaxTargetPrinter(ArrayFunctions, TargetPrinter, JaxPrinter):
 
     def _loggamma(self, arg: str) -> str:
         return f"_loggamma({arg})"
+
+    def _print_sign(self, expr):
+        return f"_sign({self._print(expr.args[0])})"
+
+    def _fold(self, fn: str, args) -> str:
+        # ties give the later argument, as numpy.maximum/minimum (jax gives max(0, -0.0) = 0.0)
+        text = self._print(args[0])
+        for a in args[1:]:
+            text = f"_tie_later({fn}, {text}, {self._print(a)})"
+        return text
+
+    def _print_Mod(self, expr):
+        return f"_mod({', '.join(self._print(a) for a in expr.args)})"
 
 
 def emit(prog: Program, name: str, *, mean: bool = False) -> str:
@@ -168,7 +183,7 @@ def build(prog: Program, name: str, mean: bool) -> tuple[Callable, str]:
         "jax": jax,
         "_result_dtype": _result_dtype,
         "_cast": _cast,
-        **RUNTIME,
+        **runtime(),
     }
     exec(compile(source, filename, "exec"), namespace)  # generated code only, never user text
     jitted = jax.jit(namespace[name])
@@ -256,127 +271,30 @@ def _cast(x: Any, dtype: Any) -> Any:
     return jnp.asarray(x, dtype=dtype)
 
 
-# The fused operations of codegen.fuse, in JAX: the same contracts as codegen.runtime's NumPy
-# helpers (leaves stacked along a new first axis, batch axes last), without in-place writes.
-
-
-def _rows(items: Any) -> Any:
-    import jax
-    import jax.numpy as jnp
-
-    if isinstance(items, jax.Array):
-        return items
-    return jnp.stack(jnp.broadcast_arrays(*[jnp.asarray(v) for v in items]))
-
-
-def _lift(x: Any, ndim: int) -> Any:
-    # rows with fewer batch axes get length-1 axes after the first (batch axes align right)
-    if x.ndim >= ndim:
-        return x
-    return x.reshape(x.shape[:1] + (1,) * (ndim - x.ndim) + x.shape[1:])
-
-
-def _stack(shape: tuple[int, ...], items: list) -> Any:
-    arr = _rows(items)
-    return arr.reshape(shape + arr.shape[1:]) if len(shape) > 1 else arr
-
-
-def _dot(left: Any, right: Any) -> Any:
-    # sum_k left[k] * right[k]: one matrix product where the shapes allow it
-    a, b = _rows(left), _rows(right)
-    if a.ndim == 1 and b.ndim <= 2:
-        return a @ b
-    if b.ndim == 1 and a.ndim == 2:
-        return b @ a
-    nd = max(a.ndim, b.ndim)
-    return (_lift(a, nd) * _lift(b, nd)).sum(axis=0)
-
-
-def _gather(shape, where, items, left, right) -> Any:
-    # entries at[k] are left[li[k]] * right[ri[k]]; entries rest[k] are items[k]
-    import jax.numpy as jnp
-
-    at, li, ri, rest = where
-    a, b = _rows(left)[li], _rows(right)[ri]
-    nd = max(a.ndim, b.ndim)
-    prod = _lift(a, nd) * _lift(b, nd)
-    if len(items):
-        others = _rows(items)
-        nd = max(nd, others.ndim)
-        prod, others = _lift(prod, nd), _lift(others, nd)
-        batch = jnp.broadcast_shapes(prod.shape[1:], others.shape[1:])
-        prod = jnp.concatenate(
-            [
-                jnp.broadcast_to(prod, (len(at), *batch)),
-                jnp.broadcast_to(others, (len(rest), *batch)).astype(prod.dtype),
-            ]
-        )
-    out = prod[_placement(at, rest)]
-    return out.reshape(shape + out.shape[1:])
-
-
-def _placement(at: np.ndarray, rest: np.ndarray) -> np.ndarray:
-    # rows stacked as [products..., others...] -> their places: one static gather, no scatter
-    where = np.empty(len(at) + len(rest), dtype=np.intp)
-    where[at] = np.arange(len(at))
-    where[rest] = len(at) + np.arange(len(rest))
-    return where
-
-
-def _gather_mean(shape, where, items, left, right) -> Any:
-    # the batch mean of _gather(...): the mean of left[i] * right[j] over the batch is entry
-    # (i, j) of one matrix product, left @ right.T / n
-    import jax.numpy as jnp
-
-    at, li, ri, rest = where
-    a, b = _rows(left), _rows(right)
-    nd = max(a.ndim, b.ndim)
-    if nd == 1:  # the products have no batch axes
-        return _batch_mean(_gather(shape, where, items, a, b), len(shape))
-    a, b = _lift(a, nd), _lift(b, nd)
-    batch = jnp.broadcast_shapes(a.shape[1:], b.shape[1:])
-    others = _rows(items) if len(items) else None
-    full = batch if others is None else jnp.broadcast_shapes(batch, others.shape[1:])
-    if 0 in full:
-        _empty_batch()
-    n = int(np.prod(batch))
-    a = jnp.broadcast_to(a, a.shape[:1] + batch).reshape(a.shape[0], n)
-    b = jnp.broadcast_to(b, b.shape[:1] + batch).reshape(b.shape[0], n)
-    pairs = (a @ b.T)[li, ri] / n
-    if others is not None:
-        means = others.reshape(len(rest), -1).mean(axis=1).astype(pairs.dtype)
-        pairs = jnp.concatenate([pairs, means])
-    return pairs[_placement(at, rest)].reshape(shape)
-
-
-def _batch_mean(x: Any, lead: int) -> Any:
-    # the mean over the batch axes (those after the output's own ``lead`` axes); sizes are
-    # static under tracing, so an empty batch is refused before anything runs
-    import jax.numpy as jnp
-
-    x = jnp.asarray(x)
-    if x.ndim <= lead:
-        return x
-    if 0 in x.shape[lead:]:
-        _empty_batch()
-    return x.mean(axis=tuple(range(lead, x.ndim)))
-
-
-def _empty_batch() -> None:
-    raise ShapeError("reduce='mean' over an empty batch: give at least one sample")
-
-
-def _indices(text: str) -> np.ndarray:
-    return np.array([int(v) for v in text.split(",")] if text else [], dtype=np.intp)
-
-
-#: What generated JAX code calls, by name.
 def _loggamma(x: Any) -> Any:
     # SymPy's loggamma as the NumPy target computes it: the principal log of gamma, so nan left
     # of 0 off the poles (log of a negative gamma) and at -inf; gammaln alone is log|gamma|
     jnp = import_jax().numpy
     off_domain = (x < 0) & ((x != jnp.floor(x)) | jnp.isinf(x))
     return jnp.where(off_domain, jnp.nan, import_jax().scipy.special.gammaln(x))
+
+
+def _sign(x: Any) -> Any:
+    # numpy.sign(-0.0) is 0.0, jax.numpy.sign(-0.0) is -0.0 (and XLA folds "+ 0.0" away)
+    s = import_jax().numpy.sign(x)
+    return import_jax().numpy.where(s == 0, 0.0, s)
+
+
+def _tie_later(fn: Callable, a: Any, b: Any) -> Any:
+    return import_jax().numpy.where(a == b, b, fn(a, b))
+
+
+def _mod(a: Any, b: Any) -> Any:
+    # numpy.mod: a zero remainder has the divisor's sign (jax.numpy.mod gives the dividend's,
+    # so atan2(Mod(-2, 0.5), -1) would be -pi where NumPy gives pi)
+    jnp = import_jax().numpy
+    r = jnp.mod(a, b)
+    return jnp.where(r == 0, jnp.copysign(jnp.zeros_like(r), b), r)
 
 
 #: math/SymPy names -> jax.scipy.special names with the NumPy target's answers
@@ -407,7 +325,19 @@ class JaxMath:
         )
 
 
-RUNTIME = {
-    f.__name__: f
-    for f in (_rows, _stack, _dot, _gather, _gather_mean, _batch_mean, _indices, _loggamma)
-}
+def runtime() -> dict[str, Any]:
+    """What generated JAX code calls, by name: codegen.runtime's fused operations on jax.numpy.
+
+    >>> sorted(runtime())[:3]
+    ['_batch_mean', '_dot', '_gather']
+    """
+    jnp = import_jax().numpy
+    fused = (rt._rows, rt._stack, rt._dot, rt._gather, rt._gather_mean, rt._batch_mean)
+    return {
+        **{f.__name__: functools.partial(f, xp=jnp) for f in fused},
+        "_indices": rt._indices,
+        "_loggamma": _loggamma,
+        "_mod": _mod,
+        "_tie_later": _tie_later,
+        "_sign": _sign,
+    }

@@ -61,10 +61,10 @@ def _describe(obj: object, limit: int = 50) -> str:
 
 
 def _fmax(*xs: float) -> float:
-    # numpy.maximum: NaN propagates
+    # nested numpy.maximum: NaN propagates, a tie gives the later argument (max(0, -0.0) = -0.0)
     m = xs[0]
     for x in xs[1:]:
-        if x > m or x != x:
+        if x >= m or x != x:
             m = x
     return m
 
@@ -72,9 +72,20 @@ def _fmax(*xs: float) -> float:
 def _fmin(*xs: float) -> float:
     m = xs[0]
     for x in xs[1:]:
-        if x < m or x != x:
+        if x <= m or x != x:
             m = x
     return m
+
+
+def _ffloor(x: float) -> float:
+    # numpy.floor: a float, and a zero keeps the argument's sign (floor(-0.0) = -0.0); math's int
+    # is exact and unbounded. NaN and infinities raise in math.floor (the NumPy path answers).
+    return math.copysign(math.floor(x), x)
+
+
+def _fceil(x: float) -> float:
+    # numpy.ceil: ceil(-0.5) = -0.0
+    return math.copysign(math.ceil(x), x)
 
 
 def _heaviside(x: float, h0: float) -> float:
@@ -158,11 +169,19 @@ class _VectorMath:
         return vectorised
 
 
-def _batch_mean(x, lead: int):
+# The fused operations of codegen.fuse: leaves stacked along a new first axis, batch axes last.
+# ``xp`` is the array module: NumPy here and in exported modules; jax.numpy for the JAX target
+# (codegen/jax.py binds it), where arrays are immutable, so results are assembled by one gather
+# instead of in-place writes.
+
+
+def _batch_mean(x, lead: int, xp=np):
     # the mean over the batch axes: those after the output's own ``lead`` axes (a value that does
     # not depend on the batch is its own mean)
-    if isinstance(x, np.ndarray) and x.ndim > lead:
-        if x.size == 0:
+    if xp is not np:
+        x = xp.asarray(x)
+    if isinstance(x, xp.ndarray) and x.ndim > lead:
+        if 0 in x.shape[lead:]:
             _empty_batch()
         return x.mean(axis=tuple(range(lead, x.ndim)))
     return x
@@ -172,11 +191,13 @@ def _empty_batch():
     raise ShapeError("reduce='mean' over an empty batch: give at least one sample")
 
 
-def _rows(items: list) -> np.ndarray:
+def _rows(items: list, xp=np) -> np.ndarray:
     # leaves of broadcastable shapes stacked along a new first axis (batch axes last); an
     # array is already stacked
-    if isinstance(items, np.ndarray):
+    if isinstance(items, xp.ndarray):
         return items
+    if xp is not np:
+        return xp.stack(xp.broadcast_arrays(*[xp.asarray(v) for v in items]))
     try:
         arr = np.array(items)
     except ValueError:
@@ -185,11 +206,11 @@ def _rows(items: list) -> np.ndarray:
     return arr.astype(float) if arr.dtype.kind in "iub" else arr
 
 
-def _stack(shape, items):
+def _stack(shape, items, xp=np):
     # One array of ``shape + batch`` from the flat leaves of a rectangular nested output. Leaves
     # that do not depend on the batch stay scalars until here, where all leaves are broadcast
     # together (batch axes last), so a constant row sits beside a batch row.
-    arr = _rows(items)
+    arr = _rows(items, xp)
     return arr.reshape(shape + arr.shape[1:]) if len(shape) > 1 else arr
 
 
@@ -201,9 +222,9 @@ def _lift(x: np.ndarray, ndim: int) -> np.ndarray:
     return x.reshape(x.shape[:1] + (1,) * (ndim - x.ndim) + x.shape[1:])
 
 
-def _dot(left: list, right: list):
+def _dot(left: list, right: list, xp=np):
     # sum_k left[k] * right[k] over leaves of broadcastable shapes, as one vectorised product
-    a, b = _rows(left), _rows(right)
+    a, b = _rows(left, xp), _rows(right, xp)
     if a.ndim == 1 and b.ndim <= 2:
         return a @ b
     if b.ndim == 1 and a.ndim == 2:
@@ -212,47 +233,56 @@ def _dot(left: list, right: list):
     return (_lift(a, nd) * _lift(b, nd)).sum(axis=0)
 
 
-def _gather(shape, where, items: list, left: list, right: list):
+def _placed(at, rest, first, second, xp=np):
+    # rows first[k] at places at[k] and second[k] at rest[k], in one array
+    if xp is np:
+        out = np.empty((len(at) + len(rest), *first.shape[1:]), np.result_type(first, second))
+        out[at], out[rest] = first, second
+        return out
+    where = np.empty(len(at) + len(rest), dtype=np.intp)  # a static gather: no scatter
+    where[at] = np.arange(len(at))
+    where[rest] = len(at) + np.arange(len(rest))
+    return xp.concatenate([first, second.astype(first.dtype)])[where]
+
+
+def _gather(shape, where, items: list, left: list, right: list, xp=np):
     # A stacked output whose leaves at flat positions where[0] are the products
     # left[where[1]] * right[where[2]] and whose other leaves (at where[3]) are ``items``.
     at, li, ri, rest = where
-    a, b = _rows(left)[li], _rows(right)[ri]
+    a, b = _rows(left, xp)[li], _rows(right, xp)[ri]
     nd = max(a.ndim, b.ndim)
     prod = _lift(a, nd) * _lift(b, nd)
+    others = prod[:0]
     if len(items):
-        others = _rows(items)
+        others = _rows(items, xp)
         nd = max(nd, others.ndim)
         prod, others = _lift(prod, nd), _lift(others, nd)
         batch = np.broadcast_shapes(prod.shape[1:], others.shape[1:])
-        out = np.empty((len(at) + len(rest), *batch), np.result_type(prod, others))
-        out[rest] = others
-    else:
-        out = np.empty_like(prod)
-    out[at] = prod
+        prod = xp.broadcast_to(prod, (len(at), *batch))
+        others = xp.broadcast_to(others, (len(rest), *batch))
+    out = _placed(at, rest, prod, others, xp)
     return out.reshape(shape + out.shape[1:])
 
 
-def _gather_mean(shape, where, items: list, left: list, right: list):
+def _gather_mean(shape, where, items: list, left: list, right: list, xp=np):
     # The batch mean of ``_gather(...)``, without its per-sample rows: the mean of
     # left[i] * right[j] over the batch is entry (i, j) of one matrix product, left @ right.T.
     at, li, ri, rest = where
-    a, b = _rows(left), _rows(right)
+    a, b = _rows(left, xp), _rows(right, xp)
     nd = max(a.ndim, b.ndim)
     if nd == 1:  # the products have no batch axes
-        return _batch_mean(_gather(shape, where, items, a, b), len(shape))
+        return _batch_mean(_gather(shape, where, items, a, b, xp), len(shape), xp)
     a, b = _lift(a, nd), _lift(b, nd)
     batch = np.broadcast_shapes(a.shape[1:], b.shape[1:])
-    others = _rows(items) if len(items) else None
+    others = _rows(items, xp) if len(items) else None
     if math.prod(batch if others is None else np.broadcast_shapes(batch, others.shape[1:])) == 0:
         _empty_batch()
     n = math.prod(batch)
-    a = np.broadcast_to(a, a.shape[:1] + batch).reshape(a.shape[0], n)
-    b = np.broadcast_to(b, b.shape[:1] + batch).reshape(b.shape[0], n)
+    a = xp.broadcast_to(a, a.shape[:1] + batch).reshape(a.shape[0], n)
+    b = xp.broadcast_to(b, b.shape[:1] + batch).reshape(b.shape[0], n)
     pairs = (a @ b.T)[li, ri] / n
     others = pairs[:0] if others is None else others.reshape(len(rest), -1).mean(axis=1)
-    out = np.empty(len(at) + len(rest), np.result_type(pairs, others))
-    out[at], out[rest] = pairs, others
-    return out.reshape(shape)
+    return _placed(at, rest, pairs, others, xp).reshape(shape)
 
 
 def _picker(text: str) -> operator.itemgetter:
@@ -335,6 +365,8 @@ HELPERS = {
         _coerce_vector,
         _fmax,
         _fmin,
+        _ffloor,
+        _fceil,
         _fsign,
         _heaviside,
         _loggamma,
