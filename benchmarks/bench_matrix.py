@@ -9,8 +9,8 @@ small shared machine, competing thread pools make multi-threaded timings meaning
 The network's loss is built from ``symgrad.matrix`` expressions and compiled once (the batch
 size is a symbol): ``value_and_grad`` for the value-and-gradient contenders, and for symgrad's
 step the loss with the gradients times a learning-rate symbol, then ``p -= g`` in place (the
-hand-written step scales its fresh gradients in place and subtracts them). "symgrad Trainer" is
-the training stack's own step, when ``symgrad.matrix.nn`` provides one. All contenders get the
+hand-written step scales its fresh gradients in place and subtracts them). What
+``symgrad.nn.Trainer`` adds to this step is measured by ``bench_trainer.py``. All contenders get the
 same data, float64 everywhere. Phase 1 times symgrad, hand-written NumPy and (for one hidden
 layer) the five matrix products alone; phase 2 adds PyTorch eager and
 JAX jit in the same process. Within a phase every repetition runs each contender once in a fresh
@@ -224,18 +224,6 @@ def _five_matmuls(ws, X, Y):
     return lambda: (W1 @ X, W2 @ h, W2.T @ d2, d1 @ X.T, d2 @ h.T)
 
 
-def _trainer(sizes, loss):
-    """The training stack's own step (its optimizer's update included), if it is installed."""
-    try:
-        from symgrad.matrix import nn
-    except ImportError:
-        return None
-    if not hasattr(nn, "Trainer"):
-        return None
-    lossf = nn.mse if loss == "mse" else nn.softmax_cross_entropy
-    return nn.Trainer(nn.MLP(sizes[0], list(sizes[1:]), seed=0), lossf, nn.SGD(LR))
-
-
 def _contenders(sizes, loss, batch, peers):
     X, Y = _data(sizes, loss, batch)
     t0 = time.perf_counter()
@@ -272,9 +260,6 @@ def _contenders(sizes, loss, batch, peers):
     }
     if len(sizes) == 3:
         contenders["5 matmuls"] = _five_matmuls(ws, X, Y)
-    trainer = _trainer(sizes, loss)
-    if trainer is not None:
-        contenders["symgrad Trainer"] = lambda: trainer(X, Y)
     if peers:
         made = make_torch(sizes, loss, 0)
         if made:
