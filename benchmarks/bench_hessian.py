@@ -10,18 +10,22 @@ Problems (all parsed from matrixcalculus.org text by ``symgrad.matrix.parse``):
 
 For n in 10, 100, 1000, 3000 this times, in one process and interleaved, symgrad's compiled
 closed-form Hessian, ``jax.jit(jax.hessian(f))`` and ``torch.func.hessian(f)`` (each checked
-against symgrad's value once), and reports medians and ratios. Run by hand:
+against symgrad's value once), and for logistic regression two BLAS floors with the weights
+``d`` given: ``(X * d).T @ X`` (general product) and ``Z.T @ Z`` with ``Z = sqrt(d) X`` given
+(``syrk``, which symgrad's code uses when every weight is >= 0). Run by hand:
 
     PYTHONPATH=. python benchmarks/bench_hessian.py [--sizes 10,100,1000,3000] [--threads 1]
 
-Runs slower than ``--budget`` seconds (default 20) are timed once, so n = 3000 stays short.
+Fast contenders are interleaved in random order every repetition (:mod:`timing`); medians of
+CPU time (the steady measure on a shared machine) and wall time; a ratio is the median of the
+per-repetition ratios. A contender slower than ``--budget``/4 seconds (default 20) in its first
+run is timed once (JAX after its compiling first run), so n = 3000 stays short.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 
@@ -46,6 +50,9 @@ if THREADS > 0:  # thread pools must be sized before NumPy / PyTorch / JAX are i
 
 import numpy as np  # noqa: E402
 import sympy as sp  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import timing  # noqa: E402
 
 from symgrad import matrix as mx  # noqa: E402
 from symgrad.matrix.parse import parse  # noqa: E402
@@ -131,35 +138,43 @@ def torch_fn(name, vals):
     return lambda: hessian(lambda u: torch.sum((T - u.reshape(-1, K) @ V.T) ** 2))(U)
 
 
-def floor_fn(vals):
-    """The BLAS floor of the logistic Hessian: (X * d).T @ X with the weights d given."""
+def floor_fns(vals):
+    """The BLAS floors of the logistic Hessian, the weights d given: general and syrk."""
     X, y, w = vals["X"], vals["y"], vals["w"]
     s = 1 / (1 + np.exp(-y * (X @ w)))
     d = s * (1 - s)
-    return lambda: (X * d).T @ X
+    Z = np.sqrt(d) * X
+    return {"floor (X*d).T@X": lambda: (X * d).T @ X, "floor Z.T@Z (syrk)": lambda: Z.T @ Z}
 
 
-def _time(contenders, reps, budget):
-    times = {k: [] for k in contenders}
-    slow = set()
-    for k, fn in contenders.items():  # warm-up (JIT compilation) and the slow-run test
-        t = time.perf_counter()
-        fn()
-        elapsed = time.perf_counter() - t
-        if elapsed > budget / 4 and not k.startswith("jax"):
-            slow.add(k)  # no compilation in this run: it is the timing (one run only)
-            times[k].append(elapsed)
-    order = np.random.default_rng(0)
-    for _ in range(reps):
-        for k in order.permutation(list(contenders)):
-            if k in slow:
-                continue
-            t = time.perf_counter()
-            contenders[k]()
-            times[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}, {
-        k: len(v) for k, v in times.items()
-    }
+def _once(fn):
+    w, c = time.perf_counter(), time.process_time()
+    out = fn()
+    return time.perf_counter() - w, time.process_time() - c, out
+
+
+def _time(contenders, first, reps, budget):
+    """``(times, slow)``: :func:`timing.interleave` lists, a single run for slow contenders.
+
+    ``first`` holds each contender's first (checked) run as ``(wall, cpu)``: for a contender
+    slower than ``budget / 4`` it is the timing (JAX's first run compiles, so JAX runs again).
+    """
+    slow = {}
+    for k, fn in contenders.items():
+        wall, cpu = first[k]
+        if wall > budget / 4:
+            slow[k] = _once(fn)[:2] if k.startswith("jax") else (wall, cpu)
+    fast = {k: fn for k, fn in contenders.items() if k not in slow}
+    times = timing.interleave(fast, reps, sample=0.005, warmup=1)
+    for k, (wall, cpu) in slow.items():
+        times[k] = {"wall": [wall], "cpu": [cpu]}
+    return times, slow
+
+
+def _ratio(times, slow, a, b, clock):
+    if a in slow or b in slow:
+        return timing.median(times, a, clock) / timing.median(times, b, clock)
+    return timing.ratio(times, a, b, clock)
 
 
 def main():
@@ -168,6 +183,7 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--reps", type=int, default=15)
     parser.add_argument("--budget", type=float, default=20.0)
+    parser.add_argument("--big-reps", type=int, default=3, help="repetitions for n > 1000")
     parser.add_argument("--peers", default="jax,torch")
     parser.add_argument("--problems", default="", help="run only problems containing this")
     parser.add_argument(
@@ -175,7 +191,8 @@ def main():
     )
     args = parser.parse_args()
     peers = [p for p in args.peers.split(",") if p]
-    print(f"threads per library: {args.threads or 'library defaults'}; medians of single runs")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"threads per library: {args.threads or 'library defaults'}; load average {load}")
     rng = np.random.default_rng(0)
     for name in (p for p in PROBLEMS if args.problems in p):
         t0 = time.perf_counter()
@@ -184,29 +201,40 @@ def main():
         for n in (int(s) for s in args.sizes.split(",")):
             vals = data(name, n, rng)
             arrays = [vals[k] for k in order]
-            ref = fn(*arrays)
             contenders = {"symgrad": lambda fn=fn, arrays=arrays: fn(*arrays)}
             if name == "logistic regression":
-                contenders["BLAS floor"] = floor_fn(vals)
+                contenders.update(floor_fns(vals))
+            first = {k: _once(f) for k, f in contenders.items()}
+            ref = first["symgrad"][2]
             makers = {"jax": jax_fn, "torch": torch_fn}
             for p in peers:
                 if p == "torch" and args.no_torch_above and n > args.no_torch_above:
                     print(f"  n={n:5d}  torch.func.hessian skipped (--no-torch-above)")
                     continue
                 run = makers[p](name, vals)
-                got = np.asarray(run())
+                try:
+                    first[f"{p} hessian"] = _once(run)
+                except Exception as e:  # XLA's RESOURCE_EXHAUSTED at large n
+                    print(f"  n={n:5d}  {p} hessian failed: {type(e).__name__}: {str(e)[:200]}")
+                    continue
+                got = np.asarray(first[f"{p} hessian"][2])
                 assert np.allclose(got, ref, rtol=1e-8, atol=1e-8), f"{p} disagrees at n={n}"
                 contenders[f"{p} hessian"] = run
-            reps = args.reps if n <= 1000 else 3
-            med, counts = _time(contenders, reps, args.budget)
-            s = med["symgrad"]
-            parts = [f"symgrad {s * 1e3:.3f} ms"]
-            parts += [
-                f"{k} {v * 1e3:.3f} ms ({v / s:.1f}x symgrad; {counts[k]} runs)"
-                for k, v in med.items()
-                if k != "symgrad"
-            ]
-            print(f"  n={n:5d}  " + " | ".join(parts))
+            first = {k: v[:2] for k, v in first.items()}
+            times, slow = _time(
+                contenders, first, args.reps if n <= 1000 else args.big_reps, args.budget
+            )
+            print(f"  n={n:5d}  (CPU median; wall median; this/symgrad CPU, wall)")
+            for k in contenders:
+                cpu, wall = timing.median(times, k), timing.median(times, k, "wall")
+                runs = "1 run" if k in slow else f"{len(times[k]['cpu'])} reps"
+                line = f"    {k:20s} {cpu * 1e3:10.3f} ms {wall * 1e3:10.3f} ms  ({runs})"
+                if k != "symgrad":
+                    line += (
+                        f"  {_ratio(times, slow, k, 'symgrad', 'cpu'):8.3f}x"
+                        f" {_ratio(times, slow, k, 'symgrad', 'wall'):8.3f}x"
+                    )
+                print(line, flush=True)
 
 
 if __name__ == "__main__":

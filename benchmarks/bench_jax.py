@@ -102,19 +102,18 @@ def demo_matrix():
     import sympy as sp
 
     from symgrad.matrix import expr as mx
-    from symgrad.matrix import nn as mnn
     from symgrad.matrix.codegen import value_and_grad
+    from symgrad.nn.dense import Dense, loss_expression
 
     sizes = [2, 16, 16, 1]
     X, y = wl.moons(100)
     p = wl.init_params(337)
     t0 = time.perf_counter()
-    net = mnn.MLP(2, sizes[1:], activation="relu", seed=0)
-    Xs = sp.MatrixSymbol("X", 2, mnn.BATCH)
-    Ys = sp.MatrixSymbol("Y", 1, mnn.BATCH)
-    params = net.parameters()
+    net = Dense(2, sizes[1:], activation="relu", seed=0)
+    hinge, Xs, Ys = loss_expression(net, "hinge")
+    params = net.parameter_symbols()
     l2 = sum((mx.sumsq(q) for q in params), sp.S.Zero)
-    loss = mnn.hinge(net(Xs), Ys) + sp.Float(peers.ALPHA) * l2
+    loss = hinge + sp.Float(peers.ALPHA) * l2
     f = value_and_grad(loss, params, [*params, Xs, Ys], backend="jax")
     derive = time.perf_counter() - t0
 
@@ -156,19 +155,16 @@ def demo_matrix():
 
 def mlp784():
     jax, jnp = peers._jax()
-    import sympy as sp
 
-    from symgrad.matrix import nn as mnn
     from symgrad.matrix.codegen import value_and_grad
+    from symgrad.nn.dense import Dense, loss_expression
 
     sizes, batch = (784, 256, 10), 256
     X, Y = bench_matrix._data(sizes, "ce", batch)
     t0 = time.perf_counter()
-    net = mnn.MLP(sizes[0], list(sizes[1:]), seed=0)
-    Xs = sp.MatrixSymbol("X", sizes[0], mnn.BATCH)
-    Ys = sp.MatrixSymbol("Y", sizes[-1], mnn.BATCH)
-    params = net.parameters()
-    loss = mnn.softmax_cross_entropy(net(Xs), Ys)
+    net = Dense(sizes[0], list(sizes[1:]), activation="tanh", seed=0)
+    loss, Xs, Ys = loss_expression(net, "softmax_cross_entropy")
+    params = net.parameter_symbols()
     f = value_and_grad(loss, params, [*params, Xs, Ys], backend="jax")
     derive = time.perf_counter() - t0
     lr = bench_matrix.LR

@@ -1,21 +1,27 @@
 """One training step (forward + backward + SGD update) through symgrad's compiled matrix path vs
-hand-written NumPy, PyTorch eager and JAX jit (when installed). Run by hand:
+hand-written NumPy, the step's five matrix products alone, PyTorch eager and JAX jit. By hand:
 
-    PYTHONPATH=. python benchmarks/bench_matrix.py [--reps 300] [--threads 1]
+    PYTHONPATH=. python benchmarks/bench_matrix.py [--reps 300] [--threads 1] [--only 784]
 
 ``--threads`` sizes the thread pools of BLAS (NumPy), PyTorch and XLA alike (default 1: on a
 small shared machine, competing thread pools make multi-threaded timings meaningless).
 
-Phase 1 times symgrad against hand-written NumPy alone; phase 2 adds PyTorch eager and JAX jit
-(if installed) in the same process, interleaved in every repetition (random order); medians of
-single steps are reported. Also reports symgrad's setup time (derive + compile) for several widths.
+The network's loss is built from ``symgrad.matrix`` expressions and compiled once (the batch
+size is a symbol): ``value_and_grad`` for the value-and-gradient contenders, and for symgrad's
+step the loss with the gradients times a learning-rate symbol, then ``p -= g`` in place (the
+hand-written step scales its fresh gradients in place and subtracts them). What
+``symgrad.nn.Trainer`` adds to this step is measured by ``bench_trainer.py``. All contenders get the
+same data, float64 everywhere. Phase 1 times symgrad, hand-written NumPy and (for one hidden
+layer) the five matrix products alone; phase 2 adds PyTorch eager and
+JAX jit in the same process. Within a phase every repetition runs each contender once in a fresh
+random order; medians of wall and CPU time per step (:mod:`timing`), and ratios as medians of
+per-repetition ratios. On a shared machine the CPU-time ratios are the ones to quote.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 
@@ -40,14 +46,70 @@ if THREADS > 0:
     )
 
 import numpy as np  # noqa: E402
+import sympy as sp  # noqa: E402
 
-from symgrad.matrix.nn import MLP, SGD, Trainer, mse, softmax_cross_entropy  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import timing  # noqa: E402
+
+from symgrad import matrix as mx  # noqa: E402
 
 LR = 0.01
+BATCH = sp.Symbol("B", integer=True, positive=True)
 
 
-def numpy_step(ws, bs, X, Y, loss):
-    """Hand-written NumPy backprop for a tanh MLP (samples as columns)."""
+def init(sizes, seed=0):
+    """Weights uniform in +-1/sqrt(fan-in), zero biases (biases are columns)."""
+    rng = np.random.default_rng(seed)
+    ws = [
+        rng.uniform(-1, 1, (sizes[i + 1], sizes[i])) / np.sqrt(sizes[i])
+        for i in range(len(sizes) - 1)
+    ]
+    return ws, [np.zeros((w.shape[0], 1)) for w in ws]
+
+
+def symgrad_value_and_grad(sizes, loss, scaled=False):
+    """The compiled ``(loss, [dW1, db1, dW2, ...])`` of a tanh MLP, samples as columns.
+
+    With ``scaled``, the gradients come times a learning rate ``lr`` passed as the last
+    argument: the compiler applies ``lr / B`` to the smallest operand (the 256 x 10 ``W_2^T``
+    here), so the SGD update is one pass ``p -= g`` over the weights instead of two.
+    """
+    params = []
+    h = X = sp.MatrixSymbol("X", sizes[0], BATCH)
+    for i in range(len(sizes) - 1):
+        W = sp.MatrixSymbol(f"W_{i + 1}", sizes[i + 1], sizes[i])
+        b = sp.MatrixSymbol(f"b_{i + 1}", sizes[i + 1], 1)
+        params += [W, b]
+        h = mx.add(mx.matmul(W, h), mx.broadcast(b, (sizes[i + 1], BATCH)))
+        if i < len(sizes) - 2:
+            h = mx.tanh(h)
+    Y = sp.MatrixSymbol("Y", sizes[-1], BATCH)
+    if loss == "mse":
+        f = mx.sumsq(mx.sub(h, Y)) / BATCH
+    else:
+        f = (mx.sum(mx.logsumexp(h, axis=0)) - mx.sum(mx.hadamard(Y, h))) / BATCH
+    if not scaled:
+        return mx.value_and_grad(f, params, [*params, X, Y])
+    lr = sp.Symbol("lr", positive=True)
+    grads = [mx.scale(lr, g) for g in mx.grad(f, params)]
+    return mx.compile_matrix([f, grads], [*params, X, Y, lr])
+
+
+def sgd(params, grads):
+    """The in-place SGD update both NumPy-side steps use.
+
+    The gradients are fresh arrays owned by the step, so they are scaled in place: ``p -= LR * g``
+    would allocate a third weight-sized array while the gradients are alive, which the allocator
+    returns to the system and faults back in on every step (~900 page faults, ~20% of the
+    784-256-10 step measured here).
+    """
+    for p, g in zip(params, grads, strict=True):
+        g *= LR
+        p -= g
+
+
+def numpy_value_and_grad(ws, bs, X, Y, loss):
+    """Hand-written NumPy backprop for a tanh MLP (samples as columns): ``(loss, grads)``."""
     hs, h = [X], X
     last = len(ws) - 1
     for i in range(len(ws)):
@@ -65,14 +127,13 @@ def numpy_step(ws, bs, X, Y, loss):
         se = e.sum(axis=0, keepdims=True)
         value = (np.sum(np.log(se) + m) - np.sum(Y * h)) / B
         d = (e / se - Y) / B
+    grads = [None] * (2 * len(ws))
     for i in range(last, -1, -1):
-        gW = d @ hs[i].T
-        gb = d.sum(axis=1, keepdims=True)
+        grads[2 * i] = d @ hs[i].T
+        grads[2 * i + 1] = d.sum(axis=1, keepdims=True)
         if i:
             d = (1.0 - hs[i] * hs[i]) * (ws[i].T @ d)
-        ws[i] -= LR * gW
-        bs[i] -= LR * gb
-    return value
+    return value, grads
 
 
 def make_torch(sizes, loss, seed):
@@ -166,14 +227,36 @@ def _five_matmuls(ws, X, Y):
 def _contenders(sizes, loss, batch, peers):
     X, Y = _data(sizes, loss, batch)
     t0 = time.perf_counter()
-    net = MLP(sizes[0], list(sizes[1:]), seed=0)
-    trainer = Trainer(net, mse if loss == "mse" else softmax_cross_entropy, SGD(LR))
+    fn = symgrad_value_and_grad(sizes, loss)
     setup = time.perf_counter() - t0
-    ws = [net.values[p].copy() for p in trainer.params[0::2]]
-    bs = [net.values[p].copy() for p in trainer.params[1::2]]
+    fn_lr = symgrad_value_and_grad(sizes, loss, scaled=True)
+    ws, bs = init(sizes)
+    mine = [a.copy() for pair in zip(ws, bs, strict=True) for a in pair]  # W1, b1, W2, ...
+    hand_ws, hand_bs = [w.copy() for w in ws], [b.copy() for b in bs]
+    hand = [a for pair in zip(hand_ws, hand_bs, strict=True) for a in pair]
+    v_mine, g_mine = fn(*mine, X, Y)
+    v_hand, g_hand = numpy_value_and_grad(hand_ws, hand_bs, X, Y, loss)
+    assert np.isclose(v_mine, v_hand, rtol=1e-12), (v_mine, v_hand)
+    for a, b, c in zip(g_mine, g_hand, fn_lr(*mine, X, Y, LR)[1], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(c, LR * b, rtol=1e-9, atol=1e-14)
+
+    def symgrad_step():
+        value, steps = fn_lr(*mine, X, Y, LR)
+        for p, g in zip(mine, steps, strict=True):
+            p -= g
+        return value
+
+    def numpy_step():
+        value, grads = numpy_value_and_grad(hand_ws, hand_bs, X, Y, loss)
+        sgd(hand, grads)
+        return value
+
     contenders = {
-        "symgrad": lambda: trainer(X, Y),
-        "numpy": lambda: numpy_step(ws, bs, X, Y, loss),
+        "symgrad step": symgrad_step,
+        "numpy step": numpy_step,
+        "symgrad value+grad": lambda: fn(*mine, X, Y),
+        "numpy value+grad": lambda: numpy_value_and_grad(hand_ws, hand_bs, X, Y, loss),
     }
     if len(sizes) == 3:
         contenders["5 matmuls"] = _five_matmuls(ws, X, Y)
@@ -183,39 +266,42 @@ def _contenders(sizes, loss, batch, peers):
             tstep, torch = made
             Xt = torch.from_numpy(X.T.copy())
             Yt = torch.from_numpy(Y.T.copy()) if loss == "mse" else torch.from_numpy(Y.argmax(0))
-            contenders["torch eager"] = lambda: tstep(Xt, Yt)
+            contenders["torch eager step"] = lambda: tstep(Xt, Yt)
         jrun = make_jax(sizes, loss, 0)
         if jrun:
-            contenders["jax jit"] = lambda: jrun(X, Y)
+            import jax.numpy as jnp
+
+            Xj, Yj = jnp.asarray(X), jnp.asarray(Y)  # on the device once, as a JAX user keeps them
+            contenders["jax jit step"] = lambda: jrun(Xj, Yj)
     return setup, contenders
-
-
-def _time(contenders, reps):
-    for fn in contenders.values():  # warm up (JIT compilation, caches)
-        for _ in range(5):
-            fn()
-    times = {k: [] for k in contenders}
-    names = list(contenders)
-    order = np.random.default_rng(0)
-    for _ in range(reps):
-        # interleaved in a fresh random order each repetition: a contender that runs right after
-        # PyTorch or XLA finds cold caches, so no contender may always follow the same one
-        for k in order.permutation(names):
-            fn = contenders[k]
-            t = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def bench(name, sizes, loss, batch, reps, peers):
     setup, contenders = _contenders(sizes, loss, batch, peers)
-    med = _time(contenders, reps)
+    t = timing.interleave(contenders, reps, sample=0.002, warmup=5)
     print(f"\n{name} (batch {batch}), {'with' if peers else 'without'} peers in the process")
-    print(f"  symgrad setup (derive + compile): {setup * 1e3:.0f} ms")
-    for k, v in med.items():
-        print(f"  {k:12s} {v * 1e6:9.1f} us   symgrad/this = {med['symgrad'] / v:5.2f}x")
-    return setup, med
+    print(f"  symgrad setup (derive + compile): {setup * 1e3:.0f} ms; {reps} repetitions")
+    print(
+        f"  {'contender':20s} {'CPU median':>11s} {'wall median':>12s} faults  ratios (CPU; wall)"
+    )
+    for k in contenders:
+        cpu, wall = timing.median(t, k) * 1e6, timing.median(t, k, "wall") * 1e6
+        faults = timing.median(t, k, "faults")
+        line = f"  {k:20s} {cpu:9.1f} us {wall:9.1f} us {faults:6.0f}"
+        base = "symgrad value+grad" if k in ("5 matmuls", "numpy value+grad") else "symgrad step"
+        if k not in ("symgrad step", "symgrad value+grad"):
+            line += (
+                f"  {base}/this = {timing.ratio(t, base, k):.3f}x; "
+                f"{timing.ratio(t, base, k, 'wall'):.3f}x"
+            )
+        print(line)
+    if "5 matmuls" in contenders:
+        print(
+            "  symgrad step/5 matmuls = "
+            f"{timing.ratio(t, 'symgrad step', '5 matmuls'):.3f}x CPU; "
+            f"{timing.ratio(t, 'symgrad step', '5 matmuls', 'wall'):.3f}x wall"
+        )
+    return setup, t
 
 
 CASES = (
@@ -231,6 +317,7 @@ def main():
         "--threads", type=int, default=1, help="threads for BLAS, PyTorch and XLA (0: defaults)"
     )
     parser.add_argument("--only", default="", help="run only the cases whose name contains this")
+    parser.add_argument("--no-peers", action="store_true", help="skip phase 2 (PyTorch, JAX)")
     args = parser.parse_args()
     cases = [c for c in CASES if args.only in c[0]]
     print(f"threads per library: {args.threads or 'library defaults'}")
@@ -238,13 +325,13 @@ def main():
     # loaded, slow down whatever runs next in this process on a small machine).
     for name, sizes, loss, batch, frac in cases:
         bench(name, sizes, loss, batch, max(20, int(args.reps * frac)), peers=False)
-    # Phase 2: all contenders interleaved in one process.
-    for name, sizes, loss, batch, frac in cases:
-        bench(name, sizes, loss, batch, max(20, int(args.reps * frac)), peers=True)
+    if not args.no_peers:  # Phase 2: all contenders interleaved in one process.
+        for name, sizes, loss, batch, frac in cases:
+            bench(name, sizes, loss, batch, max(20, int(args.reps * frac)), peers=True)
     print("\nsetup (derive + compile) for other widths and depths:")
     for sizes in ((2, 1024, 1024, 1), (784, 2048, 2048, 10), (10, *(64,) * 8, 1)):
         t0 = time.perf_counter()
-        Trainer(MLP(sizes[0], list(sizes[1:]), seed=0), mse, SGD(LR))
+        symgrad_value_and_grad(sizes, "mse")
         print(f"  {'-'.join(map(str, sizes))}: {(time.perf_counter() - t0) * 1e3:.0f} ms")
 
 

@@ -1,7 +1,8 @@
-"""Train a 64-h-10 MLP on scikit-learn's digits (1,797 8x8 images, shipped offline) with symgrad.
+"""Train a 64-h-10 network on scikit-learn's digits (1,797 8x8 images, shipped offline).
 
-The loss (softmax cross-entropy) and all its gradients are derived as matrix expressions by
-symgrad.matrix and compiled to one NumPy function; Adam updates the weights.
+A :class:`symgrad.nn.Dense` network: the loss (softmax cross-entropy) and all its gradients are
+derived as matrix expressions and compiled to one NumPy function; the same ``Trainer``,
+optimisers and ``History`` as micrograd-style models train it, Adam on minibatches.
 
     python examples/digits.py            # full run: >= 95% test accuracy in a few seconds
     python examples/digits.py --quick    # a short run for the test suite
@@ -14,7 +15,7 @@ import time
 
 import numpy as np
 
-from symgrad.matrix.nn import MLP, Adam, Trainer, softmax_cross_entropy
+from symgrad.nn import Adam, Dense, Trainer
 
 
 def main() -> None:
@@ -33,32 +34,27 @@ def main() -> None:
         ) from err
 
     digits = load_digits()
-    X = digits.data / 16.0  # pixel values 0..16 -> 0..1
+    X = digits.data / 16.0  # pixel values 0..16 -> 0..1; samples are rows
     y = digits.target
     rng = np.random.default_rng(args.seed)
     order = rng.permutation(len(y))
     n_test = len(y) // 5
     test, train = order[:n_test], order[n_test:]
-    onehot = np.eye(10)[y].T  # (10, N): samples are columns
-    Xt = X.T  # (64, N)
 
     epochs = args.epochs or (3 if args.quick else 40)
-    t0 = time.perf_counter()
-    net = MLP(64, [args.hidden, 10], activation="tanh", seed=args.seed)
-    step = Trainer(net, softmax_cross_entropy, Adam(0.01))
-    setup = time.perf_counter() - t0
     batch = 64
-    t1 = time.perf_counter()
-    for _ in range(epochs):
-        perm = rng.permutation(train)
-        for i in range(0, len(perm), batch):
-            idx = perm[i : i + batch]
-            loss = step(Xt[:, idx], onehot[:, idx])
-    train_time = time.perf_counter() - t1
-    predict = net.predictor()
-    acc = float(np.mean(predict(Xt[:, test]).argmax(axis=0) == y[test]))
-    print(f"setup (derive + compile): {setup:.3f} s; training {epochs} epochs: {train_time:.2f} s")
-    print(f"final batch loss: {float(loss):.4f}")
+    steps = epochs * -(-len(train) // batch)  # about `epochs` passes over the training set
+    t0 = time.perf_counter()
+    net = Dense(64, [args.hidden, 10], activation="tanh", seed=args.seed)
+    trainer = Trainer(net, "softmax_cross_entropy", optimizer=Adam(lr=0.01))
+    setup = time.perf_counter() - t0
+    history = trainer.fit(X[train], y[train], steps=steps, batch_size=batch, rng=rng)
+    acc = float(np.mean(trainer.predict(X[test]).argmax(axis=1) == y[test]))
+    print(
+        f"setup (derive + compile): {setup:.3f} s; training {steps} minibatch steps "
+        f"({epochs} epochs): {history.seconds:.2f} s"
+    )
+    print(f"final batch loss: {history.loss[-1]:.4f}")
     print(f"test accuracy: {acc:.4f} on {len(test)} held-out images")
 
 

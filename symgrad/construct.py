@@ -26,7 +26,7 @@ import sympy as sp
 from mpmath.libmp import finf, fnan, fninf
 
 from .errors import InputTypeError
-from .graph import lattice_from_args, tree_size
+from .graph import lattice_from_args, tree_size, unevaluated
 
 __all__ = ["SMALL", "add", "apply", "is_small", "is_zero", "maximum", "mul", "power"]
 
@@ -233,7 +233,7 @@ def apply(func: type[sp.Function], *args: sp.Expr) -> sp.Expr:
     """
     if is_small(*args):
         return func(*args)
-    return func(*args, evaluate=False)
+    return unevaluated(func, *args)
 
 
 def maximum(*args: sp.Expr) -> sp.Expr:

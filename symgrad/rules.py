@@ -39,6 +39,7 @@ from sympy.functions.elementary.piecewise import ExprCondPair
 from .construct import add, apply, mul, power
 from .errors import UnsupportedFunctionError
 from .functions import sigmoid
+from .graph import heaviside
 
 __all__ = ["Rule", "local_partials", "lookup", "override", "register", "registered_heads"]
 
@@ -566,7 +567,7 @@ def _select(n: sp.Basic, winner: Callable[[sp.Expr, sp.Expr], sp.Expr]) -> list[
             if j != i:
                 h0 = ZERO if aj.is_number else HALF
                 # unevaluated: evaluating Heaviside queries the sign of its argument (slow)
-                factors.append(sp.Heaviside(winner(ai, aj), h0, evaluate=False))
+                factors.append(heaviside(winner(ai, aj), h0))
         out.append(mul(*factors))
     return out
 
@@ -593,7 +594,7 @@ def _select_wide(n: sp.Basic, winner: Callable[[sp.Expr, sp.Expr], sp.Expr]) -> 
         else:
             best = head((prefix[i - 1], suffix[i]))
         h0 = ZERO if all(aj.is_number for j, aj in enumerate(a) if j != i) else HALF
-        out.append(sp.Heaviside(winner(ai, best), h0, evaluate=False))
+        out.append(heaviside(winner(ai, best), h0))
     return out
 
 

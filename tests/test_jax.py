@@ -276,14 +276,12 @@ def test_sharded_over_four_host_devices_equals_unsharded() -> None:
 
 
 def _matrix_mlp(sizes, loss_name):
-    from symgrad.matrix import nn as mnn
+    from symgrad.nn.dense import Dense, loss_expression
 
-    net = mnn.MLP(sizes[0], list(sizes[1:]), seed=0)
-    X = sp.MatrixSymbol("X", sizes[0], mnn.BATCH)
-    Y = sp.MatrixSymbol("Y", sizes[-1], mnn.BATCH)
-    loss = {"ce": mnn.softmax_cross_entropy, "mse": mnn.mse}[loss_name](net(X), Y)
-    params = net.parameters()
-    return loss, params, [*params, X, Y], [net.values[p] for p in params]
+    net = Dense(sizes[0], list(sizes[1:]), seed=0)
+    loss, X, Y = loss_expression(net, {"ce": "softmax_cross_entropy", "mse": "mse"}[loss_name])
+    params = net.parameter_symbols()
+    return loss, params, [*params, X, Y], net.matrices(net.parameter_vector())
 
 
 @pytest.mark.parametrize("loss_name", ["ce", "mse"])
@@ -328,8 +326,7 @@ def test_matrix_path_keeps_float32_and_refuses_float64_without_x64() -> None:
 def test_trainers_run_on_jax(x64) -> None:
     import random
 
-    from symgrad.matrix import nn as mnn
-    from symgrad.nn import MLP, Trainer
+    from symgrad.nn import MLP, SGD, Dense, Trainer
 
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(12, 2)), rng.choice([-1.0, 1.0], 12)
@@ -340,16 +337,16 @@ def test_trainers_run_on_jax(x64) -> None:
     _close(lj, ln, 1e-12)
     _close(gj, gn, 1e-12)
     _close(sj, sn, 1e-12)
-    # the matrix trainer: one step on JAX equals one step on NumPy
+    # a dense network: one step on JAX equals one step on NumPy
     steps = []
-    Xm, Ym = rng.normal(size=(3, 7)), rng.normal(size=(2, 7))
+    Xm, Ym = rng.normal(size=(7, 3)), rng.normal(size=(7, 2))
     for backend in ("jax", "numpy"):
-        net = mnn.MLP(3, [5, 2], seed=0)
-        trainer = mnn.Trainer(net, mnn.mse, mnn.SGD(0.1), backend=backend)
-        steps.append((float(trainer(Xm, Ym)), [a.copy() for a in trainer._arrays]))
+        net = Dense(3, [5, 2], seed=0)
+        trainer = Trainer(net, "mse", optimizer=SGD(lr=0.1), backend=backend)
+        history = trainer.fit(Xm, Ym, steps=1)
+        steps.append((history.loss[0], net.parameter_vector()))
     _close(steps[0][0], steps[1][0], 1e-12)
-    for a, r in zip(steps[0][1], steps[1][1], strict=True):
-        _close(a, r, 1e-12)
+    _close(steps[0][1], steps[1][1], 1e-12)
 
 
 def test_jax_functions_pickle(x64) -> None:

@@ -342,11 +342,11 @@ def test_wrong_types_and_options():
 
 
 def test_softmax_cross_entropy_gradient_is_textbook():
-    from symgrad.matrix.nn import softmax_cross_entropy
+    from symgrad.nn.dense import BATCH as B
+    from symgrad.nn.dense import DENSE_LOSSES
 
-    B = sp.Symbol("B", integer=True, positive=True)
     Z, Y = M("Z", 10, B), M("Y", 10, B)
-    g = grad(softmax_cross_entropy(Z, Y), Z)
+    g = grad(DENSE_LOSSES["softmax_cross_entropy"](Z, Y) / B, Z)
     assert latex(g) == r"\frac{1}{B} \left(\operatorname{softmax}\left(Z\right) - Y\right)"
 
 

@@ -64,7 +64,7 @@ def random_expression(rng: random.Random, size: int) -> sp.Expr:
             head, a, b = rng.choice(BINARY), rng.choice(pool), rng.choice(pool)
             try:
                 pool.append(head(a, b))
-            except (TypeError, ZeroDivisionError):  # SymPy refuses: nan > 0, Mod(x, 0)
+            except (TypeError, ValueError, ZeroDivisionError):  # SymPy refuses: nan > 0, Max(nan)
                 continue
     return pool[-1] + pool[-2] * rng.choice([1, sp.Rational(1, 7)])
 

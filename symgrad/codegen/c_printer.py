@@ -23,6 +23,7 @@ from sympy.printing.codeprinter import PrintMethodNotImplementedError
 from sympy.printing.precedence import PRECEDENCE
 
 from ..errors import UnsupportedFunctionError
+from .printers import StableReciprocals
 
 __all__ = ["PRELUDE", "CPrinter", "c_double", "print_c"]
 
@@ -80,7 +81,7 @@ def _exact_double(p: int, q: int = 1) -> str:
         return c_double(math.inf if (p > 0) == (q > 0) else -math.inf)
 
 
-class CPrinter(C99CodePrinter):
+class CPrinter(StableReciprocals, C99CodePrinter):
     """SymPy's C99 printer with NumPy's semantics and correctly rounded double literals.
 
     >>> import sympy as sp

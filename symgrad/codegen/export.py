@@ -35,6 +35,8 @@ DOC_LIMIT = 4000  # characters of formula text in the module docstring
 _FLOAT_HELPERS = (
     runtime._fmax,
     runtime._fmin,
+    runtime._ffloor,
+    runtime._fceil,
     runtime._fsign,
     runtime._heaviside,
     runtime._loggamma,

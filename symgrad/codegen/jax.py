@@ -55,8 +55,8 @@ class JaxTargetPrinter(ArrayFunctions, TargetPrinter, JaxPrinter):
 
     >>> import sympy as sp
     >>> x = sp.Symbol("x")
-    >>> JaxTargetPrinter().doprint(sp.Max(x, sp.sin(x), 0) + sp.erf(x))
-    'jax.numpy.maximum(jax.numpy.maximum(0, x), jax.numpy.sin(x)) + jax.scipy.special.erf(x)'
+    >>> JaxTargetPrinter().doprint(sp.Max(x, 0) + sp.erf(x))
+    '_tie_later(jax.numpy.maximum, 0, x) + jax.scipy.special.erf(x)'
     """
 
     _array = "jax.numpy"
@@ -94,6 +94,19 @@ class JaxTargetPrinter(ArrayFunctions, TargetPrinter, JaxPrinter):
 
     def _loggamma(self, arg: str) -> str:
         return f"_loggamma({arg})"
+
+    def _print_sign(self, expr):
+        return f"_sign({self._print(expr.args[0])})"
+
+    def _fold(self, fn: str, args) -> str:
+        # ties give the later argument, as numpy.maximum/minimum (jax gives max(0, -0.0) = 0.0)
+        text = self._print(args[0])
+        for a in args[1:]:
+            text = f"_tie_later({fn}, {text}, {self._print(a)})"
+        return text
+
+    def _print_Mod(self, expr):
+        return f"_mod({', '.join(self._print(a) for a in expr.args)})"
 
 
 def emit(prog: Program, name: str, *, mean: bool = False) -> str:
@@ -266,6 +279,24 @@ def _loggamma(x: Any) -> Any:
     return jnp.where(off_domain, jnp.nan, import_jax().scipy.special.gammaln(x))
 
 
+def _sign(x: Any) -> Any:
+    # numpy.sign(-0.0) is 0.0, jax.numpy.sign(-0.0) is -0.0 (and XLA folds "+ 0.0" away)
+    s = import_jax().numpy.sign(x)
+    return import_jax().numpy.where(s == 0, 0.0, s)
+
+
+def _tie_later(fn: Callable, a: Any, b: Any) -> Any:
+    return import_jax().numpy.where(a == b, b, fn(a, b))
+
+
+def _mod(a: Any, b: Any) -> Any:
+    # numpy.mod: a zero remainder has the divisor's sign (jax.numpy.mod gives the dividend's,
+    # so atan2(Mod(-2, 0.5), -1) would be -pi where NumPy gives pi)
+    jnp = import_jax().numpy
+    r = jnp.mod(a, b)
+    return jnp.where(r == 0, jnp.copysign(jnp.zeros_like(r), b), r)
+
+
 #: math/SymPy names -> jax.scipy.special names with the NumPy target's answers
 _SPECIAL = {"erf": "erf", "erfc": "erfc", "gamma": "gamma", "lgamma": "gammaln"}
 
@@ -306,4 +337,7 @@ def runtime() -> dict[str, Any]:
         **{f.__name__: functools.partial(f, xp=jnp) for f in fused},
         "_indices": rt._indices,
         "_loggamma": _loggamma,
+        "_mod": _mod,
+        "_tie_later": _tie_later,
+        "_sign": _sign,
     }

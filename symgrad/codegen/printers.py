@@ -48,7 +48,48 @@ def exact_double(p: int, q: int = 1) -> float:
         return math.inf if (p > 0) == (q > 0) else -math.inf
 
 
-class TargetPrinter:
+class StableReciprocals:
+    """Reciprocal hyperbolic functions printed through their stable counterparts.
+
+    SymPy's printers write ``csch``, ``sech``, ``coth`` and their inverses through ``exp`` and
+    ``log``: ``csch(1e-8)`` then loses 5 digits to cancellation, ``coth(800)`` is
+    ``inf/inf = nan`` and ``acsch(-1e-12)`` is ``log(0)``. ``1/sinh(u)`` and ``asinh(1/u)``
+    are accurate everywhere and keep the odd functions odd at ``-0.0``. Each target prints
+    the result with its own ``sinh``/``asinh``/reciprocal.
+
+    >>> import sympy as sp
+    >>> x = sp.Symbol("x")
+    >>> MathTargetPrinter().doprint(sp.acsch(x)), MathTargetPrinter().doprint(sp.coth(x) ** 2)
+    ('math.asinh(x**-1)', '(((math.tanh(x))**-1))**2')
+    """
+
+    def _reciprocal_of(self, head, expr):
+        # parenthesised: it stands where a function call (an atom) stood, e.g. in csch(x)**2
+        return f"({self._print(sp.Pow(head(expr.args[0]), -1, evaluate=False))})"
+
+    def _of_reciprocal(self, head, expr):
+        return self._print(head(sp.Pow(expr.args[0], -1, evaluate=False), evaluate=False))
+
+    def _print_csch(self, expr):
+        return self._reciprocal_of(sp.sinh, expr)
+
+    def _print_sech(self, expr):
+        return self._reciprocal_of(sp.cosh, expr)
+
+    def _print_coth(self, expr):
+        return self._reciprocal_of(sp.tanh, expr)
+
+    def _print_acsch(self, expr):
+        return self._of_reciprocal(sp.asinh, expr)
+
+    def _print_asech(self, expr):
+        return self._of_reciprocal(sp.acosh, expr)
+
+    def _print_acoth(self, expr):
+        return self._of_reciprocal(sp.atanh, expr)
+
+
+class TargetPrinter(StableReciprocals):
     """The overrides every target's printer shares (mix in before a SymPy code printer).
 
     A target sets :attr:`inf` and :attr:`nan`: how it spells those doubles.
@@ -210,6 +251,11 @@ class MathTargetPrinter(TargetPrinter, PythonCodePrinter):
 
     def _print_Pow(self, expr, rational=False):
         base, exp = expr.args
+        if exp == 2 and base.is_Symbol and "precedence" not in vars(type(base)):
+            # a name squared: one multiplication (float ** 2 calls C's pow: 3x slower), the
+            # same double; parenthesised, as it stands where a power stood (a/x**2)
+            name = self._print(base)
+            return f"({name}*{name})"
         if exp.is_Integer and abs(exp.p) <= _EXACT:
             return f"{self.parenthesize(base, 100)}**{int(exp)}"
         if self.is_half(exp):
@@ -225,11 +271,11 @@ class MathTargetPrinter(TargetPrinter, PythonCodePrinter):
 
     def _print_floor(self, expr):
         # math.floor returns an int: exact and unbounded (floor(1e300)**2 would be an int of
-        # 600 digits, never inf), so back to a float at once
-        return f"float(math.floor({self._print(expr.args[0])}))"
+        # 600 digits, never inf), and without -0.0
+        return f"_ffloor({self._print(expr.args[0])})"
 
     def _print_ceiling(self, expr):
-        return f"float(math.ceil({self._print(expr.args[0])}))"
+        return f"_fceil({self._print(expr.args[0])})"
 
     def _print_Max(self, expr):
         return f"_fmax({', '.join(self._print(a) for a in expr.args)})"

@@ -61,10 +61,10 @@ def _describe(obj: object, limit: int = 50) -> str:
 
 
 def _fmax(*xs: float) -> float:
-    # numpy.maximum: NaN propagates
+    # nested numpy.maximum: NaN propagates, a tie gives the later argument (max(0, -0.0) = -0.0)
     m = xs[0]
     for x in xs[1:]:
-        if x > m or x != x:
+        if x >= m or x != x:
             m = x
     return m
 
@@ -72,9 +72,20 @@ def _fmax(*xs: float) -> float:
 def _fmin(*xs: float) -> float:
     m = xs[0]
     for x in xs[1:]:
-        if x < m or x != x:
+        if x <= m or x != x:
             m = x
     return m
+
+
+def _ffloor(x: float) -> float:
+    # numpy.floor: a float, and a zero keeps the argument's sign (floor(-0.0) = -0.0); math's int
+    # is exact and unbounded. NaN and infinities raise in math.floor (the NumPy path answers).
+    return math.copysign(math.floor(x), x)
+
+
+def _fceil(x: float) -> float:
+    # numpy.ceil: ceil(-0.5) = -0.0
+    return math.copysign(math.ceil(x), x)
 
 
 def _heaviside(x: float, h0: float) -> float:
@@ -354,6 +365,8 @@ HELPERS = {
         _coerce_vector,
         _fmax,
         _fmin,
+        _ffloor,
+        _fceil,
         _fsign,
         _heaviside,
         _loggamma,

@@ -6,7 +6,8 @@ reverse-mode rules (:func:`grad`, never SymPy's matrix ``diff``), closed-form He
 Jacobians (:func:`hessian`, :func:`hvp`, :func:`jacobian`), the chain rule step by step
 (:func:`derive`); results come out in textbook form (:func:`simplify`) and print as LaTeX
 (:func:`latex`) or text (:func:`text`); compile them (:func:`compile_matrix`,
-:func:`value_and_grad`). Layers, losses and optimisers live in :mod:`symgrad.matrix.nn`.
+:func:`value_and_grad`). Networks of matrix layers, and their training, are
+:class:`symgrad.nn.Dense` on :mod:`symgrad.nn`'s one training stack.
 
 >>> import sympy as sp
 >>> from symgrad import matrix as mx

@@ -105,6 +105,67 @@ def _slogdet(a: np.ndarray) -> float:
     return value if sign > 0 else np.nan  # log det is undefined for det <= 0
 
 
+def _gram(x: np.ndarray, s: np.ndarray, left: bool) -> np.ndarray:
+    """``x^T diag(s) x``, or ``x diag(s) x^T`` if ``left``; ``s`` is a column.
+
+    With ``s >= 0`` it is ``z^T z`` for ``z = diag(sqrt(s)) x``, and NumPy multiplies an array
+    by its own transpose with BLAS ``syrk``: half the flops of the general product, and an
+    exactly symmetric result. For small results the general product is as fast, and with a
+    negative or NaN weight (``s.min() >= 0`` is then false) it is the one that is right.
+    """
+    if left:
+        s = s.T
+    # from 128 rows of the result on, syrk pays for the square roots and the check (measured)
+    if x.shape[0 if left else 1] >= 128 and x.size and s.min() >= 0:
+        z = np.sqrt(s) * x
+        return z @ z.T if left else z.T @ z
+    return (x * s) @ x.T if left else x.T @ (s * x)
+
+
+def _add_transposed(x: np.ndarray, y: np.ndarray, blocked_from: int = 3 << 20) -> np.ndarray:
+    """``x + y^T``, block by block for large matrices.
+
+    Adding a matrix to a transposed one walks one of them across rows, a cache miss per entry
+    once the matrices are far larger than the cache (measured: from about 1700 x 1700 on; below,
+    NumPy's own loop is faster); a 128 x 128 block (128 KiB) and its transpose fit in cache
+    together. For ``x + x^T`` (a symmetric result) each pair of blocks is added once.
+    """
+    n, m = x.shape
+    b = 128
+    if n * m < blocked_from or x.shape != y.shape[::-1]:
+        return x + y.T
+    out = np.empty((n, m), dtype=np.result_type(x, y))
+    same = x is y
+    for i in range(0, n, b):
+        for j in range(i if same else 0, m, b):
+            block = out[i : i + b, j : j + b]
+            np.add(x[i : i + b, j : j + b], y[j : j + b, i : i + b].T, out=block)
+            if same and j != i:
+                out[j : j + b, i : i + b] = block.T
+    return out
+
+
+def _kron_identity(n: int, m: np.ndarray, first: bool) -> np.ndarray:
+    """``I_n ⊗ m`` (``first``) or ``m ⊗ I_n`` without multiplying by the zeros of ``I_n``.
+
+    ``numpy.zeros`` takes zeroed pages from the system lazily, so only the pages holding the
+    ``n`` copies of ``m``'s entries are ever written (``numpy.kron`` writes all ``(n p)(n q)``).
+    """
+    p, q = m.shape
+    out = np.zeros((n * p, n * q), dtype=np.result_type(m, np.float64))
+    if first:  # block (i, i) is m: out[i p + a, i q + b] = m[a, b]
+        blocks = out.reshape(n, p, n, q)
+        s = blocks.strides
+        view = np.lib.stride_tricks.as_strided(blocks, (n, p, q), (s[0] + s[2], s[1], s[3]))
+        view[...] = m
+    else:  # block (a, b) is m[a, b] I_n: out[a n + i, b n + i] = m[a, b]
+        blocks = out.reshape(p, n, q, n)
+        s = blocks.strides
+        view = np.lib.stride_tricks.as_strided(blocks, (p, q, n), (s[0], s[2], s[1] + s[3]))
+        view[...] = m[:, :, None]
+    return out
+
+
 def _shape_error(name: str, got: Any, want: str) -> None:
     raise ShapeError(f"argument {name} has shape {got}, expected {want}")
 
@@ -117,6 +178,9 @@ _NAMESPACE = {
     "_softmax": _softmax,
     "_logsumexp": _logsumexp,
     "_slogdet": _slogdet,
+    "_gram": _gram,
+    "_add_transposed": _add_transposed,
+    "_kron_identity": _kron_identity,
     "_shape_error": _shape_error,
     "_vmath": _VectorMath(),  # functions NumPy lacks (erf, gamma, ...), as the scalar target
 }
@@ -223,7 +287,8 @@ def compile_matrix(
 class _Gen:
     """State of one code generation: names of nodes and the statements so far."""
 
-    def __init__(self, args: list) -> None:
+    def __init__(self, args: list, kernels: bool = True) -> None:
+        self.kernels = kernels  # call the NumPy helpers (_gram, ...); XLA fuses on its own
         self.ref: dict[sp.Basic, str] = {}
         self.lines: list[tuple[str, str, set[str]]] = []  # (target, code, names used)
         self.prologue: list[str] = []
@@ -322,6 +387,8 @@ def _node_code(g: _Gen, node: sp.Basic) -> str | None:
         return f"numpy.ones(({g.dim(node.shape[0])}, {g.dim(node.shape[1])}))"
     if isinstance(node, ZeroMatrix):
         return f"numpy.zeros(({g.dim(node.shape[0])}, {g.dim(node.shape[1])}))"
+    if isinstance(node, MatAdd) and g.kernels and (pair := _plus_transpose(node)):
+        return f"_add_transposed({g.use(pair[0])}, {g.use(pair[1])})"
     if isinstance(node, (MatAdd, HadamardProduct, Map)):
         parts = [g.elem(a) for a in mx.operands(node)]
         if isinstance(node, MatAdd):
@@ -349,6 +416,10 @@ def _node_code(g: _Gen, node: sp.Basic) -> str | None:
         p, q = (g.dim(d) for d in node.args)
         return f"numpy.eye({p} * {q})[numpy.arange({p} * {q}).reshape({p}, {q}).T.ravel()]"
     if isinstance(node, KroneckerProduct):
+        if g.kernels and len(node.args) == 2 and any(isinstance(a, Identity) for a in node.args):
+            first = isinstance(node.args[0], Identity)
+            eye, m = node.args if first else node.args[::-1]
+            return f"_kron_identity({g.dim(eye.shape[0])}, {g.use(m)}, {first})"
         code = g.use(node.args[0])
         for a in node.args[1:]:
             code = f"numpy.kron({code}, {g.use(a)})"
@@ -395,11 +466,11 @@ def _product_code(g: _Gen, mats: Sequence[MatrixExpr]) -> str:
     """
     parts: list[str] = []
     pending: list[str] = []  # diagonals waiting for a right neighbour
-    for m in mats:
+    for m in _grams(g, mats) if g.kernels else mats:
         if isinstance(m, DiagMatrix):
             pending.append(g.use(m.args[0]))
             continue
-        code = g.use(m)
+        code = m if isinstance(m, str) else g.use(m)  # a str: a weighted Gram product's code
         for d in reversed(pending):
             code = f"{_paren(d)} * {_paren(code)}"
         pending = []
@@ -414,6 +485,26 @@ def _product_code(g: _Gen, mats: Sequence[MatrixExpr]) -> str:
     return " @ ".join(_paren(p) if "*" in p and len(parts) > 1 else p for p in parts)
 
 
+def _grams(g: _Gen, mats: Sequence[MatrixExpr]) -> list:
+    """``mats`` with each ``X^T diag(s) X`` (and ``X diag(s) X^T``) replaced by its code."""
+    out: list = []
+    i = 0
+    while i < len(mats):
+        a, d, b = [*mats[i : i + 3], None, None][:3]
+        if isinstance(d, DiagMatrix) and d.args[0].shape[1] == 1:
+            if isinstance(a, Transpose) and a.arg == b:
+                out.append(f"_gram({g.use(b)}, {g.use(d.args[0])}, False)")
+                i += 3
+                continue
+            if isinstance(b, Transpose) and b.arg == a:
+                out.append(f"_gram({g.use(a)}, {g.use(d.args[0])}, True)")
+                i += 3
+                continue
+        out.append(a)
+        i += 1
+    return out
+
+
 def _scalar_operand(g: _Gen, a: sp.Basic) -> sp.Basic:
     if a in g.ref:
         return sp.Symbol(g.ref[a])
@@ -426,6 +517,18 @@ def _scalar_operand(g: _Gen, a: sp.Basic) -> sp.Basic:
 
 def _paren(code: str) -> str:
     return code if code.replace("_", "").replace(".", "").isalnum() else f"({code})"
+
+
+def _plus_transpose(node: MatAdd) -> tuple[MatrixExpr, MatrixExpr] | None:
+    """``(X, Y)`` if ``node`` is ``X + Y^T`` of (non-vector) matrices, else None."""
+    if len(node.args) != 2 or 1 in node.shape:
+        return None
+    a, b = node.args
+    if isinstance(a, Transpose) and not isinstance(b, Transpose):
+        a, b = b, a
+    if isinstance(b, Transpose) and not isinstance(a, Transpose):
+        return a, b.arg
+    return None
 
 
 def _sum_code(g: _Gen, node: MatAdd) -> str:
@@ -455,7 +558,7 @@ def _sum_code(g: _Gen, node: MatAdd) -> str:
 
 def _generate(args: list, flat: list, spec: Any, name: str, in_place: bool = True) -> str:
     # in_place: reuse dead temporaries' memory (NumPy); JAX arrays are immutable (jax.py)
-    g = _Gen(args)
+    g = _Gen(args, kernels=in_place)
     order = mx.value_nodes(flat)
     for node in order:
         if node in g.ref:

@@ -143,7 +143,15 @@ def derive(expr: str, shapes: Sequence[str] | None, wrt: str | None, fmt: str = 
 
 
 # Helpers the generated code calls, written out so the printed module runs on NumPy alone.
-_HELPERS = ("_softmax", "_logsumexp", "_slogdet", "_shape_error")
+_HELPERS = (
+    "_softmax",
+    "_logsumexp",
+    "_slogdet",
+    "_shape_error",
+    "_gram",
+    "_add_transposed",
+    "_kron_identity",
+)
 
 
 def compile_source(expr: str, shapes: Sequence[str] | None, wrt: str | None) -> str:
@@ -179,7 +187,7 @@ def compile_source(expr: str, shapes: Sequence[str] | None, wrt: str | None) -> 
         '    """An argument has the wrong shape."""',
         "",
     ]
-    for name in _HELPERS:
+    for name in (h for h in _HELPERS if h == "_shape_error" or f"{h}(" in fn.source):
         source = inspect.getsource(getattr(codegen, name))
         header += ["", source.rstrip(), ""]
     return "\n".join(header) + "\n\n" + fn.source

@@ -1,7 +1,11 @@
-"""Neural networks: micrograd's modules, and training compiled once into NumPy.
+"""Neural networks: micrograd's modules, dense networks, and one training stack for both.
 
 ``Neuron``, ``Layer`` and ``MLP`` behave like micrograd's on :class:`~symgrad.Value` inputs;
-:class:`Trainer` differentiates the same network symbolically and trains it vectorised.
+:class:`Dense` is a fully connected network of matrices. One :class:`Trainer` differentiates
+either symbolically and trains it vectorised (samples as rows), with the same optimisers
+(:class:`SGD`, :class:`Adam`: in-place updates of arrays, with schedules; PyTorch-shaped
+``step()``/``zero_grad()`` for ``Value`` parameters), :class:`History`, health monitor and
+persistence.
 
 >>> import random
 >>> from symgrad.nn import MLP
@@ -11,6 +15,7 @@
 -0.924517
 """
 
+from .dense import Dense
 from .health import HealthMonitor, LayerStats, TrainingWarning
 from .losses import hinge, l2, logistic, softmax_cross_entropy, squared_error
 from .modules import ACTIVATIONS, INITS, MLP, Layer, Module, Neuron
@@ -24,6 +29,7 @@ __all__ = [
     "MLP",
     "SGD",
     "Adam",
+    "Dense",
     "HealthMonitor",
     "History",
     "Layer",

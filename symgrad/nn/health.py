@@ -157,7 +157,10 @@ class HealthMonitor:
         """
         stats = []
         with np.errstate(all="ignore"):
-            for name, idx in self.groups:
+            cached = self.__dict__.get("_selected")
+            if cached is None or cached[0] is not self.groups:
+                cached = self._selected = (self.groups, _selectors(self.groups))
+            for name, idx in cached[1]:
                 g = float(np.linalg.norm(grad[idx]))
                 w = float(np.linalg.norm(before[idx]))
                 u = float(np.linalg.norm(after[idx] - before[idx]))
@@ -176,3 +179,13 @@ class HealthMonitor:
             }[kind]
             self._warn(kind, layer, f"step {step}, {layer}: {detail}")
         return stats
+
+
+def _selectors(groups: list[tuple[str, np.ndarray]]) -> list[tuple[str, np.ndarray | slice]]:
+    # a run of consecutive indices (a dense layer) as a slice: a view, where an index array
+    # would copy the layer's gradient and weights three times per step
+    out: list[tuple[str, np.ndarray | slice]] = []
+    for name, idx in groups:
+        run = idx.size > 1 and bool(np.all(np.diff(idx) == 1))
+        out.append((name, slice(int(idx[0]), int(idx[-1]) + 1) if run else idx))
+    return out

@@ -30,6 +30,7 @@ import sympy as sp
 
 from ..construct import maximum, mul
 from ..errors import InputTypeError, OptionError, ShapeError
+from ..graph import unevaluated
 from ..inputs import check_choice, describe
 from ..value import Value
 
@@ -82,9 +83,9 @@ def _activate_expr(act: sp.Expr, activation: str) -> sp.Expr:
     if activation == "relu":
         return maximum(sp.S.Zero, act)
     if activation == "tanh":
-        return sp.tanh(act, evaluate=False)
+        return unevaluated(sp.tanh, act)
     if activation == "sigmoid":
-        return sigmoid(act, evaluate=False)
+        return unevaluated(sigmoid, act)
     return act
 
 

@@ -1,24 +1,31 @@
-"""Optimisers over a flat parameter vector: SGD (with a schedule and momentum), Adam.
+"""Optimisers: SGD (with momentum) and Adam, one interface for every model, with schedules.
 
-An optimiser's ``step(theta, grad, k)`` returns the new parameter vector for step ``k``. The
-learning rate may be a number or a function of the step (a schedule), e.g. micrograd's demo
+Every optimiser updates a list of NumPy arrays in place from their gradients:
+``opt.update(arrays, grads, k)`` for step ``k``. :class:`~symgrad.nn.Trainer` calls it for
+scalar and dense models alike. Given parameters, an optimiser is also PyTorch-shaped for
+micrograd-style :class:`~symgrad.Value` models: ``SGD(model.parameters(), lr=0.1)``, then
+``loss.backward()``, ``opt.step()`` and ``opt.zero_grad()``.
+
+The learning rate may be a number or a function of the step (a schedule), e.g. micrograd's demo
 ``lambda k: 1.0 - 0.9 * k / 100`` or :func:`linear_schedule`.
 
 >>> import numpy as np
->>> opt = SGD(lr=0.1)
->>> opt.step(np.array([1.0, 2.0]), np.array([10.0, -10.0]), 0).tolist()
+>>> theta = np.array([1.0, 2.0])
+>>> SGD(lr=0.1).update([theta], [np.array([10.0, -10.0])], 0)
+>>> theta.tolist()
 [0.0, 3.0]
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ..errors import InputTypeError, OptionError
+from ..errors import InputTypeError, OptionError, ShapeError
 from ..inputs import describe
+from ..value import Value
 
 __all__ = ["SGD", "Adam", "Optimizer", "linear_schedule"]
 
@@ -60,15 +67,67 @@ def _check_lr(lr: object) -> Schedule:
     return _real(lr, "lr", 0.0, math.inf, open_low=True)
 
 
+def _is_rate(obj: object) -> bool:
+    # a schedule is a plain function of the step; a model is callable too, but has parameters
+    if callable(obj):
+        return not hasattr(obj, "parameters") and not hasattr(obj, "__iter__")
+    return isinstance(obj, (int, float)) and not isinstance(obj, bool)
+
+
+def _check_params(params: object, owner: str) -> list[Value]:
+    if isinstance(params, (str, bytes, dict)) or not hasattr(params, "__iter__"):
+        hint = " (pass model.parameters(), not the model)" if hasattr(params, "parameters") else ""
+        raise InputTypeError(
+            f"{owner} parameters must be a list of symgrad Value objects{hint}, got "
+            f"{describe(params)}"
+        )
+    items = list(params)  # a generator is consumed once, as in PyTorch
+    if not items:
+        raise OptionError(f"{owner} got an empty parameter list; pass model.parameters()")
+    for p in items:
+        if not isinstance(p, Value):
+            raise InputTypeError(
+                f"{owner} parameters must be symgrad Value objects (micrograd-style), got "
+                f"{describe(p)}; NumPy arrays are updated with update(arrays, grads, k)"
+            )
+    if len({id(p) for p in items}) != len(items):
+        raise OptionError(f"{owner} got the same parameter twice; it would be updated twice")
+    return items
+
+
 class Optimizer:
-    """Base class: holds the learning rate (a number or a schedule) and the step state.
+    """Base class: the learning rate (a number or a schedule), the state, the update rule.
+
+    Subclasses implement :meth:`_apply` (one in-place update of one array); the state (momentum,
+    moments) is kept per array and created on the first :meth:`update`.
+
+    Args:
+        params: optional :class:`~symgrad.Value` parameters for the PyTorch-shaped
+            :meth:`step`/:meth:`zero_grad` (e.g. ``model.parameters()``); a
+            :class:`~symgrad.nn.Trainer` does not need them.
+        lr: a number or a function of the step number; ``SGD(0.1)`` gives it by position.
+        default_lr: the rate when none is given (each optimiser's own default).
 
     >>> isinstance(SGD(lr=0.1), Optimizer)
     True
     """
 
-    def __init__(self, lr: Schedule) -> None:
-        self.lr = _check_lr(lr)
+    def __init__(
+        self, params: object = None, lr: object = None, *, default_lr: float = 0.1
+    ) -> None:
+        owner = type(self).__name__
+        if params is not None and _is_rate(params):
+            if lr is not None:
+                raise InputTypeError(
+                    f"{owner} got a learning rate twice ({params!r} and lr={lr!r}); write "
+                    f"{owner}(model.parameters(), lr=...) or {owner}(lr=...)"
+                )
+            params, lr = None, params  # SGD(0.1): the rate given by position
+        self.lr = _check_lr(default_lr if lr is None else lr)
+        self.params: list[Value] | None = None if params is None else _check_params(params, owner)
+        self.steps = 0  # calls of step() so far: the schedule's k for Value parameters
+        self._state: list[dict[str, np.ndarray]] | None = None
+        self._shapes: list[tuple[int, ...]] | None = None
 
     def rate(self, k: int) -> float:
         """The learning rate at step ``k``.
@@ -79,81 +138,229 @@ class Optimizer:
         return float(self.lr(k)) if callable(self.lr) else self.lr
 
     def reset(self) -> None:
-        """Forget the state (momentum, moments)."""
+        """Forget the state (momentum, moments), e.g. before training other arrays.
 
-    def step(self, theta: np.ndarray, grad: np.ndarray, k: int) -> np.ndarray:
+        >>> import numpy as np
+        >>> opt = SGD(lr=1.0, momentum=0.5)
+        >>> opt.update([np.zeros(2)], [np.ones(2)], 0)
+        >>> opt.reset(); opt.update([np.zeros(3)], [np.ones(3)], 0)
+        """
+        self._state = None
+        self._shapes = None
+        self.steps = 0
+
+    def update(self, arrays: Sequence[np.ndarray], grads: Sequence[np.ndarray], k: int) -> None:
+        """Update ``arrays`` in place from ``grads`` at step ``k`` (which sets the schedule's rate).
+
+        Args:
+            arrays: float NumPy arrays (the parameters), changed in place.
+            grads: their gradients, one array of the same shape each.
+            k: the step number (0 for the first step).
+
+        Raises:
+            InputTypeError: an array is not a writeable float NumPy array.
+            ShapeError: ``grads`` do not match ``arrays``, or the arrays are not the ones the
+                state was built for (call :meth:`reset` to start over with others).
+
+        >>> import numpy as np
+        >>> W, b = np.ones((2, 2)), np.zeros(2)
+        >>> Adam(lr=0.1).update([W, b], [np.ones((2, 2)), -np.ones(2)], 0)
+        >>> W[0].round(6).tolist(), b.round(6).tolist()
+        ([0.9, 0.9], [0.1, 0.1])
+        """
+        if isinstance(arrays, np.ndarray) or isinstance(grads, np.ndarray):
+            raise InputTypeError("update takes lists of arrays: update([theta], [grad], k)")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+            raise InputTypeError(f"k (the step number) must be an int >= 0, got {describe(k)}")
+        for seq, what in ((arrays, "arrays"), (grads, "grads")):
+            if isinstance(seq, (str, bytes, dict)) or not hasattr(seq, "__iter__"):
+                raise InputTypeError(f"{what} must be a list of NumPy arrays, got {describe(seq)}")
+        arrays, grads = list(arrays), list(grads)
+        if len(arrays) != len(grads):
+            raise ShapeError(f"{len(arrays)} arrays but {len(grads)} gradients")
+        for i, (a, g) in enumerate(zip(arrays, grads, strict=True)):
+            if not isinstance(a, np.ndarray) or a.dtype.kind != "f" or not a.flags.writeable:
+                raise InputTypeError(
+                    f"arrays[{i}] must be a writeable float NumPy array (updated in place), got "
+                    f"{describe(a)}"
+                )
+            try:
+                grads[i] = np.asarray(g, dtype=a.dtype)
+            except (TypeError, ValueError, OverflowError):
+                raise InputTypeError(
+                    f"grads[{i}] must be an array of numbers, got {describe(g)}"
+                ) from None
+            if grads[i].shape != a.shape:
+                raise ShapeError(f"grads[{i}] has shape {grads[i].shape}, arrays[{i}] {a.shape}")
+        shapes = [a.shape for a in arrays]
+        if self._state is None:
+            self._state = [{} for _ in arrays]
+            self._shapes = shapes
+        elif shapes != self._shapes:
+            raise ShapeError(
+                f"this optimizer's state is for arrays of shapes {self._shapes}, got {shapes}; "
+                "call reset() to train other arrays (or use a new optimizer)"
+            )
+        self._begin()
+        lr = self.rate(k)
+        for a, g, state in zip(arrays, grads, self._state, strict=True):
+            self._apply(a, g, state, lr)
+
+    def _begin(self) -> None:
+        """Called once per update before the arrays (Adam counts its steps here)."""
+
+    def _apply(self, a: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray], lr: float):
         raise NotImplementedError
+
+    # ------------------------------------------------------------------ PyTorch's shape
+    def _bound(self, what: str) -> list[Value]:
+        if self.params is None:
+            name = type(self).__name__
+            raise OptionError(
+                f"{what}() needs the parameters: create the optimizer as "
+                f"{name}(model.parameters(), lr=...); with a Trainer, use trainer.fit instead"
+            )
+        return self.params
+
+    def zero_grad(self) -> None:
+        """Set the ``.grad`` of every parameter to 0 (``backward()`` accumulates into it).
+
+        >>> from symgrad import Value
+        >>> w = Value(1.0); w.grad = 3.0
+        >>> SGD([w], lr=0.1).zero_grad(); w.grad
+        0.0
+        """
+        for p in self._bound("zero_grad"):
+            p.grad = 0.0
+
+    def step(self) -> None:
+        """Update every parameter's ``.data`` from its ``.grad`` (after ``loss.backward()``).
+
+        The schedule's step number is the number of earlier ``step()`` calls. NaN or infinite
+        gradients propagate into the parameters, as in PyTorch (``Trainer.fit`` stops instead).
+
+        Raises:
+            OptionError: the optimizer was created without parameters.
+
+        >>> from symgrad import Value
+        >>> w = Value(2.0)
+        >>> opt = SGD([w], lr=0.1)
+        >>> loss = w * w
+        >>> loss.backward(); opt.step(); w.data
+        1.6
+        """
+        params = self._bound("step")
+        data = np.array([p.data for p in params], dtype=float)
+        grad = np.array([p.grad for p in params], dtype=float)
+        self.update([data], [grad], self.steps)
+        self.steps += 1
+        for p, v in zip(params, data.tolist(), strict=True):
+            p.data = v
 
 
 class SGD(Optimizer):
-    """Stochastic gradient descent, ``theta -= lr * grad``, optionally with momentum.
+    """Stochastic gradient descent, ``p -= lr * grad``, optionally with momentum.
 
-    With momentum ``mu``: ``v = mu * v + grad; theta -= lr * v`` (PyTorch's form).
+    With momentum ``mu``: ``v = mu * v + grad; p -= lr * v`` (PyTorch's form, ``v = grad`` at
+    the first step).
 
     Args:
-        lr: a number or a function of the step number.
+        params: optional :class:`~symgrad.Value` parameters for :meth:`step` (PyTorch's
+            ``SGD(model.parameters(), lr=0.1)``); ``SGD(0.1)`` is ``SGD(lr=0.1)``.
+        lr: a number or a function of the step number (default 0.1).
         momentum: in ``[0, 1)``; 0 is micrograd's plain update.
+
+    Raises:
+        InputTypeError: ``params`` is not a list of ``Value`` objects, ``lr`` or ``momentum``
+            is not a number.
+        OptionError: a rate out of range, an empty parameter list.
 
     >>> import numpy as np
     >>> opt = SGD(lr=1.0, momentum=0.5)
-    >>> theta = opt.step(np.array([0.0]), np.array([1.0]), 0)
-    >>> opt.step(theta, np.array([1.0]), 1).tolist()
+    >>> theta = np.array([0.0])
+    >>> opt.update([theta], [np.array([1.0])], 0)
+    >>> opt.update([theta], [np.array([1.0])], 1)
+    >>> theta.tolist()
     [-2.5]
     """
 
-    def __init__(self, lr: Schedule = 0.1, momentum: float = 0.0) -> None:
-        super().__init__(lr)
+    def __init__(self, params: object = None, lr: object = None, momentum: float = 0.0) -> None:
+        super().__init__(params, lr, default_lr=0.1)
         self.momentum = _real(momentum, "momentum", 0.0, 1.0)
-        self._velocity: np.ndarray | None = None
 
-    def reset(self) -> None:
-        self._velocity = None
-
-    def step(self, theta: np.ndarray, grad: np.ndarray, k: int) -> np.ndarray:
+    def _apply(self, a, g, state, lr):
         if self.momentum:
-            self._velocity = (
-                grad if self._velocity is None else self.momentum * self._velocity + grad
-            )
-            return theta - self.rate(k) * self._velocity
-        return theta - self.rate(k) * grad
+            v = state.get("v")
+            if v is None:
+                v = state["v"] = g.copy()
+            else:
+                v *= self.momentum
+                v += g
+            g = v
+        # lr * g into a kept buffer: a fresh parameter-sized temporary per step is returned to
+        # the system and faulted back in at every step for large arrays
+        step = state.get("step")
+        if step is None:
+            step = state["step"] = np.empty_like(a)
+        np.multiply(g, lr, out=step)
+        a -= step
 
 
 class Adam(Optimizer):
     """Adam (Kingma and Ba, 2015) with bias correction.
 
     Args:
-        lr: a number or a function of the step number.
+        params: optional :class:`~symgrad.Value` parameters for :meth:`step`.
+        lr: a number or a function of the step number (default 1e-3).
         betas: decay rates of the first and second moment estimates.
         eps: added to the denominator.
 
     >>> import numpy as np
-    >>> Adam(lr=0.1).step(np.array([1.0]), np.array([3.0]), 0).round(6).tolist()
+    >>> theta = np.array([1.0])
+    >>> Adam(lr=0.1).update([theta], [np.array([3.0])], 0)
+    >>> theta.round(6).tolist()
     [0.9]
     """
 
     def __init__(
-        self, lr: Schedule = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
+        self,
+        params: object = None,
+        lr: object = None,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
     ) -> None:
-        super().__init__(lr)
+        super().__init__(params, lr, default_lr=1e-3)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise InputTypeError(f"betas must be two numbers in [0, 1), got {describe(betas)}")
         self.betas = (_real(betas[0], "betas[0]", 0.0, 1.0), _real(betas[1], "betas[1]", 0.0, 1.0))
         self.eps = _real(eps, "eps", 0.0, math.inf, open_low=True)
-        self.reset()
-
-    def reset(self) -> None:
-        self._m: np.ndarray | None = None
-        self._v: np.ndarray | None = None
         self._t = 0
 
-    def step(self, theta: np.ndarray, grad: np.ndarray, k: int) -> np.ndarray:
-        b1, b2 = self.betas
-        if self._m is None or self._v is None:
-            self._m = np.zeros_like(theta)
-            self._v = np.zeros_like(theta)
+    def reset(self) -> None:
+        super().reset()
+        self._t = 0
+
+    def _begin(self) -> None:
         self._t += 1
-        self._m = b1 * self._m + (1 - b1) * grad
-        self._v = b2 * self._v + (1 - b2) * grad * grad
-        m_hat = self._m / (1 - b1**self._t)
-        v_hat = self._v / (1 - b2**self._t)
-        return theta - self.rate(k) * m_hat / (np.sqrt(v_hat) + self.eps)
+
+    def _apply(self, a, g, state, lr):
+        b1, b2 = self.betas
+        if not state:
+            state["m"], state["v"] = np.zeros_like(a), np.zeros_like(a)
+            state["step"] = np.empty_like(a)
+        m, v, step = state["m"], state["v"], state["step"]
+        # m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2, through one kept buffer
+        m *= b1
+        np.multiply(g, 1 - b1, out=step)
+        m += step
+        v *= b2
+        np.multiply(g, g, out=step)
+        step *= 1 - b2
+        v += step
+        # bias-corrected: theta -= lr * (m / c1) / (sqrt(v / c2) + eps)
+        np.divide(v, 1 - b2**self._t, out=step)
+        np.sqrt(step, out=step)
+        step += self.eps
+        np.divide(m, step, out=step)
+        step *= lr / (1 - b1**self._t)
+        a -= step

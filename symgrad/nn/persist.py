@@ -1,7 +1,9 @@
 """Saving and loading a module's parameters.
 
 The file is JSON (``{"format": "symgrad-parameters", "labels": [...], "values": [...]}``;
-floats round-trip exactly). Saving never loses the previous file:
+floats round-trip exactly): one label and value per :class:`~symgrad.Value` parameter, or, for a
+:class:`~symgrad.nn.Dense` network, one label (``W_1``, ``b_1``, ...) and ``"shapes"`` entry per
+array with all the numbers in ``"values"``, row by row. Saving never loses the previous file:
 
 - the data goes to a temporary file ``.NAME.PID.RANDOM.tmp`` in the target's directory, is
   flushed to disk, then moved over the target with ``os.replace`` (atomic);
@@ -33,6 +35,8 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import DomainError, FileAccessError, InputTypeError, ParseError, ShapeError
 from ..files import atomic_write, os_error
 
@@ -48,6 +52,19 @@ def _parameters(module) -> list:
             f"expected a module with parameters() (e.g. an MLP), got {type(module).__name__}"
         )
     return list(params())
+
+
+def _table(module) -> tuple[list, list[str], list[list[int]] | None]:
+    """``(parameters, labels, shapes)``: shapes is ``None`` for ``Value`` parameters, else the
+    arrays' shapes (a :class:`~symgrad.nn.Dense` network), whose labels are their symbols."""
+    params = _parameters(module)
+    if params and all(isinstance(p, np.ndarray) for p in params):
+        symbols = getattr(module, "parameter_symbols", None)
+        names = [str(s) for s in symbols()] if callable(symbols) else []
+        if len(names) != len(params):
+            names = [f"p{i}" for i in range(len(params))]
+        return params, names, [list(p.shape) for p in params]
+    return params, [str(getattr(p, "label", "")) for p in params], None
 
 
 def _as_path(path) -> Path:
@@ -85,15 +102,23 @@ def save_parameters(module, path: str | os.PathLike, *, allow_nonfinite: bool = 
     ['neuron.json']
     """
     path = _as_path(path)
-    params = _parameters(module)
+    params, labels, shapes = _table(module)
     values = []
-    for p in params:
-        v = getattr(p, "data", p)
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise InputTypeError(f"parameter values must be numbers, got {type(v).__name__}")
-        values.append(float(v))
-    labels = [str(getattr(p, "label", "")) for p in params]
-    bad = [(lab, v) for lab, v in zip(labels, values, strict=True) if not math.isfinite(v)]
+    if shapes is not None:
+        for p, lab in zip(params, labels, strict=True):
+            if p.dtype.kind not in "fiu":
+                raise InputTypeError(f"parameter {lab} must hold numbers, got dtype {p.dtype}")
+            values += np.asarray(p, dtype=float).ravel().tolist()
+        # one label per number, so a bad entry is named with its array
+        owners = [lab for p, lab in zip(params, labels, strict=True) for _ in range(p.size)]
+    else:
+        for p in params:
+            v = getattr(p, "data", p)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise InputTypeError(f"parameter values must be numbers, got {type(v).__name__}")
+            values.append(float(v))
+        owners = labels
+    bad = [(lab, v) for lab, v in zip(owners, values, strict=True) if not math.isfinite(v)]
     if bad and not allow_nonfinite:
         raise DomainError(
             f"refusing to save {len(bad)} non-finite parameter(s) to {str(path)!r} (first: "
@@ -104,6 +129,7 @@ def save_parameters(module, path: str | os.PathLike, *, allow_nonfinite: bool = 
         "format": FORMAT,
         "version": 1,
         "labels": labels,
+        **({"shapes": shapes} if shapes is not None else {}),
         "values": values,
     }
     atomic_write(path, json.dumps(payload).encode("utf-8"))
@@ -112,11 +138,11 @@ def save_parameters(module, path: str | os.PathLike, *, allow_nonfinite: bool = 
 # ----------------------------------------------------------------------------- loading
 
 
-def _size_limit(params: list) -> int:
+def _size_limit(labels: list[str], count: int) -> int:
     # JSON escapes a character in at most 12 bytes (a surrogate pair); a float needs at most
-    # 25; the slack admits reformatted (indented) files
-    labels = sum(12 * len(str(getattr(p, "label", ""))) + 16 for p in params)
-    return 2 * (labels + 32 * len(params)) + 65536
+    # 25, a shape entry less; the slack admits reformatted (indented) files
+    text = sum(12 * len(lab) + 64 for lab in labels)
+    return 2 * (text + 32 * count) + 65536
 
 
 def _read(path: Path, limit: int) -> str:
@@ -167,9 +193,10 @@ def load_parameters(module, path: str | os.PathLike, *, allow_nonfinite: bool = 
     True
     """
     path = _as_path(path)
-    params = _parameters(module)
+    params, own_labels, shapes = _table(module)
+    count = len(params) if shapes is None else sum(p.size for p in params)
     name = repr(str(path))
-    text = _read(path, _size_limit(params))
+    text = _read(path, _size_limit(own_labels, count))
     try:
         # integers parse as floats: a 5,000-digit integer is inf (refused below), not an error
         # deep inside int(); NaN/Infinity parse as floats and are refused below unless allowed
@@ -181,14 +208,30 @@ def load_parameters(module, path: str | os.PathLike, *, allow_nonfinite: bool = 
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ParseError(f"{name} is not a symgrad parameter file (no 'format': '{FORMAT}')")
     labels, values = payload.get("labels"), payload.get("values")
-    if not isinstance(values, list) or not isinstance(labels, list) or len(values) != len(labels):
-        raise ParseError(f"{name}: 'labels' and 'values' must be lists of the same length")
-    if len(values) != len(params):
+    if shapes is not None:
+        if not isinstance(labels, list) or payload.get("shapes") != shapes:
+            raise ShapeError(
+                f"{name} holds parameters of shapes {str(payload.get('shapes'))[:200]}, the "
+                f"module {shapes}; build the same architecture before loading"
+            )
+        if not isinstance(values, list) or len(values) != count:
+            raise ParseError(f"{name}: 'values' must be a list of {count} numbers")
+        labels_ok = len(labels) == len(own_labels)
+    elif "shapes" in payload:
         raise ShapeError(
-            f"{name} holds {len(values)} parameters but the module has {len(params)}; "
-            "build the same architecture before loading"
+            f"{name} holds the arrays of a Dense network, but the module has Value "
+            "parameters; load it into the same architecture"
         )
-    mismatch = [(a, p.label) for a, p in zip(labels, params, strict=True) if a != p.label]
+    elif not isinstance(values, list) or not isinstance(labels, list) or len(values) != len(labels):
+        raise ParseError(f"{name}: 'labels' and 'values' must be lists of the same length")
+    else:
+        labels_ok = True
+    if not labels_ok or len(values) != count:
+        raise ShapeError(
+            f"{name} holds {len(labels) if shapes is not None else len(values)} parameters but "
+            f"the module has {len(params)}; build the same architecture before loading"
+        )
+    mismatch = [(a, b) for a, b in zip(labels, own_labels, strict=True) if a != b]
     if mismatch:
         raise ShapeError(
             f"{name}: parameter labels differ from the module's (first: "
@@ -203,5 +246,12 @@ def load_parameters(module, path: str | os.PathLike, *, allow_nonfinite: bool = 
                 f"{name}: parameter values must be finite numbers, got {v} (a number too large "
                 "for a float, or a diverged run saved with allow_nonfinite=True)"
             )
+    if shapes is not None:
+        flat = np.array(values, dtype=float)
+        start = 0
+        for p in params:
+            p[...] = flat[start : start + p.size].reshape(p.shape)
+            start += p.size
+        return
     for p, v in zip(params, values, strict=True):
         p.data = v

@@ -40,9 +40,9 @@ from ..codegen import lambdify
 from ..errors import BackendUnavailableError, DomainError, InputTypeError, OptionError, ShapeError
 from ..inputs import describe
 from ..markup import html_table
+from .dense import Dense, DenseProgram
 from .health import HealthMonitor, LayerStats, TrainingWarning
-from .losses import l2 as l2_penalty
-from .losses import resolve
+from .losses import LOSSES, resolve
 from .modules import Module
 from .optim import SGD, Optimizer
 
@@ -229,7 +229,7 @@ def _as_array(obj: Any, what: str, finite: bool = True) -> np.ndarray:
         raise InputTypeError(f"{what} must be an array of numbers, got {describe(obj)}")
     try:
         arr = np.asarray(obj, dtype=float)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise InputTypeError(f"{what} must be an array of numbers, got {describe(obj)}") from exc
     if finite and not np.all(np.isfinite(arr)):
         raise DomainError(
@@ -267,41 +267,123 @@ def _symbolic_network(model: Module, params: list) -> tuple[list, list, list]:
     return theta, x, scores
 
 
+class _ScalarProgram:
+    """What the trainer runs for a scalar (``Value``) model: per-sample loss and gradient.
+
+    The network is built once over input symbols (:meth:`~symgrad.nn.Module.symbolic`), the
+    per-sample loss differentiated by one reverse sweep and compiled with the scores; the batch
+    reduction is numeric.
+    """
+
+    def __init__(
+        self,
+        model: Module,
+        params: list,
+        loss_fn: Any,
+        reduction: str,
+        backend: str,
+        phase: Callable[..., None],
+    ) -> None:
+        self.model, self.params, self.reduction = model, params, reduction
+        phase(0)
+        theta, x, scores = _symbolic_network(model, params)
+        self.parameter_symbols = theta
+        t = list(sp.symbols(f"t0:{len(scores)}"))
+        self.nout = len(scores)
+        self.loss_expr = loss_fn(scores, t)
+        phase(1, f", {len(theta)} parameters")
+        per_sample = sweep([self.loss_expr], theta)[0]
+        grads = [per_sample.get(s, sp.S.Zero) for s in theta]
+        phase(2)
+        self.fn = self._batch_fn = lambdify(
+            [self.loss_expr, grads, scores], [theta, x, t], backend, name="loss_and_grad"
+        )
+        self._predict_fn = lambdify([scores], [theta, x], backend, name="predict")
+
+    def loss_and_grad(
+        self, theta: np.ndarray, xt: np.ndarray, tt: np.ndarray, out: np.ndarray | None = None
+    ) -> tuple[float, np.ndarray, np.ndarray]:
+        n = xt.shape[1]
+        per, grads, scores = self._batch_fn(theta, xt, tt)
+        per = np.broadcast_to(per, (n,))
+        grads = np.broadcast_to(grads, (len(self.params), n))
+        if self.reduction == "mean":
+            loss, grad = float(np.mean(per)), grads.mean(axis=1, out=out)
+        else:
+            loss, grad = float(np.sum(per)), grads.sum(axis=1, out=out)
+        return loss, grad, np.broadcast_to(scores, (self.nout, n))
+
+    def predict(self, theta: np.ndarray, xt: np.ndarray) -> np.ndarray:
+        (scores,) = self._predict_fn(theta, xt)
+        return np.broadcast_to(scores, (self.nout, xt.shape[1]))
+
+    def vector(self) -> np.ndarray:
+        return np.array([p.data for p in self.params], dtype=float)
+
+    def assign(self, theta: np.ndarray) -> None:
+        for p, v in zip(self.params, theta.tolist(), strict=True):
+            p.data = v
+
+    def groups(self) -> list[tuple[str, np.ndarray]]:
+        index = {id(p): i for i, p in enumerate(self.params)}
+        layers = getattr(self.model, "layers", None) or [self.model]
+        return [
+            (f"layer {i}", np.array([index[id(p)] for p in layer.parameters()], dtype=int))
+            for i, layer in enumerate(layers)
+        ]
+
+
 class Trainer:
     """Compiles a model's loss and gradient once and trains it with vectorised steps.
 
+    One trainer for both kinds of model: a scalar :class:`~symgrad.nn.Module` (e.g. micrograd's
+    :class:`MLP`, differentiated as one SymPy expression per sample) and a
+    :class:`~symgrad.nn.Dense` network (differentiated as matrix expressions, each step a few
+    BLAS products). Either way samples are rows, the parameters form one vector
+    (:meth:`parameter_vector`), and the optimiser, :class:`History`, health monitor and
+    persistence are the same.
+
     Args:
-        model: a :class:`~symgrad.nn.Module` with ``symbolic()`` (e.g. an :class:`MLP`) and
-            an ``nin`` attribute (the number of inputs).
+        model: a :class:`~symgrad.nn.Module` with ``symbolic()`` and an ``nin`` attribute
+            (e.g. an :class:`MLP`), or a :class:`~symgrad.nn.Dense` network.
         loss: ``"squared_error"``/``"mse"`` (mean), ``"sse"`` (sum), ``"hinge"`` (labels -1/+1),
-            ``"logistic"`` (labels 0/1), ``"softmax_cross_entropy"`` (class indices), or a
-            function ``(scores, targets) -> per-sample SymPy loss``.
+            ``"logistic"`` (labels 0/1), ``"softmax_cross_entropy"`` (class indices or one-hot
+            rows); for a scalar model also a function ``(scores, targets) -> per-sample SymPy
+            loss``. Each name means the same for both kinds of model: the per-sample loss,
+            summed over the outputs.
         reduction: ``"mean"`` or ``"sum"`` over the batch (default: the loss's own).
         l2: the L2 regularisation strength: ``l2 * sum(theta**2)`` is added to the loss.
         optimizer: an :class:`~symgrad.nn.optim.Optimizer` (default ``SGD(lr=0.1)``).
         monitor: ``True`` (default) for a :class:`HealthMonitor` with default thresholds,
             ``False`` for none, or a monitor of your own.
-        backend: the compiled functions' target (see :func:`symgrad.lambdify`); ``"jax"``
-            computes in float64, so it needs JAX's 64-bit mode.
+        backend: the compiled functions' target (see :func:`symgrad.lambdify`; ``"numpy"`` or
+            ``"jax"`` for a dense model); ``"jax"`` computes in float64, so it needs JAX's
+            64-bit mode.
         progress: show the setup's phases (build, derive, compile) on stderr, with tqdm when
             installed: ``True``, ``False``, or ``"auto"`` (default: only once the setup has
             taken :data:`SETUP_PROGRESS_AFTER` seconds).
 
     Attributes:
         compile_seconds: the time spent deriving and compiling.
-        loss_expr: the per-sample loss as a SymPy expression.
-        parameter_symbols: the symbols of the parameter vector, in ``parameters()`` order.
+        loss_expr: the per-sample loss as a SymPy expression (scalar models), or the batch
+            loss as a matrix expression (dense models).
+        parameter_symbols: the symbols of the parameters, in ``parameters()`` order.
+        fn: the compiled function every step calls (``fn.source`` shows its code): for a scalar
+            model ``(theta, x, t) -> (per-sample losses, gradients, scores)``, for a dense
+            model ``(W_1, b_1, ..., X, Y) -> (loss, [gradients], scores)`` (samples as columns).
 
     >>> import random, numpy as np
     >>> from symgrad.nn import MLP
     >>> t = Trainer(MLP(1, [1], rng=random.Random(0)), loss="mse")
     >>> t.loss_expr
     (L0.N0.b + L0.N0.w0*x0 - t0)**2
+    >>> Trainer(Dense(2, [3, 1], seed=0), loss="mse").parameter_vector().shape
+    (13,)
     """
 
     def __init__(
         self,
-        model: Module,
+        model: Module | Dense,
         loss: Any = "squared_error",
         *,
         reduction: str | None = None,
@@ -311,15 +393,24 @@ class Trainer:
         progress: bool | str = "auto",
         backend: str = "numpy",
     ) -> None:
-        if not isinstance(model, Module) or not hasattr(model, "nin"):
+        dense = isinstance(model, Dense)
+        if not dense and (not isinstance(model, Module) or not hasattr(model, "nin")):
             raise InputTypeError(
-                f"model must be a symgrad.nn module with an nin attribute (e.g. an MLP), got "
-                f"{describe(model)}"
+                f"model must be a symgrad.nn module with an nin attribute (e.g. an MLP) or a "
+                f"Dense network, got {describe(model)}"
             )
         if isinstance(l2, bool) or not isinstance(l2, (int, float)) or not l2 >= 0:
             raise OptionError(f"l2 must be a number >= 0, got {l2!r}")
         if optimizer is not None and not isinstance(optimizer, Optimizer):
             raise InputTypeError(f"optimizer must be an Optimizer, got {describe(optimizer)}")
+        for value, what in ((backend, "backend"), (reduction, "reduction")):
+            if value is not None and not isinstance(value, str):
+                raise OptionError(f"{what} must be a string, got {describe(value)}")
+        if dense and callable(loss):
+            raise OptionError(
+                f"a Dense network takes a loss by name ({', '.join(LOSSES)}); functions "
+                "of per-sample SymPy scores are for scalar models"
+            )
         loss_fn, self.reduction, self.loss_name = resolve(loss, reduction)
         self.model = model
         self.optimizer = optimizer if optimizer is not None else SGD(lr=0.1)
@@ -327,28 +418,22 @@ class Trainer:
         self.params = model.parameters()
         start = time.perf_counter()
         shown = _SetupProgress(progress)
-        shown.phase(0)
-        theta, x, scores = _symbolic_network(model, self.params)
-        self.parameter_symbols = theta
-        t = list(sp.symbols(f"t0:{len(scores)}"))
-        self.nout = len(scores)
-        self.loss_expr = loss_fn(scores, t)
-        shown.phase(1, f", {len(theta)} parameters")
-        per_sample = sweep([self.loss_expr], theta)[0]
-        grads = [per_sample.get(s, sp.S.Zero) for s in theta]
-        shown.phase(2)
-        self._batch_fn = lambdify(
-            [self.loss_expr, grads, scores], [theta, x, t], backend, name="loss_and_grad"
-        )
-        self._predict_fn = lambdify([scores], [theta, x], backend, name="predict")
-        self._reg_fn = None
-        if self.l2:
-            # the regulariser does not depend on the batch: compiled apart, evaluated once
-            reg = l2_penalty(theta, self.l2)
-            reg_grad = sweep([reg], theta)[0]
-            self._reg_fn = lambdify(
-                [reg, [reg_grad[s] for s in theta]], [theta], backend, name="reg"
+        if dense:
+            program: _ScalarProgram | DenseProgram = DenseProgram(
+                model, self.loss_name, self.reduction, backend, shown.phase
             )
+            self.parameter_symbols = model.parameter_symbols()
+            self.nout = model.nout
+        else:
+            program = _ScalarProgram(
+                model, self.params, loss_fn, self.reduction, backend, shown.phase
+            )
+            self.parameter_symbols = program.parameter_symbols
+            self.nout = program.nout
+        self._program = program
+        self.fn = program.fn
+        self.loss_expr = program.loss_expr
+        self.n_parameters = len(program.vector())
         shown.close()
         self.compile_seconds = time.perf_counter() - start
         self.monitor = self._make_monitor(monitor)
@@ -360,13 +445,7 @@ class Trainer:
             return None
         if monitor is not True:
             raise InputTypeError(f"monitor must be True, False or a HealthMonitor, got {monitor!r}")
-        index = {id(p): i for i, p in enumerate(self.params)}
-        layers = getattr(self.model, "layers", None) or [self.model]
-        groups = [
-            (f"layer {i}", np.array([index[id(p)] for p in layer.parameters()], dtype=int))
-            for i, layer in enumerate(layers)
-        ]
-        return HealthMonitor(groups)
+        return HealthMonitor(self._program.groups())
 
     # ------------------------------------------------------------------ data
     def _inputs(self, X: Any) -> np.ndarray:
@@ -399,6 +478,10 @@ class Trainer:
             raise ShapeError(f"X has {n} samples but y has {arr.shape[1]}")
         return arr
 
+    def _check_shape(self, theta: np.ndarray) -> None:
+        if theta.shape != (self.n_parameters,):
+            raise ShapeError(f"theta must have shape ({self.n_parameters},), got {theta.shape}")
+
     def parameter_vector(self) -> np.ndarray:
         """The model's current parameters as one vector (``parameters()`` order).
 
@@ -407,10 +490,10 @@ class Trainer:
         >>> Trainer(MLP(2, [1], rng=random.Random(0))).parameter_vector().shape
         (3,)
         """
-        return np.array([p.data for p in self.params], dtype=float)
+        return self._program.vector()
 
     def set_parameters(self, theta: np.ndarray) -> None:
-        """Write a parameter vector back into the model's ``Value`` objects.
+        """Write a parameter vector back into the model (its ``Value`` objects or arrays).
 
         >>> import random
         >>> from symgrad.nn import MLP
@@ -420,16 +503,14 @@ class Trainer:
         [0.5, -0.5, 1.0]
         """
         theta = _as_array(theta, "theta", finite=False)
-        if theta.shape != (len(self.params),):
-            raise ShapeError(f"theta must have shape ({len(self.params)},), got {theta.shape}")
+        self._check_shape(theta)
         if not np.all(np.isfinite(theta)):
             bad = int(np.flatnonzero(~np.isfinite(theta))[0])
             raise DomainError(
                 f"theta[{bad}] is {theta[bad]}: parameters must be finite numbers (a diverged "
                 "run? Trainer.fit keeps the last finite parameters)"
             )
-        for p, v in zip(self.params, theta.tolist(), strict=True):
-            p.data = v
+        self._program.assign(theta)
 
     # ------------------------------------------------------------------ evaluation
     def loss_and_grad(self, theta: Any, X: Any, y: Any) -> tuple[float, np.ndarray, np.ndarray]:
@@ -451,23 +532,21 @@ class Trainer:
         (0.0, [0.0, 0.0])
         """
         theta = _as_array(theta, "theta", finite=False)
-        if theta.shape != (len(self.params),):
-            raise ShapeError(f"theta must have shape ({len(self.params)},), got {theta.shape}")
+        self._check_shape(theta)
         xt = self._inputs(X)
-        tt = self._targets(y, xt.shape[1])
+        return self._evaluate(theta, xt, self._targets(y, xt.shape[1]))
+
+    def _evaluate(
+        self, theta: np.ndarray, xt: np.ndarray, tt: np.ndarray, out: np.ndarray | None = None
+    ) -> tuple[float, np.ndarray, np.ndarray]:
+        # checked inputs as columns: what fit calls at every step (the gradient into `out`)
         with np.errstate(all="ignore"):  # overflow shows up as a non-finite loss, handled by fit
-            per, grads, scores = self._batch_fn(theta, xt, tt)
-            per = np.broadcast_to(per, (xt.shape[1],))
-            grads = np.broadcast_to(grads, (len(self.params), xt.shape[1]))
-            if self.reduction == "mean":
-                loss, grad = float(np.mean(per)), grads.mean(axis=1)
-            else:
-                loss, grad = float(np.sum(per)), grads.sum(axis=1)
-            if self._reg_fn is not None:
-                reg, reg_grad = self._reg_fn(theta)
-                loss += float(reg)
-                grad = grad + reg_grad
-        return loss, grad, np.broadcast_to(scores, (self.nout, xt.shape[1]))
+            loss, grad, scores = self._program.loss_and_grad(theta, xt, tt, out)
+            if self.l2:
+                # the penalty does not depend on the batch: d/dtheta l2*|theta|^2 = 2*l2*theta
+                loss += self.l2 * float(theta @ theta)
+                grad += (2.0 * self.l2) * theta
+        return loss, grad, scores
 
     def predict(self, X: Any, theta: Any = None) -> np.ndarray:
         """Scores of shape ``(samples,)`` (one output) or ``(samples, nout)``.
@@ -478,11 +557,14 @@ class Trainer:
         >>> t.predict([[0.0, 0.0], [1.0, 1.0]]).shape
         (2,)
         """
-        theta = self.parameter_vector() if theta is None else np.asarray(theta, dtype=float)
+        if theta is None:
+            theta = self.parameter_vector()
+        else:
+            theta = _as_array(theta, "theta", finite=False)
+            self._check_shape(theta)
         xt = self._inputs(X)
         with np.errstate(all="ignore"):
-            (scores,) = self._predict_fn(theta, xt)
-        scores = np.broadcast_to(scores, (self.nout, xt.shape[1]))
+            scores = self._program.predict(theta, xt)
         return scores[0].copy() if self.nout == 1 else scores.T.copy()
 
     def accuracy(self, scores: np.ndarray, y: Any) -> float | None:
@@ -550,10 +632,12 @@ class Trainer:
         """
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
             raise InputTypeError(f"steps must be a non-negative integer, got {describe(steps)}")
+        if steps > sys.maxsize:
+            raise OptionError(f"steps must be at most {sys.maxsize}, got {describe(steps)}")
         X = _as_array(X, "X")
-        self._inputs(X)  # validate early
+        X_cols = self._inputs(X)  # checked once; samples as columns inside
         y_all = _as_array(y, "y")
-        self._targets(y_all, X.shape[0])
+        y_cols = self._targets(y_all, X.shape[0])
         n = X.shape[0]
         if n == 0:
             raise ShapeError("X has 0 samples; training needs at least one (samples, nin) row")
@@ -567,13 +651,17 @@ class Trainer:
         start = time.perf_counter()
         theta = self.parameter_vector()
         good = theta
+        # two parameter buffers, written in turn: the update goes into the one not holding
+        # theta, so theta stays the last finite parameters if the update overflows, and no
+        # parameter-sized array is allocated per step
+        spare, grad_buffer = np.empty_like(theta), np.empty_like(theta)
         for k in _progress(steps, show, history.loss):
             if batch_size is None or batch_size >= n:
-                xb, yb = X, y_all
+                xb, tb, yb = X_cols, y_cols, y_all
             else:
                 idx = gen.choice(n, size=batch_size, replace=False)
-                xb, yb = X[idx], y_all[idx]
-            loss, grad, scores = self.loss_and_grad(theta, xb, yb)
+                xb, tb, yb = X[idx].T, y_cols[:, idx], y_all[idx]
+            loss, grad, scores = self._evaluate(theta, xb, tb, grad_buffer)
             if not math.isfinite(loss):
                 history.stopped = (
                     f"loss became {loss} at step {k}; stopped and kept the parameters of the "
@@ -584,11 +672,14 @@ class Trainer:
                 break
             good = theta
             lr = self.optimizer.rate(k)
+            new = spare
+            np.copyto(new, theta)
             with np.errstate(all="ignore"):  # an overflow is caught just below
-                new = self.optimizer.step(theta, grad, k)
-                size = float(np.linalg.norm(grad))
-            if not np.all(np.isfinite(new)):
+                self.optimizer.update([new], [grad], k)
+            if not np.isfinite(new).all():
                 # the loss was finite but the update overflowed (a huge rate or gradient)
+                with np.errstate(all="ignore"):
+                    size = float(np.linalg.norm(grad))
                 history.stopped = (
                     f"the update at step {k} made parameters non-finite (gradient norm "
                     f"{size:.3g}, learning rate {lr:.3g}); stopped and "
@@ -602,7 +693,7 @@ class Trainer:
             history.loss.append(loss)
             history.accuracy.append(acc)
             history.lr.append(lr)
-            theta = new
+            theta, spare = new, theta
             if callback is not None:
                 callback(k, loss, acc)
         self.set_parameters(theta)
