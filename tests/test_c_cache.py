@@ -6,6 +6,7 @@ show it is loaded from a private folder (so the plant is real) and refused every
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -279,3 +280,33 @@ def test_kill_mid_build_leaves_no_entry_and_is_cleaned(tmp_path, monkeypatch, fr
     kernel = build_c_kernel([x], [x + 11], name="killed", cache_dir=cache)
     assert kernel(1.0).tolist() == [12.0]
     assert [p.name for p in cache.iterdir()] == [kernel.library.parent.name]
+
+
+def test_lambdify_and_value_and_grad_forward_the_compiler_options(
+    tmp_path, monkeypatch, fresh_compiler
+) -> None:
+    # cache_dir= and timeout= reach the C build: the library lands in the folder given, and a
+    # compiler that cannot finish in the time given is a CompilerError
+    from symgrad import lambdify, value_and_grad
+    from symgrad.codegen import c as native
+    from symgrad.errors import OptionError
+
+    if not native.c_available():
+        pytest.skip("no C compiler")
+    x = sp.Symbol("x")
+    folder = tmp_path / "cache"
+    f = lambdify(sp.sin(x) + x**2, [x], backend="c", cache_dir=folder, timeout=120)
+    assert float(f(2.0)) == pytest.approx(math.sin(2.0) + 4.0, rel=1e-14)
+    assert any(folder.rglob("*.so")), "the library was not built in cache_dir"
+    vg = value_and_grad(sp.cos(x) * x, x, backend="c", cache_dir=folder)
+    want = (0.5 * math.cos(0.5), math.cos(0.5) - 0.5 * math.sin(0.5))
+    assert [float(v) for v in vg(0.5)] == pytest.approx(want, rel=1e-14)
+    with pytest.raises(OptionError, match="backend='c'"):
+        lambdify(x, [x], cache_dir=folder)  # the NumPy backend has no compiler
+    with pytest.raises(OptionError, match="positive"):
+        value_and_grad(x**2, x, backend="c", timeout=-1)
+    monkeypatch.setenv("CC", str(_fake_cc(tmp_path, "exec sleep 60")))
+    started = time.monotonic()
+    with pytest.raises(CompilerError, match="did not finish"):
+        value_and_grad(x**3 - 7, x, backend="c", cache_dir=tmp_path / "other", timeout=1)
+    assert time.monotonic() - started < 30

@@ -26,6 +26,7 @@ import itertools
 import keyword
 import linecache
 import math
+import os
 import warnings
 import weakref
 from typing import Any
@@ -222,6 +223,8 @@ def lambdify(
     reduce: str | None = None,
     name: str = "symgrad_fn",
     float_outputs: str = "array",
+    timeout: float | None = None,
+    cache_dir: str | os.PathLike | None = None,
 ):
     """Compile expressions into one vectorised NumPy function.
 
@@ -258,6 +261,11 @@ def lambdify(
             ``"array"`` (default: a NumPy array, as for every other input) or ``"tuple"``
             (nested tuples of Python floats, like ``sympy.lambdify(modules="math")``'s lists:
             building a NumPy array costs more than the arithmetic of a small function).
+        timeout: for ``backend="c"``/``"auto"``: seconds each C compiler process may take
+            (default 600, or ``$SYMGRAD_CC_TIMEOUT``); a compiler past it is killed and a
+            ``CompilerError`` raised.
+        cache_dir: for ``backend="c"``/``"auto"``: the folder of compiled libraries (default:
+            ``symgrad/c`` in the user's cache folder); it must belong to the user alone.
 
     Returns:
         A :class:`CompiledFunction`. Every argument accepts a number or an array; arrays
@@ -280,7 +288,29 @@ def lambdify(
     >>> round(float(mean(np.array([0.0, 1.0]), [2.0, 0.5])), 4)
     0.7244
     """
-    return _lambdify(outputs, args, backend, reduce, name, float_outputs=float_outputs)
+    c_options = _c_options(backend, timeout, cache_dir)
+    return _lambdify(
+        outputs, args, backend, reduce, name, float_outputs=float_outputs, c_options=c_options
+    )
+
+
+def _c_options(backend: object, timeout: object, cache_dir: object) -> dict:
+    # the C compiler's options, checked: given with another backend they would do nothing
+    options = {}
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise OptionError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        options["timeout"] = float(timeout)
+    if cache_dir is not None:
+        if not isinstance(cache_dir, (str, os.PathLike)):
+            raise OptionError(f"cache_dir must be a path, got {type(cache_dir).__name__}")
+        options["cache_dir"] = cache_dir
+    if options and backend not in ("c", "auto"):
+        raise OptionError(
+            f"{' and '.join(options)} apply to the C compiler: use them with backend='c' or "
+            f"'auto', not {backend!r}"
+        )
+    return options
 
 
 def _lambdify(
@@ -291,6 +321,7 @@ def _lambdify(
     name: str,
     base: Linear | None = None,
     float_outputs: str = "array",
+    c_options: dict | None = None,
 ) -> CompiledFunction:
     # lambdify; ``base``: the linearised DAG the outputs were derived from (not walked again)
     backend = check_choice(backend, BACKENDS, "backend", BackendUnavailableError)
@@ -323,7 +354,7 @@ def _lambdify(
     kernel = None
     if backend == "c":
         kernel = native.build_c_kernel(
-            prog.args, prog.leaves, f"{name}_kernel", mean=reduce == "mean"
+            prog.args, prog.leaves, f"{name}_kernel", mean=reduce == "mean", **(c_options or {})
         )
     source = emit(
         prog, name, mean=reduce == "mean", kernel=kernel is not None, float_outputs=float_outputs
@@ -353,6 +384,8 @@ def value_and_grad(
     backend: str = "numpy",
     reduce: str | None = None,
     float_outputs: str = "array",
+    timeout: float | None = None,
+    cache_dir: str | os.PathLike | None = None,
 ):
     """One compiled function returning ``(value, gradient)``, sharing their common work.
 
@@ -368,6 +401,7 @@ def value_and_grad(
         reduce: see :func:`lambdify`; ``"mean"`` gives the batch-mean value and gradient.
         float_outputs: see :func:`lambdify` (``"tuple"``: the gradient of a call on Python
             floats as a tuple of floats).
+        timeout, cache_dir: the C compiler's options, see :func:`lambdify`.
 
     Returns:
         A :class:`CompiledFunction` returning ``(value, gradient)``; the gradient is a scalar
@@ -380,6 +414,7 @@ def value_and_grad(
     >>> value, g.tolist()
     (18.0, [12.0, 9.0])
     """
+    c_options = _c_options(backend, timeout, cache_dir)  # before the sweep: fail fast
     e = as_expr(expr)
     syms, single = as_symbols(wrt, e)
     (raw,), dag = _sweep([e], syms)
@@ -393,4 +428,6 @@ def value_and_grad(
                 "args=[...] listing every symbol the compiled function should take"
             )
     outputs = [e, gradient[0] if single else gradient]
-    return _lambdify(outputs, args, backend, reduce, "symgrad_fn", dag, float_outputs)
+    return _lambdify(
+        outputs, args, backend, reduce, "symgrad_fn", dag, float_outputs, c_options=c_options
+    )

@@ -44,7 +44,7 @@ INITS = ("micrograd", "lecture", "xavier", "he")
 
 
 #: The most weights a module builds (about 200 MB of Values): one SymPy symbol per weight makes
-#: networks impractical long before this (docs/limits.md: use symgrad.matrix), and a size beyond
+#: networks impractical long before this (docs/limits.md: use symgrad.nn.Dense), and a size beyond
 #: it is a mistake that would otherwise allocate until memory runs out.
 MAX_WEIGHTS = 1_000_000
 
@@ -59,8 +59,9 @@ def _check_count(n: object, what: str) -> int:
 def _check_weights(count: int, what: str) -> None:
     if count > MAX_WEIGHTS:
         raise OptionError(
-            f"{what} needs {count:,} weights, more than the {MAX_WEIGHTS:,} symgrad.nn builds; "
-            "for wide layers use symgrad.matrix, which keeps W x + b one matrix expression"
+            f"{what} needs {count:,} weights, more than the {MAX_WEIGHTS:,} a scalar network "
+            "builds; for wide layers use symgrad.nn.Dense, which keeps W x + b one matrix "
+            "expression"
         )
 
 
