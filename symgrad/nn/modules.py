@@ -58,8 +58,9 @@ def _check_count(n: object, what: str) -> int:
 
 def _check_weights(count: int, what: str) -> None:
     if count > MAX_WEIGHTS:
+        shown = f"{count:,}" if count < 10**15 else f"about 10^{len(str(count)) - 1}"
         raise OptionError(
-            f"{what} needs {count:,} weights, more than the {MAX_WEIGHTS:,} a scalar network "
+            f"{what} needs {shown} weights, more than the {MAX_WEIGHTS:,} a scalar network "
             "builds; for wide layers use symgrad.nn.Dense, which keeps W x + b one matrix "
             "expression"
         )
