@@ -98,12 +98,8 @@ class JaxTargetPrinter(ArrayFunctions, TargetPrinter, JaxPrinter):
     def _print_sign(self, expr):
         return f"_sign({self._print(expr.args[0])})"
 
-    def _fold(self, fn: str, args) -> str:
-        # ties give the later argument, as numpy.maximum/minimum (jax gives max(0, -0.0) = 0.0)
-        text = self._print(args[0])
-        for a in args[1:]:
-            text = f"_tie_later({fn}, {text}, {self._print(a)})"
-        return text
+    # ties give the later argument, as numpy.maximum/minimum (jax gives max(0, -0.0) = 0.0)
+    _pair = "_tie_later({fn}, {a}, {b})"
 
     def _print_Mod(self, expr):
         return f"_mod({', '.join(self._print(a) for a in expr.args)})"

@@ -178,10 +178,13 @@ class ArrayFunctions:
         c, a, b = (self._print(e) for e in expr.args)
         return f"{self._array}.where({c}, {a}, {b})"
 
+    #: how one binary max/min of a fold is printed (a target may wrap it)
+    _pair = "{fn}({a}, {b})"
+
     def _fold(self, fn: str, args) -> str:
         text = self._print(args[0])
         for a in args[1:]:
-            text = f"{fn}({text}, {self._print(a)})"
+            text = self._pair.format(fn=fn, a=text, b=self._print(a))
         return text
 
     def _print_Max(self, expr):
