@@ -459,8 +459,10 @@ def classify(
 def run_case(case: Case, budget: float = 20.0) -> list[tuple[str, str]]:
     """Every comparison of one expression: each gradient entry and each Hessian entry.
 
-    The whole case has ``budget`` CPU seconds; comparisons left when it runs out are counted as
-    ``referee timeout`` (neither passed nor failed).
+    The referee (``sympy.diff`` and the evaluations) has ``budget`` CPU seconds for the whole
+    case; comparisons left when it runs out are counted as ``referee timeout`` (neither passed
+    nor failed). symgrad's gradient and Hessian get ``budget`` CPU seconds each, whatever the
+    referee spent: running out is a ``symgrad timeout``.
     """
     timeout = time.process_time() + budget
     e, syms = case.expr, list(case.syms)
@@ -480,7 +482,8 @@ def run_case(case: Case, budget: float = 20.0) -> list[tuple[str, str]]:
     results: list[tuple[str, str]] = []
     for order in (1, 2):
         try:
-            with _time_limit(timeout):
+            # symgrad's own budget per order: what the referee spent before is not charged to it
+            with _time_limit(time.process_time() + budget):
                 if order == 1:
                     mine = [grad(e, syms)]
                 else:
