@@ -29,29 +29,13 @@ import os
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import threads
 
-def _threads_from_argv() -> int:
-    for i, arg in enumerate(sys.argv):
-        if arg == "--threads" and i + 1 < len(sys.argv):
-            return int(sys.argv[i + 1])
-        if arg.startswith("--threads="):
-            return int(arg.split("=", 1)[1])
-    return 1
-
-
-THREADS = _threads_from_argv()
-if THREADS > 0:  # thread pools must be sized before NumPy / PyTorch / JAX are imported
-    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
-        os.environ[var] = str(THREADS)
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "")
-        + f" --xla_cpu_multi_thread_eigen={'true' if THREADS > 1 else 'false'}"
-    )
+THREADS = threads.pin_from_argv()  # before NumPy / PyTorch / JAX are imported
 
 import numpy as np  # noqa: E402
 import sympy as sp  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import timing  # noqa: E402
 
 from symgrad import matrix as mx  # noqa: E402
