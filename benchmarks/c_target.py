@@ -132,14 +132,18 @@ def width(h: int, act: str, loss: str) -> None:
 
     c_mod.c_build.build_library = timed
     generated = []
-    real_generate = c_mod.generate
 
-    def counting(*args, **kwargs):
-        program = real_generate(*args, **kwargs)
-        generated.append(program)
-        return program
+    def counting(real):
+        def generate(*args, **kwargs):
+            program = real(*args, **kwargs)
+            if program is not None:  # the packed generator's None: the scalar one runs
+                generated.append(program)
+            return program
 
-    c_mod.generate = counting
+        return generate
+
+    c_mod.generate = counting(c_mod.generate)
+    c_mod.generate_packed = counting(c_mod.generate_packed)
     t3 = time.perf_counter()
     f_c = value_and_grad(e, params, [*ins, params], backend="c", reduce="mean")
     t4 = time.perf_counter()
@@ -155,12 +159,17 @@ def width(h: int, act: str, loss: str) -> None:
     count = {lv: levels.count(lv) for lv in sorted(set(levels))}
     print(
         f"| 2-{h}-{h}-1 {act}/{loss} | {len(params)} | {program.n_stmts} | "
-        f"{len(program.units)} {count} | {'simd' if program.simd else 'scalar'} | "
+        f"{len(program.units)} {count} | {_loop(program)} | "
         f"{t1 - t0:.1f} | {t2 - t1:.1f} | {t4 - t3 - calls[0]:.1f} | {calls[0]:.1f} | "
         f"{ru.ru_utime + ru.ru_stime:.1f} | {ru.ru_maxrss / 1024:.0f} | "
         f"{med['c'] * 1e3:.3f} | {med['numpy'] * 1e3:.3f} | {med['numpy'] / med['c']:.2f}x |",
         flush=True,
     )
+
+
+def _loop(program) -> str:
+    kind = program.units[0][1]
+    return kind if kind == "packed" else ("simd" if program.simd else "scalar")
 
 
 HEADER = (

@@ -31,17 +31,29 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from ..errors import ArgumentError, BackendUnavailableError, InputTypeError, ShapeError
+from ..errors import (
+    ArgumentError,
+    BackendUnavailableError,
+    InputTypeError,
+    ShapeError,
+    SymgradError,
+)
 from . import c_build
 from .c_build import c_available
 from .c_export import export_c
+from .c_pack import generate_packed
 from .c_source import CProgram, generate
+from .plan import Program, plan
 
 __all__ = ["CKernel", "build_c_kernel", "c_available", "c_pays", "export_c"]
 
 #: Optimisation levels by kind of translation unit, best first. The vector loop gains nothing
 #: at -O2 over -O1 and takes ~1.7x longer to compile.
-LEVELS = {"scalar": ("-O2", "-O1", "-O0"), "simd": ("-O1", "-O0")}
+LEVELS = {"scalar": ("-O2", "-O1", "-O0"), "simd": ("-O1", "-O0"), "packed": ("-O2",)}
+#: Flags a kind of unit adds to its level: the packed kernel's member loops have trip counts
+#: that are not multiples of the vector width, which -O2's default cost model does not
+#: vectorise (-O3 took 10x longer to compile the 2-64-64-1 kernel for no gain).
+EXTRA = {"packed": ("-fvect-cost-model=dynamic",)}
 #: Compiler CPU seconds per statement, by kind and level: gcc 12 on the 2-64-64-1 MLP gradients
 #: in functions of 250 statements, on this project's shared 2-core machine (benchmarks/
 #: c_target.py prints the compilers' CPU time of every build).
@@ -51,6 +63,7 @@ COST = {
     ("scalar", "-O0"): 1.5e-4,
     ("simd", "-O1"): 1.3e-3,
     ("simd", "-O0"): 3.0e-4,
+    ("packed", "-O2"): 1.0e-3,
 }
 #: Compiler CPU seconds one build may take per compiler job: units start at -O0 and are raised
 #: to their best level while the estimate stays within it, so compile time stays about linear
@@ -285,6 +298,17 @@ def _real(v: Any, position: int) -> np.ndarray:
     return a if a.dtype.kind == "f" else a.astype(np.float64)
 
 
+def _packed(
+    prog: Program | None, arg_spec: list, outputs: list, name: str, mean: bool
+) -> CProgram | None:
+    # the packed kernel, or None: the statement-by-statement generator then reports any error
+    # in the outputs (an unknown symbol, a function with no C translation) in its own words
+    try:
+        return generate_packed(prog if prog is not None else plan(outputs, arg_spec), name, mean)
+    except SymgradError:
+        return None
+
+
 def build_c_kernel(
     arg_spec: Sequence,
     outputs: Sequence[sp.Expr],
@@ -293,8 +317,12 @@ def build_c_kernel(
     *,
     timeout: float | None = None,
     cache_dir: str | os.PathLike | None = None,
+    program: Program | None = None,
 ) -> CKernel:
     """Generate, compile (cached) and load a C kernel evaluating ``outputs``.
+
+    A network's layers (packs, see :mod:`.pack`) are printed as loops (:mod:`.c_pack`);
+    anything else one statement per node (:mod:`.c_source`).
 
     Args:
         arg_spec: the arguments: each a symbol, or a sequence of symbols passed as one array.
@@ -305,6 +333,8 @@ def build_c_kernel(
         timeout: seconds each compiler process may take (default
             :data:`symgrad.codegen.c_build.TIMEOUT`, or ``$SYMGRAD_CC_TIMEOUT``).
         cache_dir: the folder of compiled libraries (default: the user's cache folder).
+        program: ``outputs`` over ``arg_spec`` already planned (:func:`.plan.plan`), so it
+            is not planned again.
 
     Returns:
         A :class:`CKernel`.
@@ -332,9 +362,15 @@ def build_c_kernel(
             "one (e.g. 'apt-get install gcc') or use backend='numpy'"
         )
     arg_spec = [a if isinstance(a, sp.Symbol) else list(a) for a in arg_spec]
-    program = generate(arg_spec, list(outputs), name, mean, c_build.target(cc).avx)
+    code = _packed(program, arg_spec, list(outputs), name, mean)
+    if code is None:
+        code = generate(arg_spec, list(outputs), name, mean, c_build.target(cc).avx)
+    program = code
     levels = _levels(program.units, c_build.jobs())
-    units = [(text, [lv]) for (text, _, _), lv in zip(program.units, levels, strict=True)]
+    units = [
+        (text, [lv, *EXTRA.get(kind, ())])
+        for (text, kind, _), lv in zip(program.units, levels, strict=True)
+    ]
     lib = c_build.build_library(name, units, timeout=timeout, cache=cache_dir)
     try:
         dll = ctypes.CDLL(str(lib))

@@ -354,7 +354,12 @@ def _lambdify(
     kernel = None
     if backend == "c":
         kernel = native.build_c_kernel(
-            prog.args, prog.leaves, f"{name}_kernel", mean=reduce == "mean", **(c_options or {})
+            prog.args,
+            prog.leaves,
+            f"{name}_kernel",
+            mean=reduce == "mean",
+            program=prog,
+            **(c_options or {}),
         )
     source = emit(
         prog, name, mean=reduce == "mean", kernel=kernel is not None, float_outputs=float_outputs

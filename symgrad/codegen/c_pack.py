@@ -1,0 +1,618 @@
+"""The C source of a packed program: a layer is a loop, not one statement per unit.
+
+:func:`symgrad.codegen.pack.pack` groups a layer's isomorphic statements into packs (see that
+module). Printed one statement per node (:mod:`.c_source`), a 2-256-256-1 network's gradient is
+200,000 C statements: minutes to generate and compile, and code the optimiser cannot keep in
+registers. Here the source is O(packs + statements outside packs): index tables carry the
+per-unit data.
+
+The kernel runs over the batch in blocks of :data:`BLOCK` samples. Every value is an array over
+the block: a statement outside the packs is ``t[slot * BLOCK + b]``; a pack of ``m`` members is
+``P[b * m + k]`` (its members contiguous, so the member loop vectorises). Per block:
+
+- a pack is one loop ``for b, for k: P[b*m + k] = <its expression at member k>``;
+- a sum ``sum_i w[I[i, k]] u_i`` of a pack (``"lin"``) is a blocked matrix product with the
+  weights gathered once per call into a contiguous ``[i][k]`` array: each weight row is used
+  by every sample of the block while it is in cache;
+- a sum of many isomorphic terms (an L2 term's ``p_k**2``) is a loop over the terms;
+- outputs that are sums of products of two factors (pack members, named values, parameter
+  entries), such as every weight gradient ``d_j a_k``, are grouped by the kind of their
+  factors: with ``reduce="mean"`` each group is a rank-1 update of a contiguous accumulator per
+  block of samples, scattered into ``out`` through an index table at the end.
+
+Gathers from a vector argument happen once per call when that argument has no batch axes; when
+it has, the kernel takes one sample per block and gathers per sample (the same code, correct
+for every call). Anything this generator does not handle makes :func:`generate_packed` return
+None and the caller print the program statement by statement (:mod:`.c_source`): a program
+without packs, with more than :data:`MAX_SCALARS` statements left outside them, or with
+conditions (Piecewise) inside a pack, which :mod:`.pack` never builds.
+
+>>> import sympy as sp
+>>> from symgrad.codegen.plan import plan
+>>> w, x = sp.symbols("w:8"), sp.Symbol("x")
+>>> prog = plan([sp.exp(w[k] * x) * sp.sin(w[k] * x) for k in range(8)], [list(w), x])
+>>> program = generate_packed(prog, "k", mean=False)
+>>> program.n_stmts, len(program.units), program.masks[:2]
+(1, 1, [3, 3])
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import sympy as sp
+
+from ..graph import rebuild
+from .c_printer import PRELUDE, CPrinter, print_c
+from .c_source import CProgram, _print_node
+from .pack import PACK_MIN, _Builder, _classes, _leaves, _membership, pack
+from .plan import ARGUMENT, INLINED, LITERAL, SHADOW, STATEMENT, Program
+
+__all__ = ["BLOCK", "MAX_SCALARS", "generate_packed"]
+
+#: Samples per block: a gathered weight row (and an accumulator row of a rank-1 update) is
+#: read once per block from cache, by every sample of the block.
+BLOCK = 8
+#: Programs with more statements left outside their packs are printed statement by statement
+#: (chunked and compiled in parallel by :mod:`.c_source`): this kernel is one function.
+MAX_SCALARS = 1500
+
+_INLINE = (sp.Tuple, sp.functions.elementary.piecewise.ExprCondPair)
+
+
+class _Group(NamedTuple):
+    """Outputs of the form ``coef * X[ix] * Y[iy]``, one term each (see :func:`_terms`)."""
+
+    coef: str
+    x: tuple  # a factor source: ("pack", p) | ("vals", q) | ("vec", j) | ("one",)
+    y: tuple
+    terms: list  # (output, ix, iy)
+
+
+def generate_packed(prog: Program, name: str, mean: bool) -> CProgram | None:
+    """The C kernel of ``prog`` over its packs, or None when it has none worth it.
+
+    Args:
+        prog: the planned program (packed here).
+        name: the entry function's name (a C identifier).
+        mean: accumulate each output's batch mean (see :func:`.c_source.generate`).
+
+    Returns:
+        A :class:`~.c_source.CProgram` of one translation unit of kind ``"packed"``, with the
+        entry function of :func:`.c_source.generate`; None to fall back to it.
+
+    >>> import sympy as sp
+    >>> from symgrad.codegen.plan import plan
+    >>> x = sp.Symbol("x")
+    >>> generate_packed(plan(sp.exp(x), [x]), "k", mean=False) is None
+    True
+    """
+    prog = pack(prog)
+    if not prog.packs:
+        return None
+    return _Kernel(prog, name, mean).source()
+
+
+def _masks(prog: Program) -> list[int]:
+    # per node, the arguments it depends on (bit j for argument j)
+    mask = [0] * len(prog.order)
+    for i, a in enumerate(prog.args_of):
+        src = prog.source[i]
+        if src is not None:
+            mask[i] = 1 << src[0]
+        for j in a:
+            mask[i] |= mask[j]
+    return mask
+
+
+def _table(values: list[int]) -> tuple[int, int] | None:
+    # an evenly spaced index list as (start, step)
+    if len(values) == 1:
+        return values[0], 1
+    step = values[1] - values[0]
+    if all(b - a == step for a, b in zip(values, values[1:], strict=False)):
+        return values[0], step
+    return None
+
+
+class _Kernel:
+    """One packed program printed as C (see the module docstring)."""
+
+    def __init__(self, prog: Program, name: str, mean: bool) -> None:
+        self.prog, self.name, self.mean = prog, name, mean
+        self.member, _ = _membership(prog)
+        self.cls: list[int] | None = None
+        self.printer = CPrinter()
+        self.templates: dict = {}
+        self.tables: list[str] = []  # file-scope index tables
+        self.arrays: list[tuple[str, int]] = []  # scratch arrays: (name, doubles)
+        self.gathers: list[str] = []  # lines run once per call (per sample with batch axes)
+        self.gathered: set[int] = set()  # vector arguments read through gathers
+        self.slot: dict[int, int] = {}  # scalar value -> its slot in t
+        self.reductions: dict[int, list] = {}  # Add statement -> [(tree, argument indices)]
+        self.shadow: dict[int, Any] = {}  # Tuple/condition pair -> rebuilt over its kids
+        self.fixed: set[int] = set()  # values the same for every sample
+
+    # -- names and index tables -------------------------------------------------------------
+
+    def array(self, prefix: str, size: int) -> str:
+        name = f"{prefix}{sum(1 for a, _ in self.arrays if a.startswith(prefix))}"
+        self.arrays.append((name, max(size, 1)))
+        return name
+
+    def index(self, values: list[int], var: str) -> str:
+        """``values[var]`` in C: an affine expression when evenly spaced, else a table."""
+        run = _table(values)
+        if run is not None:
+            start, step = run
+            text = var if step == 1 else f"{step} * {var}"
+            return text if start == 0 else f"{start} + {text}"
+        name = f"X{len(self.tables)}"
+        self.tables.append(
+            f"static const int64_t {name}[{len(values)}] = {{{', '.join(map(str, values))}}};"
+        )
+        return f"{name}[{var}]"
+
+    # -- values -------------------------------------------------------------------------------
+
+    def kid(self, i: int) -> Any:
+        """Node ``i`` at sample ``b`` of the block, for a printer: a symbol, a literal, a shadow."""
+        prog = self.prog
+        where = self.member.get(i)
+        if where is not None:
+            p, r = where
+            return sp.Symbol(f"P{p}[b * {prog.packs[p].rows} + {r}]")
+        k = prog.kind[i]
+        if k == LITERAL:
+            return prog.order[i]
+        if i in self.shadow:
+            return self.shadow[i]
+        return sp.Symbol(self.target(i))
+
+    def target(self, i: int) -> str:
+        # a value the same for every sample (see source) has one entry, written at b = 0
+        if i in self.fixed:
+            return f"t[{self.slot[i] * BLOCK}]"
+        return f"t[{self.slot[i] * BLOCK} + b]"
+
+    def text(self, i: int) -> str:
+        return print_c(self.printer, self.kid(i))
+
+    def print_node(self, node: sp.Basic, kids: list) -> str:
+        if len(kids) == 1 and (node.is_Add or node.is_Mul):
+            return print_c(self.printer, kids[0])
+        return _print_node(self.printer, self.templates, node, kids)
+
+    # -- planning: outputs, demanded values, reductions ----------------------------------------
+
+    def factor(self, f: int) -> tuple[Any, tuple | None, int]:
+        """A factor of an output term: ``(literal or None, source, index)``; None: not one."""
+        prog = self.prog
+        where = self.member.get(f)
+        if where is not None:
+            return None, ("pack", where[0]), where[1]
+        k = prog.kind[f]
+        if k == LITERAL and prog.order[f].is_number:
+            return prog.order[f], ("one",), 0
+        src = prog.source[f]
+        if src is not None and src[1] >= 0:
+            return None, ("vec", src[0]), src[1]
+        if (k == ARGUMENT or k == STATEMENT) and not isinstance(prog.order[f], _INLINE):
+            return None, ("val",), f
+        return None, None, 0
+
+    def terms(self, o: int) -> list | None:
+        """Output ``o`` as terms ``(coef, [(source, index), ...])`` with at most two factors."""
+        prog = self.prog
+        node = prog.order[o]
+        parts = [o]
+        if o not in self.member and node.is_Add and prog.kind[o] in (INLINED, STATEMENT):
+            parts = list(prog.args_of[o])
+        out = []
+        for t in parts:
+            factors = [t]
+            coef: sp.Expr = sp.S.One
+            if t not in self.member and prog.order[t].is_Mul and prog.kind[t] in (INLINED, SHADOW):
+                factors = list(prog.args_of[t])
+            found = []
+            for f in factors:
+                lit, src, idx = self.factor(f)
+                if src is None:
+                    return None
+                if lit is not None:
+                    coef = coef * lit
+                else:
+                    found.append((src, idx))
+            if len(found) > 2:
+                return None
+            while len(found) < 2:
+                found.append((("one",), 0))
+            out.append((coef, found))
+        return out
+
+    def plan_outputs(self) -> tuple[list[_Group], list[int]]:
+        """Grouped outputs, and the outputs printed as scalar statements."""
+        prog = self.prog
+        groups: dict[tuple, _Group] = {}
+        scalar: list[int] = []
+        seen: set[int] = set()
+        for k, o in enumerate(prog.outs):
+            found = self.terms(o) if o not in seen else None
+            seen.add(o)
+            if found is None or not found:
+                scalar.append(k)
+                continue
+            for coef, ((sx, ix), (sy, iy)) in found:
+                if _rank(sx) > _rank(sy):
+                    (sx, ix), (sy, iy) = (sy, iy), (sx, ix)
+                key = (print_c(self.printer, coef), sx, sy)
+                g = groups.get(key)
+                if g is None:
+                    g = groups[key] = _Group(key[0], sx, sy, [])
+                g.terms.append((k, ix, iy))
+        return list(groups.values()), scalar
+
+    def demand(self, roots: set[int]) -> list[int]:
+        """The values computed as scalar statements (ascending), reductions decided."""
+        prog = self.prog
+        needed = set(roots)
+        for pk in prog.packs:
+            needed.update(self.leaf_positions(pk.tree))
+        for i in range(len(prog.order) - 1, -1, -1):
+            if i not in needed or i in self.member:
+                continue
+            k = prog.kind[i]
+            if k in (ARGUMENT, LITERAL):
+                continue
+            args = prog.args_of[i]
+            skip: set[int] = set()
+            if prog.order[i].is_Add and len(args) >= PACK_MIN:
+                for tree, js in self.reduction(i):
+                    skip.update(js)
+                    needed.update(self.leaf_positions(tree))
+            needed.update(a for j, a in enumerate(args) if j not in skip)
+        return sorted(i for i in needed if i not in self.member and prog.kind[i] != LITERAL)
+
+    def reduction(self, i: int) -> list:
+        # classes of many isomorphic inlined terms of the sum i, each as one packed tree
+        prog = self.prog
+        if self.cls is None:
+            self.cls = _classes(prog)
+        args = prog.args_of[i]
+        by_class: dict[int, list[int]] = {}
+        for j, a in enumerate(args):
+            if prog.kind[a] == INLINED and a not in self.member:
+                by_class.setdefault(self.cls[a], []).append(j)
+        found = []
+        for js in by_class.values():
+            if len(js) < PACK_MIN:
+                continue
+            tree = _Builder(prog, self.cls, self.member).operand([args[j] for j in js])
+            if tree is None or tree[0] not in ("op", "col"):
+                continue
+            if any(leaf[0] == "lin" for leaf in _nodes(tree)):
+                continue
+            found.append((tree, js))
+        self.reductions[i] = found
+        return found
+
+    @staticmethod
+    def leaf_positions(tree: Any) -> list[int]:
+        out: list[int] = []
+        for leaf in _leaves(tree):
+            if leaf[0] == "bcast":
+                out.append(leaf[1])
+            elif leaf[0] == "stack":
+                out += leaf[1]
+        return out
+
+    # -- printing -----------------------------------------------------------------------------
+
+    def gather(self, vec: int, entries: list[int], var: str) -> str:
+        """``entries`` of vector argument ``vec`` at this block's first sample, indexed by var."""
+        self.gathered.add(vec)
+        return f"in[{vec}][({self.index(entries, var)}) * rs[{vec}] + i0 * cs[{vec}]]"
+
+    def tree(self, t: Any, m: int, pre: list[str]) -> Any:
+        """A packed tree at member ``k`` of sample ``b``, as a SymPy expression over names."""
+        tag = t[0]
+        if tag == "op":
+            return rebuild(t[1], [self.tree(s, m, pre) for s in t[2]])
+        if tag == "bcast":
+            return self.kid(t[1])
+        if tag == "col":
+            g = self.array("C", m)
+            self.gathers.append(f"for (int64_t k = 0; k < {m}; ++k) {g}[k] = ")
+            self.gathers[-1] += self.gather(t[1], t[2], "k") + ";"
+            return sp.Symbol(f"{g}[k]")
+        if tag == "rows":
+            p, rows = t[1], t[2]
+            width = self.prog.packs[p].rows
+            return sp.Symbol(f"P{p}[b * {width} + {self.index(rows, 'k')}]")
+        if tag == "stack":
+            s = self.stack(t[1], pre)
+            return sp.Symbol(f"{s}[b * {len(t[1])} + k]")
+        # ("lin", parts, vector, index rows, operands): parts + the blocked product
+        _, parts, vec, index, operands = t
+        lin = self.lin(vec, index, operands, m, pre)
+        if not parts:
+            return lin
+        return sp.Add._from_args([*(self.tree(s, m, pre) for s in parts), lin])
+
+    def stack(self, positions: list[int], pre: list[str]) -> str:
+        s = self.array("S", BLOCK * len(positions))
+        body = " ".join(
+            f"{s}[b * {len(positions)} + {r}] = {self.text(i)};" for r, i in enumerate(positions)
+        )
+        pre.append(f"    for (int64_t b = 0; b < nb; ++b) {{ {body} }}")
+        return s
+
+    def lin(self, vec: int, index: list, operands: Any, m: int, pre: list[str]) -> sp.Symbol:
+        """``L[b, k] = sum_i W[i, k] U[b, i]``, the weights gathered once (see the module)."""
+        ni = len(index)
+        w = self.array("W", ni * m)
+        flat = [e for row in index for e in row]
+        self.gathers.append(
+            f"for (int64_t k = 0; k < {ni * m}; ++k) {w}[k] = {self.gather(vec, flat, 'k')};"
+        )
+        if operands[0] == "rows":
+            p, cols = operands[1], operands[2]
+            width = self.prog.packs[p].rows
+            u = f"P{p}[b * {width} + {self.index(cols, 'i')}]"
+        else:
+            s = self.stack(operands[1], pre)
+            u = f"{s}[b * {ni} + i]"
+        lin = self.array("L", BLOCK * m)
+        pre += [
+            f"    for (int64_t b = 0; b < nb; ++b) for (int64_t k = 0; k < {m}; ++k) "
+            f"{lin}[b * {m} + k] = 0.0;",
+            f"    for (int64_t i = 0; i < {ni}; ++i) {{",
+            f"        const double *restrict w = {w} + i * {m};",
+            "        for (int64_t b = 0; b < nb; ++b) {",
+            f"            const double u = {u};",
+            f"            double *restrict l = {lin} + b * {m};",
+            f"            for (int64_t k = 0; k < {m}; ++k) l[k] += w[k] * u;",
+            "        }",
+            "    }",
+        ]
+        return sp.Symbol(f"{lin}[b * {m} + k]")
+
+    def pack_lines(self, p: int) -> list[str]:
+        pk = self.prog.packs[p]
+        m = pk.rows
+        pre: list[str] = []
+        expr = self.tree(pk.tree, m, pre)
+        self.arrays.append((f"P{p}", BLOCK * m))
+        text = print_c(self.printer, expr)
+        loop = f"for (int64_t k = 0; k < {m}; ++k) P{p}[b * {m} + k] = {text};"
+        return [*pre, f"    for (int64_t b = 0; b < nb; ++b) {loop}"]
+
+    def statement(self, i: int) -> str:
+        """Scalar value ``i`` at sample ``b`` (a line inside the block's sample loop)."""
+        prog = self.prog
+        node = prog.order[i]
+        target = self.target(i)
+        src = prog.source[i]
+        if src is not None:
+            j, r = src
+            row = f"{r} * rs[{j}] + " if r > 0 else ""
+            return self.once(i, f"{target} = in[{j}][{row}(i0 + b) * cs[{j}]];")
+        args = prog.args_of[i]
+        found = self.reductions.get(i, [])
+        skip = {j for _, js in found for j in js}
+        kids = [self.kid(a) for j, a in enumerate(args) if j not in skip]
+        head = []
+        for q, (tree, js) in enumerate(found):
+            pre: list[str] = []
+            term = print_c(self.printer, self.tree(tree, len(js), pre))
+            assert not pre  # reductions never stack or multiply (see reduction)
+            head.append(f"double r{q} = 0.0; for (int64_t k = 0; k < {len(js)}; ++k) r{q} += {term};")
+            kids.append(sp.Symbol(f"r{q}"))
+        text = f"{target} = {self.print_node(node, kids)};"
+        return self.once(i, f"{{ {' '.join(head)} {text} }}" if head else text)
+
+    def once(self, i: int, line: str) -> str:
+        if i not in self.fixed:
+            return line
+        return f"if (b == 0 && (i0 == 0 || !once)) {line}"
+
+    def group_lines(self, g: _Group) -> tuple[list[str], list[str]]:
+        """Per block, and at the end: the lines of one output group (see the module)."""
+        mean, nt = self.mean, len(g.terms)
+        vals = self.values_of(g)
+
+        def at(src: tuple, idx: str, stack: str | None) -> str:
+            if src[0] == "pack":
+                width = self.prog.packs[src[1]].rows
+                return f"P{src[1]}[b * {width} + {idx}]"
+            if src[0] == "val":
+                return f"{stack}[b * {len(vals)} + {idx}]"
+            if src[0] == "vec":
+                self.gathered.add(src[1])
+                return f"in[{src[1]}][({idx}) * rs[{src[1]}] + i0 * cs[{src[1]}]]"
+            return "1.0"
+
+        block: list[str] = []
+        stack = None
+        if vals:
+            stack = self.array("Z", BLOCK * len(vals))
+            body = " ".join(
+                f"{stack}[b * {len(vals)} + {r}] = {self.text(v)};" for r, v in enumerate(vals)
+            )
+            block.append(f"    for (int64_t b = 0; b < nb; ++b) {{ {body} }}")
+        pos = {v: r for r, v in enumerate(vals)}
+
+        def idx(src: tuple, i: int) -> int:
+            return pos[i] if src[0] == "val" else i
+
+        terms = sorted(g.terms, key=lambda t: (t[1], t[2]))
+        outs = [t[0] for t in terms]
+        ix = [idx(g.x, t[1]) for t in terms]
+        iy = [idx(g.y, t[2]) for t in terms]
+        coef = "" if g.coef == "1.0" else f"{g.coef} * "
+        fixed = g.x[0] in ("vec", "one") and g.y[0] in ("vec", "one")
+        if not mean:
+            o = self.index(outs, "q")
+            x, y = at(g.x, self.index(ix, "q"), stack), at(g.y, self.index(iy, "q"), stack)
+            block.append(
+                f"    for (int64_t b = 0; b < nb; ++b) for (int64_t q = 0; q < {nt}; ++q) "
+                f"out[({o}) * n + i0 + b] += {coef}{x} * {y};"
+            )
+            return block, []
+        acc = self.array("G", nt)
+        rows = sorted(set(ix))
+        cols = sorted(set(iy))
+        pairs = len(set(zip(ix, iy, strict=True)))
+        dense = pairs == len(rows) * len(cols) == nt and len(cols) >= PACK_MIN and not fixed
+        if dense:  # a rank-1 update per sample: acc[r, c] += x[r] y[c]
+            nc = len(cols)
+            x = at(g.x, self.index(rows, "r"), stack)
+            y = at(g.y, self.index(cols, "c"), stack)
+            block += [
+                f"    for (int64_t r = 0; r < {len(rows)}; ++r) {{",
+                f"        double *restrict g = {acc} + r * {nc};",
+                "        for (int64_t b = 0; b < nb; ++b) {",
+                f"            const double x = {x};",
+                f"            for (int64_t c = 0; c < {nc}; ++c) g[c] += x * {y};",
+                "        }",
+                "    }",
+            ]
+        else:
+            x, y = at(g.x, self.index(ix, "q"), stack), at(g.y, self.index(iy, "q"), stack)
+            loop = f"for (int64_t q = 0; q < {nt}; ++q) {acc}[q] += {x} * {y};"
+            if fixed:  # the same every sample: once per call when the vectors have no batch
+                block.append(f"    if (i0 == 0 || !once) {{ const int64_t b = 0; {loop} }}")
+            else:
+                block.append(f"    for (int64_t b = 0; b < nb; ++b) {loop}")
+        scale = "(once ? 1.0 : 1.0 / (double)n)" if fixed else "(1.0 / (double)n)"
+        o = self.index(outs, "q")
+        end = [
+            f"    for (int64_t q = 0; q < {nt}; ++q) out[{o}] += {coef}{acc}[q] * {scale};"
+        ]
+        return block, end
+
+    def values_of(self, g: _Group) -> list[int]:
+        vals: list[int] = []
+        for src, pick in ((g.x, 1), (g.y, 2)):
+            if src[0] == "val":
+                vals += [t[pick] for t in g.terms]
+        return list(dict.fromkeys(vals))
+
+    def source(self) -> CProgram | None:
+        prog = self.prog
+        groups, scalar_outs = self.plan_outputs()
+        roots = {prog.outs[k] for k in scalar_outs}
+        for g in groups:
+            roots.update(self.values_of(g))
+        order = self.demand(roots)
+        # shadows (Tuple / condition pairs) are printed inside their readers
+        values = []
+        for i in order:
+            if isinstance(prog.order[i], _INLINE):
+                self.shadow[i] = None
+            else:
+                values.append(i)
+        if len(values) > MAX_SCALARS:
+            return None
+        for i in values:
+            self.slot[i] = len(self.slot)
+        # values over parameter vectors only (an L2 term) are computed once per call when
+        # those vectors have no batch axes (and then the kernel takes one sample per block)
+        masks = _masks(prog)
+        vectors = sum(1 << j for j, a in enumerate(prog.args) if isinstance(a, list))
+        for i in values:
+            if not masks[i] & ~vectors:
+                self.fixed.add(i)
+                self.gathered.update(j for j in range(len(prog.args)) if masks[i] >> j & 1)
+        first = {pk.members[0]: p for p, pk in enumerate(prog.packs)}
+        body: list[str] = []
+        run: list[str] = []
+
+        def flush() -> None:
+            if run:
+                body.append("    for (int64_t b = 0; b < nb; ++b) {")
+                body.extend(f"        {ln}" for ln in run)
+                body.append("    }")
+                run.clear()
+
+        for i in range(len(prog.order)):
+            if i in first:
+                flush()
+                body += self.pack_lines(first[i])
+            elif i in self.shadow:
+                node = prog.order[i]
+                self.shadow[i] = rebuild(node, [self.kid(a) for a in prog.args_of[i]])
+            elif i in self.slot:
+                run.append(self.statement(i))
+        flush()
+        nout = len(prog.outs)
+        for k in scalar_outs:
+            o = prog.outs[k]
+            value = self.text(o)
+            run.append(f"out[{k}] += {value};" if self.mean else f"out[{k} * n + i0 + b] = {value};")
+        flush()
+        end: list[str] = []
+        for g in groups:
+            per_block, finish = self.group_lines(g)
+            body += per_block
+            end += finish
+        if self.mean and scalar_outs:
+            ks = self.index(scalar_outs, "q")
+            end.insert(0, f"    for (int64_t q = 0; q < {len(scalar_outs)}; ++q) out[{ks}] /= (double)n;")
+        return self.assemble(body, end, groups, nout)
+
+    def assemble(self, body: list[str], end: list[str], groups: list, nout: int) -> CProgram:
+        prog = self.prog
+        nargs = len(prog.args)
+        self.arrays.insert(0, ("t", BLOCK * max(len(self.slot), 1)))
+        offsets, total = [], 0
+        for a, size in self.arrays:
+            offsets.append((a, total))
+            total += -(-size // 4) * 4  # 32-byte aligned arrays
+        once = " && ".join(f"cs[{j}] == 0" for j in sorted(self.gathered)) or "1"
+        zero = f"{nout}" if self.mean else f"{nout} * n"
+        lines = [PRELUDE, "#include <stdlib.h>", *self.tables, ""]
+        lines += [f"int {self.name}(int64_t n, const int64_t *meta, double *out)", "{"]
+        lines += [
+            "    const double *const *in = (const double *const *)meta;",
+            f"    const int64_t *rs = meta + {nargs}, *cs = meta + {2 * nargs};",
+            f"    const int once = {once};",
+            f"    const int64_t step = once ? {BLOCK} : 1;",
+            f"    double *s = malloc({total} * sizeof(double));",
+            "    if (!s) return 1;",
+            f"    for (int64_t k = 0; k < {total}; ++k) s[k] = 0.0;",
+            f"    for (int64_t k = 0; k < {zero}; ++k) out[k] = 0.0;",
+        ]
+        lines += [f"    double *restrict {a} = s + {off};" for a, off in offsets]
+        lines += [
+            "    for (int64_t i0 = 0; i0 < n; i0 += step) {",
+            "        const int64_t nb = n - i0 < step ? n - i0 : step;",
+        ]
+        if self.gathers:
+            lines.append("        if (i0 == 0 || !once) {")
+            lines += [f"            {g}" for g in self.gathers]
+            lines.append("        }")
+        lines += [f"    {ln}" for ln in body]
+        lines.append("    }")
+        lines += end
+        lines += ["    free(s);", "    return 0;", "}", ""]
+        text = "\n".join(lines)
+        n_stmts = len(self.slot) + len(prog.packs)
+        masks = _masks(prog)
+        return CProgram([(text, "packed", n_stmts)], n_stmts, False, [masks[o] for o in prog.outs])
+
+
+def _rank(src: tuple) -> int:
+    # the inner factor of a group is a pack when there is one (its loop is contiguous)
+    return {"one": 0, "vec": 1, "val": 2, "pack": 3}[src[0]]
+
+
+def _nodes(tree: Any) -> Any:
+    yield tree
+    if tree[0] == "op":
+        for t in tree[2]:
+            yield from _nodes(t)
+    elif tree[0] == "lin":
+        for t in tree[1]:
+            yield from _nodes(t)
+        yield from _nodes(tree[4])
