@@ -52,10 +52,63 @@ __all__ = ["BLOCK", "MAX_SCALARS", "generate_packed"]
 
 #: Samples per block: a gathered weight row (and an accumulator row of a rank-1 update) is
 #: read once per block from cache, by every sample of the block.
-BLOCK = 8
+BLOCK = 16
 #: Programs with more statements left outside their packs are printed statement by statement
 #: (chunked and compiled in parallel by :mod:`.c_source`): this kernel is one function.
 MAX_SCALARS = 1500
+
+#: The blocked matrix kernels every packed unit starts with (GCC/Clang vector extensions: four
+#: doubles, eight accumulators in registers). Rows hold a multiple of 8 doubles; ``nb`` samples
+#: (rows of U, X, Y at strides ``us``, ``xs``, ``ys``; stride 0: one row for every sample).
+PACK_PRELUDE = """\
+#include <stdlib.h>
+typedef double sg_v4 __attribute__((vector_size(32)));
+static inline sg_v4 sg_ld(const double *p) { sg_v4 v; __builtin_memcpy(&v, p, sizeof v); return v; }
+static inline void sg_st(double *p, sg_v4 v) { __builtin_memcpy(p, &v, sizeof v); }
+static inline sg_v4 sg_bc(double x) { return (sg_v4){x, x, x, x}; }
+static const double sg_one = 1.0;
+/* L[b, k] = sum_i W[i, k] U[b, i]: four samples by eight members in registers; the rows past
+   nb (up to a multiple of four) are scratch the caller allocated and never reads */
+static void sg_lin(const double *restrict W, int64_t ni, int64_t mp, const double *restrict U,
+                   int64_t us, double *restrict L, int64_t nb) {
+    for (int64_t b = 0; b < nb; b += 4) {
+        const double *u0 = U + b * us, *u1 = u0 + us, *u2 = u1 + us, *u3 = u2 + us;
+        for (int64_t k = 0; k < mp; k += 8) {
+            sg_v4 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0}, a7 = {0};
+            const double *w = W + k;
+            for (int64_t i = 0; i < ni; ++i, w += mp) {
+                const sg_v4 w0 = sg_ld(w), w1 = sg_ld(w + 4);
+                sg_v4 u = sg_bc(u0[i]);
+                a0 += w0 * u; a1 += w1 * u;
+                u = sg_bc(u1[i]); a2 += w0 * u; a3 += w1 * u;
+                u = sg_bc(u2[i]); a4 += w0 * u; a5 += w1 * u;
+                u = sg_bc(u3[i]); a6 += w0 * u; a7 += w1 * u;
+            }
+            double *l = L + b * mp + k;
+            sg_st(l, a0); sg_st(l + 4, a1);
+            sg_st(l + mp, a2); sg_st(l + mp + 4, a3);
+            sg_st(l + 2 * mp, a4); sg_st(l + 2 * mp + 4, a5);
+            sg_st(l + 3 * mp, a6); sg_st(l + 3 * mp + 4, a7);
+        }
+    }
+}
+/* G[r, c] += sum_b X[b, r] Y[b, c] over the block's nb samples */
+static void sg_outer(double *restrict G, int64_t nr, int64_t cp, const double *restrict X,
+                     int64_t xs, const double *restrict Y, int64_t ys, int64_t nb) {
+    for (int64_t r = 0; r < nr; ++r) {
+        double *g = G + r * cp;
+        for (int64_t c = 0; c < cp; c += 8) {
+            sg_v4 a0 = sg_ld(g + c), a1 = sg_ld(g + c + 4);
+            for (int64_t b = 0; b < nb; ++b) {
+                const sg_v4 x = sg_bc(X[b * xs + r]);
+                a0 += x * sg_ld(Y + b * ys + c);
+                a1 += x * sg_ld(Y + b * ys + c + 4);
+            }
+            sg_st(g + c, a0); sg_st(g + c + 4, a1);
+        }
+    }
+}
+"""
 
 _INLINE = (sp.Tuple, sp.functions.elementary.piecewise.ExprCondPair)
 
@@ -132,6 +185,7 @@ class _Kernel:
         self.reductions: dict[int, list] = {}  # Add statement -> [(tree, argument indices)]
         self.shadow: dict[int, Any] = {}  # Tuple/condition pair -> rebuilt over its kids
         self.fixed: set[int] = set()  # values the same for every sample
+        self.fixed_packs: set[int] = set()  # packs the same for every sample
 
     # -- names and index tables -------------------------------------------------------------
 
@@ -145,7 +199,8 @@ class _Kernel:
         run = _table(values)
         if run is not None:
             start, step = run
-            text = var if step == 1 else f"{step} * {var}"
+            text = var if step == 1 or var.isidentifier() else f"({var})"
+            text = text if step == 1 else f"{step} * {text}"
             return text if start == 0 else f"{start} + {text}"
         name = f"X{len(self.tables)}"
         self.tables.append(
@@ -161,7 +216,7 @@ class _Kernel:
         where = self.member.get(i)
         if where is not None:
             p, r = where
-            return sp.Symbol(f"P{p}[b * {prog.packs[p].rows} + {r}]")
+            return sp.Symbol(f"P{p}[{self.row(p)}{r}]")
         k = prog.kind[i]
         if k == LITERAL:
             return prog.order[i]
@@ -327,8 +382,7 @@ class _Kernel:
             return sp.Symbol(f"{g}[k]")
         if tag == "rows":
             p, rows = t[1], t[2]
-            width = self.prog.packs[p].rows
-            return sp.Symbol(f"P{p}[b * {width} + {self.index(rows, 'k')}]")
+            return sp.Symbol(f"P{p}[{self.row(p)}{self.index(rows, 'k')}]")
         if tag == "stack":
             s = self.stack(t[1], pre)
             return sp.Symbol(f"{s}[b * {len(t[1])} + k]")
@@ -349,43 +403,45 @@ class _Kernel:
 
     def lin(self, vec: int, index: list, operands: Any, m: int, pre: list[str]) -> sp.Symbol:
         """``L[b, k] = sum_i W[i, k] U[b, i]``, the weights gathered once (see the module)."""
-        ni = len(index)
-        w = self.array("W", ni * m)
+        ni, mp = len(index), _padded(m)
+        w = self.array("W", ni * mp)
+        # W's rows are padded to mp with zeros (the scratch starts zeroed; pads never written)
         flat = [e for row in index for e in row]
         self.gathers.append(
-            f"for (int64_t k = 0; k < {ni * m}; ++k) {w}[k] = {self.gather(vec, flat, 'k')};"
+            f"for (int64_t i = 0; i < {ni}; ++i) for (int64_t k = 0; k < {m}; ++k) "
+            f"{w}[i * {mp} + k] = {self.gather(vec, flat, f'i * {m} + k')};"
         )
-        if operands[0] == "rows":
+        if operands[0] == "rows" and operands[2] == list(range(self.prog.packs[operands[1]].rows)):
+            p = operands[1]
+            u, us = f"P{p}", 0 if p in self.fixed_packs else _padded(self.prog.packs[p].rows)
+        elif operands[0] == "rows":
             p, cols = operands[1], operands[2]
-            width = self.prog.packs[p].rows
-            u = f"P{p}[b * {width} + {self.index(cols, 'i')}]"
+            u, us = self.array("S", BLOCK * ni), ni
+            pre.append(
+                f"    for (int64_t b = 0; b < nb; ++b) for (int64_t i = 0; i < {ni}; ++i) "
+                f"{u}[b * {ni} + i] = P{p}[{self.row(p)}{self.index(cols, 'i')}];"
+            )
         else:
-            s = self.stack(operands[1], pre)
-            u = f"{s}[b * {ni} + i]"
-        lin = self.array("L", BLOCK * m)
-        pre += [
-            f"    for (int64_t b = 0; b < nb; ++b) for (int64_t k = 0; k < {m}; ++k) "
-            f"{lin}[b * {m} + k] = 0.0;",
-            f"    for (int64_t i = 0; i < {ni}; ++i) {{",
-            f"        const double *restrict w = {w} + i * {m};",
-            "        for (int64_t b = 0; b < nb; ++b) {",
-            f"            const double u = {u};",
-            f"            double *restrict l = {lin} + b * {m};",
-            f"            for (int64_t k = 0; k < {m}; ++k) l[k] += w[k] * u;",
-            "        }",
-            "    }",
-        ]
-        return sp.Symbol(f"{lin}[b * {m} + k]")
+            u, us = self.stack(operands[1], pre), ni
+        lin = self.array("L", BLOCK * mp)
+        pre.append(f"    sg_lin({w}, {ni}, {mp}, {u}, {us}, {lin}, nb);")
+        return sp.Symbol(f"{lin}[b * {mp} + k]")
 
     def pack_lines(self, p: int) -> list[str]:
         pk = self.prog.packs[p]
         m = pk.rows
         pre: list[str] = []
         expr = self.tree(pk.tree, m, pre)
-        self.arrays.append((f"P{p}", BLOCK * m))
+        self.arrays.append((f"P{p}", BLOCK * _padded(m)))
         text = print_c(self.printer, expr)
-        loop = f"for (int64_t k = 0; k < {m}; ++k) P{p}[b * {m} + k] = {text};"
+        loop = f"for (int64_t k = 0; k < {m}; ++k) P{p}[{self.row(p)}k] = {text};"
+        if p in self.fixed_packs:
+            return [*pre, f"    if (i0 == 0 || !once) {{ const int64_t b = 0; {loop} }}"]
         return [*pre, f"    for (int64_t b = 0; b < nb; ++b) {loop}"]
+
+    def row(self, p: int) -> str:
+        # where sample b's members of pack p start (one row for a pack over parameters only)
+        return "" if p in self.fixed_packs else f"b * {_padded(self.prog.packs[p].rows)} + "
 
     def statement(self, i: int) -> str:
         """Scalar value ``i`` at sample ``b`` (a line inside the block's sample loop)."""
@@ -406,7 +462,9 @@ class _Kernel:
             pre: list[str] = []
             term = print_c(self.printer, self.tree(tree, len(js), pre))
             assert not pre  # reductions never stack or multiply (see reduction)
-            head.append(f"double r{q} = 0.0; for (int64_t k = 0; k < {len(js)}; ++k) r{q} += {term};")
+            head.append(
+                f"double r{q} = 0.0; for (int64_t k = 0; k < {len(js)}; ++k) r{q} += {term};"
+            )
             kids.append(sp.Symbol(f"r{q}"))
         text = f"{target} = {self.print_node(node, kids)};"
         return self.once(i, f"{{ {' '.join(head)} {text} }}" if head else text)
@@ -423,8 +481,7 @@ class _Kernel:
 
         def at(src: tuple, idx: str, stack: str | None) -> str:
             if src[0] == "pack":
-                width = self.prog.packs[src[1]].rows
-                return f"P{src[1]}[b * {width} + {idx}]"
+                return f"P{src[1]}[{self.row(src[1])}{idx}]"
             if src[0] == "val":
                 return f"{stack}[b * {len(vals)} + {idx}]"
             if src[0] == "vec":
@@ -459,37 +516,49 @@ class _Kernel:
                 f"out[({o}) * n + i0 + b] += {coef}{x} * {y};"
             )
             return block, []
-        acc = self.array("G", nt)
         rows = sorted(set(ix))
         cols = sorted(set(iy))
         pairs = len(set(zip(ix, iy, strict=True)))
         dense = pairs == len(rows) * len(cols) == nt and len(cols) >= PACK_MIN and not fixed
-        if dense:  # a rank-1 update per sample: acc[r, c] += x[r] y[c]
-            nc = len(cols)
-            x = at(g.x, self.index(rows, "r"), stack)
-            y = at(g.y, self.index(cols, "c"), stack)
-            block += [
-                f"    for (int64_t r = 0; r < {len(rows)}; ++r) {{",
-                f"        double *restrict g = {acc} + r * {nc};",
-                "        for (int64_t b = 0; b < nb; ++b) {",
-                f"            const double x = {x};",
-                f"            for (int64_t c = 0; c < {nc}; ++c) g[c] += x * {y};",
-                "        }",
-                "    }",
+        whole = g.y[0] == "pack" and cols == list(range(self.prog.packs[g.y[1]].rows))
+        xs = self.outer_rows(g, rows, stack, len(vals))
+        if dense and whole and xs is not None:
+            # a rank-1 update per sample, acc[r, c] += x[r] y[c], a block of samples at a time
+            nc, cp = len(cols), _padded(len(cols))
+            acc = self.array("G", len(rows) * cp)
+            y, ys = f"P{g.y[1]}", 0 if g.y[1] in self.fixed_packs else cp
+            block.append(
+                f"    sg_outer({acc}, {len(rows)}, {cp}, {xs[0]}, {xs[1]}, {y}, {ys}, nb);"
+            )
+            o = self.index(outs, "q")
+            end = [
+                f"    for (int64_t r = 0; r < {len(rows)}; ++r) for (int64_t c = 0; c < {nc}; ++c) "
+                f"{{ const int64_t q = r * {nc} + c; "
+                f"out[{o}] += {coef}{acc}[r * {cp} + c] * (1.0 / (double)n); }}"
             ]
+            return block, end
+        acc = self.array("G", nt)
+        x, y = at(g.x, self.index(ix, "q"), stack), at(g.y, self.index(iy, "q"), stack)
+        loop = f"for (int64_t q = 0; q < {nt}; ++q) {acc}[q] += {x} * {y};"
+        if fixed:  # the same every sample: once per call when the vectors have no batch
+            block.append(f"    if (i0 == 0 || !once) {{ const int64_t b = 0; {loop} }}")
         else:
-            x, y = at(g.x, self.index(ix, "q"), stack), at(g.y, self.index(iy, "q"), stack)
-            loop = f"for (int64_t q = 0; q < {nt}; ++q) {acc}[q] += {x} * {y};"
-            if fixed:  # the same every sample: once per call when the vectors have no batch
-                block.append(f"    if (i0 == 0 || !once) {{ const int64_t b = 0; {loop} }}")
-            else:
-                block.append(f"    for (int64_t b = 0; b < nb; ++b) {loop}")
+            block.append(f"    for (int64_t b = 0; b < nb; ++b) {loop}")
         scale = "(once ? 1.0 : 1.0 / (double)n)" if fixed else "(1.0 / (double)n)"
         o = self.index(outs, "q")
-        end = [
-            f"    for (int64_t q = 0; q < {nt}; ++q) out[{o}] += {coef}{acc}[q] * {scale};"
-        ]
+        end = [f"    for (int64_t q = 0; q < {nt}; ++q) out[{o}] += {coef}{acc}[q] * {scale};"]
         return block, end
+
+    def outer_rows(self, g: _Group, rows: list[int], stack: str | None, nz: int) -> Any:
+        """The x side of a rank-1 update as ``(array, row stride)``, or None."""
+        if g.x[0] == "one":
+            return "&sg_one", 0
+        if g.x[0] == "val" and rows == list(range(nz)):
+            return stack, nz
+        if g.x[0] == "pack" and rows == list(range(self.prog.packs[g.x[1]].rows)):
+            p = g.x[1]
+            return f"P{p}", 0 if p in self.fixed_packs else _padded(self.prog.packs[p].rows)
+        return None
 
     def values_of(self, g: _Group) -> list[int]:
         vals: list[int] = []
@@ -524,6 +593,13 @@ class _Kernel:
             if not masks[i] & ~vectors:
                 self.fixed.add(i)
                 self.gathered.update(j for j in range(len(prog.args)) if masks[i] >> j & 1)
+        for p, pk in enumerate(prog.packs):
+            if not any(masks[m] & ~vectors for m in pk.members):
+                self.fixed_packs.add(p)
+                bits = [masks[m] for m in pk.members]
+                self.gathered.update(
+                    j for j in range(len(prog.args)) if any(b >> j & 1 for b in bits)
+                )
         first = {pk.members[0]: p for p, pk in enumerate(prog.packs)}
         body: list[str] = []
         run: list[str] = []
@@ -549,7 +625,9 @@ class _Kernel:
         for k in scalar_outs:
             o = prog.outs[k]
             value = self.text(o)
-            run.append(f"out[{k}] += {value};" if self.mean else f"out[{k} * n + i0 + b] = {value};")
+            run.append(
+                f"out[{k}] += {value};" if self.mean else f"out[{k} * n + i0 + b] = {value};"
+            )
         flush()
         end: list[str] = []
         for g in groups:
@@ -558,7 +636,9 @@ class _Kernel:
             end += finish
         if self.mean and scalar_outs:
             ks = self.index(scalar_outs, "q")
-            end.insert(0, f"    for (int64_t q = 0; q < {len(scalar_outs)}; ++q) out[{ks}] /= (double)n;")
+            end.insert(
+                0, f"    for (int64_t q = 0; q < {len(scalar_outs)}; ++q) out[{ks}] /= (double)n;"
+            )
         return self.assemble(body, end, groups, nout)
 
     def assemble(self, body: list[str], end: list[str], groups: list, nout: int) -> CProgram:
@@ -571,7 +651,7 @@ class _Kernel:
             total += -(-size // 4) * 4  # 32-byte aligned arrays
         once = " && ".join(f"cs[{j}] == 0" for j in sorted(self.gathered)) or "1"
         zero = f"{nout}" if self.mean else f"{nout} * n"
-        lines = [PRELUDE, "#include <stdlib.h>", *self.tables, ""]
+        lines = [PRELUDE, PACK_PRELUDE, *self.tables, ""]
         lines += [f"int {self.name}(int64_t n, const int64_t *meta, double *out)", "{"]
         lines += [
             "    const double *const *in = (const double *const *)meta;",
@@ -600,6 +680,11 @@ class _Kernel:
         n_stmts = len(self.slot) + len(prog.packs)
         masks = _masks(prog)
         return CProgram([(text, "packed", n_stmts)], n_stmts, False, [masks[o] for o in prog.outs])
+
+
+def _padded(m: int) -> int:
+    # a pack's row length: a multiple of the 8 doubles the matrix kernels take at a time
+    return -(-m // 8) * 8
 
 
 def _rank(src: tuple) -> int:
