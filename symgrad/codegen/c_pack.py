@@ -502,10 +502,9 @@ class _Kernel:
         def idx(src: tuple, i: int) -> int:
             return pos[i] if src[0] == "val" else i
 
-        terms = sorted(g.terms, key=lambda t: (t[1], t[2]))
-        outs = [t[0] for t in terms]
-        ix = [idx(g.x, t[1]) for t in terms]
-        iy = [idx(g.y, t[2]) for t in terms]
+        # in the order of the accumulator: x's index, then y's
+        terms = sorted((idx(g.x, x), idx(g.y, y), o) for o, x, y in g.terms)
+        ix, iy, outs = ([t[j] for t in terms] for j in range(3))
         coef = "" if g.coef == "1.0" else f"{g.coef} * "
         fixed = g.x[0] in ("vec", "one") and g.y[0] in ("vec", "one")
         if not mean:

@@ -1,0 +1,118 @@
+"""The C target's packed kernels (codegen/c_pack.py) give the NumPy target's numbers.
+
+Random layered networks (``network`` of tests/test_pack.py: random widths, activations and
+losses, an L2 term inside the loss), compiled for C and for NumPy, called on Python floats, 1-D
+batches of every length around the kernel's block of samples, 2-D batches, broadcast batches,
+and a parameter vector with batch axes of its own (the kernel then gathers per sample), with
+``reduce=None`` and ``"mean"``. The NumPy target is the reference (itself checked against
+``sympy.lambdify`` in tests/test_pack.py and by finite differences elsewhere).
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import sympy as sp
+from test_pack import network  # the random layered networks of the NumPy target's pack tests
+
+from symgrad import grad, lambdify, value_and_grad
+from symgrad.codegen import c as cbackend
+from symgrad.codegen.c_pack import BLOCK, generate_packed
+from symgrad.codegen.plan import plan
+
+needs_cc = pytest.mark.skipif(not cbackend.c_available(), reason="no C compiler")
+
+
+def _kernel(f):
+    return f._fn.__globals__["_kernel"]
+
+
+def _cases(rng, n_data, n_params):
+    p = rng.uniform(-1, 1, n_params)
+    yield "floats", [float(v) for v in rng.normal(size=n_data)], p
+    for n in (1, BLOCK - 1, BLOCK, BLOCK + 1, 3 * BLOCK + 5, 100):
+        yield f"1-D batch of {n}", [rng.normal(size=n) for _ in range(n_data)], p
+    yield "2-D batch", [rng.normal(size=(2, 3)) for _ in range(n_data)], p
+    broadcast = [rng.normal(size=(3, 1)) if k % 2 else rng.normal(size=4) for k in range(n_data)]
+    yield "broadcast batch", broadcast, p
+    batched = rng.uniform(-1, 1, (n_params, 5))
+    yield "batched parameters", [rng.normal(size=5) for _ in range(n_data)], batched
+
+
+@needs_cc
+@pytest.mark.parametrize("reduce", [None, "mean"])
+@pytest.mark.parametrize("seed", range(12))
+def test_packed_c_kernels_agree_with_the_numpy_target(seed, reduce):
+    loss, params, data = network(seed)
+    args = [*data, params]
+    f_c = value_and_grad(loss, params, args, backend="c", reduce=reduce)
+    f_np = value_and_grad(loss, params, args, reduce=reduce)
+    rng = np.random.default_rng(seed)
+    for label, values, p in _cases(rng, len(data), len(params)):
+        with np.errstate(all="ignore"):
+            got, want = f_c(*values, p), f_np(*values, p)
+        for k, (a, b) in enumerate(zip(got, want, strict=True)):
+            assert np.shape(a) == np.shape(b), (label, k)
+            np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13, err_msg=f"{label}: {k}")
+
+
+@needs_cc
+def test_most_random_networks_compile_to_packed_c_kernels():
+    # the test above exercises the packed generator, not only the statement-by-statement one
+    packed = 0
+    for seed in range(12):
+        loss, params, data = network(seed)
+        f = value_and_grad(loss, params, [*data, params], backend="c", reduce="mean")
+        packed += "P0[" in _kernel(f).source
+    assert packed >= 6
+
+
+@needs_cc
+def test_members_of_a_pack_as_outputs():
+    w, x = sp.symbols("w:6"), sp.Symbol("x")
+    outs = [sp.exp(w[k] * x) * sp.sin(w[k] * x) for k in range(6)]
+    f = lambdify(outs, [list(w), x], backend="c")
+    assert "P0[" in _kernel(f).source
+    wv = np.linspace(0.1, 0.6, 6)
+    xv = np.linspace(-1, 1, 21)
+    got = np.asarray(f(wv, xv))
+    want = np.exp(np.outer(wv, xv)) * np.sin(np.outer(wv, xv))
+    np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-15)
+
+
+def _demo(width: int):
+    from symgrad.nn import MLP, hinge, l2
+
+    model = MLP(2, [width, width, 1], rng=random.Random(0))
+    theta = model.parameter_symbols()
+    xs, y = list(sp.symbols("x0:2")), sp.Symbol("y")
+    return hinge(model.symbolic(xs), [y]) + l2(theta, 1e-4), theta, [*xs, y, theta]
+
+
+@needs_cc
+def test_a_wide_network_is_a_small_c_kernel():
+    # 2-64-64-1 ReLU/hinge with the L2 term: 4,417 parameters, 26,000 statements printed one by
+    # one; packed, two blocked matrix products (forward, backward) and a loop per layer
+    loss, theta, args = _demo(64)
+    prog = plan([loss, grad(loss, theta)], args)
+    program = generate_packed(prog, "k", mean=True)
+    assert program is not None
+    source = program.units[0][0]
+    assert len(source.splitlines()) < 1000, len(source.splitlines())
+    assert source.count("sg_lin(W") == 2 and source.count("sg_outer(G") >= 1
+
+
+@needs_cc
+def test_a_wide_network_gives_the_numpy_targets_step():
+    loss, theta, args = _demo(24)
+    f_c = value_and_grad(loss, theta, args, backend="c", reduce="mean")
+    f_np = value_and_grad(loss, theta, args, reduce="mean")
+    assert "sg_lin(W" in _kernel(f_c).source
+    rng = np.random.default_rng(1)
+    X, Y = rng.normal(size=(2, 100)), rng.choice([-1.0, 1.0], 100)
+    p = rng.normal(size=len(theta)) * 0.3
+    got, want = f_c(*X, Y, p), f_np(*X, Y, p)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-12)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-11, atol=1e-15)
