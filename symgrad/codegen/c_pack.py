@@ -208,6 +208,19 @@ class _Kernel:
         )
         return f"{name}[{var}]"
 
+    def index2(self, values: list[list[int]], vi: str, vk: str) -> str:
+        """``values[vi][vk]`` in C: affine in both when it is (a layer's weights), else a table."""
+        rows, cols = len(values), len(values[0])
+        v0 = values[0][0]
+        si = values[1][0] - v0 if rows > 1 else 0
+        sk = values[0][1] - v0 if cols > 1 else 0
+        if all(v == v0 + i * si + k * sk for i, row in enumerate(values) for k, v in enumerate(row)):
+            terms = [str(v0)] if v0 else []
+            terms += [f"{si} * {vi}" if si != 1 else vi] if si else []
+            terms += [f"{sk} * {vk}" if sk != 1 else vk] if sk else []
+            return " + ".join(terms) or "0"
+        return self.index([v for row in values for v in row], f"{vi} * {cols} + {vk}")
+
     # -- values -------------------------------------------------------------------------------
 
     def kid(self, i: int) -> Any:
@@ -365,8 +378,11 @@ class _Kernel:
 
     def gather(self, vec: int, entries: list[int], var: str) -> str:
         """``entries`` of vector argument ``vec`` at this block's first sample, indexed by var."""
+        return self.entry(vec, self.index(entries, var))
+
+    def entry(self, vec: int, index: str) -> str:
         self.gathered.add(vec)
-        return f"in[{vec}][({self.index(entries, var)}) * rs[{vec}] + i0 * cs[{vec}]]"
+        return f"in[{vec}][({index}) * rs[{vec}] + i0 * cs[{vec}]]"
 
     def tree(self, t: Any, m: int, pre: list[str]) -> Any:
         """A packed tree at member ``k`` of sample ``b``, as a SymPy expression over names."""
@@ -406,10 +422,9 @@ class _Kernel:
         ni, mp = len(index), _padded(m)
         w = self.array("W", ni * mp)
         # W's rows are padded to mp with zeros (the scratch starts zeroed; pads never written)
-        flat = [e for row in index for e in row]
         self.gathers.append(
             f"for (int64_t i = 0; i < {ni}; ++i) for (int64_t k = 0; k < {m}; ++k) "
-            f"{w}[i * {mp} + k] = {self.gather(vec, flat, f'i * {m} + k')};"
+            f"{w}[i * {mp} + k] = {self.entry(vec, self.index2(index, 'i', 'k'))};"
         )
         if operands[0] == "rows" and operands[2] == list(range(self.prog.packs[operands[1]].rows)):
             p = operands[1]
@@ -529,11 +544,10 @@ class _Kernel:
             block.append(
                 f"    sg_outer({acc}, {len(rows)}, {cp}, {xs[0]}, {xs[1]}, {y}, {ys}, nb);"
             )
-            o = self.index(outs, "q")
+            o = self.index2([outs[r * nc : (r + 1) * nc] for r in range(len(rows))], "r", "c")
             end = [
                 f"    for (int64_t r = 0; r < {len(rows)}; ++r) for (int64_t c = 0; c < {nc}; ++c) "
-                f"{{ const int64_t q = r * {nc} + c; "
-                f"out[{o}] += {coef}{acc}[r * {cp} + c] * (1.0 / (double)n); }}"
+                f"out[{o}] += {coef}{acc}[r * {cp} + c] * (1.0 / (double)n);"
             ]
             return block, end
         acc = self.array("G", nt)
