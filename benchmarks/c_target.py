@@ -13,8 +13,10 @@ and hand-written NumPy alternate within every repetition; medians.
 
 ``width``: builds the batch-mean loss and gradient of a 2-h-h-1 MLP for the C target in a fresh
 cache and reports the number of statements, symgrad's time to derive and generate, the C build's
-wall time, the compilers' CPU time and peak memory (``getrusage(RUSAGE_CHILDREN)``: the largest
-compiler process), and the step time of the C and NumPy targets (medians, interleaved).
+wall time, the compilers' CPU time (``getrusage(RUSAGE_CHILDREN)``) and peak memory (the largest
+compiler process, measured by ``/usr/bin/time`` through ``$CC``), the kind of kernel ("packed":
+loops over a network's layers, codegen/c_pack.py; "scalar"/"simd": one statement per node), and
+the step time of the C and NumPy targets (medians, interleaved).
 The machine is shared: compare ratios from one run, not absolute times across runs.
 """
 
@@ -109,6 +111,11 @@ def demo() -> None:
 
 def width(h: int, act: str, loss: str) -> None:
     os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="symgrad-bench-")  # a cold build
+    # each compiler process's peak memory, from /usr/bin/time (getrusage(RUSAGE_CHILDREN) also
+    # counts a fork of this Python process, as large as the NumPy target it holds)
+    log = Path(os.environ["XDG_CACHE_HOME"]) / "cc-peak-kb"
+    if Path("/usr/bin/time").exists():
+        os.environ["CC"] = f"/usr/bin/time -f %M -a -o {log} {os.environ.get('CC', 'cc')}"
     sizes = [2, h, h, 1]
     X, y = wl.moons(100)
     t0 = time.perf_counter()
@@ -157,11 +164,13 @@ def width(h: int, act: str, loss: str) -> None:
     a, b = symgrad_step(f_c, X, y, p)(), symgrad_step(f_np, X, y, p)()
     np.testing.assert_allclose(a[0], b[0], rtol=1e-9, atol=1e-12)
     count = {lv: levels.count(lv) for lv in sorted(set(levels))}
+    peaks = [int(v) for v in log.read_text().split()] if log.exists() else []
+    peak = f"{max(peaks) / 1024:.0f}" if peaks else f"{ru.ru_maxrss / 1024:.0f} (rusage)"
     print(
         f"| 2-{h}-{h}-1 {act}/{loss} | {len(params)} | {program.n_stmts} | "
         f"{len(program.units)} {count} | {_loop(program)} | "
         f"{t1 - t0:.1f} | {t2 - t1:.1f} | {t4 - t3 - calls[0]:.1f} | {calls[0]:.1f} | "
-        f"{ru.ru_utime + ru.ru_stime:.1f} | {ru.ru_maxrss / 1024:.0f} | "
+        f"{ru.ru_utime + ru.ru_stime:.1f} | {peak} | "
         f"{med['c'] * 1e3:.3f} | {med['numpy'] * 1e3:.3f} | {med['numpy'] / med['c']:.2f}x |",
         flush=True,
     )

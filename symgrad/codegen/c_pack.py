@@ -38,6 +38,7 @@ conditions (Piecewise) inside a pack, which :mod:`.pack` never builds.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, NamedTuple
 
 import sympy as sp
@@ -163,7 +164,7 @@ def _table(values: list[int]) -> tuple[int, int] | None:
     if len(values) == 1:
         return values[0], 1
     step = values[1] - values[0]
-    if all(b - a == step for a, b in zip(values, values[1:], strict=False)):
+    if all(b - a == step for a, b in itertools.pairwise(values)):
         return values[0], step
     return None
 
@@ -183,6 +184,8 @@ class _Kernel:
         self.gathered: set[int] = set()  # vector arguments read through gathers
         self.slot: dict[int, int] = {}  # scalar value -> its slot in t
         self.reductions: dict[int, list] = {}  # Add statement -> [(tree, argument indices)]
+        self.coefficients: dict[tuple, str] = {}
+        self.masks: list[int] = []
         self.shadow: dict[int, Any] = {}  # Tuple/condition pair -> rebuilt over its kids
         self.fixed: set[int] = set()  # values the same for every sample
         self.fixed_packs: set[int] = set()  # packs the same for every sample
@@ -214,7 +217,9 @@ class _Kernel:
         v0 = values[0][0]
         si = values[1][0] - v0 if rows > 1 else 0
         sk = values[0][1] - v0 if cols > 1 else 0
-        if all(v == v0 + i * si + k * sk for i, row in enumerate(values) for k, v in enumerate(row)):
+        if all(
+            v == v0 + i * si + k * sk for i, row in enumerate(values) for k, v in enumerate(row)
+        ):
             terms = [str(v0)] if v0 else []
             terms += [f"{si} * {vi}" if si != 1 else vi] if si else []
             terms += [f"{sk} * {vk}" if sk != 1 else vk] if sk else []
@@ -265,7 +270,7 @@ class _Kernel:
         src = prog.source[f]
         if src is not None and src[1] >= 0:
             return None, ("vec", src[0]), src[1]
-        if (k == ARGUMENT or k == STATEMENT) and not isinstance(prog.order[f], _INLINE):
+        if k in (ARGUMENT, STATEMENT) and not isinstance(prog.order[f], _INLINE):
             return None, ("val",), f
         return None, None, 0
 
@@ -279,24 +284,31 @@ class _Kernel:
         out = []
         for t in parts:
             factors = [t]
-            coef: sp.Expr = sp.S.One
             if t not in self.member and prog.order[t].is_Mul and prog.kind[t] in (INLINED, SHADOW):
                 factors = list(prog.args_of[t])
             found = []
+            lits = []
             for f in factors:
                 lit, src, idx = self.factor(f)
                 if src is None:
                     return None
                 if lit is not None:
-                    coef = coef * lit
+                    lits.append(lit)
                 else:
                     found.append((src, idx))
             if len(found) > 2:
                 return None
             while len(found) < 2:
                 found.append((("one",), 0))
-            out.append((coef, found))
+            out.append((self.coefficient(tuple(lits)), found))
         return out
+
+    def coefficient(self, lits: tuple) -> str:
+        """The C text of a product of literals (printed once per distinct product)."""
+        text = self.coefficients.get(lits)
+        if text is None:
+            text = self.coefficients[lits] = print_c(self.printer, sp.Mul(*lits))
+        return text
 
     def plan_outputs(self) -> tuple[list[_Group], list[int]]:
         """Grouped outputs, and the outputs printed as scalar statements."""
@@ -313,7 +325,7 @@ class _Kernel:
             for coef, ((sx, ix), (sy, iy)) in found:
                 if _rank(sx) > _rank(sy):
                     (sx, ix), (sy, iy) = (sy, iy), (sx, ix)
-                key = (print_c(self.printer, coef), sx, sy)
+                key = (coef, sx, sy)
                 g = groups.get(key)
                 if g is None:
                     g = groups[key] = _Group(key[0], sx, sy, [])
@@ -600,7 +612,7 @@ class _Kernel:
             self.slot[i] = len(self.slot)
         # values over parameter vectors only (an L2 term) are computed once per call when
         # those vectors have no batch axes (and then the kernel takes one sample per block)
-        masks = _masks(prog)
+        masks = self.masks = _masks(prog)
         vectors = sum(1 << j for j, a in enumerate(prog.args) if isinstance(a, list))
         for i in values:
             if not masks[i] & ~vectors:
@@ -691,7 +703,7 @@ class _Kernel:
         lines += ["    free(s);", "    return 0;", "}", ""]
         text = "\n".join(lines)
         n_stmts = len(self.slot) + len(prog.packs)
-        masks = _masks(prog)
+        masks = self.masks
         return CProgram([(text, "packed", n_stmts)], n_stmts, False, [masks[o] for o in prog.outs])
 
 
