@@ -1,7 +1,8 @@
 """Generated C, built by the system compiler and loaded with ctypes (the ``"c"`` backend).
 
-:mod:`.c_source` prints the kernel (one statement per unique DAG node, split into functions and
-translation units when large), :mod:`.c_build` compiles it into a private, checked
+:mod:`.c_pack` prints the kernel of a program with packs (a network's layers as loops over
+blocks of samples), :mod:`.c_source` any other (one statement per unique DAG node, split into
+functions and translation units when large), :mod:`.c_build` compiles it into a private, checked
 cache, and :class:`CKernel` calls it with NumPy's broadcasting: arguments' batch axes align from
 the right, and each output has the shape and dtype the NumPy target gives it (an output that
 does not depend on the batch has no batch axes). :func:`export_c` writes the same kernel as a

@@ -45,7 +45,7 @@ import sympy as sp
 
 from ..graph import rebuild
 from .c_printer import PRELUDE, CPrinter, print_c
-from .c_source import CProgram, _print_node
+from .c_source import CProgram
 from .pack import PACK_MIN, _Builder, _classes, _leaves, _membership, pack
 from .plan import ARGUMENT, INLINED, LITERAL, SHADOW, STATEMENT, Program
 
@@ -177,7 +177,6 @@ class _Kernel:
         self.member, _ = _membership(prog)
         self.cls: list[int] | None = None
         self.printer = CPrinter()
-        self.templates: dict = {}
         self.tables: list[str] = []  # file-scope index tables
         self.arrays: list[tuple[str, int]] = []  # scratch arrays: (name, doubles)
         self.gathers: list[str] = []  # lines run once per call (per sample with batch axes)
@@ -254,7 +253,7 @@ class _Kernel:
     def print_node(self, node: sp.Basic, kids: list) -> str:
         if len(kids) == 1 and (node.is_Add or node.is_Mul):
             return print_c(self.printer, kids[0])
-        return _print_node(self.printer, self.templates, node, kids)
+        return print_c(self.printer, rebuild(node, kids))
 
     # -- planning: outputs, demanded values, reductions ----------------------------------------
 
