@@ -91,6 +91,8 @@ class Program:
     #: groups of isomorphic statements computed as one array each (see ``pack.py``); the
     #: members of a pack are consecutive in ``order``
     packs: list = field(default_factory=list)
+    #: each node's isomorphism class, when the packing pass computed them
+    classes: list | None = None
 
     @property
     def n_statements(self) -> int:
