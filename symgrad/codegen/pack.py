@@ -127,7 +127,7 @@ def pack(prog: Program, min_rows: int = PACK_MIN) -> Program:
     prog2 = program_of(
         prog.args, prog.outputs, prog.spec, prog.top, prog.leaves, [order[i] for i in new],
         [[at[a] for a in args_of[i]] for i in new], [source[i] for i in new],
-        [at[o] for o in prog.outs], packs,
+        [at[o] for o in prog.outs], packs, [kind[i] for i in new],
     )  # fmt: skip
     prog2.classes = classes
     _mark_named(prog2)
