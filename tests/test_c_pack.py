@@ -116,3 +116,15 @@ def test_a_wide_network_gives_the_numpy_targets_step():
     got, want = f_c(*X, Y, p), f_np(*X, Y, p)
     np.testing.assert_allclose(got[0], want[0], rtol=1e-12)
     np.testing.assert_allclose(got[1], want[1], rtol=1e-11, atol=1e-15)
+
+
+@needs_cc
+def test_auto_builds_c_for_packed_networks_beyond_the_statement_budget(monkeypatch):
+    # printed statement by statement, a program over the compile budget is left to NumPy; a
+    # network's packed layers are loops, small at any width: auto still builds C for them
+    monkeypatch.setattr(cbackend, "BUDGET", 1e-9)
+    loss, theta, args = _demo(8)
+    f = value_and_grad(loss, theta, args, backend="auto", reduce="mean")
+    assert f.backend == "c" and "sg_lin(W" in _kernel(f).source
+    x = sp.Symbol("x")
+    assert lambdify(sp.exp(x) + sp.sin(x), [x], backend="auto").backend == "numpy"

@@ -72,18 +72,20 @@ COST = {
 BUDGET = 20.0
 
 
-def c_pays(n_operations: int) -> bool:
+def c_pays(n_operations: int, packed: bool = False) -> bool:
     """Whether ``backend="auto"`` should build C for a program of ``n_operations``.
 
-    Only when the whole kernel can be optimised within the compile budget: code built at
-    ``-O0`` loses to the NumPy target (2-128-128-1 gradient, batch 100: C with a quarter of its
-    units at -O0 took 1.9x the NumPy target's time per step; fully optimised 2-64-64-1: 10x
-    faster than NumPy; benchmarks/c_target.py).
+    A program with packs (a network's layers, ``packed``) is printed as loops (:mod:`.c_pack`):
+    its kernel stays small at any width and is faster than the NumPy target at every width
+    measured (benchmarks/c_target_results.md). Any other only when the whole kernel can be
+    optimised within the compile budget: code built at ``-O0`` loses to the NumPy target
+    (2-128-128-1 gradient printed statement by statement, batch 100: C with a quarter of its
+    units at -O0 took 1.9x the NumPy target's time per step).
 
-    >>> c_pays(1000), c_pays(10**6)
-    (True, False)
+    >>> c_pays(1000), c_pays(10**6), c_pays(10**6, packed=True)
+    (True, False, True)
     """
-    return n_operations * COST["scalar", "-O1"] <= BUDGET * c_build.jobs()
+    return packed or n_operations * COST["scalar", "-O1"] <= BUDGET * c_build.jobs()
 
 
 def _levels(units: list[tuple[str, str, int]], jobs: int) -> list[str]:

@@ -40,13 +40,15 @@ from ..graph import Linear, free_symbols, paused_gc
 from ..inputs import as_expr, as_symbols, check_choice, describe
 from . import runtime as _runtime
 from .numpy import emit
+from .pack import pack
 from .plan import Program, describe_args, plan
 
 __all__ = ["BACKENDS", "CompiledFunction", "lambdify", "value_and_grad"]
 
 #: ``"numpy"``: vectorised NumPy statements; ``"c"``: generated C built by the system compiler
 #: (raises BackendUnavailableError without one); ``"auto"``: ``"c"`` when a compiler is
-#: available and the program is small enough to optimise (:func:`~symgrad.codegen.c.c_pays`),
+#: available and the program is small enough to optimise or is a network's packed layers
+#: (:func:`~symgrad.codegen.c.c_pays`),
 #: else ``"numpy"`` (with a RuntimeWarning when there is no compiler); ``"jax"``: jax.numpy
 #: under jax.jit.
 BACKENDS = ("numpy", "c", "auto", "jax")
@@ -343,8 +345,11 @@ def _lambdify(
                 stacklevel=2,
             )
     prog = plan(outputs, args, base)
+    c_prog = prog
     if backend == "c" and requested == "auto" and not native.c_pays(prog.n_operations):
-        backend = "numpy"  # too large to optimise within the compile budget: NumPy is faster
+        c_prog = pack(prog)  # a network's layers: the C kernel is loops, small at any width
+        if not native.c_pays(prog.n_operations, packed=bool(c_prog.packs)):
+            backend = "numpy"  # too large to optimise within the compile budget: NumPy is faster
     if backend == "jax":  # the JAX target: jitted, traceable by the caller's jit/vmap/grad
         from .jax import build as build_jax
 
@@ -358,7 +363,7 @@ def _lambdify(
             prog.leaves,
             f"{name}_kernel",
             mean=reduce == "mean",
-            program=prog,
+            program=c_prog,
             **(c_options or {}),
         )
     source = emit(
