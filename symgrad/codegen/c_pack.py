@@ -60,54 +60,64 @@ BLOCK = 16
 #: (chunked and compiled in parallel by :mod:`.c_source`): this kernel is one function.
 MAX_SCALARS = 1500
 
-#: The blocked matrix kernels every packed unit starts with (GCC/Clang vector extensions: four
-#: doubles, eight accumulators in registers). Rows hold a multiple of 8 doubles; ``nb`` samples
-#: (rows of U, X, Y at strides ``us``, ``xs``, ``ys``; stride 0: one row for every sample).
+#: The blocked matrix kernels every packed unit starts with (GCC/Clang vector extensions: the
+#: widest vectors the target has, AVX-512 or AVX; sixteen accumulators in registers; products
+#: and sums fused as BLAS does). Rows hold a multiple of 16 doubles; ``nb`` samples (rows of U,
+#: X, Y at strides ``us``, ``xs``, ``ys``; stride 0: one row for every sample).
 PACK_PRELUDE = """\
 #include <stdlib.h>
-typedef double sg_v4 __attribute__((vector_size(32)));
-static inline sg_v4 sg_ld(const double *p) { sg_v4 v; __builtin_memcpy(&v, p, sizeof v); return v; }
-static inline void sg_st(double *p, sg_v4 v) { __builtin_memcpy(p, &v, sizeof v); }
-static inline sg_v4 sg_bc(double x) { return (sg_v4){x, x, x, x}; }
+#if defined(__AVX512F__)
+#define SG_W 8
+#else
+#define SG_W 4
+#endif
+#if defined(__GNUC__) && !defined(__clang__)
+#define SG_FUSED __attribute__((optimize("fp-contract=fast")))
+#else
+#define SG_FUSED
+#endif
+typedef double sg_vw __attribute__((vector_size(SG_W * sizeof(double))));
+static inline sg_vw sg_ld(const double *p) { sg_vw v; __builtin_memcpy(&v, p, sizeof v); return v; }
+static inline void sg_st(double *p, sg_vw v) { __builtin_memcpy(p, &v, sizeof v); }
 static const double sg_one = 1.0;
-/* L[b, k] = sum_i W[i, k] U[b, i]: four samples by eight members in registers; the rows past
-   nb (up to a multiple of four) are scratch the caller allocated and never reads */
-static void sg_lin(const double *restrict W, int64_t ni, int64_t mp, const double *restrict U,
-                   int64_t us, double *restrict L, int64_t nb) {
+/* L[b, k] = sum_i W[i, k] U[b, i]: four samples by two vectors of members in registers; the
+   rows past nb (up to a multiple of four) are scratch the caller allocated and never reads */
+SG_FUSED static void sg_lin(const double *restrict W, int64_t ni, int64_t mp,
+                            const double *restrict U, int64_t us, double *restrict L, int64_t nb) {
     for (int64_t b = 0; b < nb; b += 4) {
         const double *u0 = U + b * us, *u1 = u0 + us, *u2 = u1 + us, *u3 = u2 + us;
-        for (int64_t k = 0; k < mp; k += 8) {
-            sg_v4 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0}, a7 = {0};
+        for (int64_t k = 0; k < mp; k += 2 * SG_W) {
+            sg_vw a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0}, a7 = {0};
             const double *w = W + k;
             for (int64_t i = 0; i < ni; ++i, w += mp) {
-                const sg_v4 w0 = sg_ld(w), w1 = sg_ld(w + 4);
-                sg_v4 u = sg_bc(u0[i]);
-                a0 += w0 * u; a1 += w1 * u;
-                u = sg_bc(u1[i]); a2 += w0 * u; a3 += w1 * u;
-                u = sg_bc(u2[i]); a4 += w0 * u; a5 += w1 * u;
-                u = sg_bc(u3[i]); a6 += w0 * u; a7 += w1 * u;
+                const sg_vw w0 = sg_ld(w), w1 = sg_ld(w + SG_W);
+                a0 += w0 * u0[i]; a1 += w1 * u0[i];
+                a2 += w0 * u1[i]; a3 += w1 * u1[i];
+                a4 += w0 * u2[i]; a5 += w1 * u2[i];
+                a6 += w0 * u3[i]; a7 += w1 * u3[i];
             }
             double *l = L + b * mp + k;
-            sg_st(l, a0); sg_st(l + 4, a1);
-            sg_st(l + mp, a2); sg_st(l + mp + 4, a3);
-            sg_st(l + 2 * mp, a4); sg_st(l + 2 * mp + 4, a5);
-            sg_st(l + 3 * mp, a6); sg_st(l + 3 * mp + 4, a7);
+            sg_st(l, a0); sg_st(l + SG_W, a1);
+            sg_st(l + mp, a2); sg_st(l + mp + SG_W, a3);
+            sg_st(l + 2 * mp, a4); sg_st(l + 2 * mp + SG_W, a5);
+            sg_st(l + 3 * mp, a6); sg_st(l + 3 * mp + SG_W, a7);
         }
     }
 }
 /* G[r, c] += sum_b X[b, r] Y[b, c] over the block's nb samples */
-static void sg_outer(double *restrict G, int64_t nr, int64_t cp, const double *restrict X,
-                     int64_t xs, const double *restrict Y, int64_t ys, int64_t nb) {
+SG_FUSED static void sg_outer(double *restrict G, int64_t nr, int64_t cp,
+                              const double *restrict X, int64_t xs, const double *restrict Y,
+                              int64_t ys, int64_t nb) {
     for (int64_t r = 0; r < nr; ++r) {
         double *g = G + r * cp;
-        for (int64_t c = 0; c < cp; c += 8) {
-            sg_v4 a0 = sg_ld(g + c), a1 = sg_ld(g + c + 4);
+        for (int64_t c = 0; c < cp; c += 2 * SG_W) {
+            sg_vw a0 = sg_ld(g + c), a1 = sg_ld(g + c + SG_W);
             for (int64_t b = 0; b < nb; ++b) {
-                const sg_v4 x = sg_bc(X[b * xs + r]);
-                a0 += x * sg_ld(Y + b * ys + c);
-                a1 += x * sg_ld(Y + b * ys + c + 4);
+                const double x = X[b * xs + r];
+                a0 += sg_ld(Y + b * ys + c) * x;
+                a1 += sg_ld(Y + b * ys + c + SG_W) * x;
             }
-            sg_st(g + c, a0); sg_st(g + c + 4, a1);
+            sg_st(g + c, a0); sg_st(g + c + SG_W, a1);
         }
     }
 }
@@ -709,8 +719,8 @@ class _Kernel:
 
 
 def _padded(m: int) -> int:
-    # a pack's row length: a multiple of the 8 doubles the matrix kernels take at a time
-    return -(-m // 8) * 8
+    # a pack's row length: a multiple of the 16 doubles the matrix kernels take at a time
+    return -(-m // 16) * 16
 
 
 def _rank(src: tuple) -> int:
