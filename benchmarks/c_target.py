@@ -6,6 +6,10 @@ Usage::
     python benchmarks/c_target.py scaling 16 64 256     # one subprocess per width
     python benchmarks/c_target.py width 256 tanh square # one width (what `scaling` runs)
 
+``--threads N`` (default 1, as benchmarks/run.py) sizes BLAS's and XLA's thread pools: the C
+kernel is single-threaded, and on the shared 2-core machine OpenBLAS's spinning threads made the
+NumPy target's step vary 50x between runs.
+
 ``demo``: 2-16-16-1 ReLU MLP, batch 100, hinge loss with micrograd's L2 term *inside* the
 differentiated loss (per sample: hinge + ALPHA * sum(p**2); its batch mean is the peers' loss),
 one training step (value + gradient + update) per call; symgrad's C and NumPy targets, JAX jit
@@ -31,14 +35,17 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import sympy as sp
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import threads  # noqa: E402  (before NumPy and JAX size their thread pools)
+
+THREADS = threads.pin_from_argv()
+
+import numpy as np  # noqa: E402
 import peers  # noqa: E402
+import sympy as sp  # noqa: E402
 import workloads as wl  # noqa: E402
 
 from symgrad import value_and_grad  # noqa: E402
@@ -190,7 +197,22 @@ HEADER = (
 )
 
 
+def _positional(argv: list[str]) -> list[str]:
+    # the arguments without --threads N (read by threads.pin_from_argv)
+    out: list[str] = []
+    skip = False
+    for a in argv:
+        if skip or a.startswith("--threads="):
+            skip = False
+            continue
+        skip = a == "--threads"
+        if not skip:
+            out.append(a)
+    return out
+
+
 def main(argv: list[str]) -> int:
+    argv = _positional(argv)
     if not argv or argv[0] == "demo":
         demo()
     elif argv[0] == "width":
@@ -199,7 +221,8 @@ def main(argv: list[str]) -> int:
         print(HEADER, flush=True)
         for h in [int(a) for a in argv[1:]] or [16, 32, 64, 128, 256]:
             for act, loss in (("tanh", "square"), ("relu", "hinge")):
-                cmd = [sys.executable, __file__, "width", str(h), act, loss]
+                cmd = [sys.executable, __file__, "width", str(h), act, loss, "--threads"]
+                cmd.append(str(THREADS))
                 subprocess.run(cmd, check=False)
     return 0
 

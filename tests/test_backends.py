@@ -200,7 +200,7 @@ def _mlp_loss(width: int = 6):
 def test_c_kernel_matches_numpy_on_every_batch_tail(monkeypatch, simd, reduce):
     # the SIMD loop takes 4 samples at a time: batches of 1..9 cover every partial last block
     # (the statement-by-statement generator; packed kernels: tests/test_c_pack.py)
-    monkeypatch.setattr(cbackend, "generate_packed", lambda *args: None)
+    monkeypatch.setattr(cbackend, "generate_packed", lambda *args, **kwargs: None)
     if not simd:
         monkeypatch.setattr(c_source, "SIMD_LIMIT", 0)
     loss, params, t = _mlp_loss()

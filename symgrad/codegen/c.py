@@ -302,12 +302,13 @@ def _real(v: Any, position: int) -> np.ndarray:
 
 
 def _packed(
-    prog: Program | None, arg_spec: list, outputs: list, name: str, mean: bool
+    prog: Program | None, arg_spec: list, outputs: list, name: str, mean: bool, mvec: bool
 ) -> CProgram | None:
     # the packed kernel, or None: the statement-by-statement generator then reports any error
     # in the outputs (an unknown symbol, a function with no C translation) in its own words
     try:
-        return generate_packed(prog if prog is not None else plan(outputs, arg_spec), name, mean)
+        prog = prog if prog is not None else plan(outputs, arg_spec)
+        return generate_packed(prog, name, mean, vector_math=mvec)
     except SymgradError:
         return None
 
@@ -365,13 +366,15 @@ def build_c_kernel(
             "one (e.g. 'apt-get install gcc') or use backend='numpy'"
         )
     arg_spec = [a if isinstance(a, sp.Symbol) else list(a) for a in arg_spec]
-    code = _packed(program, arg_spec, list(outputs), name, mean)
+    tgt = c_build.target(cc)
+    code = _packed(program, arg_spec, list(outputs), name, mean, tgt.mvec)
     if code is None:
-        code = generate(arg_spec, list(outputs), name, mean, c_build.target(cc).avx)
+        code = generate(arg_spec, list(outputs), name, mean, tgt.avx)
     program = code
     levels = _levels(program.units, c_build.jobs())
+    mvec = ["-lmvec"] if tgt.mvec else []
     units = [
-        (text, [lv, *EXTRA.get(kind, ())])
+        (text, [lv, *EXTRA.get(kind, ()), *(mvec if kind == "packed" else [])])
         for (text, kind, _), lv in zip(program.units, levels, strict=True)
     ]
     lib = c_build.build_library(name, units, timeout=timeout, cache=cache_dir)

@@ -111,14 +111,17 @@ class Target(NamedTuple):
         avx: whether those flags give AVX (256-bit vectors): the 4-sample loop pays.
         identity: the compiler's path and ``--version``, and the CPU: part of the cache key
             (a library built with ``-march=native`` only runs on CPUs like this one).
+        mvec: whether loops over ``exp``/``log``/``sin``/``cos``/``tanh`` can call glibc's
+            vector math library (``-lmvec``, GCC's ``simd`` attribute): 4 or 8 values per call.
 
-    >>> Target([], False, "cc").avx
-    False
+    >>> Target([], False, "cc").avx, Target([], False, "cc").mvec
+    (False, False)
     """
 
     flags: list[str]
     avx: bool
     identity: str
+    mvec: bool = False
 
 
 @functools.lru_cache(maxsize=4)
@@ -143,7 +146,34 @@ def target(cc: tuple[str, ...]) -> Target:
     if not _compiles(cc, ["-march=native"], ""):
         return Target([], False, identity)
     avx = _compiles(cc, ["-march=native"], "#ifndef __AVX__\n#error no AVX\n#endif\n")
-    return Target(["-march=native"], avx, identity)
+    return Target(["-march=native"], avx, identity, _links_mvec(cc))
+
+
+#: A loop GCC vectorises through libmvec when the library links (GCC only: Clang ignores the
+#: ``simd`` attribute of a declaration).
+_MVEC_PROBE = """\
+#include <math.h>
+#include <stdint.h>
+#if !defined(__GNUC__) || defined(__clang__) || !defined(__AVX2__)
+#error no libmvec calls from this compiler
+#endif
+double tanh(double) __attribute__((simd("notinbranch")));
+void f(const double *restrict a, double *restrict b, int64_t n) {
+    for (int64_t k = 0; k < n; ++k) b[k] = tanh(a[k]);
+}
+"""
+
+
+def _links_mvec(cc: tuple[str, ...]) -> bool:
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "probe.c"
+        src.write_text(_MVEC_PROBE)
+        flags = ["-march=native", "-O2", "-fno-math-errno", "-fPIC", "-shared"]
+        cmd = [*cc, *flags, "-o", str(Path(tmp) / "probe.so"), str(src), "-lm", "-lmvec"]
+        try:
+            return _run(cmd, 60.0, None).returncode == 0
+        except (CompilerError, OSError):
+            return False
 
 
 def _compiles(cc: tuple[str, ...], flags: list[str], prefix: str) -> bool:
@@ -361,18 +391,16 @@ def _compile(
     for k, (source, _) in enumerate(units):
         paths.append(tmp / f"unit{k}.c")
         paths[-1].write_text(source)
+    # libraries a unit asks for (-lmvec) go after the objects that need them
+    libs = list(dict.fromkeys(f for _, flags in units for f in flags if f.startswith("-l")))
     if len(units) == 1:
-        _check(
-            _run(
-                [*cc, *units[0][1], *common, "-shared", "-o", str(out), str(paths[0]), "-lm"],
-                limit,
-                tmp,
-            )
-        )
+        flags = [f for f in units[0][1] if not f.startswith("-l")]
+        cmd = [*cc, *flags, *common, "-shared", "-o", str(out), str(paths[0]), "-lm", *libs]
+        _check(_run(cmd, limit, tmp))
         return
     objects = [p.with_suffix(".o") for p in paths]
     cmds = [
-        [*cc, *flags, *common, "-c", "-o", str(o), str(p)]
+        [*cc, *[f for f in flags if not f.startswith("-l")], *common, "-c", "-o", str(o), str(p)]
         for (_, flags), p, o in zip(units, paths, objects, strict=True)
     ]
     # biggest units first: the two compilers finish together
@@ -386,7 +414,7 @@ def _compile(
             for f in futures:
                 f.cancel()
             raise
-    link = [*cc, *common, "-shared", "-o", str(out), *map(str, objects), "-lm"]
+    link = [*cc, *common, "-shared", "-o", str(out), *map(str, objects), "-lm", *libs]
     _check(_run(link, limit, tmp))
 
 

@@ -51,7 +51,7 @@ from .c_source import CProgram
 from .pack import PACK_MIN, _Builder, _classes, _leaves, _membership, pack
 from .plan import ARGUMENT, INLINED, LITERAL, SHADOW, STATEMENT, Program
 
-__all__ = ["BLOCK", "MAX_SCALARS", "generate_packed"]
+__all__ = ["BLOCK", "MAX_SCALARS", "VECTOR_MATH", "generate_packed"]
 
 #: Samples per block: a gathered weight row (and an accumulator row of a rank-1 update) is
 #: read once per block from cache, by every sample of the block.
@@ -123,6 +123,13 @@ SG_FUSED static void sg_outer(double *restrict G, int64_t nr, int64_t cp,
 }
 """
 
+#: With glibc's vector math library linked (``-lmvec``, see ``c_build.Target.mvec``): GCC
+#: vectorises member loops over these functions into calls of their 4/8-lane versions.
+VECTOR_MATH = "\n".join(
+    f'double {f}(double) __attribute__((simd("notinbranch")));'
+    for f in ("exp", "log", "sin", "cos", "tanh")
+)
+
 _INLINE = (sp.Tuple, sp.functions.elementary.piecewise.ExprCondPair)
 
 
@@ -135,13 +142,18 @@ class _Group(NamedTuple):
     terms: list  # (output, ix, iy)
 
 
-def generate_packed(prog: Program, name: str, mean: bool) -> CProgram | None:
+def generate_packed(
+    prog: Program, name: str, mean: bool, vector_math: bool = False
+) -> CProgram | None:
     """The C kernel of ``prog`` over its packs, or None when it has none worth it.
 
     Args:
         prog: the planned program (packed here unless it is already).
         name: the entry function's name (a C identifier).
         mean: accumulate each output's batch mean (see :func:`.c_source.generate`).
+        vector_math: the library is linked with glibc's vector math library (``-lmvec``):
+            member loops over ``exp``, ``log``, ``sin``, ``cos``, ``tanh`` call its 4- or
+            8-lane versions (within 4 ulp, NaN and infinities as the scalar functions).
 
     Returns:
         A :class:`~.c_source.CProgram` of one translation unit of kind ``"packed"``, with the
@@ -156,7 +168,7 @@ def generate_packed(prog: Program, name: str, mean: bool) -> CProgram | None:
     prog = prog if prog.packs else pack(prog)
     if not prog.packs:
         return None
-    return _Kernel(prog, name, mean).source()
+    return _Kernel(prog, name, mean, vector_math).source()
 
 
 def _masks(prog: Program) -> list[int]:
@@ -184,8 +196,8 @@ def _table(values: list[int]) -> tuple[int, int] | None:
 class _Kernel:
     """One packed program printed as C (see the module docstring)."""
 
-    def __init__(self, prog: Program, name: str, mean: bool) -> None:
-        self.prog, self.name, self.mean = prog, name, mean
+    def __init__(self, prog: Program, name: str, mean: bool, vector_math: bool) -> None:
+        self.prog, self.name, self.mean, self.vector_math = prog, name, mean, vector_math
         self.member, _ = _membership(prog)
         self.cls: list[int] | None = None
         self.printer = CPrinter()
@@ -687,7 +699,8 @@ class _Kernel:
             total += -(-size // 4) * 4  # 32-byte aligned arrays
         once = " && ".join(f"cs[{j}] == 0" for j in sorted(self.gathered)) or "1"
         zero = f"{nout}" if self.mean else f"{nout} * n"
-        lines = [PRELUDE, PACK_PRELUDE, *self.tables, ""]
+        lines = [PRELUDE, PACK_PRELUDE, *([VECTOR_MATH] if self.vector_math else []), *self.tables]
+        lines.append("")
         lines += [f"int {self.name}(int64_t n, const int64_t *meta, double *out)", "{"]
         lines += [
             "    const double *const *in = (const double *const *)meta;",
