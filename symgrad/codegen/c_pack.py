@@ -35,7 +35,7 @@ conditions (Piecewise) inside a pack, which :mod:`.pack` never builds.
 >>> len(program.units), program.masks[:2]
 (1, [3, 3])
 >>> print([ln.strip() for ln in program.units[0][0].splitlines() if "P0[b" in ln][0])
-for (int64_t b = 0; b < nb; ++b) for (int64_t k = 0; k < 8; ++k) P0[b * 8 + k] = C0[k]*t[0 + b];
+for (int64_t b = 0; b < nb; ++b) for (int64_t k = 0; k < 8; ++k) P0[b * 16 + k] = C0[k]*t[0 + b];
 """
 
 from __future__ import annotations
