@@ -307,16 +307,22 @@ def _gather(shape, where, items: list, left: list, right: list, xp=np):
     return out.reshape(shape + out.shape[1:])
 
 
-def _gather_mean(shape, where, items: list, left: list, right: list, xp=np):
+def _gather_mean(shape, where, items: list, left: list, right: list, xp=np, blocks=None):
     # The batch mean of ``_gather(...)``, without its per-sample rows: the mean of
-    # left[i] * right[j] over the batch is entry (i, j) of one matrix product, left @ right.T.
+    # left[i] * right[j] over the batch is entry (i, j) of one matrix product, left @ right.T
+    # (or of one product per block of rows and columns the pairs read, see fuse._blocks).
     at, li, ri, rest = where
     a, b = _rows(left, xp), _rows(right, xp)
     if a.ndim == b.ndim == 2 and a.shape[1] == b.shape[1]:  # one batch axis of one length
         n = a.shape[1]
         others = _rows(items, xp) if len(items) else None
         if n and (others is None or others.shape[1:] == (n,)):
-            pairs = (a @ b.T)[li, ri] / n
+            if blocks is None:
+                pairs = (a @ b.T)[li, ri] / n
+            else:
+                parts, order = blocks
+                picked = [(a[r] @ b[c].T)[bl, br] for r, c, bl, br in parts]
+                pairs = xp.concatenate(picked)[order] / n
             others = pairs[:0] if others is None else others.mean(axis=1)
             return _placed(at, rest, pairs, others, xp).reshape(shape)
     nd = max(a.ndim, b.ndim)
