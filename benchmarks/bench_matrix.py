@@ -50,12 +50,14 @@ def init(sizes, seed=0):
     return ws, [np.zeros((w.shape[0], 1)) for w in ws]
 
 
-def symgrad_value_and_grad(sizes, loss, scaled=False):
+def symgrad_value_and_grad(sizes, loss, scaled=False, step=False):
     """The compiled ``(loss, [dW1, db1, dW2, ...])`` of a tanh MLP, samples as columns.
 
     With ``scaled``, the gradients come times a learning rate ``lr`` passed as the last
     argument: the compiler applies ``lr / B`` to the smallest operand (the 256 x 10 ``W_2^T``
-    here), so the SGD update is one pass ``p -= g`` over the weights instead of two.
+    here), so the SGD update is one pass ``p -= g`` over the weights instead of two. With
+    ``step``, :func:`symgrad.matrix.sgd_step`: the update compiled in (each weight gradient
+    goes into its weights through BLAS ``gemm`` with ``beta = 1``).
     """
     params = []
     h = X = sp.MatrixSymbol("X", sizes[0], BATCH)
@@ -71,6 +73,8 @@ def symgrad_value_and_grad(sizes, loss, scaled=False):
         f = mx.sumsq(mx.sub(h, Y)) / BATCH
     else:
         f = (mx.sum(mx.logsumexp(h, axis=0)) - mx.sum(mx.hadamard(Y, h))) / BATCH
+    if step:
+        return mx.sgd_step(f, params, [*params, X, Y])
     if not scaled:
         return mx.value_and_grad(f, params, [*params, X, Y])
     lr = sp.Symbol("lr", positive=True)
@@ -213,6 +217,7 @@ def _contenders(sizes, loss, batch, peers):
     fn = symgrad_value_and_grad(sizes, loss)
     setup = time.perf_counter() - t0
     fn_lr = symgrad_value_and_grad(sizes, loss, scaled=True)
+    fn_step = symgrad_value_and_grad(sizes, loss, step=True)
     ws, bs = init(sizes)
     mine = [a.copy() for pair in zip(ws, bs, strict=True) for a in pair]  # W1, b1, W2, ...
     hand_ws, hand_bs = [w.copy() for w in ws], [b.copy() for b in bs]
@@ -225,6 +230,9 @@ def _contenders(sizes, loss, batch, peers):
         np.testing.assert_allclose(c, LR * b, rtol=1e-9, atol=1e-14)
 
     def symgrad_step():
+        return fn_step(*mine, X, Y, LR)[0]
+
+    def symgrad_update_outside():
         value, steps = fn_lr(*mine, X, Y, LR)
         for p, g in zip(mine, steps, strict=True):
             p -= g
@@ -238,6 +246,7 @@ def _contenders(sizes, loss, batch, peers):
     contenders = {
         "symgrad step": symgrad_step,
         "numpy step": numpy_step,
+        "symgrad grads, -= ": symgrad_update_outside,
         "symgrad value+grad": lambda: fn(*mine, X, Y),
         "numpy value+grad": lambda: numpy_value_and_grad(hand_ws, hand_bs, X, Y, loss),
     }

@@ -72,6 +72,7 @@ from ..inputs import check_choice
 from . import expr as mx
 from .expr import Broadcast, Commutation, LogDet, LogSumExp, Map, Softmax, SumAll, SumAxis
 from .simplify import push_scalars, simplify
+from .update import param_check, param_error, place_updates, sub_product
 from .vjp import grad as matrix_grad
 
 __all__ = ["CompiledMatrixFunction", "compile_matrix", "value_and_grad"]
@@ -182,6 +183,8 @@ _NAMESPACE = {
     "_add_transposed": _add_transposed,
     "_kron_identity": _kron_identity,
     "_shape_error": _shape_error,
+    "_sub_product": sub_product,
+    "_param_error": param_error,
     "_vmath": _VectorMath(),  # functions NumPy lacks (erf, gamma, ...), as the scalar target
 }
 
@@ -270,18 +273,32 @@ def compile_matrix(
     check_name(name)
     backend = check_choice(backend, ("numpy", "jax"), "backend", BackendUnavailableError)
     arg_list = _check_args(args)
+    fn, source = _build(outputs, arg_list, name, backend)
+    return CompiledMatrixFunction(fn, source, arg_list, outputs)
+
+
+def _build(
+    outputs: Any,
+    arg_list: list,
+    name: str,
+    backend: str,
+    updates: dict[int, int] | None = None,
+    wrap: Any = None,
+) -> tuple[Any, str]:
+    """``(callable, source)`` for checked arguments; ``updates`` as for :func:`_generate`,
+    ``wrap`` as for :func:`symgrad.matrix.jax.jit_source`."""
     flat, spec = _flatten(outputs)
     flat = push_scalars(simplify(flat))
-    source = _generate(arg_list, flat, spec, name, in_place=backend != "jax")
+    source = _generate(arg_list, flat, spec, name, in_place=backend != "jax", updates=updates)
     if backend == "jax":
         from .jax import jit_source
 
-        return CompiledMatrixFunction(jit_source(source, name), source, arg_list, outputs)
+        return jit_source(source, name, wrap), source
     filename = f"<symgrad-matrix-{next(_counter)}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace = dict(_NAMESPACE)
     exec(compile(source, filename, "exec"), namespace)
-    return CompiledMatrixFunction(namespace[name], source, arg_list, outputs)
+    return namespace[name], source
 
 
 class _Gen:
@@ -556,8 +573,17 @@ def _sum_code(g: _Gen, node: MatAdd) -> str:
     return text
 
 
-def _generate(args: list, flat: list, spec: Any, name: str, in_place: bool = True) -> str:
-    # in_place: reuse dead temporaries' memory (NumPy); JAX arrays are immutable (jax.py)
+def _generate(
+    args: list,
+    flat: list,
+    spec: Any,
+    name: str,
+    in_place: bool = True,
+    updates: dict[int, int] | None = None,
+) -> str:
+    # in_place: reuse dead temporaries' memory (NumPy); JAX arrays are immutable (jax.py).
+    # updates {output position: argument position}: subtract that output from that argument in
+    # place (update.py) and return the argument in the output's place (NumPy only)
     g = _Gen(args, kernels=in_place)
     order = mx.value_nodes(flat)
     for node in order:
@@ -577,6 +603,13 @@ def _generate(args: list, flat: list, spec: Any, name: str, in_place: bool = Tru
             kept.append((target, code))
             needed |= set(_names_in(code))
     kept.reverse()
+    if updates:
+        pairs = [(f"a{i}", out_names[k]) for k, i in updates.items()]
+        kept = place_updates(kept, pairs, len(g.lines))
+        for k, i in updates.items():
+            out_names[k] = f"a{i}"
+        # before the conversion of non-arrays: a converted copy would be updated, not the caller's
+        g.prologue[:0] = [param_check(f"a{i}", str(args[i])) for i in sorted(set(updates.values()))]
 
     def build(s: Any) -> str:
         if isinstance(s, list):
