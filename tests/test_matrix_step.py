@@ -259,3 +259,81 @@ def test_jax_step_equals_the_numpy_step_and_keeps_float32():
     value, news = step(*p32, X.astype(np.float32), Y.astype(np.float32), 0.1)
     assert all(np.asarray(a).dtype == np.float32 for a in news)
     np.testing.assert_allclose(np.asarray(news[0]), want[0], rtol=1e-4, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- scratch arrays
+W = sp.MatrixSymbol("W", 200, 90)
+Xb = sp.MatrixSymbol("X", 90, B)
+
+
+def _scratch_program():
+    """Outputs that hold pooled memory directly, through a view and after in-place writes."""
+    Z = mx.matmul(W, Xb)  # a product: pooled unless its memory reaches an output
+    H = mx.tanh(Z)  # written into Z's memory
+    G = mx.matmul(mx.hadamard(H, H), mx.transpose(Xb))  # internal products, pooled
+    outputs = [H, mx.transpose(mx.tanh(mx.scale(2, Z))), G, mx.sumsq(mx.matmul(W, Xb))]
+    return mx.compile_matrix(outputs, [W, Xb])
+
+
+def _scratch_reference(w, x):
+    z = w @ x
+    h = np.tanh(z)
+    return [h, np.tanh(2 * z).T, (h * h) @ x.T, np.sum(z * z)]
+
+
+def test_scratch_arrays_never_reach_the_results():
+    f = _scratch_program()
+    assert "_scratch(" in f.source
+    w = RNG.normal(size=(200, 90)) * 0.1
+    results = []
+    for batch in (300, 50, 300, 120, 300):  # pooled, too small to pool, pooled again, resized
+        x = RNG.normal(size=(90, batch))
+        results.append((f(w, x), _scratch_reference(w, x)))
+    for got, want in results:  # earlier results are untouched by later calls
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_scratch_arrays_keep_the_dtype_numpy_would_choose():
+    f = _scratch_program()
+    w = RNG.normal(size=(200, 90)) * 0.1
+    x = RNG.normal(size=(90, 200))
+    for wv, xv, dtype in (
+        (w.astype(np.float32), x.astype(np.float32), np.float32),
+        (w.astype(np.float32), x, np.float64),  # mixed: NumPy promotes, no scratch array
+        (w, x, np.float64),
+    ):
+        got = f(wv, xv)
+        assert got[0].dtype == dtype and got[2].dtype == dtype
+        want = _scratch_reference(wv, xv)
+        tol = 1e-4 if dtype == np.float32 else 1e-12
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+def test_scratch_arrays_are_per_thread():
+    import threading
+
+    f = _scratch_program()
+    w = RNG.normal(size=(200, 90)) * 0.1
+    xs = [RNG.normal(size=(90, 250)) for _ in range(4)]
+    wants = [_scratch_reference(w, x) for x in xs]
+    errors = []
+
+    def work(k):
+        for _ in range(30):
+            got = f(w, xs[k])
+            if not all(np.allclose(a, b, rtol=1e-12) for a, b in zip(got, wants[k], strict=True)):
+                errors.append(k)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
+def test_small_fixed_shapes_are_not_pooled():
+    P, Q = sp.MatrixSymbol("P", 20, 30), sp.MatrixSymbol("Q", 30, 40)
+    assert "_scratch" not in mx.compile_matrix(mx.sumsq(mx.matmul(P, Q)), [P, Q]).source
