@@ -59,10 +59,11 @@ class _Terms:
     output may average its terms layer by layer (``mean(a*b + c*d) = mean(a*b) + mean(c*d)``),
     each layer a fused ``_gather_mean``. Anywhere else it is printed as a plain sum."""
 
-    __slots__ = ("kids", "node")
+    __slots__ = ("kids", "node", "positions")
 
-    def __init__(self, node: sp.Basic, kids: list) -> None:
+    def __init__(self, node: sp.Basic, kids: list, positions: list[int] | None = None) -> None:
         self.node, self.kids = node, kids
+        self.positions = positions if positions is not None else [None] * len(kids)
 
 
 class Fuser:
@@ -100,14 +101,19 @@ class Fuser:
         self._stacked: dict[tuple[int, ...], str] = {}
         #: the vector-entry names printed so far (entries read only through slices are not)
         self.used: set[str] = set()
+        #: ``packed(kids, positions, lines)``: a stacked text from packs, or None (``pack.py``)
+        self.packed: Any = None
 
-    def _mark(self, kids: list) -> None:
+    def _mark(self, kids: list, into: set | None = None) -> None:
+        used = self.used if into is None else into
         for k in kids:
             if type(k) is str:
                 if k in self.elements:
-                    self.used.add(k)
+                    used.add(k)
+            elif type(k) is Inlined:
+                used.update(k.marks)
             elif isinstance(k, sp.Basic) and not k.is_Number:  # a shadow: -name, a tuple, ...
-                self.used.update(s.name for s in k.free_symbols if s.name in self.elements)
+                used.update(s.name for s in k.free_symbols if s.name in self.elements)
 
     def text(self, kid: Any) -> str:
         """A factor as text: a pair is printed as a plain product."""
@@ -118,8 +124,19 @@ class Fuser:
             return kid
         return _doprint(self.printer, kid)
 
-    def node(self, node: sp.Basic, kids: list) -> str:
-        """``node`` printed over ``kids``; a sum of many single-use products becomes a ``_dot``."""
+    def node(self, node: sp.Basic, kids: list, inline: bool = False) -> str:
+        """``node`` printed over ``kids``; a sum of many single-use products becomes a ``_dot``.
+
+        With ``inline`` (a node printed inside its reader), the vector entries it names are
+        marked as read only when its text is (see :class:`Inlined`): a reader that computes it
+        otherwise (a pack) does not unpack them.
+        """
+        if inline and not any(type(k) in (_Pair, _Terms) for k in kids):
+            marks: set[str] = set()
+            self._mark(kids, marks)
+            out = Inlined.of(_print_node(self.printer, self.templates, node, kids), node)
+            out.marks = frozenset(marks)
+            return out
         if any(type(k) is _Terms for k in kids):
             kids = [self.text(k) if type(k) is _Terms else k for k in kids]
         pairs = [k for k in kids if type(k) is _Pair]
@@ -137,20 +154,27 @@ class Fuser:
         self._mark(kids)
         return _print_node(self.printer, self.templates, node, kids)
 
-    def stacked(self, shape: tuple[int, ...], kids: list, mean: bool = False) -> str:
+    def stacked(
+        self, shape: tuple[int, ...], kids: list, mean: bool = False, at: list | None = None
+    ) -> str:
         """A rectangular output of ``shape`` from its flat leaves: ``_stack`` or ``_gather``.
 
         With ``mean``, the output's batch mean (``_gather_mean`` never forms the per-sample
         products: their means are entries of one matrix product); entries that are sums
-        (:class:`_Terms`) are averaged term by term, one fused layer per term.
+        (:class:`_Terms`) are averaged term by term, one fused layer per term. ``at``: the
+        leaves' positions in the program (None where unknown), for :attr:`packed`.
         """
+        placed = [None] * len(kids) if at is None else at
         if mean and any(type(k) is _Terms for k in kids):
-            terms = [_layered(k) for k in kids]
+            terms = [_layered(k, a) for k, a in zip(kids, placed, strict=True)]
             layers = [
-                [t[j] if j < len(t) else sp.S.Zero for t in terms]
+                [t[j] if j < len(t) else (sp.S.Zero, None) for t in terms]
                 for j in range(max(len(t) for t in terms))
             ]
-            return " + ".join(f"({self.stacked(shape, layer, True)})" for layer in layers)
+            return " + ".join(
+                f"({self.stacked(shape, [k for k, _ in layer], True, [a for _, a in layer])})"
+                for layer in layers
+            )
         pairs = [k for k in kids if type(k) is _Pair]
         if len(pairs) < FUSE_MIN:
             text = f"_stack({shape}, [{', '.join(self.text(k) for k in kids)}])"
@@ -173,9 +197,13 @@ class Fuser:
         g = f"_g{len(self.constants)}"
         where = (at, sides[0][1], sides[1][1], rest)
         self.constants.append(f"{g} = ({', '.join(_index_text(w) for w in where)})")
-        others = ", ".join(self.text(kids[pos]) for pos in rest)
+        others = None
+        if self.packed is not None and len(rest) >= FUSE_MIN and None not in placed:
+            others = self._shared([kids[p] for p in rest], tuple(placed[p] for p in rest))
+        if others is None:
+            others = f"[{', '.join(self.text(kids[pos]) for pos in rest)}]"
         call = "_gather_mean" if mean else "_gather"
-        return f"{call}({shape}, {g}, [{others}], {sides[0][0]}, {sides[1][0]})"
+        return f"{call}({shape}, {g}, {others}, {sides[0][0]}, {sides[1][0]})"
 
     def _factors(self, pairs: list[_Pair], side: int) -> str:
         """One side's factors as one stacked operand: a slice, or a shared stacked list."""
@@ -183,25 +211,49 @@ class Fuser:
         run = _run([self.elements.get(k) if type(k) is str else None for k in kids])
         if run is not None:
             return run
-        key = tuple(p.positions[side] for p in pairs)
+        return self._shared(kids, tuple(p.positions[side] for p in pairs))
+
+    def _shared(self, kids: list, key: tuple) -> str:
+        # the nodes at positions ``key`` stacked once, in a statement every reader shares
         name = self._stacked.get(key)
         if name is None:
             name = self._stacked[key] = f"_v{len(self._stacked)}"
-            self.lines.append(f"{name} = _rows([{', '.join(self.text(k) for k in kids)}])")
+            self.lines.append(f"{name} = {self.rows_text(kids, list(key))}")
         return name
 
+    def rows_text(self, kids: list, at: list | None = None) -> str:
+        """``kids`` stacked along a new first axis: ``_rows([...])``, or the packs' columns.
 
-def _layered(kid: Any) -> list:
-    # An entry's terms in the order its layer is chosen: products of two computed factors
-    # first, then other terms, then products with a number (an L2 term's c*p) last, so that
-    # alike terms of many entries meet in one layer (c*p[k] for every k: one slice of p).
+        Args:
+            kids: printed forms.
+            at: their positions in the program (None where unknown), for :attr:`packed`.
+        """
+        if self.packed is not None and at is not None:
+            text = self.packed(kids, at, self.lines)
+            if text is not None:
+                return text
+        if len(kids) >= FUSE_MIN and all(isinstance(k, sp.Basic) and k.is_Number for k in kids):
+            # numbers only (an L2 term's coefficients): one module-level array
+            name = f"_K{sum(1 for c in self.constants if c.startswith('_K'))}"
+            values = ", ".join(_doprint(self.printer, k) for k in kids)
+            self.constants.append(f"{name} = _rows([{values}])")
+            return name
+        return f"_rows([{', '.join(self.text(k) for k in kids)}])"
+
+
+def _layered(kid: Any, position: int | None) -> list[tuple[Any, int | None]]:
+    # An entry's terms (with their positions) in the order its layer is chosen: products of
+    # two computed factors first, then other terms, then products with a number (an L2 term's
+    # c*p) last, so that alike terms of many entries meet in one layer (c*p[k] for every k:
+    # one slice of p).
     if type(kid) is not _Terms:
-        return [kid]
+        return [(kid, position)]
     rank = [
         0 if type(k) is _Pair and not _has_number(k) else 2 if type(k) is _Pair else 1
         for k in kid.kids
     ]
-    return [k for _, k in sorted(zip(rank, kid.kids, strict=True), key=lambda rk: rk[0])]
+    terms = zip(rank, kid.kids, kid.positions, strict=True)
+    return [(k, a) for _, k, a in sorted(terms, key=lambda rk: rk[0])]
 
 
 def _has_number(pair: _Pair) -> bool:

@@ -36,7 +36,8 @@ from sympy.printing.numpy import JaxPrinter
 from ..errors import ArgumentError, DtypeError, ShapeError, UnsupportedFunctionError, require
 from ..inputs import describe
 from . import runtime as rt
-from .fuse import Fuser, _Pair
+from .fuse import Fuser
+from .pack import PackPrinter, pack, statement_printer
 from .plan import Program, describe_args, rectangular, walk
 from .printers import ArrayFunctions, TargetPrinter
 from .pyfloat import arg_names
@@ -138,16 +139,15 @@ def emit(prog: Program, name: str, *, mean: bool = False) -> str:
         f"_a{s[0]}_{s[1]}": (f"_a{s[0]}", s[1]) for s in prog.source if s is not None and s[1] >= 0
     }
     fuser = Fuser(printer, {}, elements)
+    prog = pack(prog)
+    kid: list = []
+    packs = PackPrinter(prog, printer, kid, fuser.text, fuser.constants)
+    fuser.packed = packs.rows_of
 
-    def text_of(i, node, kids):
-        if prog.pair[i]:  # a product read once: its reader may fuse it (_dot, _gather)
-            return _Pair(node, kids, prog.args_of[i]), ()
-        text = fuser.node(node, kids)
-        lines, fuser.lines = fuser.lines, []
-        return text, lines
+    text_of = statement_printer(prog, fuser, packs, mean)
 
     slots = [f"_t{k}" for k in range(prog.n_slots)]
-    body, kid = walk(prog, arg_names(prog), slots, text_of)
+    body, kid = walk(prog, arg_names(prog), slots, text_of, kid)
 
     def build(s: Any, top: bool) -> str:
         if isinstance(s, int):
@@ -157,7 +157,8 @@ def emit(prog: Program, name: str, *, mean: bool = False) -> str:
             inner = ", ".join(build(item, False) for item in s)
             return f"({inner}{',' if len(s) == 1 else ''})"
         shape, flat = rectangular(s)
-        stacked = fuser.stacked(shape, [kid[prog.outs[j]] for j in flat], mean=mean)
+        at = [prog.outs[j] for j in flat]
+        stacked = fuser.stacked(shape, [kid[a] for a in at], mean=mean, at=at)
         return f"_cast({stacked}, _dtype)"
 
     ret = build(prog.spec, prog.top)
@@ -325,10 +326,13 @@ def runtime() -> dict[str, Any]:
     """What generated JAX code calls, by name: codegen.runtime's fused operations on jax.numpy.
 
     >>> sorted(runtime())[:3]
-    ['_batch_mean', '_dot', '_gather']
+    ['_batch_mean', '_cat', '_dot']
     """
     jnp = import_jax().numpy
-    fused = (rt._rows, rt._stack, rt._dot, rt._gather, rt._gather_mean, rt._batch_mean)
+    fused = (
+        rt._rows, rt._stack, rt._dot, rt._gather, rt._gather_mean, rt._batch_mean, rt._last,
+        rt._first, rt._join, rt._total, rt._cat, rt._mm,
+    )  # fmt: skip
     return {
         **{f.__name__: functools.partial(f, xp=jnp) for f in fused},
         "_indices": rt._indices,

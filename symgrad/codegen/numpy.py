@@ -28,8 +28,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .fuse import Fuser, _Pair, _Terms
-from .plan import INLINED, Program, rectangular, walk
+from .fuse import Fuser
+from .pack import PackPrinter, pack, statement_printer
+from .plan import Program, rectangular, walk
 from .printers import NumPyTargetPrinter
 from .pyfloat import arg_names, emit_body
 
@@ -83,7 +84,7 @@ def emit(
         lines.append(f"    _o = _kernel({', '.join(params)})")
         lines.append(f"    return {_build(prog.spec, prog.top, lambda j: f'_o[{j}]', rows=True)}")
     else:
-        body, used = _numpy_body(prog, mean, constants)
+        body, used = _numpy_body(pack(prog), mean, constants)
         # NumPy's broadcast failure, anywhere in the body, is a ShapeError naming the shapes
         lines.append("    try:")
         lines += [f"    {ln}" for ln in [*_unpack(prog, constants, used), *body]]
@@ -130,22 +131,13 @@ def _numpy_body(prog: Program, mean: bool, constants: list[str]) -> tuple[list[s
         f"_a{s[0]}_{s[1]}": (f"_a{s[0]}", s[1]) for s in prog.source if s is not None and s[1] >= 0
     }
     fuser = Fuser(printer, {}, elements)
-    pair = prog.pair
-    # batch-mean leaves read nowhere else: their sums may be averaged term by term
-    leaves = {o for o in prog.outs if prog.kind[o] == INLINED} if mean else set()
-
-    def text_of(i, node, kids):
-        if pair[i]:
-            # a product read once: printed by its reader, which may fuse it (_dot, _gather)
-            return _Pair(node, kids, prog.args_of[i]), ()
-        if i in leaves and node.is_Add and any(type(k) is _Pair for k in kids):
-            return _Terms(node, kids), ()  # a batch mean may average it term by term
-        text = fuser.node(node, kids)
-        lines, fuser.lines = fuser.lines, []
-        return text, lines
+    kid: list = []
+    packs = PackPrinter(prog, printer, kid, fuser.text, constants)
+    fuser.packed = packs.rows_of
+    text_of = statement_printer(prog, fuser, packs, mean)
 
     slots = [f"_t{k}" for k in range(prog.n_slots)]
-    body, kid = walk(prog, arg_names(prog), slots, text_of)
+    body, kid = walk(prog, arg_names(prog), slots, text_of, kid)
     out = [f"    {ln}" if t is None else f"    {t} = {ln}" for t, ln in body]
 
     def leaf(j: int) -> str:
@@ -153,7 +145,8 @@ def _numpy_body(prog: Program, mean: bool, constants: list[str]) -> tuple[list[s
 
     def stacked(s: list, m: bool = False) -> str:
         shape, flat = rectangular(s)
-        return fuser.stacked(shape, [kid[prog.outs[j]] for j in flat], mean=m)
+        at = [prog.outs[j] for j in flat]
+        return fuser.stacked(shape, [kid[a] for a in at], mean=m, at=at)
 
     if mean:
         ret = _averaged(prog, leaf, stacked)

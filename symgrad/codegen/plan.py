@@ -20,7 +20,7 @@ Python-float path, JavaScript, ...) then walks the program once and prints it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sympy as sp
@@ -88,6 +88,9 @@ class Program:
     source: list
     outs: list
     pair: list
+    #: groups of isomorphic statements computed as one array each (see ``pack.py``); the
+    #: members of a pack are consecutive in ``order``
+    packs: list = field(default_factory=list)
 
     @property
     def n_statements(self) -> int:
@@ -264,6 +267,14 @@ def plan(outputs: Any, args: Any, base: Linear | None = None) -> Program:
             f"(or substitute values for them first)"
         )
     outs = [dag.index[leaf] for leaf in leaves]
+    return program_of(arg_spec, outputs, spec, top, leaves, order, args_of, source, outs)
+
+
+def program_of(
+    arg_spec: list, outputs: Any, spec: Any, top: bool, leaves: list, order: list,
+    args_of: list, source: list, outs: list, packs: list | None = None,
+) -> Program:  # fmt: skip
+    """The :class:`Program` of a linearised DAG in ``order``: node kinds, slots, fusable pairs."""
     kind, dies = _kinds(order, args_of, source, outs)
     slot, n_slots = _slots(kind, dies)
     pair = [
@@ -272,7 +283,7 @@ def plan(outputs: Any, args: Any, base: Linear | None = None) -> Program:
     ]
     return Program(
         arg_spec, outputs, spec, top, leaves, order, args_of, kind, slot, n_slots, source, outs,
-        pair,
+        pair, packs or [],
     )  # fmt: skip
 
 
@@ -365,7 +376,9 @@ def as_symbol(kid: Any) -> sp.Basic:
     return sp.Symbol(kid) if isinstance(kid, str) else kid
 
 
-def walk(prog: Program, names: list, slots: list[str], text_of: Any) -> tuple[list, list]:
+def walk(
+    prog: Program, names: list, slots: list[str], text_of: Any, kid: list | None = None
+) -> tuple[list, list]:
     """Print every node of ``prog`` once, in order: the common loop of every emitter.
 
     Args:
@@ -374,7 +387,11 @@ def walk(prog: Program, names: list, slots: list[str], text_of: Any) -> tuple[li
         slots: the target's name of each temporary.
         text_of: ``text_of(i, node, kids) -> (text, lines)``: node ``i`` printed over its
             arguments' printed forms (names, :class:`Inlined` texts, SymPy literals or shadows),
-            and any lines the target needs before the statement that reads it.
+            and any lines the target needs before the statement that reads it. A statement
+            whose text is None gets no line: ``text_of`` has put its printed form in ``kid``
+            (a pack member, read as a column of its pack at every use).
+        kid: the list to fill with each node's printed form (initially ``names``), given when
+            ``text_of`` reads the printed forms of nodes other than its arguments.
 
     Returns:
         ``(body, kid)``: the body as ``(slot name or None, text)`` pairs (None: a line of its
@@ -389,7 +406,10 @@ def walk(prog: Program, names: list, slots: list[str], text_of: Any) -> tuple[li
     >>> body
     [('t0', 'exp(x)')]
     """
-    kid: list[Any] = list(names)
+    if kid is None:
+        kid = list(names)
+    else:
+        kid[:] = names
     body: list[tuple[str | None, str]] = []
     order, args_of, kind = prog.order, prog.args_of, prog.kind
     for i, node in enumerate(order):
@@ -406,6 +426,8 @@ def walk(prog: Program, names: list, slots: list[str], text_of: Any) -> tuple[li
         body += [(None, ln) for ln in lines]
         if k == INLINED:
             kid[i] = Inlined.of(text, node) if type(text) is str else text
+            continue
+        if text is None:
             continue
         kid[i] = slots[prog.slot[i]]
         body.append((kid[i], text))

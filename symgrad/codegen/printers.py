@@ -301,6 +301,8 @@ class Inlined(str):
     """The text of a node printed inside its only reader, with the node's precedence."""
 
     prec: int = 0
+    #: the vector-entry names the text reads (marked as read where the text is printed)
+    marks: frozenset = frozenset()
 
     @classmethod
     def of(cls, text: str, node: sp.Basic) -> Inlined:

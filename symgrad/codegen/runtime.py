@@ -233,6 +233,49 @@ def _dot(left: list, right: list, xp=np):
     return (_lift(a, nd) * _lift(b, nd)).sum(axis=0)
 
 
+def _last(vector, xp=np):
+    # a vector argument with its entries on the last axis, after any batch axes (as in packs,
+    # see pack.py): the entries of one member broadcast against batch values from the right
+    if vector.ndim <= 2:
+        return vector.T
+    return xp.moveaxis(vector, 0, -1)
+
+
+def _cat(items: list, xp=np):
+    # values of broadcastable shapes stacked along a new last axis (a pack's operand list)
+    return _last(_rows(items, xp), xp)
+
+
+def _first(packed, xp=np):
+    # a pack's columns as rows: members on the first axis, the batch axes after (``_rows``)
+    return packed.T if packed.ndim <= 2 else xp.moveaxis(packed, -1, 0)
+
+
+def _join(parts: list, xp=np):
+    # stacked rows (members first) of broadcastable batch shapes, one after another
+    batch = parts[0].shape[1:]
+    if all(p.shape[1:] == batch for p in parts):
+        return xp.concatenate(parts)
+    parts = [xp.asarray(p) for p in parts]
+    nd = max(p.ndim for p in parts)
+    parts = [_lift(p, nd) for p in parts]
+    batch = np.broadcast_shapes(*[p.shape[1:] for p in parts])
+    return xp.concatenate([xp.broadcast_to(p, p.shape[:1] + batch) for p in parts])
+
+
+def _total(packed, xp=np):
+    # the sum of a pack's members (a sum of many isomorphic terms)
+    return packed.sum(axis=-1)
+
+
+def _mm(operands, weights, xp=np):
+    # sum_i operands[..., i] * weights[..., i, k] for every k: one matrix product (weights of a
+    # batched vector argument carry the batch axes first)
+    if weights.ndim == 2:
+        return operands @ weights
+    return (operands[..., None, :] @ weights)[..., 0, :]
+
+
 def _placed(at, rest, first, second, xp=np):
     # rows first[k] at places at[k] and second[k] at rest[k], in one array
     if xp is np:
@@ -269,6 +312,13 @@ def _gather_mean(shape, where, items: list, left: list, right: list, xp=np):
     # left[i] * right[j] over the batch is entry (i, j) of one matrix product, left @ right.T.
     at, li, ri, rest = where
     a, b = _rows(left, xp), _rows(right, xp)
+    if a.ndim == b.ndim == 2 and a.shape[1] == b.shape[1]:  # one batch axis of one length
+        n = a.shape[1]
+        others = _rows(items, xp) if len(items) else None
+        if n and (others is None or others.shape[1:] == (n,)):
+            pairs = (a @ b.T)[li, ri] / n
+            others = pairs[:0] if others is None else others.mean(axis=1)
+            return _placed(at, rest, pairs, others, xp).reshape(shape)
     nd = max(a.ndim, b.ndim)
     if nd == 1:  # the products have no batch axes
         return _batch_mean(_gather(shape, where, items, a, b, xp), len(shape), xp)
@@ -358,6 +408,12 @@ HELPERS = {
         _dot,
         _gather,
         _gather_mean,
+        _last,
+        _first,
+        _join,
+        _total,
+        _cat,
+        _mm,
         _indices,
         _picker,
         _batch_mean,
