@@ -821,10 +821,13 @@ def value_and_grad(
     wrt = _check_args(wrt)
     grads = matrix_grad(f, wrt)
     if args is None:
-        others = [
-            n
-            for n in mx.value_nodes([f])
-            if isinstance(n, (MatrixSymbol, sp.Symbol)) and n not in wrt
-        ]
-        args = [*wrt, *others]
+        args = _default_args(f, wrt)
     return compile_matrix([f, list(grads)], args, name="symgrad_value_and_grad", backend=backend)
+
+
+def _default_args(f: sp.Basic, wrt: list) -> list:
+    """``wrt`` followed by the other symbols of ``f`` in order of appearance."""
+    others = [
+        n for n in mx.value_nodes([f]) if isinstance(n, (MatrixSymbol, sp.Symbol)) and n not in wrt
+    ]
+    return [*wrt, *others]

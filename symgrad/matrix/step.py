@@ -29,7 +29,7 @@ from ..codegen.compile import check_name
 from ..errors import ArgumentError, BackendUnavailableError, InputTypeError, OptionError, ShapeError
 from ..inputs import check_choice
 from . import expr as mx
-from .codegen import _build, _check_args
+from .codegen import _build, _check_args, _default_args
 from .update import param_error
 from .vjp import grad as matrix_grad
 
@@ -142,12 +142,7 @@ def sgd_step(
             raise ShapeError(f"flat=True needs parameters of fixed shape; {p} has shape {p.shape}")
     grads = matrix_grad(f, wrt)
     if args is None:
-        others = [
-            n
-            for n in mx.value_nodes([f])
-            if isinstance(n, (MatrixSymbol, sp.Symbol)) and n not in wrt
-        ]
-        args = [*wrt, *others]
+        args = _default_args(f, wrt)
     arg_list = _check_args(args)
     missing = [p for p in wrt if p not in arg_list]
     if missing:
