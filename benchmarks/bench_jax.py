@@ -12,13 +12,15 @@ Workloads (float64, JAX's 64-bit mode on, as in peers.py):
   ``value_and_grad(loss + ALPHA * sum(p^2), params, [x1, x2, y, params], backend="jax",
   reduce="mean")`` called inside the user's own ``jax.jit`` step.
 * ``demo``, matrix path: the same network as ``symgrad.nn.Dense`` layers (the L2 term in the
-  loss), two symgrad contenders: ``matrix.value_and_grad(..., backend="jax")`` inside the user's
-  own ``jax.jit`` step (``symgrad jax``), and ``matrix.sgd_step(..., backend="jax")``, symgrad's
-  own step: one jitted function with the update inside and the parameter buffers donated
-  (``symgrad sgd_step``).
+  loss), three symgrad contenders: ``matrix.value_and_grad(..., backend="jax")`` inside the
+  user's own ``jax.jit`` step (``symgrad jax``); ``matrix.sgd_step(..., backend="jax")``,
+  symgrad's own step, one jitted function with the update inside, parameters as separate
+  arrays (``symgrad sgd_step``); the same with ``flat=True``, the parameters as one vector
+  like the hand-written step's (``symgrad sgd_step flat``).
 * ``784``: the 784-256-10 tanh MLP with softmax cross-entropy, batch 256, SGD. Hand-written:
-  ``bench_matrix.make_jax`` (its inputs on the device once, as for symgrad). symgrad: the
-  matrix path, the same two contenders.
+  ``bench_matrix.make_jax`` (parameters as separate arrays; its inputs on the device once, as
+  for symgrad; it used to get NumPy arrays, converted on every call). symgrad: the matrix
+  path, the same three contenders.
 
 Setup is split into symgrad's derive + compile (Python) and the first call of the jitted step
 (tracing + XLA compilation), which both sides pay. Steps are timed in ``--rounds`` rounds of

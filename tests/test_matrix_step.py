@@ -76,7 +76,8 @@ def _data(sizes, loss, batch):
 def test_steps_follow_hand_written_backprop(sizes, loss):
     f, params, args = _mlp(sizes, loss)
     step = mx.sgd_step(f, params, args)
-    assert "_sub_product(" in step.source  # weight gradients go straight into the weights
+    # large weight gradients go straight into the weights (small ones: NumPy is faster)
+    assert ("_sub_product(" in step.source) == (sizes[0] * sizes[1] >= update.GEMM_FROM)
     ps = [RNG.normal(size=p.shape) * 0.3 for p in params]
     hand = [p.copy() for p in ps]
     X, Y = _data(sizes, loss, 11)
@@ -100,14 +101,19 @@ def _outside(f, params, args, values, lr):
     return value, news
 
 
-n = 6
+n = 70  # 4900 entries: the products take the BLAS gemm path (update.GEMM_FROM)
 A, Bm, C = (sp.MatrixSymbol(s, n, n) for s in "ABC")
-x = sp.MatrixSymbol("x", n, 1)
+x, Xd = sp.MatrixSymbol("x", n, 1), sp.MatrixSymbol("X", n, 90)
 
 
 @pytest.mark.parametrize(
     ("f", "params", "args"),
     [
+        # both gradients are products of two factors: BLAS gemm into the parameters
+        (mx.sumsq(mx.matmul(Bm, mx.tanh(mx.matmul(A, Xd)))), [A, Bm], [A, Bm, Xd]),
+        # a factor of each gradient is the other parameter: no gemm into a parameter whose
+        # value the other update still reads
+        (mx.sumsq(mx.matmul(A, Bm)), [A, Bm], [A, Bm]),
         # B A reads A after A's own gradient may be known: A's update must wait for it
         (mx.sumsq(mx.matmul(A, x)) + mx.sumsq(mx.matmul(Bm, A)), [A, Bm], [A, Bm, x]),
         # a product of the parameter with itself: the fused update would read what it writes
@@ -125,9 +131,11 @@ x = sp.MatrixSymbol("x", n, 1)
     ],
 )
 def test_updates_wait_for_the_parameters_last_reader(f, params, args):
-    values = [RNG.normal(size=a.shape) for a in args]
+    values = [RNG.normal(size=a.shape) / 4 for a in args]
     want_value, want = _outside(f, params, args, values, 0.3)
     step = mx.sgd_step(f, params, args)
+    if Xd in args:
+        assert "_sub_product(" in step.source
     value, _ = step(*values, 0.3)
     assert value == pytest.approx(float(want_value), rel=1e-12)
     for got, ref in zip(values, want, strict=True):
@@ -153,6 +161,7 @@ def test_flat_parameters_are_views_into_one_vector():
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("with_scipy", [True, False])
 def test_sub_product_equals_numpy(layout, dtype, with_scipy, monkeypatch):
+    monkeypatch.setattr(update, "GEMM_FROM", 0)  # BLAS for these small arrays too
     if not with_scipy:
         monkeypatch.setattr(update, "_GEMM", {})
     elif not update._gemm_functions():
@@ -172,7 +181,8 @@ def test_sub_product_equals_numpy(layout, dtype, with_scipy, monkeypatch):
         np.testing.assert_allclose(p, want, rtol=tol, atol=tol)
 
 
-def test_sub_product_keeps_ieee_results_where_blas_would_not():
+def test_sub_product_keeps_ieee_results_where_blas_would_not(monkeypatch):
+    monkeypatch.setattr(update, "GEMM_FROM", 0)
     p = np.ones((3, 3))
     y = np.full((3, 3), np.nan)
     sub_product(p, np.eye(3), y, 0.0)  # 0 * NaN is NaN; BLAS with alpha = 0 skips the product
@@ -181,6 +191,20 @@ def test_sub_product_keeps_ieee_results_where_blas_would_not():
     want = p - 2.0 * (p @ p.T)
     sub_product(p, p, p.T, 2.0)  # the factors are the array being written
     np.testing.assert_allclose(p, want, rtol=1e-13)
+
+
+def test_place_updates_moves_a_product_after_the_parameters_last_reader():
+    # a0's gradient a2 @ a3 is known before a0 is read: the gemm into a0 must wait
+    kept = [("t0", "a2 @ a3"), ("t1", "a0 * a4"), ("t2", "t1.sum()")]
+    out = place_updates(kept, [("a0", "t0")], fresh=3)
+    assert out == [("t1", "a0 * a4"), ("a0", "_sub_product(a0, a2, a3, 1.0)"), ("t2", "t1.sum()")]
+    # the same for a parameter too small for BLAS: a plain subtraction, also after the read
+    out = place_updates(kept, [("a0", "t0")], fresh=3, small=frozenset({"a0"}))
+    assert out[:3] == [
+        ("t0", "a2 @ a3"),
+        ("t1", "a0 * a4"),
+        ("a0", "numpy.subtract(a0, t0, out=a0)"),
+    ]
 
 
 def test_place_updates_copies_a_gradient_that_is_a_view_of_a_parameter():

@@ -74,7 +74,7 @@ from ..inputs import check_choice
 from . import expr as mx
 from .expr import Broadcast, Commutation, LogDet, LogSumExp, Map, Softmax, SumAll, SumAxis
 from .simplify import push_scalars, simplify
-from .update import param_check, param_error, place_updates, sub_product
+from .update import GEMM_FROM, param_check, param_error, place_updates, sub_product
 from .vjp import grad as matrix_grad
 
 __all__ = ["CompiledMatrixFunction", "compile_matrix", "value_and_grad"]
@@ -633,7 +633,12 @@ def _generate(
     kept.reverse()
     if updates:
         pairs = [(f"a{i}", out_names[k]) for k, i in updates.items()]
-        kept = place_updates(kept, pairs, len(g.lines))
+        small = frozenset(
+            f"a{i}"
+            for i in updates.values()
+            if (size := sp.Mul(*args[i].shape)).is_Integer and int(size) < GEMM_FROM
+        )
+        kept = place_updates(kept, pairs, len(g.lines), small)
         for k, i in updates.items():
             out_names[k] = f"a{i}"
         # before the conversion of non-arrays: a converted copy would be updated, not the caller's

@@ -34,6 +34,9 @@ _TEMP = re.compile(r"t\d+")
 _PRODUCT = re.compile(r"^(?:(\w+|\(.+\)) \* \()?(\w+) @ (\w+)(\))?$")
 
 _GEMM: dict[Any, Any] | None = None
+#: parameters with fewer entries are updated by NumPy: SciPy's wrapper costs about a microsecond
+#: more per call, which the saved pass over the parameter pays back from about 64 x 64 (measured)
+GEMM_FROM = 4096
 
 
 def _gemm_functions() -> dict[Any, Any]:
@@ -71,7 +74,7 @@ def sub_product(p: np.ndarray, x: np.ndarray, y: np.ndarray, c: Any = 1.0) -> np
     >>> sub_product(p, np.ones((2, 4)), np.ones((4, 3)), 2.0).tolist()
     [[-8.0, -8.0, -8.0], [-8.0, -8.0, -8.0]]
     """
-    gemm = _gemm_functions().get(p.dtype)
+    gemm = _gemm_functions().get(p.dtype) if p.size >= GEMM_FROM else None
     if (
         gemm is not None
         and x.dtype == p.dtype
@@ -137,7 +140,10 @@ def _is_view(code: str) -> bool:
 
 
 def place_updates(
-    kept: list[tuple[str, str]], updates: list[tuple[str, str]], fresh: int
+    kept: list[tuple[str, str]],
+    updates: list[tuple[str, str]],
+    fresh: int,
+    small: frozenset[str] = frozenset(),
 ) -> list[tuple[str, str]]:
     """``kept`` with ``p -= g`` for every ``(p, g)`` in ``updates``, each as early as it is safe.
 
@@ -147,7 +153,8 @@ def place_updates(
     a ``g`` that is a view of a parameter is copied where it is made. When ``g`` is a product
     ``c * (x @ y)`` that nothing else reads, and neither factor is a view of another parameter,
     the product itself moves to the update's place as :func:`sub_product` (``g`` is never
-    stored). ``fresh`` is the first unused temporary number.
+    stored); not for the parameters in ``small`` (fewer than :data:`GEMM_FROM` entries), where
+    the call would cost more than it saves. ``fresh`` is the first unused temporary number.
     """
     kept = list(kept)
     params = [p for p, _ in updates]
@@ -189,6 +196,7 @@ def place_updates(
         others = {n for q in params if q != p for n in alias[q]}
         if (
             m
+            and p not in small
             and bool(m.group(1)) == bool(m.group(4))
             and sum(h == given for _, h in updates) == 1
             and readers.get(g) is None
