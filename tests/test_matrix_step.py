@@ -358,6 +358,10 @@ def test_scratch_arrays_are_per_thread():
     assert not errors
 
 
-def test_small_fixed_shapes_are_not_pooled():
+def test_small_and_huge_fixed_shapes_are_not_pooled():
     P, Q = sp.MatrixSymbol("P", 20, 30), sp.MatrixSymbol("Q", 30, 40)
     assert "_scratch" not in mx.compile_matrix(mx.sumsq(mx.matmul(P, Q)), [P, Q]).source
+    P, Q = sp.MatrixSymbol("P", 2000, 3), sp.MatrixSymbol("Q", 3, 2000)  # 4 M entries
+    assert "_scratch" not in mx.compile_matrix(mx.sumsq(mx.matmul(P, Q)), [P, Q]).source
+    P, Q = sp.MatrixSymbol("P", 200, 3), sp.MatrixSymbol("Q", 3, 200)
+    assert "_scratch" in mx.compile_matrix(mx.sumsq(mx.matmul(P, Q)), [P, Q]).source

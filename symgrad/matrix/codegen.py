@@ -679,6 +679,9 @@ _PAIR = re.compile(r"^(\w+) @ (\w+)$")
 #: results with at least this many entries (128 KiB of float64) go to the workspace: smaller
 #: blocks come from the allocator's free lists, and a scratch lookup costs about 0.5 us
 POOLED_FROM = 16384
+#: ... and at most this many (16 MiB of float64): a function called once on a large batch (a
+#: prediction over a whole data set) would otherwise keep that much memory for its lifetime
+POOLED_UP_TO = 1 << 21
 _UFUNC = {"+": "add", "-": "subtract", "*": "multiply"}
 
 
@@ -696,11 +699,11 @@ def _reuse_memory(
 
     ``sizes`` (target -> code for its number of entries) turns on the workspace: a product or
     entrywise result that allocates, does not reach an output (directly, through views or
-    through later in-place writes) and has at least :data:`POOLED_FROM` entries is written into
-    a scratch array kept between calls (``_scratch``, one set per thread). glibc hands large
-    freed blocks back to the system when they sit at the top of the heap, so a step whose
-    temporaries are all freed would fault them in again on every call (measured: 362 page
-    faults and +9% on the 784-256-10 step run alone).
+    through later in-place writes) and has :data:`POOLED_FROM` to :data:`POOLED_UP_TO` entries
+    is written into a scratch array kept between calls (``_scratch``, one set per thread).
+    glibc hands large freed blocks back to the system when they sit at the top of the heap,
+    so a step whose temporaries are all freed would fault them in again on every call
+    (measured: 362 page faults and +12% on the 784-256-10 step run alone).
     """
     last: dict[str, int] = {}
     for i, (_, code) in enumerate(kept):
@@ -752,10 +755,12 @@ def _reuse_memory(
         if sizes is None or target in escaped or target not in sizes:
             return None
         size = sizes[target]
-        if size.isdigit() and int(size) < POOLED_FROM:
+        if size.isdigit() and not POOLED_FROM <= int(size) <= POOLED_UP_TO:
             return None
         call = f"_scratch(_pool, {i}, {shape}, {', '.join(operands)})"
-        return call if size.isdigit() else f"{call} if {size} >= {POOLED_FROM} else None"
+        if size.isdigit():
+            return call
+        return f"{call} if {POOLED_FROM} <= {size} <= {POOLED_UP_TO} else None"
 
     out: list[str] = []
     for i, ((target, code), form) in enumerate(zip(kept, forms, strict=True)):
