@@ -365,3 +365,22 @@ def test_small_and_huge_fixed_shapes_are_not_pooled():
     assert "_scratch" not in mx.compile_matrix(mx.sumsq(mx.matmul(P, Q)), [P, Q]).source
     P, Q = sp.MatrixSymbol("P", 200, 3), sp.MatrixSymbol("Q", 3, 200)
     assert "_scratch" in mx.compile_matrix(mx.sumsq(mx.matmul(P, Q)), [P, Q]).source
+
+
+def test_no_in_place_write_into_an_array_whose_view_is_read_later():
+    from symgrad.matrix.codegen import _reuse_memory
+
+    # t2 is t1's transpose and is read after tanh(t1), t1's last direct reader: tanh must not
+    # write into t1 (t2 would see the new values)
+    kept = [("t1", "a0 @ a1"), ("t2", "t1.T"), ("t3", "numpy.tanh(t1)"), ("t4", "t2 @ a1")]
+    shapes = dict.fromkeys(("t1", "t2", "t3", "t4"), (3, 3))
+    lines = _reuse_memory(kept, shapes, {"t3", "t4"})
+    assert "t3 = numpy.tanh(t1)" in lines and not any("out=t1" in line for line in lines)
+    assert lines[-1] == "del t1, t2"  # both freed once the view's last reader has run
+    source = "def f(a0, a1):\n" + "".join(f"    {line}\n" for line in lines) + "    return t3, t4\n"
+    namespace = {"numpy": np}
+    exec(compile(source, "<test>", "exec"), namespace)  # the generator's own output
+    a0, a1 = RNG.normal(size=(3, 3)), RNG.normal(size=(3, 3))
+    t3, t4 = namespace["f"](a0, a1)
+    np.testing.assert_allclose(t3, np.tanh(a0 @ a1), rtol=1e-14)
+    np.testing.assert_allclose(t4, (a0 @ a1).T @ a1, rtol=1e-14)

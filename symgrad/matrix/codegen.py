@@ -716,6 +716,14 @@ def _reuse_memory(
             code.endswith(".T") or code.startswith("numpy.broadcast_to") or _NAME.fullmatch(code)
         )
     }
+    # an array lives as long as its views: no in-place write into it while a view is read
+    for target, code in reversed(kept):
+        if target not in owned and target in last:
+            for name in _names_in(code):
+                last[name] = max(last.get(name, -1), last[target])
+    dies_at: dict[int, list[str]] = {}
+    for name, i in last.items():
+        dies_at.setdefault(i, []).append(name)
 
     def reusable(name: str, i: int, target: str) -> bool:
         return (
@@ -790,10 +798,7 @@ def _reuse_memory(
             else:
                 line = f"{target} = {product}"
         out.append(line)
-        dead = sorted(
-            (n for n in set(_names_in(code)) if last.get(n) == i and n not in outputs),
-            key=lambda n: int(n[1:]),
-        )
+        dead = sorted((n for n in dies_at.get(i, ()) if n not in outputs), key=lambda n: int(n[1:]))
         if dead:
             out.append(f"del {', '.join(dead)}")
     if any("_scratch(" in line for line in out):
