@@ -491,6 +491,11 @@ def _node_code(g: _Gen, node: sp.Basic) -> str | None:
         rows, cols = (g.dim(d) for d in node.shape)
         return f"numpy.broadcast_to({g.use(node.arg)}, ({rows}, {cols}))"
     if isinstance(node, Softmax):
+        lse = LogSumExp(*node.args)
+        if g.kernels and lse in g.ref:
+            # softmax(z) = exp(z - logsumexp(z)): with the log-sum-exp known (the loss's
+            # forward value), two passes over z instead of five
+            return f"numpy.exp({g.use(node.args[0])} - {g.ref[lse]})"
         return f"_softmax({g.use(node.args[0])}, {node.axis})"
     if isinstance(node, LogSumExp):
         return f"_logsumexp({g.use(node.args[0])}, {node.axis})"
