@@ -16,26 +16,17 @@ from symgrad import matrix as mx
 from symgrad.errors import ArgumentError, InputTypeError, OptionError, ShapeError
 from symgrad.matrix import update
 from symgrad.matrix.update import place_updates, sub_product
+from symgrad.nn.dense import Dense, loss_expression
 
 RNG = np.random.default_rng(5)
 B = sp.Symbol("B", integer=True, positive=True)
 
 
 def _mlp(sizes, loss):
-    params, h = [], sp.MatrixSymbol("X", sizes[0], B)
-    X = h
-    for i in range(len(sizes) - 1):
-        W = sp.MatrixSymbol(f"W_{i + 1}", sizes[i + 1], sizes[i])
-        b = sp.MatrixSymbol(f"b_{i + 1}", sizes[i + 1], 1)
-        params += [W, b]
-        h = mx.add(mx.matmul(W, h), mx.broadcast(b, (sizes[i + 1], B)))
-        if i < len(sizes) - 2:
-            h = mx.tanh(h)
-    Y = sp.MatrixSymbol("Y", sizes[-1], B)
-    if loss == "mse":
-        f = mx.sumsq(mx.sub(h, Y)) / B
-    else:
-        f = (mx.sum(mx.logsumexp(h, axis=0)) - mx.sum(mx.hadamard(Y, h))) / B
+    """``(loss, params, args)`` of a tanh MLP built as ``symgrad.nn.Dense`` layers."""
+    net = Dense(sizes[0], list(sizes[1:]), activation="tanh")
+    f, X, Y = loss_expression(net, "mse" if loss == "mse" else "softmax_cross_entropy")
+    params = net.parameter_symbols()
     return f, params, [*params, X, Y]
 
 
