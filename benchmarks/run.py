@@ -3,6 +3,7 @@
 Usage (from the repository root)::
 
     python benchmarks/run.py [--quick] [--only NAME[,NAME...]] [--no-write] [--write]
+                             [--threads N]
 
 Runs every workload for symgrad and for each installed peer (missing peers are skipped with a
 note), alternating the contenders repetition by repetition so that machine noise hits them
@@ -13,7 +14,9 @@ markers) and the plot ``docs/benchmarks.png`` when every workload ran (or ``--wr
 ``--no-write``.
 
 Workloads: neuron, demo, scaling, lj, check_grad, issue2, setup, width (see
-``docs/benchmarks.md``).
+``docs/benchmarks.md``). ``--threads N`` (default 1) sizes BLAS's and XLA's thread pools for every
+contender (``benchmarks/threads.py``; 0 keeps the libraries' defaults): on a 2-core machine that
+runs anything else, a second BLAS thread waits for a core on every small matrix product.
 """
 
 from __future__ import annotations
@@ -33,8 +36,13 @@ import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-import sympy as sp
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import threads  # before NumPy, PyTorch and JAX size their thread pools
+
+THREADS = threads.pin_from_argv()
+
+import numpy as np  # noqa: E402
+import sympy as sp  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -547,7 +555,7 @@ def _in_child(name: str, h: int) -> dict:
     import json
     import subprocess
 
-    cmd = [sys.executable, str(Path(__file__)), "--child", f"{name}:{h}"]
+    cmd = [sys.executable, str(Path(__file__)), "--child", f"{name}:{h}", "--threads", str(THREADS)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -824,6 +832,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--write", action="store_true", help="write docs/ even with --only (replaces the tables)"
     )
+    ap.add_argument("--threads", type=int, default=1, help="BLAS/XLA threads (0: defaults)")
     ap.add_argument("--child", default="", help=argparse.SUPPRESS)  # NAME:H, one setup
     args = ap.parse_args(argv)
     if args.child:
@@ -842,6 +851,8 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(1)  # threads only fight the other contenders on a small machine
         NOTES.append("PyTorch runs with torch.set_num_threads(1).")
+    pools = str(THREADS) if THREADS else "the libraries' defaults"
+    NOTES.append(f"BLAS and XLA thread pools: {pools} (--threads).")
     t0 = time.perf_counter()
     for name in names:
         BENCHES[name](args.quick)

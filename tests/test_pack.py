@@ -196,3 +196,35 @@ def test_jax_target_packs_too():
         got = f(*values, p)
     np.testing.assert_allclose(np.asarray(got[0]), want[0], rtol=1e-12)
     np.testing.assert_allclose(np.asarray(got[1]), want[1], rtol=1e-11, atol=1e-14)
+
+
+def test_exported_packed_function_runs_without_symgrad(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    for seed in range(24):  # the first random network with a pack
+        loss, params, data = network(seed)
+        f = lambdify([loss, grad(loss, params)], [*data, params], reduce="mean", name="step")
+        if "_P0 = " in f.source:
+            break
+    assert "_P0 = " in f.source
+    f.export(tmp_path / "step_np.py")
+    rng = np.random.default_rng(7)
+    values = [rng.normal(size=11).tolist() for _ in data]
+    p = rng.uniform(-1, 1, len(params)).tolist()
+    code = (
+        "import sys, json\n"
+        "sys.modules['symgrad'] = None\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "import numpy as np, step_np\n"
+        f"v, g = step_np.step(*[np.array(a) for a in {values!r}], np.array({p!r}))\n"
+        "print(json.dumps([float(v), g.tolist()]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True
+    )
+    value, gradient = json.loads(out.stdout)
+    want = f(*[np.array(a) for a in values], np.array(p))
+    assert value == want[0]
+    np.testing.assert_array_equal(gradient, want[1])

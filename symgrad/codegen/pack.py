@@ -114,6 +114,7 @@ def pack(prog: Program, min_rows: int = PACK_MIN) -> Program:
         found.append((members, tree))
         row_of.update((m, (p, r)) for r, m in enumerate(members))
     if not found:
+        prog.classes = cls  # a function of the program: the printer's reductions reuse it
         return prog
     new = _schedule(prog, found, row_of)
     if len(new) != n:  # not a DAG over packs: cannot happen (see the module docstring)
@@ -122,11 +123,13 @@ def pack(prog: Program, min_rows: int = PACK_MIN) -> Program:
     for k, i in enumerate(new):
         at[i] = k
     packs = [Pack([at[m] for m in members], _renumber(tree, at), set()) for members, tree in found]
+    classes = [cls[i] for i in new]
     prog2 = program_of(
         prog.args, prog.outputs, prog.spec, prog.top, prog.leaves, [order[i] for i in new],
         [[at[a] for a in args_of[i]] for i in new], [source[i] for i in new],
-        [at[o] for o in prog.outs], packs,
+        [at[o] for o in prog.outs], packs, [kind[i] for i in new],
     )  # fmt: skip
+    prog2.classes = classes
     _mark_named(prog2)
     return prog2
 
@@ -440,7 +443,7 @@ class PackPrinter:
         self.templates: dict = {}
         self.moved: set[int] = set()
         self.member, self.host = _membership(prog)
-        self.cls: list[int] | None = None  # isomorphism classes, when first needed
+        self.cls: list[int] | None = prog.classes  # isomorphism classes (computed when needed)
         self.outs = set(prog.outs)
 
     def text_of(self, i: int) -> Any:
@@ -454,7 +457,7 @@ class PackPrinter:
         where = self.member.get(i)
         if where is None:
             if prog.kind[i] == INLINED and self.host[i] in self.member:
-                return "", ()
+                return _UNUSED, ()
             return None
         p, row = where
         pk = prog.packs[p]
@@ -620,6 +623,7 @@ def _run(idx: list[int]) -> str | None:
 
 
 _ADD, _ATOM = PRECEDENCE["Add"], PRECEDENCE["Atom"]
+_UNUSED = Inlined("")  # the text of a member's inlined operand (the pack prints the member)
 
 
 def _paren(text: Any, prec: int) -> str:

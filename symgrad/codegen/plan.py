@@ -91,6 +91,8 @@ class Program:
     #: groups of isomorphic statements computed as one array each (see ``pack.py``); the
     #: members of a pack are consecutive in ``order``
     packs: list = field(default_factory=list)
+    #: each node's isomorphism class, when the packing pass computed them
+    classes: list | None = None
 
     @property
     def n_statements(self) -> int:
@@ -273,9 +275,13 @@ def plan(outputs: Any, args: Any, base: Linear | None = None) -> Program:
 def program_of(
     arg_spec: list, outputs: Any, spec: Any, top: bool, leaves: list, order: list,
     args_of: list, source: list, outs: list, packs: list | None = None,
+    kind: list | None = None,
 ) -> Program:  # fmt: skip
-    """The :class:`Program` of a linearised DAG in ``order``: node kinds, slots, fusable pairs."""
-    kind, dies = _kinds(order, args_of, source, outs)
+    """The :class:`Program` of a linearised DAG in ``order``: node kinds, slots, fusable pairs.
+
+    ``kind``: the nodes' kinds when known (the same DAG planned in another order).
+    """
+    kind, dies = _kinds(order, args_of, source, outs, kind)
     slot, n_slots = _slots(kind, dies)
     pair = [
         k == INLINED and node.is_Mul and len(a) == 2
@@ -288,18 +294,21 @@ def program_of(
 
 
 def _kinds(
-    order: list[sp.Basic], args_of: list[list[int]], source: list, outs: list[int]
-) -> tuple[list[int], dict[int, list[int]]]:
+    order: list[sp.Basic], args_of: list[list[int]], source: list, outs: list[int],
+    kind: list[int] | None = None,
+) -> tuple[list[int], dict[int, list[int]]]:  # fmt: skip
     """How each node is printed, and after which statement each statement's value is dead.
 
     Literals are printed in place; shadows (tuples, condition pairs, negations) inside every
     user; a node read exactly once (and small) is inlined into its reader; everything else is
-    a statement.
+    a statement. Given ``kind`` (the same nodes in another order), only the deaths are found.
 
     Returns:
         ``(kind, dies)``: the kind of each node, and for each statement the statements whose
         values it reads for the last time.
     """
+    if kind is not None:
+        return kind, _deaths(args_of, kind, outs)
     n = len(order)
     uses = [0] * n
     pinned = [False] * n  # arguments of shadows: a shadow is printed at every use
@@ -353,6 +362,35 @@ def _kinds(
         if i >= 0:
             dies.setdefault(i, []).append(m)
     return kind, dies
+
+
+def _deaths(args_of: list[list[int]], kind: list[int], outs: list[int]) -> dict[int, list[int]]:
+    # for each statement, the statements it reads for the last time (through inlined nodes)
+    reads: dict[int, list[int]] = {}
+    last: dict[int, int] = {}
+    for i, k in enumerate(kind):
+        if k < SHADOW:
+            continue
+        r: list[int] = []
+        for a in args_of[i]:
+            ka = kind[a]
+            if ka == STATEMENT:
+                r.append(a)
+            elif ka in (INLINED, SHADOW):
+                r += reads[a]
+        if k == STATEMENT:
+            for m in r:
+                last[m] = i
+        else:
+            reads[i] = r
+    for o in outs:
+        for m in [o] if kind[o] == STATEMENT else reads.get(o, ()):
+            last[m] = -1
+    dies: dict[int, list[int]] = {}
+    for m, i in last.items():
+        if i >= 0:
+            dies.setdefault(i, []).append(m)
+    return dies
 
 
 def _slots(kind: list[int], dies: dict[int, list[int]]) -> tuple[list[int], int]:
