@@ -194,6 +194,12 @@ class Fuser:
                     unique.append(p)
                 picks.append(first[key])
             sides.append((self._factors(unique, side), picks))
+        everything = list(range(len(kids)))
+        for one, every in ((0, 1), (1, 0)):
+            # every entry one factor times the next entry of a list (an L2 term's c * p)
+            if at == everything and not any(sides[one][1]) and sides[every][1] == everything:
+                left, right = sides[one][0], sides[every][0]
+                return f"_scaled({shape}, {left}, {right}, {mean})"
         g = f"_g{len(self.constants)}"
         where = (at, sides[0][1], sides[1][1], rest)
         self.constants.append(f"{g} = ({', '.join(_index_text(w) for w in where)})")
@@ -203,7 +209,7 @@ class Fuser:
         if others is None:
             others = f"[{', '.join(self.text(kids[pos]) for pos in rest)}]"
         call = "_gather_mean" if mean else "_gather"
-        blocks = _blocks(sides[0][1], sides[1][1]) if mean else None
+        blocks = _blocks(sides[0][1], sides[1][1], at) if mean else None
         extra = ""
         if blocks is not None:
             b = f"_b{len(self.constants)}"
@@ -269,21 +275,22 @@ def _layered(kid: Any, position: int | None) -> list[tuple[Any, int | None]]:
 BLOCK_AREA, BLOCKS, BLOCK_MIN = 0.5, 16, 4096
 
 
-def _blocks(left: list[int], right: list[int]) -> str | None:
+def _blocks(left: list[int], right: list[int], at: list[int]) -> str | None:
     """The products ``left[k] x right[k]`` as rectangles of left rows x right rows (text).
 
     A gradient's weight entries pair each layer's adjoints with that layer's inputs only: the
     full product of all adjoints with all inputs is mostly entries no output reads (3/4 of it
     for a 2-h-h-1 network). Left rows that pair with the same right rows form one block, one
-    matrix product each; ``_gather_mean`` concatenates the entries the outputs read and puts
-    them in order. None when the blocks would save little.
+    matrix product each; ``_gather_mean`` places the entries the outputs read (all of a block,
+    row by row, when they are its every entry in that order) at their places ``at``. None
+    when the blocks would save little.
 
-    >>> print(_blocks([0, 0, 1, 1], [0, 1, 0, 1]))
+    >>> print(_blocks([0, 0, 1, 1], [0, 1, 0, 1], [0, 1, 2, 3]))
     None
     >>> pairs = [(i, j) for i in range(64) for j in range(64)] + [(64 + i, 64) for i in range(64)]
-    >>> text = _blocks([i for i, _ in pairs], [j for _, j in pairs])
-    >>> text.count("slice(")
-    4
+    >>> text = _blocks([i for i, _ in pairs], [j for _, j in pairs], list(range(len(pairs))))
+    >>> text.count("slice("), text.count("None")
+    (4, 4)
     """
     cols: dict[int, set[int]] = {}
     for lf, rt in zip(left, right, strict=True):
@@ -308,16 +315,17 @@ def _blocks(left: list[int], right: list[int]) -> str | None:
         b, rpos, cpos = place[lf]
         blocks[b][2].append(rpos[lf])
         blocks[b][3].append(cpos[rt])
-        blocks[b][4].append(k)
-    order, done, texts = [0] * len(left), 0, []
-    for rows, cs, li, ri, ks in blocks:
-        for k in ks:  # the pairs come block by block; order puts them back
-            order[k] = done
-            done += 1
-        texts.append(
-            f"({_range_text(rows)}, {_range_text(cs)}, {_index_text(li)}, {_index_text(ri)})"
+        blocks[b][4].append(at[k])
+    texts, places = [], []
+    for rows, cs, li, ri, outs in blocks:
+        width = len(cs)
+        whole = [i * width + j for i, j in zip(li, ri, strict=True)] == list(
+            range(len(rows) * width)
         )
-    return f"(({', '.join(texts)},), {_index_text(order)})"
+        picks = "None, None" if whole else f"{_index_text(li)}, {_index_text(ri)}"
+        texts.append(f"({_range_text(rows)}, {_range_text(cs)}, {picks})")
+        places += outs
+    return f"(({', '.join(texts)},), {_index_text(places)})"
 
 
 def _range_text(values: list[int]) -> str:
