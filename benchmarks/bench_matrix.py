@@ -2,26 +2,37 @@
 hand-written NumPy, the step's five matrix products alone, PyTorch eager and JAX jit. By hand:
 
     PYTHONPATH=. python benchmarks/bench_matrix.py [--reps 300] [--threads 1] [--only 784]
+        [--alone ROUNDS] [--no-peers]
 
 ``--threads`` sizes the thread pools of BLAS (NumPy), PyTorch and XLA alike (default 1: on a
 small shared machine, competing thread pools make multi-threaded timings meaningless).
 
 The network's loss is built from ``symgrad.matrix`` expressions and compiled once (the batch
-size is a symbol): ``value_and_grad`` for the value-and-gradient contenders, and for symgrad's
-step the loss with the gradients times a learning-rate symbol, then ``p -= g`` in place (the
-hand-written step scales its fresh gradients in place and subtracts them). What
-``symgrad.nn.Trainer`` adds to this step is measured by ``bench_trainer.py``. All contenders get the
-same data, float64 everywhere. Phase 1 times symgrad, hand-written NumPy and (for one hidden
-layer) the five matrix products alone; phase 2 adds PyTorch eager and
-JAX jit in the same process. Within a phase every repetition runs each contender once in a fresh
-random order; medians of wall and CPU time per step (:mod:`timing`), and ratios as medians of
-per-repetition ratios. On a shared machine the CPU-time ratios are the ones to quote.
+size is a symbol): ``value_and_grad`` for the value-and-gradient contenders; ``symgrad step`` is
+:func:`symgrad.matrix.sgd_step` (the update compiled in: in place, each weight gradient into its
+weights through BLAS ``gemm`` with ``beta = 1``); ``symgrad grads, -=`` compiles the gradients
+times a learning-rate symbol and subtracts them outside, ``p -= g`` (the hand-written step
+scales its fresh gradients in place and subtracts them). What ``symgrad.nn.Trainer`` adds to a
+step is measured by ``bench_trainer.py``. All contenders get the same data, float64 everywhere.
+``5 matmuls`` is the step's five matrix products alone on ready operands, each into a fresh
+array as in every other contender (no ``out=``): the floor of any implementation that leaves
+the products to BLAS.
+
+Phase 0 (``--alone ROUNDS``) runs each NumPy-side contender in a process of its own (what a
+user running only that step sees: nothing else shapes the allocator or the caches). Phase 1
+times symgrad, hand-written NumPy and the five products interleaved in one process; phase 2
+adds PyTorch eager and JAX jit. Within a phase every repetition runs each contender once in a
+fresh random order; medians of wall and CPU time per step (:mod:`timing`), and ratios as
+medians of per-repetition ratios. On a shared machine the CPU-time ratios are the ones to quote.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import statistics
+import subprocess
 import sys
 import time
 
@@ -50,12 +61,14 @@ def init(sizes, seed=0):
     return ws, [np.zeros((w.shape[0], 1)) for w in ws]
 
 
-def symgrad_value_and_grad(sizes, loss, scaled=False):
+def symgrad_value_and_grad(sizes, loss, scaled=False, step=False):
     """The compiled ``(loss, [dW1, db1, dW2, ...])`` of a tanh MLP, samples as columns.
 
     With ``scaled``, the gradients come times a learning rate ``lr`` passed as the last
     argument: the compiler applies ``lr / B`` to the smallest operand (the 256 x 10 ``W_2^T``
-    here), so the SGD update is one pass ``p -= g`` over the weights instead of two.
+    here), so the SGD update is one pass ``p -= g`` over the weights instead of two. With
+    ``step``, :func:`symgrad.matrix.sgd_step`: the update compiled in (each weight gradient
+    goes into its weights through BLAS ``gemm`` with ``beta = 1``).
     """
     params = []
     h = X = sp.MatrixSymbol("X", sizes[0], BATCH)
@@ -71,6 +84,8 @@ def symgrad_value_and_grad(sizes, loss, scaled=False):
         f = mx.sumsq(mx.sub(h, Y)) / BATCH
     else:
         f = (mx.sum(mx.logsumexp(h, axis=0)) - mx.sum(mx.hadamard(Y, h))) / BATCH
+    if step:
+        return mx.sgd_step(f, params, [*params, X, Y])
     if not scaled:
         return mx.value_and_grad(f, params, [*params, X, Y])
     lr = sp.Symbol("lr", positive=True)
@@ -207,24 +222,36 @@ def _five_matmuls(ws, X, Y):
     return lambda: (W1 @ X, W2 @ h, W2.T @ d2, d1 @ X.T, d2 @ h.T)
 
 
-def _contenders(sizes, loss, batch, peers):
+def _contenders(sizes, loss, batch, peers, only=None):
+    """``(setup seconds, {name: step})``; ``only``: build just that contender, no cross-check
+    (a process of its own: whatever else ran would change the allocator's state)."""
     X, Y = _data(sizes, loss, batch)
     t0 = time.perf_counter()
     fn = symgrad_value_and_grad(sizes, loss)
     setup = time.perf_counter() - t0
     fn_lr = symgrad_value_and_grad(sizes, loss, scaled=True)
+    fn_step = symgrad_value_and_grad(sizes, loss, step=True)
     ws, bs = init(sizes)
     mine = [a.copy() for pair in zip(ws, bs, strict=True) for a in pair]  # W1, b1, W2, ...
     hand_ws, hand_bs = [w.copy() for w in ws], [b.copy() for b in bs]
     hand = [a for pair in zip(hand_ws, hand_bs, strict=True) for a in pair]
-    v_mine, g_mine = fn(*mine, X, Y)
-    v_hand, g_hand = numpy_value_and_grad(hand_ws, hand_bs, X, Y, loss)
-    assert np.isclose(v_mine, v_hand, rtol=1e-12), (v_mine, v_hand)
-    for a, b, c in zip(g_mine, g_hand, fn_lr(*mine, X, Y, LR)[1], strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
-        np.testing.assert_allclose(c, LR * b, rtol=1e-9, atol=1e-14)
+    if only is None:
+        v_mine, g_mine = fn(*mine, X, Y)
+        v_hand, g_hand = numpy_value_and_grad(hand_ws, hand_bs, X, Y, loss)
+        assert np.isclose(v_mine, v_hand, rtol=1e-12), (v_mine, v_hand)
+        stepped = [a.copy() for a in mine]
+        assert np.isclose(fn_step(*stepped, X, Y, LR)[0], v_hand, rtol=1e-12)
+        for a, b, c, d, p in zip(
+            g_mine, g_hand, fn_lr(*mine, X, Y, LR)[1], stepped, mine, strict=True
+        ):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(c, LR * b, rtol=1e-9, atol=1e-14)
+            np.testing.assert_allclose(d, p - LR * b, rtol=1e-9, atol=1e-14)
 
     def symgrad_step():
+        return fn_step(*mine, X, Y, LR)[0]
+
+    def symgrad_update_outside():
         value, steps = fn_lr(*mine, X, Y, LR)
         for p, g in zip(mine, steps, strict=True):
             p -= g
@@ -238,11 +265,28 @@ def _contenders(sizes, loss, batch, peers):
     contenders = {
         "symgrad step": symgrad_step,
         "numpy step": numpy_step,
+        "symgrad grads, -= ": symgrad_update_outside,
         "symgrad value+grad": lambda: fn(*mine, X, Y),
         "numpy value+grad": lambda: numpy_value_and_grad(hand_ws, hand_bs, X, Y, loss),
     }
-    if len(sizes) == 3:
+    if len(sizes) == 3 and only in (None, "5 matmuls"):
         contenders["5 matmuls"] = _five_matmuls(ws, X, Y)
+    if only is not None and only.endswith(", minibatches"):
+        # a training loop: each step first gathers a random minibatch of a larger data set
+        rng = np.random.default_rng(1)
+        X_all, Y_all = _data(sizes, loss, 20000)
+        X_rows, Y_rows = X_all.T.copy(), Y_all.T.copy()  # samples as rows, as data sets come
+
+        step = contenders[only.removesuffix(", minibatches")]
+
+        def minibatch_step():
+            idx = rng.choice(len(X_rows), batch, replace=False)
+            X[...], Y[...] = X_rows[idx].T, Y_rows[idx].T  # a fresh gathered array, freed
+            return step()
+
+        return setup, {only: minibatch_step}
+    if only is not None:
+        return setup, {only: contenders[only]}
     if peers:
         made = make_torch(sizes, loss, 0)
         if made:
@@ -287,6 +331,62 @@ def bench(name, sizes, loss, batch, reps, peers):
     return setup, t
 
 
+ALONE = (
+    "symgrad step",
+    "numpy step",
+    "symgrad grads, -= ",
+    "symgrad value+grad",
+    "5 matmuls",
+    "symgrad step, minibatches",
+    "numpy step, minibatches",
+)
+
+
+def _child(case, name, reps):
+    """Run one contender alone in this process; print its medians as JSON."""
+    _, sizes, loss, batch, _ = CASES[case]
+    _, contenders = _contenders(sizes, loss, batch, False, only=name)
+    t = timing.interleave(contenders, reps, sample=0.002, warmup=5)
+    print(json.dumps({c: timing.median(t, name, c) for c in ("cpu", "wall", "faults")}))
+
+
+def alone(case, rounds, reps, threads_arg):
+    """Each contender in a process of its own, ``rounds`` times in a fresh random order.
+
+    In one process the contenders share the allocator and the caches: a contender that frees a
+    large array raises glibc's thresholds for all the others (so nobody page-faults), and each
+    finds the caches as the previous one left them. Alone, each shows what its user sees. The
+    ratio is the median over rounds of the per-round ratio of medians (min-max over rounds).
+    """
+    name, sizes, _, batch, _ = CASES[case]
+    names = [n for n in ALONE if n != "5 matmuls" or len(sizes) == 3]
+    results = {n: [] for n in names}
+    order = np.random.default_rng(1)
+    for _ in range(rounds):
+        for n in order.permutation(names):
+            cmd = [sys.executable, __file__, "--child", str(case), n, str(reps)]
+            out = subprocess.run(
+                [*cmd, "--threads", str(threads_arg)], capture_output=True, text=True, check=True
+            )
+            results[n].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print(f"\n{name} (batch {batch}), each contender alone in its own process, {rounds} rounds")
+    print(f"  {'contender':20s} {'CPU median':>11s} {'wall median':>12s} faults  ratios (CPU)")
+
+    def ratio(a, b):
+        r = [x["cpu"] / y["cpu"] for x, y in zip(results[a], results[b], strict=True)]
+        return f"{statistics.median(r):.3f}x ({min(r):.3f}-{max(r):.3f})"
+
+    for n in names:
+        cpu = statistics.median(r["cpu"] for r in results[n]) * 1e6
+        wall = statistics.median(r["wall"] for r in results[n]) * 1e6
+        faults = statistics.median(r["faults"] for r in results[n])
+        line = f"  {n:20s} {cpu:9.1f} us {wall:9.1f} us {faults:6.0f}"
+        base = "symgrad step, minibatches" if n.endswith("minibatches") else "symgrad step"
+        if n != base:
+            line += f"  {base}/this = {ratio(base, n)}"
+        print(line)
+
+
 CASES = (
     ("2-16-16-1 tanh MLP, MSE", (2, 16, 16, 1), "mse", 100, 1.0),
     ("784-256-10 tanh MLP, softmax CE", (784, 256, 10), "ce", 256, 0.25),
@@ -301,9 +401,23 @@ def main():
     )
     parser.add_argument("--only", default="", help="run only the cases whose name contains this")
     parser.add_argument("--no-peers", action="store_true", help="skip phase 2 (PyTorch, JAX)")
+    parser.add_argument(
+        "--alone",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="phase 0: each NumPy-side contender in a process of its own, ROUNDS times",
+    )
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)  # case, contender, reps
     args = parser.parse_args()
+    if args.child:
+        _child(int(args.child[0]), args.child[1], int(args.child[2]))
+        return
     cases = [c for c in CASES if args.only in c[0]]
     print(f"threads per library: {args.threads or 'library defaults'}")
+    for name, _, _, _, frac in cases if args.alone else ():
+        alone(CASES.index(next(c for c in CASES if c[0] == name)), args.alone,
+              max(20, int(args.reps * frac)), args.threads)  # fmt: skip
     # Phase 1: symgrad vs hand-written NumPy alone (PyTorch's and XLA's thread pools, once
     # loaded, slow down whatever runs next in this process on a small machine).
     for name, sizes, loss, batch, frac in cases:

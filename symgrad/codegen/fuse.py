@@ -194,6 +194,12 @@ class Fuser:
                     unique.append(p)
                 picks.append(first[key])
             sides.append((self._factors(unique, side), picks))
+        everything = list(range(len(kids)))
+        for one, every in ((0, 1), (1, 0)):
+            # every entry one factor times the next entry of a list (an L2 term's c * p)
+            if at == everything and not any(sides[one][1]) and sides[every][1] == everything:
+                left, right = sides[one][0], sides[every][0]
+                return f"_scaled({shape}, {left}, {right}, {mean})"
         g = f"_g{len(self.constants)}"
         where = (at, sides[0][1], sides[1][1], rest)
         self.constants.append(f"{g} = ({', '.join(_index_text(w) for w in where)})")
@@ -203,7 +209,13 @@ class Fuser:
         if others is None:
             others = f"[{', '.join(self.text(kids[pos]) for pos in rest)}]"
         call = "_gather_mean" if mean else "_gather"
-        return f"{call}({shape}, {g}, {others}, {sides[0][0]}, {sides[1][0]})"
+        blocks = _blocks(sides[0][1], sides[1][1], at) if mean else None
+        extra = ""
+        if blocks is not None:
+            b = f"_b{len(self.constants)}"
+            self.constants.append(f"{b} = {blocks}")
+            extra = f", blocks={b}"
+        return f"{call}({shape}, {g}, {others}, {sides[0][0]}, {sides[1][0]}{extra})"
 
     def _factors(self, pairs: list[_Pair], side: int) -> str:
         """One side's factors as one stacked operand: a slice, or a shared stacked list."""
@@ -254,6 +266,73 @@ def _layered(kid: Any, position: int | None) -> list[tuple[Any, int | None]]:
     ]
     terms = zip(rank, kid.kids, kid.positions, strict=True)
     return [(k, a) for _, k, a in sorted(terms, key=lambda rk: rk[0])]
+
+
+#: A batch mean of products is computed block by block when the blocks' area is at most this
+#: fraction of the full product of the two factor lists, in at most :data:`BLOCKS` blocks, and
+#: the full product has at least :data:`BLOCK_MIN` entries (below, one product and one gather
+#: cost less than several: micrograd's demo, 33 x 34).
+BLOCK_AREA, BLOCKS, BLOCK_MIN = 0.5, 16, 4096
+
+
+def _blocks(left: list[int], right: list[int], at: list[int]) -> str | None:
+    """The products ``left[k] x right[k]`` as rectangles of left rows x right rows (text).
+
+    A gradient's weight entries pair each layer's adjoints with that layer's inputs only: the
+    full product of all adjoints with all inputs is mostly entries no output reads (3/4 of it
+    for a 2-h-h-1 network). Left rows that pair with the same right rows form one block, one
+    matrix product each; ``_gather_mean`` places the entries the outputs read (all of a block,
+    row by row, when they are its every entry in that order) at their places ``at``. None
+    when the blocks would save little.
+
+    >>> print(_blocks([0, 0, 1, 1], [0, 1, 0, 1], [0, 1, 2, 3]))
+    None
+    >>> pairs = [(i, j) for i in range(64) for j in range(64)] + [(64 + i, 64) for i in range(64)]
+    >>> text = _blocks([i for i, _ in pairs], [j for _, j in pairs], list(range(len(pairs))))
+    >>> text.count("slice("), text.count("None")
+    (4, 4)
+    """
+    cols: dict[int, set[int]] = {}
+    for lf, rt in zip(left, right, strict=True):
+        cols.setdefault(lf, set()).add(rt)
+    rows_of: dict[tuple[int, ...], list[int]] = {}
+    for lf, rs in cols.items():
+        rows_of.setdefault(tuple(sorted(rs)), []).append(lf)
+    full = (max(left) + 1) * (max(right) + 1)
+    if not 2 <= len(rows_of) <= BLOCKS or full < BLOCK_MIN:
+        return None
+    if sum(len(c) * len(r) for c, r in rows_of.items()) > BLOCK_AREA * full:
+        return None
+    place: dict[int, tuple[int, dict, dict]] = {}  # left row -> (block, row places, col places)
+    blocks: list[tuple[list[int], list[int], list[int], list[int], list[int]]] = []
+    for cs, rows in rows_of.items():
+        rows.sort()
+        rpos = {lf: i for i, lf in enumerate(rows)}
+        cpos = {rt: j for j, rt in enumerate(cs)}
+        place.update((lf, (len(blocks), rpos, cpos)) for lf in rows)
+        blocks.append((rows, list(cs), [], [], []))
+    for k, (lf, rt) in enumerate(zip(left, right, strict=True)):
+        b, rpos, cpos = place[lf]
+        blocks[b][2].append(rpos[lf])
+        blocks[b][3].append(cpos[rt])
+        blocks[b][4].append(at[k])
+    texts, places = [], []
+    for rows, cs, li, ri, outs in blocks:
+        width = len(cs)
+        whole = [i * width + j for i, j in zip(li, ri, strict=True)] == list(
+            range(len(rows) * width)
+        )
+        picks = "None, None" if whole else f"{_index_text(li)}, {_index_text(ri)}"
+        texts.append(f"({_range_text(rows)}, {_range_text(cs)}, {picks})")
+        places += outs
+    return f"(({', '.join(texts)},), {_index_text(places)})"
+
+
+def _range_text(values: list[int]) -> str:
+    # consecutive indices as a slice (a view), any others as an index array
+    if values == list(range(values[0], values[-1] + 1)):
+        return f"slice({values[0]}, {values[-1] + 1})"
+    return _index_text(values)
 
 
 def _has_number(pair: _Pair) -> bool:

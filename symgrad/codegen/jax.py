@@ -331,7 +331,7 @@ def runtime() -> dict[str, Any]:
     jnp = import_jax().numpy
     fused = (
         rt._rows, rt._stack, rt._dot, rt._gather, rt._gather_mean, rt._batch_mean, rt._last,
-        rt._first, rt._join, rt._total, rt._cat, rt._mm,
+        rt._first, rt._join, rt._total, rt._cat, rt._mm, rt._scaled,
     )  # fmt: skip
     return {
         **{f.__name__: functools.partial(f, xp=jnp) for f in fused},

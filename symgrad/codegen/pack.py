@@ -108,7 +108,7 @@ def pack(prog: Program, min_rows: int = PACK_MIN) -> Program:
         if perm is not None:  # members in the order of an operand pack's columns: no gather
             members = [members[k] for k in perm]
             tree = builder.build(members)
-        if tree is None or _cost(tree) >= _cost_each(prog, members[0]) * len(members):
+        if tree is None or _cost(tree) >= _cost_each(prog, cls, members[0]) * len(members):
             continue
         p = len(found)
         found.append((members, tree))
@@ -300,13 +300,24 @@ def _cost(tree: Any) -> int:
     return 0 if tag == "bcast" else 1
 
 
-def _cost_each(prog: Program, i: int) -> int:
-    # operations of one member printed alone (its inlined operands included)
+def _cost_each(prog: Program, cls: list[int], i: int) -> int:
+    """Array operations of one member printed alone, its inlined operands included.
+
+    A sum of many isomorphic inlined terms counts as one term and one sum: printed alone it
+    is one packed sum (:meth:`PackPrinter.reduction`).
+    """
     count, todo = 0, [i]
     while todo:
         j = todo.pop()
         count += 1
-        todo += [a for a in prog.args_of[j] if prog.kind[a] in (INLINED, SHADOW)]
+        inner = [a for a in prog.args_of[j] if prog.kind[a] in (INLINED, SHADOW)]
+        if prog.order[j].is_Add and len(inner) >= PACK_MIN:
+            by_class: dict[int, int] = {}
+            for a in inner:
+                by_class.setdefault(cls[a], a)
+            if len(by_class) < len(inner):
+                inner = list(by_class.values())
+        todo += inner
     return count
 
 

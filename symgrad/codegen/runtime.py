@@ -307,16 +307,36 @@ def _gather(shape, where, items: list, left: list, right: list, xp=np):
     return out.reshape(shape + out.shape[1:])
 
 
-def _gather_mean(shape, where, items: list, left: list, right: list, xp=np):
+def _scaled(shape, one: list, rows: list, mean: bool, xp=np):
+    # A stacked output whose every entry is one factor times the next row (an L2 term's
+    # c * p_k for every k), or its batch mean: one product, no index arrays.
+    a, b = _rows(one, xp), _rows(rows, xp)
+    nd = max(a.ndim, b.ndim)
+    out = _lift(a, nd) * _lift(b, nd)
+    if mean:
+        return _batch_mean(out, 1, xp).reshape(shape)
+    return out.reshape(shape + out.shape[1:])
+
+
+def _gather_mean(shape, where, items: list, left: list, right: list, xp=np, blocks=None):
     # The batch mean of ``_gather(...)``, without its per-sample rows: the mean of
-    # left[i] * right[j] over the batch is entry (i, j) of one matrix product, left @ right.T.
+    # left[i] * right[j] over the batch is entry (i, j) of one matrix product, left @ right.T
+    # (or of one product per block of rows and columns the pairs read, see fuse._blocks).
     at, li, ri, rest = where
     a, b = _rows(left, xp), _rows(right, xp)
     if a.ndim == b.ndim == 2 and a.shape[1] == b.shape[1]:  # one batch axis of one length
         n = a.shape[1]
         others = _rows(items, xp) if len(items) else None
         if n and (others is None or others.shape[1:] == (n,)):
-            pairs = (a @ b.T)[li, ri] / n
+            if blocks is not None:  # one product per block; entries straight to their places
+                parts, at = blocks
+                picked = [
+                    (a[r] @ b[c].T).ravel() if bl is None else (a[r] @ b[c].T)[bl, br]
+                    for r, c, bl, br in parts
+                ]
+                pairs = xp.concatenate(picked) / n
+            else:
+                pairs = (a @ b.T)[li, ri] / n
             others = pairs[:0] if others is None else others.mean(axis=1)
             return _placed(at, rest, pairs, others, xp).reshape(shape)
     nd = max(a.ndim, b.ndim)
@@ -408,6 +428,7 @@ HELPERS = {
         _dot,
         _gather,
         _gather_mean,
+        _scaled,
         _last,
         _first,
         _join,

@@ -6,8 +6,9 @@ reverse-mode rules (:func:`grad`, never SymPy's matrix ``diff``), closed-form He
 Jacobians (:func:`hessian`, :func:`hvp`, :func:`jacobian`), the chain rule step by step
 (:func:`derive`); results come out in textbook form (:func:`simplify`) and print as LaTeX
 (:func:`latex`) or text (:func:`text`); compile them (:func:`compile_matrix`,
-:func:`value_and_grad`). Networks of matrix layers, and their training, are
-:class:`symgrad.nn.Dense` on :mod:`symgrad.nn`'s one training stack.
+:func:`value_and_grad`; :func:`sgd_step` compiles a whole SGD step, the update inside).
+Networks of matrix layers, and their training, are :class:`symgrad.nn.Dense` on
+:mod:`symgrad.nn`'s one training stack.
 
 >>> import sympy as sp
 >>> from symgrad import matrix as mx
@@ -57,12 +58,14 @@ from .hessian import hessian, hvp, jacobian
 from .latex import latex
 from .parse import parse
 from .simplify import simplify
+from .step import CompiledMatrixStep, sgd_step
 from .text import text
 from .vjp import backprop_equations, grad, vjp
 
 __all__ = [
     "Broadcast",
     "CompiledMatrixFunction",
+    "CompiledMatrixStep",
     "LogDet",
     "LogSumExp",
     "Map",
@@ -93,6 +96,7 @@ __all__ = [
     "parse",
     "relu",
     "scale",
+    "sgd_step",
     "sigmoid",
     "simplify",
     "softmax",

@@ -151,6 +151,7 @@ _HELPERS = (
     "_gram",
     "_add_transposed",
     "_kron_identity",
+    "_scratch",
 )
 
 
@@ -190,4 +191,6 @@ def compile_source(expr: str, shapes: Sequence[str] | None, wrt: str | None) -> 
     for name in (h for h in _HELPERS if h == "_shape_error" or f"{h}(" in fn.source):
         source = inspect.getsource(getattr(codegen, name))
         header += ["", source.rstrip(), ""]
+    if "_scratch(" in fn.source:  # the scratch arrays' home (one set per thread)
+        header += ["", "import threading", "", "_local = threading.local()", ""]
     return "\n".join(header) + "\n\n" + fn.source
