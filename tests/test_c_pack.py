@@ -91,7 +91,6 @@ def _demo(width: int):
     return hinge(model.symbolic(xs), [y]) + l2(theta, 1e-4), theta, [*xs, y, theta]
 
 
-@needs_cc
 def test_a_wide_network_is_a_small_c_kernel():
     # 2-64-64-1 ReLU/hinge with the L2 term: 4,417 parameters, 26,000 statements printed one by
     # one; packed, two blocked matrix products (forward, backward) and a loop per layer
