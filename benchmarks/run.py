@@ -515,9 +515,11 @@ def _nn_setup(sizes, loss="hinge"):
     return t1 - t0, time.perf_counter() - t1, f, e, theta, ins
 
 
-def _rss_mib() -> float:
+def _rss_mib(field: str = "VmRSS") -> float:
+    # VmHWM is the peak of this process's own memory; getrusage's ru_maxrss is not: Linux
+    # carries the parent's high-water mark through fork and exec into a child
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -547,7 +549,7 @@ def child_setup(name: str, h: int) -> None:
     else:
         peers.mlp_jax(sizes, X, y, p, "relu", "hinge")
     seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _rss_mib("VmHWM")
     print(json.dumps({"seconds": seconds, "peak_mib": peak - base, "rss_peak_mib": peak}))
 
 
