@@ -15,7 +15,7 @@ import random
 import numpy as np
 import pytest
 import sympy as sp
-from test_pack import network  # the random layered networks of the NumPy target's pack tests
+from test_pack import ACTIVATIONS, network  # the NumPy target's pack tests' random networks
 
 from symgrad import grad, lambdify, value_and_grad
 from symgrad.codegen import c as cbackend
@@ -56,6 +56,58 @@ def test_packed_c_kernels_agree_with_the_numpy_target(seed, reduce):
         for k, (a, b) in enumerate(zip(got, want, strict=True)):
             assert np.shape(a) == np.shape(b), (label, k)
             np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13, err_msg=f"{label}: {k}")
+
+
+def wide_network(seed: int):
+    """A random MLP like ``network`` but wider (4-12 units, two hidden layers): its layers are
+    matrix products (``sg_lin``) and its weight gradients rank-1 updates (``sg_outer``)."""
+    rng = random.Random(seed)
+    xs, y = list(sp.symbols(f"x0:{rng.randint(2, 3)}")), sp.Symbol("y")
+    params: list[sp.Symbol] = []
+    h = xs
+    widths = [rng.randint(4, 12), rng.randint(4, 12), 1]
+    for layer, width in enumerate(widths):
+        act = ACTIVATIONS[rng.choice(sorted(ACTIVATIONS))]
+        new = []
+        for k in range(width):
+            ws = list(sp.symbols(f"w{layer}_{k}_0:{len(h)}"))
+            b = sp.Symbol(f"b{layer}_{k}")
+            params += [*ws, b]
+            z = sp.Add(*[w * v for w, v in zip(ws, h, strict=True)], b)
+            new.append(z if layer == len(widths) - 1 else act(z))
+        h = new
+    loss = sp.Max(0, 1 - y * h[0]) if rng.random() < 0.5 else (h[0] - y) ** 2
+    if rng.random() < 0.5:
+        loss = loss + sp.Rational(1, 1000) * sp.Add(*[p**2 for p in params])
+    return loss, params, [*xs, y]
+
+
+@needs_cc
+@pytest.mark.parametrize("reduce", [None, "mean"])
+@pytest.mark.parametrize("seed", range(6))
+def test_wide_packed_c_kernels_agree_with_the_numpy_target(seed, reduce):
+    loss, params, data = wide_network(seed)
+    args = [*data, params]
+    f_c = value_and_grad(loss, params, args, backend="c", reduce=reduce)
+    f_np = value_and_grad(loss, params, args, reduce=reduce)
+    rng = np.random.default_rng(seed)
+    for label, values, p in _cases(rng, len(data), len(params)):
+        with np.errstate(all="ignore"):
+            got, want = f_c(*values, p), f_np(*values, p)
+        for k, (a, b) in enumerate(zip(got, want, strict=True)):
+            assert np.shape(a) == np.shape(b), (label, k)
+            np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13, err_msg=f"{label}: {k}")
+
+
+def test_wide_networks_use_the_matrix_kernels():
+    # the test above exercises sg_lin and sg_outer, not only elementwise pack loops
+    found = []
+    for seed in range(6):
+        loss, params, data = wide_network(seed)
+        program = generate_packed(plan([loss, grad(loss, params)], [*data, params]), "k", True)
+        source = program.units[0][0]
+        found.append(("sg_lin(W" in source, "sg_outer(G" in source))
+    assert sum(a for a, _ in found) >= 4 and sum(b for _, b in found) >= 4, found
 
 
 @needs_cc
@@ -127,3 +179,19 @@ def test_auto_builds_c_for_packed_networks_beyond_the_statement_budget(monkeypat
     assert f.backend == "c" and "sg_lin(W" in _kernel(f).source
     x = sp.Symbol("x")
     assert lambdify(sp.exp(x) + sp.sin(x), [x], backend="auto").backend == "numpy"
+
+
+@needs_cc
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_plain_c99_matrix_kernels_agree_too(monkeypatch, seed):
+    # compilers without GCC's vector extensions get plain loops (forced here by SG_PORTABLE)
+    monkeypatch.setitem(cbackend.EXTRA, "packed", (*cbackend.EXTRA["packed"], "-DSG_PORTABLE"))
+    loss, params, data = wide_network(seed)
+    args = [*data, params]
+    f_c = value_and_grad(loss, params, args, backend="c", reduce="mean")
+    f_np = value_and_grad(loss, params, args, reduce="mean")
+    assert "sg_lin(W" in _kernel(f_c).source and "sg_outer(G" in _kernel(f_c).source
+    rng = np.random.default_rng(seed)
+    values, p = [rng.normal(size=37) for _ in data], rng.uniform(-1, 1, len(params))
+    for a, b in zip(f_c(*values, p), f_np(*values, p), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)

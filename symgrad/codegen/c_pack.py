@@ -66,6 +66,8 @@ MAX_SCALARS = 1500
 #: X, Y at strides ``us``, ``xs``, ``ys``; stride 0: one row for every sample).
 PACK_PRELUDE = """\
 #include <stdlib.h>
+static const double sg_one = 1.0;
+#if defined(__GNUC__) && !defined(SG_PORTABLE)
 #if defined(__AVX512F__)
 #define SG_W 8
 #else
@@ -79,7 +81,6 @@ PACK_PRELUDE = """\
 typedef double sg_vw __attribute__((vector_size(SG_W * sizeof(double))));
 static inline sg_vw sg_ld(const double *p) { sg_vw v; __builtin_memcpy(&v, p, sizeof v); return v; }
 static inline void sg_st(double *p, sg_vw v) { __builtin_memcpy(p, &v, sizeof v); }
-static const double sg_one = 1.0;
 /* L[b, k] = sum_i W[i, k] U[b, i]: four samples by two vectors of members in registers; the
    rows past nb (up to a multiple of four) are scratch the caller allocated and never reads */
 SG_FUSED static void sg_lin(const double *restrict W, int64_t ni, int64_t mp,
@@ -121,6 +122,22 @@ SG_FUSED static void sg_outer(double *restrict G, int64_t nr, int64_t cp,
         }
     }
 }
+#else /* plain C99 (other compilers, or -DSG_PORTABLE): the same products, one at a time */
+static void sg_lin(const double *restrict W, int64_t ni, int64_t mp, const double *restrict U,
+                   int64_t us, double *restrict L, int64_t nb) {
+    for (int64_t b = 0; b < nb; ++b) {
+        for (int64_t k = 0; k < mp; ++k) L[b * mp + k] = 0.0;
+        for (int64_t i = 0; i < ni; ++i)
+            for (int64_t k = 0; k < mp; ++k) L[b * mp + k] += W[i * mp + k] * U[b * us + i];
+    }
+}
+static void sg_outer(double *restrict G, int64_t nr, int64_t cp, const double *restrict X,
+                     int64_t xs, const double *restrict Y, int64_t ys, int64_t nb) {
+    for (int64_t r = 0; r < nr; ++r)
+        for (int64_t b = 0; b < nb; ++b)
+            for (int64_t c = 0; c < cp; ++c) G[r * cp + c] += X[b * xs + r] * Y[b * ys + c];
+}
+#endif
 """
 
 #: With glibc's vector math library linked (``-lmvec``, see ``c_build.Target.mvec``): GCC
@@ -208,6 +225,7 @@ class _Kernel:
         self.slot: dict[int, int] = {}  # scalar value -> its slot in t
         self.reductions: dict[int, list] = {}  # Add statement -> [(tree, argument indices)]
         self.coefficients: dict[tuple, str] = {}
+        self.products: dict[tuple, str] = {}  # ("prod", p, q) -> its array
         self.masks: list[int] = []
         self.shadow: dict[int, Any] = {}  # Tuple/condition pair -> rebuilt over its kids
         self.fixed: set[int] = set()  # values the same for every sample
@@ -306,9 +324,20 @@ class _Kernel:
             parts = list(prog.args_of[o])
         out = []
         for t in parts:
-            factors = [t]
-            if t not in self.member and prog.order[t].is_Mul and prog.kind[t] in (INLINED, SHADOW):
-                factors = list(prog.args_of[t])
+            # the factors of a product, nested inlined products and negations (-x) flattened
+            factors, todo = [], [t]
+            while todo:
+                f = todo.pop()
+                if (
+                    f not in self.member
+                    and prog.order[f].is_Mul
+                    and prog.kind[f] in (INLINED, SHADOW)
+                ):
+                    todo += prog.args_of[f]
+                else:
+                    factors.append(f)
+                if len(factors) > 3:
+                    return None
             found = []
             lits = []
             for f in factors:
@@ -319,7 +348,9 @@ class _Kernel:
                     lits.append(lit)
                 else:
                     found.append((src, idx))
-            if len(found) > 2:
+            if len(found) == 3:  # x_i d_k s_k: the two columns of one row as one product
+                found = _merged(found, self.prog)
+            if found is None or len(found) > 2:
                 return None
             while len(found) < 2:
                 found.append((("one",), 0))
@@ -529,9 +560,12 @@ class _Kernel:
         mean, nt = self.mean, len(g.terms)
         vals = self.values_of(g)
 
+        block: list[str] = []
+
         def at(src: tuple, idx: str, stack: str | None) -> str:
-            if src[0] == "pack":
-                return f"P{src[1]}[{self.row(src[1])}{idx}]"
+            if src[0] in ("pack", "prod"):
+                name, stride = self.columns(src, block)
+                return f"{name}[{f'b * {stride} + ' if stride else ''}{idx}]"
             if src[0] == "val":
                 return f"{stack}[b * {len(vals)} + {idx}]"
             if src[0] == "vec":
@@ -539,7 +573,6 @@ class _Kernel:
                 return f"in[{src[1]}][({idx}) * rs[{src[1]}] + i0 * cs[{src[1]}]]"
             return "1.0"
 
-        block: list[str] = []
         stack = None
         if vals:
             stack = self.array("Z", BLOCK * len(vals))
@@ -569,13 +602,13 @@ class _Kernel:
         cols = sorted(set(iy))
         pairs = len(set(zip(ix, iy, strict=True)))
         dense = pairs == len(rows) * len(cols) == nt and len(cols) >= PACK_MIN and not fixed
-        whole = g.y[0] == "pack" and cols == list(range(self.prog.packs[g.y[1]].rows))
-        xs = self.outer_rows(g, rows, stack, len(vals))
+        whole = g.y[0] in ("pack", "prod") and cols == list(range(self.prog.packs[g.y[1]].rows))
+        xs = self.outer_rows(g, rows, stack, len(vals), block)
         if dense and whole and xs is not None:
             # a rank-1 update per sample, acc[r, c] += x[r] y[c], a block of samples at a time
             nc, cp = len(cols), _padded(len(cols))
             acc = self.array("G", len(rows) * cp)
-            y, ys = f"P{g.y[1]}", 0 if g.y[1] in self.fixed_packs else cp
+            y, ys = self.columns(g.y, block)
             block.append(
                 f"    sg_outer({acc}, {len(rows)}, {cp}, {xs[0]}, {xs[1]}, {y}, {ys}, nb);"
             )
@@ -597,16 +630,33 @@ class _Kernel:
         end = [f"    for (int64_t q = 0; q < {nt}; ++q) out[{o}] += {coef}{acc}[q] * {scale};"]
         return block, end
 
-    def outer_rows(self, g: _Group, rows: list[int], stack: str | None, nz: int) -> Any:
+    def outer_rows(
+        self, g: _Group, rows: list[int], stack: str | None, nz: int, block: list[str]
+    ) -> Any:
         """The x side of a rank-1 update as ``(array, row stride)``, or None."""
         if g.x[0] == "one":
             return "&sg_one", 0
         if g.x[0] == "val" and rows == list(range(nz)):
             return stack, nz
-        if g.x[0] == "pack" and rows == list(range(self.prog.packs[g.x[1]].rows)):
-            p = g.x[1]
-            return f"P{p}", 0 if p in self.fixed_packs else _padded(self.prog.packs[p].rows)
+        if g.x[0] in ("pack", "prod") and rows == list(range(self.prog.packs[g.x[1]].rows)):
+            return self.columns(g.x, block)
         return None
+
+    def columns(self, src: tuple, block: list[str]) -> tuple[str, int]:
+        """A pack (or the product of two packs' columns) as ``(array, row stride)``."""
+        p = src[1]
+        m = self.prog.packs[p].rows
+        if src[0] == "pack":
+            return f"P{p}", 0 if p in self.fixed_packs else _padded(m)
+        name = self.products.get(src)
+        if name is None:  # computed once per block, before the first group that reads it
+            name = self.products[src] = self.array("V", BLOCK * _padded(m))
+            q = src[2]
+            block.append(
+                f"    for (int64_t b = 0; b < nb; ++b) for (int64_t k = 0; k < {m}; ++k) "
+                f"{name}[b * {_padded(m)} + k] = P{p}[{self.row(p)}k] * P{q}[{self.row(q)}k];"
+            )
+        return name, _padded(m)
 
     def values_of(self, g: _Group) -> list[int]:
         vals: list[int] = []
@@ -738,7 +788,20 @@ def _padded(m: int) -> int:
 
 def _rank(src: tuple) -> int:
     # the inner factor of a group is a pack when there is one (its loop is contiguous)
-    return {"one": 0, "vec": 1, "val": 2, "pack": 3}[src[0]]
+    return {"one": 0, "vec": 1, "val": 2, "pack": 3, "prod": 3}[src[0]]
+
+
+def _merged(found: list, prog: Program) -> list | None:
+    # three factors, two of them the same row of two packs of one size: ("prod", p, q) and the
+    # third; None otherwise
+    for a, b in ((0, 1), (0, 2), (1, 2)):
+        (sa, ia), (sb, ib) = found[a], found[b]
+        if sa[0] == sb[0] == "pack" and ia == ib:
+            p, q = sorted((sa[1], sb[1]))
+            if prog.packs[p].rows == prog.packs[q].rows:
+                rest = found[3 - a - b]
+                return [(("prod", p, q), ia), rest]
+    return None
 
 
 def _nodes(tree: Any) -> Any:
