@@ -105,11 +105,28 @@ SG_FUSED static void sg_lin(const double *restrict W, int64_t ni, int64_t mp,
         }
     }
 }
-/* G[r, c] += sum_b X[b, r] Y[b, c] over the block's nb samples */
+/* G[r, c] += sum_b X[b, r] Y[b, c] over the block's nb samples: two rows at a time (four
+   independent sums in flight) */
 SG_FUSED static void sg_outer(double *restrict G, int64_t nr, int64_t cp,
                               const double *restrict X, int64_t xs, const double *restrict Y,
                               int64_t ys, int64_t nb) {
-    for (int64_t r = 0; r < nr; ++r) {
+    int64_t r = 0;
+    for (; r + 1 < nr; r += 2) {
+        double *g = G + r * cp, *h = g + cp;
+        for (int64_t c = 0; c < cp; c += 2 * SG_W) {
+            sg_vw a0 = sg_ld(g + c), a1 = sg_ld(g + c + SG_W);
+            sg_vw a2 = sg_ld(h + c), a3 = sg_ld(h + c + SG_W);
+            for (int64_t b = 0; b < nb; ++b) {
+                const double x = X[b * xs + r], z = X[b * xs + r + 1];
+                const sg_vw y0 = sg_ld(Y + b * ys + c), y1 = sg_ld(Y + b * ys + c + SG_W);
+                a0 += y0 * x; a1 += y1 * x;
+                a2 += y0 * z; a3 += y1 * z;
+            }
+            sg_st(g + c, a0); sg_st(g + c + SG_W, a1);
+            sg_st(h + c, a2); sg_st(h + c + SG_W, a3);
+        }
+    }
+    for (; r < nr; ++r) {
         double *g = G + r * cp;
         for (int64_t c = 0; c < cp; c += 2 * SG_W) {
             sg_vw a0 = sg_ld(g + c), a1 = sg_ld(g + c + SG_W);
