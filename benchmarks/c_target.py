@@ -5,6 +5,7 @@ Usage::
     python benchmarks/c_target.py demo                  # micrograd demo step, peers in one run
     python benchmarks/c_target.py scaling 16 64 256     # one subprocess per width
     python benchmarks/c_target.py width 256 tanh square # one width (what `scaling` runs)
+    python benchmarks/c_target.py width 64 relu hinge none  # reduce=None: every sample's values
 
 ``--threads N`` (default 1, as benchmarks/run.py) sizes BLAS's and XLA's thread pools: the C
 kernel is single-threaded, and on the shared 2-core machine OpenBLAS's spinning threads made the
@@ -87,6 +88,11 @@ def symgrad_step(f, X, y, p):
     return step
 
 
+def per_sample(f, X, y, p):
+    x0, x1 = np.ascontiguousarray(X[:, 0]), np.ascontiguousarray(X[:, 1])
+    return lambda: f(x0, x1, y, p)
+
+
 def demo() -> None:
     sizes = [2, 16, 16, 1]
     X, y = wl.moons(100)
@@ -116,7 +122,7 @@ def demo() -> None:
         print(f"| {name} | {t * 1e6:.1f} | {t / base:.2f}x | {shown} |")
 
 
-def width(h: int, act: str, loss: str) -> None:
+def width(h: int, act: str, loss: str, reduce: str | None = "mean") -> None:
     os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="symgrad-bench-")  # a cold build
     # each compiler process's peak memory, from /usr/bin/time (getrusage(RUSAGE_CHILDREN) also
     # counts a fork of this Python process, as large as the NumPy target it holds)
@@ -128,7 +134,7 @@ def width(h: int, act: str, loss: str) -> None:
     t0 = time.perf_counter()
     e, params, ins = l2_loss(sizes, act, loss) if loss == "hinge" else wl.mlp_loss(sizes, act, loss)
     t1 = time.perf_counter()
-    f_np = value_and_grad(e, params, [*ins, params], reduce="mean")
+    f_np = value_and_grad(e, params, [*ins, params], reduce=reduce)
     t2 = time.perf_counter()
     from symgrad.codegen import c_build
 
@@ -159,17 +165,18 @@ def width(h: int, act: str, loss: str) -> None:
     c_mod.generate = counting(c_mod.generate)
     c_mod.generate_packed = counting(c_mod.generate_packed)
     t3 = time.perf_counter()
-    f_c = value_and_grad(e, params, [*ins, params], backend="c", reduce="mean")
+    f_c = value_and_grad(e, params, [*ins, params], backend="c", reduce=reduce)
     t4 = time.perf_counter()
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     program = generated[0]
     levels = c_mod._levels(program.units, c_build.jobs())
     p = wl.init_params(len(params))
-    med = interleaved(
-        {"c": symgrad_step(f_c, X, y, p), "numpy": symgrad_step(f_np, X, y, p)}, reps=7
-    )
-    a, b = symgrad_step(f_c, X, y, p)(), symgrad_step(f_np, X, y, p)()
-    np.testing.assert_allclose(a[0], b[0], rtol=1e-9, atol=1e-12)
+    # a training step of the batch means; every sample's value and gradient for reduce=None
+    step = symgrad_step if reduce == "mean" else per_sample
+    med = interleaved({"c": step(f_c, X, y, p), "numpy": step(f_np, X, y, p)}, reps=7)
+    a, b = step(f_c, X, y, p)(), step(f_np, X, y, p)()
+    for u, v in zip(a, b, strict=True):
+        np.testing.assert_allclose(u, v, rtol=1e-9, atol=1e-12)
     count = {lv: levels.count(lv) for lv in sorted(set(levels))}
     peaks = [int(v) for v in log.read_text().split()] if log.exists() else []
     peak = f"{max(peaks) / 1024:.0f}" if peaks else f"{ru.ru_maxrss / 1024:.0f} (rusage)"
@@ -216,7 +223,7 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] == "demo":
         demo()
     elif argv[0] == "width":
-        width(int(argv[1]), argv[2], argv[3])
+        width(int(argv[1]), argv[2], argv[3], None if argv[4:5] == ["none"] else "mean")
     elif argv[0] == "scaling":
         print(HEADER, flush=True)
         for h in [int(a) for a in argv[1:]] or [16, 32, 64, 128, 256]:
