@@ -60,18 +60,40 @@ BLOCK = 16
 #: (chunked and compiled in parallel by :mod:`.c_source`): this kernel is one function.
 MAX_SCALARS = 1500
 
+
+def _lin_tile(rows: int) -> str:
+    # the register tile of sg_lin: ``rows`` samples x two vectors of members, summed over i
+    acc = [f"a{r}{c}" for r in range(rows) for c in range(2)]
+    lines = [f"            sg_vw {', '.join(f'{a} = {{0}}' for a in acc)};"]
+    lines.append("            for (int64_t i = 0; i < ni; ++i, w += mp) {")
+    lines.append("                const sg_vw w0 = sg_ld(w), w1 = sg_ld(w + SG_W);")
+    for r in range(rows):
+        u = f"u[{r} * us + i]" if r else "u[i]"
+        lines.append(f"                a{r}0 += w0 * {u}; a{r}1 += w1 * {u};")
+    lines.append("            }")
+    for r in range(rows):
+        at = f"l + {r} * mp" if r else "l"
+        lines.append(f"            sg_st({at}, a{r}0); sg_st({at} + SG_W, a{r}1);")
+    return "\n".join(lines)
+
+
+_LIN8, _LIN4 = _lin_tile(8), _lin_tile(4)
+
 #: The blocked matrix kernels every packed unit starts with (GCC/Clang vector extensions: the
 #: widest vectors the target has, AVX-512 or AVX; sixteen accumulators in registers; products
 #: and sums fused as BLAS does). Rows hold a multiple of 16 doubles; ``nb`` samples (rows of U,
 #: X, Y at strides ``us``, ``xs``, ``ys``; stride 0: one row for every sample).
-PACK_PRELUDE = """\
+PACK_PRELUDE = (
+    """\
 #include <stdlib.h>
 static const double sg_one = 1.0;
 #if defined(__GNUC__) && !defined(SG_PORTABLE)
 #if defined(__AVX512F__)
 #define SG_W 8
+#define SG_B 8
 #else
 #define SG_W 4
+#define SG_B 4
 #endif
 #if defined(__GNUC__) && !defined(__clang__)
 #define SG_FUSED __attribute__((optimize("fp-contract=fast")))
@@ -81,27 +103,25 @@ static const double sg_one = 1.0;
 typedef double sg_vw __attribute__((vector_size(SG_W * sizeof(double))));
 static inline sg_vw sg_ld(const double *p) { sg_vw v; __builtin_memcpy(&v, p, sizeof v); return v; }
 static inline void sg_st(double *p, sg_vw v) { __builtin_memcpy(p, &v, sizeof v); }
-/* L[b, k] = sum_i W[i, k] U[b, i]: four samples by two vectors of members in registers; the
-   rows past nb (up to a multiple of four) are scratch the caller allocated and never reads */
+/* L[b, k] = sum_i W[i, k] U[b, i]: SG_B samples by two vectors of members in registers (eight
+   by sixteen with AVX-512's 32 registers, four by eight with AVX's 16); the rows past nb (up
+   to a multiple of SG_B) are scratch the caller allocated and never reads */
 SG_FUSED static void sg_lin(const double *restrict W, int64_t ni, int64_t mp,
                             const double *restrict U, int64_t us, double *restrict L, int64_t nb) {
-    for (int64_t b = 0; b < nb; b += 4) {
-        const double *u0 = U + b * us, *u1 = u0 + us, *u2 = u1 + us, *u3 = u2 + us;
+    for (int64_t b = 0; b < nb; b += SG_B) {
+        const double *u = U + b * us;
         for (int64_t k = 0; k < mp; k += 2 * SG_W) {
-            sg_vw a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0}, a7 = {0};
             const double *w = W + k;
-            for (int64_t i = 0; i < ni; ++i, w += mp) {
-                const sg_vw w0 = sg_ld(w), w1 = sg_ld(w + SG_W);
-                a0 += w0 * u0[i]; a1 += w1 * u0[i];
-                a2 += w0 * u1[i]; a3 += w1 * u1[i];
-                a4 += w0 * u2[i]; a5 += w1 * u2[i];
-                a6 += w0 * u3[i]; a7 += w1 * u3[i];
-            }
             double *l = L + b * mp + k;
-            sg_st(l, a0); sg_st(l + SG_W, a1);
-            sg_st(l + mp, a2); sg_st(l + mp + SG_W, a3);
-            sg_st(l + 2 * mp, a4); sg_st(l + 2 * mp + SG_W, a5);
-            sg_st(l + 3 * mp, a6); sg_st(l + 3 * mp + SG_W, a7);
+#if SG_B == 8
+"""
+    + _LIN8
+    + """
+#else
+"""
+    + _LIN4
+    + """
+#endif
         }
     }
 }
@@ -156,6 +176,7 @@ static void sg_outer(double *restrict G, int64_t nr, int64_t cp, const double *r
 }
 #endif
 """
+)
 
 #: With glibc's vector math library linked (``-lmvec``, see ``c_build.Target.mvec``): GCC
 #: vectorises member loops over these functions into calls of their 4/8-lane versions.
