@@ -15,7 +15,7 @@ import random
 import numpy as np
 import pytest
 import sympy as sp
-from test_pack import ACTIVATIONS, network  # the NumPy target's pack tests' random networks
+from test_pack import network  # the random layered networks of the NumPy target's pack tests
 
 from symgrad import grad, lambdify, value_and_grad
 from symgrad.codegen import c as cbackend
@@ -45,7 +45,11 @@ def _cases(rng, n_data, n_params):
 @pytest.mark.parametrize("reduce", [None, "mean"])
 @pytest.mark.parametrize("seed", range(12))
 def test_packed_c_kernels_agree_with_the_numpy_target(seed, reduce):
-    loss, params, data = network(seed)
+    _agree(*network(seed), seed, reduce)
+
+
+def _agree(loss, params, data, seed, reduce):
+    # the C target's value and gradient against the NumPy target's on every kind of call
     args = [*data, params]
     f_c = value_and_grad(loss, params, args, backend="c", reduce=reduce)
     f_np = value_and_grad(loss, params, args, reduce=reduce)
@@ -59,44 +63,27 @@ def test_packed_c_kernels_agree_with_the_numpy_target(seed, reduce):
 
 
 def wide_network(seed: int):
-    """A random MLP like ``network`` but wider (4-12 units, two hidden layers): its layers are
-    matrix products (``sg_lin``) and its weight gradients rank-1 updates (``sg_outer``)."""
+    """A random MLP wider than ``network`` (4-12 units, two hidden layers; symgrad.nn's layers):
+    its layers are matrix products (``sg_lin``), its weight gradients rank-1 updates."""
+    from symgrad.nn import MLP, hinge, l2
+
     rng = random.Random(seed)
     xs, y = list(sp.symbols(f"x0:{rng.randint(2, 3)}")), sp.Symbol("y")
-    params: list[sp.Symbol] = []
-    h = xs
-    widths = [rng.randint(4, 12), rng.randint(4, 12), 1]
-    for layer, width in enumerate(widths):
-        act = ACTIVATIONS[rng.choice(sorted(ACTIVATIONS))]
-        new = []
-        for k in range(width):
-            ws = list(sp.symbols(f"w{layer}_{k}_0:{len(h)}"))
-            b = sp.Symbol(f"b{layer}_{k}")
-            params += [*ws, b]
-            z = sp.Add(*[w * v for w, v in zip(ws, h, strict=True)], b)
-            new.append(z if layer == len(widths) - 1 else act(z))
-        h = new
-    loss = sp.Max(0, 1 - y * h[0]) if rng.random() < 0.5 else (h[0] - y) ** 2
+    act = rng.choice(["relu", "tanh", "sigmoid"])
+    model = MLP(len(xs), [rng.randint(4, 12), rng.randint(4, 12), 1], activation=act, rng=rng)
+    theta = model.parameter_symbols()
+    score = model.symbolic(xs)
+    loss = hinge(score, [y]) if rng.random() < 0.5 else (score[0] - y) ** 2
     if rng.random() < 0.5:
-        loss = loss + sp.Rational(1, 1000) * sp.Add(*[p**2 for p in params])
-    return loss, params, [*xs, y]
+        loss = loss + l2(theta, 1e-3)
+    return loss, theta, [*xs, y]
 
 
 @needs_cc
 @pytest.mark.parametrize("reduce", [None, "mean"])
 @pytest.mark.parametrize("seed", range(6))
 def test_wide_packed_c_kernels_agree_with_the_numpy_target(seed, reduce):
-    loss, params, data = wide_network(seed)
-    args = [*data, params]
-    f_c = value_and_grad(loss, params, args, backend="c", reduce=reduce)
-    f_np = value_and_grad(loss, params, args, reduce=reduce)
-    rng = np.random.default_rng(seed)
-    for label, values, p in _cases(rng, len(data), len(params)):
-        with np.errstate(all="ignore"):
-            got, want = f_c(*values, p), f_np(*values, p)
-        for k, (a, b) in enumerate(zip(got, want, strict=True)):
-            assert np.shape(a) == np.shape(b), (label, k)
-            np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13, err_msg=f"{label}: {k}")
+    _agree(*wide_network(seed), seed, reduce)
 
 
 def test_wide_networks_use_the_matrix_kernels():
