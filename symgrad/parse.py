@@ -168,8 +168,11 @@ def _log2_abs(value: sp.Expr) -> float | None:
         else:  # infinite or left unevaluated
             return None
     real, imag = sizes
-    # evalf may leave a rounding residue such as 0.69 - 5e-28*I; more than that is complex
-    return real if imag < max(real, -1000.0) - 40 else None
+    # evalf may leave a rounding residue such as 0.69 - 5e-28*I, relative to the real part (or
+    # below 2**-1040 when that is exactly 0); more than that is complex, however small the
+    # value: (-1e300)**-pi is -3.0e-943 + 1.4e-943*I
+    limit = real - 40 if real > -math.inf else -1040.0
+    return real if imag < limit else None
 
 
 def _near_integer(value: sp.Expr, log2_size: float) -> bool:

@@ -5,12 +5,13 @@ Every operation of ``Value`` on every pair of edge values (0, -0, +-1e-310, +-1e
 gradients. The torch graph is built with the same operations as ``Value`` builds (micrograd's
 ``a - b = a + b * -1``, ``a / b = a * b**-1``), so both compute the same IEEE operations.
 
-Two documented differences (docs/conventions.md), each pinned by its own test and kept out of
+Three documented differences (docs/conventions.md), each pinned by its own test and kept out of
 the random programs: ``relu`` at a ``nan`` input sends ``nan`` back (NumPy's ``heaviside(nan)``)
-where PyTorch passes the incoming gradient through; and PyTorch computes ``x**0.5``, ``x**-0.5``
+where PyTorch passes the incoming gradient through; PyTorch computes ``x**0.5``, ``x**-0.5``
 (and the ``x**0.5`` inside the gradient of ``x**1.5``) as ``sqrt``/``rsqrt``, so at ``x = -0.0``
 and ``x = -inf`` it leaves IEEE ``pow`` (``pow(-inf, 0.5) = inf``, ``pow(-0.0, -0.5) = inf``),
-which symgrad follows with NumPy.
+which symgrad follows with NumPy; and PyTorch's ``sigmoid`` underflows to 0 below
+``x = -709.78`` (``1/(1 + exp(-x))``), where symgrad keeps the subnormal value.
 """
 
 from __future__ import annotations
@@ -154,6 +155,24 @@ def test_relu_at_nan() -> None:
     assert math.isnan(y.data) and math.isnan(x.grad)
 
 
+#: Below this, PyTorch's sigmoid 1/(1 + exp(-x)) overflows in exp and returns 0
+SIGMOID_UNDERFLOW = -math.log(np.finfo(float).max)
+
+
+def test_sigmoid_keeps_subnormal_values_where_pytorch_gives_zero() -> None:
+    # found by the random programs: sigmoid(log(1e-310)) = 1e-310, and d/dx = s(1 - s)/x = 1
+    x = Value(1e-310)
+    y = x.log().sigmoid()
+    y.backward()
+    assert y.data == pytest.approx(1e-310, rel=1e-12) and x.grad == pytest.approx(1.0, rel=1e-9)
+    t = _torch_leaf(1e-310)
+    torch.sigmoid(torch.log(t)).backward()
+    assert t.grad.item() == 0.0  # PyTorch's exp(713.8) overflowed: the documented difference
+    assert Value(SIGMOID_UNDERFLOW + 1.0).sigmoid().data == pytest.approx(
+        torch.sigmoid(torch.tensor(SIGMOID_UNDERFLOW + 1.0, dtype=torch.float64)).item(), rel=1e-12
+    )
+
+
 def test_a_zero_adjoint_times_an_infinite_partial_is_nan_as_in_pytorch() -> None:
     _compare(lambda a: (a**-1) * 0.0, lambda a: (a**-1.0) * 0.0, [0.0])
 
@@ -197,6 +216,8 @@ def _torch_differs(inputs, steps) -> bool:
         if op == "relu" and math.isnan(a.data):
             return True
         if op == "powk" and _torch_sqrt_case(k, a.data):
+            return True
+        if op == "sigmoid" and a.data < SIGMOID_UNDERFLOW:
             return True
         v = UNARY[op][0](a) if op in UNARY else BINARY[op][0](a, b) if op in BINARY else a**k
         pool.append(v)
