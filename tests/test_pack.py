@@ -131,15 +131,19 @@ def test_batch_mean_of_packed_networks(seed):
     np.testing.assert_allclose(got[1], want[1], rtol=1e-12, atol=1e-15)
 
 
-def test_a_layer_is_one_matrix_product_per_sweep():
-    # micrograd's demo network: 2-16-16-1, ReLU, hinge loss, L2 term inside the loss
+def demo_loss(hidden: int, seed: int, alpha: float):
+    """micrograd's demo network 2-h-h-1 (ReLU) by ``symgrad.nn``: hinge loss, L2 term inside."""
     from symgrad.nn import MLP, hinge, l2
 
-    model = MLP(2, [16, 16, 1], rng=random.Random(0))
+    model = MLP(2, [hidden, hidden, 1], rng=random.Random(seed))
     theta = model.parameter_symbols()
     x = list(sp.symbols("x0:2"))
     y = sp.Symbol("y")
-    loss = hinge(model.symbolic(x), [y]) + l2(theta, 1e-4)
+    return hinge(model.symbolic(x), [y]) + l2(theta, alpha), theta, x, y
+
+
+def test_a_layer_is_one_matrix_product_per_sweep():
+    loss, theta, x, y = demo_loss(16, 0, 1e-4)
     f = value_and_grad(loss, theta, [*x, y, theta], reduce="mean")
     body = f.source.split("_coerce_vector(")[1]
     # one matrix product forward (hidden layer 2) and one backward (its adjoint to layer 1);
@@ -232,13 +236,7 @@ def test_exported_packed_function_runs_without_symgrad(tmp_path):
 
 def test_batch_mean_gradient_by_blocks_agrees():
     # 2-40-40-1: the weight gradients read 3 blocks of the adjoints x inputs product (fuse._blocks)
-    from symgrad.nn import MLP, hinge, l2
-
-    model = MLP(2, [40, 40, 1], rng=random.Random(3))
-    theta = model.parameter_symbols()
-    x = list(sp.symbols("x0:2"))
-    y = sp.Symbol("y")
-    loss = hinge(model.symbolic(x), [y]) + l2(theta, 1e-3)
+    loss, theta, x, y = demo_loss(40, 3, 1e-3)
     f = value_and_grad(loss, theta, [*x, y, theta], reduce="mean")
     assert "blocks=" in f.source
     with unpacked():

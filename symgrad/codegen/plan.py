@@ -326,42 +326,25 @@ def _kinds(
         uses[o] += 1
     kind = [ARGUMENT] * n
     depth = [0] * n  # inlined node -> inlined nodes nested in it, itself included
-    reads: dict[int, list[int]] = {}  # inlined / shadow node -> the statements it reads
-    last: dict[int, int] = {}  # statement -> its last reader (-1: the return)
     for i in range(n):
         if source[i] is not None:
             continue
         if not args_of[i]:
             kind[i] = LITERAL
             continue
-        r: list[int] = []
         d = 1
         for a in args_of[i]:
-            k = kind[a]
-            if k == STATEMENT:
-                r.append(a)
-            elif k in (INLINED, SHADOW):
-                r += reads[a]
-                if depth[a] >= d:
-                    d = depth[a] + 1
+            if kind[a] == INLINED and depth[a] >= d:
+                d = depth[a] + 1
         if shadowy[i]:
-            kind[i], reads[i] = SHADOW, r
+            kind[i] = SHADOW
         elif (
             uses[i] == 1 and not pinned[i] and d <= INLINE_DEPTH and len(args_of[i]) <= INLINE_ARGS
         ):
-            kind[i], reads[i], depth[i] = INLINED, r, d
+            kind[i], depth[i] = INLINED, d
         else:
             kind[i] = STATEMENT
-            for m in r:
-                last[m] = i
-    for o in outs:
-        for m in [o] if kind[o] == STATEMENT else reads.get(o, ()):
-            last[m] = -1
-    dies: dict[int, list[int]] = {}
-    for m, i in last.items():
-        if i >= 0:
-            dies.setdefault(i, []).append(m)
-    return kind, dies
+    return kind, _deaths(args_of, kind, outs)
 
 
 def _deaths(args_of: list[list[int]], kind: list[int], outs: list[int]) -> dict[int, list[int]]:
