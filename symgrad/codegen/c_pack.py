@@ -48,7 +48,7 @@ import sympy as sp
 from ..graph import rebuild
 from .c_printer import PRELUDE, CPrinter, print_c
 from .c_source import CProgram
-from .pack import PACK_MIN, _Builder, _classes, _leaves, _membership, pack
+from .pack import PACK_MIN, TreeBuilder, iso_classes, membership, pack, tree_leaves
 from .plan import ARGUMENT, INLINED, LITERAL, SHADOW, STATEMENT, Program
 
 __all__ = ["BLOCK", "MAX_SCALARS", "VECTOR_MATH", "generate_packed"]
@@ -253,8 +253,8 @@ class _Kernel:
 
     def __init__(self, prog: Program, name: str, mean: bool, vector_math: bool) -> None:
         self.prog, self.name, self.mean, self.vector_math = prog, name, mean, vector_math
-        self.member, _ = _membership(prog)
-        self.cls: list[int] | None = None
+        self.member, _ = membership(prog)
+        self.cls: list[int] | None = prog.classes  # set by pack(); computed when absent
         self.printer = CPrinter()
         self.tables: list[str] = []  # file-scope index tables
         self.arrays: list[tuple[str, int]] = []  # scratch arrays: (name, doubles)
@@ -449,7 +449,7 @@ class _Kernel:
         # classes of many isomorphic inlined terms of the sum i, each as one packed tree
         prog = self.prog
         if self.cls is None:
-            self.cls = _classes(prog)
+            self.cls = iso_classes(prog)
         args = prog.args_of[i]
         by_class: dict[int, list[int]] = {}
         for j, a in enumerate(args):
@@ -459,7 +459,7 @@ class _Kernel:
         for js in by_class.values():
             if len(js) < PACK_MIN:
                 continue
-            tree = _Builder(prog, self.cls, self.member).operand([args[j] for j in js])
+            tree = TreeBuilder(prog, self.cls, self.member).operand([args[j] for j in js])
             if tree is None or tree[0] not in ("op", "col"):
                 continue
             if any(leaf[0] == "lin" for leaf in _nodes(tree)):
@@ -471,7 +471,7 @@ class _Kernel:
     @staticmethod
     def leaf_positions(tree: Any) -> list[int]:
         out: list[int] = []
-        for leaf in _leaves(tree):
+        for leaf in tree_leaves(tree):
             if leaf[0] == "bcast":
                 out.append(leaf[1])
             elif leaf[0] == "stack":

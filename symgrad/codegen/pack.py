@@ -92,7 +92,7 @@ def pack(prog: Program, min_rows: int = PACK_MIN) -> Program:
     """
     order, args_of, kind, source = prog.order, prog.args_of, prog.kind, prog.source
     n = len(order)
-    cls = _classes(prog)
+    cls = iso_classes(prog)
     groups: dict[int, list[int]] = {}
     for i in range(n):
         if kind[i] == STATEMENT:
@@ -102,7 +102,7 @@ def pack(prog: Program, min_rows: int = PACK_MIN) -> Program:
     for members in groups.values():  # classes in order of their first member: operands first
         if len(members) < min_rows:
             continue
-        builder = _Builder(prog, cls, row_of)
+        builder = TreeBuilder(prog, cls, row_of)
         tree = builder.build(members)
         perm = _aligning(tree, len(members)) if tree is not None else None
         if perm is not None:  # members in the order of an operand pack's columns: no gather
@@ -134,7 +134,7 @@ def pack(prog: Program, min_rows: int = PACK_MIN) -> Program:
     return prog2
 
 
-def _classes(prog: Program) -> list[int]:
+def iso_classes(prog: Program) -> list[int]:
     """Each node's isomorphism class: equal classes, equal computations over alike operands.
 
     Leaves: a vector argument's entries share one class per vector; scalar arguments, literals
@@ -162,7 +162,7 @@ def _classes(prog: Program) -> list[int]:
     return cls
 
 
-class _Builder:
+class TreeBuilder:
     """Builds the packed tree of one class of statements from its members' expressions."""
 
     def __init__(self, prog: Program, cls: list[int], row_of: dict) -> None:
@@ -274,7 +274,7 @@ class _Builder:
 
 def _aligning(tree: Any, m: int) -> list[int] | None:
     # the member order that reads the columns of an operand pack in order, if one does
-    for leaf in _leaves(tree):
+    for leaf in tree_leaves(tree):
         if leaf[0] == "rows" and sorted(leaf[2]) == list(range(m)) and leaf[2] != list(range(m)):
             perm = [0] * m
             for k, r in enumerate(leaf[2]):
@@ -372,20 +372,20 @@ def _renumber(tree: Any, at: list[int]) -> Any:
     return tree
 
 
-def _leaves(tree: Any) -> Any:
+def tree_leaves(tree: Any) -> Any:
     tag = tree[0]
     if tag == "op":
         for t in tree[2]:
-            yield from _leaves(t)
+            yield from tree_leaves(t)
     elif tag == "lin":
         for t in tree[1]:
-            yield from _leaves(t)
-        yield from _leaves(tree[4])
+            yield from tree_leaves(t)
+        yield from tree_leaves(tree[4])
     else:
         yield tree
 
 
-def _membership(prog: Program) -> tuple[dict[int, tuple[int, int]], list[int]]:
+def membership(prog: Program) -> tuple[dict[int, tuple[int, int]], list[int]]:
     """Each member's ``(pack, row)``, and the statement each inlined node is printed in."""
     member: dict[int, tuple[int, int]] = {}
     for p, pk in enumerate(prog.packs):
@@ -404,7 +404,7 @@ def _membership(prog: Program) -> tuple[dict[int, tuple[int, int]], list[int]]:
 
 def _mark_named(prog: Program) -> None:
     """Which members are read by name: by an output, a node outside every pack, or a leaf."""
-    member, host = _membership(prog)
+    member, host = membership(prog)
     kind, args_of = prog.kind, prog.args_of
     named: set[int] = set(prog.outs)
     for i, a in enumerate(args_of):
@@ -412,7 +412,7 @@ def _mark_named(prog: Program) -> None:
         if not inside:
             named.update(j for j in a if j in member)
     for pk in prog.packs:
-        for leaf in _leaves(pk.tree):
+        for leaf in tree_leaves(pk.tree):
             if leaf[0] == "bcast":
                 named.add(leaf[1])
             elif leaf[0] == "stack":
@@ -453,7 +453,7 @@ class PackPrinter:
         self.constants = constants
         self.templates: dict = {}
         self.moved: set[int] = set()
-        self.member, self.host = _membership(prog)
+        self.member, self.host = membership(prog)
         self.cls: list[int] | None = prog.classes  # isomorphism classes (computed when needed)
         self.outs = set(prog.outs)
 
@@ -516,7 +516,7 @@ class PackPrinter:
             return None
         args = prog.args_of[i]
         if self.cls is None:
-            self.cls = _classes(prog)
+            self.cls = iso_classes(prog)
         by_class: dict[int, list[int]] = {}
         for j, a in enumerate(args):
             if prog.kind[a] == INLINED and not prog.pair[a]:  # products fuse into _dot
@@ -527,7 +527,7 @@ class PackPrinter:
         for js in by_class.values():
             if len(js) < PACK_MIN:
                 continue
-            tree = _Builder(prog, self.cls, self.member).operand([args[j] for j in js])
+            tree = TreeBuilder(prog, self.cls, self.member).operand([args[j] for j in js])
             if tree is None or tree[0] not in ("op", "lin", "col"):
                 continue
             totals.append(f"_total({self.tree(tree, lines)})")
@@ -581,11 +581,11 @@ class PackPrinter:
         if len(at) < PACK_MIN or None in at:
             return None
         if self.cls is None:
-            self.cls = _classes(self.prog)
+            self.cls = iso_classes(self.prog)
         c = self.cls[at[0]]
         if any(self.cls[a] != c for a in at):
             return None
-        tree = _Builder(self.prog, self.cls, self.member).operand(list(at))
+        tree = TreeBuilder(self.prog, self.cls, self.member).operand(list(at))
         if tree is None or tree[0] not in ("op", "lin", "col"):
             return None
         return f"_first({self.tree(tree, lines)})"
