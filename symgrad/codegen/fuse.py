@@ -34,7 +34,7 @@ import sympy as sp
 
 from .printers import Inlined, NumPyTargetPrinter, _doprint, _print_node
 
-__all__ = ["FUSE_MIN", "Fuser"]
+__all__ = ["FUSE_MIN", "Fuser", "constant_name"]
 
 #: A sum with at least this many single-use binary products is printed as one ``_dot``, and a
 #: stacked output with at least this many product entries as one ``_gather``.
@@ -155,16 +155,16 @@ class Fuser:
         return _print_node(self.printer, self.templates, node, kids)
 
     def stacked(
-        self, shape: tuple[int, ...], kids: list, mean: bool = False, at: list | None = None
+        self, shape: tuple[int, ...], kids: list, mean: bool = False, positions: list | None = None
     ) -> str:
         """A rectangular output of ``shape`` from its flat leaves: ``_stack`` or ``_gather``.
 
         With ``mean``, the output's batch mean (``_gather_mean`` never forms the per-sample
         products: their means are entries of one matrix product); entries that are sums
-        (:class:`_Terms`) are averaged term by term, one fused layer per term. ``at``: the
-        leaves' positions in the program (None where unknown), for :attr:`packed`.
+        (:class:`_Terms`) are averaged term by term, one fused layer per term. ``positions``:
+        the leaves' positions in the program (None where unknown), for :attr:`packed`.
         """
-        placed = [None] * len(kids) if at is None else at
+        placed = [None] * len(kids) if positions is None else positions
         if mean and any(type(k) is _Terms for k in kids):
             terms = [_layered(k, a) for k, a in zip(kids, placed, strict=True)]
             layers = [
@@ -246,11 +246,20 @@ class Fuser:
                 return text
         if len(kids) >= FUSE_MIN and all(isinstance(k, sp.Basic) and k.is_Number for k in kids):
             # numbers only (an L2 term's coefficients): one module-level array
-            name = f"_K{sum(1 for c in self.constants if c.startswith('_K'))}"
+            name = constant_name(self.constants, "_K")
             values = ", ".join(_doprint(self.printer, k) for k in kids)
             self.constants.append(f"{name} = _rows([{values}])")
             return name
         return f"_rows([{', '.join(self.text(k) for k in kids)}])"
+
+
+def constant_name(constants: list[str], prefix: str) -> str:
+    """The next free name ``prefix<k>`` among a generated module's constant lines.
+
+    >>> constant_name(["_K0 = 1", "_I0 = 2"], "_K")
+    '_K1'
+    """
+    return f"{prefix}{sum(1 for c in constants if c.startswith(prefix))}"
 
 
 def _layered(kid: Any, position: int | None) -> list[tuple[Any, int | None]]:

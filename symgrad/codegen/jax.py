@@ -37,7 +37,7 @@ from ..errors import ArgumentError, DtypeError, ShapeError, UnsupportedFunctionE
 from ..inputs import describe
 from . import runtime as rt
 from .fuse import Fuser
-from .pack import PackPrinter, pack, statement_printer
+from .pack import pack, statement_printer
 from .plan import Program, describe_args, rectangular, walk
 from .printers import ArrayFunctions, TargetPrinter
 from .pyfloat import arg_names
@@ -140,11 +140,7 @@ def emit(prog: Program, name: str, *, mean: bool = False) -> str:
     }
     fuser = Fuser(printer, {}, elements)
     prog = pack(prog)
-    kid: list = []
-    packs = PackPrinter(prog, printer, kid, fuser.text, fuser.constants)
-    fuser.packed = packs.rows_of
-
-    text_of = statement_printer(prog, fuser, packs, mean)
+    text_of, kid = statement_printer(prog, fuser, mean)
 
     slots = [f"_t{k}" for k in range(prog.n_slots)]
     body, kid = walk(prog, arg_names(prog), slots, text_of, kid)
@@ -158,7 +154,7 @@ def emit(prog: Program, name: str, *, mean: bool = False) -> str:
             return f"({inner}{',' if len(s) == 1 else ''})"
         shape, flat = rectangular(s)
         at = [prog.outs[j] for j in flat]
-        stacked = fuser.stacked(shape, [kid[a] for a in at], mean=mean, at=at)
+        stacked = fuser.stacked(shape, [kid[a] for a in at], mean=mean, positions=at)
         return f"_cast({stacked}, _dtype)"
 
     ret = build(prog.spec, prog.top)

@@ -28,8 +28,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .fuse import Fuser
-from .pack import PackPrinter, pack, statement_printer
+from .fuse import Fuser, constant_name
+from .pack import pack, statement_printer
 from .plan import Program, rectangular, walk
 from .printers import NumPyTargetPrinter
 from .pyfloat import arg_names, emit_body
@@ -131,10 +131,7 @@ def _numpy_body(prog: Program, mean: bool, constants: list[str]) -> tuple[list[s
         f"_a{s[0]}_{s[1]}": (f"_a{s[0]}", s[1]) for s in prog.source if s is not None and s[1] >= 0
     }
     fuser = Fuser(printer, {}, elements)
-    kid: list = []
-    packs = PackPrinter(prog, printer, kid, fuser.text, constants)
-    fuser.packed = packs.rows_of
-    text_of = statement_printer(prog, fuser, packs, mean)
+    text_of, kid = statement_printer(prog, fuser, mean, constants)
 
     slots = [f"_t{k}" for k in range(prog.n_slots)]
     body, kid = walk(prog, arg_names(prog), slots, text_of, kid)
@@ -146,7 +143,7 @@ def _numpy_body(prog: Program, mean: bool, constants: list[str]) -> tuple[list[s
     def stacked(s: list, m: bool = False) -> str:
         shape, flat = rectangular(s)
         at = [prog.outs[j] for j in flat]
-        return fuser.stacked(shape, [kid[a] for a in at], mean=m, at=at)
+        return fuser.stacked(shape, [kid[a] for a in at], mean=m, positions=at)
 
     if mean:
         ret = _averaged(prog, leaf, stacked)
@@ -171,7 +168,7 @@ def _unpack(prog: Program, constants: list[str], used: set[str]) -> list[str]:
         elif len(keep) == 1:
             lines.append(f"    {keep[0][1]} = _a{i}[{keep[0][0]}]")
         elif keep:
-            pick = f"_p{sum(1 for c in constants if c.startswith('_p'))}"
+            pick = constant_name(constants, "_p")
             constants.append(f'{pick} = _picker("{",".join(str(j) for j, _ in keep)}")')
             lines.append(f"    {', '.join(nm for _, nm in keep)} = {pick}(_a{i})")
     return lines

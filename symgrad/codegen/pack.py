@@ -40,7 +40,7 @@ from typing import Any
 import sympy as sp
 from sympy.printing.precedence import PRECEDENCE
 
-from .fuse import _Pair, _Terms
+from .fuse import _Pair, _Terms, constant_name
 from .plan import ARGUMENT, INLINED, LITERAL, SHADOW, STATEMENT, Program, program_of
 from .printers import Inlined, _print_node
 
@@ -60,7 +60,6 @@ class Pack:
     Attributes:
         members: the members' positions in the program, row ``k`` first.
         tree: the packed expression over the members' operands (see the module docstring).
-        named: the members some node outside the packs reads by name (their views are printed).
 
     >>> import sympy as sp
     >>> from symgrad.codegen.plan import plan
@@ -73,7 +72,6 @@ class Pack:
 
     members: list[int]
     tree: Any
-    named: set
 
     @property
     def rows(self) -> int:
@@ -99,10 +97,10 @@ def pack(prog: Program, min_rows: int = PACK_MIN) -> Program:
             groups.setdefault(cls[i], []).append(i)
     row_of: dict[int, tuple[int, int]] = {}  # member -> (pack, row)
     found: list[tuple[list[int], Any]] = []
+    builder = TreeBuilder(prog, cls, row_of)  # reads row_of as packs are found
     for members in groups.values():  # classes in order of their first member: operands first
         if len(members) < min_rows:
             continue
-        builder = TreeBuilder(prog, cls, row_of)
         tree = builder.build(members)
         perm = _aligning(tree, len(members)) if tree is not None else None
         if perm is not None:  # members in the order of an operand pack's columns: no gather
@@ -122,7 +120,7 @@ def pack(prog: Program, min_rows: int = PACK_MIN) -> Program:
     at = [0] * n
     for k, i in enumerate(new):
         at[i] = k
-    packs = [Pack([at[m] for m in members], _renumber(tree, at), set()) for members, tree in found]
+    packs = [Pack([at[m] for m in members], _renumber(tree, at)) for members, tree in found]
     classes = [cls[i] for i in new]
     prog2 = program_of(
         prog.args, prog.outputs, prog.spec, prog.top, prog.leaves, [order[i] for i in new],
@@ -130,7 +128,6 @@ def pack(prog: Program, min_rows: int = PACK_MIN) -> Program:
         [at[o] for o in prog.outs], packs, [kind[i] for i in new],
     )  # fmt: skip
     prog2.classes = classes
-    _mark_named(prog2)
     return prog2
 
 
@@ -402,25 +399,6 @@ def membership(prog: Program) -> tuple[dict[int, tuple[int, int]], list[int]]:
     return member, host
 
 
-def _mark_named(prog: Program) -> None:
-    """Which members are read by name: by an output, a node outside every pack, or a leaf."""
-    member, host = membership(prog)
-    kind, args_of = prog.kind, prog.args_of
-    named: set[int] = set(prog.outs)
-    for i, a in enumerate(args_of):
-        inside = kind[i] != SHADOW and host[i] in member
-        if not inside:
-            named.update(j for j in a if j in member)
-    for pk in prog.packs:
-        for leaf in tree_leaves(pk.tree):
-            if leaf[0] == "bcast":
-                named.add(leaf[1])
-            elif leaf[0] == "stack":
-                named.update(leaf[1])
-    for pk in prog.packs:
-        pk.named = {m for m in pk.members if m in named}
-
-
 class PackPrinter:
     """Prints the packs of a program for an array target (NumPy, JAX) during ``walk``.
 
@@ -615,7 +593,7 @@ class PackPrinter:
             run = _run(flat)
             if run is not None:
                 return run
-        name = f"_I{sum(1 for c in self.constants if c.startswith('_I'))}"
+        name = constant_name(self.constants, "_I")
         text = f'_indices("{",".join(map(str, flat))}")'
         if isinstance(values[0], list):
             text += f".reshape({len(values)}, {len(values[0])})"
@@ -648,12 +626,17 @@ def _paren(text: Any, prec: int) -> str:
     return f"({text})"
 
 
-def statement_printer(prog: Program, fuser: Any, packs: PackPrinter | None, mean: bool) -> Any:
-    """The ``text_of`` of :func:`~symgrad.codegen.plan.walk` for the array targets.
+def statement_printer(
+    prog: Program, fuser: Any, mean: bool, constants: list | None = None
+) -> tuple[Any, list]:
+    """The ``text_of`` of :func:`~symgrad.codegen.plan.walk` for the array targets, and the
+    list of printed forms to give ``walk`` (its packs read it).
 
     A node is printed by its pack (a member, or a sum of many isomorphic terms), left for its
     reader to fuse (a single-use product: ``_dot``/``_gather``; a batch-mean output's sum,
-    averaged term by term), or printed by the :class:`~symgrad.codegen.fuse.Fuser`.
+    averaged term by term), or printed by the :class:`~symgrad.codegen.fuse.Fuser`, whose
+    factor lists then read packs too. The packs' index arrays go to ``constants`` (the
+    module-level lines; the Fuser's own by default).
 
     >>> import sympy as sp
     >>> from symgrad.codegen.fuse import Fuser
@@ -661,23 +644,26 @@ def statement_printer(prog: Program, fuser: Any, packs: PackPrinter | None, mean
     >>> from symgrad.codegen.printers import NumPyTargetPrinter
     >>> x = sp.Symbol("x")
     >>> prog = plan(sp.exp(x) + x, [x])
-    >>> text_of = statement_printer(prog, Fuser(NumPyTargetPrinter(), {}, {}), None, False)
-    >>> walk(prog, ["_a0", None, None], [], text_of)[1][-1]
+    >>> text_of, kid = statement_printer(prog, Fuser(NumPyTargetPrinter(), {}, {}), False)
+    >>> walk(prog, ["_a0", None, None], [], text_of, kid)[1][-1]
     '_a0 + numpy.exp(_a0)'
     """
+    kid: list = []
+    lines = fuser.constants if constants is None else constants
+    packs = PackPrinter(prog, fuser.printer, kid, fuser.text, lines)
+    fuser.packed = packs.rows_of
     pair, kind, args_of = prog.pair, prog.kind, prog.args_of
     # batch-mean leaves read nowhere else: their sums may be averaged term by term
     leaves = {o for o in prog.outs if kind[o] == INLINED} if mean else set()
 
     def text_of(i: int, node: sp.Basic, kids: list) -> tuple[Any, Any]:
         lines: list[str] = []
-        if packs is not None:
-            packed = packs.text_of(i)
-            if packed is not None:
-                return packed
-            total = packs.reduction(i, node, kids)
-            if total is not None:
-                kids, lines = total
+        packed = packs.text_of(i)
+        if packed is not None:
+            return packed
+        total = packs.reduction(i, node, kids)
+        if total is not None:
+            kids, lines = total
         if pair[i] and not lines:
             # a product read once: printed by its reader, which may fuse it (_dot, _gather)
             return _Pair(node, kids, args_of[i]), ()
@@ -688,4 +674,4 @@ def statement_printer(prog: Program, fuser: Any, packs: PackPrinter | None, mean
         fuser.lines = []
         return text, lines
 
-    return text_of
+    return text_of, kid
