@@ -318,29 +318,50 @@ def split_wide_linear(
     (True, [x0 + x1, x2])
     """
     order, args_of = dag.order, dag.args
-    if all(
-        len(a) <= width or not (n.is_Add or n.is_Mul) for n, a in zip(order, args_of, strict=True)
-    ):
+    first = next(
+        (
+            i
+            for i, a in enumerate(args_of)
+            if len(a) > width and (order[i].is_Add or order[i].is_Mul)
+        ),
+        None,
+    )
+    if first is None:
         return list(roots), dag
     new = list(order)
     pos = [0] * len(order)  # old position -> new position
     order2: list[sp.Basic] = []
     args2: list[list[int]] = []
-    index2: dict[sp.Basic, int] = {}
+    # Only the objects built here are hashed: an unchanged node is unique in ``dag`` already.
+    # A built object equal to an unchanged node shares its position (found through
+    # ``dag.index``): at once when that node came first, else when it is reached (``alias``).
+    built: dict[sp.Basic, int] = {}
+    alias: dict[int, int] = {}  # old position of an unchanged node -> its built twin's position
+    old_index = dag.index
 
-    def emit(obj: sp.Basic, positions: list[int]) -> int:
-        p = index2.get(obj)
+    def emit(obj: sp.Basic, positions: list[int], at: int) -> int:
+        p = built.get(obj)
         if p is None:
-            p = index2[obj] = len(order2)
+            j = old_index.get(obj)
+            if j is not None and j < at and new[j] is order[j]:
+                return pos[j]
+            p = built[obj] = len(order2)
             order2.append(obj)
             args2.append(positions)
+            if j is not None and j > at:
+                alias.setdefault(j, p)
         return p
 
-    for i, node in enumerate(order):
+    changed = [False] * len(order)  # whether node i was rebuilt
+    # nodes before the first wide one keep their positions
+    order2 += order[:first]
+    args2 += args_of[:first]
+    pos[:first] = range(first)
+    for i in range(first, len(order)):
         a = args_of[i]
-        positions = [pos[j] for j in a]
-        if (node.is_Add or node.is_Mul) and len(a) > width:
-            items = [(new[j], p) for j, p in zip(a, positions, strict=True)]
+        node = order[i]
+        if len(a) > width and (node.is_Add or node.is_Mul):
+            items = [(new[j], pos[j]) for j in a]
             commutative = node.is_commutative
             while len(items) > width:
                 grouped = []
@@ -350,13 +371,27 @@ def split_wide_linear(
                         grouped.append(chunk[0])
                         continue
                     obj = node.func._from_args([c[0] for c in chunk], commutative)
-                    grouped.append((obj, emit(obj, [c[1] for c in chunk])))
+                    grouped.append((obj, emit(obj, [c[1] for c in chunk], i)))
                 items = grouped
             new[i] = node.func._from_args([c[0] for c in items], commutative)
-            positions = [c[1] for c in items]
-        elif any(new[j] is not order[j] for j in a):
-            new[i] = rebuild(node, [new[j] for j in a])
-        pos[i] = emit(new[i], positions)
+            pos[i] = emit(new[i], [c[1] for c in items], i)
+            changed[i] = True
+            continue
+        positions = [pos[j] for j in a]
+        for j in a:
+            if changed[j]:
+                new[i] = rebuild(node, [new[j] for j in a])
+                pos[i] = emit(new[i], positions, i)
+                changed[i] = True
+                break
+        else:
+            if i in alias:
+                pos[i] = alias[i]
+            else:
+                pos[i] = len(order2)
+                order2.append(node)
+                args2.append(positions)
+    index2 = {node: k for k, node in enumerate(order2)}
     return [new[dag.index[r]] for r in roots], Linear(order2, args2, index2)
 
 
