@@ -121,7 +121,7 @@ def _small_product(coeff: sp.Expr, rest: list[sp.Expr]) -> sp.Expr:
         f = rest[0]
         if f.is_Mul and len(f.args) == 2 and f.args[0].is_Number:
             # c * (d * g): the local partial ``2*x`` of ``x**2`` times a numeric adjoint
-            coeff, f = coeff * f.args[0], f.args[1]
+            coeff, f = _times(coeff, f.args[0]), f.args[1]
             rest = [f]  # the fallback below multiplies what is left, not the original product
             if is_zero(coeff):
                 return coeff
@@ -146,6 +146,26 @@ def _small_product(coeff: sp.Expr, rest: list[sp.Expr]) -> sp.Expr:
         ):
             return sp.Mul._from_args((f, g) if f.compare(g) <= 0 else (g, f), True)
     return sp.Mul(coeff, *rest)
+
+
+# (id(a), id(b)) -> (a, b, a*b): a sweep multiplies the same two numbers once per parameter
+# (the L2 term's adjoint ``alpha`` by each partial ``2*p``); the operands are kept so that
+# their ids stay theirs, and one product object is shared (its hash computed once downstream)
+_PRODUCTS: dict[tuple[int, int], tuple[sp.Expr, sp.Expr, sp.Expr]] = {}
+_PRODUCTS_MAX = 1024
+
+
+def _times(a: sp.Expr, b: sp.Expr) -> sp.Expr:
+    # the product of two SymPy numbers
+    key = (id(a), id(b))
+    hit = _PRODUCTS.get(key)
+    if hit is not None:
+        return hit[2]
+    if len(_PRODUCTS) >= _PRODUCTS_MAX:
+        _PRODUCTS.clear()
+    product = a * b
+    _PRODUCTS[key] = (a, b, product)
+    return product
 
 
 def _plain(f: sp.Basic) -> bool:
