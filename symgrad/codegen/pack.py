@@ -319,34 +319,70 @@ def _cost_each(prog: Program, cls: list[int], i: int) -> int:
 
 
 def _schedule(prog: Program, found: list, row_of: dict) -> list[int]:
-    """A topological order with each pack's members together, otherwise in program order."""
+    """A topological order with each pack's members together, otherwise in program order.
+
+    Kahn's algorithm over units (packs and single nodes), always taking the ready unit of
+    least priority (a node's position; a pack's, that of its last member). Program order is
+    topological, so a scan of the units by priority finds them ready, except a unit reading
+    a pack that comes later: such a unit waits, counting the units it still waits for, and
+    joins a heap when they are done; a waiting unit passed by the scan has a lower priority
+    than any unit ahead of it, so the heap is served first. Linear but for the waiting units.
+    """
     n = len(prog.order)
+    args_of = prog.args_of
     unit = list(range(n))  # a pack's unit is its first member
-    for members, _ in found:
+    last: dict[int, int] = {}  # a pack's last member -> the pack
+    for p, (members, _) in enumerate(found):
         for m in members:
             unit[m] = members[0]
-    priority = list(range(n))
-    for members, _ in found:
-        priority[members[0]] = members[-1]
-    indeg = [0] * n
-    succ: list[list[int]] = [[] for _ in range(n)]
-    for i, a in enumerate(prog.args_of):
-        u = unit[i]
-        for j in a:
-            if unit[j] != u:
-                indeg[u] += 1
-                succ[unit[j]].append(u)
-    ready = [(priority[u], u) for u in range(n) if unit[u] == u and indeg[u] == 0]
-    heapq.heapify(ready)
+        last[members[-1]] = p
+    members_of: dict[int, list[int]] = {members[0]: members for members, _ in found}
+    done = [False] * n  # per unit
+    waiting: dict[int, int] = {}  # a waiting unit -> the number of units it still waits for
+    waiters: dict[int, list[int]] = {}  # a unit -> the waiting units that read it
+    priority: dict[int, int] = {}  # of the waiting units
+    heap: list[tuple[int, int]] = []
     out: list[int] = []
-    while ready:
-        _, u = heapq.heappop(ready)
-        rows = row_of.get(u)
-        out += found[rows[0]][0] if rows is not None else [u]
-        for v in succ[u]:
-            indeg[v] -= 1
-            if indeg[v] == 0:
-                heapq.heappush(ready, (priority[v], v))
+
+    def emit(u: int, nodes: list[int]) -> None:
+        done[u] = True
+        out.extend(nodes)
+        for v in waiters.pop(u, ()):
+            waiting[v] -= 1
+            if waiting[v] == 0:
+                del waiting[v]
+                heapq.heappush(heap, (priority[v], v))
+
+    for i in range(n):
+        p = last.get(i)
+        if p is not None:
+            nodes = found[p][0]
+        elif unit[i] != i or i in members_of:
+            continue  # a pack member other than the last: the pack is scheduled at its last
+        else:
+            nodes = [i]
+        u = nodes[0]
+        ready = p is None  # a single node: usually ready, checked without building a set
+        if ready:
+            for j in args_of[i]:
+                if not done[unit[j]]:
+                    ready = False
+                    break
+        if not ready:
+            # the units this one reads that are not done yet
+            blocked = {unit[j] for m in nodes for j in args_of[m] if not done[unit[j]]}
+            blocked.discard(u)
+            ready = not blocked
+        if ready:
+            emit(u, nodes)
+        else:
+            priority[u] = i
+            waiting[u] = len(blocked)
+            for b in blocked:
+                waiters.setdefault(b, []).append(u)
+        while heap:
+            _, v = heapq.heappop(heap)
+            emit(v, members_of.get(v, [v]))
     return out
 
 
