@@ -170,12 +170,17 @@ def _sweep(
                 rule = lookup(node)
                 # only the partials in arguments that depend on wrt: a constant order or index
                 # (besselj(1, x), zeta(2, x)) is never differentiated; SymPy's one-at-a-time
-                # rules see tuple arguments (hyper, meijerg parameters) element by element
-                per_element = rule.partial is not None
-                wanted = [_wanted(a, order, args_of, dep, per_element) for a in args_of[i]]
-                locals_ = rule.needed(node, wanted)
-                for a, local in _pairs(args_of[i], locals_, args_of):
-                    if local is None or is_zero(local):
+                # rules (rule.partial) see tuple arguments (hyper, meijerg parameters) element
+                # by element
+                a_i = args_of[i]
+                if rule.partial is None:
+                    locals_ = rule.needed(node, [dep[a] for a in a_i])
+                    pairs = zip(a_i, locals_, strict=True)  # no tuple partials: flat
+                else:
+                    wanted = [_wanted(a, order, args_of, dep) for a in a_i]
+                    pairs = _pairs(a_i, rule.needed(node, wanted), args_of)
+                for a, local in pairs:
+                    if local is None or (local.is_Number and not local):  # is_zero, inlined
                         continue
                     contribution = mul(adjoint, local, small=False if big else None)
                     if adjoints[a] is None:
@@ -192,11 +197,11 @@ def _sweep(
     return results, dag
 
 
-def _wanted(a: int, order: list, args_of: list, dep: list[bool], per_element: bool):
+def _wanted(a: int, order: list, args_of: list, dep: list[bool]):
     # a flag, or for a tuple argument that depends on wrt, a nested tuple of flags
-    if not dep[a] or not per_element or not isinstance(order[a], sp.Tuple):
+    if not dep[a] or not isinstance(order[a], sp.Tuple):
         return dep[a]
-    return tuple(_wanted(c, order, args_of, dep, True) for c in args_of[a])
+    return tuple(_wanted(c, order, args_of, dep) for c in args_of[a])
 
 
 def _pairs(positions: list[int], locals_: list, args_of: list):

@@ -234,7 +234,7 @@ def power(base: sp.Expr, exponent: sp.Expr) -> sp.Expr:
     base, exponent = _s(base), _s(exponent)
     if is_zero(exponent):
         return sp.S.One
-    if exponent == 1:
+    if exponent is sp.S.One or (exponent.is_Number and exponent == 1):
         return base
     if is_small(base, exponent):
         return sp.Pow(base, exponent)
