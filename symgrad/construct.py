@@ -137,15 +137,27 @@ def _small_product(coeff: sp.Expr, rest: list[sp.Expr]) -> sp.Expr:
         # f*g of two distinct plain factors (a weight times an input): Mul would only order
         # them, by Basic.compare, as done here
         f, g = rest
-        if (
-            _plain(f)
-            and _plain(g)
-            and f.is_commutative is True
-            and g.is_commutative is True
-            and f != g
-        ):
-            return sp.Mul._from_args((f, g) if f.compare(g) <= 0 else (g, f), True)
+        if _plain(f) and _plain(g) and f.is_commutative is True and g.is_commutative is True:
+            c = _compare(f, g)
+            if c:  # equal factors are a power
+                return sp.Mul._from_args((f, g) if c < 0 else (g, f), True)
     return sp.Mul(coeff, *rest)
+
+
+# (class, class) -> Basic.compare of two objects of differently named classes, which depends
+# on the classes alone (their names' places in SymPy's ordering_of_classes)
+_CLASS_ORDER: dict[tuple[type, type], int] = {}
+
+
+def _compare(f: sp.Basic, g: sp.Basic) -> int:
+    # f.compare(g): SymPy's canonical order, remembered per pair of classes where it can be
+    tf, tg = type(f), type(g)
+    if tf is tg or tf.__name__ == tg.__name__:
+        return f.compare(g)
+    c = _CLASS_ORDER.get((tf, tg))
+    if c is None:
+        c = _CLASS_ORDER[(tf, tg)] = f.compare(g)
+    return c
 
 
 # (id(a), id(b)) -> (a, b, a*b): a sweep multiplies the same two numbers once per parameter
