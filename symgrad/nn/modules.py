@@ -215,15 +215,29 @@ class Neuron(Module):
         [tanh(b + w0*x + w1*y)]
         """
         self._check_inputs(inputs)
-        terms = [sp.Symbol(self.b.label)]
+        *ws, b = self._symbols()
         # products built directly (construct.mul): an evaluating Mul per weight would run
         # SymPy's assumption deductions on every fresh symbol
-        terms += [mul(sp.Symbol(w.label), x) for w, x in zip(self.w, inputs, strict=True)]
+        terms = [b, *(mul(w, x) for w, x in zip(ws, inputs, strict=True))]
         act = sp.Add(*terms, evaluate=False)
         return [_activate_expr(act, self.activation) if self.nonlin else act]
 
     def parameters(self) -> list[Value]:
         return [*self.w, self.b]
+
+    def parameter_symbols(self) -> list[sp.Symbol]:
+        return list(self._symbols())
+
+    def _symbols(self) -> list[sp.Symbol]:
+        # the parameters' symbols, made once per set of labels: symbolic() and
+        # parameter_symbols() then give the same objects (SymPy's own cache of symbols holds
+        # only the last thousand or so, so a large network's were made twice and compared by
+        # value at every later lookup)
+        labels = [p.label for p in self.parameters()]
+        cached = self.__dict__.get("_symbol_cache")
+        if cached is None or cached[0] != labels:
+            cached = self._symbol_cache = (labels, [sp.Symbol(name) for name in labels])
+        return cached[1]
 
     def __repr__(self) -> str:
         kind = (
@@ -264,6 +278,9 @@ class Layer(Module):
 
     def parameters(self) -> list[Value]:
         return [p for n in self.neurons for p in n.parameters()]
+
+    def parameter_symbols(self) -> list[sp.Symbol]:
+        return [s for n in self.neurons for s in n.parameter_symbols()]
 
     def __repr__(self) -> str:
         return f"Layer of [{', '.join(str(n) for n in self.neurons)}]"
@@ -350,6 +367,9 @@ class MLP(Module):
 
     def parameters(self) -> list[Value]:
         return [p for layer in self.layers for p in layer.parameters()]
+
+    def parameter_symbols(self) -> list[sp.Symbol]:
+        return [s for layer in self.layers for s in layer.parameter_symbols()]
 
     def __repr__(self) -> str:
         return f"MLP of [{', '.join(str(layer) for layer in self.layers)}]"
