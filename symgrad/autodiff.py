@@ -113,11 +113,14 @@ def _sweep(
     outputs: Sequence[sp.Expr],
     wrt: Sequence[sp.Symbol],
     on_step: Callable[[int, Step], None] | None = None,
+    dag: Linear | None = None,
 ) -> tuple[list[dict[sp.Symbol, sp.Expr]], Linear]:
-    # sweep, also returning the linearised forward DAG (code generation extends it)
+    # sweep, also returning the linearised forward DAG (code generation extends it); ``dag``:
+    # the outputs' DAG when the caller has it (it must hold every output)
     # Nodes are positions in the forward DAG: hashing a SymPy node is a Python call, and the
     # sweep would otherwise hash every node several times.
-    dag = linearise(outputs)
+    if dag is None:
+        dag = linearise(outputs)
     order, args_of = dag.order, dag.args
     for node in order:
         # Warm SymPy's cached assumption bottom-up: building an unevaluated Mul asks it, and a

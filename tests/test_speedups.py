@@ -153,6 +153,30 @@ def test_split_wide_linear_is_the_same_function_and_a_valid_dag():
     assert split_wide_linear(small, linearise(small), 100)[0][0] is small[0]
 
 
+@pytest.mark.parametrize("head", ["sum", "product"])
+def test_value_and_grad_of_a_wide_sum_or_product(head):
+    # value_and_grad splits a wide sum before the sweep (a wide product is left to the planner):
+    # the gradient against its closed form in NumPy, and f.outputs is the expression as given
+    n = 300
+    xs = list(sp.symbols(f"x0:{n}"))
+    if head == "sum":
+        e = sp.exp(sp.Add(*(q**2 for q in xs)) / n)
+    else:
+        e = sp.Mul(*(1 + q / 10 for q in xs))
+    f = value_and_grad(e, xs, [xs])
+    assert f.outputs[0] is e
+    v = np.random.default_rng(3).uniform(-1, 1, n)
+    if head == "sum":
+        value = np.exp(v @ v / n)
+        grad = 2 * v / n * value
+    else:
+        value = np.prod(1 + v / 10)
+        grad = np.array([np.prod(np.delete(1 + v / 10, i)) / 10 for i in range(n)])
+    got_value, got_grad = f(v)
+    assert got_value == pytest.approx(value, rel=1e-12)
+    np.testing.assert_allclose(got_grad, grad, rtol=1e-12)
+
+
 def test_l2_penalty():
     theta = list(sp.symbols("p0:5"))
     e = l2(theta, 0.25)

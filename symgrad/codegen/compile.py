@@ -36,12 +36,12 @@ import sympy as sp
 
 from ..autodiff import _sweep
 from ..errors import BackendUnavailableError, InputTypeError, MissingSymbolError, OptionError
-from ..graph import Linear, free_symbols, paused_gc
+from ..graph import Linear, free_symbols, linearise, paused_gc, split_wide_linear
 from ..inputs import as_expr, as_symbols, check_choice, describe
 from . import runtime as _runtime
 from .numpy import emit
 from .pack import pack
-from .plan import Program, describe_args, plan
+from .plan import WIDE, Program, describe_args, plan
 
 __all__ = ["BACKENDS", "CompiledFunction", "lambdify", "value_and_grad"]
 
@@ -324,8 +324,10 @@ def _lambdify(
     base: Linear | None = None,
     float_outputs: str = "array",
     c_options: dict | None = None,
+    given: Any = None,
 ) -> CompiledFunction:
-    # lambdify; ``base``: the linearised DAG the outputs were derived from (not walked again)
+    # lambdify; ``base``: the linearised DAG the outputs were derived from (not walked again);
+    # ``given``: the outputs as the caller gave them, when ``outputs`` is an equal rewrite
     backend = check_choice(backend, BACKENDS, "backend", BackendUnavailableError)
     requested = backend
     reduce = check_choice(reduce, (None, "mean"), "reduce")
@@ -355,7 +357,7 @@ def _lambdify(
 
         fn, source = build_jax(prog, name, reduce == "mean")
         info = {"name": name, "backend": backend, "reduce": reduce, "float_outputs": "array"}
-        return CompiledFunction(fn, source, prog.args, outputs, **info)
+        return CompiledFunction(fn, source, prog.args, given or outputs, **info)
     kernel = None
     if backend == "c":
         kernel = native.build_c_kernel(
@@ -371,7 +373,7 @@ def _lambdify(
     )
     fn, filename = _load(source, name, kernel)
     info = {"name": name, "backend": backend, "reduce": reduce, "float_outputs": float_outputs}
-    return _finish(fn, filename, source, prog.args, outputs, **info)
+    return _finish(fn, filename, source, prog.args, given or outputs, **info)
 
 
 def program(outputs: Any, args: Any) -> Program:
@@ -427,7 +429,15 @@ def value_and_grad(
     c_options = _c_options(backend, timeout, cache_dir)  # before the sweep: fail fast
     e = as_expr(expr)
     syms, single = as_symbols(wrt, e)
-    (raw,), dag = _sweep([e], syms)
+    dag = linearise([e])
+    split = e
+    if not any(n.is_Mul and len(a) > WIDE for n, a in zip(dag.order, dag.args, strict=True)):
+        # wide sums split before the sweep, as the planner would split them after it: the
+        # gradient is the same (a part of a sum passes its adjoint on), and the planner,
+        # finding nothing wide in the forward graph, does not rebuild all the DAG above it.
+        # (The partials of a wide product differ once it is split: it is left to the planner.)
+        (split,), dag = split_wide_linear([e], dag, WIDE)
+    (raw,), dag = _sweep([split], syms, dag=dag)
     gradient = [raw.get(s, sp.S.Zero) for s in syms]
     if args is None:
         args = [syms[0] if single else syms]
@@ -437,7 +447,8 @@ def value_and_grad(
                 f"the expression also depends on {', '.join(map(str, extra[:10]))}; pass "
                 "args=[...] listing every symbol the compiled function should take"
             )
-    outputs = [e, gradient[0] if single else gradient]
+    outputs = [split, gradient[0] if single else gradient]
     return _lambdify(
-        outputs, args, backend, reduce, "symgrad_fn", dag, float_outputs, c_options=c_options
-    )
+        outputs, args, backend, reduce, "symgrad_fn", dag, float_outputs, c_options=c_options,
+        given=[e, outputs[1]],
+    )  # fmt: skip
