@@ -26,6 +26,7 @@ import sympy as sp
 from ..construct import add, apply, maximum, mul, power
 from ..errors import InputTypeError, OptionError, ShapeError
 from ..functions import sigmoid
+from ..graph import paused_gc
 from ..inputs import as_exprs
 
 __all__ = [
@@ -111,6 +112,7 @@ def softmax_cross_entropy(scores: Sequence[sp.Expr], targets: Sequence[sp.Symbol
     return _minus(lse, add([mul(t, s) for s, t in pairs]))
 
 
+@paused_gc()  # one square per parameter: many objects, no cycles
 def l2(theta: Sequence[sp.Expr], alpha: float | sp.Expr) -> sp.Expr:
     """The L2 penalty ``alpha * sum_i theta_i**2``, to add to a loss.
 

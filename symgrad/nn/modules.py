@@ -28,9 +28,9 @@ from collections.abc import Sequence
 
 import sympy as sp
 
-from ..construct import maximum, mul
+from ..construct import SMALL, maximum, mul
 from ..errors import InputTypeError, OptionError, ShapeError
-from ..graph import unevaluated
+from ..graph import paused_gc, tree_size, unevaluated
 from ..inputs import check_choice, describe
 from ..value import Value
 
@@ -89,6 +89,18 @@ def _activate_expr(act: sp.Expr, activation: str) -> sp.Expr:
     if activation == "sigmoid":
         return unevaluated(sigmoid, act)
     return act
+
+
+def _large_inputs(inputs: Sequence[sp.Expr]) -> list[bool]:
+    # per input x, whether construct.mul(w, x) for a symbol w is the unevaluated pair (w, x):
+    # x is not a number, is commutative, and w and x together pass construct.SMALL nodes
+    return [
+        isinstance(x, sp.Expr)
+        and not x.is_Number
+        and x.is_commutative is True
+        and tree_size(x, SMALL - 1) > SMALL - 1
+        for x in inputs
+    ]
 
 
 class Module:
@@ -215,12 +227,19 @@ class Neuron(Module):
         [tanh(b + w0*x + w1*y)]
         """
         self._check_inputs(inputs)
+        return [self._symbolic(inputs, _large_inputs(inputs))]
+
+    def _symbolic(self, inputs: Sequence[sp.Expr], large: list[bool]) -> sp.Expr:
+        # ``large``: per input, whether construct.mul would leave its product with a weight
+        # unevaluated (the pair as given): built directly, no measuring per weight
         *ws, b = self._symbols()
-        # products built directly (construct.mul): an evaluating Mul per weight would run
-        # SymPy's assumption deductions on every fresh symbol
-        terms = [b, *(mul(w, x) for w, x in zip(ws, inputs, strict=True))]
+        terms = [b]
+        for w, x, big in zip(ws, inputs, large, strict=True):
+            # products built directly (construct.mul): an evaluating Mul per weight would
+            # run SymPy's assumption deductions on every fresh symbol
+            terms.append(sp.Mul._from_args((w, x), True) if big else mul(w, x))
         act = sp.Add(*terms, evaluate=False)
-        return [_activate_expr(act, self.activation) if self.nonlin else act]
+        return _activate_expr(act, self.activation) if self.nonlin else act
 
     def parameters(self) -> list[Value]:
         return [*self.w, self.b]
@@ -273,8 +292,11 @@ class Layer(Module):
         out = [n(x) for n in self.neurons]
         return out[0] if len(out) == 1 else out
 
+    @paused_gc()  # many objects, no cycles: see paused_gc
     def symbolic(self, inputs: Sequence[sp.Expr]) -> list[sp.Expr]:
-        return [n.symbolic(inputs)[0] for n in self.neurons]
+        self.neurons[0]._check_inputs(inputs)
+        large = _large_inputs(inputs)  # measured once for every neuron
+        return [n._symbolic(inputs, large) for n in self.neurons]
 
     def parameters(self) -> list[Value]:
         return [p for n in self.neurons for p in n.parameters()]
@@ -353,6 +375,7 @@ class MLP(Module):
                 x = [x]
         return x[0] if len(x) == 1 else x
 
+    @paused_gc()  # many objects, no cycles: see paused_gc
     def symbolic(self, inputs: Sequence[sp.Expr]) -> list[sp.Expr]:
         """The outputs as SymPy expressions (a list, one per output).
 
@@ -368,6 +391,7 @@ class MLP(Module):
     def parameters(self) -> list[Value]:
         return [p for layer in self.layers for p in layer.parameters()]
 
+    @paused_gc()
     def parameter_symbols(self) -> list[sp.Symbol]:
         return [s for layer in self.layers for s in layer.parameter_symbols()]
 
