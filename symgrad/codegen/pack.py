@@ -692,12 +692,13 @@ def statement_printer(
     # batch-mean leaves read nowhere else: their sums may be averaged term by term
     leaves = {o for o in prog.outs if kind[o] == INLINED} if mean else set()
 
+    member, host = packs.member, packs.host
+
     def text_of(i: int, node: sp.Basic, kids: list) -> tuple[Any, Any]:
         lines: list[str] = []
-        packed = packs.text_of(i)
-        if packed is not None:
-            return packed
-        total = packs.reduction(i, node, kids)
+        if i in member or (kind[i] == INLINED and host[i] in member):
+            return packs.text_of(i)
+        total = packs.reduction(i, node, kids) if node.is_Add else None
         if total is not None:
             kids, lines = total
         if pair[i] and not lines:

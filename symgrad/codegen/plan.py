@@ -20,6 +20,7 @@ Python-float path, JavaScript, ...) then walks the program once and prints it.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,8 +84,6 @@ class Program:
     order: list
     args_of: list
     kind: list
-    slot: list
-    n_slots: int
     source: list
     outs: list
     pair: list
@@ -93,6 +92,21 @@ class Program:
     packs: list = field(default_factory=list)
     #: each node's isomorphism class, when the packing pass computed them
     classes: list | None = None
+
+    @functools.cached_property
+    def _slot_info(self) -> tuple[list[int], int]:
+        # found when first printed: a program that is packed is printed in its packed order
+        return _slots(self.kind, _deaths(self.args_of, self.kind, self.outs))
+
+    @property
+    def slot(self) -> list[int]:
+        """Each statement's temporary (reused once the value it held is dead), else -1."""
+        return self._slot_info[0]
+
+    @property
+    def n_slots(self) -> int:
+        """The number of temporaries."""
+        return self._slot_info[1]
 
     @property
     def n_statements(self) -> int:
@@ -277,38 +291,32 @@ def program_of(
     args_of: list, source: list, outs: list, packs: list | None = None,
     kind: list | None = None,
 ) -> Program:  # fmt: skip
-    """The :class:`Program` of a linearised DAG in ``order``: node kinds, slots, fusable pairs.
+    """The :class:`Program` of a linearised DAG in ``order``: node kinds, fusable pairs (and
+    slots, when first asked for).
 
     ``kind``: the nodes' kinds when known (the same DAG planned in another order).
     """
-    kind, dies = _kinds(order, args_of, source, outs, kind)
-    slot, n_slots = _slots(kind, dies)
+    if kind is None:
+        kind = _kinds(order, args_of, source, outs)
     pair = [
         k == INLINED and node.is_Mul and len(a) == 2
         for k, node, a in zip(kind, order, args_of, strict=True)
     ]
     return Program(
-        arg_spec, outputs, spec, top, leaves, order, args_of, kind, slot, n_slots, source, outs,
-        pair, packs or [],
+        arg_spec, outputs, spec, top, leaves, order, args_of, kind, source, outs, pair,
+        packs or [],
     )  # fmt: skip
 
 
 def _kinds(
-    order: list[sp.Basic], args_of: list[list[int]], source: list, outs: list[int],
-    kind: list[int] | None = None,
-) -> tuple[list[int], dict[int, list[int]]]:  # fmt: skip
-    """How each node is printed, and after which statement each statement's value is dead.
+    order: list[sp.Basic], args_of: list[list[int]], source: list, outs: list[int]
+) -> list[int]:
+    """How each node is printed.
 
     Literals are printed in place; shadows (tuples, condition pairs, negations) inside every
     user; a node read exactly once (and small) is inlined into its reader; everything else is
-    a statement. Given ``kind`` (the same nodes in another order), only the deaths are found.
-
-    Returns:
-        ``(kind, dies)``: the kind of each node, and for each statement the statements whose
-        values it reads for the last time.
+    a statement.
     """
-    if kind is not None:
-        return kind, _deaths(args_of, kind, outs)
     n = len(order)
     uses = [0] * n
     pinned = [False] * n  # arguments of shadows: a shadow is printed at every use
@@ -344,7 +352,7 @@ def _kinds(
             kind[i], depth[i] = INLINED, d
         else:
             kind[i] = STATEMENT
-    return kind, _deaths(args_of, kind, outs)
+    return kind
 
 
 def _deaths(args_of: list[list[int]], kind: list[int], outs: list[int]) -> dict[int, list[int]]:
@@ -444,7 +452,8 @@ def walk(
             kid[i] = rebuild(node, [as_symbol(kid[a]) for a in args_of[i]])
             continue
         text, lines = text_of(i, node, [kid[a] for a in args_of[i]])
-        body += [(None, ln) for ln in lines]
+        if lines:
+            body += [(None, ln) for ln in lines]
         if k == INLINED:
             kid[i] = Inlined.of(text, node) if type(text) is str else text
             continue
