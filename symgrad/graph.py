@@ -91,6 +91,19 @@ def _walk(roots: Iterable[sp.Basic], with_args: bool, base: Linear | None = None
     # started but not done is an ancestor on the stack, never a child: the graph is acyclic.
     at: dict[int, int] = {id(node): i for i, node in enumerate(order)}
     keep_alive: list[sp.Basic] = []  # ids stay valid only while their objects live
+    # (a node entered in ``order`` lives as long as it; only the duplicates need keeping)
+
+    def done(node: sp.Basic, args: tuple) -> None:
+        position = index.get(node)  # hashes node; its args are already hashed
+        if position is None:
+            position = index[node] = len(order)
+            order.append(node)
+            if with_args:
+                args_of.append([at[id(a)] for a in args])
+        else:
+            keep_alive.append(node)
+        at[id(node)] = position
+
     for root in roots:
         if id(root) in at:
             continue
@@ -102,18 +115,17 @@ def _walk(roots: Iterable[sp.Basic], with_args: bool, base: Linear | None = None
             for child in it:
                 if id(child) not in at:
                     child_args = child.args
-                    stack.append((child, child_args, iter(child_args)))
+                    for a in child_args:
+                        if id(a) not in at:
+                            stack.append((child, child_args, iter(child_args)))
+                            break
+                    else:  # its arguments are all known: done at once, never stacked
+                        done(child, child_args)
+                        continue
                     break
             else:
                 stack.pop()
-                keep_alive.append(node)
-                position = index.get(node)  # hashes node; its args are already hashed
-                if position is None:
-                    position = index[node] = len(order)
-                    order.append(node)
-                    if with_args:
-                        args_of.append([at[id(a)] for a in args])
-                at[id(node)] = position
+                done(node, args)
     return Linear(order, args_of, index)
 
 
