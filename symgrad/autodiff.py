@@ -29,6 +29,8 @@ from .rules import lookup
 
 __all__ = ["Step", "grad", "hessian", "jacobian", "simplify_result", "sweep"]
 
+ONE, MUL = sp.S.One, sp.Mul._from_args
+
 #: Results up to this tree size are rebuilt in SymPy's canonical (evaluated) form.
 EVALUATE_BUDGET = 4000
 #: Results up to this tree size are also run through ``sympy.simplify`` (kept only if shorter).
@@ -182,10 +184,28 @@ def _sweep(
                 else:
                     wanted = [_wanted(a, order, args_of, dep) for a in a_i]
                     pairs = _pairs(a_i, rule.needed(node, wanted), args_of)
+                # a large commutative adjoint times a commutative partial that is not a
+                # number: construct.mul's unevaluated pair, built here (the sweep's commonest
+                # product, one per edge of a network)
+                pair = (
+                    big
+                    and isinstance(adjoint, sp.Expr)
+                    and not adjoint.is_Number
+                    and adjoint.is_commutative is True
+                )
                 for a, local in pairs:
                     if local is None or (local.is_Number and not local):  # is_zero, inlined
                         continue
-                    contribution = mul(adjoint, local, small=False if big else None)
+                    if (
+                        pair
+                        and local is not ONE
+                        and isinstance(local, sp.Expr)
+                        and not local.is_Number
+                        and local.is_commutative is True
+                    ):
+                        contribution = MUL((adjoint, local), True)
+                    else:
+                        contribution = mul(adjoint, local, small=False if big else None)
                     if adjoints[a] is None:
                         adjoints[a] = [(i, contribution)]
                     else:
