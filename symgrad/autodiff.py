@@ -162,7 +162,7 @@ def _sweep(
             else:
                 big = any(large[p] for p, _ in incoming)
                 adjoint = add((c for _, c in incoming), small=False if big else None)
-            if big or not is_small(adjoint):
+            if big or (not adjoint.is_Number and not is_small(adjoint)):  # a number is small
                 big = large[i] = True
             outgoing = []
             if not args_of[i]:

@@ -214,11 +214,6 @@ def rectangular(spec: list) -> tuple[tuple[int, ...], list[int]]:
     return tuple(shape), level
 
 
-def _is_negation(node: sp.Basic) -> bool:
-    a = node.args
-    return node.is_Mul and len(a) == 2 and a[0] is sp.S.NegativeOne
-
-
 def plan(outputs: Any, args: Any, base: Linear | None = None) -> Program:
     """Plan the computation of ``outputs`` over ``args`` (see :func:`symgrad.lambdify`).
 
@@ -320,7 +315,11 @@ def _kinds(
     n = len(order)
     uses = [0] * n
     pinned = [False] * n  # arguments of shadows: a shadow is printed at every use
-    shadowy = [node.is_Mul and _is_negation(node) for node in order]
+    neg = sp.S.NegativeOne
+    shadowy = [  # negations -t: a product of -1 and one factor
+        node.is_Mul and len(a) == 2 and order[a[0]] is neg
+        for node, a in zip(order, args_of, strict=True)
+    ]
     inline = tuple(t for t in {type(node) for node in order} if issubclass(t, _INLINE))
     if inline:
         shadowy = [s or isinstance(node, inline) for s, node in zip(shadowy, order, strict=True)]
