@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .construct import add, is_small, is_zero, mul
+from .construct import add, is_small, is_zero, mul, sum_of
 from .errors import InputTypeError
 from .graph import Linear, linearise, paused_gc, post_order, topo_order, tree_size
 from .inputs import as_expr, as_exprs, as_symbols
@@ -161,7 +161,11 @@ def _sweep(
                 big = parent >= 0 and large[parent]
             else:
                 big = any(large[p] for p, _ in incoming)
-                adjoint = add((c for _, c in incoming), small=False if big else None)
+                terms = [c for _, c in incoming]
+                if big and all(isinstance(c, sp.Expr) and not c.is_Number for c in terms):
+                    adjoint = sum_of(terms)  # construct.add's result for large terms
+                else:
+                    adjoint = add(terms, small=False if big else None)
             if big or (not adjoint.is_Number and not is_small(adjoint)):  # a number is small
                 big = large[i] = True
             outgoing = []

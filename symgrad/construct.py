@@ -28,7 +28,7 @@ from mpmath.libmp import finf, fnan, fninf
 from .errors import InputTypeError
 from .graph import lattice_from_args, tree_size, unevaluated
 
-__all__ = ["SMALL", "add", "apply", "is_small", "is_zero", "maximum", "mul", "power"]
+__all__ = ["SMALL", "add", "apply", "is_small", "is_zero", "maximum", "mul", "power", "sum_of"]
 
 #: Operands up to this tree size are combined by SymPy's evaluating constructors.
 SMALL = 16
@@ -220,6 +220,18 @@ def add(terms: Iterable[sp.Expr], small: bool | None = None) -> sp.Expr:
     if not is_zero(const):
         rest.append(const)
     return rest[0] if len(rest) == 1 else _unevaluated(sp.Add, rest)
+
+
+def sum_of(terms: list[sp.Expr]) -> sp.Expr:
+    """The unevaluated sum of two or more terms, none a number, as given: what :func:`add`
+    builds from large terms, without scanning them.
+
+    >>> import sympy as sp
+    >>> x, y = sp.symbols("x y")
+    >>> sum_of([y, x]).args
+    (y, x)
+    """
+    return _unevaluated(sp.Add, terms)
 
 
 def _unevaluated(cls: type[sp.Add] | type[sp.Mul], args: list[sp.Expr]) -> sp.Expr:

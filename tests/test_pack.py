@@ -19,7 +19,7 @@ import sympy as sp
 
 import symgrad.codegen.numpy as numpy_target
 from symgrad import grad, lambdify, value_and_grad
-from symgrad.codegen.pack import pack
+from symgrad.codegen.pack import _schedule, pack
 from symgrad.codegen.plan import STATEMENT, plan
 
 ACTIVATIONS = {
@@ -252,3 +252,73 @@ def test_batch_mean_gradient_by_blocks_agrees():
         assert "blocks=" in g.source
         on_jax = g(*X, Y, p / 4)
     np.testing.assert_allclose(np.asarray(on_jax[1]), want[1], rtol=1e-11, atol=1e-14)
+
+
+def _kahn(n: int, args_of: list, found: list) -> list[int]:
+    # the reference schedule: Kahn's algorithm over all units (packs and single nodes) with a
+    # heap by priority (a node's position, a pack's last member's)
+    import heapq
+
+    unit = list(range(n))
+    for members in found:
+        for m in members:
+            unit[m] = members[0]
+    priority = list(range(n))
+    packs = {members[0]: members for members in found}
+    for members in found:
+        priority[members[0]] = members[-1]
+    indeg = [0] * n
+    succ: list[list[int]] = [[] for _ in range(n)]
+    for i, a in enumerate(args_of):
+        for j in a:
+            if unit[j] != unit[i]:
+                indeg[unit[i]] += 1
+                succ[unit[j]].append(unit[i])
+    ready = [(priority[u], u) for u in range(n) if unit[u] == u and indeg[u] == 0]
+    heapq.heapify(ready)
+    out: list[int] = []
+    while ready:
+        _, u = heapq.heappop(ready)
+        out += packs.get(u, [u])
+        for v in succ[u]:
+            indeg[v] -= 1
+            if indeg[v] == 0:
+                heapq.heappush(ready, (priority[v], v))
+    return out
+
+
+def test_schedule_is_kahns_order_over_units():
+    # random DAGs in topological order with random packs of mutually independent nodes
+    compared = 0
+    for seed in range(60):
+        rng = random.Random(seed)
+        n = rng.randint(5, 120)
+        args_of = [sorted(rng.sample(range(i), min(i, rng.randint(0, 3)))) for i in range(n)]
+        below: list[set[int]] = [set() for _ in range(n)]  # every node each node depends on
+        for i, a in enumerate(args_of):
+            for j in a:
+                below[i] |= below[j] | {j}
+        free = list(range(n))
+        rng.shuffle(free)
+        found: list[list[int]] = []
+        taken: set[int] = set()
+        for _ in range(rng.randint(0, 6)):
+            members: list[int] = []
+            size = rng.randint(2, 8)
+            for i in free:
+                if i not in taken and all(i not in below[m] and m not in below[i] for m in members):
+                    members.append(i)
+                if len(members) == size:
+                    break
+            if len(members) >= 2:
+                rng.shuffle(members)  # members in any order, as pack() aligns them
+                found.append(members)
+                taken.update(members)
+        expected = _kahn(n, args_of, found)
+        if len(expected) != n:
+            continue  # packs that read each other both ways: pack() keeps the program unpacked
+        prog = type("P", (), {"order": [None] * n, "args_of": args_of})()
+        got = _schedule(prog, [(members, None) for members in found])
+        assert got == expected, seed
+        compared += 1
+    assert compared >= 30

@@ -114,7 +114,7 @@ def pack(prog: Program, min_rows: int = PACK_MIN) -> Program:
     if not found:
         prog.classes = cls  # a function of the program: the printer's reductions reuse it
         return prog
-    new = _schedule(prog, found, row_of)
+    new = _schedule(prog, found)
     if len(new) != n:  # not a DAG over packs: cannot happen (see the module docstring)
         return prog
     at = [0] * n
@@ -318,7 +318,7 @@ def _cost_each(prog: Program, cls: list[int], i: int) -> int:
     return count
 
 
-def _schedule(prog: Program, found: list, row_of: dict) -> list[int]:
+def _schedule(prog: Program, found: list) -> list[int]:
     """A topological order with each pack's members together, otherwise in program order.
 
     Kahn's algorithm over units (packs and single nodes), always taking the ready unit of
