@@ -198,11 +198,12 @@ def _sweep(
                     and adjoint.is_commutative is True
                 )
                 for a, local in pairs:
-                    if local is None or (local.is_Number and not local):  # is_zero, inlined
+                    if local is ONE:  # a sum's partials: the adjoint passes on (mul(a, 1) == a)
+                        contribution = adjoint
+                    elif local is None or (local.is_Number and not local):  # is_zero, inlined
                         continue
-                    if (
+                    elif (
                         pair
-                        and local is not ONE
                         and isinstance(local, sp.Expr)
                         and not local.is_Number
                         and local.is_commutative is True

@@ -75,13 +75,30 @@ def mul(*factors: sp.Expr, small: bool | None = None) -> sp.Expr:
     >>> mul(sp.Integer(0), sp.exp(x))
     0
     """
-    if small is False and len(factors) == 2:
-        # the reverse sweep's common case (adjoint times local partial, both large): no scan
+    if len(factors) == 2:
         a, b = factors
-        if b is sp.S.One:
-            return a
-        if isinstance(a, sp.Expr) and isinstance(b, sp.Expr) and not (a.is_Number or b.is_Number):
-            return _unevaluated(sp.Mul, [a, b])
+        if small is False:
+            # the reverse sweep's common case (adjoint times local partial, both large): no scan
+            if b is sp.S.One:
+                return a
+            if (
+                isinstance(a, sp.Expr)
+                and isinstance(b, sp.Expr)
+                and not (a.is_Number or b.is_Number)
+            ):
+                return _unevaluated(sp.Mul, [a, b])
+        elif (
+            small is None
+            and isinstance(a, sp.Number)
+            and a  # not zero
+            and a is not sp.S.One
+            and isinstance(b, sp.Expr)
+            and not b.is_Number
+            and tree_size(b, SMALL) <= SMALL
+        ):
+            # a number times one small factor (a power's partial 2*p, a number adjoint times
+            # it): what the scan below does, without it
+            return _small_product(a, [b])
     coeff: sp.Expr = sp.S.One
     rest: list[sp.Expr] = []
     for f in map(_s, factors):
