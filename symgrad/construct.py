@@ -20,7 +20,7 @@ So the reverse sweep builds with these helpers:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import sympy as sp
 from mpmath.libmp import finf, fnan, fninf
@@ -28,7 +28,18 @@ from mpmath.libmp import finf, fnan, fninf
 from .errors import InputTypeError
 from .graph import lattice_from_args, tree_size, unevaluated
 
-__all__ = ["SMALL", "add", "apply", "is_small", "is_zero", "maximum", "mul", "power", "sum_of"]
+__all__ = [
+    "SMALL",
+    "add",
+    "apply",
+    "is_small",
+    "is_zero",
+    "maximum",
+    "mul",
+    "power",
+    "sum_of",
+    "times_symbol",
+]
 
 #: Operands up to this tree size are combined by SymPy's evaluating constructors.
 SMALL = 16
@@ -195,6 +206,36 @@ def _times(a: sp.Expr, b: sp.Expr) -> sp.Expr:
     product = a * b
     _PRODUCTS[key] = (a, b, product)
     return product
+
+
+def times_symbol(x: sp.Expr) -> Callable[[sp.Symbol], sp.Expr]:
+    """``lambda w: mul(w, x)`` for many symbols ``w`` (a layer's weights on one input), with the
+    work that depends on ``x`` alone (its size, its place in SymPy's order) done once.
+
+    >>> import sympy as sp
+    >>> x, w = sp.symbols("x w")
+    >>> times_symbol(sp.exp(x))(w) == mul(w, sp.exp(x))
+    True
+    """
+    if not isinstance(x, sp.Expr) or x.is_Number or x.is_commutative is not True:
+        return lambda w: mul(w, x)
+    if tree_size(x, SMALL - 1) > SMALL - 1:
+        pair = "as given"  # too large to evaluate: the unevaluated pair (w, x)
+    elif _plain(x) and type(x).__name__ != "Symbol":
+        # SymPy orders two plain factors of differently named classes by the classes alone
+        pair = "as given" if _compare(_PROBE, x) < 0 else "swapped"
+    else:
+        return lambda w: mul(w, x)
+
+    def product(w: sp.Symbol) -> sp.Expr:
+        if type(w) is not sp.Symbol or w.is_commutative is not True:
+            return mul(w, x)
+        return sp.Mul._from_args((w, x) if pair == "as given" else (x, w), True)
+
+    return product
+
+
+_PROBE = sp.Symbol("_probe")
 
 
 def _plain(f: sp.Basic) -> bool:

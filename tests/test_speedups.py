@@ -10,7 +10,7 @@ import sympy as sp
 
 from symgrad.autodiff import sweep
 from symgrad.codegen import lambdify, value_and_grad
-from symgrad.construct import SMALL, add, apply, is_zero, maximum, mul
+from symgrad.construct import SMALL, add, apply, is_zero, maximum, mul, times_symbol
 from symgrad.errors import InputTypeError
 from symgrad.graph import free_symbols, linearise, split_wide_linear, tree_size
 from symgrad.nn import MLP, hinge, l2, losses
@@ -175,6 +175,24 @@ def test_value_and_grad_of_a_wide_sum_or_product(head):
     got_value, got_grad = f(v)
     assert got_value == pytest.approx(value, rel=1e-12)
     np.testing.assert_allclose(got_grad, grad, rtol=1e-12)
+
+
+def test_times_symbol_is_mul():
+    # the per-input shortcut a layer uses is construct.mul itself, argument order included
+    a, b = sp.symbols("a b")
+    big = sp.Add(*sp.symbols("u0:20"), evaluate=False)
+    inputs = [
+        a, b, sp.Symbol("zz"), sp.exp(a), sp.tanh(a + b), sp.Max(0, a * b + 1), sp.Max(0, big),
+        big, a * b, a**2, sp.Integer(3), sp.Float(0.5), 2, sp.Symbol("n", commutative=False),
+        sp.Heaviside(a, 0), sp.sin(big),
+    ]  # fmt: skip
+    weights = [sp.Symbol("w"), sp.Symbol("a"), sp.Symbol("L1.N0.w0"), sp.Symbol("c", positive=True)]
+    for u in inputs:
+        times = times_symbol(u)
+        for w in weights:
+            got, expected = times(w), mul(w, u)
+            assert got == expected and got.args == expected.args, (u, w)
+            assert type(got) is type(expected)
 
 
 def test_l2_penalty():

@@ -28,9 +28,9 @@ from collections.abc import Sequence
 
 import sympy as sp
 
-from ..construct import SMALL, maximum, mul
+from ..construct import maximum, times_symbol
 from ..errors import InputTypeError, OptionError, ShapeError
-from ..graph import paused_gc, tree_size, unevaluated
+from ..graph import paused_gc, unevaluated
 from ..inputs import check_choice, describe
 from ..value import Value
 
@@ -89,18 +89,6 @@ def _activate_expr(act: sp.Expr, activation: str) -> sp.Expr:
     if activation == "sigmoid":
         return unevaluated(sigmoid, act)
     return act
-
-
-def _large_inputs(inputs: Sequence[sp.Expr]) -> list[bool]:
-    # per input x, whether construct.mul(w, x) for a symbol w is the unevaluated pair (w, x):
-    # x is not a number, is commutative, and w and x together pass construct.SMALL nodes
-    return [
-        isinstance(x, sp.Expr)
-        and not x.is_Number
-        and x.is_commutative is True
-        and tree_size(x, SMALL - 1) > SMALL - 1
-        for x in inputs
-    ]
 
 
 class Module:
@@ -227,17 +215,14 @@ class Neuron(Module):
         [tanh(b + w0*x + w1*y)]
         """
         self._check_inputs(inputs)
-        return [self._symbolic(inputs, _large_inputs(inputs))]
+        return [self._symbolic([times_symbol(x) for x in inputs])]
 
-    def _symbolic(self, inputs: Sequence[sp.Expr], large: list[bool]) -> sp.Expr:
-        # ``large``: per input, whether construct.mul would leave its product with a weight
-        # unevaluated (the pair as given): built directly, no measuring per weight
+    def _symbolic(self, times: list) -> sp.Expr:
+        # ``times``: per input x, construct.times_symbol(x) (shared by a layer's neurons).
+        # Products built directly (construct.mul): an evaluating Mul per weight would run
+        # SymPy's assumption deductions on every fresh symbol.
         *ws, b = self._symbols()
-        terms = [b]
-        for w, x, big in zip(ws, inputs, large, strict=True):
-            # products built directly (construct.mul): an evaluating Mul per weight would
-            # run SymPy's assumption deductions on every fresh symbol
-            terms.append(sp.Mul._from_args((w, x), True) if big else mul(w, x))
+        terms = [b, *(t(w) for t, w in zip(times, ws, strict=True))]
         act = sp.Add(*terms, evaluate=False)
         return _activate_expr(act, self.activation) if self.nonlin else act
 
@@ -295,8 +280,8 @@ class Layer(Module):
     @paused_gc()  # many objects, no cycles: see paused_gc
     def symbolic(self, inputs: Sequence[sp.Expr]) -> list[sp.Expr]:
         self.neurons[0]._check_inputs(inputs)
-        large = _large_inputs(inputs)  # measured once for every neuron
-        return [n._symbolic(inputs, large) for n in self.neurons]
+        times = [times_symbol(x) for x in inputs]  # measured once for every neuron
+        return [n._symbolic(times) for n in self.neurons]
 
     def parameters(self) -> list[Value]:
         return [p for n in self.neurons for p in n.parameters()]
