@@ -269,12 +269,10 @@ def _layered(kid: Any, position: int | None) -> list[tuple[Any, int | None]]:
     # one slice of p).
     if type(kid) is not _Terms:
         return [(kid, position)]
-    rank = [
-        0 if type(k) is _Pair and not _has_number(k) else 2 if type(k) is _Pair else 1
-        for k in kid.kids
-    ]
-    terms = zip(rank, kid.kids, kid.positions, strict=True)
-    return [(k, a) for _, k, a in sorted(terms, key=lambda rk: rk[0])]
+    ranks: tuple[list, list, list] = ([], [], [])  # a stable sort by rank, in one pass
+    for k, a in zip(kid.kids, kid.positions, strict=True):
+        ranks[(2 if _has_number(k) else 0) if type(k) is _Pair else 1].append((k, a))
+    return ranks[0] + ranks[1] + ranks[2]
 
 
 #: A batch mean of products is computed block by block when the blocks' area is at most this
