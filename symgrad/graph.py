@@ -93,17 +93,6 @@ def _walk(roots: Iterable[sp.Basic], with_args: bool, base: Linear | None = None
     keep_alive: list[sp.Basic] = []  # ids stay valid only while their objects live
     # (a node entered in ``order`` lives as long as it; only the duplicates need keeping)
 
-    def done(node: sp.Basic, args: tuple) -> None:
-        position = index.get(node)  # hashes node; its args are already hashed
-        if position is None:
-            position = index[node] = len(order)
-            order.append(node)
-            if with_args:
-                args_of.append([at[id(a)] for a in args])
-        else:
-            keep_alive.append(node)
-        at[id(node)] = position
-
     for root in roots:
         if id(root) in at:
             continue
@@ -112,20 +101,31 @@ def _walk(roots: Iterable[sp.Basic], with_args: bool, base: Linear | None = None
         stack = [(root, args, iter(args))]
         while stack:
             node, args, it = stack[-1]
+            ready = True  # node is done next: the iterator is exhausted or ...
             for child in it:
                 if id(child) not in at:
                     child_args = child.args
                     for a in child_args:
                         if id(a) not in at:
                             stack.append((child, child_args, iter(child_args)))
+                            ready = False
                             break
-                    else:  # its arguments are all known: done at once, never stacked
-                        done(child, child_args)
-                        continue
+                    else:  # ... a child whose arguments are all known: done at once
+                        node, args = child, child_args
                     break
             else:
                 stack.pop()
-                done(node, args)
+            if not ready:
+                continue
+            position = index.get(node)  # hashes node; its args are already hashed
+            if position is None:
+                position = index[node] = len(order)
+                order.append(node)
+                if with_args:
+                    args_of.append([at[id(a)] for a in args])
+            else:
+                keep_alive.append(node)
+            at[id(node)] = position
     return Linear(order, args_of, index)
 
 
