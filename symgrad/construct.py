@@ -105,7 +105,7 @@ def mul(*factors: sp.Expr, small: bool | None = None) -> sp.Expr:
             and a is not sp.S.One
             and isinstance(b, sp.Expr)
             and not b.is_Number
-            and tree_size(b, SMALL) <= SMALL
+            and (not b.args or tree_size(b, SMALL) <= SMALL)
         ):
             # a number times one small factor (a power's partial 2*p, a number adjoint times
             # it): what the scan below does, without it
@@ -147,9 +147,10 @@ def _small_product(coeff: sp.Expr, rest: list[sp.Expr]) -> sp.Expr:
     # costs ~100 us of assumption deductions on the fresh objects; this costs ~1 us.
     if len(rest) == 1:
         f = rest[0]
-        if f.is_Mul and len(f.args) == 2 and f.args[0].is_Number:
+        fa = f.args
+        if f.is_Mul and len(fa) == 2 and fa[0].is_Number:
             # c * (d * g): the local partial ``2*x`` of ``x**2`` times a numeric adjoint
-            coeff, f = _times(coeff, f.args[0]), f.args[1]
+            coeff, f = _times(coeff, fa[0]), fa[1]
             rest = [f]  # the fallback below multiplies what is left, not the original product
             if is_zero(coeff):
                 return coeff
