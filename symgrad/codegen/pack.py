@@ -696,7 +696,9 @@ def statement_printer(
 
     def text_of(i: int, node: sp.Basic, kids: list) -> tuple[Any, Any]:
         lines: list[str] = []
-        if i in member or (kind[i] == INLINED and host[i] in member):
+        if kind[i] == INLINED and host[i] in member:
+            return _UNUSED, ()  # an operand of a pack's member: the pack prints it
+        if i in member:
             return packs.text_of(i)
         total = packs.reduction(i, node, kids) if node.is_Add else None
         if total is not None:
