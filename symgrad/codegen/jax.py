@@ -39,7 +39,7 @@ from . import runtime as rt
 from .fuse import Fuser
 from .pack import pack, statement_printer
 from .plan import Program, describe_args, rectangular, walk
-from .printers import ArrayFunctions, TargetPrinter
+from .printers import ArrayFunctions, TargetPrinter, shared_templates
 from .pyfloat import arg_names
 
 
@@ -138,7 +138,7 @@ def emit(prog: Program, name: str, *, mean: bool = False) -> str:
     elements = {
         f"_a{s[0]}_{s[1]}": (f"_a{s[0]}", s[1]) for s in prog.source if s is not None and s[1] >= 0
     }
-    fuser = Fuser(printer, {}, elements)
+    fuser = Fuser(printer, shared_templates(printer), elements)
     prog = pack(prog)
     text_of, kid = statement_printer(prog, fuser, mean)
 

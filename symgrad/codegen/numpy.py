@@ -31,7 +31,7 @@ from typing import Any
 from .fuse import Fuser, constant_name
 from .pack import pack, statement_printer
 from .plan import Program, rectangular, walk
-from .printers import NumPyTargetPrinter
+from .printers import NumPyTargetPrinter, shared_templates
 from .pyfloat import arg_names, emit_body
 
 __all__ = ["emit"]
@@ -134,7 +134,7 @@ def _numpy_body(prog: Program, mean: bool, constants: list[str]) -> tuple[list[s
     elements = {
         f"_a{s[0]}_{s[1]}": (f"_a{s[0]}", s[1]) for s in prog.source if s is not None and s[1] >= 0
     }
-    fuser = Fuser(printer, {}, elements)
+    fuser = Fuser(printer, shared_templates(printer), elements)
     text_of, kid = statement_printer(prog, fuser, mean, constants)
 
     slots = [f"_t{k}" for k in range(prog.n_slots)]

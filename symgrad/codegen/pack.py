@@ -42,7 +42,7 @@ from sympy.printing.precedence import PRECEDENCE
 
 from .fuse import _Pair, _Terms, constant_name
 from .plan import ARGUMENT, INLINED, LITERAL, SHADOW, STATEMENT, Program, program_of
-from .printers import Inlined, _print_node
+from .printers import Inlined, _print_node, shared_templates
 
 __all__ = ["Pack", "PackPrinter", "pack", "statement_printer"]
 
@@ -465,7 +465,7 @@ class PackPrinter:
     def __init__(self, prog: Program, printer: Any, kid: list, text: Any, constants: list):
         self.prog, self.printer, self.kid, self.text = prog, printer, kid, text
         self.constants = constants
-        self.templates: dict = {}
+        self.templates = shared_templates(printer)
         self.moved: set[int] = set()
         self.member, self.host = membership(prog)
         self.cls: list[int] | None = prog.classes  # isomorphism classes (computed when needed)

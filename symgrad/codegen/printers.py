@@ -346,14 +346,51 @@ def _slot(i: int, prec: int | None) -> sp.Symbol:
     return cls(f"{i}")
 
 
+#: A printer class's templates are kept across programs up to this many (then started afresh).
+TEMPLATES_MAX = 4096
+_TEMPLATES: dict[type, dict] = {}
+
+
+def shared_templates(printer: TargetPrinter) -> dict:
+    """The template cache (see :func:`_print_node`) of ``printer``'s class, shared by every
+    program printed with it: a template depends on the printer's class (its settings are the
+    class's) and the key alone, and printing one is a SymPy ``doprint``.
+
+    >>> shared_templates(MathTargetPrinter()) is shared_templates(MathTargetPrinter())
+    True
+    """
+    templates = _TEMPLATES.setdefault(type(printer), {})
+    if len(templates) > TEMPLATES_MAX:
+        templates.clear()
+    return templates
+
+
 def _print_node(printer: TargetPrinter, templates: dict, node: sp.Basic, kids: list) -> str:
     """Print ``node`` with its arguments replaced by ``kids`` (names, inlined texts, literals)."""
     # Nodes of the same head whose args are all names, inlined texts, numbers or negated names
     # print alike: print one template with placeholders and fill in the names and texts with
     # str.format. Other arguments (shadows: tuples, condition pairs) are printed in place.
-    negated = [_negated_name(k) for k in kids]
-    key = (type(node), *[_key(k, n) for k, n in zip(kids, negated, strict=True)])
+    negated: list | None = None  # per kid, the name in a negation -name (None: no negation)
+    key_parts: list = [type(node)]  # the template's key (see _key)
+    for j, k in enumerate(kids):
+        tk = type(k)
+        if tk is str:  # the commonest kids first: names, then inlined texts
+            key_parts.append(str)
+        elif tk is Inlined:
+            key_parts.append(("i", k.prec))
+        else:
+            n = _negated_name(k)
+            if n:
+                if negated is None:
+                    negated = [None] * len(kids)
+                negated[j] = n
+            key_parts.append(_key(k, n))
+    key = tuple(key_parts)
     template = templates.get(key)
+    if negated is None:
+        if template is not None:
+            return template.format(*kids)
+        negated = [None] * len(kids)
     if template is None:
         tokens = [
             sp.Mul(sp.S.NegativeOne, _slot(i, None), evaluate=False)

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from ..errors import UnsupportedFunctionError
 from .plan import Program, rectangular, walk
-from .printers import MathTargetPrinter, _doprint, _print_node
+from .printers import MathTargetPrinter, _doprint, _print_node, shared_templates
 
 __all__ = ["SCALAR_PATH_LIMIT", "FloatBody", "emit_body"]
 
@@ -66,7 +66,7 @@ def emit_body(prog: Program, limit: int | None = None, stacked: str = "array") -
     if prog.n_operations > (SCALAR_PATH_LIMIT if limit is None else limit):
         return None
     printer = MathTargetPrinter()
-    templates: dict = {}
+    templates = shared_templates(printer)
 
     def text_of(i, node, kids):
         return _print_node(printer, templates, node, kids), ()
