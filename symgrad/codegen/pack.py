@@ -347,11 +347,12 @@ def _schedule(prog: Program, found: list) -> list[int]:
     def emit(u: int, nodes: list[int]) -> None:
         done[u] = True
         out.extend(nodes)
-        for v in waiters.pop(u, ()):
-            waiting[v] -= 1
-            if waiting[v] == 0:
-                del waiting[v]
-                heapq.heappush(heap, (priority[v], v))
+        if waiters:
+            for v in waiters.pop(u, ()):
+                waiting[v] -= 1
+                if waiting[v] == 0:
+                    del waiting[v]
+                    heapq.heappush(heap, (priority[v], v))
 
     for i in range(n):
         p = last.get(i)
@@ -373,7 +374,10 @@ def _schedule(prog: Program, found: list) -> list[int]:
             blocked = {unit[j] for m in nodes for j in args_of[m] if not done[unit[j]]}
             blocked.discard(u)
             ready = not blocked
-        if ready:
+        if ready and not waiters and p is None:  # the commonest case, emit() inline
+            done[i] = True
+            out.append(i)
+        elif ready:
             emit(u, nodes)
         else:
             priority[u] = i
