@@ -128,12 +128,18 @@ def _sweep(
         # Warm SymPy's cached assumption bottom-up: building an unevaluated Mul asks it, and a
         # cold query on a deep expression would recurse through all of it.
         node.is_commutative  # noqa: B018
-    targets = set(wrt)
+    # the wrt symbol each target leaf stands for: gradients are keyed by the caller's own
+    # objects (an equal but distinct leaf, e.g. from SymPy's cache, is compared once, here)
+    targets = {s: s for s in wrt}
+    target_of: dict[int, sp.Symbol] = {}
     dep = [False] * len(order)  # whether node i depends on a target
     for i, node in enumerate(order):
         a = args_of[i]
         if not a:
-            dep[i] = node in targets
+            t = targets.get(node)
+            if t is not None:
+                dep[i] = True
+                target_of[i] = t
             continue
         for j in a:
             if dep[j]:
@@ -171,8 +177,8 @@ def _sweep(
             outgoing = []
             if not args_of[i]:
                 name = "leaf"
-                if node in targets:
-                    grads[node] = adjoint
+                if dep[i]:
+                    grads[target_of[i]] = adjoint
             elif is_zero(adjoint):
                 name = "zero"
             else:
