@@ -140,10 +140,10 @@ def emit(prog: Program, name: str, *, mean: bool = False) -> str:
     }
     fuser = Fuser(printer, shared_templates(printer), elements)
     prog = pack(prog)
-    text_of, kid = statement_printer(prog, fuser, mean)
+    text_of, kid, skip = statement_printer(prog, fuser, mean)
 
     slots = [f"_t{k}" for k in range(prog.n_slots)]
-    body, kid = walk(prog, arg_names(prog), slots, text_of, kid)
+    body, kid = walk(prog, arg_names(prog), slots, text_of, kid, skip)
 
     def build(s: Any, top: bool) -> str:
         if isinstance(s, int):

@@ -135,10 +135,10 @@ def _numpy_body(prog: Program, mean: bool, constants: list[str]) -> tuple[list[s
         f"_a{s[0]}_{s[1]}": (f"_a{s[0]}", s[1]) for s in prog.source if s is not None and s[1] >= 0
     }
     fuser = Fuser(printer, shared_templates(printer), elements)
-    text_of, kid = statement_printer(prog, fuser, mean, constants)
+    text_of, kid, skip = statement_printer(prog, fuser, mean, constants)
 
     slots = [f"_t{k}" for k in range(prog.n_slots)]
-    body, kid = walk(prog, arg_names(prog), slots, text_of, kid)
+    body, kid = walk(prog, arg_names(prog), slots, text_of, kid, skip)
     out = [f"    {ln}" if t is None else f"    {t} = {ln}" for t, ln in body]
 
     def leaf(j: int) -> str:

@@ -668,9 +668,10 @@ def _paren(text: Any, prec: int) -> str:
 
 def statement_printer(
     prog: Program, fuser: Any, mean: bool, constants: list | None = None
-) -> tuple[Any, list]:
-    """The ``text_of`` of :func:`~symgrad.codegen.plan.walk` for the array targets, and the
-    list of printed forms to give ``walk`` (its packs read it).
+) -> tuple[Any, list, list[int]]:
+    """The ``text_of`` of :func:`~symgrad.codegen.plan.walk` for the array targets, the list
+    of printed forms to give ``walk`` (its packs read it) and the nodes it need not visit
+    (``walk``'s ``skip``: the operands of the packs' members, which the packs print).
 
     A node is printed by its pack (a member, or a sum of many isomorphic terms), left for its
     reader to fuse (a single-use product: ``_dot``/``_gather``; a batch-mean output's sum,
@@ -684,8 +685,9 @@ def statement_printer(
     >>> from symgrad.codegen.printers import NumPyTargetPrinter
     >>> x = sp.Symbol("x")
     >>> prog = plan(sp.exp(x) + x, [x])
-    >>> text_of, kid = statement_printer(prog, Fuser(NumPyTargetPrinter(), {}, {}), False)
-    >>> walk(prog, ["_a0", None, None], [], text_of, kid)[1][-1]
+    >>> fuser = Fuser(NumPyTargetPrinter(), {}, {})
+    >>> text_of, kid, skip = statement_printer(prog, fuser, False)
+    >>> walk(prog, ["_a0", None, None], [], text_of, kid, skip)[1][-1]
     '_a0 + numpy.exp(_a0)'
     """
     kid: list = []
@@ -717,4 +719,5 @@ def statement_printer(
         fuser.lines = []
         return text, lines
 
-    return text_of, kid
+    skip = [i for i, h in enumerate(host) if h != i and h in member] if member else []
+    return text_of, kid, skip

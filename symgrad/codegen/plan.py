@@ -405,7 +405,12 @@ def as_symbol(kid: Any) -> sp.Basic:
 
 
 def walk(
-    prog: Program, names: list, slots: list[str], text_of: Any, kid: list | None = None
+    prog: Program,
+    names: list,
+    slots: list[str],
+    text_of: Any,
+    kid: list | None = None,
+    skip: list[int] | None = None,
 ) -> tuple[list, list]:
     """Print every node of ``prog`` once, in order: the common loop of every emitter.
 
@@ -420,6 +425,8 @@ def walk(
             (a pack member, read as a column of its pack at every use).
         kid: the list to fill with each node's printed form (initially ``names``), given when
             ``text_of`` reads the printed forms of nodes other than its arguments.
+        skip: inlined nodes nothing prints (their readers compute them otherwise: the
+            operands of a pack's members): not printed, their printed form left None.
 
     Returns:
         ``(body, kid)``: the body as ``(slot name or None, text)`` pairs (None: a line of its
@@ -440,6 +447,10 @@ def walk(
         kid[:] = names
     body: list[tuple[str | None, str]] = []
     order, args_of, kind = prog.order, prog.args_of, prog.kind
+    if skip:
+        kind = list(kind)
+        for i in skip:
+            kind[i] = ARGUMENT  # passed over, as arguments are
     for i, node in enumerate(order):
         k = kind[i]
         if k == ARGUMENT:
