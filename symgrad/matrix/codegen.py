@@ -11,10 +11,10 @@ compiled function runs on any batch size. Arguments are checked for shape with a
 >>> from symgrad.matrix import expr as mx
 >>> B = sp.Symbol("B", integer=True, positive=True)
 >>> W, X = sp.MatrixSymbol("W", 2, 3), sp.MatrixSymbol("X", 3, B)
->>> f = compile_matrix(mx.tanh(mx.matmul(W, X)), [W, X])
+>>> f = compile_matrix(mx.tanh(mx.matmul(W, X)), [W, X], fuse=False)
 >>> f(np.zeros((2, 3)), np.ones((3, 5))).shape
 (2, 5)
->>> print(f.source)
+>>> print(f.source)  # with fuse=True, tanh is a C loop when a compiler works (fused.py)
 def symgrad_matrix_fn(a0, a1):
     if a0.__class__ is not _ndarray: a0 = _asarray(a0, _f64)
     if a0.shape != (2, 3): _shape_error('W', a0.shape, '(2, 3)')
@@ -60,6 +60,7 @@ from sympy.matrices.expressions.blockmatrix import BlockMatrix
 from sympy.matrices.expressions.diagonal import DiagMatrix
 from sympy.matrices.expressions.special import OneMatrix
 
+from ..codegen import c_build
 from ..codegen.compile import check_name
 from ..codegen.printers import NumPyTargetPrinter
 from ..codegen.runtime import _VectorMath
@@ -68,10 +69,12 @@ from ..errors import (
     BackendUnavailableError,
     InputTypeError,
     MissingSymbolError,
+    OptionError,
     ShapeError,
 )
 from ..inputs import check_choice
 from . import expr as mx
+from . import fused
 from .expr import Broadcast, Commutation, LogDet, LogSumExp, Map, Softmax, SumAll, SumAxis
 from .simplify import push_scalars, simplify
 from .update import GEMM_FROM, param_check, param_error, place_updates, sub_product
@@ -271,7 +274,12 @@ def _flatten(outputs: Any) -> tuple[list, Any]:
 
 
 def compile_matrix(
-    outputs: Any, args: Any, *, name: str = "symgrad_matrix_fn", backend: str = "numpy"
+    outputs: Any,
+    args: Any,
+    *,
+    name: str = "symgrad_matrix_fn",
+    backend: str = "numpy",
+    fuse: bool = True,
 ) -> CompiledMatrixFunction:
     """Compile matrix/scalar expressions to one NumPy function.
 
@@ -281,6 +289,9 @@ def compile_matrix(
         name: the generated function's name.
         backend: ``"numpy"`` or ``"jax"`` (the same code on ``jax.numpy`` under ``jax.jit``,
             see :mod:`symgrad.matrix.jax`).
+        fuse: with NumPy, compute chains of entrywise operations on large arrays in one C loop
+            each when a C compiler works (:mod:`symgrad.matrix.fused`; NumPy computes the same
+            values otherwise). False keeps every operation in NumPy.
 
     Returns:
         A :class:`CompiledMatrixFunction` returning outputs in the same nesting.
@@ -300,7 +311,9 @@ def compile_matrix(
     check_name(name)
     backend = check_choice(backend, ("numpy", "jax"), "backend", BackendUnavailableError)
     arg_list = _check_args(args)
-    fn, source = _build(outputs, arg_list, name, backend)
+    if not isinstance(fuse, bool):
+        raise OptionError(f"fuse must be True or False, got {fuse!r}")
+    fn, source = _build(outputs, arg_list, name, backend, fuse=fuse)
     return CompiledMatrixFunction(fn, source, arg_list, outputs)
 
 
@@ -311,12 +324,15 @@ def _build(
     backend: str,
     updates: dict[int, int] | None = None,
     wrap: Any = None,
+    fuse: bool = True,
 ) -> tuple[Any, str]:
     """``(callable, source)`` for checked arguments; ``updates`` as for :func:`_generate`,
     ``wrap`` as for :func:`symgrad.matrix.jax.jit_source`."""
     flat, spec = _flatten(outputs)
     flat = push_scalars(simplify(flat))
-    source = _generate(arg_list, flat, spec, name, in_place=backend != "jax", updates=updates)
+    source, kernels = _generate(
+        arg_list, flat, spec, name, in_place=backend != "jax", updates=updates, fuse=fuse
+    )
     if backend == "jax":
         from .jax import jit_source
 
@@ -326,6 +342,10 @@ def _build(
     namespace = dict(_NAMESPACE)
     namespace["_local"] = threading.local()  # this function's scratch arrays, per thread
     exec(compile(source, filename, "exec"), namespace)
+    if kernels:
+        library = fused.Library(kernels)
+        for k, group in kernels:
+            namespace[k] = fused.FusedKernel(k, group, namespace[f"{k}_numpy"], library)
     return namespace[name], source
 
 
@@ -613,14 +633,28 @@ def _generate(
     name: str,
     in_place: bool = True,
     updates: dict[int, int] | None = None,
-) -> str:
+    fuse: bool = False,
+) -> tuple[str, list[tuple[str, fused.Group]]]:
     # in_place: reuse dead temporaries' memory (NumPy); JAX arrays are immutable (jax.py).
+    # fuse: entrywise trees as C loops (fused.py) where a C compiler works; returns the source
+    # and the fused kernels' (name, group)
     # updates {output position: argument position}: subtract that output from that argument in
     # place (update.py) and return the argument in the output's place (NumPy only)
     g = _Gen(args, kernels=in_place)
     order = mx.value_nodes(flat)
+    groups = _fusion(order, flat) if in_place and fuse else {}
+    inner = {n for group in groups.values() for n in group.inner}
+    kernels: list[tuple[str, fused.Group]] = []
     for node in order:
-        if node in g.ref:
+        if node in g.ref or node in inner:
+            continue
+        if node in groups:
+            group = groups[node]
+            code, total = _fused_call(g, group, len(kernels))
+            g.emit(node, code, set())
+            if total:  # the sum is named after the call that fills it (update.py reads names)
+                g.emit(group.total, total, set())
+            kernels.append((f"_fused{len(kernels)}", group))
             continue
         code = _node_code(g, node)
         if code is None:
@@ -664,12 +698,44 @@ def _generate(
                 # a dimension no argument gives: never pooled
                 with contextlib.suppress(MissingSymbolError):
                     sizes[target] = g.scalar_code(sp.Mul(*shape))
-        body = _reuse_memory(kept, g.shapes, set(out_names), sizes)
+        shape_code = {
+            g.ref[group.root]: "(" + ", ".join(g.dim(d) for d in group.root.shape) + ")"
+            for group in groups.values()
+        }
+        body = _reuse_memory(kept, g.shapes, set(out_names), sizes, shape_code)
         lines += [f"    {line}" for line in body]
     else:
         lines += [f"    {target} = {code}" for target, code in kept]
     lines.append(f"    return {build(spec)}")
-    return "\n".join(lines) + "\n"
+    used = [(k, group) for k, group in kernels if any(f"{k}(" in line for line in lines)]
+    helpers = [fused.numpy_source(f"{k}_numpy", group, g.printer) for k, group in used]
+    return "\n".join([*helpers, *lines]) + "\n", used
+
+
+def _fusion(order: list, flat: list) -> dict:
+    """The entrywise trees to fuse (see :mod:`.fused`), by root; none without a C compiler."""
+    if not any(fused.entrywise(n) for n in order) or not c_build.c_available():
+        return {}
+    groups = fused.plan(order, flat, mvec=c_build.target(c_build.compiler()).mvec)
+    # a tree whose size is known and small stays in NumPy (the C call would cost more)
+    return {
+        root: group
+        for root, group in groups.items()
+        if not ((size := sp.Mul(*root.shape)).is_Integer and int(size) < fused.FUSED_FROM)
+    }
+
+
+def _fused_call(g: _Gen, group: fused.Group, k: int) -> tuple[str, str | None]:
+    """The call of fused kernel ``k``, and the array receiving the root's row or column sum
+    (allocated here, before the call) or None."""
+    args = [g.use(node) for node, _ in group.leaves]
+    if group.total is None:
+        return f"_fused{k}({', '.join(args)})", None
+    total = f"t{len(g.lines)}"
+    shape = tuple(group.total.shape)
+    g.lines.append((total, f"numpy.empty(({', '.join(g.dim(d) for d in shape)}))", set()))
+    g.shapes[total] = shape
+    return f"_fused{k}({', '.join(args)}, total={total})", total
 
 
 def _names_in(code: str) -> list[str]:
@@ -681,6 +747,7 @@ _BINARY = re.compile(r"^(\w+|-?[0-9.]+(?:e-?[0-9]+)?) ([-+*]) (\w+|-?[0-9.]+(?:e
 _UNARY = re.compile(r"^numpy\.(tanh|exp|log|sin|cos|sqrt|abs|negative)\((t\d+)\)$")
 _SCALED_PRODUCT = re.compile(r"^(\w+|\(.+\)) \* \(([^()]+ @ [^()]+)\)$")
 _PAIR = re.compile(r"^(\w+) @ (\w+)$")
+_OPERAND = re.compile(r"\b[at]\d+\b")
 #: results with at least this many entries (128 KiB of float64) go to the workspace: smaller
 #: blocks come from the allocator's free lists, and a scratch lookup costs about 0.5 us
 POOLED_FROM = 16384
@@ -691,7 +758,11 @@ _UFUNC = {"+": "add", "-": "subtract", "*": "multiply"}
 
 
 def _reuse_memory(
-    kept: list[tuple[str, str]], shapes: dict, outputs: set[str], sizes: dict | None = None
+    kept: list[tuple[str, str]],
+    shapes: dict,
+    outputs: set[str],
+    sizes: dict | None = None,
+    fused_shapes: dict | None = None,
 ) -> list[str]:
     """The statements with temporaries freed after their last use and reused in place.
 
@@ -750,6 +821,10 @@ def _reuse_memory(
         elif m := _UNARY.match(code):
             cand = m.group(2) if reusable(m.group(2), i, target) else None
             form = ("unary", m.group(1), m.group(2), cand)
+        elif code.startswith("_fused"):  # a fused kernel (fused.py): out= any dead full operand
+            operands = _OPERAND.findall(code.partition("total=")[0])
+            cand = next((c for c in operands if reusable(c, i, target)), None)
+            form = ("fused", operands, cand)
         elif (m := _SCALED_PRODUCT.match(code)) and shapes.get(target) != ():
             form = ("scaled", m.group(1), m.group(2))
         elif (m := _PAIR.match(code)) and shapes.get(target) != ():
@@ -789,6 +864,12 @@ def _reuse_memory(
             buf = cand or scratch(i, target, f"{arg}.shape", arg)
             if buf:
                 line = f"{target} = numpy.{fn}({arg}, out={buf})"
+        elif form and form[0] == "fused":
+            _, operands, cand = form
+            shape = (fused_shapes or {}).get(target)
+            buf = cand or (shape and scratch(i, target, shape, *operands))
+            if buf:
+                line = f"{target} = {code[:-1]}, out={buf})"
         elif form:
             _, factor, product = form
             pair = _PAIR.match(product)

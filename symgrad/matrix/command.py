@@ -166,7 +166,9 @@ def compile_source(expr: str, shapes: Sequence[str] | None, wrt: str | None) -> 
     others = sorted(
         (s for s in _symbols(f) if s not in set(params)), key=lambda s: getattr(s, "name", "")
     )
-    fn = compile_matrix([f, list(grad(f, params))], [*params, *others], name="value_and_grad")
+    fn = compile_matrix(
+        [f, list(grad(f, params))], [*params, *others], name="value_and_grad", fuse=False
+    )
     if "_vmath" in fn.source:
         raise OptionError(
             "the standalone matrix module supports NumPy's functions only (not erf, gamma, ...)"

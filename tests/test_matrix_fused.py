@@ -1,0 +1,251 @@
+"""Fused entrywise C loops in compiled matrix code against NumPy and hand-written backprop.
+
+Every comparison has an independent side: the hand-written NumPy backprop of a tanh MLP, NumPy
+evaluating the same formula on the same arrays, or the same function compiled with
+``fuse=False`` (plain NumPy statements). The C loops are exercised where a C compiler works
+and skipped otherwise; the fallbacks (no compiler, a failed build, small or oddly laid out
+arrays, float32) run everywhere.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from symgrad.codegen import c_build
+from symgrad.errors import CompilerError, OptionError
+from symgrad.matrix import codegen, fused
+from symgrad.matrix import expr as mx
+from symgrad.matrix.codegen import compile_matrix
+from symgrad.matrix.step import sgd_step
+
+RNG = np.random.default_rng(5)
+B = sp.Symbol("B", integer=True, positive=True)
+needs_c = pytest.mark.skipif(not c_build.c_available(), reason="no C compiler")
+needs_mvec = pytest.mark.skipif(
+    not (c_build.c_available() and c_build.target(c_build.compiler()).mvec),
+    reason="tanh is fused only with glibc's vector math library",
+)
+
+
+def _mlp(sizes):
+    """A tanh MLP with a softmax cross-entropy loss, samples as columns (bench_matrix's)."""
+    params = []
+    h = X = sp.MatrixSymbol("X", sizes[0], B)
+    for i in range(len(sizes) - 1):
+        W = sp.MatrixSymbol(f"W{i}", sizes[i + 1], sizes[i])
+        b = sp.MatrixSymbol(f"b{i}", sizes[i + 1], 1)
+        params += [W, b]
+        h = mx.add(mx.matmul(W, h), mx.broadcast(b, (sizes[i + 1], B)))
+        if i < len(sizes) - 2:
+            h = mx.tanh(h)
+    Y = sp.MatrixSymbol("Y", sizes[-1], B)
+    f = (mx.sum(mx.logsumexp(h, axis=0)) - mx.sum(mx.hadamard(Y, h))) / B
+    return f, params, [*params, X, Y]
+
+
+def _hand_step(ws, bs, X, Y, lr):
+    """Hand-written backprop and SGD (independent of symgrad)."""
+    hs, h = [X], X
+    for i, (W, b) in enumerate(zip(ws, bs, strict=True)):
+        z = W @ h + b
+        h = np.tanh(z) if i < len(ws) - 1 else z
+        hs.append(h)
+    n = X.shape[1]
+    m = h.max(axis=0, keepdims=True)
+    e = np.exp(h - m)
+    se = e.sum(axis=0, keepdims=True)
+    value = (np.sum(np.log(se) + m) - np.sum(Y * h)) / n
+    d = (e / se - Y) / n
+    new = [None] * (2 * len(ws))
+    for i in range(len(ws) - 1, -1, -1):
+        new[2 * i] = ws[i] - lr * (d @ hs[i].T)
+        new[2 * i + 1] = bs[i] - lr * d.sum(axis=1, keepdims=True)
+        if i:
+            d = (1.0 - hs[i] * hs[i]) * (ws[i].T @ d)
+    return value, new
+
+
+def _data(sizes, batch):
+    ws = [RNG.uniform(-1, 1, (sizes[i + 1], sizes[i])) / np.sqrt(sizes[i]) for i in range(2)]
+    bs = [RNG.normal(size=(s, 1)) * 0.1 for s in sizes[1:]]
+    X = RNG.normal(size=(sizes[0], batch))
+    Y = np.eye(sizes[-1])[RNG.integers(0, sizes[-1], batch)].T.copy()
+    return ws, bs, X, Y
+
+
+@pytest.mark.parametrize("batch", [130, 7])  # 96 x 130 runs the C loops; 96 x 7 NumPy
+def test_fused_step_follows_hand_written_backprop_and_the_numpy_step(batch):
+    sizes = (50, 96, 4)
+    f, params, args = _mlp(sizes)
+    ws, bs, X, Y = _data(sizes, batch)
+    start = [a for pair in zip(ws, bs, strict=True) for a in pair]
+    step = sgd_step(f, params, args)
+    plain = sgd_step(f, params, args, fuse=False)
+    assert "_fused" not in plain.source
+    mine, theirs = [a.copy() for a in start], [a.copy() for a in start]
+    value, _ = step(*mine, X, Y, 0.1)
+    value_plain, _ = plain(*theirs, X, Y, 0.1)
+    want_value, want = _hand_step(ws, bs, X, Y, 0.1)
+    assert value == pytest.approx(want_value, rel=1e-12)
+    assert value_plain == pytest.approx(want_value, rel=1e-12)
+    for got, ref, other in zip(mine, want, theirs, strict=True):
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(got, other, rtol=1e-12, atol=1e-15)
+
+
+@needs_mvec
+def test_the_c_loops_run_on_large_arrays():
+    sizes = (50, 96, 4)
+    f, params, args = _mlp(sizes)
+    step = sgd_step(f, params, args)
+    assert "_fused" in step.source and "def _fused0_numpy" in step.source
+    ws, bs, X, Y = _data(sizes, 130)
+    step(*[a for pair in zip(ws, bs, strict=True) for a in pair], X, Y, 0.1)
+    names = {"_fused0": "tanh", "_fused4": "x1*(1 - x0*x0)"}
+    kernels = {k: step._fn.__globals__[k] for k in names}
+    assert "tanh" in str(kernels["_fused0"].group.expr)
+    assert kernels["_fused0"]._fn is not None  # the C function was loaded and called
+    assert any(k._fn is not None and k.group.axis == 1 for k in kernels.values())
+
+
+def _kernel(expr_of, shapes, kinds):
+    """A compiled function of one fused tree over arguments of the given kinds and shapes."""
+    syms = [sp.MatrixSymbol(f"A{k}", *shape) for k, shape in enumerate(shapes)]
+    full = syms[0].shape
+    ops = [
+        s if kind == "full" else mx.broadcast(s, full) for s, kind in zip(syms, kinds, strict=True)
+    ]
+    return syms, expr_of(*ops)
+
+
+EXPRS = {
+    "bias_tanh": lambda a, b: mx.tanh(mx.add(a, b)),
+    "tanh_derivative": lambda h, g: mx.hadamard(
+        mx.sub(mx.broadcast(1, h.shape), mx.hadamard(h, h)), g
+    ),
+    "scaled_exp_log": lambda a, b: mx.add(mx.scale(2.5, mx.exp(a)), mx.log(mx.hadamard(b, b))),
+    "relu_sqrt": lambda a, b: mx.hadamard(mx.relu(a), mx.elementwise(sp.sqrt, mx.hadamard(b, b))),
+}
+
+
+def _fill(shape, special=True):
+    x = RNG.normal(size=shape) * 3
+    if special:
+        flat = x.reshape(-1)
+        flat[:7] = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-300, -25.0]
+    return x
+
+
+@needs_c
+@pytest.mark.parametrize("name", sorted(EXPRS))
+@pytest.mark.parametrize("kind", ["full", "col", "row"])
+@pytest.mark.parametrize("total", [None, 0, 1])
+def test_fused_trees_equal_numpy_with_nan_inf_and_broadcasts(name, kind, total):
+    shape = (100, 90)
+    other = {"full": shape, "col": (100, 1), "row": (1, 90)}[kind]
+    syms, e = _kernel(EXPRS[name], [shape, other], ["full", kind])
+    outs = [e] if total is None else [e, mx.sum(e, axis=total)]
+    f = compile_matrix(outs, syms)
+    g = compile_matrix(outs, syms, fuse=False)
+    a, b = _fill(shape), _fill(other)
+    with np.errstate(all="ignore"):
+        got, want = f(a, b), g(a, b)
+    if "_fused0(" in f.source:  # planned: the C loop ran (a fixed 100 x 90 is large enough)
+        assert f._fn.__globals__["_fused0"]._fn is not None
+    for x, y in zip(got, want, strict=True):
+        # libmvec's functions are within a few ulp of NumPy's; a sum of terms of size s is
+        # then within a few ulp of s (cancellation), hence the absolute part
+        scale = np.abs(y[np.isfinite(y)]).max(initial=1.0)
+        np.testing.assert_allclose(x, y, rtol=1e-13, atol=1e-14 * scale, equal_nan=True)
+        assert np.array_equal(np.isnan(x), np.isnan(y)) and np.array_equal(x == np.inf, y == np.inf)
+        assert np.array_equal(np.signbit(x[x == 0]), np.signbit(y[x == 0]))
+
+
+@needs_c
+def test_row_sums_of_a_fused_tree_feed_later_statements():
+    shape = (120, 80)
+    Z, b = sp.MatrixSymbol("Z", *shape), sp.MatrixSymbol("b", shape[0], 1)
+    h = mx.hadamard(mx.add(Z, mx.broadcast(b, shape)), Z)
+    f = compile_matrix([mx.scale(3, mx.sum(h, axis=1)), mx.sum(h)], [Z, b])
+    z, bias = RNG.normal(size=shape), RNG.normal(size=(shape[0], 1))
+    rows, everything = f(z, bias)
+    ref = (z + bias) * z
+    np.testing.assert_allclose(rows, 3 * ref.sum(axis=1, keepdims=True), rtol=1e-12)
+    assert everything == pytest.approx(ref.sum(), rel=1e-12)
+
+
+@needs_c
+def test_kernels_fall_back_to_numpy_for_other_layouts_dtypes_and_small_arrays():
+    syms, e = _kernel(EXPRS["bias_tanh"], [(B, 100), (B, 1)], ["full", "col"])
+    f = compile_matrix(e, syms)
+    assert "_fused0(" in f.source
+    b = _fill((300, 1))
+    a = _fill((100, 300)).T  # a transposed view: rows are not contiguous
+    np.testing.assert_allclose(f(a, b), np.tanh(a + b), rtol=1e-13)
+    a32, b32 = a.astype(np.float32), b.astype(np.float32)
+    got = f(np.ascontiguousarray(a32), b32)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, np.tanh(a32 + b32))
+    small = _fill((3, 100))
+    np.testing.assert_array_equal(f(small, b[:3]), np.tanh(small + b[:3]))
+
+
+def test_fixed_small_shapes_and_missing_compilers_keep_numpy_statements(monkeypatch):
+    syms, e = _kernel(EXPRS["bias_tanh"], [(4, 5), (4, 1)], ["full", "col"])
+    assert "_fused" not in compile_matrix(e, syms).source
+    monkeypatch.setattr(c_build, "c_available", lambda: False)
+    syms, e = _kernel(EXPRS["bias_tanh"], [(B, 100), (B, 1)], ["full", "col"])
+    f = compile_matrix(e, syms)
+    assert "_fused" not in f.source
+    a, b = _fill((200, 100)), _fill((200, 1))
+    np.testing.assert_array_equal(f(a, b), np.tanh(a + b))
+
+
+@needs_c
+def test_a_failed_build_falls_back_to_numpy(monkeypatch):
+    def broken(*args, **kwargs):
+        raise CompilerError("the C compiler failed (test)")
+
+    monkeypatch.setattr(fused.c_build, "build_library", broken)
+    syms, e = _kernel(EXPRS["tanh_derivative"], [(B, 100), (B, 100)], ["full", "full"])
+    f = compile_matrix(e, syms)
+    kernel = f._fn.__globals__["_fused0"]
+    h, g = _fill((150, 100)), _fill((150, 100))
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_array_equal(f(h, g), (1 - h * h) * g)
+    assert kernel._library.failed and kernel._fn is None
+
+
+def test_planner_keeps_shared_nodes_outputs_and_slow_functions_out_of_trees():
+    X = sp.MatrixSymbol("X", 200, 300)
+    h = mx.tanh(X)
+    shared = mx.hadamard(h, h)  # h is read twice: an operand, computed once
+    groups = fused.plan(mx.value_nodes([shared]), [shared], mvec=True)
+    assert [str(g.expr) for g in groups.values()] == ["tanh(x0)", "x0*x0"]
+    out = mx.exp(mx.add(X, X))
+    groups = fused.plan(mx.value_nodes([out, mx.add(X, X)]), [out, mx.add(X, X)], mvec=True)
+    assert len(groups) == 2  # the sum is an output: a tree of its own
+    assert fused.plan(mx.value_nodes([h]), [h], mvec=False) == {}  # scalar libm calls: slower
+    slow = mx.elementwise(sp.erf, X)
+    assert fused.plan(mx.value_nodes([slow]), [slow], mvec=True) == {}
+    col = sp.MatrixSymbol("c", 200, 1)
+    only_broadcasts = mx.exp(mx.broadcast(col, (200, 300)))
+    assert fused.plan(mx.value_nodes([only_broadcasts]), [only_broadcasts], mvec=True) == {}
+
+
+def test_fuse_must_be_a_bool():
+    X = sp.MatrixSymbol("X", 2, 2)
+    with pytest.raises(OptionError, match="fuse"):
+        compile_matrix(mx.tanh(X), [X], fuse="yes")
+    with pytest.raises(OptionError, match="fuse"):
+        sgd_step(mx.sumsq(X), [X], fuse=1)
+
+
+def test_standalone_modules_never_call_fused_kernels():
+    from symgrad.matrix.command import compile_source
+
+    src = compile_source("sum(tanh(X*w))", ["X=m,n", "w=n"], "w")
+    assert "_fused" not in src
+    assert codegen.compile_matrix  # the module under test stays importable without a compiler
