@@ -214,6 +214,7 @@ _NAMESPACE = {
     "_shape_error": _shape_error,
     "_sub_product": sub_product,
     "_scratch": _scratch,
+    "_total": fused.total_into,
     "_param_error": param_error,
     "_vmath": _VectorMath(),  # functions NumPy lacks (erf, gamma, ...), as the scalar target
 }
@@ -645,6 +646,7 @@ def _generate(
     groups = _fusion(order, flat) if in_place and fuse else {}
     inner = {n for group in groups.values() for n in group.inner}
     kernels: list[tuple[str, fused.Group]] = []
+    below: dict[str, Any] = {}  # fused target -> its NumPy path for small arrays, or None
     for node in order:
         if node in g.ref or node in inner:
             continue
@@ -652,6 +654,7 @@ def _generate(
             group = groups[node]
             code, total = _fused_call(g, group, len(kernels))
             g.emit(node, code, set())
+            below[g.ref[node]] = _small_path(g, group, total)
             if total:  # the sum is named after the call that fills it (update.py reads names)
                 g.emit(group.total, total, set())
             kernels.append((f"_fused{len(kernels)}", group))
@@ -702,7 +705,7 @@ def _generate(
             g.ref[group.root]: "(" + ", ".join(g.dim(d) for d in group.root.shape) + ")"
             for group in groups.values()
         }
-        body = _reuse_memory(kept, g.shapes, set(out_names), sizes, shape_code)
+        body = _reuse_memory(kept, g.shapes, set(out_names), sizes, shape_code, below)
         lines += [f"    {line}" for line in body]
     else:
         lines += [f"    {target} = {code}" for target, code in kept]
@@ -723,6 +726,26 @@ def _fusion(order: list, flat: list) -> dict:
         for root, group in groups.items()
         if not ((size := sp.Mul(*root.shape)).is_Integer and int(size) < fused.FUSED_FROM)
     }
+
+
+def _small_path(g: _Gen, group: fused.Group, total: str | None) -> Any:
+    """``(size code, code(out))``: the test for the C loop's size and the NumPy expression run
+    below it in the generated code itself (no call into the kernel object for small arrays);
+    None when the size is fixed (then only large trees are fused) or not known."""
+    size = sp.Mul(*group.root.shape)
+    if size.is_Integer:
+        return None
+    try:
+        size_code = g.scalar_code(size)
+    except MissingSymbolError:
+        return None
+    operands = [g.use(node) for node, _ in group.leaves]
+
+    def code(out: str | None) -> str:
+        text = fused.numpy_code(group, operands, out, g.printer)
+        return text if total is None else f"_total({text}, {total}, {group.total.axis})"
+
+    return size_code, code
 
 
 def _fused_call(g: _Gen, group: fused.Group, k: int) -> tuple[str, str | None]:
@@ -763,6 +786,7 @@ def _reuse_memory(
     outputs: set[str],
     sizes: dict | None = None,
     fused_shapes: dict | None = None,
+    small: dict | None = None,
 ) -> list[str]:
     """The statements with temporaries freed after their last use and reused in place.
 
@@ -868,8 +892,12 @@ def _reuse_memory(
             _, operands, cand = form
             shape = (fused_shapes or {}).get(target)
             buf = cand or (shape and scratch(i, target, shape, *operands))
-            if buf:
-                line = f"{target} = {code[:-1]}, out={buf})"
+            call = f"{code[:-1]}, out={buf})" if buf else code
+            line = f"{target} = {call}"
+            if (small or {}).get(target):
+                size, numpy_code = small[target]
+                # below the C loop's size a scratch array is never pooled (smaller still)
+                line += f" if {size} >= {fused.FUSED_FROM} else {numpy_code(cand)}"
         elif form:
             _, factor, product = form
             pair = _PAIR.match(product)

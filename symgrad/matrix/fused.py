@@ -50,7 +50,16 @@ from ..errors import SymgradError
 from . import expr as mx
 from .expr import Broadcast, Map, SumAxis
 
-__all__ = ["FUSED_FROM", "FusedKernel", "Group", "Library", "entrywise", "plan"]
+__all__ = [
+    "FUSED_FROM",
+    "FusedKernel",
+    "Group",
+    "Library",
+    "entrywise",
+    "numpy_code",
+    "plan",
+    "total_into",
+]
 
 #: Results with fewer entries stay in NumPy: the C call costs a few microseconds (ctypes and
 #: the operands' pointers), which NumPy's sweeps over a small array do not take.
@@ -134,10 +143,23 @@ class Group:
         return None if self.total is None else self.total.axis
 
 
+def _subtracted(term: sp.Basic) -> bool:
+    c, _ = mx._split(term) if isinstance(term, MatMul) else (sp.S.One, term)
+    return bool(c.is_number and c < 0)
+
+
+def _ordered(printer: Any) -> Any:
+    """A fresh ``printer`` of the same class that prints sums and products in the order built."""
+    fresh = type(printer)()
+    fresh._settings["order"] = "none"
+    return fresh
+
+
 def _local(node: sp.Basic, operand: Callable[[sp.Basic], sp.Expr]) -> sp.Expr:
     """The formula of one entry of ``node`` over its operands' formulas (as NumPy orders it)."""
     if isinstance(node, MatAdd):
-        terms = [operand(a) for a in node.args]
+        # subtracted terms last: 1 - h h is one subtraction, as the unfused statements have it
+        terms = [operand(a) for a in sorted(node.args, key=_subtracted)]
         out = terms[0]
         for t in terms[1:]:
             out = sp.Add(out, t, evaluate=False)
@@ -192,7 +214,8 @@ def plan(order: list, outputs: list, mvec: bool) -> dict[sp.Basic, Group]:
     }
     groups: dict[sp.Basic, Group] = {}
     for root in order:
-        if root in fusable and root not in inner:
+        # columns: the loop runs along rows, one entry long; NumPy's one loop is faster
+        if root in fusable and root not in inner and root.shape[1] != 1:
             group = _group(root, inner, mvec)
             if group is not None:
                 groups[root] = group
@@ -257,10 +280,42 @@ def numpy_source(name: str, group: Group, printer: Any) -> str:
     in place), so small arrays cost what they cost before fusion.
     """
     params = ", ".join(f"x{k}" for k in range(len(group.leaves)))
-    return f"def {name}({params}, out=None):\n    return {_with_out(group.expr, printer)}\n"
+    body = _with_out(group.expr, _ordered(printer))
+    return f"def {name}({params}, out=None):\n    return {body}\n"
 
 
-def _with_out(e: sp.Expr, printer: Any) -> str:
+def numpy_code(group: Group, operands: list[str], out: str | None, printer: Any) -> str:
+    """``group`` as one NumPy expression over the generated code's ``operands`` (one name or
+    code per leaf), its last ufunc writing into ``out`` (a dead operand) if given.
+
+    >>> from symgrad.matrix.codegen import _Printer
+    >>> X = sp.MatrixSymbol("X", 2, 3)
+    >>> f = mx.tanh(mx.scale(2, X))
+    >>> (group,) = plan(mx.value_nodes([f]), [f], mvec=True).values()
+    >>> numpy_code(group, ["t1"], "t1", _Printer())
+    'numpy.tanh(2*t1, out=t1)'
+    """
+    names = {sp.Symbol(f"x{k}", real=True): sp.Symbol(c) for k, c in enumerate(operands)}
+    with sp.evaluate(False):  # the same operations in the same order
+        expr = group.expr.xreplace(names)
+    printer = _ordered(printer)
+    return _with_out(expr, printer, out) if out else printer.doprint(expr)
+
+
+def total_into(result: Any, total: Any, axis: int) -> Any:
+    """``result``, after writing its sums along ``axis`` into ``total`` (NumPy's path).
+
+    >>> import numpy as np
+    >>> t = np.empty((2, 1))
+    >>> _ = total_into(np.ones((2, 3)), t, 1)
+    >>> t.ravel().tolist()
+    [3.0, 3.0]
+    """
+    np.add.reduce(result, axis, None, total, True)
+    return result
+
+
+def _with_out(e: sp.Expr, printer: Any, out: str = "out") -> str:
     """``e`` printed for NumPy, its outermost ufunc given ``out=out`` where there is one."""
     args = e.args
     if isinstance(e, sp.Add) and len(args) == 2:
@@ -280,7 +335,7 @@ def _with_out(e: sp.Expr, printer: Any) -> str:
     else:
         return printer.doprint(e)
     inner = ", ".join(printer.doprint(a) for a in pair)
-    return f"numpy.{ufunc}({inner}, out=out)"
+    return f"numpy.{ufunc}({inner}, out={out})"
 
 
 def c_source(name: str, group: Group, mvec: bool) -> str:
@@ -308,7 +363,7 @@ def c_source(name: str, group: Group, mvec: bool) -> str:
             loads_row.append(f"const double x{k} = p{k}[0];")
     if group.axis is not None:
         params.append("double *total")
-    value = _CPrinter().doprint(group.expr)
+    value = _ordered(_CPrinter()).doprint(group.expr)
     body = [f"void {name}({', '.join(params)}) {{"]
     if group.axis == 0:
         body.append("    for (int64_t j = 0; j < m; ++j) total[j] = 0.0;")
@@ -461,9 +516,7 @@ class FusedKernel:
                 fn(*args[1:])
                 return args[0]
         result = self.numpy_fn(*ops, out=out)
-        if total is not None:
-            np.add.reduce(result, self.group.axis, None, total, True)
-        return result
+        return result if total is None else total_into(result, total, self.group.axis)
 
     def _function(self) -> Any:
         self._fn = self._library.function(self.name)
@@ -472,6 +525,8 @@ class FusedKernel:
     def _c_args(self, ops: tuple, out: Any, total: Any) -> list | None:
         """``[result, n, m, pointers and strides...]`` for the C loop, or None if it cannot."""
         n, m = ops[self._first].shape
+        if m < 8:  # the inner loop runs along rows: narrow arrays leave NumPy faster
+            return None
         if out is None:
             out = np.empty((n, m))
         elif not (
