@@ -15,7 +15,8 @@ compiled function runs on any batch size. Arguments are checked for shape with a
 >>> f(np.zeros((2, 3)), np.ones((3, 5))).shape
 (2, 5)
 >>> print(f.source)  # with fuse=True, tanh is a C loop when a compiler works (fused.py)
-def symgrad_matrix_fn(a0, a1):
+def symgrad_matrix_fn(a0=_MISSING, a1=_MISSING, *_extra):
+    if _extra or a1 is _MISSING: _arity(('W', 'X'), (a0, a1), _extra)
     if a0.__class__ is not _ndarray: a0 = _asarray(a0, _f64)
     if a0.shape != (2, 3): _shape_error('W', a0.shape, '(2, 3)')
     if a1.__class__ is not _ndarray: a1 = _asarray(a1, _f64)
@@ -32,6 +33,7 @@ def symgrad_matrix_fn(a0, a1):
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import linecache
 import re
@@ -63,7 +65,7 @@ from sympy.matrices.expressions.special import OneMatrix
 from ..codegen import c_build
 from ..codegen.compile import check_name
 from ..codegen.printers import NumPyTargetPrinter
-from ..codegen.runtime import _VectorMath
+from ..codegen.runtime import _MISSING, _VectorMath
 from ..errors import (
     ArgumentError,
     BackendUnavailableError,
@@ -111,6 +113,10 @@ def _slogdet(a: np.ndarray) -> float:
     return value if sign > 0 else np.nan  # log det is undefined for det <= 0
 
 
+#: results from this many rows on may use syrk (:func:`_gram`)
+GRAM_SYRK_FROM = 128
+
+
 def _gram(x: np.ndarray, s: np.ndarray, left: bool) -> np.ndarray:
     """``x^T diag(s) x``, or ``x diag(s) x^T`` if ``left``; ``s`` is a column.
 
@@ -122,7 +128,7 @@ def _gram(x: np.ndarray, s: np.ndarray, left: bool) -> np.ndarray:
     if left:
         s = s.T
     # from 128 rows of the result on, syrk pays for the square roots and the check (measured)
-    if x.shape[0 if left else 1] >= 128 and x.size and s.min() >= 0:
+    if x.shape[0 if left else 1] >= GRAM_SYRK_FROM and x.size and s.min() >= 0:
         z = np.sqrt(s) * x
         return z @ z.T if left else z.T @ z
     return (x * s) @ x.T if left else x.T @ (s * x)
@@ -200,6 +206,11 @@ def _shape_error(name: str, got: Any, want: str) -> None:
     raise ShapeError(f"argument {name} has shape {got}, expected {want}")
 
 
+def _arity(names: tuple, given: tuple, extra: tuple) -> None:
+    count = sum(v is not _MISSING for v in given) + len(extra)
+    raise ArgumentError(f"expected {len(names)} arguments ({', '.join(names)}), got {count}")
+
+
 _NAMESPACE = {
     "numpy": np,
     "_asarray": np.asarray,
@@ -212,6 +223,8 @@ _NAMESPACE = {
     "_add_transposed": _add_transposed,
     "_kron_identity": _kron_identity,
     "_shape_error": _shape_error,
+    "_MISSING": _MISSING,
+    "_arity": _arity,
     "_sub_product": sub_product,
     "_scratch": _scratch,
     "_total": fused.total_into,
@@ -220,8 +233,11 @@ _NAMESPACE = {
 }
 
 
-class CompiledMatrixFunction:
+class CompiledMatrixFunction(functools.partial):
     """A compiled matrix function: call it with NumPy arrays in the order of ``args``.
+
+    Calling it runs the generated function directly (no Python wrapper per call), which
+    checks the number of arguments itself.
 
     Attributes:
         source: the generated Python source (one statement per unique node).
@@ -234,14 +250,19 @@ class CompiledMatrixFunction:
     2.0
     """
 
-    def __init__(self, fn: Any, source: str, args: list, outputs: Any) -> None:
-        self._fn, self.source, self.args, self.outputs = fn, source, args, outputs
+    def __new__(cls, fn: Any, source: str, args: list, outputs: Any):
+        self = super().__new__(cls, fn)
+        self.source, self._symbols, self.outputs = source, args, outputs
+        return self
 
-    def __call__(self, *values: Any) -> Any:
-        if len(values) != len(self.args):
-            names = ", ".join(str(a) for a in self.args)
-            raise ArgumentError(f"expected {len(self.args)} arguments ({names}), got {len(values)}")
-        return self._fn(*values)
+    @property
+    def args(self) -> list:  # functools.partial's own ``args`` (bound arguments) is empty
+        return self._symbols
+
+    @property
+    def _fn(self) -> Any:
+        # the generated function (its globals are the generated module's namespace)
+        return self.func
 
     def __repr__(self) -> str:
         return f"CompiledMatrixFunction(args=[{', '.join(str(a) for a in self.args)}])"
@@ -337,7 +358,7 @@ def _build(
     if backend == "jax":
         from .jax import jit_source
 
-        return jit_source(source, name, wrap), source
+        return _counted(jit_source(source, name, wrap), arg_list, wrap), source
     filename = f"<symgrad-matrix-{next(_counter)}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace = dict(_NAMESPACE)
@@ -348,6 +369,20 @@ def _build(
         for k, group in kernels:
             namespace[k] = fused.FusedKernel(k, group, namespace[f"{k}_numpy"], library)
     return namespace[name], source
+
+
+def _counted(fn: Any, args: list, wrap: Any) -> Any:
+    """``fn`` (a jitted function, whose source has no defaults) behind an arity check."""
+    if wrap is not None:  # the caller (sgd_step's flat layout) checks its own arguments
+        return fn
+    names = tuple(str(a) for a in args)
+
+    def checked(*values: Any) -> Any:
+        if len(values) != len(names):
+            _arity(names, values, ())
+        return fn(*values)
+
+    return checked
 
 
 class _Gen:
@@ -564,16 +599,28 @@ def _grams(g: _Gen, mats: Sequence[MatrixExpr]) -> list:
         a, d, b = [*mats[i : i + 3], None, None][:3]
         if isinstance(d, DiagMatrix) and d.args[0].shape[1] == 1:
             if isinstance(a, Transpose) and a.arg == b:
-                out.append(f"_gram({g.use(b)}, {g.use(d.args[0])}, False)")
+                out.append(_gram_code(g, b, d.args[0], False))
                 i += 3
                 continue
             if isinstance(b, Transpose) and b.arg == a:
-                out.append(f"_gram({g.use(a)}, {g.use(d.args[0])}, True)")
+                out.append(_gram_code(g, a, d.args[0], True))
                 i += 3
                 continue
         out.append(a)
         i += 1
     return out
+
+
+def _gram_code(g: _Gen, x: MatrixExpr, s: MatrixExpr, left: bool) -> str:
+    """``_gram(x, s, left)``; below its syrk size (known or tested inline) the general product
+    itself, which is what ``_gram`` would run, without the call."""
+    xs, ss = g.use(x), g.use(s)
+    general = f"({xs} * {ss}.T) @ {xs}.T" if left else f"{xs}.T @ ({ss} * {xs})"
+    call = f"_gram({xs}, {ss}, {left})"
+    side = x.shape[0 if left else 1]
+    if side.is_Integer:
+        return call if int(side) >= GRAM_SYRK_FROM else general
+    return f"{call} if {g.dim(side)} >= {GRAM_SYRK_FROM} else {general}"
 
 
 def _scalar_operand(g: _Gen, a: sp.Basic) -> sp.Basic:
@@ -692,8 +739,21 @@ def _generate(
             return f"({inner},)" if len(s) == 1 else f"({inner})"
         return out_names[s]
 
-    params = ", ".join(f"a{i}" for i in range(len(args)))
-    lines = [f"def {name}({params}):", *g.prologue]
+    if in_place:
+        # called directly (CompiledMatrixFunction is a partial): the arity is checked here
+        params = "".join(f"a{i}=_MISSING, " for i in range(len(args)))
+        given = "(" + "".join(f"a{i}, " for i in range(len(args))).rstrip(" ") + ")"
+        if len(args) > 1:
+            given = given.replace(",)", ")")
+        names = repr(tuple(str(a) for a in args))
+        missing = f" or a{len(args) - 1} is _MISSING" if args else ""
+        lines = [
+            f"def {name}({params}*_extra):",
+            f"    if _extra{missing}: _arity({names}, {given}, _extra)",
+            *g.prologue,
+        ]
+    else:
+        lines = [f"def {name}({', '.join(f'a{i}' for i in range(len(args)))}):", *g.prologue]
     if in_place:
         sizes = {}
         for target, shape in g.shapes.items():
