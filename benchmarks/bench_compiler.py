@@ -10,8 +10,10 @@ Run by hand (not part of the test suite)::
    ``value_and_grad`` against ``sympy.lambdify(cse=True, modules="math")`` of the same formulas
    (symgrad's gradient), both as SymPy's flat list ``[value, *gradient]`` (its fastest form)
    and as the same nesting as symgrad's ``(value, [gradient])``, and a hand-written ``math``
-   function. symgrad runs twice: by default (the gradient as a NumPy array) and with
-   ``float_outputs="tuple"`` (a tuple of floats, as SymPy returns lists).
+   function. symgrad runs by default (the gradient as a NumPy array) and with
+   ``float_outputs="tuple"`` (a tuple of floats, as SymPy returns lists), each on the NumPy
+   target (the Python-float path) and, when a C compiler is present, with ``backend="c"``
+   (its builtin entry for Python floats, ``symgrad/codegen/c_float.py``).
 2. micrograd's demo step (2-16-16-1 ReLU MLP, hinge loss, batch 100) with the L2 term
    ``alpha*sum(p**2)`` inside the differentiated loss, as ``benchmarks/peers.py`` gives the peers:
    symgrad's NumPy target (``reduce="mean"``) against hand-written NumPy backprop and JAX jit.
@@ -37,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks import peers
 from benchmarks import workloads as wl
 from symgrad import grad, value_and_grad
+from symgrad.codegen.c import c_available
 
 RESULTS = Path(__file__).with_name("bench_compiler_results.md")
 
@@ -76,6 +79,16 @@ def per_call(reps: int) -> list[tuple[str, dict[str, float]]]:
         contenders = {
             "symgrad (float path)": lambda ours=ours, at=at: ours(*at),
             'symgrad, float_outputs="tuple"': lambda tupled=tupled, at=at: tupled(*at),
+        }
+        if c_available():  # the C target's builtin entry for Python floats (codegen/c_float.py)
+            native = value_and_grad(expr, wrt, wrt, backend="c")
+            native_t = value_and_grad(expr, wrt, wrt, backend="c", float_outputs="tuple")
+            assert np.allclose(native(*at)[1], ref[1:], rtol=1e-12, atol=0)
+            assert np.allclose(native_t(*at)[1], ref[1:], rtol=1e-12, atol=0)
+            c_tuple = 'symgrad backend="c", float_outputs="tuple"'
+            contenders['symgrad backend="c"'] = lambda f=native, at=at: f(*at)
+            contenders[c_tuple] = lambda f=native_t, at=at: f(*at)
+        contenders |= {
             "sympy cse math, flat": lambda flat=flat, at=at: flat(*at),
             "sympy cse math, nested": lambda nested=nested, at=at: nested(*at),
         }

@@ -304,3 +304,18 @@ def test_cli_compile_standalone_module(tmp_path, capsys):
     t = np.tanh(w * xv + b)
     assert v == pytest.approx(t, rel=1e-15)
     np.testing.assert_allclose(g, [1 - t**2, xv * (1 - t**2), w * (1 - t**2)], rtol=1e-14)
+
+
+def test_a_float32_parameter_vector_stays_float32_like_a_batch_of_them():
+    # the Python-float path takes 1-D float64 vectors only: a float32 vector gives what NumPy
+    # computes in float32, as a batch of float32 vectors does
+    x_, y_ = sp.symbols("x y")
+    f = value_and_grad(x_**2 * y_ + 3, [x_, y_])
+    v32 = np.array([1.1, 2.0], dtype=np.float32)
+    value, grad = f(v32)
+    batch_value, batch_grad = f(np.stack([v32, v32], axis=1))
+    assert np.asarray(value).dtype == np.float32 == batch_value.dtype
+    assert grad.dtype == np.float32 == batch_grad.dtype
+    assert float(value) == float(batch_value[0]) and grad.tolist() == batch_grad[:, 0].tolist()
+    value64, _ = f(v32.astype(np.float64))
+    assert type(value64) is float

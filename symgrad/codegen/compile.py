@@ -42,6 +42,7 @@ from . import runtime as _runtime
 from .numpy import emit
 from .pack import pack
 from .plan import Program, describe_args, plan
+from .pyfloat import emit_body
 
 __all__ = ["BACKENDS", "CompiledFunction", "lambdify", "value_and_grad"]
 
@@ -60,6 +61,7 @@ _NAMESPACE: dict[str, Any] = {
     **_runtime.HELPERS,
     "_vmath": _runtime._VectorMath(),
     "_ndarray": np.ndarray,
+    "_f64": np.dtype(np.float64),
     "_array": np.array,
     "_MISSING": _runtime._MISSING,
 }
@@ -133,8 +135,9 @@ class CompiledFunction(functools.partial):
 
     @property
     def _fn(self) -> Any:
-        # the generated function itself (its globals are the generated module's namespace)
-        return self.func
+        # the generated function itself (its globals are the generated module's namespace);
+        # the C target's float entry (a builtin, see c_float.py) passes calls on to it
+        return self.__dict__.get("_python", self.func)
 
     @property
     def args(self) -> list:  # shadows functools.partial.args (the bound arguments: none)
@@ -371,7 +374,16 @@ def _lambdify(
     )
     fn, filename = _load(source, name, kernel)
     info = {"name": name, "backend": backend, "reduce": reduce, "float_outputs": float_outputs}
-    return _finish(fn, filename, source, prog.args, outputs, **info)
+    entry = None
+    if kernel is not None and emit_body(prog, stacked=float_outputs) is not None:
+        from .c_float import native_entry
+
+        options = {"timeout": None, "cache_dir": None, **(c_options or {})}
+        entry = native_entry(prog, float_outputs, fn, **options)
+    out = _finish(entry or fn, filename, source, prog.args, outputs, **info)
+    if entry is not None:
+        out.__dict__["_python"] = fn
+    return out
 
 
 def program(outputs: Any, args: Any) -> Program:

@@ -98,7 +98,10 @@ def module_text(fn: Any, target: str = "numpy") -> str:
         )
     source = fn.source if fn.backend != "c" else emit(prog, fn.name, mean=fn.reduce == "mean")
     support = Path(runtime.__file__).read_text(encoding="utf-8")
-    glue = "_vmath = _VectorMath()\n_ndarray = np.ndarray\n_array = np.array\n"
+    glue = (
+        "_vmath = _VectorMath()\n_ndarray = np.ndarray\n_f64 = np.dtype(np.float64)\n"
+        "_array = np.array\n"
+    )
     return (
         f"{_header(fn, target)}import numpy\n\n# --- run-time support (symgrad/codegen/runtime.py)"
         f"\n{support}\n# --- the function\n{glue}\n\n{source}\n__all__ = [{fn.name!r}]\n"

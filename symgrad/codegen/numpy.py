@@ -103,7 +103,11 @@ def _fast_path(prog: Program, fast, read: dict[int, list[int]]) -> list[str]:
         if not isinstance(item, list):
             tests.append(f"type(_a{i}) is float")
             continue
-        tests.append(f"(type(_a{i}) is list or type(_a{i}) is _ndarray and _a{i}.ndim == 1)")
+        # a 1-D float64 array (other dtypes take the NumPy path: float32 stays float32)
+        tests.append(
+            f"(type(_a{i}) is list or type(_a{i}) is _ndarray and _a{i}.ndim == 1 "
+            f"and _a{i}.dtype is _f64)"
+        )
         entries = read[i]
         if not item:
             continue
