@@ -106,8 +106,8 @@ def test_the_c_loops_run_on_large_arrays():
     names = {"_fused0": "tanh", "_fused4": "x1*(1 - x0*x0)"}
     kernels = {k: step._fn.__globals__[k] for k in names}
     assert "tanh" in str(kernels["_fused0"].group.expr)
-    assert kernels["_fused0"]._fn is not None  # the C function was loaded and called
-    assert any(k._fn is not None and k.group.axis == 1 for k in kernels.values())
+    assert kernels["_fused0"]._fn  # the C function was loaded and called
+    assert any(k._fn and k.group.axis == 1 for k in kernels.values())
 
 
 def _kernel(expr_of, shapes, kinds):
@@ -153,7 +153,9 @@ def test_fused_trees_equal_numpy_with_nan_inf_and_broadcasts(name, kind, total):
     with np.errstate(all="ignore"):
         got, want = f(a, b), g(a, b)
     if "_fused0(" in f.source:  # planned: the C loop ran (a fixed 100 x 90 is large enough)
-        assert f._fn.__globals__["_fused0"]._fn is not None
+        kernel = f._fn.__globals__["_fused0"]
+        plain_c = bool(fused.plan(mx.value_nodes(outs), outs, mvec=False))
+        assert kernel._fn or not (plain_c or c_build.target(c_build.compiler()).mvec)
     for x, y in zip(got, want, strict=True):
         # libmvec's functions are within a few ulp of NumPy's; a sum of terms of size s is
         # then within a few ulp of s (cancellation), hence the absolute part
@@ -215,7 +217,7 @@ def test_a_failed_build_falls_back_to_numpy(monkeypatch):
     h, g = _fill((150, 100)), _fill((150, 100))
     with np.errstate(invalid="ignore"):
         np.testing.assert_array_equal(f(h, g), (1 - h * h) * g)
-    assert kernel._library.failed and kernel._fn is None
+    assert kernel._library.failed and kernel._fn is False
 
 
 def test_planner_keeps_shared_nodes_outputs_and_slow_functions_out_of_trees():
@@ -249,3 +251,24 @@ def test_standalone_modules_never_call_fused_kernels():
     src = compile_source("sum(tanh(X*w))", ["X=m,n", "w=n"], "w")
     assert "_fused" not in src
     assert codegen.compile_matrix  # the module under test stays importable without a compiler
+
+
+@needs_c
+def test_without_libmvec_trees_with_functions_stay_in_numpy(monkeypatch):
+    real = c_build.target(c_build.compiler())
+    plain = c_build.Target(real.flags, real.avx, real.identity + "\n(test: no libmvec)", False)
+    monkeypatch.setattr(fused.c_build, "target", lambda cc: plain)
+    shape = (100, 90)
+    syms, e = _kernel(EXPRS["bias_tanh"], [shape, (100, 1)], ["full", "col"])
+    C = sp.MatrixSymbol("C", *shape)
+    r = EXPRS["relu_sqrt"](syms[0], C)
+    f = compile_matrix([e, r], [*syms, C])
+    a, b, c = _fill(shape), _fill((100, 1)), _fill(shape)
+    with np.errstate(invalid="ignore"):
+        got = f(a, b, c)
+        want = [np.tanh(a + b), np.maximum(0, a) * np.sqrt(c * c)]
+    for x, y in zip(got, want, strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-13, equal_nan=True)
+    tanh_kernel, relu_kernel = (f._fn.__globals__[k] for k in ("_fused0", "_fused1"))
+    assert "tanh" in str(tanh_kernel.group.expr) and tanh_kernel._fn is False
+    assert relu_kernel._fn  # no function of libmvec: still one C loop

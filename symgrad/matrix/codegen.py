@@ -779,7 +779,9 @@ def _fusion(order: list, flat: list) -> dict:
     """The entrywise trees to fuse (see :mod:`.fused`), by root; none without a C compiler."""
     if not any(fused.entrywise(n) for n in order) or not c_build.c_available():
         return {}
-    groups = fused.plan(order, flat, mvec=c_build.target(c_build.compiler()).mvec)
+    # whether libmvec links is probed when the first kernel is built (probing runs the
+    # compiler): trees that need it then stay in NumPy if it does not
+    groups = fused.plan(order, flat, mvec=True)
     # a tree whose size is known and small stays in NumPy (the C call would cost more)
     return {
         root: group

@@ -10,15 +10,15 @@ one loop over the result's entries (and, when a row or column sum of the result 
 wanted, that sum in the same pass). Operands are arrays of the result's shape, broadcast
 columns and rows, and scalars.
 
-A kernel is only planned when a C compiler works (:func:`symgrad.codegen.c_build.c_available`),
-and built on its first call with at least :data:`FUSED_FROM` entries, through the C target's
+A kernel is only planned when a C compiler is on ``PATH``
+(:func:`symgrad.codegen.c_build.c_available`), and built on its first call with at least :data:`FUSED_FROM` entries, through the C target's
 private, checked build cache. Every call that the C loop cannot take (a small array, another
 dtype than float64, a layout other than rows of contiguous entries, a build that failed) runs
 the same tree as one NumPy expression, which the generated source shows next to the function
 (``_fused0_numpy``). The C loop computes the same operations in the same order, with NumPy's
 NaN and infinity semantics (no fast-math); ``tanh``/``exp``/``log``/``sin``/``cos`` call glibc's
-vector math library (within 4 ulp), and are only fused when it links, since one scalar libm
-call per entry is slower than NumPy's own loops.
+vector math library (within 4 ulp), and trees with them run in C only when it links (probed
+at the first build), since one scalar libm call per entry is slower than NumPy's own loops.
 
 >>> import numpy as np, sympy as sp
 >>> from symgrad.matrix import expr as mx
@@ -438,7 +438,7 @@ class Library:
             with self._lock:
                 if self._dll is None and not self.failed:
                     self._load()
-        return None if self._dll is None else getattr(self._dll, name)
+        return None if self._dll is None else getattr(self._dll, name, None)
 
     def _load(self) -> None:
         try:
@@ -446,6 +446,11 @@ class Library:
             if cc is None:
                 raise OSError("no C compiler")
             mvec = c_build.target(cc).mvec
+            # without libmvec a tree with exp/log/tanh/sin/cos stays in NumPy (one scalar
+            # libm call per entry is slower than NumPy's loops)
+            self.groups = [(n, g) for n, g in self.groups if mvec or _printable(g.expr, False)]
+            if not self.groups:
+                raise OSError("no kernel to build")
             source = "\n".join(
                 [_WIDE, PRELUDE, *([VECTOR_MATH, _TANH] if mvec else [])]
                 + [c_source(name, group, mvec) for name, group in self.groups]
@@ -499,27 +504,28 @@ class FusedKernel:
 
     def __init__(self, name: str, group: Group, numpy_fn: Any, library: Library) -> None:
         self.name, self.group, self.numpy_fn, self._library = name, group, numpy_fn, library
-        self._fn: Any = None
+        self._fn: Any = None  # not looked up yet
         self._first = next(k for k, (_, kind) in enumerate(group.leaves) if kind == "full")
         self._kinds = [kind for _, kind in group.leaves]
 
     def __call__(self, *ops: Any, out: Any = None, total: Any = None) -> Any:
         first = ops[self._first]
         if (
-            first.__class__ is np.ndarray
+            self._fn is not False
+            and first.__class__ is np.ndarray
             and first.size >= FUSED_FROM
-            and not self._library.failed
             and (args := self._c_args(ops, out, total)) is not None
         ):
-            fn = self._fn or self._function()
-            if fn is not None:
+            fn = self._fn if self._fn is not None else self._function()
+            if fn:
                 fn(*args[1:])
                 return args[0]
         result = self.numpy_fn(*ops, out=out)
         return result if total is None else total_into(result, total, self.group.axis)
 
     def _function(self) -> Any:
-        self._fn = self._library.function(self.name)
+        # the C function, or False for good (no library, or this tree needs libmvec)
+        self._fn = self._library.function(self.name) or False
         return self._fn
 
     def _c_args(self, ops: tuple, out: Any, total: Any) -> list | None:
