@@ -11,10 +11,12 @@ wanted, that sum in the same pass). Operands are arrays of the result's shape, b
 columns and rows, and scalars.
 
 A kernel is only planned when a C compiler is on ``PATH``
-(:func:`symgrad.codegen.c_build.c_available`), and built on its first call with at least :data:`FUSED_FROM` entries, through the C target's
-private, checked build cache. Every call that the C loop cannot take (a small array, another
-dtype than float64, a layout other than rows of contiguous entries, a build that failed) runs
-the same tree as one NumPy expression, which the generated source shows next to the function
+(:func:`symgrad.codegen.c_build.c_available`) and the result is not known to be small, and
+built on its first call with at least :data:`FUSED_FROM` entries, through the C target's
+private, checked build cache. Below that size the generated code runs the tree as one NumPy
+expression itself; every other call the C loop cannot take (another dtype than float64, a
+layout other than rows of contiguous entries, a build that failed) runs the same expression
+in the kernel's NumPy function, which the generated source shows next to the function
 (``_fused0_numpy``). The C loop computes the same operations in the same order, with NumPy's
 NaN and infinity semantics (no fast-math); ``tanh``/``exp``/``log``/``sin``/``cos`` call glibc's
 vector math library (within 4 ulp), and trees with them run in C only when it links (probed
