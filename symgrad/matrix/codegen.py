@@ -742,9 +742,7 @@ def _generate(
     if in_place:
         # called directly (CompiledMatrixFunction is a partial): the arity is checked here
         params = "".join(f"a{i}=_MISSING, " for i in range(len(args)))
-        given = "(" + "".join(f"a{i}, " for i in range(len(args))).rstrip(" ") + ")"
-        if len(args) > 1:
-            given = given.replace(",)", ")")
+        given = f"({', '.join(f'a{i}' for i in range(len(args)))}{',' * (len(args) == 1)})"
         names = repr(tuple(str(a) for a in args))
         missing = f" or a{len(args) - 1} is _MISSING" if args else ""
         lines = [

@@ -340,7 +340,7 @@ def _with_out(e: sp.Expr, printer: Any, out: str = "out") -> str:
     return f"numpy.{ufunc}({inner}, out={out})"
 
 
-def c_source(name: str, group: Group, mvec: bool) -> str:
+def c_source(name: str, group: Group) -> str:
     """The C function computing ``group``: one loop over rows, one over their entries.
 
     ``out`` may be one of the full operands (the same entries: each is read before it is
@@ -455,7 +455,7 @@ class Library:
                 raise OSError("no kernel to build")
             source = "\n".join(
                 [_WIDE, PRELUDE, *([VECTOR_MATH, _TANH] if mvec else [])]
-                + [c_source(name, group, mvec) for name, group in self.groups]
+                + [c_source(name, group) for name, group in self.groups]
             )
             flags = ["-O3", *(["-lmvec"] if mvec else [])]
             dll = ctypes.CDLL(str(c_build.build_library("sg_fused", [(source, flags)])))
