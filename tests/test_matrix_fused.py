@@ -272,3 +272,16 @@ def test_without_libmvec_trees_with_functions_stay_in_numpy(monkeypatch):
     tanh_kernel, relu_kernel = (f._fn.__globals__[k] for k in ("_fused0", "_fused1"))
     assert "tanh" in str(tanh_kernel.group.expr) and tanh_kernel._fn is False
     assert relu_kernel._fn  # no function of libmvec: still one C loop
+
+
+@needs_c
+def test_small_arrays_run_the_tree_in_place_only_where_that_is_safe():
+    W, X, b = sp.MatrixSymbol("W", 3, 4), sp.MatrixSymbol("X", 4, B), sp.MatrixSymbol("b", 3, 1)
+    z = mx.matmul(W, X)  # a product that dies in the tree: its memory may hold the result
+    once = compile_matrix(mx.tanh(mx.add(z, mx.broadcast(b, (3, B)))), [W, X, b])
+    twice = compile_matrix(mx.hadamard(mx.exp(z), z), [W, X])  # only the last op in place
+    assert "numpy.tanh(numpy.add(t0, a2, out=t0), out=t0)" in once.source
+    assert "numpy.multiply(numpy.exp(t0), t0, out=t0)" in twice.source
+    w, x, bias = RNG.normal(size=(3, 4)), RNG.normal(size=(4, 5)), RNG.normal(size=(3, 1))
+    np.testing.assert_allclose(once(w, x, bias), np.tanh(w @ x + bias), rtol=1e-14)
+    np.testing.assert_allclose(twice(w, x), np.exp(w @ x) * (w @ x), rtol=1e-14)

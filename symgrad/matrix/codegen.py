@@ -227,7 +227,6 @@ _NAMESPACE = {
     "_arity": _arity,
     "_sub_product": sub_product,
     "_scratch": _scratch,
-    "_total": fused.total_into,
     "_param_error": param_error,
     "_vmath": _VectorMath(),  # functions NumPy lacks (erf, gamma, ...), as the scalar target
 }
@@ -699,11 +698,12 @@ def _generate(
             continue
         if node in groups:
             group = groups[node]
-            code, total = _fused_call(g, group, len(kernels))
+            small = _small_path(g, group)
+            code, total = _fused_call(g, group, len(kernels), small)
             g.emit(node, code, set())
-            below[g.ref[node]] = _small_path(g, group, total)
-            if total:  # the sum is named after the call that fills it (update.py reads names)
-                g.emit(group.total, total, set())
+            below[g.ref[node]] = small
+            if total:  # named after the call that fills it (update.py reads names)
+                g.emit(group.total, _total_code(g, group, total, small), set())
             kernels.append((f"_fused{len(kernels)}", group))
             continue
         code = _node_code(g, node)
@@ -788,37 +788,43 @@ def _fusion(order: list, flat: list) -> dict:
     }
 
 
-def _small_path(g: _Gen, group: fused.Group, total: str | None) -> Any:
-    """``(size code, code(out))``: the test for the C loop's size and the NumPy expression run
-    below it in the generated code itself (no call into the kernel object for small arrays);
-    None when the size is fixed (then only large trees are fused) or not known."""
+def _small_path(g: _Gen, group: fused.Group) -> Any:
+    """``(size test, code(out))``: when the C loop runs, and the NumPy expression the generated
+    code runs itself below that size (no call into the kernel object for small arrays); None
+    when the size is fixed (then only large trees are fused) or not known."""
     size = sp.Mul(*group.root.shape)
     if size.is_Integer:
         return None
     try:
-        size_code = g.scalar_code(size)
+        test = f"{g.scalar_code(size)} >= {fused.FUSED_FROM}"
     except MissingSymbolError:
         return None
     operands = [g.use(node) for node, _ in group.leaves]
-
-    def code(out: str | None) -> str:
-        text = fused.numpy_code(group, operands, out, g.printer)
-        return text if total is None else f"_total({text}, {total}, {group.total.axis})"
-
-    return size_code, code
+    return test, lambda out: fused.numpy_code(group, operands, out, g.printer)
 
 
-def _fused_call(g: _Gen, group: fused.Group, k: int) -> tuple[str, str | None]:
+def _fused_call(g: _Gen, group: fused.Group, k: int, small: Any) -> tuple[str, str | None]:
     """The call of fused kernel ``k``, and the array receiving the root's row or column sum
-    (allocated here, before the call) or None."""
+    (allocated here, before the call; only for the C loop when ``small`` tests the size), or
+    None."""
     args = [g.use(node) for node, _ in group.leaves]
     if group.total is None:
         return f"_fused{k}({', '.join(args)})", None
     total = f"t{len(g.lines)}"
     shape = tuple(group.total.shape)
-    g.lines.append((total, f"numpy.empty(({', '.join(g.dim(d) for d in shape)}))", set()))
+    empty = f"numpy.empty(({', '.join(g.dim(d) for d in shape)}))"
+    g.lines.append((total, f"{empty} if {small[0]} else None" if small else empty, set()))
     g.shapes[total] = shape
     return f"_fused{k}({', '.join(args)}, total={total})", total
+
+
+def _total_code(g: _Gen, group: fused.Group, total: str, small: Any) -> str:
+    """The sum's own statement, after the call: the array the C loop filled, or below its
+    size NumPy's sum of the result (as the unfused code computes it)."""
+    if not small:
+        return total
+    axis = group.total.axis
+    return f"{total} if {small[0]} else {g.ref[group.root]}.sum(axis={axis}, keepdims=True)"
 
 
 def _names_in(code: str) -> list[str]:
@@ -955,9 +961,9 @@ def _reuse_memory(
             call = f"{code[:-1]}, out={buf})" if buf else code
             line = f"{target} = {call}"
             if (small or {}).get(target):
-                size, numpy_code = small[target]
+                test, numpy_code = small[target]
                 # below the C loop's size a scratch array is never pooled (smaller still)
-                line += f" if {size} >= {fused.FUSED_FROM} else {numpy_code(cand)}"
+                line += f" if {test} else {numpy_code(cand)}"
         elif form:
             _, factor, product = form
             pair = _PAIR.match(product)

@@ -288,20 +288,26 @@ def numpy_source(name: str, group: Group, printer: Any) -> str:
 
 def numpy_code(group: Group, operands: list[str], out: str | None, printer: Any) -> str:
     """``group`` as one NumPy expression over the generated code's ``operands`` (one name or
-    code per leaf), its last ufunc writing into ``out`` (a dead operand) if given.
+    code per leaf), writing into ``out`` (a dead operand) if given: its last ufunc, and when
+    ``out`` is read once, every ufunc on the way from it to the result.
 
     >>> from symgrad.matrix.codegen import _Printer
     >>> X = sp.MatrixSymbol("X", 2, 3)
     >>> f = mx.tanh(mx.scale(2, X))
     >>> (group,) = plan(mx.value_nodes([f]), [f], mvec=True).values()
     >>> numpy_code(group, ["t1"], "t1", _Printer())
-    'numpy.tanh(2*t1, out=t1)'
+    'numpy.tanh(numpy.multiply(2, t1, out=t1), out=t1)'
     """
     names = {sp.Symbol(f"x{k}", real=True): sp.Symbol(c) for k, c in enumerate(operands)}
     with sp.evaluate(False):  # the same operations in the same order
         expr = group.expr.xreplace(names)
     printer = _ordered(printer)
-    return _with_out(expr, printer, out) if out else printer.doprint(expr)
+    if not out:
+        return printer.doprint(expr)
+    # the dead operand read once: every operation on its way to the result may write into it
+    # (each such value is read by its parent alone, and nothing reads the operand afterwards)
+    dead = sp.Symbol(out)
+    return _with_out(expr, printer, out, dead if expr.count(dead) == 1 else None)
 
 
 def total_into(result: Any, total: Any, axis: int) -> Any:
@@ -317,8 +323,24 @@ def total_into(result: Any, total: Any, axis: int) -> Any:
     return result
 
 
-def _with_out(e: sp.Expr, printer: Any, out: str = "out") -> str:
-    """``e`` printed for NumPy, its outermost ufunc given ``out=out`` where there is one."""
+def _with_out(e: sp.Expr, printer: Any, out: str = "out", through: Any = None) -> str:
+    """``e`` printed for NumPy, its outermost ufunc given ``out=out`` where there is one, and
+    so are the ufuncs on the way to the symbol ``through`` (if given)."""
+    form = _ufunc(e, printer)
+    if form is None:
+        return printer.doprint(e)
+    name, pair = form
+    parts = [
+        _with_out(a, printer, out, through)
+        if through is not None and a.has(through)
+        else printer.doprint(a)
+        for a in pair
+    ]
+    return f"numpy.{name}({', '.join(parts)}, out={out})"
+
+
+def _ufunc(e: sp.Expr, printer: Any) -> tuple[str, tuple] | None:
+    """``(NumPy ufunc, operands)`` when ``e`` is one ufunc call with an ``out`` argument."""
     args = e.args
     if isinstance(e, sp.Add) and len(args) == 2:
         for a, b in (args, args[::-1]):
@@ -332,12 +354,11 @@ def _with_out(e: sp.Expr, printer: Any, out: str = "out") -> str:
     elif isinstance(e, sp.Function) and len(args) == 1:
         z = sp.Symbol("z")
         if printer.doprint(e.func(z)) != f"numpy.{e.func.__name__}(z)":
-            return printer.doprint(e)
+            return None
         pair, ufunc = args, e.func.__name__
     else:
-        return printer.doprint(e)
-    inner = ", ".join(printer.doprint(a) for a in pair)
-    return f"numpy.{ufunc}({inner}, out={out})"
+        return None
+    return ufunc, pair
 
 
 def c_source(name: str, group: Group) -> str:
