@@ -63,8 +63,10 @@ __all__ = [
     "total_into",
 ]
 
-#: Results with fewer entries stay in NumPy: the C call costs a few microseconds (ctypes and
-#: the operands' pointers), which NumPy's sweeps over a small array do not take.
+#: Results with fewer entries stay in NumPy: the C call costs about 6 us (ctypes, the operands'
+#: checks and pointers), which NumPy's sweeps over a small array do not take (measured on
+#: 64 x c arrays: bias add + tanh 15.5 us in C against 17 us in NumPy at 8192 entries, 25 against
+#: 34 at 16384; the tanh derivative 8.5 against 7.9, then 11 against 16)
 FUSED_FROM = 8192
 #: Functions with a vector version in glibc's libmvec; any other function keeps a tree in NumPy.
 _VECTOR = {sp.exp, sp.log, sp.tanh, sp.sin, sp.cos}
