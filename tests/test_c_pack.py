@@ -10,7 +10,9 @@ and a parameter vector with batch axes of its own (the kernel then gathers per s
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
 
 import numpy as np
 import pytest
@@ -19,6 +21,7 @@ from test_pack import network  # the random layered networks of the NumPy target
 
 from symgrad import grad, lambdify, value_and_grad
 from symgrad.codegen import c as cbackend
+from symgrad.codegen import c_build
 from symgrad.codegen.c_pack import BLOCK, generate_packed
 from symgrad.codegen.plan import plan
 
@@ -186,3 +189,28 @@ def test_the_plain_c99_matrix_kernels_agree_too(monkeypatch, seed):
     values, p = [rng.normal(size=37) for _ in data], rng.uniform(-1, 1, len(params))
     for a, b in zip(f_c(*values, p), f_np(*values, p), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
+
+
+CLANG = shutil.which("clang")
+
+
+@pytest.mark.skipif(
+    CLANG is None and not os.environ.get("SYMGRAD_REQUIRE_CLANG"), reason="clang is not installed"
+)
+def test_clang_builds_the_packed_kernels_and_the_float_entry(monkeypatch):
+    # GCC is the compiler found first on most machines; Clang takes other flags (it has no
+    # -fvect-cost-model and no libmvec calls): the same kernels must build and agree with it
+    monkeypatch.setenv("CC", "clang")
+    c_build.compiler.cache_clear()
+    try:
+        assert c_build.compiler()[0].endswith("clang")
+        for seed in (0, 3):
+            _agree(*wide_network(seed), seed, "mean")
+        x, y = sp.symbols("x y")
+        f = value_and_grad(sp.tanh(x * y), [x, y], [x, y], backend="c")
+        assert type(f.func).__name__ == "builtin_function_or_method"  # codegen/c_float.py
+        value, g = f(0.5, 2.0)
+        assert value == pytest.approx(np.tanh(1.0), rel=1e-15)
+        assert g.tolist() == pytest.approx([2.0 / np.cosh(1.0) ** 2, 0.5 / np.cosh(1.0) ** 2])
+    finally:
+        c_build.compiler.cache_clear()

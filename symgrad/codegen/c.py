@@ -23,6 +23,7 @@ portable ``.c``/``.h`` pair for any C program.
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
 import os
 from collections.abc import Sequence
@@ -86,6 +87,12 @@ def c_pays(n_operations: int, packed: bool = False) -> bool:
     (True, False, True)
     """
     return packed or n_operations * COST["scalar", "-O1"] <= BUDGET * c_build.jobs()
+
+
+@functools.lru_cache(maxsize=16)
+def _accepted(cc: tuple[str, ...], flags: tuple[str, ...]) -> list[str]:
+    # the tuning flags this compiler takes (Clang has no -fvect-cost-model)
+    return [f for f in flags if c_build._compiles(cc, [f], "")]
 
 
 def _levels(units: list[tuple[str, str, int]], jobs: int) -> list[str]:
@@ -374,7 +381,7 @@ def build_c_kernel(
     levels = _levels(program.units, c_build.jobs())
     mvec = ["-lmvec"] if tgt.mvec else []
     units = [
-        (text, [lv, *EXTRA.get(kind, ()), *(mvec if kind == "packed" else [])])
+        (text, [lv, *_accepted(cc, EXTRA.get(kind, ())), *(mvec if kind == "packed" else [])])
         for (text, kind, _), lv in zip(program.units, levels, strict=True)
     ]
     lib = c_build.build_library(name, units, timeout=timeout, cache=cache_dir)
