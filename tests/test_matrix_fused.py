@@ -1,10 +1,10 @@
-"""Fused entrywise C loops in compiled matrix code against NumPy and hand-written backprop.
+"""Fused entrywise C loops in compiled matrix code against NumPy.
 
-Every comparison has an independent side: the hand-written NumPy backprop of a tanh MLP, NumPy
-evaluating the same formula on the same arrays, or the same function compiled with
-``fuse=False`` (plain NumPy statements). The C loops are exercised where a C compiler works
-and skipped otherwise; the fallbacks (no compiler, a failed build, small or oddly laid out
-arrays, float32) run everywhere.
+Every comparison has an independent side: NumPy evaluating the same formula on the same arrays,
+or the same function compiled with ``fuse=False`` (plain NumPy statements); the fused training
+step against hand-written backprop is in ``test_matrix_step.py``. The C loops are exercised
+where a C compiler works and skipped otherwise; the fallbacks (no compiler, a failed build,
+small or oddly laid out arrays, float32) run everywhere.
 """
 
 from __future__ import annotations
@@ -23,91 +23,6 @@ from symgrad.matrix.step import sgd_step
 RNG = np.random.default_rng(5)
 B = sp.Symbol("B", integer=True, positive=True)
 needs_c = pytest.mark.skipif(not c_build.c_available(), reason="no C compiler")
-needs_mvec = pytest.mark.skipif(
-    not (c_build.c_available() and c_build.target(c_build.compiler()).mvec),
-    reason="tanh is fused only with glibc's vector math library",
-)
-
-
-def _mlp(sizes):
-    """A tanh MLP with a softmax cross-entropy loss, samples as columns (bench_matrix's)."""
-    params = []
-    h = X = sp.MatrixSymbol("X", sizes[0], B)
-    for i in range(len(sizes) - 1):
-        W = sp.MatrixSymbol(f"W{i}", sizes[i + 1], sizes[i])
-        b = sp.MatrixSymbol(f"b{i}", sizes[i + 1], 1)
-        params += [W, b]
-        h = mx.add(mx.matmul(W, h), mx.broadcast(b, (sizes[i + 1], B)))
-        if i < len(sizes) - 2:
-            h = mx.tanh(h)
-    Y = sp.MatrixSymbol("Y", sizes[-1], B)
-    f = (mx.sum(mx.logsumexp(h, axis=0)) - mx.sum(mx.hadamard(Y, h))) / B
-    return f, params, [*params, X, Y]
-
-
-def _hand_step(ws, bs, X, Y, lr):
-    """Hand-written backprop and SGD (independent of symgrad)."""
-    hs, h = [X], X
-    for i, (W, b) in enumerate(zip(ws, bs, strict=True)):
-        z = W @ h + b
-        h = np.tanh(z) if i < len(ws) - 1 else z
-        hs.append(h)
-    n = X.shape[1]
-    m = h.max(axis=0, keepdims=True)
-    e = np.exp(h - m)
-    se = e.sum(axis=0, keepdims=True)
-    value = (np.sum(np.log(se) + m) - np.sum(Y * h)) / n
-    d = (e / se - Y) / n
-    new = [None] * (2 * len(ws))
-    for i in range(len(ws) - 1, -1, -1):
-        new[2 * i] = ws[i] - lr * (d @ hs[i].T)
-        new[2 * i + 1] = bs[i] - lr * d.sum(axis=1, keepdims=True)
-        if i:
-            d = (1.0 - hs[i] * hs[i]) * (ws[i].T @ d)
-    return value, new
-
-
-def _data(sizes, batch):
-    ws = [RNG.uniform(-1, 1, (sizes[i + 1], sizes[i])) / np.sqrt(sizes[i]) for i in range(2)]
-    bs = [RNG.normal(size=(s, 1)) * 0.1 for s in sizes[1:]]
-    X = RNG.normal(size=(sizes[0], batch))
-    Y = np.eye(sizes[-1])[RNG.integers(0, sizes[-1], batch)].T.copy()
-    return ws, bs, X, Y
-
-
-@pytest.mark.parametrize("batch", [130, 7])  # 96 x 130 runs the C loops; 96 x 7 NumPy
-def test_fused_step_follows_hand_written_backprop_and_the_numpy_step(batch):
-    sizes = (50, 96, 4)
-    f, params, args = _mlp(sizes)
-    ws, bs, X, Y = _data(sizes, batch)
-    start = [a for pair in zip(ws, bs, strict=True) for a in pair]
-    step = sgd_step(f, params, args)
-    plain = sgd_step(f, params, args, fuse=False)
-    assert "_fused" not in plain.source
-    mine, theirs = [a.copy() for a in start], [a.copy() for a in start]
-    value, _ = step(*mine, X, Y, 0.1)
-    value_plain, _ = plain(*theirs, X, Y, 0.1)
-    want_value, want = _hand_step(ws, bs, X, Y, 0.1)
-    assert value == pytest.approx(want_value, rel=1e-12)
-    assert value_plain == pytest.approx(want_value, rel=1e-12)
-    for got, ref, other in zip(mine, want, theirs, strict=True):
-        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-14)
-        np.testing.assert_allclose(got, other, rtol=1e-12, atol=1e-15)
-
-
-@needs_mvec
-def test_the_c_loops_run_on_large_arrays():
-    sizes = (50, 96, 4)
-    f, params, args = _mlp(sizes)
-    step = sgd_step(f, params, args)
-    assert "_fused" in step.source and "def _fused0_numpy" in step.source
-    ws, bs, X, Y = _data(sizes, 130)
-    step(*[a for pair in zip(ws, bs, strict=True) for a in pair], X, Y, 0.1)
-    names = {"_fused0": "tanh", "_fused4": "x1*(1 - x0*x0)"}
-    kernels = {k: step._fn.__globals__[k] for k in names}
-    assert "tanh" in str(kernels["_fused0"].group.expr)
-    assert kernels["_fused0"]._fn  # the C function was loaded and called
-    assert any(k._fn and k.group.axis == 1 for k in kernels.values())
 
 
 def _kernel(expr_of, shapes, kinds):
