@@ -9,6 +9,9 @@ small or oddly laid out arrays, float32) run everywhere.
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import numpy as np
 import pytest
 import sympy as sp
@@ -200,3 +203,33 @@ def test_small_arrays_run_the_tree_in_place_only_where_that_is_safe():
     w, x, bias = RNG.normal(size=(3, 4)), RNG.normal(size=(4, 5)), RNG.normal(size=(3, 1))
     np.testing.assert_allclose(once(w, x, bias), np.tanh(w @ x + bias), rtol=1e-14)
     np.testing.assert_allclose(twice(w, x), np.exp(w @ x) * (w @ x), rtol=1e-14)
+
+
+@pytest.mark.skipif(
+    shutil.which("clang") is None and not os.environ.get("SYMGRAD_REQUIRE_CLANG"),
+    reason="clang is not installed",
+)
+def test_clang_builds_the_fused_loops(monkeypatch):
+    # Clang has no libmvec calls: trees with tanh stay in NumPy, the others are Clang's loops
+    monkeypatch.setenv("CC", "clang")
+    c_build.compiler.cache_clear()
+    try:
+        assert c_build.compiler()[0].endswith("clang")
+        shape = (100, 90)
+        for name in ("relu_sqrt", "bias_tanh"):
+            other = shape if name == "relu_sqrt" else (100, 1)
+            syms, e = _kernel(
+                EXPRS[name], [shape, other], ["full", "full" if other == shape else "col"]
+            )
+            f = compile_matrix([e, mx.sum(e, axis=1)], syms)
+            a, b = _fill(shape), _fill(other)
+            with np.errstate(all="ignore"):
+                got, want = f(a, b), compile_matrix([e, mx.sum(e, axis=1)], syms, fuse=False)(a, b)
+            for x, y in zip(got, want, strict=True):
+                np.testing.assert_allclose(x, y, rtol=1e-13, atol=1e-13, equal_nan=True)
+            kernel = f._fn.__globals__["_fused0"]
+            assert bool(kernel._fn) == (
+                name == "relu_sqrt" or c_build.target(c_build.compiler()).mvec
+            )
+    finally:
+        c_build.compiler.cache_clear()
