@@ -12,7 +12,9 @@ For n in 10, 100, 1000, 3000 this times, in one process and interleaved, symgrad
 closed-form Hessian, ``jax.jit(jax.hessian(f))`` and ``torch.func.hessian(f)`` (each checked
 against symgrad's value once), and for logistic regression two BLAS floors with the weights
 ``d`` given: ``(X * d).T @ X`` (general product) and ``Z.T @ Z`` with ``Z = sqrt(d) X`` given
-(``syrk``, which symgrad's code uses when every weight is >= 0). Run by hand:
+(``syrk``, which symgrad's code uses when every weight is >= 0), and a fairer third: hand-written
+NumPy computing the same Hessian from ``w`` (the weights by hand, then ``(X * d).T @ X``; checked
+against symgrad's). Floors print ``symgrad/this`` too. Run by hand:
 
     PYTHONPATH=. python benchmarks/bench_hessian.py [--sizes 10,100,1000,3000] [--threads 1]
 
@@ -123,12 +125,32 @@ def torch_fn(name, vals):
 
 
 def floor_fns(vals):
-    """The BLAS floors of the logistic Hessian, the weights d given: general and syrk."""
+    """The floors of the logistic Hessian: two BLAS products with the weights ``d`` given
+    (general and syrk), and hand-written NumPy computing the whole Hessian from ``w``."""
     X, y, w = vals["X"], vals["y"], vals["w"]
     s = 1 / (1 + np.exp(-y * (X @ w)))
-    d = s * (1 - s)
+    d = y * y * s * (1 - s)
     Z = np.sqrt(d) * X
-    return {"floor (X*d).T@X": lambda: (X * d).T @ X, "floor Z.T@Z (syrk)": lambda: Z.T @ Z}
+    return {
+        "floor (X*d).T@X": lambda: (X * d).T @ X,
+        "floor Z.T@Z (syrk)": lambda: Z.T @ Z,
+        "hand NumPy from w": lambda: hand_hessian(X, y, w),
+    }
+
+
+FLOORS = ("floor (X*d).T@X", "floor Z.T@Z (syrk)", "hand NumPy from w")
+
+
+def hand_hessian(X, y, w):
+    """The logistic Hessian as a NumPy user writes it: the weights from ``w``, one product.
+
+    ``f = sum log(1 + exp(-y_i x_i^T w))`` has ``H = X^T diag(d) X`` with
+    ``d = y^2 s (1 - s)``, ``s = sigmoid(y X w)`` (``y^2`` is 1 for labels +-1; kept so that
+    this is the same function of ``y`` as symgrad's).
+    """
+    s = 1 / (1 + np.exp(-y * (X @ w)))
+    d = y * y * s * (1 - s)
+    return (X * d).T @ X
 
 
 def _once(fn):
@@ -190,6 +212,9 @@ def main():
                 contenders.update(floor_fns(vals))
             first = {k: _once(f) for k, f in contenders.items()}
             ref = first["symgrad"][2]
+            if "hand NumPy from w" in first:
+                got = first["hand NumPy from w"][2]
+                assert np.allclose(got, ref, rtol=1e-8, atol=1e-8), f"hand disagrees at n={n}"
             makers = {"jax": jax_fn, "torch": torch_fn}
             for p in peers:
                 if p == "torch" and args.no_torch_above and n > args.no_torch_above:
@@ -212,12 +237,14 @@ def main():
             for k in contenders:
                 cpu, wall = timing.median(times, k), timing.median(times, k, "wall")
                 runs = "1 run" if k in slow else f"{len(times[k]['cpu'])} reps"
-                line = f"    {k:20s} {cpu * 1e3:10.3f} ms {wall * 1e3:10.3f} ms  ({runs})"
+                line = f"    {k:20s} {cpu * 1e3:10.4f} ms {wall * 1e3:10.4f} ms  ({runs})"
                 if k != "symgrad":
                     line += (
                         f"  {_ratio(times, slow, k, 'symgrad', 'cpu'):8.3f}x"
                         f" {_ratio(times, slow, k, 'symgrad', 'wall'):8.3f}x"
                     )
+                if k in FLOORS:  # the goal's direction: symgrad over the floor
+                    line += f"  (symgrad/this {_ratio(times, slow, 'symgrad', k, 'cpu'):.3f}x CPU)"
                 print(line, flush=True)
 
 

@@ -108,3 +108,15 @@ def test_jax_target_writes_the_same_products_without_numpy_helpers():
         got = f(*vals)
     for a, b in zip(got, want, strict=True):
         np.testing.assert_allclose(np.asarray(a), b, rtol=1e-10, atol=1e-10)
+
+
+def test_compiled_functions_check_their_arity_without_a_wrapper():
+    from symgrad.errors import ArgumentError
+
+    f = compile_matrix(mx.matmul(Transpose(X), DiagMatrix(s), X), [X, s])
+    x0, w = RNG.normal(size=(5, 4)), _weights(5, "positive")
+    np.testing.assert_allclose(f(x0, w), x0.T @ (w * x0), rtol=1e-12)
+    for bad in [(), (x0,), (x0, w, w)]:
+        with pytest.raises(ArgumentError, match=rf"expected 2 arguments \(X, s\), got {len(bad)}"):
+            f(*bad)
+    assert f.args == [X, s]

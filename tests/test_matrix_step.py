@@ -13,8 +13,9 @@ import pytest
 import sympy as sp
 
 from symgrad import matrix as mx
+from symgrad.codegen import c_build
 from symgrad.errors import ArgumentError, InputTypeError, OptionError, ShapeError
-from symgrad.matrix import update
+from symgrad.matrix import fused, update
 from symgrad.matrix.update import place_updates, sub_product
 from symgrad.nn.dense import Dense, loss_expression
 
@@ -81,6 +82,32 @@ def test_steps_follow_hand_written_backprop(sizes, loss):
         assert all(a is b for a, b in zip(out, ps, strict=True))  # updated in place
         for a, b in zip(ps, hand, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
+
+
+@pytest.mark.parametrize("batch", [130, 7])  # 96 x 130 runs fused C loops; 96 x 7 NumPy
+def test_fused_steps_follow_hand_written_backprop_and_the_numpy_step(batch):
+    sizes = (50, 96, 4)
+    f, params, args = _mlp(sizes, "ce")
+    step, plain = mx.sgd_step(f, params, args), mx.sgd_step(f, params, args, fuse=False)
+    assert "_fused" not in plain.source
+    assert ("_fused" in step.source) == c_build.c_available()
+    start = [RNG.normal(size=p.shape) * 0.3 for p in params]
+    X, Y = _data(sizes, "ce", batch)
+    mine, theirs, hand = ([p.copy() for p in start] for _ in range(3))
+    value, _ = step(*mine, X, Y, 0.1)
+    value_plain, _ = plain(*theirs, X, Y, 0.1)
+    want, grads = _hand_backprop(hand, X, Y, "ce")
+    assert value == pytest.approx(want, rel=1e-12)
+    assert value_plain == pytest.approx(want, rel=1e-12)
+    for got, p, g, other in zip(mine, hand, grads, theirs, strict=True):
+        np.testing.assert_allclose(got, p - 0.1 * g, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(got, other, rtol=1e-12, atol=1e-15)
+    if batch == 130 and c_build.c_available() and c_build.target(c_build.compiler()).mvec:
+        kernels = [v for k, v in step._fn.__globals__.items() if k.startswith("_fused")]
+        ran = [k for k in kernels if isinstance(k, fused.FusedKernel) and k._fn]
+        # the C loops ran: bias + tanh, and the tanh derivative with the bias gradient's sum
+        assert any("tanh" in str(k.group.expr) for k in ran)
+        assert any(k.group.axis == 1 for k in ran)
 
 
 def _outside(f, params, args, values, lr):

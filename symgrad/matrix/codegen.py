@@ -11,11 +11,12 @@ compiled function runs on any batch size. Arguments are checked for shape with a
 >>> from symgrad.matrix import expr as mx
 >>> B = sp.Symbol("B", integer=True, positive=True)
 >>> W, X = sp.MatrixSymbol("W", 2, 3), sp.MatrixSymbol("X", 3, B)
->>> f = compile_matrix(mx.tanh(mx.matmul(W, X)), [W, X])
+>>> f = compile_matrix(mx.tanh(mx.matmul(W, X)), [W, X], fuse=False)
 >>> f(np.zeros((2, 3)), np.ones((3, 5))).shape
 (2, 5)
->>> print(f.source)
-def symgrad_matrix_fn(a0, a1):
+>>> print(f.source)  # with fuse=True, tanh is a C loop when a compiler works (fused.py)
+def symgrad_matrix_fn(a0=_MISSING, a1=_MISSING, *_extra):
+    if _extra or a1 is _MISSING: _arity(('W', 'X'), (a0, a1), _extra)
     if a0.__class__ is not _ndarray: a0 = _asarray(a0, _f64)
     if a0.shape != (2, 3): _shape_error('W', a0.shape, '(2, 3)')
     if a1.__class__ is not _ndarray: a1 = _asarray(a1, _f64)
@@ -32,6 +33,7 @@ def symgrad_matrix_fn(a0, a1):
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import linecache
 import re
@@ -60,18 +62,21 @@ from sympy.matrices.expressions.blockmatrix import BlockMatrix
 from sympy.matrices.expressions.diagonal import DiagMatrix
 from sympy.matrices.expressions.special import OneMatrix
 
+from ..codegen import c_build
 from ..codegen.compile import check_name
 from ..codegen.printers import NumPyTargetPrinter
-from ..codegen.runtime import _VectorMath
+from ..codegen.runtime import _MISSING, _VectorMath
 from ..errors import (
     ArgumentError,
     BackendUnavailableError,
     InputTypeError,
     MissingSymbolError,
+    OptionError,
     ShapeError,
 )
 from ..inputs import check_choice
 from . import expr as mx
+from . import fused
 from .expr import Broadcast, Commutation, LogDet, LogSumExp, Map, Softmax, SumAll, SumAxis
 from .simplify import push_scalars, simplify
 from .update import GEMM_FROM, param_check, param_error, place_updates, sub_product
@@ -108,6 +113,10 @@ def _slogdet(a: np.ndarray) -> float:
     return value if sign > 0 else np.nan  # log det is undefined for det <= 0
 
 
+#: results from this many rows on may use syrk (:func:`_gram`)
+GRAM_SYRK_FROM = 128
+
+
 def _gram(x: np.ndarray, s: np.ndarray, left: bool) -> np.ndarray:
     """``x^T diag(s) x``, or ``x diag(s) x^T`` if ``left``; ``s`` is a column.
 
@@ -119,7 +128,7 @@ def _gram(x: np.ndarray, s: np.ndarray, left: bool) -> np.ndarray:
     if left:
         s = s.T
     # from 128 rows of the result on, syrk pays for the square roots and the check (measured)
-    if x.shape[0 if left else 1] >= 128 and x.size and s.min() >= 0:
+    if x.shape[0 if left else 1] >= GRAM_SYRK_FROM and x.size and s.min() >= 0:
         z = np.sqrt(s) * x
         return z @ z.T if left else z.T @ z
     return (x * s) @ x.T if left else x.T @ (s * x)
@@ -197,6 +206,11 @@ def _shape_error(name: str, got: Any, want: str) -> None:
     raise ShapeError(f"argument {name} has shape {got}, expected {want}")
 
 
+def _arity(names: tuple, given: tuple, extra: tuple) -> None:
+    count = sum(v is not _MISSING for v in given) + len(extra)
+    raise ArgumentError(f"expected {len(names)} arguments ({', '.join(names)}), got {count}")
+
+
 _NAMESPACE = {
     "numpy": np,
     "_asarray": np.asarray,
@@ -209,6 +223,8 @@ _NAMESPACE = {
     "_add_transposed": _add_transposed,
     "_kron_identity": _kron_identity,
     "_shape_error": _shape_error,
+    "_MISSING": _MISSING,
+    "_arity": _arity,
     "_sub_product": sub_product,
     "_scratch": _scratch,
     "_param_error": param_error,
@@ -216,8 +232,11 @@ _NAMESPACE = {
 }
 
 
-class CompiledMatrixFunction:
+class CompiledMatrixFunction(functools.partial):
     """A compiled matrix function: call it with NumPy arrays in the order of ``args``.
+
+    Calling it runs the generated function directly (no Python wrapper per call), which
+    checks the number of arguments itself.
 
     Attributes:
         source: the generated Python source (one statement per unique node).
@@ -230,14 +249,19 @@ class CompiledMatrixFunction:
     2.0
     """
 
-    def __init__(self, fn: Any, source: str, args: list, outputs: Any) -> None:
-        self._fn, self.source, self.args, self.outputs = fn, source, args, outputs
+    def __new__(cls, fn: Any, source: str, args: list, outputs: Any):
+        self = super().__new__(cls, fn)
+        self.source, self._symbols, self.outputs = source, args, outputs
+        return self
 
-    def __call__(self, *values: Any) -> Any:
-        if len(values) != len(self.args):
-            names = ", ".join(str(a) for a in self.args)
-            raise ArgumentError(f"expected {len(self.args)} arguments ({names}), got {len(values)}")
-        return self._fn(*values)
+    @property
+    def args(self) -> list:  # functools.partial's own ``args`` (bound arguments) is empty
+        return self._symbols
+
+    @property
+    def _fn(self) -> Any:
+        # the generated function (its globals are the generated module's namespace)
+        return self.func
 
     def __repr__(self) -> str:
         return f"CompiledMatrixFunction(args=[{', '.join(str(a) for a in self.args)}])"
@@ -271,7 +295,12 @@ def _flatten(outputs: Any) -> tuple[list, Any]:
 
 
 def compile_matrix(
-    outputs: Any, args: Any, *, name: str = "symgrad_matrix_fn", backend: str = "numpy"
+    outputs: Any,
+    args: Any,
+    *,
+    name: str = "symgrad_matrix_fn",
+    backend: str = "numpy",
+    fuse: bool = True,
 ) -> CompiledMatrixFunction:
     """Compile matrix/scalar expressions to one NumPy function.
 
@@ -281,6 +310,9 @@ def compile_matrix(
         name: the generated function's name.
         backend: ``"numpy"`` or ``"jax"`` (the same code on ``jax.numpy`` under ``jax.jit``,
             see :mod:`symgrad.matrix.jax`).
+        fuse: with NumPy, compute chains of entrywise operations on large arrays in one C loop
+            each when a C compiler works (:mod:`symgrad.matrix.fused`; NumPy computes the same
+            values otherwise). False keeps every operation in NumPy.
 
     Returns:
         A :class:`CompiledMatrixFunction` returning outputs in the same nesting.
@@ -300,7 +332,9 @@ def compile_matrix(
     check_name(name)
     backend = check_choice(backend, ("numpy", "jax"), "backend", BackendUnavailableError)
     arg_list = _check_args(args)
-    fn, source = _build(outputs, arg_list, name, backend)
+    if not isinstance(fuse, bool):
+        raise OptionError(f"fuse must be True or False, got {fuse!r}")
+    fn, source = _build(outputs, arg_list, name, backend, fuse=fuse)
     return CompiledMatrixFunction(fn, source, arg_list, outputs)
 
 
@@ -311,22 +345,43 @@ def _build(
     backend: str,
     updates: dict[int, int] | None = None,
     wrap: Any = None,
+    fuse: bool = True,
 ) -> tuple[Any, str]:
     """``(callable, source)`` for checked arguments; ``updates`` as for :func:`_generate`,
     ``wrap`` as for :func:`symgrad.matrix.jax.jit_source`."""
     flat, spec = _flatten(outputs)
     flat = push_scalars(simplify(flat))
-    source = _generate(arg_list, flat, spec, name, in_place=backend != "jax", updates=updates)
+    source, kernels = _generate(
+        arg_list, flat, spec, name, in_place=backend != "jax", updates=updates, fuse=fuse
+    )
     if backend == "jax":
         from .jax import jit_source
 
-        return jit_source(source, name, wrap), source
+        return _counted(jit_source(source, name, wrap), arg_list, wrap), source
     filename = f"<symgrad-matrix-{next(_counter)}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace = dict(_NAMESPACE)
     namespace["_local"] = threading.local()  # this function's scratch arrays, per thread
     exec(compile(source, filename, "exec"), namespace)
+    if kernels:
+        library = fused.Library(kernels)
+        for k, group in kernels:
+            namespace[k] = fused.FusedKernel(k, group, namespace[f"{k}_numpy"], library)
     return namespace[name], source
+
+
+def _counted(fn: Any, args: list, wrap: Any) -> Any:
+    """``fn`` (a jitted function, whose source has no defaults) behind an arity check."""
+    if wrap is not None:  # the caller (sgd_step's flat layout) checks its own arguments
+        return fn
+    names = tuple(str(a) for a in args)
+
+    def checked(*values: Any) -> Any:
+        if len(values) != len(names):
+            _arity(names, values, ())
+        return fn(*values)
+
+    return checked
 
 
 class _Gen:
@@ -543,16 +598,28 @@ def _grams(g: _Gen, mats: Sequence[MatrixExpr]) -> list:
         a, d, b = [*mats[i : i + 3], None, None][:3]
         if isinstance(d, DiagMatrix) and d.args[0].shape[1] == 1:
             if isinstance(a, Transpose) and a.arg == b:
-                out.append(f"_gram({g.use(b)}, {g.use(d.args[0])}, False)")
+                out.append(_gram_code(g, b, d.args[0], False))
                 i += 3
                 continue
             if isinstance(b, Transpose) and b.arg == a:
-                out.append(f"_gram({g.use(a)}, {g.use(d.args[0])}, True)")
+                out.append(_gram_code(g, a, d.args[0], True))
                 i += 3
                 continue
         out.append(a)
         i += 1
     return out
+
+
+def _gram_code(g: _Gen, x: MatrixExpr, s: MatrixExpr, left: bool) -> str:
+    """``_gram(x, s, left)``; below its syrk size (known or tested inline) the general product
+    itself, which is what ``_gram`` would run, without the call."""
+    xs, ss = g.use(x), g.use(s)
+    general = f"({xs} * {ss}.T) @ {xs}.T" if left else f"{xs}.T @ ({ss} * {xs})"
+    call = f"_gram({xs}, {ss}, {left})"
+    side = x.shape[0 if left else 1]
+    if side.is_Integer:
+        return call if int(side) >= GRAM_SYRK_FROM else general
+    return f"{call} if {g.dim(side)} >= {GRAM_SYRK_FROM} else {general}"
 
 
 def _scalar_operand(g: _Gen, a: sp.Basic) -> sp.Basic:
@@ -613,14 +680,31 @@ def _generate(
     name: str,
     in_place: bool = True,
     updates: dict[int, int] | None = None,
-) -> str:
+    fuse: bool = False,
+) -> tuple[str, list[tuple[str, fused.Group]]]:
     # in_place: reuse dead temporaries' memory (NumPy); JAX arrays are immutable (jax.py).
+    # fuse: entrywise trees as C loops (fused.py) where a C compiler works; returns the source
+    # and the fused kernels' (name, group)
     # updates {output position: argument position}: subtract that output from that argument in
     # place (update.py) and return the argument in the output's place (NumPy only)
     g = _Gen(args, kernels=in_place)
     order = mx.value_nodes(flat)
+    groups = _fusion(order, flat) if in_place and fuse else {}
+    inner = {n for group in groups.values() for n in group.inner}
+    kernels: list[tuple[str, fused.Group]] = []
+    below: dict[str, Any] = {}  # fused target -> its NumPy path for small arrays, or None
     for node in order:
-        if node in g.ref:
+        if node in g.ref or node in inner:
+            continue
+        if node in groups:
+            group = groups[node]
+            small = _small_path(g, group)
+            code, total = _fused_call(g, group, len(kernels), small)
+            g.emit(node, code, set())
+            below[g.ref[node]] = small
+            if total:  # named after the call that fills it (update.py reads names)
+                g.emit(group.total, _total_code(g, group, total, small), set())
+            kernels.append((f"_fused{len(kernels)}", group))
             continue
         code = _node_code(g, node)
         if code is None:
@@ -655,8 +739,19 @@ def _generate(
             return f"({inner},)" if len(s) == 1 else f"({inner})"
         return out_names[s]
 
-    params = ", ".join(f"a{i}" for i in range(len(args)))
-    lines = [f"def {name}({params}):", *g.prologue]
+    if in_place:
+        # called directly (CompiledMatrixFunction is a partial): the arity is checked here
+        params = "".join(f"a{i}=_MISSING, " for i in range(len(args)))
+        given = f"({', '.join(f'a{i}' for i in range(len(args)))}{',' * (len(args) == 1)})"
+        names = repr(tuple(str(a) for a in args))
+        missing = f" or a{len(args) - 1} is _MISSING" if args else ""
+        lines = [
+            f"def {name}({params}*_extra):",
+            f"    if _extra{missing}: _arity({names}, {given}, _extra)",
+            *g.prologue,
+        ]
+    else:
+        lines = [f"def {name}({', '.join(f'a{i}' for i in range(len(args)))}):", *g.prologue]
     if in_place:
         sizes = {}
         for target, shape in g.shapes.items():
@@ -664,12 +759,72 @@ def _generate(
                 # a dimension no argument gives: never pooled
                 with contextlib.suppress(MissingSymbolError):
                     sizes[target] = g.scalar_code(sp.Mul(*shape))
-        body = _reuse_memory(kept, g.shapes, set(out_names), sizes)
+        shape_code = {
+            g.ref[group.root]: "(" + ", ".join(g.dim(d) for d in group.root.shape) + ")"
+            for group in groups.values()
+        }
+        body = _reuse_memory(kept, g.shapes, set(out_names), sizes, shape_code, below)
         lines += [f"    {line}" for line in body]
     else:
         lines += [f"    {target} = {code}" for target, code in kept]
     lines.append(f"    return {build(spec)}")
-    return "\n".join(lines) + "\n"
+    used = [(k, group) for k, group in kernels if any(f"{k}(" in line for line in lines)]
+    helpers = [fused.numpy_source(f"{k}_numpy", group, g.printer) for k, group in used]
+    return "\n".join([*helpers, *lines]) + "\n", used
+
+
+def _fusion(order: list, flat: list) -> dict:
+    """The entrywise trees to fuse (see :mod:`.fused`), by root; none without a C compiler."""
+    if not any(fused.entrywise(n) for n in order) or not c_build.c_available():
+        return {}
+    # whether libmvec links is probed when the first kernel is built (probing runs the
+    # compiler): trees that need it then stay in NumPy if it does not
+    groups = fused.plan(order, flat, mvec=True)
+    # a tree whose size is known and small stays in NumPy (the C call would cost more)
+    return {
+        root: group
+        for root, group in groups.items()
+        if not ((size := sp.Mul(*root.shape)).is_Integer and int(size) < fused.FUSED_FROM)
+    }
+
+
+def _small_path(g: _Gen, group: fused.Group) -> Any:
+    """``(size test, code(out))``: when the C loop runs, and the NumPy expression the generated
+    code runs itself below that size (no call into the kernel object for small arrays); None
+    when the size is fixed (then only large trees are fused) or not known."""
+    size = sp.Mul(*group.root.shape)
+    if size.is_Integer:
+        return None
+    try:
+        test = f"{g.scalar_code(size)} >= {fused.FUSED_FROM}"
+    except MissingSymbolError:
+        return None
+    operands = [g.use(node) for node, _ in group.leaves]
+    return test, lambda out: fused.numpy_code(group, operands, out, g.printer)
+
+
+def _fused_call(g: _Gen, group: fused.Group, k: int, small: Any) -> tuple[str, str | None]:
+    """The call of fused kernel ``k``, and the array receiving the root's row or column sum
+    (allocated here, before the call; only for the C loop when ``small`` tests the size), or
+    None."""
+    args = [g.use(node) for node, _ in group.leaves]
+    if group.total is None:
+        return f"_fused{k}({', '.join(args)})", None
+    total = f"t{len(g.lines)}"
+    shape = tuple(group.total.shape)
+    empty = f"numpy.empty(({', '.join(g.dim(d) for d in shape)}))"
+    g.lines.append((total, f"{empty} if {small[0]} else None" if small else empty, set()))
+    g.shapes[total] = shape
+    return f"_fused{k}({', '.join(args)}, total={total})", total
+
+
+def _total_code(g: _Gen, group: fused.Group, total: str, small: Any) -> str:
+    """The sum's own statement, after the call: the array the C loop filled, or below its
+    size NumPy's sum of the result (as the unfused code computes it)."""
+    if not small:
+        return total
+    axis = group.total.axis
+    return f"{total} if {small[0]} else {g.ref[group.root]}.sum(axis={axis}, keepdims=True)"
 
 
 def _names_in(code: str) -> list[str]:
@@ -681,6 +836,7 @@ _BINARY = re.compile(r"^(\w+|-?[0-9.]+(?:e-?[0-9]+)?) ([-+*]) (\w+|-?[0-9.]+(?:e
 _UNARY = re.compile(r"^numpy\.(tanh|exp|log|sin|cos|sqrt|abs|negative)\((t\d+)\)$")
 _SCALED_PRODUCT = re.compile(r"^(\w+|\(.+\)) \* \(([^()]+ @ [^()]+)\)$")
 _PAIR = re.compile(r"^(\w+) @ (\w+)$")
+_OPERAND = re.compile(r"\b[at]\d+\b")
 #: results with at least this many entries (128 KiB of float64) go to the workspace: smaller
 #: blocks come from the allocator's free lists, and a scratch lookup costs about 0.5 us
 POOLED_FROM = 16384
@@ -691,7 +847,12 @@ _UFUNC = {"+": "add", "-": "subtract", "*": "multiply"}
 
 
 def _reuse_memory(
-    kept: list[tuple[str, str]], shapes: dict, outputs: set[str], sizes: dict | None = None
+    kept: list[tuple[str, str]],
+    shapes: dict,
+    outputs: set[str],
+    sizes: dict | None = None,
+    fused_shapes: dict | None = None,
+    small: dict | None = None,
 ) -> list[str]:
     """The statements with temporaries freed after their last use and reused in place.
 
@@ -750,6 +911,10 @@ def _reuse_memory(
         elif m := _UNARY.match(code):
             cand = m.group(2) if reusable(m.group(2), i, target) else None
             form = ("unary", m.group(1), m.group(2), cand)
+        elif code.startswith("_fused"):  # a fused kernel (fused.py): out= any dead full operand
+            operands = _OPERAND.findall(code.partition("total=")[0])
+            cand = next((c for c in operands if reusable(c, i, target)), None)
+            form = ("fused", operands, cand)
         elif (m := _SCALED_PRODUCT.match(code)) and shapes.get(target) != ():
             form = ("scaled", m.group(1), m.group(2))
         elif (m := _PAIR.match(code)) and shapes.get(target) != ():
@@ -789,6 +954,16 @@ def _reuse_memory(
             buf = cand or scratch(i, target, f"{arg}.shape", arg)
             if buf:
                 line = f"{target} = numpy.{fn}({arg}, out={buf})"
+        elif form and form[0] == "fused":
+            _, operands, cand = form
+            shape = (fused_shapes or {}).get(target)
+            buf = cand or (shape and scratch(i, target, shape, *operands))
+            call = f"{code[:-1]}, out={buf})" if buf else code
+            line = f"{target} = {call}"
+            if (small or {}).get(target):
+                test, numpy_code = small[target]
+                # below the C loop's size a scratch array is never pooled (smaller still)
+                line += f" if {test} else {numpy_code(cand)}"
         elif form:
             _, factor, product = form
             pair = _PAIR.match(product)

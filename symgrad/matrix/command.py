@@ -152,7 +152,9 @@ _HELPERS = (
     "_add_transposed",
     "_kron_identity",
     "_scratch",
+    "_arity",
 )
+_ALWAYS = ("_shape_error", "_arity")
 
 
 def compile_source(expr: str, shapes: Sequence[str] | None, wrt: str | None) -> str:
@@ -166,7 +168,9 @@ def compile_source(expr: str, shapes: Sequence[str] | None, wrt: str | None) -> 
     others = sorted(
         (s for s in _symbols(f) if s not in set(params)), key=lambda s: getattr(s, "name", "")
     )
-    fn = compile_matrix([f, list(grad(f, params))], [*params, *others], name="value_and_grad")
+    fn = compile_matrix(
+        [f, list(grad(f, params))], [*params, *others], name="value_and_grad", fuse=False
+    )
     if "_vmath" in fn.source:
         raise OptionError(
             "the standalone matrix module supports NumPy's functions only (not erf, gamma, ...)"
@@ -187,8 +191,17 @@ def compile_source(expr: str, shapes: Sequence[str] | None, wrt: str | None) -> 
         "class ShapeError(ValueError):",
         '    """An argument has the wrong shape."""',
         "",
+        "",
+        "class ArgumentError(TypeError):",
+        '    """The function was called with the wrong number of arguments."""',
+        "",
+        "",
+        "_MISSING = object()  # the default of every parameter: too few arguments are an error",
+        "",
     ]
-    for name in (h for h in _HELPERS if h == "_shape_error" or f"{h}(" in fn.source):
+    if "_gram(" in fn.source:
+        header += ["", f"GRAM_SYRK_FROM = {codegen.GRAM_SYRK_FROM}", ""]
+    for name in (h for h in _HELPERS if h in _ALWAYS or f"{h}(" in fn.source):
         source = inspect.getsource(getattr(codegen, name))
         header += ["", source.rstrip(), ""]
     if "_scratch(" in fn.source:  # the scratch arrays' home (one set per thread)

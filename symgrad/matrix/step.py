@@ -91,6 +91,7 @@ def sgd_step(
     flat: bool = False,
     backend: str = "numpy",
     name: str = "symgrad_sgd_step",
+    fuse: bool = True,
 ) -> CompiledMatrixStep:
     """Compile one SGD step of the scalar loss ``f``: ``p <- p - lr * df/dp`` for each ``p``.
 
@@ -110,6 +111,8 @@ def sgd_step(
         backend: ``"numpy"`` (in-place updates, BLAS ``gemm`` for product gradients) or
             ``"jax"`` (one jitted function, the update inside).
         name: the generated function's name.
+        fuse: with NumPy, chains of entrywise operations on large arrays run as one C loop
+            each when a C compiler works (see :func:`~symgrad.matrix.compile_matrix`).
 
     Returns:
         A :class:`CompiledMatrixStep`; ``step(*values, lr)`` returns ``(loss, params)`` (or
@@ -131,8 +134,9 @@ def sgd_step(
     """
     check_name(name)
     backend = check_choice(backend, ("numpy", "jax"), "backend", BackendUnavailableError)
-    if not isinstance(flat, bool):
-        raise OptionError(f"flat must be True or False, got {flat!r}")
+    for option, value in (("flat", flat), ("fuse", fuse)):
+        if not isinstance(value, bool):
+            raise OptionError(f"{option} must be True or False, got {value!r}")
     f = mx._operand(f, "sgd_step")
     wrt = _check_args(params)
     for p in wrt:
@@ -164,7 +168,7 @@ def sgd_step(
         fn, source = _build([f, news], [*arg_list, lr], name, backend)
     else:
         updates = {1 + k: i for k, i in enumerate(position)}
-        fn, source = _build([f, steps], [*arg_list, lr], name, backend, updates=updates)
+        fn, source = _build([f, steps], [*arg_list, lr], name, backend, updates=updates, fuse=fuse)
         if layout:
             fn = layout.numpy_wrapper(fn)
     shown = [arg for i, arg in enumerate(arg_list) if i not in position] if flat else arg_list
