@@ -539,9 +539,9 @@ def _symgrad_process(*argv: str, **kwargs) -> subprocess.Popen:
 
 def test_piping_into_head_is_quiet():
     # the reader closes the pipe after one line: no BrokenPipeError traceback, exit 141
-    terms = " + ".join(f"tanh(w{i}*x{i} + b{i})" for i in range(400))  # 150 KB of source
+    terms = " + ".join(f"tanh(w{i}*x{i} + b{i})" for i in range(400))  # ~130 KB of module
     proc = _symgrad_process(
-        "compile", terms, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0
+        "compile", terms, "--standalone", stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0
     )
     proc.stdout.readline()
     proc.stdout.close()

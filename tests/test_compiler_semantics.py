@@ -21,6 +21,7 @@ import pytest
 import sympy as sp
 
 from symgrad import check_grad, lambdify, value_and_grad
+from symgrad.codegen.compile import program
 from symgrad.errors import ArgumentError, InputTypeError, OptionError, ShapeError
 
 x, y, z = sp.symbols("x y z")
@@ -319,3 +320,58 @@ def test_a_float32_parameter_vector_stays_float32_like_a_batch_of_them():
     assert float(value) == float(batch_value[0]) and grad.tolist() == batch_grad[:, 0].tolist()
     value64, _ = f(v32.astype(np.float64))
     assert type(value64) is float
+
+
+def _large_program():
+    # a 2-6-6-1 tanh network: more operations than the float path is built eagerly for
+    from symgrad.codegen.pyfloat import EAGER_LIMIT
+    from symgrad.nn import MLP
+
+    xs = list(sp.symbols("x0:2"))
+    model = MLP(2, [6, 6, 1], activation="tanh", rng=__import__("random").Random(0))
+    theta = model.parameter_symbols()
+    loss = (model.symbolic(xs)[0] - 1) ** 2
+    f = value_and_grad(loss, theta, [*xs, theta])
+    assert program(loss, [*xs, theta]).n_operations < EAGER_LIMIT  # the value alone: eager
+    assert "return _float_path(" in f.source
+    p = np.random.default_rng(1).uniform(-1, 1, len(theta)).tolist()
+    return f, loss, theta, xs, p
+
+
+def test_a_large_programs_float_path_is_built_on_its_first_float_call():
+    f, loss, theta, xs, p = _large_program()
+    assert "return _float_path(" in f.source
+    namespace = f._fn.__globals__
+    assert type(namespace["_float_path"]).__name__ == "_LazyFloatPath"
+    value, grad = f(0.5, -0.25, p)  # builds it
+    assert type(namespace["_float_path"]).__name__ == "function"
+    assert type(value) is float and type(grad) is np.ndarray
+    again = f(0.5, -0.25, p)
+    batch_value, batch_grad = f(np.array([0.5]), np.array([-0.25]), np.array(p))
+    assert again[0] == value and again[1].tolist() == grad.tolist()
+    assert value == pytest.approx(float(batch_value[0]), rel=1e-13)
+    np.testing.assert_allclose(grad, batch_grad[:, 0], rtol=1e-12, atol=1e-15)
+    # an independent reference: SymPy's own function of the same loss and gradient
+    ref = sp.lambdify([*xs, theta], [loss, [sp.diff(loss, t) for t in theta]])(0.5, -0.25, p)
+    assert value == pytest.approx(ref[0], rel=1e-12)
+    np.testing.assert_allclose(grad, ref[1], rtol=1e-10, atol=1e-13)
+
+
+def test_without_a_float_path_the_numpy_statements_answer(monkeypatch):
+    from symgrad.codegen import compile as compile_module
+
+    monkeypatch.setattr(compile_module, "float_path_source", lambda prog, stacked: None)
+    f, *_, p = _large_program()
+    value, grad = f(0.5, -0.25, p)
+    want = f(np.float64(0.5), np.float64(-0.25), np.array(p))
+    assert float(value) == float(want[0]) and grad.tolist() == want[1].tolist()
+    # an unpickled function has the source only: its float calls take the NumPy statements
+    g = pickle.loads(pickle.dumps(f))
+    assert float(g(0.5, -0.25, p)[0]) == pytest.approx(float(value), rel=1e-13)
+
+
+def test_an_exported_large_program_holds_its_float_path_inline(tmp_path):
+    f = _large_program()[0]
+    f.export(tmp_path / "net.py")
+    text = (tmp_path / "net.py").read_text()
+    assert "return _float_path(" not in text and "_s0 = " in text

@@ -39,10 +39,10 @@ from ..errors import BackendUnavailableError, InputTypeError, MissingSymbolError
 from ..graph import Linear, free_symbols, linearise, paused_gc, split_wide_linear
 from ..inputs import as_expr, as_symbols, check_choice, describe
 from . import runtime as _runtime
-from .numpy import emit
+from .numpy import emit, float_path_source
 from .pack import pack
 from .plan import WIDE, Program, describe_args, plan
-from .pyfloat import emit_body
+from .pyfloat import EAGER_LIMIT, emit_body
 
 __all__ = ["BACKENDS", "CompiledFunction", "lambdify", "value_and_grad"]
 
@@ -201,6 +201,27 @@ def _load(source: str, name: str, kernel: Any = None) -> Any:
     fn = namespace[name]
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     return fn, filename
+
+
+class _LazyFloatPath:
+    """A large program's Python-float path, built on its first call (then it replaces itself).
+
+    Two threads may both build it on their first calls; the second assignment wins, and both
+    paths compute the same numbers.
+    """
+
+    def __init__(self, prog: Program, stacked: str, namespace: dict) -> None:
+        self._prog, self._stacked, self._namespace = prog, stacked, namespace
+
+    def __call__(self, *args: Any) -> Any:
+        fn = _runtime._float_path  # math cannot print it: the NumPy statements answer
+        text = float_path_source(self._prog, self._stacked) if self._prog is not None else None
+        if text is not None:
+            fn, filename = _load(text, "_float_path")
+            weakref.finalize(fn, linecache.cache.pop, filename, None)
+        self._namespace["_float_path"] = fn
+        self._prog = None  # the program is no longer needed
+        return fn(*args)
 
 
 def _finish(fn: Any, filename: str, source: str, args: list, outputs: Any, **info: Any):
@@ -371,13 +392,17 @@ def _lambdify(
             program=c_prog,
             **(c_options or {}),
         )
+    mean = reduce == "mean"
     source = emit(
-        prog, name, mean=reduce == "mean", kernel=kernel is not None, float_outputs=float_outputs
+        prog, name, mean=mean, kernel=kernel is not None, float_outputs=float_outputs, lazy=True
     )
     fn, filename = _load(source, name, kernel)
+    if "_float_path(" in source:  # built on the first call on Python floats
+        fn.__globals__["_float_path"] = _LazyFloatPath(prog, float_outputs, fn.__globals__)
     info = {"name": name, "backend": backend, "reduce": reduce, "float_outputs": float_outputs}
     entry = None
-    if kernel is not None and emit_body(prog, stacked=float_outputs) is not None:
+    small = prog.n_operations <= EAGER_LIMIT
+    if kernel is not None and small and emit_body(prog, stacked=float_outputs) is not None:
         from .c_float import native_entry
 
         options = {"timeout": None, "cache_dir": None, **(c_options or {})}

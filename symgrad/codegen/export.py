@@ -96,7 +96,12 @@ def module_text(fn: Any, target: str = "numpy") -> str:
         return (
             f"{_header(fn, target)}import math\n\n\n{helpers}\n\n{body}\n__all__ = [{fn.name!r}]\n"
         )
-    source = fn.source if fn.backend != "c" else emit(prog, fn.name, mean=fn.reduce == "mean")
+    source = fn.source
+    if fn.backend == "c" or ("_float_path(" in source and fn.outputs is not None):
+        # the NumPy statements, with the float path inline (the compiled function builds a
+        # large program's on its first call on floats; an unpickled one has none)
+        prog = plan(fn.outputs, fn.args)
+        source = emit(prog, fn.name, mean=fn.reduce == "mean", float_outputs=fn.float_outputs)
     support = Path(runtime.__file__).read_text(encoding="utf-8")
     glue = (
         "_vmath = _VectorMath()\n_ndarray = np.ndarray\n_f64 = np.dtype(np.float64)\n"

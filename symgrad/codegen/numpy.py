@@ -32,9 +32,9 @@ from .fuse import Fuser, constant_name
 from .pack import pack, statement_printer
 from .plan import Program, rectangular, walk
 from .printers import NumPyTargetPrinter, shared_templates
-from .pyfloat import arg_names, emit_body
+from .pyfloat import EAGER_LIMIT, SCALAR_PATH_LIMIT, arg_names, emit_body
 
-__all__ = ["emit"]
+__all__ = ["emit", "float_path_source"]
 
 
 def emit(
@@ -45,6 +45,7 @@ def emit(
     kernel: bool = False,
     float_path: bool = True,
     float_outputs: str = "array",
+    lazy: bool = False,
 ) -> str:
     """The source of a function ``name`` computing ``prog`` with NumPy.
 
@@ -57,6 +58,10 @@ def emit(
         float_outputs: how the fast path returns stacked outputs: ``"array"`` (NumPy arrays,
             as every other call) or ``"tuple"`` (tuples of floats, as ``sympy.lambdify`` with
             ``modules="math"`` returns lists: no NumPy array is built per call).
+        lazy: for programs of more than :data:`~.pyfloat.EAGER_LIMIT` operations, the fast
+            path calls ``_float_path(...)``, a function built on the first call on floats
+            (:func:`float_path_source`), instead of holding the body: a network's setup does
+            not print and compile a body only calls on Python floats use.
 
     >>> import sympy as sp
     >>> from symgrad.codegen.plan import plan
@@ -67,10 +72,15 @@ def emit(
     params = [f"_a{i}" for i in range(len(prog.args))]
     lines = [f"def {name}({''.join(p + '=_MISSING, ' for p in params)}*_extra):"]
     lines.append("    if _extra: _too_many(_names, _extra)")
-    fast = emit_body(prog, stacked=float_outputs) if float_path and prog.args else None
     read = prog.entries_read()
-    if fast is not None:
-        lines += _fast_path(prog, fast, read)
+    if float_path and prog.args and lazy and prog.n_operations > EAGER_LIMIT:
+        if prog.n_operations <= SCALAR_PATH_LIMIT:
+            lines += _guarded(_float_tests(prog), [f"return _float_path({', '.join(params)})"])
+    else:
+        fast = emit_body(prog, stacked=float_outputs) if float_path and prog.args else None
+        if fast is not None:
+            tests, unpack = _float_tests(prog), _float_unpack(prog, read)
+            lines += _guarded(tests, [*unpack, *fast.lines, f"return {fast.ret}"])
     for i, item in enumerate(prog.args):
         if isinstance(item, list):
             shown = ", ".join(repr(s.name) for s in item[:8]) + (", ..." if len(item) > 8 else "")
@@ -97,8 +107,9 @@ def emit(
     return "\n".join([*lines, *constants]) + "\n"
 
 
-def _fast_path(prog: Program, fast, read: dict[int, list[int]]) -> list[str]:
-    tests, unpack = [], []
+def _float_tests(prog: Program) -> list[str]:
+    # exact types: ints, bools and NumPy scalars take the NumPy path (IEEE answers, checks)
+    tests = []
     for i, item in enumerate(prog.args):
         if not isinstance(item, list):
             tests.append(f"type(_a{i}) is float")
@@ -108,9 +119,15 @@ def _fast_path(prog: Program, fast, read: dict[int, list[int]]) -> list[str]:
             f"(type(_a{i}) is list or type(_a{i}) is _ndarray and _a{i}.ndim == 1 "
             f"and _a{i}.dtype is _f64)"
         )
-        entries = read[i]
-        if not item:
+    return tests
+
+
+def _float_unpack(prog: Program, read: dict[int, list[int]]) -> list[str]:
+    unpack = []
+    for i, item in enumerate(prog.args):
+        if not isinstance(item, list) or not item:
             continue
+        entries = read[i]
         values = f"(_a{i} if type(_a{i}) is list else _a{i}.tolist())"
         if len(entries) == len(item) or len(entries) > len(item) // 2:
             # all entries (also checks the length: a wrong one is a ValueError, the NumPy path
@@ -122,10 +139,37 @@ def _fast_path(prog: Program, fast, read: dict[int, list[int]]) -> list[str]:
             unpack.append(f"_v = {values}")
             unpack.append(f"if len(_v) != {len(item)}: raise ValueError")
             unpack += [f"_a{i}_{j} = _v[{j}]" for j in entries]
+    return unpack
+
+
+def _guarded(tests: list[str], body: list[str]) -> list[str]:
     out = [f"    if {' and '.join(tests)}:", "        try:"]
-    out += [f"            {ln}" for ln in [*unpack, *fast.lines, f"return {fast.ret}"]]
+    out += [f"            {ln}" for ln in body]
     out += ["        except (ArithmeticError, ValueError, TypeError):", "            pass"]
     return out
+
+
+def float_path_source(prog: Program, stacked: str = "array") -> str | None:
+    """The lazily built fast path of :func:`emit` (``lazy=True``): ``_float_path(*args)``.
+
+    None when ``math`` cannot print the program. The function raises ``ValueError`` (a vector
+    of the wrong length) or what ``math`` raises; the caller then runs the NumPy statements.
+
+    >>> import sympy as sp
+    >>> from symgrad.codegen.plan import plan
+    >>> x, y = sp.symbols("x y")
+    >>> print(float_path_source(plan([x * y, [y, x]], [x, [y]]), "tuple"))
+    def _float_path(_a0, _a1):
+        _a1_0, = (_a1 if type(_a1) is list else _a1.tolist())
+        return (_a0*_a1_0, (_a1_0, _a0))
+    <BLANKLINE>
+    """
+    fast = emit_body(prog, stacked=stacked)
+    if fast is None:
+        return None
+    params = ", ".join(f"_a{i}" for i in range(len(prog.args)))
+    body = [*_float_unpack(prog, prog.entries_read()), *fast.lines, f"return {fast.ret}"]
+    return f"def _float_path({params}):\n" + "".join(f"    {ln}\n" for ln in body)
 
 
 def _numpy_body(prog: Program, mean: bool, constants: list[str]) -> tuple[list[str], set[str]]:

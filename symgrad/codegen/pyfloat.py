@@ -24,10 +24,13 @@ from ..errors import UnsupportedFunctionError
 from .plan import Program, rectangular, walk
 from .printers import MathTargetPrinter, _doprint, _print_node, shared_templates
 
-__all__ = ["SCALAR_PATH_LIMIT", "FloatBody", "emit_body"]
+__all__ = ["EAGER_LIMIT", "SCALAR_PATH_LIMIT", "FloatBody", "emit_body"]
 
 #: Programs up to this many operations get the Python-float path (it pays on small ones).
 SCALAR_PATH_LIMIT = 3000
+#: Above this many operations the NumPy target builds the float path on the first call on
+#: Python floats, not at setup (printing and compiling it was ~40% of a small network's setup).
+EAGER_LIMIT = 200
 
 
 class FloatBody(NamedTuple):

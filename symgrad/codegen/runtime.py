@@ -419,6 +419,16 @@ def _coerce_vector(
     return arr.tolist() if arr.ndim == 1 and as_list else arr
 
 
+def _float_path(*args: object) -> object:
+    """The fast path of a large program before it is built (or where it cannot be): none.
+
+    The compiled function's own namespace replaces it by the path built on the first call on
+    Python floats; an exported or unpickled module keeps this one, and its calls run the NumPy
+    statements (the ``TypeError`` is the caller's signal to do so).
+    """
+    raise TypeError("no Python-float path: the NumPy statements answer")
+
+
 #: The helpers by the names generated code uses.
 HELPERS = {
     f.__name__: f
@@ -449,5 +459,6 @@ HELPERS = {
         _loggamma,
         _too_many,
         _shape_error,
+        _float_path,
     )
 }
