@@ -48,7 +48,17 @@ from .plan import rectangular
 __all__ = ["entry_flags", "entry_source", "native_entry"]
 
 _RUNTIME = """\
+#if defined(__x86_64__) && defined(__SSE2__) && defined(__GNUC__)
+/* x86-64 computes doubles in SSE: its status register holds every flag, and reading it is
+   one instruction (fetestexcept also reads the x87 status word) */
+#define SG_MX 0x0D /* MXCSR: invalid (bit 0), divide by zero (2), overflow (3) */
+#define SG_RAISED() (__builtin_ia32_stmxcsr() & SG_MX)
+#define SG_CLEAR() __builtin_ia32_ldmxcsr(__builtin_ia32_stmxcsr() & ~SG_MX)
+#else
 #define SG_FLAGS (FE_DIVBYZERO | FE_OVERFLOW | FE_INVALID)
+#define SG_RAISED() fetestexcept(SG_FLAGS)
+#define SG_CLEAR() feclearexcept(SG_FLAGS)
+#endif
 /* a tuple of the items (references stolen); NULL, everything released, if any is NULL */
 static PyObject *sg_tuple(Py_ssize_t n, PyObject *const *items) {
     PyObject *t = PyTuple_New(n);
@@ -116,7 +126,7 @@ def entry_source(arg_spec: list, leaves: list, spec: Any, top: bool, stacked: st
     >>> x, y = sp.symbols("x y")
     >>> src = entry_source([x, y], [x * y, y], [0, [1]], True, "tuple")
     >>> print(next(ln for ln in src.splitlines() if "return sg_tuple" in ln).strip()[:74])
-    if (!fetestexcept(SG_FLAGS)) return sg_tuple(2, (PyObject *[]){PyFloat_Fro
+    if (!SG_RAISED()) return sg_tuple(2, (PyObject *[]){PyFloat_FromDouble(o[0
     """
     plan = _plan(arg_spec, list(leaves))
     arrays = stacked == "array" and _has_array(spec, top)
@@ -135,7 +145,7 @@ def entry_source(arg_spec: list, leaves: list, spec: Any, top: bool, stacked: st
         ]
     lines += [PRELUDE, _RUNTIME, *([_ARRAYS] if arrays else [])]
     # not inlined: every operation is done before the flags are read (the compiler does not
-    # otherwise keep floating-point operations on their side of fetestexcept)
+    # otherwise keep floating-point operations on their side of the flag test)
     lines += ["__attribute__((noinline)) static void sg_eval(const double *a, double *o)", "{"]
     lines += [f"    const double {name} = a[{j}];" for name, j, _ in plan.loads]
     lines += [f"    const double {name} = {text};" for name, text, _ in plan.stmts]
@@ -150,10 +160,10 @@ def entry_source(arg_spec: list, leaves: list, spec: Any, top: bool, stacked: st
         f"    if (nargs == {n} && kwnames == NULL && {exact}) {{",
         f"        double a[{n}], o[{nout}];",
         *[f"        a[{j}] = PyFloat_AS_DOUBLE(args[{j}]);" for j in range(n)],
-        # feclearexcept saves and reloads the x87 environment (slow); testing is cheap
-        "        if (fetestexcept(SG_FLAGS)) feclearexcept(SG_FLAGS);",
+        # clearing is slower than testing (glibc's feclearexcept rewrites the x87 environment)
+        "        if (SG_RAISED()) SG_CLEAR();",
         "        sg_eval(a, o);",
-        f"        if (!fetestexcept(SG_FLAGS)) return {_result(spec, top, stacked)};",
+        f"        if (!SG_RAISED()) return {_result(spec, top, stacked)};",
         "    }",
         "    return PyObject_Vectorcall(fallback, args, nargs, kwnames);",
         "}",
