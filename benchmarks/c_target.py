@@ -178,7 +178,9 @@ def width(h: int, act: str, loss: str, reduce: str | None = "mean") -> None:
     for u, v in zip(a, b, strict=True):
         np.testing.assert_allclose(u, v, rtol=1e-9, atol=1e-12)
     count = {lv: levels.count(lv) for lv in sorted(set(levels))}
-    peaks = [int(v) for v in log.read_text().split()] if log.exists() else []
+    # one line per compiler run; a failing probe (a flag this compiler lacks) adds a status line
+    lines = log.read_text().splitlines() if log.exists() else []
+    peaks = [int(v) for v in lines if v.strip().isdigit()]
     peak = f"{max(peaks) / 1024:.0f}" if peaks else f"{ru.ru_maxrss / 1024:.0f} (rusage)"
     print(
         f"| 2-{h}-{h}-1 {act}/{loss} | {len(params)} | {program.n_stmts} | "

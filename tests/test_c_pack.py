@@ -214,3 +214,30 @@ def test_clang_builds_the_packed_kernels_and_the_float_entry(monkeypatch):
         assert g.tolist() == pytest.approx([2.0 / np.cosh(1.0) ** 2, 0.5 / np.cosh(1.0) ** 2])
     finally:
         c_build.compiler.cache_clear()
+
+
+@needs_cc
+def test_the_portable_tanh_of_member_loops_is_numpys_to_3_ulp(monkeypatch):
+    # without glibc's vector math library (Clang, other libcs) member loops use c_pack's
+    # sg_tanh, so they vectorise; it must give NumPy's tanh everywhere, special values included
+    probed = cbackend.c_build.target
+    monkeypatch.setattr(cbackend.c_build, "target", lambda cc: probed(cc)._replace(mvec=False))
+    x = sp.Symbol("x")
+    ws = list(sp.symbols("w0:8"))
+    # the products are outputs too: shared, they are a pack, and so are the tanh of them
+    f = lambdify([*[sp.tanh(w * x) for w in ws], *[w * x for w in ws]], [ws, x], backend="c")
+    source = _kernel(f).source
+    assert "sg_tanh(double x)" in source and "simd(" not in source
+    rng = np.random.default_rng(5)
+    special = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-300, -5e-324, 0.34657, 0.34658, 19.99, 20.0]
+    xs = np.concatenate([special, rng.normal(size=3000), rng.normal(size=500) * 1e-4,
+                         rng.uniform(-30, 30, 500)])  # fmt: skip
+    scales = np.array([1.0, -1.0, 0.5, 2.0, 1e-3, 7.0, -0.25, 3.0])
+    got = np.array([np.asarray(row) for row in f(scales, xs)[:8]])
+    want = np.tanh(scales[:, None] * xs[None, :])
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    ok = ~np.isnan(want)
+    assert np.array_equal(np.signbit(got[ok]), np.signbit(want[ok]))  # -0.0 stays -0.0
+    finite = ok & (want != 0)
+    ulps = np.abs(got[finite] - want[finite]) / np.spacing(np.abs(want[finite]))
+    assert ulps.max() <= 3, ulps.max()
