@@ -46,7 +46,7 @@ from sympy.matrices.expressions import HadamardPower, HadamardProduct, MatAdd, M
 from sympy.matrices.expressions.special import OneMatrix
 
 from ..codegen import c_build
-from ..codegen.c_pack import VECTOR_MATH
+from ..codegen.c_pack import VECTOR_MATH, tanh_source
 from ..codegen.c_printer import PRELUDE, CPrinter
 from ..errors import SymgradError
 from . import expr as mx
@@ -417,22 +417,12 @@ def c_source(name: str, group: Group) -> str:
 
 
 class _CPrinter(CPrinter):
-    """The C target's printer, with ``tanh`` through ``expm1`` (:data:`_TANH`)."""
+    """The C target's printer, with ``tanh`` through ``expm1`` (``c_pack.tanh_source``)."""
 
     def _print_tanh(self, expr: sp.Expr) -> str:
         return f"sg_tanh({self._print(expr.args[0])})"
 
 
-#: tanh(x) = -expm1(-2|x|) / (expm1(-2|x|) + 2), signed as x: no cancellation near 0 and no
-#: overflow (the exponent is <= 0), within 3 ulp of NumPy's tanh, with tanh(+-inf) = +-1,
-#: tanh(-0) = -0 and NaN kept. libmvec's 8-lane expm1 makes it 0.7x the time of NumPy's tanh
-#: on 256 x 256 (libmvec's own tanh: 1.35x, measured)
-_TANH = """\
-double expm1(double) __attribute__((simd("notinbranch")));
-static inline double sg_tanh(double x) {
-    const double e = expm1(-2.0 * fabs(x));
-    return copysign(-e / (e + 2.0), x);
-}"""
 #: GCC's default for AVX-512 CPUs is 256-bit vectors; these loops are short, independent
 #: lanes, where 512 bits pay (libmvec's 8-lane tanh: 122 against 201 us on 256 x 256, measured)
 _WIDE = """\
@@ -477,7 +467,7 @@ class Library:
             if not self.groups:
                 raise OSError("no kernel to build")
             source = "\n".join(
-                [_WIDE, PRELUDE, *([VECTOR_MATH, _TANH] if mvec else [])]
+                [_WIDE, PRELUDE, *([VECTOR_MATH, tanh_source(True)] if mvec else [])]
                 + [c_source(name, group) for name, group in self.groups]
             )
             flags = ["-O3", *(["-lmvec"] if mvec else [])]
