@@ -92,7 +92,7 @@ def c_pays(n_operations: int, packed: bool = False) -> bool:
 @functools.lru_cache(maxsize=16)
 def _accepted(cc: tuple[str, ...], flags: tuple[str, ...]) -> list[str]:
     # the tuning flags this compiler takes (Clang has no -fvect-cost-model)
-    return [f for f in flags if c_build._compiles(cc, [f], "")]
+    return [f for f in flags if c_build.compiles(cc, [f])]
 
 
 def _levels(units: list[tuple[str, str, int]], jobs: int) -> list[str]:

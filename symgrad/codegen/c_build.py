@@ -50,6 +50,7 @@ __all__ = [
     "c_available",
     "cache_dir",
     "compiler",
+    "compiles",
     "jobs",
     "target",
 ]
@@ -143,9 +144,9 @@ def target(cc: tuple[str, ...]) -> Target:
     except (CompilerError, OSError):
         version = "unknown"
     identity = f"{' '.join(cc)}\n{version}\n{cpu}"
-    if not _compiles(cc, ["-march=native"], ""):
+    if not compiles(cc, ["-march=native"]):
         return Target([], False, identity)
-    avx = _compiles(cc, ["-march=native"], "#ifndef __AVX__\n#error no AVX\n#endif\n")
+    avx = compiles(cc, ["-march=native"], "#ifndef __AVX__\n#error no AVX\n#endif\n")
     return Target(["-march=native"], avx, identity, _links_mvec(cc))
 
 
@@ -176,10 +177,16 @@ def _links_mvec(cc: tuple[str, ...]) -> bool:
             return False
 
 
-def _compiles(cc: tuple[str, ...], flags: list[str], prefix: str) -> bool:
+def compiles(cc: tuple[str, ...], flags: list[str], prefix: str = "") -> bool:
+    """Whether ``cc`` with ``flags`` compiles ``prefix`` and a small function (a probe).
+
+    >>> cc = compiler()
+    >>> cc is None or compiles(cc, ["-O1"], "#include <math.h>")
+    True
+    """
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "probe.c"
-        src.write_text(prefix + "double f(double x) { return x * x; }\n")
+        src.write_text(prefix + "\ndouble f(double x) { return x * x; }\n")
         try:
             proc = _run([*cc, *flags, "-c", "-o", str(Path(tmp) / "probe.o"), str(src)], 60.0, None)
         except (CompilerError, OSError):

@@ -104,7 +104,7 @@ def entry_flags(cc: tuple[str, ...]) -> tuple[str, ...] | None:
     if sys.platform == "darwin":  # the interpreter's symbols are found when it loads the library
         flags += ["-undefined", "dynamic_lookup"]
     probe = "#include <Python.h>\n#include <fenv.h>\n#include <numpy/arrayobject.h>\n"
-    return tuple(flags) if c_build._compiles(cc, flags, probe) else None
+    return tuple(flags) if c_build.compiles(cc, flags, probe) else None
 
 
 def entry_source(arg_spec: list, leaves: list, spec: Any, top: bool, stacked: str) -> str:

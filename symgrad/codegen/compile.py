@@ -39,7 +39,7 @@ from ..errors import BackendUnavailableError, InputTypeError, MissingSymbolError
 from ..graph import Linear, free_symbols, linearise, paused_gc, split_wide_linear
 from ..inputs import as_expr, as_symbols, check_choice, describe
 from . import runtime as _runtime
-from .numpy import emit, float_path_source
+from .numpy import calls_lazy_float_path, emit, float_path_source
 from .pack import pack
 from .plan import WIDE, Program, describe_args, plan
 from .pyfloat import EAGER_LIMIT, emit_body
@@ -397,7 +397,7 @@ def _lambdify(
         prog, name, mean=mean, kernel=kernel is not None, float_outputs=float_outputs, lazy=True
     )
     fn, filename = _load(source, name, kernel)
-    if "_float_path(" in source:  # built on the first call on Python floats
+    if calls_lazy_float_path(prog):  # built on the first call on Python floats
         fn.__globals__["_float_path"] = _LazyFloatPath(prog, float_outputs, fn.__globals__)
     info = {"name": name, "backend": backend, "reduce": reduce, "float_outputs": float_outputs}
     entry = None

@@ -83,13 +83,16 @@ def module_text(fn: Any, target: str = "numpy") -> str:
     if not isinstance(fn, CompiledFunction):
         raise InputTypeError(f"fn must be a function made by symgrad.lambdify, got {describe(fn)}")
     target = check_choice(target, ("numpy", "python"), "target")
-    if target == "python" or fn.backend == "c":
-        if fn.outputs is None:
-            raise OptionError(
-                "this function was unpickled (it carries its NumPy source only): export it "
-                "with target='numpy'"
-            )
-        prog = plan(fn.outputs, fn.args)
+    # the compiled function builds a large program's float path on its first call on floats
+    # (an unpickled one has none): an exported module holds it inline
+    lazy = fn._fn.__globals__.get("_float_path") is not runtime._float_path
+    if (target == "python" or fn.backend == "c") and fn.outputs is None:
+        raise OptionError(
+            "this function was unpickled (it carries its NumPy source only): export it "
+            "with target='numpy'"
+        )
+    replan = target == "python" or fn.backend == "c" or (lazy and fn.outputs is not None)
+    prog = plan(fn.outputs, fn.args) if replan else None
     if target == "python":
         helpers = "\n\n".join(inspect.getsource(h) for h in _FLOAT_HELPERS)
         body = emit_module_function(prog, fn.name)
@@ -97,10 +100,7 @@ def module_text(fn: Any, target: str = "numpy") -> str:
             f"{_header(fn, target)}import math\n\n\n{helpers}\n\n{body}\n__all__ = [{fn.name!r}]\n"
         )
     source = fn.source
-    if fn.backend == "c" or ("_float_path(" in source and fn.outputs is not None):
-        # the NumPy statements, with the float path inline (the compiled function builds a
-        # large program's on its first call on floats; an unpickled one has none)
-        prog = plan(fn.outputs, fn.args)
+    if prog is not None:  # the NumPy statements, with the float path inline
         source = emit(prog, fn.name, mean=fn.reduce == "mean", float_outputs=fn.float_outputs)
     support = Path(runtime.__file__).read_text(encoding="utf-8")
     glue = (

@@ -34,7 +34,7 @@ from .plan import Program, rectangular, walk
 from .printers import NumPyTargetPrinter, shared_templates
 from .pyfloat import EAGER_LIMIT, SCALAR_PATH_LIMIT, arg_names, emit_body
 
-__all__ = ["emit", "float_path_source"]
+__all__ = ["calls_lazy_float_path", "emit", "float_path_source"]
 
 
 def emit(
@@ -73,11 +73,10 @@ def emit(
     lines = [f"def {name}({''.join(p + '=_MISSING, ' for p in params)}*_extra):"]
     lines.append("    if _extra: _too_many(_names, _extra)")
     read = prog.entries_read()
-    if float_path and prog.args and lazy and prog.n_operations > EAGER_LIMIT:
-        if prog.n_operations <= SCALAR_PATH_LIMIT:
-            lines += _guarded(_float_tests(prog), [f"return _float_path({', '.join(params)})"])
-    else:
-        fast = emit_body(prog, stacked=float_outputs) if float_path and prog.args else None
+    if float_path and lazy and calls_lazy_float_path(prog):
+        lines += _guarded(_float_tests(prog), [f"return _float_path({', '.join(params)})"])
+    elif float_path and prog.args:
+        fast = emit_body(prog, stacked=float_outputs)  # None above SCALAR_PATH_LIMIT
         if fast is not None:
             tests, unpack = _float_tests(prog), _float_unpack(prog, read)
             lines += _guarded(tests, [*unpack, *fast.lines, f"return {fast.ret}"])
@@ -147,6 +146,18 @@ def _guarded(tests: list[str], body: list[str]) -> list[str]:
     out += [f"            {ln}" for ln in body]
     out += ["        except (ArithmeticError, ValueError, TypeError):", "            pass"]
     return out
+
+
+def calls_lazy_float_path(prog: Program) -> bool:
+    """Whether :func:`emit` with ``lazy=True`` prints a call of ``_float_path`` for ``prog``.
+
+    >>> import sympy as sp
+    >>> from symgrad.codegen.plan import plan
+    >>> x = sp.Symbol("x")
+    >>> calls_lazy_float_path(plan(sp.sin(x), [x]))  # small: the body is printed inline
+    False
+    """
+    return bool(prog.args) and EAGER_LIMIT < prog.n_operations <= SCALAR_PATH_LIMIT
 
 
 def float_path_source(prog: Program, stacked: str = "array") -> str | None:
