@@ -77,6 +77,7 @@ from ..errors import (
 from ..inputs import check_choice
 from . import expr as mx
 from . import fused
+from . import native as native_entry
 from .expr import Broadcast, Commutation, LogDet, LogSumExp, Map, Softmax, SumAll, SumAxis
 from .simplify import push_scalars, simplify
 from .update import GEMM_FROM, param_check, param_error, place_updates, sub_product
@@ -249,9 +250,11 @@ class CompiledMatrixFunction(functools.partial):
     2.0
     """
 
-    def __new__(cls, fn: Any, source: str, args: list, outputs: Any):
-        self = super().__new__(cls, fn)
-        self.source, self._symbols, self.outputs = source, args, outputs
+    def __new__(cls, fn: Any, source: str, args: list, outputs: Any, native: Any = None):
+        self = super().__new__(cls, fn if native is None else native)
+        self.source, self._symbols, self.outputs, self._python = source, args, outputs, fn
+        if native is not None:  # the program as one C function, built on a later call
+            native_entry.attach(self, native)
         return self
 
     @property
@@ -260,8 +263,8 @@ class CompiledMatrixFunction(functools.partial):
 
     @property
     def _fn(self) -> Any:
-        # the generated function (its globals are the generated module's namespace)
-        return self.func
+        # the generated NumPy function (its globals are the generated module's namespace)
+        return self._python
 
     def __repr__(self) -> str:
         return f"CompiledMatrixFunction(args=[{', '.join(str(a) for a in self.args)}])"
@@ -334,8 +337,12 @@ def compile_matrix(
     arg_list = _check_args(args)
     if not isinstance(fuse, bool):
         raise OptionError(f"fuse must be True or False, got {fuse!r}")
-    fn, source = _build(outputs, arg_list, name, backend, fuse=fuse)
-    return CompiledMatrixFunction(fn, source, arg_list, outputs)
+    program: list = []
+    fn, source = _build(outputs, arg_list, name, backend, fuse=fuse, program=program)
+    native = None
+    if backend == "numpy" and fuse:
+        native = native_entry.lazy_entry(fn, arg_list, *program)
+    return CompiledMatrixFunction(fn, source, arg_list, outputs, native)
 
 
 def _build(
@@ -346,11 +353,15 @@ def _build(
     updates: dict[int, int] | None = None,
     wrap: Any = None,
     fuse: bool = True,
+    program: list | None = None,
 ) -> tuple[Any, str]:
     """``(callable, source)`` for checked arguments; ``updates`` as for :func:`_generate`,
-    ``wrap`` as for :func:`symgrad.matrix.jax.jit_source`."""
+    ``wrap`` as for :func:`symgrad.matrix.jax.jit_source`; ``program``, if given, receives the
+    rewritten outputs and their nesting (``flat, spec``)."""
     flat, spec = _flatten(outputs)
     flat = push_scalars(simplify(flat))
+    if program is not None:
+        program += [flat, spec]
     source, kernels = _generate(
         arg_list, flat, spec, name, in_place=backend != "jax", updates=updates, fuse=fuse
     )

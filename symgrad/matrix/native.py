@@ -1,0 +1,957 @@
+"""A whole compiled matrix program as one C function: no NumPy call per statement on small arrays.
+
+On small operands a compiled matrix function costs what its NumPy calls cost (about 1 us each:
+the argument checks, ``X @ w``, each piece of a sigmoid, the weights, the scaling, the product),
+not what its flops cost: the logistic-regression Hessian ``X^T diag(d) X`` at n = 10 took
+6.4 us against 1.7 us for the product alone. :func:`entry_source` prints the program (the nodes
+the NumPy generator prints, after the same rewrites) as one CPython builtin function (the
+vectorcall convention, as the scalar C target's float entry, :mod:`symgrad.codegen.c_float`):
+
+* every value is a strided view ``(pointer, rows, cols, row stride, col stride)``: arguments of
+  any layout, transposes and broadcasts are views, never copies;
+* trees of entrywise operations (sums, Hadamard products and powers, scalar multiples,
+  elementwise functions) are one loop each, in 64 x 64 tiles (a transposed operand stays in
+  cache), with NumPy's operations in NumPy's order;
+* products with at most :data:`PRODUCT_C_UP_TO` multiply-adds are C loops; larger ones call
+  NumPy's ``matmul`` (BLAS) on views of the C values, from C;
+* a weighted Gram product ``X^T diag(s) X`` (or ``X diag(s) X^T``) with at most
+  :data:`GRAM_C_UP_TO` multiply-adds is one symmetric C loop; larger ones compute
+  ``Z = diag(sqrt(s)) X`` in one pass and call ``matmul(Z^T, Z)`` (BLAS ``syrk``: half the
+  flops), or ``X^T (s X)`` when a weight is negative or NaN;
+* sums, traces, Kronecker products (with an identity factor: only its diagonal blocks are
+  written) and scalar formulas are straight C.
+
+The entry computes the call itself when every matrix argument is a float64 ``numpy.ndarray``
+(any strides), every scalar argument a Python ``float``, the shapes agree, no dimension is 0,
+and no tree with an elementwise function has :data:`~symgrad.matrix.fused.FUSED_FROM` entries or
+more (there NumPy's vector loops and the fused kernels are faster than one libm call per entry).
+It returns what the NumPy function returns (new C-ordered float64 arrays, ``numpy.float64``
+scalars, the same nesting) unless an IEEE exception (division by zero, overflow, invalid) was
+raised on the way; every other call, and every call that raised one, is passed unchanged to the
+generated NumPy function, which gives NumPy's results, warnings and errors (float32 arguments,
+lists, wrong shapes, ``log(0)``). Results agree with NumPy's to rounding: sums and products
+are accumulated in another order than BLAS's.
+
+A program is printed only when every node is one of those kinds; it is built (C compiler and
+Python/NumPy headers needed, :func:`symgrad.codegen.c_float.entry_flags`) on its
+:data:`NATIVE_AFTER`-th call, so that functions called once or twice never run the compiler, and
+replaces the NumPy function inside the :class:`~symgrad.matrix.codegen.CompiledMatrixFunction`.
+Without a compiler, or when the build fails, the NumPy function stays.
+
+>>> import numpy as np, sympy as sp
+>>> from symgrad.matrix import expr as mx
+>>> X, w = sp.MatrixSymbol("X", 3, 2), sp.MatrixSymbol("w", 2, 1)
+>>> src = entry_source([X, w], [mx.tanh(mx.matmul(X, w))], 0)
+>>> "PyNumber_MatrixMultiply" in src, "tanh(x0)" in src
+(True, True)
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import threading
+import types
+import weakref
+from typing import Any
+
+import sympy as sp
+from sympy.matrices.expressions import (
+    HadamardPower,
+    HadamardProduct,
+    Identity,
+    KroneckerProduct,
+    MatAdd,
+    MatMul,
+    MatrixExpr,
+    MatrixSymbol,
+    Trace,
+    Transpose,
+    ZeroMatrix,
+)
+from sympy.matrices.expressions.diagonal import DiagMatrix
+from sympy.printing.codeprinter import PrintMethodNotImplementedError
+
+from ..codegen import c_build
+from ..codegen.c_float import _RUNTIME, entry_flags
+from ..codegen.c_printer import PRELUDE, CPrinter, c_double
+from ..errors import SymgradError
+from . import expr as mx
+from . import fused
+from .expr import Broadcast, Map, SumAll, SumAxis
+
+__all__ = [
+    "GRAM_C_UP_TO",
+    "NATIVE_AFTER",
+    "PRODUCT_C_UP_TO",
+    "Unsupported",
+    "attach",
+    "entry_source",
+    "lazy_entry",
+    "prepare",
+]
+
+#: Products with at most this many multiply-adds run as C loops, larger ones through NumPy's
+#: BLAS ``matmul`` (called from C: about 0.6 us more than the flops). Measured, one thread:
+#: n x n times n x n, C 0.69 against BLAS 0.88 us at n = 12, 1.12 against 0.95 at 16; n x n
+#: times n x 1, C 0.87 against 0.85 us at n = 40 (benchmarks/bench_hessian_results.md)
+PRODUCT_C_UP_TO = 2048
+#: Weighted Gram products ``X^T diag(s) X`` with at most this many multiply-adds (rows of the
+#: result squared times rows of X) run in C; larger ones through BLAS ``syrk``. Measured on the
+#: logistic Hessian: C 2.39 against BLAS 3.03 us at n = 20, 3.48 against 3.49 at 24
+GRAM_C_UP_TO = 8192
+#: Calls through the NumPy function before the C entry is built (a compiler run, ~0.5 s once;
+#: cached on disk): functions called once or twice, as in tests and notebooks, never build it
+NATIVE_AFTER = 10
+#: Tile side of the entrywise loops (a 64 x 64 block of doubles and its transpose fit in cache)
+_TILE = 64
+
+
+class Unsupported(SymgradError):
+    """A node the C program does not compute (the NumPy function then runs alone).
+
+    >>> A = sp.MatrixSymbol("A", 2, 2)
+    >>> entry_source([A], [mx.inverse(A)], 0)
+    Traceback (most recent call last):
+    ...
+    symgrad.matrix.native.Unsupported: Inverse
+    """
+
+
+def _dim(e: sp.Basic, dims: dict) -> str:
+    """A dimension (integer, symbol, sums and products of them) as a C ``npy_intp`` expression."""
+    if e.is_Integer:
+        return str(int(e))
+    if e in dims:
+        return dims[e]
+    if isinstance(e, (sp.Add, sp.Mul)) and all(a.is_Integer or a in dims for a in e.args):
+        op = " + " if isinstance(e, sp.Add) else " * "
+        return "(" + op.join(_dim(a, dims) for a in e.args) + ")"
+    raise Unsupported(f"dimension {e}")
+
+
+def _scalar_outputs_ok(node: sp.Basic) -> bool:
+    # NumPy's path gives numpy.float64 for scalars computed from an array reduction (the C
+    # entry returns numpy.float64); a number or a scalar argument would come back as given
+    return any(isinstance(n, (SumAll, Trace)) for n in mx.value_nodes([node]))
+
+
+def _entrywise(node: sp.Basic) -> bool:
+    if not isinstance(node, MatrixExpr) or fused._constant(node) is not None:
+        return False
+    if isinstance(node, HadamardPower):
+        return bool(node.args[1].is_number)
+    if isinstance(node, MatMul):
+        coeff, mats = node.as_coeff_matrices()
+        return len(mats) == 1 and coeff != 1
+    return isinstance(node, (MatAdd, HadamardProduct, Map))
+
+
+class _Program:
+    """The C text of one program: its value names, owned arrays and statements."""
+
+    def __init__(self, args: list) -> None:
+        self.args = args
+        self.dims: dict[sp.Basic, str] = {}
+        self.val: dict[sp.Basic, str] = {}  # node -> C name (a view "vK" or a double "sK")
+        self.slots = 0  # owned arrays (new references released at the end)
+        self.consts: list[str] = []  # doubles whose address a constant view holds
+        self.bind: list[str] = []
+        self.gate: list[str] = []
+        self.body: list[str] = []
+        self.printer = fused._ordered(CPrinter())
+
+    def slot(self) -> str:
+        self.slots += 1
+        return f"&own[{self.slots - 1}]"
+
+    def scalar(self, e: sp.Basic) -> str:
+        if e in self.val:
+            return self.val[e]
+        if e.is_Number or isinstance(e, sp.NumberSymbol):
+            return c_double(e)
+        if e in self.dims:
+            return f"(double){self.dims[e]}"
+        raise Unsupported(f"scalar {e}")
+
+    def shape(self, node: sp.Basic) -> tuple[str, str]:
+        r, c = node.shape
+        return _dim(r, self.dims), _dim(c, self.dims)
+
+    # -- arguments
+    def bind_args(self) -> None:
+        for i, a in enumerate(self.args):
+            x = f"args[{i}]"
+            if isinstance(a, sp.Symbol):
+                self.val[a] = f"s{i}"
+                self.bind += [
+                    f"    if (!PyFloat_CheckExact({x})) goto fallback;",
+                    f"    const double s{i} = PyFloat_AS_DOUBLE({x});",
+                ]
+                continue
+            if not isinstance(a, MatrixSymbol):
+                raise Unsupported(f"argument {a}")
+            v = f"a{i}"
+            self.bind += [
+                f"    if (!PyArray_CheckExact({x})) goto fallback;",
+                f"    PyArrayObject *{v} = (PyArrayObject *){x};",
+                f"    if (!sg_usable({v})) goto fallback;",
+            ]
+            for axis, d in enumerate(a.shape):
+                got = f"PyArray_DIM({v}, {axis})"
+                if d.is_Integer:
+                    self.bind.append(f"    if ({got} != {int(d)}) goto fallback;")
+                elif d in self.dims:
+                    self.bind.append(f"    if ({got} != {self.dims[d]}) goto fallback;")
+                elif isinstance(d, sp.Symbol):
+                    self.dims[d] = f"d{len(self.dims)}"
+                    self.bind.append(f"    const npy_intp {self.dims[d]} = {got};")
+                    self.bind.append(f"    if ({self.dims[d]} == 0) goto fallback;")
+                else:
+                    raise Unsupported(f"dimension {d}")
+            self.val[a] = f"v{i}"
+            self.bind.append(f"    sg_m v{i} = sg_arg({v});")
+
+    # -- nodes
+    def view(self, node: sp.Basic, text: str) -> None:
+        name = f"v{len(self.val) + len(self.args)}_"
+        self.body.append(f"    sg_m {name} = {text};")
+        self.val[node] = name
+
+    def fresh(self, node: sp.Basic) -> str:
+        name = f"v{len(self.val) + len(self.args)}_"
+        self.body.append(f"    sg_m {name};")
+        self.val[node] = name
+        return name
+
+    def constant(self, node: sp.Basic, value: str) -> None:
+        k = f"k{len(self.consts)}"
+        self.consts.append(k)
+        r, c = self.shape(node)
+        self.body.append(f"    {k} = {value};")
+        self.view(node, f"(sg_m){{&{k}, {r}, {c}, 0, 0, NULL}}")
+
+
+def _group(root: sp.Basic, inner: set, prog: _Program) -> tuple[sp.Expr, list]:
+    """The formula of one entry of ``root`` over its leaves' entries, and the leaves (C names):
+    ``x0, x1, ...`` are the leaves in order."""
+    leaves: list[str] = []
+    symbols: dict[str, sp.Symbol] = {}
+    formulas: dict[sp.Basic, sp.Expr] = {}
+
+    def leaf(name: str) -> sp.Symbol:
+        if name not in symbols:
+            symbols[name] = sp.Symbol(f"x{len(leaves)}", real=True)
+            leaves.append(name)
+        return symbols[name]
+
+    def operand(a: sp.Basic) -> sp.Expr:
+        if a in formulas:
+            return formulas[a]
+        if getattr(a, "shape", None) is None:  # a scalar
+            return a if a.is_Number else leaf(prog.scalar(a))
+        if (c := fused._constant(a)) is not None:
+            return operand(c)
+        if isinstance(a, Broadcast) and getattr(a.arg, "shape", None) is None:
+            return operand(a.arg)
+        return leaf(prog.val[a])
+
+    stack, seen, post = [root], set(), []
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            post.append(node)
+            continue
+        seen.add(node)
+        stack.append(node)
+        stack.extend(a for a in mx.operands(node) if a in inner and a not in seen)
+    for node in dict.fromkeys(post):
+        formulas[node] = fused._local(node, operand)
+    return formulas[root], leaves
+
+
+def _has_call(e: sp.Expr) -> bool:
+    return any(
+        isinstance(n, sp.Function) or (isinstance(n, sp.Pow) and not n.exp.is_Integer)
+        for n in sp.preorder_traversal(e)
+    )
+
+
+def entry_source(args: list, flat: list, spec: Any) -> str:
+    """The C source of the program computing ``flat`` (nested as ``spec``) from ``args``.
+
+    Args:
+        args: the argument symbols (``MatrixSymbol``/``Symbol``), in call order.
+        flat: the outputs, after the NumPy generator's rewrites (``simplify``,
+            ``push_scalars``).
+        spec: their nesting: an output index, or (nested) lists of them (returned as tuples).
+
+    Returns:
+        A translation unit whose ``sg_make(fallback)`` returns the entry.
+
+    Raises:
+        Unsupported: a node, dimension or output the C program does not compute.
+
+    >>> A = sp.MatrixSymbol("A", 2, 2)
+    >>> print(entry_source([A], [mx.add(A, A.T)], 0).count("x0 + x1"))
+    1
+    """
+    prog = _Program(list(args))
+    prog.bind_args()
+    order = mx.value_nodes(flat)
+    uses: dict[sp.Basic, int] = {}
+    reader: dict[sp.Basic, sp.Basic] = {}
+    for node in order:
+        for a in mx.operands(node):
+            uses[a] = uses.get(a, 0) + 1
+            reader[a] = node
+    for o in flat:
+        uses[o] = uses.get(o, 0) + 1
+    fusable = {n for n in order if _entrywise(n)}
+    inner = {
+        n
+        for n in fusable
+        if uses.get(n) == 1 and reader.get(n) in fusable and reader[n].shape == n.shape
+    }
+    # identities read as Kronecker factors and diagonals read as factors of products are
+    # never materialised (the Kronecker product writes blocks, the product scales rows)
+    factor_reads: dict[sp.Basic, int] = {}
+    for n in order:
+        if isinstance(n, KroneckerProduct) and len(n.args) == 2:
+            kinds: tuple = (Identity,)
+        elif isinstance(n, MatMul):
+            kinds = (DiagMatrix,)
+        else:
+            continue
+        for a in dict.fromkeys(mx.operands(n)):
+            if isinstance(a, kinds):
+                factor_reads[a] = factor_reads.get(a, 0) + list(mx.operands(n)).count(a)
+    for node in order:
+        if node in prog.val or node in inner:
+            continue
+        if node not in flat and factor_reads.get(node, -1) == uses.get(node):
+            continue
+        _node(prog, node, inner)
+    outs = []
+    for o in flat:
+        if isinstance(o, MatrixExpr):
+            outs.append(f"sg_out({prog.val[o]})")
+        elif _scalar_outputs_ok(o):
+            outs.append(f"sg_float({prog.scalar(o)})")
+        else:
+            raise Unsupported(f"scalar output {o}")
+
+    def build(s: Any) -> str:
+        if isinstance(s, int):
+            return outs[s]
+        return f"sg_tuple({len(s)}, (PyObject *[]){{{', '.join(build(i) for i in s)}}})"
+
+    lines = [
+        "#define PY_SSIZE_T_CLEAN",
+        "#include <Python.h>",
+        "#include <fenv.h>",
+        "#define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION",
+        "#include <numpy/arrayobject.h>",
+        "#include <numpy/arrayscalars.h>",
+        PRELUDE,
+        _RUNTIME,
+        _HELPERS,
+        "static PyObject *sg_call(PyObject *fallback, PyObject *const *args, Py_ssize_t nargs,",
+        "                         PyObject *kwnames)",
+        "{",
+        f"    PyObject *own[{max(prog.slots, 1)}] = {{0}};",
+        *[f"    double {k};" for k in prog.consts],
+        "    PyObject *result = NULL;",
+        "    int rc = 0;",
+        "    (void)rc;",
+        f"    if (nargs != {len(args)} || kwnames != NULL) goto fallback;",
+        *prog.bind,
+        *prog.gate,
+        "    if (SG_RAISED()) SG_CLEAR();",
+        *prog.body,
+        "    if (SG_RAISED()) goto fallback;",
+        f"    result = {build(spec)};",
+        "    goto done;",
+        "fallback:",
+        f"    for (int k = 0; k < {max(prog.slots, 1)}; ++k) Py_CLEAR(own[k]);",
+        "    return PyObject_Vectorcall(fallback, args, nargs, kwnames);",
+        "fail:",
+        "    result = NULL;",
+        "done:",
+        f"    for (int k = 0; k < {max(prog.slots, 1)}; ++k) Py_XDECREF(own[k]);",
+        "    return result;",
+        "}",
+        "",
+        "static PyMethodDef sg_def = {",
+        '    "symgrad_matrix_entry", (PyCFunction)(void (*)(void))sg_call,',
+        "    METH_FASTCALL | METH_KEYWORDS, NULL",
+        "};",
+        "",
+        "PyObject *sg_make(PyObject *fallback)",
+        "{",
+        "    if (_import_array() < 0) return NULL;",
+        "    return PyCFunction_NewEx(&sg_def, fallback, NULL);",
+        "}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _call(prog: _Program, code: str) -> None:
+    """A helper call returning 0 (done), 1 (an IEEE flag before a NumPy call) or -1 (error)."""
+    prog.body += [
+        f"    rc = {code};",
+        "    if (rc > 0) goto fallback;",
+        "    if (rc < 0) goto fail;",
+    ]
+
+
+def _node(prog: _Program, node: sp.Basic, inner: set) -> None:
+    """Append the statements computing ``node`` (its operands are computed)."""
+    if isinstance(node, (MatrixSymbol, sp.Symbol)):
+        if node not in prog.val and node not in prog.dims:
+            raise Unsupported(f"{node} is not an argument")
+        return
+    if node.is_Number or isinstance(node, sp.NumberSymbol):
+        return
+    if isinstance(node, MatrixExpr) and (c := fused._constant(node)) is not None:
+        prog.constant(node, prog.scalar(c))
+        return
+    if isinstance(node, ZeroMatrix):
+        prog.constant(node, "0.0")
+        return
+    if isinstance(node, Broadcast):
+        a = node.arg
+        if getattr(a, "shape", None) is None:
+            prog.constant(node, prog.scalar(a))
+            return
+        r, c = prog.shape(node)
+        v = prog.val[a]
+        prog.view(node, f"sg_bcast({v}, {r}, {c})")
+        return
+    if isinstance(node, Transpose):
+        v = prog.val[node.arg]
+        prog.view(node, f"(sg_m){{{v}.p, {v}.c, {v}.r, {v}.cs, {v}.rs, {v}.own}}")
+        return
+    if isinstance(node, Identity):
+        n = _dim(node.shape[0], prog.dims)
+        name = prog.fresh(node)
+        _call(prog, f"sg_eye({n}, &{name}, {prog.slot()})")
+        return
+    if _entrywise(node):
+        _entrywise_loop(prog, node, inner)
+        return
+    if isinstance(node, MatMul):
+        _product(prog, node)
+        return
+    if isinstance(node, DiagMatrix):
+        v = prog.val[node.args[0]]
+        name = prog.fresh(node)
+        _call(prog, f"sg_diag({v}, &{name}, {prog.slot()})")
+        return
+    if isinstance(node, KroneckerProduct) and len(node.args) == 2:
+        a, b = node.args
+        ea, eb = isinstance(a, Identity), isinstance(b, Identity)
+        va = _dim(a.shape[0], prog.dims) if ea else prog.val[a]
+        vb = _dim(b.shape[0], prog.dims) if eb else prog.val[b]
+        name = prog.fresh(node)
+        if ea:
+            code = f"sg_kron_eye({va}, {vb}, 1, &{name}, {prog.slot()})"
+        elif eb:
+            code = f"sg_kron_eye({vb}, {va}, 0, &{name}, {prog.slot()})"
+        else:
+            code = f"sg_kron({va}, {vb}, &{name}, {prog.slot()})"
+        _call(prog, code)
+        return
+    if isinstance(node, SumAxis):
+        v = prog.val[node.args[0]]
+        name = prog.fresh(node)
+        _call(prog, f"sg_sum_axis({v}, {node.axis}, &{name}, {prog.slot()})")
+        return
+    if isinstance(node, SumAll):
+        name = f"s{len(prog.val)}_"
+        prog.body.append(f"    const double {name} = sg_sum({prog.val[node.arg]});")
+        prog.val[node] = name
+        return
+    if isinstance(node, Trace):
+        name = f"s{len(prog.val)}_"
+        prog.body.append(f"    const double {name} = sg_trace({prog.val[node.arg]});")
+        prog.val[node] = name
+        return
+    if isinstance(node, MatrixExpr) or not isinstance(node, (sp.Add, sp.Mul, sp.Pow, sp.Function)):
+        raise Unsupported(type(node).__name__)
+    names = {a: sp.Symbol(prog.scalar(a)) for a in node.args if not a.is_Number}
+    with sp.evaluate(False):
+        e = node.func(*[names.get(a, a) for a in node.args])
+    name = f"s{len(prog.val)}_"
+    prog.body.append(f"    const double {name} = {_print(prog, e)};")
+    prog.val[node] = name
+
+
+def _print(prog: _Program, e: sp.Expr) -> str:
+    try:
+        return prog.printer.doprint(e)
+    except (SymgradError, PrintMethodNotImplementedError) as exc:
+        raise Unsupported(str(exc)) from exc
+
+
+def _entrywise_loop(prog: _Program, node: sp.Basic, inner: set) -> None:
+    expr, leaves = _group(node, inner, prog)
+    r, c = prog.shape(node)
+    if _has_call(expr):  # NumPy's vector loops (and the fused kernels) are faster from here on
+        prog.gate.append(f"    if ({r} * {c} >= {fused.FUSED_FROM}) goto fallback;")
+    name = prog.fresh(node)
+    loads = []
+    for k, v in enumerate(leaves):
+        if v.startswith("v"):
+            loads.append(f"const double x{k} = {v}.p[i * {v}.rs + j * {v}.cs];")
+        else:
+            loads.append(f"const double x{k} = {v};")
+    T = _TILE
+    prog.body += [
+        f"    if (sg_new({r}, {c}, &{name}, {prog.slot()}) == NULL) goto fail;",
+        "    {",
+        f"        const npy_intp R = {r}, C = {c};",
+        "        double *o = " + name + ".p;",
+        f"        for (npy_intp ib = 0; ib < R; ib += {T})",
+        f"        for (npy_intp jb = 0; jb < C; jb += {T}) {{",
+        f"            const npy_intp ie = ib + {T} < R ? ib + {T} : R;",
+        f"            const npy_intp je = jb + {T} < C ? jb + {T} : C;",
+        "            for (npy_intp i = ib; i < ie; ++i)",
+        "            for (npy_intp j = jb; j < je; ++j) {",
+        *[f"                {line}" for line in loads],
+        f"                o[i * C + j] = {_print(prog, expr)};",
+        "            }",
+        "        }",
+        "    }",
+    ]
+
+
+def _grams(mats: list) -> list:
+    """``mats`` with each ``X^T diag(s) X`` / ``X diag(s) X^T`` as ``("gram", X, s, left)``."""
+    out: list = []
+    i = 0
+    while i < len(mats):
+        a, d, b = [*mats[i : i + 3], None, None][:3]
+        if isinstance(d, DiagMatrix) and d.args[0].shape[1] == 1:
+            if isinstance(a, Transpose) and a.arg == b:
+                out.append(("gram", b, d.args[0], False))
+                i += 3
+                continue
+            if isinstance(b, Transpose) and b.arg == a:
+                out.append(("gram", a, d.args[0], True))
+                i += 3
+                continue
+        out.append(a)
+        i += 1
+    return out
+
+
+def _product(prog: _Program, node: MatMul) -> None:
+    coeff, mats = node.as_coeff_matrices()
+    parts: list[str] = []
+    pending: list[str] = []  # diagonals waiting for their right neighbour (they scale its rows)
+    for m in _grams(list(mats)):
+        if isinstance(m, tuple):
+            _, x, s, left = m
+            vx, vs = prog.val[x], prog.val[s]
+            if left:
+                vx = f"(sg_m){{{vx}.p, {vx}.c, {vx}.r, {vx}.cs, {vx}.rs, {vx}.own}}"
+            tmp = f"g{prog.slots}"
+            prog.body.append(f"    sg_m {tmp};")
+            _call(prog, f"sg_gram({vx}, {vs}, &{tmp}, {prog.slot()}, {GRAM_C_UP_TO})")
+            code = tmp
+        elif isinstance(m, DiagMatrix):
+            if m.args[0].shape[1] != 1:
+                raise Unsupported("diagonal of a row")
+            pending.append(prog.val[m.args[0]])
+            continue
+        else:
+            code = prog.val[m]
+        for d in reversed(pending):
+            tmp = f"g{prog.slots}"
+            prog.body.append(f"    sg_m {tmp};")
+            _call(prog, f"sg_scale({code}, {d}, 0, &{tmp}, {prog.slot()})")
+            code = tmp
+        pending = []
+        parts.append(code)
+    if not parts:
+        raise Unsupported("a product of diagonals")
+    for d in pending:  # trailing diagonals scale the columns of the last factor
+        tmp = f"g{prog.slots}"
+        prog.body.append(f"    sg_m {tmp};")
+        _call(prog, f"sg_scale({parts[-1]}, {d}, 1, &{tmp}, {prog.slot()})")
+        parts[-1] = tmp
+    acc = parts[0]
+    for p in parts[1:]:
+        tmp = f"g{prog.slots}"
+        prog.body.append(f"    sg_m {tmp};")
+        _call(prog, f"sg_mm({acc}, {p}, &{tmp}, {prog.slot()}, {PRODUCT_C_UP_TO})")
+        acc = tmp
+    name = prog.fresh(node)
+    if coeff == 1:
+        prog.body.append(f"    {name} = {acc};")
+        return
+    # as NumPy's ``t = A @ B; t *= c``: the product first, then the scale, in a fresh array
+    if len(parts) == 1:
+        tmp = f"g{prog.slots}"
+        prog.body.append(f"    sg_m {tmp};")
+        _call(prog, f"sg_copy({acc}, &{tmp}, {prog.slot()})")
+        acc = tmp
+    prog.body += [f"    {name} = {acc};", f"    sg_scale_inplace({name}, {prog.scalar(coeff)});"]
+
+
+_HELPERS = r"""
+typedef struct { double *p; npy_intp r, c, rs, cs; PyObject *own; } sg_m;
+/* the next loop's iterations write entries that no other iteration reads */
+#if defined(__clang__)
+#define SG_IVDEP _Pragma("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__)
+#define SG_IVDEP _Pragma("GCC ivdep")
+#else
+#define SG_IVDEP
+#endif
+#define SG_AT(m, i, j) ((m).p[(i) * (m).rs + (j) * (m).cs])
+
+static int sg_usable(PyArrayObject *a) {
+    return PyArray_NDIM(a) == 2 && PyArray_TYPE(a) == NPY_DOUBLE && PyArray_ISALIGNED(a)
+        && PyArray_ISNOTSWAPPED(a);
+}
+static sg_m sg_arg(PyArrayObject *a) {
+    sg_m m = {(double *)PyArray_DATA(a), PyArray_DIM(a, 0), PyArray_DIM(a, 1),
+              PyArray_STRIDE(a, 0) / 8, PyArray_STRIDE(a, 1) / 8, (PyObject *)a};
+    return m;
+}
+static sg_m sg_bcast(sg_m a, npy_intp r, npy_intp c) {
+    sg_m m = {a.p, r, c, a.r == 1 ? 0 : a.rs, a.c == 1 ? 0 : a.cs, a.own};
+    return m;
+}
+/* a new C-ordered r x c array (zeroed if asked) held by *slot, viewed by *m */
+static PyObject *sg_alloc(npy_intp r, npy_intp c, sg_m *m, PyObject **slot, int zero) {
+    npy_intp dims[2] = {r, c};
+    PyObject *a = zero ? PyArray_ZEROS(2, dims, NPY_DOUBLE, 0)
+                       : PyArray_SimpleNew(2, dims, NPY_DOUBLE);
+    if (a != NULL) {
+        sg_m v = {(double *)PyArray_DATA((PyArrayObject *)a), r, c, c, 1, a};
+        *m = v;
+        *slot = a;
+    }
+    return a;
+}
+static PyObject *sg_new(npy_intp r, npy_intp c, sg_m *m, PyObject **slot) {
+    return sg_alloc(r, c, m, slot, 0);
+}
+static int sg_fresh(sg_m m) {  /* m is the whole of a C-ordered array of its own */
+    return m.own != NULL && m.rs == m.c && m.cs == 1
+        && m.p == (double *)PyArray_DATA((PyArrayObject *)m.own)
+        && PyArray_SIZE((PyArrayObject *)m.own) == m.r * m.c;
+}
+static int sg_copy(sg_m a, sg_m *o, PyObject **slot) {
+    if (sg_new(a.r, a.c, o, slot) == NULL) return -1;
+    for (npy_intp i = 0; i < a.r; ++i)
+        for (npy_intp j = 0; j < a.c; ++j) o->p[i * a.c + j] = SG_AT(a, i, j);
+    return 0;
+}
+/* a NumPy array of m's entries (a view of its owner, or a copy of a constant): new reference */
+static PyObject *sg_array(sg_m m) {
+    if (m.own == NULL) {
+        sg_m c;
+        PyObject *slot = NULL;
+        return sg_copy(m, &c, &slot) < 0 ? NULL : slot;
+    }
+    if (sg_fresh(m)) { Py_INCREF(m.own); return m.own; }
+    npy_intp dims[2] = {m.r, m.c}, strides[2] = {m.rs * 8, m.cs * 8};
+    PyObject *v = PyArray_New(&PyArray_Type, 2, dims, NPY_DOUBLE, strides, m.p, 0,
+                              NPY_ARRAY_ALIGNED, NULL);
+    if (v == NULL) return NULL;
+    Py_INCREF(m.own);
+    if (PyArray_SetBaseObject((PyArrayObject *)v, m.own) < 0) { Py_DECREF(v); return NULL; }
+    return v;
+}
+/* an output: the array itself when it is one of the program's own, else a copy */
+static PyObject *sg_out(sg_m m) {
+    if (sg_fresh(m) && m.own != NULL && PyArray_CHKFLAGS((PyArrayObject *)m.own,
+                                                        NPY_ARRAY_WRITEABLE | NPY_ARRAY_OWNDATA)) {
+        Py_INCREF(m.own);
+        return m.own;
+    }
+    sg_m c;
+    PyObject *slot = NULL;
+    return sg_copy(m, &c, &slot) < 0 ? NULL : slot;
+}
+static PyObject *sg_float(double v) {
+    PyObject *o = PyArrayScalar_New(Double);
+    if (o != NULL) PyArrayScalar_ASSIGN(o, Double, v);
+    return o;
+}
+/* a NumPy product of two views (BLAS); 1 when an IEEE flag is already raised (the fallback
+   then answers: NumPy clears the flags) */
+static int sg_numpy_mm(sg_m a, sg_m b, sg_m *o, PyObject **slot) {
+    if (SG_RAISED()) return 1;
+    PyObject *x = sg_array(a);
+    PyObject *y = x != NULL ? sg_array(b) : NULL;
+    PyObject *p = y != NULL ? PyNumber_MatrixMultiply(x, y) : NULL;
+    Py_XDECREF(x);
+    Py_XDECREF(y);
+    if (p == NULL) return -1;
+    *slot = p;
+    PyArrayObject *pa = (PyArrayObject *)p;
+    sg_m v = {(double *)PyArray_DATA(pa), a.r, b.c, PyArray_STRIDE(pa, 0) / 8,
+              PyArray_STRIDE(pa, 1) / 8, p};
+    *o = v;
+    return 0;
+}
+static int sg_mm(sg_m a, sg_m b, sg_m *o, PyObject **slot, npy_intp small) {
+    const npy_intp r = a.r, n = a.c, c = b.c;
+    if (r * n * c > small) return sg_numpy_mm(a, b, o, slot);
+    if (sg_new(r, c, o, slot) == NULL) return -1;
+    double *out = o->p;
+    if (c == 1) {  /* matrix-vector: four partial sums (a dependency chain of adds is slow) */
+        const npy_intp as = a.cs, bs = b.rs;
+        for (npy_intp i = 0; i < r; ++i) {
+            const double *ai = a.p + i * a.rs, *bp = b.p;
+            double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+            npy_intp l = 0;
+            if (as == 1 && bs == 1) {
+                for (; l + 4 <= n; l += 4) {
+                    s0 += ai[l] * bp[l];
+                    s1 += ai[l + 1] * bp[l + 1];
+                    s2 += ai[l + 2] * bp[l + 2];
+                    s3 += ai[l + 3] * bp[l + 3];
+                }
+            }
+            for (; l + 4 <= n; l += 4) {
+                s0 += ai[l * as] * bp[l * bs];
+                s1 += ai[(l + 1) * as] * bp[(l + 1) * bs];
+                s2 += ai[(l + 2) * as] * bp[(l + 2) * bs];
+                s3 += ai[(l + 3) * as] * bp[(l + 3) * bs];
+            }
+            for (; l < n; ++l) s0 += ai[l * as] * bp[l * bs];
+            out[i] = (s0 + s1) + (s2 + s3);
+        }
+        return 0;
+    }
+    for (npy_intp i = 0; i < r; ++i) {
+        double *row = out + i * c;
+        for (npy_intp j = 0; j < c; ++j) row[j] = 0.0;
+        for (npy_intp l = 0; l < n; ++l) {
+            const double x = SG_AT(a, i, l);
+            const double *bl = b.p + l * b.rs;
+            if (b.cs == 1) {
+                SG_IVDEP
+                for (npy_intp j = 0; j < c; ++j) row[j] += x * bl[j];
+            } else {
+                for (npy_intp j = 0; j < c; ++j) row[j] += x * bl[j * b.cs];
+            }
+        }
+    }
+    return 0;
+}
+/* x^T diag(s) x for x (n, m), s (n, 1) */
+static int sg_gram(sg_m x, sg_m s, sg_m *o, PyObject **slot, npy_intp small) {
+    const npy_intp n = x.r, m = x.c;
+    if (m * m * n <= small) {  /* x^T (s x), as NumPy's general product */
+        sg_m w;
+        PyObject *ws = NULL;
+        if (sg_new(n, m, &w, &ws) == NULL) return -1;
+        for (npy_intp k = 0; k < n; ++k)
+            for (npy_intp j = 0; j < m; ++j) w.p[k * m + j] = SG_AT(s, k, 0) * SG_AT(x, k, j);
+        sg_m t = {x.p, x.c, x.r, x.cs, x.rs, x.own};
+        int rc = sg_mm(t, w, o, slot, small);
+        Py_DECREF(ws);
+        return rc;
+    }
+    /* weights >= 0: z = diag(sqrt(s)) x and z^T z (BLAS syrk); else x^T (s x). isgreaterequal
+       is false for NaN without raising the invalid flag */
+    int nonneg = 1;
+    for (npy_intp k = 0; k < n && nonneg; ++k) nonneg = isgreaterequal(SG_AT(s, k, 0), 0.0);
+    sg_m z;
+    PyObject *zs = NULL;
+    if (sg_new(n, m, &z, &zs) == NULL) return -1;
+    for (npy_intp k = 0; k < n; ++k) {
+        const double w = nonneg ? sqrt(SG_AT(s, k, 0)) : SG_AT(s, k, 0);
+        double *row = z.p + k * m;
+        const double *xk = x.p + k * x.rs;
+        if (x.cs == 1) {
+            SG_IVDEP
+            for (npy_intp j = 0; j < m; ++j) row[j] = w * xk[j];
+        } else {
+            for (npy_intp j = 0; j < m; ++j) row[j] = w * xk[j * x.cs];
+        }
+    }
+    sg_m lhs = nonneg ? z : x;
+    sg_m t = {lhs.p, lhs.c, lhs.r, lhs.cs, lhs.rs, lhs.own};
+    int rc = sg_numpy_mm(t, z, o, slot);
+    Py_DECREF(zs);
+    return rc;
+}
+/* rows (cols = 0) or columns (cols = 1) of a scaled by the column d */
+static int sg_scale(sg_m a, sg_m d, int cols, sg_m *o, PyObject **slot) {
+    if (sg_new(a.r, a.c, o, slot) == NULL) return -1;
+    for (npy_intp i = 0; i < a.r; ++i)
+        for (npy_intp j = 0; j < a.c; ++j)
+            o->p[i * a.c + j] = cols ? SG_AT(a, i, j) * SG_AT(d, j, 0)
+                                     : SG_AT(d, i, 0) * SG_AT(a, i, j);
+    return 0;
+}
+static void sg_scale_inplace(sg_m a, double c) {
+    for (npy_intp i = 0; i < a.r; ++i)
+        for (npy_intp j = 0; j < a.c; ++j) a.p[i * a.rs + j * a.cs] *= c;
+}
+static int sg_eye(npy_intp n, sg_m *o, PyObject **slot) {
+    if (sg_alloc(n, n, o, slot, 1) == NULL) return -1;
+    for (npy_intp i = 0; i < n; ++i) o->p[i * n + i] = 1.0;
+    return 0;
+}
+static int sg_diag(sg_m d, sg_m *o, PyObject **slot) {
+    const npy_intp n = d.r * d.c;
+    if (sg_alloc(n, n, o, slot, 1) == NULL) return -1;
+    for (npy_intp i = 0; i < n; ++i) o->p[i * n + i] = d.c == 1 ? SG_AT(d, i, 0) : SG_AT(d, 0, i);
+    return 0;
+}
+/* I_n (x) m (first) or m (x) I_n: only the copies of m's entries are written */
+static int sg_kron_eye(npy_intp n, sg_m m, int first, sg_m *o, PyObject **slot) {
+    const npy_intp p = m.r, q = m.c, cols = n * q;
+    if (sg_alloc(n * p, n * q, o, slot, 1) == NULL) return -1;
+    for (npy_intp i = 0; i < n; ++i)
+        for (npy_intp a = 0; a < p; ++a)
+            for (npy_intp b = 0; b < q; ++b) {
+                if (first) o->p[(i * p + a) * cols + i * q + b] = SG_AT(m, a, b);
+                else o->p[(a * n + i) * cols + b * n + i] = SG_AT(m, a, b);
+            }
+    return 0;
+}
+static int sg_kron(sg_m a, sg_m b, sg_m *o, PyObject **slot) {
+    const npy_intp cols = a.c * b.c;
+    if (sg_new(a.r * b.r, cols, o, slot) == NULL) return -1;
+    for (npy_intp i = 0; i < a.r; ++i)
+        for (npy_intp k = 0; k < b.r; ++k)
+            for (npy_intp j = 0; j < a.c; ++j)
+                for (npy_intp l = 0; l < b.c; ++l)
+                    o->p[(i * b.r + k) * cols + j * b.c + l] = SG_AT(a, i, j) * SG_AT(b, k, l);
+    return 0;
+}
+static int sg_sum_axis(sg_m a, int axis, sg_m *o, PyObject **slot) {
+    if (sg_alloc(axis == 0 ? 1 : a.r, axis == 0 ? a.c : 1, o, slot, 1) == NULL) return -1;
+    for (npy_intp i = 0; i < a.r; ++i)
+        for (npy_intp j = 0; j < a.c; ++j) o->p[axis == 0 ? j : i] += SG_AT(a, i, j);
+    return 0;
+}
+static double sg_sum(sg_m a) {
+    double s = 0.0;
+    for (npy_intp i = 0; i < a.r; ++i)
+        for (npy_intp j = 0; j < a.c; ++j) s += SG_AT(a, i, j);
+    return s;
+}
+static double sg_trace(sg_m a) {
+    double s = 0.0;
+    for (npy_intp i = 0; i < a.r && i < a.c; ++i) s += SG_AT(a, i, i);
+    return s;
+}
+"""
+
+
+def _build_entry(source: str, fallback: Any) -> Any | None:
+    """The built entry around ``fallback``, or None (no compiler, headers or build)."""
+    cc = c_build.compiler()
+    if cc is None:
+        return None
+    flags = entry_flags(cc)
+    if flags is None:
+        return None
+    try:
+        lib = c_build.build_library("sg_matrix", [(source, ["-O3", *flags])])
+        make = ctypes.PyDLL(str(lib)).sg_make
+    except (SymgradError, OSError, AttributeError):
+        return None
+    make.restype = ctypes.py_object
+    make.argtypes = [ctypes.py_object]
+    try:
+        return make(fallback)
+    except Exception:  # NumPy's C API failed to load: the NumPy function stays
+        return None
+
+
+class _Lazy:
+    """The function a compiled matrix function calls until its C entry is built."""
+
+    def __init__(self, python: Any, source: str) -> None:
+        self.python, self.source = python, source
+        self.calls = 0
+        self.owner: Any = None
+        self._lock = threading.Lock()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls >= NATIVE_AFTER:
+            self.switch()
+        return self.python(*args, **kwargs)
+
+    def switch(self) -> Any:
+        """Build the entry now and put it (or, failing, the NumPy function) in the owner."""
+        with self._lock:
+            owner = self.owner() if self.owner is not None else None
+            if owner is None or owner.func is not self:
+                return None if owner is None else owner.func
+            entry = _build_entry(self.source, self.python)
+            new = entry if entry is not None else self.python
+            functools.partial.__setstate__(owner, (new, (), None, owner.__dict__))
+            return entry
+
+
+def lazy_entry(python: Any, args: list, flat: list, spec: Any) -> _Lazy | None:
+    """What a compiled matrix function calls first: ``python`` until the C entry is built, or
+    None when the program has a node the C entry does not compute (or no compiler is found).
+
+    Args:
+        python: the generated NumPy function (the entry's fallback).
+        args, flat, spec: as for :func:`entry_source`.
+
+    >>> import numpy as np
+    >>> A = sp.MatrixSymbol("A", 2, 2)
+    >>> lazy = lazy_entry(lambda a: a + a.T, [A], [mx.add(A, A.T)], 0)
+    >>> lazy is None or lazy(np.eye(2)).tolist() == [[2.0, 0.0], [0.0, 2.0]]
+    True
+    """
+    if not c_build.c_available():
+        return None
+    try:
+        source = entry_source(args, flat, spec)
+    except (Unsupported, KeyError):
+        return None
+    return _Lazy(python, source)
+
+
+def prepare(compiled: Any) -> bool:
+    """Build the C entry of a compiled matrix function now, not on its :data:`NATIVE_AFTER`-th
+    call; True when its calls now go through the entry.
+
+    Args:
+        compiled: a :class:`~symgrad.matrix.codegen.CompiledMatrixFunction`.
+
+    >>> import numpy as np
+    >>> from symgrad.matrix.codegen import compile_matrix
+    >>> A = sp.MatrixSymbol("A", 2, 2)
+    >>> f = compile_matrix(mx.add(A, A.T), [A])
+    >>> ok = prepare(f)  # False without a C compiler and Python's headers
+    >>> f(np.array([[1.0, 2.0], [3.0, 4.0]])).tolist()
+    [[2.0, 5.0], [5.0, 8.0]]
+    """
+    if isinstance(compiled.func, _Lazy):
+        compiled.func.switch()
+    return isinstance(compiled.func, types.BuiltinFunctionType)
+
+
+def attach(compiled: Any, lazy: _Lazy) -> None:
+    """Let ``lazy`` replace itself in ``compiled`` (a ``functools.partial``) when it builds.
+
+    :func:`~symgrad.matrix.codegen.compile_matrix` does this for every function it compiles.
+
+    >>> from symgrad.matrix.codegen import compile_matrix
+    >>> A = sp.MatrixSymbol("A", 2, 2)
+    >>> f = compile_matrix(mx.add(A, A.T), [A])
+    >>> lazy = f.func
+    >>> isinstance(lazy, _Lazy) == (lazy_entry(f._fn, [A], [mx.add(A, A.T)], 0) is not None)
+    True
+    """
+    lazy.owner = weakref.ref(compiled)
