@@ -14,7 +14,9 @@ against symgrad's value once), and for logistic regression two BLAS floors with 
 ``d`` given: ``(X * d).T @ X`` (general product) and ``Z.T @ Z`` with ``Z = sqrt(d) X`` given
 (``syrk``, which symgrad's code uses when every weight is >= 0), and a fairer third: hand-written
 NumPy computing the same Hessian from ``w`` (the weights by hand, then ``(X * d).T @ X``; checked
-against symgrad's). Floors print ``symgrad/this`` too. Run by hand:
+against symgrad's). Floors print ``symgrad/this`` too. symgrad's function is timed as it runs
+after its first ``NATIVE_AFTER`` calls: through its C entry (:mod:`symgrad.matrix.native`, built
+before timing), which passes large calls on to NumPy. Run by hand:
 
     PYTHONPATH=. python benchmarks/bench_hessian.py [--sizes 10,100,1000,3000] [--threads 1]
 
@@ -41,6 +43,7 @@ import sympy as sp  # noqa: E402
 import timing  # noqa: E402
 
 from symgrad import matrix as mx  # noqa: E402
+from symgrad.matrix import native  # noqa: E402
 from symgrad.matrix.parse import parse  # noqa: E402
 
 K = 2  # rank of the factorisation
@@ -67,7 +70,9 @@ def symgrad_hessian(name):
     syms = {s.name: s for s in mx.expr.value_nodes([f]) if isinstance(s, sp.MatrixSymbol)}
     H = mx.hessian(f, syms[wrt])
     order = [wrt, *sorted(n for n in syms if n != wrt)]
-    return mx.compile_matrix(H, [syms[n] for n in order]), order
+    fn = mx.compile_matrix(H, [syms[n] for n in order])
+    fn.native = native.prepare(fn)  # as after its first NATIVE_AFTER calls
+    return fn, order
 
 
 def data(name, n, rng):
@@ -203,7 +208,9 @@ def main():
     for name in (p for p in PROBLEMS if args.problems in p):
         t0 = time.perf_counter()
         fn, order = symgrad_hessian(name)
-        print(f"\n{name}: symgrad derive + compile {1e3 * (time.perf_counter() - t0):.0f} ms")
+        spent = 1e3 * (time.perf_counter() - t0)
+        entry = "C entry" if fn.native else "NumPy function (no C entry)"
+        print(f"\n{name}: symgrad derive + compile + build {spent:.0f} ms; {entry}")
         for n in (int(s) for s in args.sizes.split(",")):
             vals = data(name, n, rng)
             arrays = [vals[k] for k in order]

@@ -701,7 +701,8 @@ static int sg_numpy_mm(sg_m a, sg_m b, sg_m *o, PyObject **slot) {
     *o = v;
     return 0;
 }
-static int sg_mm(sg_m a, sg_m b, sg_m *o, PyObject **slot, npy_intp small) {
+__attribute__((noinline)) static int sg_mm(sg_m a, sg_m b, sg_m *o, PyObject **slot,
+                                           npy_intp small) {
     const npy_intp r = a.r, n = a.c, c = b.c;
     if (r * n * c > small) return sg_numpy_mm(a, b, o, slot);
     if (sg_new(r, c, o, slot) == NULL) return -1;
@@ -747,15 +748,25 @@ static int sg_mm(sg_m a, sg_m b, sg_m *o, PyObject **slot, npy_intp small) {
     }
     return 0;
 }
+/* out = w x (m entries of x, stride cs); its own function: vectorised without aliasing doubts */
+__attribute__((noinline)) static void sg_scaled_row(double *restrict out,
+                                                    const double *restrict x, npy_intp cs,
+                                                    double w, npy_intp m) {
+    if (cs == 1)
+        for (npy_intp j = 0; j < m; ++j) out[j] = w * x[j];
+    else
+        for (npy_intp j = 0; j < m; ++j) out[j] = w * x[j * cs];
+}
 /* x^T diag(s) x for x (n, m), s (n, 1) */
-static int sg_gram(sg_m x, sg_m s, sg_m *o, PyObject **slot, npy_intp small) {
+__attribute__((noinline)) static int sg_gram(sg_m x, sg_m s, sg_m *o, PyObject **slot,
+                                             npy_intp small) {
     const npy_intp n = x.r, m = x.c;
     if (m * m * n <= small) {  /* x^T (s x), as NumPy's general product */
         sg_m w;
         PyObject *ws = NULL;
         if (sg_new(n, m, &w, &ws) == NULL) return -1;
         for (npy_intp k = 0; k < n; ++k)
-            for (npy_intp j = 0; j < m; ++j) w.p[k * m + j] = SG_AT(s, k, 0) * SG_AT(x, k, j);
+            sg_scaled_row(w.p + k * m, x.p + k * x.rs, x.cs, SG_AT(s, k, 0), m);
         sg_m t = {x.p, x.c, x.r, x.cs, x.rs, x.own};
         int rc = sg_mm(t, w, o, slot, small);
         Py_DECREF(ws);
@@ -770,14 +781,7 @@ static int sg_gram(sg_m x, sg_m s, sg_m *o, PyObject **slot, npy_intp small) {
     if (sg_new(n, m, &z, &zs) == NULL) return -1;
     for (npy_intp k = 0; k < n; ++k) {
         const double w = nonneg ? sqrt(SG_AT(s, k, 0)) : SG_AT(s, k, 0);
-        double *row = z.p + k * m;
-        const double *xk = x.p + k * x.rs;
-        if (x.cs == 1) {
-            SG_IVDEP
-            for (npy_intp j = 0; j < m; ++j) row[j] = w * xk[j];
-        } else {
-            for (npy_intp j = 0; j < m; ++j) row[j] = w * xk[j * x.cs];
-        }
+        sg_scaled_row(z.p + k * m, x.p + k * x.rs, x.cs, w, m);
     }
     sg_m lhs = nonneg ? z : x;
     sg_m t = {lhs.p, lhs.c, lhs.r, lhs.cs, lhs.rs, lhs.own};
