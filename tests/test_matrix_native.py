@@ -109,7 +109,7 @@ def test_quadratic_form_hessian_on_strided_and_fortran_arrays(n):
     H = _native(hessian(f, s["x"]), [s["x"], s["A"]])
     rng = np.random.default_rng(n)
     big = rng.normal(size=(2 * n, 3 * n))
-    for A in (big[::2, ::3], np.asfortranarray(big[:n, :n]), big[:n, :n]):
+    for A in (big[::2, ::3], np.asfortranarray(big[:n, :n]), big[:n, :n], big[n - 1 :: -1, :n]):
         x = rng.normal(size=(2 * n, 1))[::2]
         got = H(x, A)
         np.testing.assert_array_equal(got, A + A.T)  # one addition per entry: exact
@@ -178,10 +178,17 @@ def test_mlp_gradients_with_broadcasts_and_sums_match_the_numpy_function():
 @needs_entry
 def test_scalar_arguments_traces_and_row_sums():
     A, c = sp.MatrixSymbol("A", n_, n_), sp.Symbol("c")
-    f = _native([mx.scale(c, mx.sum(A, axis=0)), mx.trace(A), mx.sum(mx.hadamard(A, A))], [A, c])
+    outputs = [
+        mx.scale(c, mx.sum(A, axis=0)),
+        mx.trace(A),
+        mx.sum(mx.hadamard(A, A)),
+        mx.matmul(mx.scale(2 * c + 1, A), A),  # a coefficient computed inline
+    ]
+    f = _native(outputs, [A, c])
     rng = np.random.default_rng(4)
     Av = rng.normal(size=(6, 6))
-    rows, tr, ss = f(Av, 2.5)
+    rows, tr, ss, prod = f(Av, 2.5)
+    np.testing.assert_allclose(prod, 6.0 * (Av @ Av), rtol=1e-13)
     np.testing.assert_allclose(rows, 2.5 * Av.sum(axis=0, keepdims=True), rtol=1e-14)
     assert type(tr) is np.float64 and tr == pytest.approx(np.trace(Av), rel=1e-14)
     assert ss == pytest.approx(np.sum(Av * Av), rel=1e-13)

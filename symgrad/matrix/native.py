@@ -172,6 +172,10 @@ class _Program:
             return c_double(e)
         if e in self.dims:
             return f"(double){self.dims[e]}"
+        if isinstance(e, (sp.Add, sp.Mul, sp.Pow)):  # a coefficient not computed on its own
+            parts = {a: sp.Symbol(self.scalar(a)) for a in e.args if not a.is_Number}
+            with sp.evaluate(False):
+                return f"({_print(self, e.func(*[parts.get(a, a) for a in e.args]))})"
         raise Unsupported(f"scalar {e}")
 
     def shape(self, node: sp.Basic) -> tuple[str, str]:
@@ -488,7 +492,7 @@ def _node(prog: _Program, node: sp.Basic, inner: set) -> None:
     prog.val[node] = name
 
 
-def _print(prog: _Program, e: sp.Expr) -> str:
+def _print(prog: Any, e: sp.Expr) -> str:
     try:
         return prog.printer.doprint(e)
     except (SymgradError, PrintMethodNotImplementedError) as exc:
