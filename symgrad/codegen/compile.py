@@ -27,6 +27,7 @@ import keyword
 import linecache
 import math
 import os
+import threading
 import warnings
 import weakref
 from typing import Any
@@ -206,22 +207,34 @@ def _load(source: str, name: str, kernel: Any = None) -> Any:
 class _LazyFloatPath:
     """A large program's Python-float path, built on its first call (then it replaces itself).
 
-    Two threads may both build it on their first calls; the second assignment wins, and both
-    paths compute the same numbers.
+    Built once, under a lock: a thread whose function looked ``_float_path`` up before the
+    replacement still reaches this object, which then answers with the built path (it must
+    not rebuild, nor put the unbuilt stub back in the namespace).
     """
 
     def __init__(self, prog: Program, stacked: str, namespace: dict) -> None:
         self._prog, self._stacked, self._namespace = prog, stacked, namespace
+        self._fn: Any = None
+        self._lock = threading.Lock()
 
     def __call__(self, *args: Any) -> Any:
+        fn = self._fn
+        if fn is None:
+            with self._lock:
+                fn = self._fn
+                if fn is None:
+                    fn = self._fn = self._build()
+        return fn(*args)
+
+    def _build(self) -> Any:
         fn = _runtime._float_path  # math cannot print it: the NumPy statements answer
-        text = float_path_source(self._prog, self._stacked) if self._prog is not None else None
+        text = float_path_source(self._prog, self._stacked)
         if text is not None:
             fn, filename = _load(text, "_float_path")
             weakref.finalize(fn, linecache.cache.pop, filename, None)
         self._namespace["_float_path"] = fn
         self._prog = None  # the program is no longer needed
-        return fn(*args)
+        return fn
 
 
 def _finish(fn: Any, filename: str, source: str, args: list, outputs: Any, **info: Any):
