@@ -321,3 +321,28 @@ def test_infinities_give_numpys_values_and_warnings():
         sym, twice = f(b)
     np.testing.assert_array_equal(sym, b + b.T)
     np.testing.assert_array_equal(twice, 2 * b)
+
+
+@needs_entry
+@pytest.mark.parametrize("n", [3, 12, 40, 200])
+def test_products_in_c_and_through_blas_on_views(n):
+    # below PRODUCT_C_UP_TO / MATVEC_C_UP_TO multiply-adds in C, above through NumPy's matmul
+    # called from C on views (a transposed argument, a broadcast column, a scaled product)
+    A, B = sp.MatrixSymbol("A", n_, n_), sp.MatrixSymbol("B", n_, n_)
+    w, b = sp.MatrixSymbol("w", n_, 1), sp.MatrixSymbol("b", n_, 1)
+    outputs = [
+        mx.matmul(A, B.T),
+        mx.scale(3, mx.matmul(A.T, B, w)),
+        mx.matmul(A, mx.broadcast(b, (n_, n_))),
+        mx.matmul(A, w),
+    ]
+    f = _native(outputs, [A, B, w, b])
+    rng = np.random.default_rng(n)
+    big = rng.normal(size=(2 * n, 2 * n))
+    Av, Bv = big[::2, ::2], np.asfortranarray(rng.normal(size=(n, n)))
+    wv, bv = rng.normal(size=(n, 1)), rng.normal(size=(n, 1))
+    got = f(Av, Bv, wv, bv)
+    want = [Av @ Bv.T, 3 * (Av.T @ Bv @ wv), Av @ np.broadcast_to(bv, (n, n)), Av @ wv]
+    for g, v in zip(got, want, strict=True):
+        assert g.shape == v.shape and g.dtype == np.float64
+        np.testing.assert_allclose(g, v, rtol=1e-12, atol=1e-12 * n)

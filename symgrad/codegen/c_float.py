@@ -45,7 +45,7 @@ from .c_printer import PRELUDE
 from .c_source import _plan
 from .plan import rectangular
 
-__all__ = ["entry_flags", "entry_source", "native_entry"]
+__all__ = ["entry_flags", "entry_make", "entry_source", "load_entry", "native_entry"]
 
 _RUNTIME = """\
 #if defined(__x86_64__) && defined(__SSE2__) && defined(__GNUC__)
@@ -167,20 +167,64 @@ def entry_source(arg_spec: list, leaves: list, spec: Any, top: bool, stacked: st
         "    }",
         "    return PyObject_Vectorcall(fallback, args, nargs, kwnames);",
         "}",
+        *entry_make("symgrad_native_entry", arrays),
+    ]
+    return "\n".join(lines)
+
+
+def entry_make(name: str, numpy: bool) -> list[str]:
+    """The C lines after an entry's ``sg_call``: its method record and ``sg_make(fallback)``,
+    which returns the builtin function ``name`` (importing NumPy's C API first if ``numpy``).
+
+    >>> entry_make("f", False)[-3]
+    '    return PyCFunction_NewEx(&sg_def, fallback, NULL);'
+    """
+    return [
         "",
         "static PyMethodDef sg_def = {",
-        '    "symgrad_native_entry", (PyCFunction)(void (*)(void))sg_call,',
+        f'    "{name}", (PyCFunction)(void (*)(void))sg_call,',
         "    METH_FASTCALL | METH_KEYWORDS, NULL",
         "};",
         "",
         "PyObject *sg_make(PyObject *fallback)",
         "{",
-        *(["    if (_import_array() < 0) return NULL;"] if arrays else []),
+        *(["    if (_import_array() < 0) return NULL;"] if numpy else []),
         "    return PyCFunction_NewEx(&sg_def, fallback, NULL);",
         "}",
         "",
     ]
-    return "\n".join(lines)
+
+
+def load_entry(
+    name: str, source: str, flags: list[str], fallback: Any, *, timeout: Any, cache_dir: Any
+) -> Any | None:
+    """Build ``source`` (an entry, :func:`entry_make`) and return ``sg_make(fallback)``, or None
+    when there is no compiler, no Python headers, or the build fails.
+
+    Args:
+        name: the library's name in the cache.
+        source: the translation unit.
+        flags: compiler flags (besides the headers' and the cache's common ones).
+        fallback: the Python function the entry passes other calls to.
+        timeout, cache_dir: the C compiler's options (see :func:`.c_build.build_library`).
+
+    >>> load_entry("x", "int", [], print, timeout=None, cache_dir=None) is None  # no sg_make
+    True
+    """
+    cc = c_build.compiler()
+    headers = entry_flags(cc) if cc is not None else None
+    if headers is None:
+        return None
+    try:
+        lib = c_build.build_library(
+            name, [(source, [*flags, *headers])], timeout=timeout, cache=cache_dir
+        )
+        make = ctypes.PyDLL(str(lib)).sg_make
+    except (SymgradError, OSError, AttributeError):
+        return None
+    make.restype = ctypes.py_object
+    make.argtypes = [ctypes.py_object]
+    return make(fallback)
 
 
 def _has_array(spec: Any, top: bool) -> bool:
@@ -232,20 +276,11 @@ def native_entry(
     ...
     TypeError: can't multiply sequence by non-int of type 'str'
     """
-    cc = c_build.compiler()
-    if cc is None or not prog.args or not all(isinstance(a, sp.Symbol) for a in prog.args):
+    if c_build.compiler() is None or not prog.args:
         return None
-    flags = entry_flags(cc)
-    if flags is None:
+    if not all(isinstance(a, sp.Symbol) for a in prog.args):
         return None
     source = entry_source(prog.args, prog.leaves, prog.spec, prog.top, stacked)
-    try:
-        lib = c_build.build_library(
-            "symgrad_entry", [(source, ["-O2", *flags])], timeout=timeout, cache=cache_dir
-        )
-        make = ctypes.PyDLL(str(lib)).sg_make
-    except (SymgradError, OSError, AttributeError):
-        return None
-    make.restype = ctypes.py_object
-    make.argtypes = [ctypes.py_object]
-    return make(fallback)
+    return load_entry(
+        "symgrad_entry", source, ["-O2"], fallback, timeout=timeout, cache_dir=cache_dir
+    )

@@ -58,8 +58,10 @@ __all__ = [
     "Group",
     "Library",
     "entrywise",
+    "inner_nodes",
     "numpy_code",
     "plan",
+    "reads",
     "total_into",
 ]
 
@@ -201,21 +203,8 @@ def plan(order: list, outputs: list, mvec: bool) -> dict[sp.Basic, Group]:
     >>> [str(g.expr) for g in plan(mx.value_nodes([f]), [f], mvec=True).values()]
     ['tanh(x0*x0)']
     """
-    uses: dict[sp.Basic, int] = {}
-    reader: dict[sp.Basic, sp.Basic] = {}
-    for node in order:
-        ops = mx.operands(node)
-        for a in ops:
-            uses[a] = uses.get(a, 0) + 1
-            reader[a] = node
-    for o in outputs:
-        uses[o] = uses.get(o, 0) + 1
     fusable = {n for n in order if entrywise(n)}
-    inner = {
-        n
-        for n in fusable
-        if uses.get(n) == 1 and reader.get(n) in fusable and reader[n].shape == n.shape
-    }
+    inner = inner_nodes(fusable, reads(order, outputs))
     groups: dict[sp.Basic, Group] = {}
     for root in order:
         # columns: the loop runs along rows, one entry long; NumPy's one loop is faster
@@ -228,6 +217,40 @@ def plan(order: list, outputs: list, mvec: bool) -> dict[sp.Basic, Group]:
         if group and group.total is None and group.root.shape[1 - node.axis] != 1:
             group.total = node
     return groups
+
+
+def reads(order: list, outputs: list) -> dict[sp.Basic, list]:
+    """The readers of each node of ``order`` (one entry per read; an output is read by None).
+
+    >>> X = sp.MatrixSymbol("X", 2, 2)
+    >>> f = mx.tanh(mx.hadamard(X, X))
+    >>> [len(r) for r in reads(mx.value_nodes([f]), [f]).values()]
+    [2, 1, 1]
+    """
+    readers: dict[sp.Basic, list] = {}
+    for node in order:
+        for a in mx.operands(node):
+            readers.setdefault(a, []).append(node)
+    for o in outputs:
+        readers.setdefault(o, []).append(None)
+    return readers
+
+
+def inner_nodes(fusable: set, readers: dict) -> set:
+    """The ``fusable`` nodes a tree computes inline: read once, by a fusable node of their
+    shape, and not outputs (``readers`` from :func:`reads`).
+
+    >>> X = sp.MatrixSymbol("X", 2, 2)
+    >>> f = mx.tanh(mx.hadamard(X, X))
+    >>> order = mx.value_nodes([f])
+    >>> inner_nodes({n for n in order if entrywise(n)}, reads(order, [f]))
+    {HadamardProduct(X, X)}
+    """
+    return {
+        n
+        for n in fusable
+        if len(r := readers.get(n, ())) == 1 and r[0] in fusable and r[0].shape == n.shape
+    }
 
 
 def _group(root: sp.Basic, inner: set, mvec: bool) -> Group | None:

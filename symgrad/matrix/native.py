@@ -12,8 +12,9 @@ vectorcall convention, as the scalar C target's float entry, :mod:`symgrad.codeg
 * trees of entrywise operations (sums, Hadamard products and powers, scalar multiples,
   elementwise functions) are one loop each, in 64 x 64 tiles (a transposed operand stays in
   cache), with NumPy's operations in NumPy's order;
-* products with at most :data:`PRODUCT_C_UP_TO` multiply-adds are C loops; larger ones call
-  NumPy's ``matmul`` (BLAS) on views of the C values, from C;
+* products with at most :data:`PRODUCT_C_UP_TO` multiply-adds (:data:`MATVEC_C_UP_TO` for a
+  matrix times a column) are C loops; larger ones call NumPy's ``matmul`` (BLAS) on views of
+  the C values, from C;
 * a weighted Gram product ``X^T diag(s) X`` (or ``X diag(s) X^T``) with at most
   :data:`GRAM_C_UP_TO` multiply-adds is one symmetric C loop; larger ones compute
   ``Z = diag(sqrt(s)) X`` in one pass and call ``matmul(Z^T, Z)`` (BLAS ``syrk``: half the
@@ -48,8 +49,8 @@ Without a compiler, or when the build fails, the NumPy function stays.
 
 from __future__ import annotations
 
-import ctypes
 import functools
+import re
 import threading
 import types
 import weakref
@@ -73,7 +74,7 @@ from sympy.matrices.expressions.diagonal import DiagMatrix
 from sympy.printing.codeprinter import PrintMethodNotImplementedError
 
 from ..codegen import c_build
-from ..codegen.c_float import _RUNTIME, entry_flags
+from ..codegen.c_float import _RUNTIME, entry_make, load_entry
 from ..codegen.c_printer import PRELUDE, CPrinter, c_double
 from ..errors import SymgradError
 from . import expr as mx
@@ -82,6 +83,7 @@ from .expr import Broadcast, Map, SumAll, SumAxis
 
 __all__ = [
     "GRAM_C_UP_TO",
+    "MATVEC_C_UP_TO",
     "NATIVE_AFTER",
     "PRODUCT_C_UP_TO",
     "Unsupported",
@@ -91,14 +93,18 @@ __all__ = [
     "prepare",
 ]
 
-#: Products with at most this many multiply-adds run as C loops, larger ones through NumPy's
-#: BLAS ``matmul`` (called from C: about 0.6 us more than the flops). Measured, one thread:
-#: n x n times n x n, C 0.69 against BLAS 0.88 us at n = 12, 1.12 against 0.95 at 16; n x n
-#: times n x 1, C 0.87 against 0.85 us at n = 40 (benchmarks/bench_hessian_results.md)
+#: Products of matrices with at most this many multiply-adds run as C loops, larger ones
+#: through NumPy's BLAS ``matmul`` (called from C: about 0.6 us more than the flops). Measured
+#: by benchmarks/bench_native_thresholds.py, one thread: n x n times n x n, C 0.73 against
+#: BLAS 0.89 us at n = 12, 1.03 against 0.96 at n = 16
 PRODUCT_C_UP_TO = 2048
+#: ... and a matrix times a column with at most this many (four partial sums, vectorised):
+#: C 1.55 against BLAS 1.69 us at n = 96, 2.85 against 2.93 at n = 128
+MATVEC_C_UP_TO = 16384
 #: Weighted Gram products ``X^T diag(s) X`` with at most this many multiply-adds (rows of the
 #: result squared times rows of X) run in C; larger ones through BLAS ``syrk``. Measured on the
-#: logistic Hessian: C 2.39 against BLAS 3.03 us at n = 20, 3.48 against 3.49 at 24
+#: logistic Hessian: C 2.55 against BLAS 3.36 us at n = 20, 3.65 against 3.81 at 24, 5.01
+#: against 4.52 at 28 (BLAS's side also computed ``X w`` through BLAS, 0.5 us more)
 GRAM_C_UP_TO = 8192
 #: Calls through the NumPy function before the C entry is built (a compiler run, ~0.5 s once;
 #: cached on disk): functions called once or twice, as in tests and notebooks, never build it
@@ -154,16 +160,22 @@ class _Program:
         self.args = args
         self.dims: dict[sp.Basic, str] = {}
         self.val: dict[sp.Basic, str] = {}  # node -> C name (a view "vK" or a double "sK")
-        self.slots = 0  # owned arrays (new references released at the end)
+        self.slots = 0  # owned arrays (new references released after their last reader)
+        self.owner: dict[str, int | None] = {}  # view name -> the slot holding its memory
         self.consts: list[str] = []  # doubles whose address a constant view holds
         self.bind: list[str] = []
         self.gate: list[str] = []
         self.body: list[str] = []
         self.printer = fused._ordered(CPrinter())
 
-    def slot(self) -> str:
+    def slot(self, name: str) -> str:
+        """A new owned-array slot, whose array the view ``name`` shows."""
+        self.owner[name] = self.slots
         self.slots += 1
         return f"&own[{self.slots - 1}]"
+
+    def free(self, name: str) -> None:
+        self.body.append(f"    Py_CLEAR(own[{self.owner[name]}]);")
 
     def scalar(self, e: sp.Basic) -> str:
         if e in self.val:
@@ -217,10 +229,12 @@ class _Program:
             self.bind.append(f"    sg_m v{i} = sg_arg({v});")
 
     # -- nodes
-    def view(self, node: sp.Basic, text: str) -> None:
+    def view(self, node: sp.Basic, text: str, base: str | None = None) -> None:
+        """``node`` as a view of the value named ``base`` (None: of an argument or a constant)."""
         name = f"v{len(self.val) + len(self.args)}_"
         self.body.append(f"    sg_m {name} = {text};")
         self.val[node] = name
+        self.owner[name] = self.owner.get(base) if base else None
 
     def fresh(self, node: sp.Basic) -> str:
         name = f"v{len(self.val) + len(self.args)}_"
@@ -303,20 +317,8 @@ def entry_source(args: list, flat: list, spec: Any) -> str:
     prog = _Program(list(args))
     prog.bind_args()
     order = mx.value_nodes(flat)
-    uses: dict[sp.Basic, int] = {}
-    reader: dict[sp.Basic, sp.Basic] = {}
-    for node in order:
-        for a in mx.operands(node):
-            uses[a] = uses.get(a, 0) + 1
-            reader[a] = node
-    for o in flat:
-        uses[o] = uses.get(o, 0) + 1
-    fusable = {n for n in order if _entrywise(n)}
-    inner = {
-        n
-        for n in fusable
-        if uses.get(n) == 1 and reader.get(n) in fusable and reader[n].shape == n.shape
-    }
+    readers = fused.reads(order, flat)
+    inner = fused.inner_nodes({n for n in order if _entrywise(n)}, readers)
     # identities read as Kronecker factors and diagonals read as factors of products are
     # never materialised (the Kronecker product writes blocks, the product scales rows)
     factor_reads: dict[sp.Basic, int] = {}
@@ -330,12 +332,16 @@ def entry_source(args: list, flat: list, spec: Any) -> str:
         for a in dict.fromkeys(mx.operands(n)):
             if isinstance(a, kinds):
                 factor_reads[a] = factor_reads.get(a, 0) + list(mx.operands(n)).count(a)
+    segments = []  # (first, end) of each node's statements in prog.body
     for node in order:
         if node in prog.val or node in inner:
             continue
-        if node not in flat and factor_reads.get(node, -1) == uses.get(node):
+        if node not in flat and factor_reads.get(node, -1) == len(readers.get(node, ())):
             continue
+        start = len(prog.body)
         _node(prog, node, inner)
+        segments.append((start, len(prog.body)))
+    _release_after_last_read(prog, segments, {prog.val[o] for o in flat if o in prog.val})
     outs = []
     for o in flat:
         if isinstance(o, MatrixExpr):
@@ -385,20 +391,36 @@ def entry_source(args: list, flat: list, spec: Any) -> str:
         f"    for (int k = 0; k < {max(prog.slots, 1)}; ++k) Py_XDECREF(own[k]);",
         "    return result;",
         "}",
-        "",
-        "static PyMethodDef sg_def = {",
-        '    "symgrad_matrix_entry", (PyCFunction)(void (*)(void))sg_call,',
-        "    METH_FASTCALL | METH_KEYWORDS, NULL",
-        "};",
-        "",
-        "PyObject *sg_make(PyObject *fallback)",
-        "{",
-        "    if (_import_array() < 0) return NULL;",
-        "    return PyCFunction_NewEx(&sg_def, fallback, NULL);",
-        "}",
-        "",
+        *entry_make("symgrad_matrix_entry", True),
     ]
     return "\n".join(lines)
+
+
+def _into(prog: _Program, node: sp.Basic, call: str) -> None:
+    """``node`` as a new array filled by the helper ``call`` (its last arguments added here)."""
+    name = prog.fresh(node)
+    _call(prog, f"{call}, &{name}, {prog.slot(name)})")
+
+
+_VIEW = re.compile(r"\b(?:v\d+_|g\d+)")
+
+
+def _release_after_last_read(prog: _Program, segments: list, outputs: set) -> None:
+    """Insert ``Py_CLEAR`` of each owned array after the last statements reading it (through
+    any view), except the outputs': large temporaries do not all live until the return."""
+    last: dict[int, int] = {}
+    for k, (start, end) in enumerate(segments):
+        for line in prog.body[start:end]:
+            for name in _VIEW.findall(line):
+                if (slot := prog.owner.get(name)) is not None:
+                    last[slot] = k
+    keep = {prog.owner.get(name) for name in outputs}
+    frees: dict[int, list[int]] = {}
+    for slot, k in last.items():
+        if slot not in keep:
+            frees.setdefault(segments[k][1], []).append(slot)
+    for end in sorted(frees, reverse=True):
+        prog.body[end:end] = [f"    Py_CLEAR(own[{slot}]);" for slot in sorted(frees[end])]
 
 
 def _call(prog: _Program, code: str) -> None:
@@ -431,16 +453,14 @@ def _node(prog: _Program, node: sp.Basic, inner: set) -> None:
             return
         r, c = prog.shape(node)
         v = prog.val[a]
-        prog.view(node, f"sg_bcast({v}, {r}, {c})")
+        prog.view(node, f"sg_bcast({v}, {r}, {c})", v)
         return
     if isinstance(node, Transpose):
         v = prog.val[node.arg]
-        prog.view(node, f"(sg_m){{{v}.p, {v}.c, {v}.r, {v}.cs, {v}.rs, {v}.own}}")
+        prog.view(node, f"(sg_m){{{v}.p, {v}.c, {v}.r, {v}.cs, {v}.rs, {v}.own}}", v)
         return
     if isinstance(node, Identity):
-        n = _dim(node.shape[0], prog.dims)
-        name = prog.fresh(node)
-        _call(prog, f"sg_eye({n}, &{name}, {prog.slot()})")
+        _into(prog, node, f"sg_eye({_dim(node.shape[0], prog.dims)}")
         return
     if _entrywise(node):
         _entrywise_loop(prog, node, inner)
@@ -449,28 +469,22 @@ def _node(prog: _Program, node: sp.Basic, inner: set) -> None:
         _product(prog, node)
         return
     if isinstance(node, DiagMatrix):
-        v = prog.val[node.args[0]]
-        name = prog.fresh(node)
-        _call(prog, f"sg_diag({v}, &{name}, {prog.slot()})")
+        _into(prog, node, f"sg_diag({prog.val[node.args[0]]}")
         return
     if isinstance(node, KroneckerProduct) and len(node.args) == 2:
         a, b = node.args
         ea, eb = isinstance(a, Identity), isinstance(b, Identity)
         va = _dim(a.shape[0], prog.dims) if ea else prog.val[a]
         vb = _dim(b.shape[0], prog.dims) if eb else prog.val[b]
-        name = prog.fresh(node)
         if ea:
-            code = f"sg_kron_eye({va}, {vb}, 1, &{name}, {prog.slot()})"
+            _into(prog, node, f"sg_kron_eye({va}, {vb}, 1")
         elif eb:
-            code = f"sg_kron_eye({vb}, {va}, 0, &{name}, {prog.slot()})"
+            _into(prog, node, f"sg_kron_eye({vb}, {va}, 0")
         else:
-            code = f"sg_kron({va}, {vb}, &{name}, {prog.slot()})"
-        _call(prog, code)
+            _into(prog, node, f"sg_kron({va}, {vb}")
         return
     if isinstance(node, SumAxis):
-        v = prog.val[node.args[0]]
-        name = prog.fresh(node)
-        _call(prog, f"sg_sum_axis({v}, {node.axis}, &{name}, {prog.slot()})")
+        _into(prog, node, f"sg_sum_axis({prog.val[node.args[0]]}, {node.axis}")
         return
     if isinstance(node, SumAll):
         name = f"s{len(prog.val)}_"
@@ -513,7 +527,7 @@ def _entrywise_loop(prog: _Program, node: sp.Basic, inner: set) -> None:
             loads.append(f"const double x{k} = {v};")
     T = _TILE
     prog.body += [
-        f"    if (sg_new({r}, {c}, &{name}, {prog.slot()}) == NULL) goto fail;",
+        f"    if (sg_new({r}, {c}, &{name}, {prog.slot(name)}) == NULL) goto fail;",
         "    {",
         f"        const npy_intp R = {r}, C = {c};",
         "        double *o = " + name + ".p;",
@@ -553,6 +567,16 @@ def _grams(mats: list) -> list:
 
 def _product(prog: _Program, node: MatMul) -> None:
     coeff, mats = node.as_coeff_matrices()
+
+    def temp(call: str, consumed: str = "", tail: str = "") -> str:
+        # a product's intermediate: released as soon as the next step has read it
+        tmp = f"g{prog.slots}"
+        prog.body.append(f"    sg_m {tmp};")
+        _call(prog, f"{call}, &{tmp}, {prog.slot(tmp)}{tail})")
+        if consumed.startswith("g"):
+            prog.free(consumed)
+        return tmp
+
     parts: list[str] = []
     pending: list[str] = []  # diagonals waiting for their right neighbour (they scale its rows)
     for m in _grams(list(mats)):
@@ -561,10 +585,7 @@ def _product(prog: _Program, node: MatMul) -> None:
             vx, vs = prog.val[x], prog.val[s]
             if left:
                 vx = f"(sg_m){{{vx}.p, {vx}.c, {vx}.r, {vx}.cs, {vx}.rs, {vx}.own}}"
-            tmp = f"g{prog.slots}"
-            prog.body.append(f"    sg_m {tmp};")
-            _call(prog, f"sg_gram({vx}, {vs}, &{tmp}, {prog.slot()}, {GRAM_C_UP_TO})")
-            code = tmp
+            code = temp(f"sg_gram({vx}, {vs}", tail=f", {GRAM_C_UP_TO}")
         elif isinstance(m, DiagMatrix):
             if m.args[0].shape[1] != 1:
                 raise Unsupported("diagonal of a row")
@@ -573,36 +594,26 @@ def _product(prog: _Program, node: MatMul) -> None:
         else:
             code = prog.val[m]
         for d in reversed(pending):
-            tmp = f"g{prog.slots}"
-            prog.body.append(f"    sg_m {tmp};")
-            _call(prog, f"sg_scale({code}, {d}, 0, &{tmp}, {prog.slot()})")
-            code = tmp
+            code = temp(f"sg_scale({code}, {d}, 0", code)
         pending = []
         parts.append(code)
     if not parts:
         raise Unsupported("a product of diagonals")
     for d in pending:  # trailing diagonals scale the columns of the last factor
-        tmp = f"g{prog.slots}"
-        prog.body.append(f"    sg_m {tmp};")
-        _call(prog, f"sg_scale({parts[-1]}, {d}, 1, &{tmp}, {prog.slot()})")
-        parts[-1] = tmp
+        parts[-1] = temp(f"sg_scale({parts[-1]}, {d}, 1", parts[-1])
     acc = parts[0]
     for p in parts[1:]:
-        tmp = f"g{prog.slots}"
-        prog.body.append(f"    sg_m {tmp};")
-        _call(prog, f"sg_mm({acc}, {p}, &{tmp}, {prog.slot()}, {PRODUCT_C_UP_TO})")
-        acc = tmp
+        prev = acc
+        acc = temp(f"sg_mm({acc}, {p}", acc, f", {PRODUCT_C_UP_TO}, {MATVEC_C_UP_TO}")
+        if p.startswith("g") and p != prev:
+            prog.free(p)
+    if coeff != 1 and not acc.startswith("g"):
+        acc = temp(f"sg_copy({acc}")  # as NumPy's ``t = A @ B; t *= c``: a fresh array
     name = prog.fresh(node)
-    if coeff == 1:
-        prog.body.append(f"    {name} = {acc};")
-        return
-    # as NumPy's ``t = A @ B; t *= c``: the product first, then the scale, in a fresh array
-    if len(parts) == 1:
-        tmp = f"g{prog.slots}"
-        prog.body.append(f"    sg_m {tmp};")
-        _call(prog, f"sg_copy({acc}, &{tmp}, {prog.slot()})")
-        acc = tmp
-    prog.body += [f"    {name} = {acc};", f"    sg_scale_inplace({name}, {prog.scalar(coeff)});"]
+    prog.owner[name] = prog.owner.get(acc)
+    prog.body.append(f"    {name} = {acc};")
+    if coeff != 1:
+        prog.body.append(f"    sg_scale_inplace({name}, {prog.scalar(coeff)});")
 
 
 _HELPERS = r"""
@@ -645,10 +656,11 @@ static PyObject *sg_alloc(npy_intp r, npy_intp c, sg_m *m, PyObject **slot, int 
 static PyObject *sg_new(npy_intp r, npy_intp c, sg_m *m, PyObject **slot) {
     return sg_alloc(r, c, m, slot, 0);
 }
-static int sg_fresh(sg_m m) {  /* m is the whole of a C-ordered array of its own */
-    return m.own != NULL && m.rs == m.c && m.cs == 1
-        && m.p == (double *)PyArray_DATA((PyArrayObject *)m.own)
-        && PyArray_SIZE((PyArrayObject *)m.own) == m.r * m.c;
+static int sg_fresh(sg_m m) {  /* m is its owner, a C-ordered 2-d array, entry for entry */
+    PyArrayObject *a = (PyArrayObject *)m.own;
+    return a != NULL && m.rs == m.c && m.cs == 1 && m.p == (double *)PyArray_DATA(a)
+        && PyArray_NDIM(a) == 2 && PyArray_DIM(a, 0) == m.r && PyArray_DIM(a, 1) == m.c
+        && PyArray_IS_C_CONTIGUOUS(a);
 }
 static int sg_copy(sg_m a, sg_m *o, PyObject **slot) {
     if (sg_new(a.r, a.c, o, slot) == NULL) return -1;
@@ -705,10 +717,12 @@ static int sg_numpy_mm(sg_m a, sg_m b, sg_m *o, PyObject **slot) {
     *o = v;
     return 0;
 }
+/* a b in C when it has at most small multiply-adds (small_mv for a matrix times a column),
+   else through NumPy's BLAS */
 __attribute__((noinline)) static int sg_mm(sg_m a, sg_m b, sg_m *o, PyObject **slot,
-                                           npy_intp small) {
+                                           npy_intp small, npy_intp small_mv) {
     const npy_intp r = a.r, n = a.c, c = b.c;
-    if (r * n * c > small) return sg_numpy_mm(a, b, o, slot);
+    if (r * n * c > (c == 1 ? small_mv : small)) return sg_numpy_mm(a, b, o, slot);
     if (sg_new(r, c, o, slot) == NULL) return -1;
     double *out = o->p;
     if (c == 1) {  /* matrix-vector: four partial sums (a dependency chain of adds is slow) */
@@ -772,7 +786,7 @@ __attribute__((noinline)) static int sg_gram(sg_m x, sg_m s, sg_m *o, PyObject *
         for (npy_intp k = 0; k < n; ++k)
             sg_scaled_row(w.p + k * m, x.p + k * x.rs, x.cs, SG_AT(s, k, 0), m);
         sg_m t = {x.p, x.c, x.r, x.cs, x.rs, x.own};
-        int rc = sg_mm(t, w, o, slot, small);
+        int rc = sg_mm(t, w, o, slot, small, small);
         Py_DECREF(ws);
         return rc;
     }
@@ -861,23 +875,7 @@ static double sg_trace(sg_m a) {
 
 def _build_entry(source: str, fallback: Any) -> Any | None:
     """The built entry around ``fallback``, or None (no compiler, headers or build)."""
-    cc = c_build.compiler()
-    if cc is None:
-        return None
-    flags = entry_flags(cc)
-    if flags is None:
-        return None
-    try:
-        lib = c_build.build_library("sg_matrix", [(source, ["-O3", *flags])])
-        make = ctypes.PyDLL(str(lib)).sg_make
-    except (SymgradError, OSError, AttributeError):
-        return None
-    make.restype = ctypes.py_object
-    make.argtypes = [ctypes.py_object]
-    try:
-        return make(fallback)
-    except Exception:  # NumPy's C API failed to load: the NumPy function stays
-        return None
+    return load_entry("sg_matrix", source, ["-O3"], fallback, timeout=None, cache_dir=None)
 
 
 class _Lazy:
