@@ -346,3 +346,62 @@ def test_products_in_c_and_through_blas_on_views(n):
     for g, v in zip(got, want, strict=True):
         assert g.shape == v.shape and g.dtype == np.float64
         np.testing.assert_allclose(g, v, rtol=1e-12, atol=1e-12 * n)
+
+
+def _random_program(rng, A, B, x, c):
+    """A random matrix expression over square A, B, a column x and a scalar c (n x n result)."""
+    pool = [A, B, mx.transpose(A), mx.matmul(A, B)]
+    for _ in range(int(rng.integers(2, 6))):
+        p, q = (pool[int(k)] for k in rng.integers(0, len(pool), 2))
+        op = int(rng.integers(0, 8))
+        if op == 0:
+            e = mx.add(p, q)
+        elif op == 1:
+            e = mx.hadamard(p, q)
+        elif op == 2:
+            e = mx.matmul(p, q)
+        elif op == 3:
+            e = mx.transpose(p)
+        elif op == 4:
+            e = mx.scale(c, p)
+        elif op == 5:
+            e = mx.tanh(p)
+        elif op == 6:
+            e = mx.add(p, mx.broadcast(mx.matmul(q, x), tuple(p.shape)))
+        else:
+            e = mx.sub(p, mx.broadcast(mx.sum(q, axis=0), tuple(p.shape)))
+        pool.append(e)
+    return pool[-1], mx.sum(mx.hadamard(pool[-1], pool[-2]))
+
+
+@needs_entry
+@pytest.mark.parametrize("seed", range(12))
+def test_random_programs_agree_with_the_numpy_function(seed):
+    rng = np.random.default_rng(seed)
+    A, B = sp.MatrixSymbol("A", n_, n_), sp.MatrixSymbol("B", n_, n_)
+    x, c = sp.MatrixSymbol("x", n_, 1), sp.Symbol("c")
+    out, total = _random_program(rng, A, B, x, c)
+    f = _native([out, total], [A, B, x, c])
+    for n in (1, 7, 33):
+        vals = [rng.normal(size=(n, n)) / n, rng.normal(size=(n, n)) / n, rng.normal(size=(n, 1))]
+        vals[0] = np.asfortranarray(vals[0]) if seed % 2 else vals[0]
+        got, want = f(*vals, 0.5), f._fn(*vals, 0.5)
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-11, atol=1e-12)
+        assert type(got[1]) is np.float64
+        assert got[1] == pytest.approx(want[1], rel=1e-10, abs=1e-12)
+
+
+def test_numpy_function_does_not_write_into_an_array_an_output_views():
+    # found by the random programs: t3 = t2.T was returned after t2 had been reused in place
+    A, B, x = (
+        sp.MatrixSymbol("A", n_, n_),
+        sp.MatrixSymbol("B", n_, n_),
+        sp.MatrixSymbol("x", n_, 1),
+    )
+    out = mx.transpose(mx.add(mx.broadcast(mx.matmul(A, B, x), (n_, n_)), B))
+    f = compile_matrix([out, mx.sum(mx.hadamard(out, mx.transpose(out)))], [A, B, x], fuse=False)
+    a, b, v = np.full((2, 2), 2.0), np.arange(4.0).reshape(2, 2), np.ones((2, 1))
+    got, total = f(a, b, v)
+    want = (np.broadcast_to(a @ b @ v, (2, 2)) + b).T
+    np.testing.assert_array_equal(got, want)
+    assert total == np.sum(want * want.T)

@@ -893,7 +893,10 @@ def _reuse_memory(
             code.endswith(".T") or code.startswith("numpy.broadcast_to") or _NAME.fullmatch(code)
         )
     }
-    # an array lives as long as its views: no in-place write into it while a view is read
+    # an array lives as long as its views: no in-place write into it while a view is read (an
+    # output view, such as a returned transpose, is read after the last statement)
+    for name in outputs:
+        last[name] = len(kept)
     for target, code in reversed(kept):
         if target not in owned and target in last:
             for name in _names_in(code):
