@@ -63,6 +63,7 @@ __all__ = [
     "plan",
     "reads",
     "total_into",
+    "tree_order",
 ]
 
 #: Results with fewer entries stay in NumPy: the C call costs about 6 us (ctypes, the operands'
@@ -253,6 +254,27 @@ def inner_nodes(fusable: set, readers: dict) -> set:
     }
 
 
+def tree_order(root: sp.Basic, inner: set) -> list:
+    """The nodes of the tree of ``root`` whose other nodes are ``inner``, children first
+    (iterative: trees may be deep chains).
+
+    >>> X = sp.MatrixSymbol("X", 2, 2)
+    >>> h = mx.hadamard(X, X)
+    >>> tree_order(mx.tanh(h), {h})
+    [HadamardProduct(X, X), Map(Lambda(u0, tanh(u0)), HadamardProduct(X, X))]
+    """
+    stack, seen, post = [root], set(), []
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            post.append(node)
+            continue
+        seen.add(node)
+        stack.append(node)
+        stack.extend(a for a in mx.operands(node) if a in inner and a not in seen)
+    return list(dict.fromkeys(post))
+
+
 def _group(root: sp.Basic, inner: set, mvec: bool) -> Group | None:
     members: set = set()
     leaves: list = []
@@ -279,18 +301,8 @@ def _group(root: sp.Basic, inner: set, mvec: bool) -> Group | None:
             return leaf((kind, a.arg), a.arg, kind)
         return leaf(("full", a), a, "full")
 
-    # the tree's nodes, children first (iterative: trees may be deep chains)
-    stack, seen, post = [root], set(), []
-    while stack:
-        node = stack.pop()
-        if node in seen:
-            post.append(node)
-            continue
-        seen.add(node)
-        stack.append(node)
-        stack.extend(a for a in mx.operands(node) if a in inner and a not in seen)
     formulas: dict[sp.Basic, sp.Expr] = {}
-    for node in dict.fromkeys(post):
+    for node in tree_order(root, inner):
         formulas[node] = _local(node, operand)
         if node is not root:
             members.add(node)
