@@ -480,6 +480,34 @@ def value_and_grad(
     e = as_expr(expr)
     syms, single = as_symbols(wrt, e)
     dag = linearise([e])
+    lifts = isinstance(backend, str) and backend == "numpy" and isinstance(reduce, str)
+    if lifts and reduce == "mean" and not single and isinstance(args, (list, tuple)):
+        # a network's dense layers: the mean gradient as matrix products (lift.py); the
+        # scalar program below is compiled only for calls the layers cannot answer
+        from .lift import lift
+
+        float_outputs = check_choice(float_outputs, ("array", "tuple"), "float_outputs")
+        spec = [list(a) if isinstance(a, (list, tuple)) else a for a in args]
+        lifted = lift(
+            e, dag, syms, spec, "symgrad_fn", float_outputs,
+            lambda: _scalar_value_and_grad(e, syms, single, dag, args, backend, reduce,
+                                           float_outputs, c_options),
+            (_value_and_grad_again, (e, syms, spec, float_outputs)),
+        )  # fmt: skip
+        if lifted is not None:
+            return lifted
+    return _scalar_value_and_grad(
+        e, syms, single, dag, args, backend, reduce, float_outputs, c_options
+    )
+
+
+def _value_and_grad_again(expr, wrt, args, float_outputs):
+    # unpickling a function compiled by layers: compiled again in this process
+    return value_and_grad(expr, wrt, args, reduce="mean", float_outputs=float_outputs)
+
+
+def _scalar_value_and_grad(e, syms, single, dag, args, backend, reduce, float_outputs, c_options):
+    # value_and_grad by one reverse sweep over the scalar DAG, compiled as one program
     split = e
     if not any(n.is_Mul and len(a) > WIDE for n, a in zip(dag.order, dag.args, strict=True)):
         # wide sums split before the sweep, as the planner would split them after it: the
