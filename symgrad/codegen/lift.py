@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from ..graph import Linear
+from ..graph import Linear, rebuild
 
 __all__ = ["LIFT_MIN"]
 
@@ -95,16 +95,21 @@ def lift(
     if found is None:
         return None
     layers, head, scalars, vector_at, l2, inputs = found
-    from .compile import _finish, _load, value_and_grad  # compile imports this module lazily
+    # compile imports this module lazily; the pieces are called on arrays only
+    from .compile import _array_value_and_grad, _finish, _load
 
-    s_syms = [sp.Dummy(f"s{k}") for k in range(len(layers[-1].outputs))]
-    head_fn = value_and_grad(head(s_syms), s_syms, [*s_syms, *[args[i] for i in scalars]])
+    body, s_syms = head
+    used = body.free_symbols
+    reads = [k for k, i in enumerate(scalars) if args[i] in used]  # the inputs the head reads
+    head_fn = _array_value_and_grad(body, s_syms, [*s_syms, *[args[scalars[k]] for k in reads]])
     acts = [
-        None if layer.template is None else value_and_grad(layer.template, _U, [_U])
+        None if layer.template is None else _array_value_and_grad(layer.template, _U, [_U])
         for layer in layers
     ]
-    source, constants = _source(layers, scalars, inputs, vector_at, len(args), len(syms), l2, name)
-    names = [str(a) if not isinstance(a, list) else f"a vector of {len(a)}" for a in args]
+    source, constants = _source(
+        layers, scalars, inputs, reads, vector_at, len(args), len(syms), l2, name
+    )
+    names = [a.name if not isinstance(a, list) else f"a vector of {len(a)}" for a in args]
     source += f"_names = {names!r}\n"
     fn, filename = _load(source, name)
     namespace = fn.__globals__
@@ -210,14 +215,15 @@ def _recognise(expr, dag: Linear, syms, args):
             return None
     if sum(w.weights.size + (0 if w.bias is None else w.bias.size) for w in layers) < LIFT_MIN:
         return None
-    split = _head(expr, order, layers[-1].outputs, set(syms), scalar_syms)
+    split = _head(dag, layers[-1].outputs, set(syms), scalar_syms)
     if split is None:
         return None
-    head, l2 = split
+    head, marks, l2 = split
     at = {s: k for k, s in enumerate(syms)}
     l2 = [(c, [at[p] for p in ps]) for c, ps in l2]
-    units = [scalars[[args[i] for i in scalars].index(order[u])] for u in layers[0].units]
-    return layers, head, scalars, vector_at, l2, units
+    arg_of = {dag.index[args[i]]: i for i in scalars if args[i] in dag.index}
+    units = [arg_of[u] for u in layers[0].units]
+    return layers, (head, marks), scalars, vector_at, l2, units
 
 
 def _layer(rows, units, neuron, order, args_of, uses, parent, param) -> _Layer | None:
@@ -245,42 +251,61 @@ def _layer(rows, units, neuron, order, args_of, uses, parent, param) -> _Layer |
             continue
         keys.add((node.func, tuple(None if a == r else order[a] for a in pa)))
         outs.append(p)
+        example = node
     if len(keys) != 1:
         return None
     (key,) = keys
     template = None
     if key is not None:
-        func, pattern = key
-        template = func(*[_U if a is None else a for a in pattern])
+        # unevaluated, as the network's own nodes (SymPy's Max would sort and compare)
+        template = rebuild(example, [_U if a is None else a for a in key[1]])
         if not isinstance(template, sp.Expr) or template.free_symbols != {_U}:
             return None
     bias = None if biases[0] < 0 else np.array(biases, dtype=np.int64)
     return _Layer(units, rows, weights, bias, template, outs)
 
 
-def _head(expr, order, outputs, params: set, scalar_syms: set):
-    # The loss with the last layer's outputs as symbols: the per-sample part (no parameters)
-    # and L2 terms c * sum(p**2) (their gradient is 2 c theta, one vector operation).
-    marks = [sp.Dummy(f"o{k}") for k in range(len(outputs))]
-    mapping = {order[o]: m for o, m in zip(outputs, marks, strict=True)}
+def _head(dag: Linear, outputs, params: set, scalar_syms: set):
+    # The loss with the last layer's outputs as symbols: the per-sample part (no parameters),
+    # rebuilt unevaluated (SymPy's evaluating constructors would rewrite a softmax's exp and
+    # Max at great cost), and L2 terms c * sum(p**2) (their gradient is 2 c theta).
+    marks = [sp.Dummy(f"s{k}") for k in range(len(outputs))]
+    memo: dict[int, Any] = dict(zip(outputs, marks, strict=True))
+    root = len(dag.order) - 1
+    terms = dag.args[root] if dag.order[root].is_Add else [root]
     per_sample, l2 = [], []
-    for t in expr.args if expr.is_Add else (expr,):
-        found = _l2(t, params)  # parameters only: nothing to replace in it
+    for t in terms:
+        found = _l2(dag.order[t], params)  # parameters only: nothing to replace in it
         if found is not None:
             l2.append(found)
             continue
-        t = t.xreplace(mapping)
-        if t.free_symbols & params:
+        term = _rebuilt(t, dag, memo)
+        if term.free_symbols & params:
             return None
-        per_sample.append(t)
-    body = sp.Add(*per_sample)
+        per_sample.append(term)
+    body = per_sample[0] if len(per_sample) == 1 else sp.Add(*per_sample, evaluate=False)
     if not body.free_symbols <= set(marks) | scalar_syms:
         return None
+    return body, marks, l2
 
-    def head(symbols):
-        return body.xreplace(dict(zip(marks, symbols, strict=True)))
 
-    return head, l2
+def _rebuilt(top: int, dag: Linear, memo: dict[int, Any]) -> Any:
+    # the node at position ``top`` with the nodes in ``memo`` replaced (post-order, iterative;
+    # it never descends below a replaced node)
+    stack = [(top, False)]
+    while stack:
+        i, ready = stack.pop()
+        if i in memo:
+            continue
+        if not ready:
+            stack.append((i, True))
+            stack.extend((k, False) for k in dag.args[i] if k not in memo)
+            continue
+        node = dag.order[i]
+        new = [memo[k] for k in dag.args[i]]
+        same = all(a is b for a, b in zip(new, node.args, strict=True))
+        memo[i] = node if same else rebuild(node, new)
+    return memo[top]
 
 
 def _l2(term, params: set):
@@ -329,7 +354,7 @@ def _slices(idx: np.ndarray) -> str | None:
     return f"[{start}:{start + rs * rows}].reshape({rows}, {rs})[:, {picked}]"
 
 
-def _source(layers, scalars, inputs, vector_at, nargs, size, l2, name):
+def _source(layers, scalars, inputs, reads, vector_at, nargs, size, l2, name):
     # inputs: the argument position of each column of the first layer's units
     params = [f"_a{i}" for i in range(nargs)]
     constants: dict[str, Any] = {}
@@ -377,7 +402,8 @@ def _source(layers, scalars, inputs, vector_at, nargs, size, l2, name):
             lines.append(f"    _U{k} = _Z{k}")
     last = len(layers)
     outs = ", ".join(f"_U{last}[:, {j}]" for j in range(len(layers[-1].outputs)))
-    lines.append(f"    _hv, _hg = _head({outs}, *_c)")
+    head_args = "".join(f", _c[{k}]" for k in reads)
+    lines.append(f"    _hv, _hg = _head({outs}{head_args})")
     lines.append("    _v = _hv.mean()")
     lines.append("    _d = _hg.T / _B")
     lines.append(f"    _g = numpy.empty({size})")
