@@ -409,7 +409,7 @@ def _lambdify(
     mean = reduce == "mean"
     source = emit(
         prog, name, mean=mean, kernel=kernel is not None, float_outputs=float_outputs, lazy=True,
-        float_path=float_path,
+        float_path=float_path, trusted=not float_path,
     )  # fmt: skip
     fn, filename = _load(source, name, kernel)
     if float_path and calls_lazy_float_path(prog):  # built on the first call on Python floats

@@ -419,7 +419,7 @@ def _coerce_vector(
     return arr.tolist() if arr.ndim == 1 and as_list else arr
 
 
-def _dense_columns(scalars: tuple, theta: object) -> tuple[list, int] | None:
+def _dense_columns(scalars: list, theta: object) -> tuple[list, int] | None:
     """The batch as 1-D float64 columns and its size, for a function compiled by layers.
 
     None (the scalar program answers) unless the parameters are one float64 vector and every
