@@ -432,6 +432,8 @@ def _dense_columns(scalars: list, theta: object) -> tuple[list, int] | None:
         if getattr(x, "dtype", None) != np.float64:
             return None
         shapes.append(np.shape(x))
+    if shapes and all(sh == shapes[0] for sh in shapes) and len(shapes[0]) == 1:
+        return (list(scalars), shapes[0][0]) if shapes[0][0] else None  # one batch axis
     try:
         shape = np.broadcast_shapes(*shapes)
     except ValueError:
