@@ -111,6 +111,16 @@ def lift(
     )
     names = [a.name if not isinstance(a, list) else f"a vector of {len(a)}" for a in args]
     source += f"_names = {names!r}\n"
+    # the pieces' own code, for the reader (each is a compiled function of its own)
+    shown = [("_head", "the loss in the outputs: value and gradient", head_fn)]
+    shown += [(f"_act{k + 1}", "an activation and its derivative", a) for k, a in enumerate(acts)]
+    seen: set = set()
+    for label, what, piece in shown:
+        if piece is None or id(piece) in seen:
+            continue
+        seen.add(id(piece))
+        body_lines = piece.source.splitlines()
+        source += f"# {label}: {what}\n" + "".join(f"#   {ln}\n" for ln in body_lines)
     fn, filename = _load(source, name)
     namespace = fn.__globals__
     namespace.update(constants, _head=head_fn, _general=_Lazy(general))
