@@ -7,6 +7,7 @@ gradients, ``numpy.kron``; and the generated NumPy function for the calls the en
 
 from __future__ import annotations
 
+import math
 import types
 import warnings
 
@@ -239,7 +240,7 @@ def test_ieee_exceptions_give_numpys_warnings_and_values():
 
 @needs_entry
 def test_large_elementwise_functions_go_to_the_numpy_function():
-    # from FUSED_FROM entries a tree with a function runs in NumPy (vector loops, fused kernels)
+    # from FUNCTION_C_BELOW entries a tree with a function runs in NumPy (vector loops)
     Z = sp.MatrixSymbol("Z", n_, n_)
     f = compile_matrix(mx.tanh(Z), [Z])
     calls = []
@@ -250,10 +251,11 @@ def test_large_elementwise_functions_go_to_the_numpy_function():
 
     entry = native._build_entry(f.func.source, counting)
     assert entry is not None
-    big, small = np.full((100, 100), 0.5), np.full((10, 10), 0.5)
+    k = math.isqrt(native.FUNCTION_C_BELOW - 1)  # k * k < FUNCTION_C_BELOW <= (k + 1)^2
+    big, small = np.full((k + 1, k + 1), 0.5), np.full((k, k), 0.5)
     np.testing.assert_allclose(entry(big), np.tanh(big), rtol=1e-15)
     np.testing.assert_allclose(entry(small), np.tanh(small), rtol=1e-15)
-    assert calls == [(100, 100)]
+    assert calls == [(k + 1, k + 1)]
 
 
 def test_builds_on_the_tenth_call_and_without_a_compiler_stays_numpy(monkeypatch):
@@ -382,7 +384,7 @@ def test_random_programs_agree_with_the_numpy_function(seed):
     x, c = sp.MatrixSymbol("x", n_, 1), sp.Symbol("c")
     out, total = _random_program(rng, A, B, x, c)
     f = _native([out, total], [A, B, x, c])
-    for n in (1, 7, 33):
+    for n in (1, 7, 13, 33):
         vals = [rng.normal(size=(n, n)) / n, rng.normal(size=(n, n)) / n, rng.normal(size=(n, 1))]
         vals[0] = np.asfortranarray(vals[0]) if seed % 2 else vals[0]
         got, want = f(*vals, 0.5), f._fn(*vals, 0.5)
