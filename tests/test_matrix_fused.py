@@ -48,6 +48,11 @@ EXPRS = {
 }
 
 
+def _kernel_object(f, name):
+    """The kernel object behind ``name`` (the namespace holds its builtin entry once built)."""
+    return f._fn.__globals__["_fused_library"].kernels[name]
+
+
 def _fill(shape, special=True):
     x = RNG.normal(size=shape) * 3
     if special:
@@ -71,9 +76,9 @@ def test_fused_trees_equal_numpy_with_nan_inf_and_broadcasts(name, kind, total):
     with np.errstate(all="ignore"):
         got, want = f(a, b), g(a, b)
     if "_fused0(" in f.source:  # planned: the C loop ran (a fixed 100 x 90 is large enough)
-        kernel = f._fn.__globals__["_fused0"]
+        kernel = _kernel_object(f, "_fused0")
         plain_c = bool(fused.plan(mx.value_nodes(outs), outs, mvec=False))
-        assert kernel._fn or not (plain_c or c_build.target(c_build.compiler()).mvec)
+        assert kernel.compiled or not (plain_c or c_build.target(c_build.compiler()).mvec)
     for x, y in zip(got, want, strict=True):
         # libmvec's functions are within a few ulp of NumPy's; a sum of terms of size s is
         # then within a few ulp of s (cancellation), hence the absolute part
@@ -131,7 +136,7 @@ def test_a_failed_build_falls_back_to_numpy(monkeypatch):
     monkeypatch.setattr(fused.c_build, "build_library", broken)
     syms, e = _kernel(EXPRS["tanh_derivative"], [(B, 100), (B, 100)], ["full", "full"])
     f = compile_matrix(e, syms)
-    kernel = f._fn.__globals__["_fused0"]
+    kernel = _kernel_object(f, "_fused0")
     h, g = _fill((150, 100)), _fill((150, 100))
     with np.errstate(invalid="ignore"):
         np.testing.assert_array_equal(f(h, g), (1 - h * h) * g)
@@ -187,9 +192,9 @@ def test_without_libmvec_trees_with_functions_stay_in_numpy(monkeypatch):
         want = [np.tanh(a + b), np.maximum(0, a) * np.sqrt(c * c)]
     for x, y in zip(got, want, strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-13, equal_nan=True)
-    tanh_kernel, relu_kernel = (f._fn.__globals__[k] for k in ("_fused0", "_fused1"))
-    assert "tanh" in str(tanh_kernel.group.expr) and tanh_kernel._fn is False
-    assert relu_kernel._fn  # no function of libmvec: still one C loop
+    tanh_kernel, relu_kernel = (_kernel_object(f, k) for k in ("_fused0", "_fused1"))
+    assert "tanh" in str(tanh_kernel.group.expr) and not tanh_kernel.compiled
+    assert relu_kernel.compiled  # no function of libmvec: still one C loop
 
 
 @needs_c
@@ -227,9 +232,113 @@ def test_clang_builds_the_fused_loops(monkeypatch):
                 got, want = f(a, b), compile_matrix([e, mx.sum(e, axis=1)], syms, fuse=False)(a, b)
             for x, y in zip(got, want, strict=True):
                 np.testing.assert_allclose(x, y, rtol=1e-13, atol=1e-13, equal_nan=True)
-            kernel = f._fn.__globals__["_fused0"]
-            assert bool(kernel._fn) == (
+            kernel = _kernel_object(f, "_fused0")
+            assert kernel.compiled == (
                 name == "relu_sqrt" or c_build.target(c_build.compiler()).mvec
             )
     finally:
         c_build.compiler.cache_clear()
+
+
+def _entries_expected():
+    cc = c_build.compiler()
+    return cc is not None and fused.entry_flags(cc) is not None
+
+
+@needs_c
+def test_builtin_entries_replace_the_kernels_and_pass_what_they_cannot_take_to_numpy():
+    # tanh(X + col) * Y (a full, a column and a full operand) with its row sums, then s * that
+    X, Y = sp.MatrixSymbol("X", B, 40), sp.MatrixSymbol("Y", B, 40)
+    col, c = sp.MatrixSymbol("c", B, 1), sp.Symbol("s")
+    e = mx.scale(c, mx.hadamard(mx.tanh(mx.add(X, mx.broadcast(col, (B, 40)))), Y))
+    f = compile_matrix([e, mx.sum(e, axis=1)], [X, col, Y, c])
+    g = compile_matrix([e, mx.sum(e, axis=1)], [X, col, Y, c], fuse=False)
+    x, y, b = _fill((60, 40)), _fill((60, 40)), _fill((60, 1))
+    for scalar in (1.5, 2, np.float64(-0.5), np.float32(0.25)):
+        for _ in range(2):  # the first call builds the entries, the second goes through them
+            with np.errstate(all="ignore"):
+                got, want = f(x, b, y, scalar), g(x, b, y, scalar)
+            for u, v in zip(got, want, strict=True):
+                np.testing.assert_allclose(u, v, rtol=1e-13, atol=1e-14, equal_nan=True)
+    namespace = f._fn.__globals__
+    tree, scaled = _kernel_object(f, "_fused0"), _kernel_object(f, "_fused1")
+    assert tree.group.axis == 1 and [k for _, k in scaled.group.leaves] == ["scalar", "full"]
+    assert tree.compiled == c_build.target(c_build.compiler()).mvec
+    if not (tree.compiled and _entries_expected()):
+        return
+    entry, scale = namespace["_fused0"], namespace["_fused1"]
+    assert type(entry).__name__ == type(scale).__name__ == "builtin_function_or_method"
+
+    def check(fn, ref, *ops, **kw):
+        total = kw.get("total")
+        with np.errstate(all="ignore"):
+            got = fn(*ops, **kw)
+            want = ref(*ops)
+        np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-14, equal_nan=True)
+        assert got.dtype == want.dtype
+        if total is not None:
+            np.testing.assert_allclose(
+                total, want.sum(axis=1, keepdims=True), rtol=1e-12, atol=1e-13, equal_nan=True
+            )
+        return got
+
+    t, out = np.empty((60, 1)), np.empty((60, 40))
+    assert check(entry, tree.numpy_fn, x, b, y, out=out, total=t) is out  # written into out
+    fresh = check(entry, tree.numpy_fn, x, b, y, total=t, out=None)  # a new array
+    assert fresh.flags.c_contiguous and fresh.dtype == np.float64
+    # what the loop cannot take goes to NumPy, with the same values
+    check(entry, tree.numpy_fn, np.asfortranarray(x), b, y, total=t)  # rows not contiguous
+    check(entry, tree.numpy_fn, x, b.astype(np.float32), y, total=t)
+    check(entry, tree.numpy_fn, x[:, :39], b, y[:, :39], total=t)  # shapes from the operand
+    check(entry, tree.numpy_fn, x[::2], b[::2], y[::2], total=np.empty((30, 1)))  # row strides
+    read_only = np.empty((60, 40))
+    read_only.flags.writeable = False
+    assert check(entry, tree.numpy_fn, x, b, y, out=read_only[::1].copy(), total=t) is not None
+    with pytest.raises(ValueError):  # NumPy's own error for a read-only out
+        check(entry, tree.numpy_fn, x, b, y, out=read_only, total=t)
+    f32 = np.empty((60, 40), np.float32)
+    assert entry(x, b, y, out=f32, total=t) is f32  # NumPy casts into it, as unfused code
+    with pytest.raises(TypeError):
+        entry(x, b, y, total=t, bogus=1)  # the kernel object's own error
+    with pytest.raises(TypeError):
+        entry(x, b)
+    for s in (2.0, 3, np.float64(0.5), np.float32(0.5), True):
+        check(scale, scaled.numpy_fn, s, x)
+    with pytest.raises(OverflowError):  # an int too large for a double: NumPy's own error
+        scale(10**400, x)
+
+
+@needs_c
+def test_without_python_headers_the_loops_run_through_ctypes(monkeypatch):
+    monkeypatch.setattr(fused, "entry_flags", lambda cc: None)
+    syms, e = _kernel(EXPRS["relu_sqrt"], [(B, 100), (B, 100)], ["full", "full"])
+    f = compile_matrix([e, mx.sum(e, axis=0)], syms)
+    a, b = _fill((150, 100)), _fill((150, 100))
+    for _ in range(2):
+        with np.errstate(invalid="ignore"):
+            got, total = f(a, b)
+            want = np.maximum(0, a) * np.sqrt(b * b)
+        np.testing.assert_allclose(got, want, rtol=1e-13, equal_nan=True)
+        np.testing.assert_allclose(total, want.sum(axis=0, keepdims=True), rtol=1e-12)
+    kernel = _kernel_object(f, "_fused0")
+    assert kernel.compiled and kernel._fn and not kernel._library.entries
+    assert f._fn.__globals__["_fused0"] is kernel  # no entry took its place
+
+
+@needs_c
+def test_a_failed_entry_build_falls_back_to_the_plain_library(monkeypatch):
+    real = fused.c_build.build_library
+
+    def no_entries(name, *args, **kwargs):
+        if name == "sg_fused_entry":
+            raise CompilerError("the C compiler failed (test)")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(fused.c_build, "build_library", no_entries)
+    syms, e = _kernel(EXPRS["relu_sqrt"], [(B, 100), (B, 100)], ["full", "full"])
+    f = compile_matrix(e, syms)
+    a, b = _fill((150, 100)), _fill((150, 100))
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_allclose(f(a, b), np.maximum(0, a) * np.sqrt(b * b), equal_nan=True)
+    kernel = _kernel_object(f, "_fused0")
+    assert kernel.compiled and not kernel._library.entries and not kernel._library.failed

@@ -364,9 +364,11 @@ def _build(
     namespace["_local"] = threading.local()  # this function's scratch arrays, per thread
     exec(compile(source, filename, "exec"), namespace)
     if kernels:
-        library = fused.Library(kernels)
+        library = namespace["_fused_library"] = fused.Library(kernels, namespace)
         for k, group in kernels:
-            namespace[k] = fused.FusedKernel(k, group, namespace[f"{k}_numpy"], library)
+            namespace[k] = library.kernels[k] = fused.FusedKernel(
+                k, group, namespace[f"{k}_numpy"], library
+            )
     return namespace[name], source
 
 

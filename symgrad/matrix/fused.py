@@ -46,13 +46,16 @@ from sympy.matrices.expressions import HadamardPower, HadamardProduct, MatAdd, M
 from sympy.matrices.expressions.special import OneMatrix
 
 from ..codegen import c_build
+from ..codegen.c_float import entry_flags
 from ..codegen.c_pack import VECTOR_MATH, tanh_source
 from ..codegen.c_printer import PRELUDE, CPrinter
 from ..errors import SymgradError
 from . import expr as mx
+from . import fused_entry
 from .expr import Broadcast, Map, SumAxis
 
 __all__ = [
+    "CTYPES_FROM",
     "FUSED_FROM",
     "FusedKernel",
     "Group",
@@ -63,11 +66,17 @@ __all__ = [
     "total_into",
 ]
 
-#: Results with fewer entries stay in NumPy: the C call costs about 6 us (ctypes, the operands'
-#: checks and pointers), which NumPy's sweeps over a small array do not take (measured on
-#: 64 x c arrays: bias add + tanh 15.5 us in C against 17 us in NumPy at 8192 entries, 25 against
-#: 34 at 16384; the tanh derivative 8.5 against 7.9, then 11 against 16)
-FUSED_FROM = 8192
+#: Results with fewer entries stay in NumPy: the generated code runs the tree as NumPy
+#: statements below this size. A call through the builtin entry (:mod:`.fused_entry`) costs
+#: about 0.3 us, so the C loop pays from about a thousand entries (measured on 10 x c arrays:
+#: the bias add of the 784-256-10 step's output layer, 2560 entries, 7.5 us in NumPy against
+#: ...)
+FUSED_FROM = 1024
+#: ... and without the entry, through ctypes (about 6 us: the operands' checks and pointers in
+#: Python), from this many (measured on 64 x c arrays: bias add + tanh 15.5 us in C against
+#: 17 us in NumPy at 8192 entries, 25 against 34 at 16384; the tanh derivative 8.5 against 7.9,
+#: then 11 against 16)
+CTYPES_FROM = 8192
 #: Functions with a vector version in glibc's libmvec; any other function keeps a tree in NumPy.
 _VECTOR = {sp.exp, sp.log, sp.tanh, sp.sin, sp.cos}
 #: Scalar heads the C loop computes inline (compare-and-select helpers, hardware square root).
@@ -272,7 +281,9 @@ def _group(root: sp.Basic, inner: set, mvec: bool) -> Group | None:
         if node is not root:
             members.add(node)
     expr = formulas[root]
-    if not any(kind == "full" for _, kind in leaves) or not _printable(expr, mvec):
+    # transposes are views whose rows are not contiguous: the loop would never take them
+    full = [node for node, kind in leaves if kind == "full"]
+    if all(isinstance(n, Transpose) for n in full) or not _printable(expr, mvec):
         return None
     return Group(root, members, leaves, expr)
 
@@ -436,24 +447,36 @@ class Library:
 
     Args:
         groups: ``(C function name, Group)`` per kernel.
+        namespace: the generated function's globals. When given and the interpreter's and
+            NumPy's headers are found, the library also holds a builtin entry per kernel
+            (:mod:`.fused_entry`), and once built the entries replace the kernel objects
+            there: later calls reach the C loops without a Python frame.
 
     >>> Library([]).failed
     False
     """
 
-    def __init__(self, groups: list[tuple[str, Group]]) -> None:
+    def __init__(self, groups: list[tuple[str, Group]], namespace: dict | None = None) -> None:
         self.groups = groups
+        self._namespace = namespace
         self._lock = threading.Lock()
         self._dll: Any = None
         self.failed = False
+        #: builtin entries by kernel name, once built (empty without the headers)
+        self.entries: dict[str, Any] = {}
+        #: the kernel objects by name (the namespace holds the entries once they are built)
+        self.kernels: dict[str, FusedKernel] = {}
 
     def function(self, name: str) -> Any:
-        """The ctypes function ``name``, or None if the library cannot be built or loaded."""
+        """The ctypes function ``name``, or None if the library cannot be built or loaded, or
+        has builtin entries (:attr:`entries`), which take every call then."""
         if self._dll is None and not self.failed:
             with self._lock:
                 if self._dll is None and not self.failed:
                     self._load()
-        return None if self._dll is None else getattr(self._dll, name, None)
+        if self._dll is None or self.entries:
+            return None
+        return getattr(self._dll, name, None)
 
     def _load(self) -> None:
         try:
@@ -471,6 +494,8 @@ class Library:
                 + [c_source(name, group) for name, group in self.groups]
             )
             flags = ["-O3", *(["-lmvec"] if mvec else [])]
+            if self._namespace is not None and self._load_entries(cc, source, flags):
+                return
             dll = ctypes.CDLL(str(c_build.build_library("sg_fused", [(source, flags)])))
         except (SymgradError, OSError):
             # NumPy computes the same trees: a library that cannot be had only costs speed
@@ -490,6 +515,28 @@ class Library:
                 types.append(ctypes.c_void_p)
             fn.argtypes = types
         self._dll = dll
+
+    def _load_entries(self, cc: tuple[str, ...], source: str, flags: list[str]) -> bool:
+        """Build the loops with their builtin entries and install them; False where the
+        headers are missing or the build fails (the plain library is built then)."""
+        headers = entry_flags(cc)
+        if headers is None:
+            return False
+        kernels = {name: self.kernels.get(name) or self._namespace[name] for name, _ in self.groups}
+        full = source + "\n" + fused_entry.entry_source(self.groups)
+        try:
+            path = c_build.build_library("sg_fused_entry", [(full, [*flags, *headers])])
+            dll = ctypes.PyDLL(str(path))
+            make = dll.sg_make
+        except (SymgradError, OSError, AttributeError):
+            return False
+        make.restype = ctypes.py_object
+        make.argtypes = [ctypes.c_int, ctypes.py_object]
+        entries = {name: make(k, kernels[name]) for k, (name, _) in enumerate(self.groups)}
+        self._dll, self.entries = dll, entries
+        # the generated function looks its kernels up on every call: from now on, the entries
+        self._namespace.update(entries)
+        return True
 
 
 _F64 = np.dtype(np.float64)
@@ -525,23 +572,26 @@ class FusedKernel:
 
     def __call__(self, *ops: Any, out: Any = None, total: Any = None) -> Any:
         first = ops[self._first]
-        if (
-            self._fn is not False
-            and first.__class__ is np.ndarray
-            and first.size >= FUSED_FROM
-            and (args := self._c_args(ops, out, total)) is not None
-        ):
-            fn = self._fn if self._fn is not None else self._function()
-            if fn:
-                fn(*args[1:])
+        if self._fn is not False and first.__class__ is np.ndarray and first.size >= FUSED_FROM:
+            if self._fn is None:  # the first large call: build the library (once)
+                self._fn = self._library.function(self.name) or False
+                entry = self._library.entries.get(self.name)
+                if entry is not None:  # it calls back here (now NumPy) for what C cannot take
+                    return entry(*ops, out=out, total=total)
+            if (
+                self._fn
+                and first.size >= CTYPES_FROM
+                and (args := self._c_args(ops, out, total)) is not None
+            ):
+                self._fn(*args[1:])
                 return args[0]
         result = self.numpy_fn(*ops, out=out)
         return result if total is None else total_into(result, total, self.group.axis)
 
-    def _function(self) -> Any:
-        # the C function, or False for good (no library, or this tree needs libmvec)
-        self._fn = self._library.function(self.name) or False
-        return self._fn
+    @property
+    def compiled(self) -> bool:
+        """Whether calls run the C loop (through its builtin entry or ctypes)."""
+        return bool(self._fn) or self.name in self._library.entries
 
     def _c_args(self, ops: tuple, out: Any, total: Any) -> list | None:
         """``[result, n, m, pointers and strides...]`` for the C loop, or None if it cannot."""
