@@ -68,10 +68,11 @@ __all__ = [
 
 #: Results with fewer entries stay in NumPy: the generated code runs the tree as NumPy
 #: statements below this size. A call through the builtin entry (:mod:`.fused_entry`) costs
-#: about 0.3 us, so the C loop pays from about a thousand entries (measured on 10 x c arrays:
-#: the bias add of the 784-256-10 step's output layer, 2560 entries, 7.5 us in NumPy against
-#: ...)
-FUSED_FROM = 1024
+#: about 0.1 us, so C pays on small arrays too (measured, CPU time per call: a bias add
+#: ``Z + b`` over 512 entries 0.11 us in C against 0.97 us in NumPy, 2560 entries 0.39 against
+#: 2.5; ``tanh(Z + b)`` 0.6 against 2.1, then 2.5 against 6.7), and where it cannot be built
+#: the kernel object passes arrays under :data:`CTYPES_FROM` entries to NumPy
+FUSED_FROM = 512
 #: ... and without the entry, through ctypes (about 6 us: the operands' checks and pointers in
 #: Python), from this many (measured on 64 x c arrays: bias add + tanh 15.5 us in C against
 #: 17 us in NumPy at 8192 entries, 25 against 34 at 16384; the tanh derivative 8.5 against 7.9,
