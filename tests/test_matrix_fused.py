@@ -22,6 +22,7 @@ from symgrad.matrix import codegen, fused
 from symgrad.matrix import expr as mx
 from symgrad.matrix.codegen import compile_matrix
 from symgrad.matrix.step import sgd_step
+from symgrad.matrix.vjp import grad as mx_grad
 
 RNG = np.random.default_rng(5)
 B = sp.Symbol("B", integer=True, positive=True)
@@ -342,3 +343,37 @@ def test_a_failed_entry_build_falls_back_to_the_plain_library(monkeypatch):
         np.testing.assert_allclose(f(a, b), np.maximum(0, a) * np.sqrt(b * b), equal_nan=True)
     kernel = _kernel_object(f, "_fused0")
     assert kernel.compiled and not kernel._library.entries and not kernel._library.failed
+
+
+@needs_c
+@pytest.mark.parametrize("axis", [0, 1])
+def test_a_softmax_after_its_logsumexp_joins_the_tree_that_reads_it(axis):
+    # softmax cross-entropy: value sum(lse(Z)) - sum(Y . Z), gradient softmax(Z) - Y
+    shape = (B, 30) if axis == 1 else (30, B)
+    Z, Y = sp.MatrixSymbol("Z", *shape), sp.MatrixSymbol("Y", *shape)
+    loss = mx.sum(mx.logsumexp(Z, axis=axis)) - mx.sum(mx.hadamard(Y, Z))
+    outs = [loss, mx_grad(loss, [Z])]
+    f, g = compile_matrix(outs, [Z, Y]), compile_matrix(outs, [Z, Y], fuse=False)
+    kernels = f._fn.__globals__["_fused_library"].kernels.values()
+    (tree,) = [k for k in kernels if "exp" in str(k.group.expr)]
+    assert str(tree.group.expr) == "-x0 + exp(x1 - x2)"  # softmax(Z) - Y, one loop
+    n = 70
+    z = RNG.normal(size=(n, 30) if axis == 1 else (30, n)) * 5
+    z[0, 0], z[1, 1], z[2, 2] = 700.0, -np.inf, -700.0
+    y = RNG.random(z.shape)
+    (value, (grad,)), (value2, (grad2,)) = f(z, y), g(z, y)
+    m = z.max(axis=axis, keepdims=True)
+    e = np.exp(z - m)
+    want = e / e.sum(axis=axis, keepdims=True) - y
+    assert value == pytest.approx(value2, rel=1e-13)
+    np.testing.assert_allclose(grad, want, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(grad2, want, rtol=1e-13, atol=1e-15)
+    assert tree.compiled == c_build.target(c_build.compiler()).mvec
+    # the softmax as a result of its own: a tree when its lse comes first, else NumPy's
+    for outs in (
+        [mx.logsumexp(Z, axis=axis), mx.softmax(Z, axis=axis)],
+        [mx.softmax(Z, axis=axis)],
+    ):
+        h = compile_matrix(outs, [Z])
+        np.testing.assert_allclose(h(z)[-1], e / e.sum(axis=axis, keepdims=True), rtol=1e-13)
+        assert ("_fused0(" in h.source) == (len(outs) == 2)

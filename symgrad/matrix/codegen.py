@@ -777,7 +777,8 @@ def _generate(
 
 def _fusion(order: list, flat: list) -> dict:
     """The entrywise trees to fuse (see :mod:`.fused`), by root; none without a C compiler."""
-    if not any(fused.entrywise(n) for n in order) or not c_build.c_available():
+    candidates = (fused.entrywise(n) or isinstance(n, Softmax) for n in order)
+    if not any(candidates) or not c_build.c_available():
         return {}
     # whether libmvec links is probed when the first kernel is built (probing runs the
     # compiler): trees that need it then stay in NumPy if it does not

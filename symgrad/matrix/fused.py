@@ -52,7 +52,7 @@ from ..codegen.c_printer import PRELUDE, CPrinter
 from ..errors import SymgradError
 from . import expr as mx
 from . import fused_entry
-from .expr import Broadcast, Map, SumAxis
+from .expr import Broadcast, LogSumExp, Map, Softmax, SumAxis
 
 __all__ = [
     "CTYPES_FROM",
@@ -189,6 +189,10 @@ def _local(node: sp.Basic, operand: Callable[[sp.Basic], sp.Expr]) -> sp.Expr:
     if isinstance(node, MatMul):
         coeff, (mat,) = node.as_coeff_matrices()
         return sp.Mul(operand(coeff), operand(mat), evaluate=False)
+    if isinstance(node, Softmax):  # exp(z - lse), the lse broadcast along the axis
+        lse = mx.broadcast(LogSumExp(*node.args), node.shape)
+        z, m = operand(node.args[0]), operand(lse)
+        return sp.exp(sp.Add(z, sp.Mul(-1, m, evaluate=False), evaluate=False), evaluate=False)
     mats = [operand(a) for a in node.mats]  # a Map
     return node.lam.expr.xreplace(dict(zip(node.lam.variables, mats, strict=True)))
 
@@ -221,6 +225,13 @@ def plan(order: list, outputs: list, mvec: bool) -> dict[sp.Basic, Group]:
     for o in outputs:
         uses[o] = uses.get(o, 0) + 1
     fusable = {n for n in order if entrywise(n)}
+    # softmax(z) = exp(z - logsumexp(z)) is entrywise once the log-sum-exp is computed before it
+    # (a loss's forward value): its entries over z's and a broadcast row or column of the lse
+    computed: set = set()
+    for n in order:
+        if isinstance(n, Softmax) and LogSumExp(*n.args) in computed:
+            fusable.add(n)
+        computed.add(n)
     inner = {
         n
         for n in fusable
