@@ -300,7 +300,7 @@ def test_builtin_entries_replace_the_kernels_and_pass_what_they_cannot_take_to_n
     f32 = np.empty((60, 40), np.float32)
     assert entry(x, b, y, out=f32, total=t) is f32  # NumPy casts into it, as unfused code
     with pytest.raises(TypeError):
-        entry(x, b, y, total=t, bogus=1)  # the kernel object's own error
+        entry(x, b, y, total=t, bogus=1)  # NumPy's own error
     with pytest.raises(TypeError):
         entry(x, b)
     for s in (2.0, 3, np.float64(0.5), np.float32(0.5), True):
@@ -377,3 +377,40 @@ def test_a_softmax_after_its_logsumexp_joins_the_tree_that_reads_it(axis):
         h = compile_matrix(outs, [Z])
         np.testing.assert_allclose(h(z)[-1], e / e.sum(axis=axis, keepdims=True), rtol=1e-13)
         assert ("_fused0(" in h.source) == (len(outs) == 2)
+
+
+@needs_c
+def test_the_builtin_logsumexp_equals_numpys_on_every_layout_it_takes_and_passes_the_rest():
+    Z = sp.MatrixSymbol("Z", 12, B)
+    f = compile_matrix([mx.logsumexp(Z, axis=0), mx.tanh(Z)], [Z])  # a tree: the library
+    f(_fill((12, 100), special=False))
+    library = f._fn.__globals__["_fused_library"]
+    native = f._fn.__globals__["_logsumexp"]
+    if "_logsumexp" not in library.entries:
+        assert native is codegen._logsumexp  # no entries (headers) or no libmvec: NumPy's
+        assert not (_entries_expected() and c_build.target(c_build.compiler()).mvec)
+        return
+    assert native is library.entries["_logsumexp"]
+    cases = [
+        _fill((n, m), n * m >= 7) * 40 for n, m in [(1, 1), (1, 9), (7, 1), (10, 256), (13, 17)]
+    ]
+    cases += [_fill((20, 30))[::3], _fill((9, 40), special=False)[:, 5:30]]  # strided rows
+    big = _fill((6, 50), special=False)
+    big[:, 3], big[2, :] = -np.inf, np.inf  # a column of -inf, a row of +inf
+    cases.append(big)
+    for z in cases:
+        for axis in (0, 1):
+            with np.errstate(all="ignore"):
+                got, want = native(z, axis), codegen._logsumexp(z, axis)
+            assert got.shape == want.shape and got.dtype == want.dtype
+            np.testing.assert_allclose(got, want, rtol=4e-15, atol=0, equal_nan=True)
+            assert np.array_equal(np.isnan(got), np.isnan(want))
+    # what the loop does not take: NumPy's own function, answers and errors
+    z = _fill((10, 30), special=False)
+    for other in (np.asfortranarray(z), z.astype(np.float32), z[:, ::2]):
+        np.testing.assert_array_equal(native(other, 1), codegen._logsumexp(other, 1))
+    np.testing.assert_array_equal(native(z, np.int64(0)), codegen._logsumexp(z, 0))
+    with pytest.raises(ValueError):
+        native(np.empty((0, 3)), 0)  # NumPy's error for an empty maximum
+    with pytest.raises(np.exceptions.AxisError):
+        native(z, 2)

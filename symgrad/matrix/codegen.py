@@ -76,7 +76,7 @@ from ..errors import (
 )
 from ..inputs import check_choice
 from . import expr as mx
-from . import fused
+from . import fused, fused_entry
 from .expr import Broadcast, Commutation, LogDet, LogSumExp, Map, Softmax, SumAll, SumAxis
 from .simplify import push_scalars, simplify
 from .update import GEMM_FROM, param_check, param_error, place_updates, sub_product
@@ -364,11 +364,10 @@ def _build(
     namespace["_local"] = threading.local()  # this function's scratch arrays, per thread
     exec(compile(source, filename, "exec"), namespace)
     if kernels:
-        library = namespace["_fused_library"] = fused.Library(kernels, namespace)
+        helpers = tuple(h for h in fused_entry.HELPERS if f"{h}(" in source)
+        library = namespace["_fused_library"] = fused.Library(kernels, namespace, helpers)
         for k, group in kernels:
-            namespace[k] = library.kernels[k] = fused.FusedKernel(
-                k, group, namespace[f"{k}_numpy"], library
-            )
+            namespace[k] = fused.FusedKernel(k, group, namespace[f"{k}_numpy"], library)
     return namespace[name], source
 
 

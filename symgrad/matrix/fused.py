@@ -468,8 +468,14 @@ class Library:
     False
     """
 
-    def __init__(self, groups: list[tuple[str, Group]], namespace: dict | None = None) -> None:
+    def __init__(
+        self,
+        groups: list[tuple[str, Group]],
+        namespace: dict | None = None,
+        helpers: tuple[str, ...] = (),
+    ) -> None:
         self.groups = groups
+        self.helpers = tuple(h for h in helpers if h in fused_entry.HELPERS)
         self._namespace = namespace
         self._lock = threading.Lock()
         self._dll: Any = None
@@ -534,8 +540,9 @@ class Library:
         headers = entry_flags(cc)
         if headers is None:
             return False
-        kernels = {name: self.kernels.get(name) or self._namespace[name] for name, _ in self.groups}
-        full = source + "\n" + fused_entry.entry_source(self.groups)
+        # the helpers call exp and log: with libmvec's vector versions only (NumPy's are SIMD)
+        helpers = self.helpers if "-lmvec" in flags else ()
+        full = source + "\n" + fused_entry.entry_source(self.groups, helpers)
         try:
             path = c_build.build_library("sg_fused_entry", [(full, [*flags, *headers])])
             dll = ctypes.PyDLL(str(path))
@@ -544,7 +551,12 @@ class Library:
             return False
         make.restype = ctypes.py_object
         make.argtypes = [ctypes.c_int, ctypes.py_object]
-        entries = {name: make(k, kernels[name]) for k, (name, _) in enumerate(self.groups)}
+        entries = {}
+        for k, (name, _) in enumerate(self.groups):
+            kernel = self.kernels[name]
+            entries[name] = kernel._entry = make(k, kernel.numpy_path)
+        for k, name in enumerate(helpers, len(self.groups)):
+            entries[name] = make(k, self._namespace[name])
         self._dll, self.entries = dll, entries
         # the generated function looks its kernels up on every call: from now on, the entries
         self._namespace.update(entries)
@@ -579,17 +591,20 @@ class FusedKernel:
     def __init__(self, name: str, group: Group, numpy_fn: Any, library: Library) -> None:
         self.name, self.group, self.numpy_fn, self._library = name, group, numpy_fn, library
         self._fn: Any = None  # not looked up yet
+        self._entry: Any = None  # the builtin entry, once the library has built it
+        library.kernels[name] = self
         self._first = next(k for k, (_, kind) in enumerate(group.leaves) if kind == "full")
         self._kinds = [kind for _, kind in group.leaves]
 
     def __call__(self, *ops: Any, out: Any = None, total: Any = None) -> Any:
+        if self._entry is not None:
+            return self._entry(*ops, out=out, total=total)
         first = ops[self._first]
         if self._fn is not False and first.__class__ is np.ndarray and first.size >= FUSED_FROM:
             if self._fn is None:  # the first large call: build the library (once)
                 self._fn = self._library.function(self.name) or False
-                entry = self._library.entries.get(self.name)
-                if entry is not None:  # it calls back here (now NumPy) for what C cannot take
-                    return entry(*ops, out=out, total=total)
+                if self._entry is not None:  # installed by the library
+                    return self._entry(*ops, out=out, total=total)
             if (
                 self._fn
                 and first.size >= CTYPES_FROM
@@ -597,13 +612,17 @@ class FusedKernel:
             ):
                 self._fn(*args[1:])
                 return args[0]
+        return self.numpy_path(*ops, out=out, total=total)
+
+    def numpy_path(self, *ops: Any, out: Any = None, total: Any = None) -> Any:
+        """The tree through NumPy (what the builtin entry passes on when C cannot take it)."""
         result = self.numpy_fn(*ops, out=out)
         return result if total is None else total_into(result, total, self.group.axis)
 
     @property
     def compiled(self) -> bool:
         """Whether calls run the C loop (through its builtin entry or ctypes)."""
-        return bool(self._fn) or self.name in self._library.entries
+        return bool(self._fn) or self._entry is not None
 
     def _c_args(self, ops: tuple, out: Any, total: Any) -> list | None:
         """``[result, n, m, pointers and strides...]`` for the C loop, or None if it cannot."""

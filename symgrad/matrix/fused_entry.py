@@ -14,10 +14,10 @@ builtin per loop (``METH_FASTCALL | METH_KEYWORDS``, as the C target's float ent
   given) a writeable C-contiguous float64 array of the root's shape, ``total`` one of the sum's
   shape;
 * runs the loop (the GIL released) and returns ``out`` (a new array when none was given);
-* passes every other call, unchanged, to the kernel object (``fallback``), which runs NumPy.
+* passes every other call, unchanged, to ``fallback`` (the kernel object's NumPy path).
 
 The generated function reads its kernels from its namespace on every call, so once built the
-entries replace the kernel objects there (:meth:`symgrad.matrix.fused.Library.install`).
+entries replace the kernel objects there (:class:`symgrad.matrix.fused.Library`).
 
 >>> import sympy as sp
 >>> from symgrad.matrix import expr as mx, fused
@@ -87,9 +87,75 @@ static int sg_keywords(PyObject *const *values, PyObject *kwnames, PyObject **ou
 """
 
 
-def entry_source(groups: list[tuple[str, Any]]) -> str:
+#: NumPy helpers of the generated code with a builtin version here (:data:`_LSE`)
+HELPERS = ("_logsumexp",)
+
+#: ``_logsumexp(z, axis)`` (``codegen._logsumexp``: ``m + log(sum(exp(z - m)))``, ``m`` the
+#: maximum along the axis, NaN propagating, the axis kept) for a float64 array with contiguous
+#: rows: one loop for the maxima, one for the sums of ``exp`` (libmvec's), then ``m + log(s)``.
+#: Along axis 0 the sums add row after row, as NumPy's; along axis 1, eight partial sums per row
+#: (NumPy's pairwise sum rounds differently by an ulp or so). Every other call goes to NumPy.
+_LSE = """\
+static PyObject *sg_entry_logsumexp(PyObject *fallback, PyObject *const *args,
+                                    Py_ssize_t nargs, PyObject *kwnames) {
+    if (nargs != 2 || kwnames != NULL || !PyArray_CheckExact(args[0])
+        || !PyLong_CheckExact(args[1]) || PyArray_NDIM((PyArrayObject *)args[0]) != 2)
+        goto slow;
+    {
+    const long axis = PyLong_AsLong(args[1]);
+    if (axis != 0 && axis != 1) { PyErr_Clear(); goto slow; }
+    const npy_intp n = PyArray_DIMS((PyArrayObject *)args[0])[0];
+    const npy_intp m = PyArray_DIMS((PyArrayObject *)args[0])[1];
+    int64_t rs;
+    const double *z = sg_operand(args[0], n, m, &rs);
+    if (z == NULL || n == 0 || m == 0) goto slow;
+    npy_intp dims[2] = {axis == 0 ? 1 : n, axis == 0 ? m : 1};
+    PyObject *res = PyArray_SimpleNew(2, dims, NPY_DOUBLE);
+    if (res == NULL) return NULL;
+    double *o = (double *)PyArray_DATA((PyArrayObject *)res);
+    double *acc = axis == 0 ? (double *)PyMem_RawMalloc(m * sizeof(double)) : NULL;
+    if (axis == 0 && acc == NULL) { Py_DECREF(res); return PyErr_NoMemory(); }
+    Py_BEGIN_ALLOW_THREADS
+    if (axis == 0) {
+        for (npy_intp j = 0; j < m; ++j) { o[j] = z[j]; acc[j] = 0.0; }
+        for (npy_intp i = 1; i < n; ++i) {
+            const double *r = z + i * rs;
+            for (npy_intp j = 0; j < m; ++j) o[j] = sg_max(o[j], r[j]);
+        }
+        for (npy_intp i = 0; i < n; ++i) {
+            const double *r = z + i * rs;
+            for (npy_intp j = 0; j < m; ++j) acc[j] += exp(r[j] - o[j]);
+        }
+        for (npy_intp j = 0; j < m; ++j) o[j] = o[j] + log(acc[j]);
+    } else {
+        for (npy_intp i = 0; i < n; ++i) {
+            const double *r = z + i * rs;
+            double mx = r[0];
+            for (npy_intp j = 1; j < m; ++j) mx = sg_max(mx, r[j]);
+            double a[8] = {0, 0, 0, 0, 0, 0, 0, 0}, rest = 0.0;
+            npy_intp j = 0;
+            for (; j + 8 <= m; j += 8)
+                for (int k = 0; k < 8; ++k) a[k] += exp(r[j + k] - mx);
+            for (; j < m; ++j) rest += exp(r[j] - mx);
+            o[i] = mx + log(((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))
+                            + rest);
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyMem_RawFree(acc);
+    return res;
+    }
+slow:
+    return PyObject_Vectorcall(fallback, args, nargs, kwnames);
+}
+"""
+
+
+def entry_source(groups: list[tuple[str, Any]], helpers: tuple[str, ...] = ()) -> str:
     """C source of the builtin entries of ``groups`` (``(C loop name, Group)``), to be compiled
-    after the loops themselves; ``sg_make(k, fallback)`` returns entry ``k``.
+    after the loops themselves, and of the ``helpers`` named (among :data:`HELPERS`; they call
+    ``exp``/``log``, so only with libmvec); ``sg_make(k, fallback)`` returns entry ``k``, the
+    kernels first, then the helpers in the order given.
 
     >>> import sympy as sp
     >>> from symgrad.matrix import expr as mx, fused
@@ -112,10 +178,13 @@ def entry_source(groups: list[tuple[str, Any]]) -> str:
     ]
     for k, (name, group) in enumerate(groups):
         lines += _entry(k, name, group)
+    if "_logsumexp" in helpers:
+        lines.append(_LSE)
+    functions = [(name, f"sg_entry{k}") for k, (name, _) in enumerate(groups)]
+    functions += [(name, f"sg_entry{name}") for name in helpers]
     defs = [
-        f'    {{"{name}", (PyCFunction)(void (*)(void))sg_entry{k}, '
-        "METH_FASTCALL | METH_KEYWORDS, NULL},"
-        for k, (name, _) in enumerate(groups)
+        f'    {{"{name}", (PyCFunction)(void (*)(void)){c}, METH_FASTCALL | METH_KEYWORDS, NULL}},'
+        for name, c in functions
     ]
     lines += ["static PyMethodDef sg_defs[] = {", *defs, "};", ""]
     lines += [
