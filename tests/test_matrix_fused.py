@@ -65,12 +65,13 @@ def _fill(shape, special=True):
 @needs_c
 @pytest.mark.parametrize("name", sorted(EXPRS))
 @pytest.mark.parametrize("kind", ["full", "col", "row"])
-@pytest.mark.parametrize("total", [None, 0, 1])
+@pytest.mark.parametrize("total", [None, 0, 1, "all"])
 def test_fused_trees_equal_numpy_with_nan_inf_and_broadcasts(name, kind, total):
     shape = (100, 90)
     other = {"full": shape, "col": (100, 1), "row": (1, 90)}[kind]
     syms, e = _kernel(EXPRS[name], [shape, other], ["full", kind])
-    outs = [e] if total is None else [e, mx.sum(e, axis=total)]
+    summed = mx.sum(e) if total == "all" else mx.sum(e, axis=total)
+    outs = [e] if total is None else [e, summed]
     f = compile_matrix(outs, syms)
     g = compile_matrix(outs, syms, fuse=False)
     a, b = _fill(shape), _fill(other)
@@ -414,3 +415,24 @@ def test_the_builtin_logsumexp_equals_numpys_on_every_layout_it_takes_and_passes
         native(np.empty((0, 3)), 0)  # NumPy's error for an empty maximum
     with pytest.raises(np.exceptions.AxisError):
         native(z, 2)
+
+
+@needs_c
+@pytest.mark.parametrize("rows", [100, B])
+@pytest.mark.parametrize("axis", [0, 1, None])
+def test_a_tree_read_only_through_its_sum_is_still_computed(rows, axis):
+    # the sum is filled by the tree's own call: that call must stay (it once was dropped as
+    # dead code, returning an uninitialised array) and its result freed right after
+    X = sp.MatrixSymbol("X", rows, 90)
+    e = mx.tanh(mx.hadamard(X, X))
+    f = compile_matrix(2 * mx.sum(e) if axis is None else mx.scale(2, mx.sum(e, axis=axis)), [X])
+    assert "_fused0(" in f.source and "total=" in f.source
+    for n in (100, 3):  # from 3 rows: below the loop's size when rows vary
+        if rows == 100 and n != 100:
+            continue
+        x = _fill((n, 90), special=False)
+        want = 2 * (
+            np.tanh(x * x).sum() if axis is None else np.tanh(x * x).sum(axis, keepdims=True)
+        )
+        np.testing.assert_allclose(f(x), want, rtol=1e-13)
+        assert np.shape(f(x)) == np.shape(want)

@@ -52,7 +52,7 @@ from ..codegen.c_printer import PRELUDE, CPrinter
 from ..errors import SymgradError
 from . import expr as mx
 from . import fused_entry
-from .expr import Broadcast, LogSumExp, Map, Softmax, SumAxis
+from .expr import Broadcast, LogSumExp, Map, Softmax, SumAll, SumAxis
 
 __all__ = [
     "CTYPES_FROM",
@@ -150,11 +150,19 @@ class Group:
 
     def __init__(self, root: sp.Basic, inner: set, leaves: list, expr: sp.Expr) -> None:
         self.root, self.inner, self.leaves, self.expr = root, inner, leaves, expr
-        self.total: SumAxis | None = None
+        self.total: SumAxis | SumAll | None = None
 
     @property
     def axis(self) -> int | None:
-        return None if self.total is None else self.total.axis
+        """The axis ``total`` sums along: 0, 1, -1 for all entries (a ``SumAll``), or None."""
+        if self.total is None:
+            return None
+        return -1 if isinstance(self.total, SumAll) else self.total.axis
+
+    @property
+    def total_shape(self) -> tuple[str, str]:
+        """The shape of the array receiving ``total``, over the root's ``n`` x ``m``."""
+        return {0: ("1", "m"), 1: ("n", "1")}.get(self.axis, ("1", "1"))  # type: ignore[arg-type]
 
 
 def _subtracted(term: sp.Basic) -> bool:
@@ -244,9 +252,11 @@ def plan(order: list, outputs: list, mvec: bool) -> dict[sp.Basic, Group]:
             group = _group(root, inner, mvec)
             if group is not None:
                 groups[root] = group
-    for node in order:  # a row or column sum of a root, computed in the root's pass
-        group = groups.get(node.args[0]) if isinstance(node, SumAxis) else None
-        if group and group.total is None and group.root.shape[1 - node.axis] != 1:
+    for node in order:  # a row or column sum of a root, or its sum, computed in the root's pass
+        group = groups.get(node.args[0]) if isinstance(node, (SumAxis, SumAll)) else None
+        if group is None or group.total is not None:
+            continue
+        if isinstance(node, SumAll) or group.root.shape[1 - node.axis] != 1:
             group.total = node
     return groups
 
@@ -336,7 +346,8 @@ def numpy_code(group: Group, operands: list[str], out: str | None, printer: Any)
 
 
 def total_into(result: Any, total: Any, axis: int) -> Any:
-    """``result``, after writing its sums along ``axis`` into ``total`` (NumPy's path).
+    """``result``, after writing its sums along ``axis`` into ``total`` (NumPy's path; axis
+    -1: the sum of all entries, into a 1 x 1 ``total``).
 
     >>> import numpy as np
     >>> t = np.empty((2, 1))
@@ -344,7 +355,7 @@ def total_into(result: Any, total: Any, axis: int) -> Any:
     >>> t.ravel().tolist()
     [3.0, 3.0]
     """
-    np.add.reduce(result, axis, None, total, True)
+    np.add.reduce(result, None if axis == -1 else axis, None, total, True)
     return result
 
 
@@ -415,6 +426,8 @@ def c_source(name: str, group: Group) -> str:
     body = [f"void {name}({', '.join(params)}) {{"]
     if group.axis == 0:
         body.append("    for (int64_t j = 0; j < m; ++j) total[j] = 0.0;")
+    if group.axis == -1:
+        body.append("    total[0] = 0.0;")
     body += ["    for (int64_t i = 0; i < n; ++i) {", "        double *o = out + i * m;"]
     body += [f"        {line}" for line in loads_row]
     body += ["#if defined(__clang__)", "#pragma clang loop vectorize(assume_safety)", "#else"]
@@ -424,15 +437,17 @@ def c_source(name: str, group: Group) -> str:
     if group.axis == 0:
         body.append("            total[j] += o[j];")
     body.append("        }")
-    if group.axis == 1:
-        # eight partial sums (vector lanes; NumPy's pairwise sum also keeps eight)
+    if group.axis in (1, -1):
+        # eight partial sums (vector lanes; NumPy's pairwise sum also keeps eight); all
+        # entries: the rows' sums added in order
         body += [
             "        double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, rest = 0.0;",
             "        int64_t j = 0;",
             "        for (; j + 8 <= m; j += 8)",
             "            for (int k = 0; k < 8; ++k) acc[k] += o[j + k];",
             "        for (; j < m; ++j) rest += o[j];",
-            "        total[i] = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + "
+            f"        total[{'i' if group.axis == 1 else '0'}] {'=' if group.axis == 1 else '+='} "
+            "((acc[0] + acc[1]) + (acc[2] + acc[3])) + "
             "((acc[4] + acc[5]) + (acc[6] + acc[7])) + rest;",
         ]
     body += ["    }", "}"]
@@ -668,7 +683,7 @@ class FusedKernel:
                     return None
                 args.append(a.ctypes.data)
         if self.group.axis is not None:
-            want = (n, 1) if self.group.axis == 1 else (1, m)
+            want = {0: (1, m), 1: (n, 1)}.get(self.group.axis, (1, 1))
             if not (
                 total.__class__ is np.ndarray
                 and total.dtype == _F64

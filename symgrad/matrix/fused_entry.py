@@ -229,7 +229,7 @@ def _entry(k: int, name: str, group: Any) -> list[str]:
         ]
         call += [f"p{j}", f"s{j}"] if kind in ("full", "col") else [f"p{j}"]
     if group.axis is not None:
-        r, c = ("n", "1") if group.axis == 1 else ("1", "m")
+        r, c = group.total_shape
         body += [
             "    if (total == NULL) goto slow;",
             f"    double *t = sg_target(total, {r}, {c});",
