@@ -267,7 +267,7 @@ def test_builtin_entries_replace_the_kernels_and_pass_what_they_cannot_take_to_n
     assert tree.group.axis == 1 and [k for _, k in scaled.group.leaves] == ["scalar", "full"]
     assert tree.compiled == c_build.target(c_build.compiler()).mvec
     if not (tree.compiled and _entries_expected()):
-        return
+        pytest.skip("no libmvec, or no Python/NumPy C headers: no builtin entries to test")
     entry, scale = namespace["_fused0"], namespace["_fused1"]
     assert type(entry).__name__ == type(scale).__name__ == "builtin_function_or_method"
 
@@ -390,7 +390,7 @@ def test_the_builtin_logsumexp_equals_numpys_on_every_layout_it_takes_and_passes
     if "_logsumexp" not in library.entries:
         assert native is codegen._logsumexp  # no entries (headers) or no libmvec: NumPy's
         assert not (_entries_expected() and c_build.target(c_build.compiler()).mvec)
-        return
+        pytest.skip("no libmvec, or no Python/NumPy C headers: no builtin log-sum-exp")
     assert native is library.entries["_logsumexp"]
     cases = [
         _fill((n, m), n * m >= 7) * 40 for n, m in [(1, 1), (1, 9), (7, 1), (10, 256), (13, 17)]
