@@ -357,6 +357,47 @@ def test_a_large_programs_float_path_is_built_on_its_first_float_call():
     np.testing.assert_allclose(grad, ref[1], rtol=1e-10, atol=1e-13)
 
 
+def test_threads_racing_to_the_lazy_float_path_build_it_once(monkeypatch):
+    import threading
+    import time
+
+    from symgrad.codegen import compile as compile_module
+
+    real, calls = compile_module.float_path_source, []
+
+    def slow(prog, stacked):  # widen the window in which the other threads arrive
+        calls.append(1)
+        time.sleep(0.05)
+        return real(prog, stacked)
+
+    monkeypatch.setattr(compile_module, "float_path_source", slow)
+    f, *_, p = _large_program()
+    namespace = f._fn.__globals__
+    lazy = namespace["_float_path"]
+    results, barrier = [None] * 6, threading.Barrier(6)
+
+    def call(k):
+        barrier.wait()
+        results[k] = f(0.5, -0.25, p)
+
+    threads = [threading.Thread(target=call, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    built = namespace["_float_path"]
+    assert type(built).__name__ == "function"
+    # a caller that looked the name up before the replacement reaches the lazy object late:
+    # it answers with the built path and leaves it in place
+    late = lazy(0.5, -0.25, p)
+    assert namespace["_float_path"] is built
+    want = f(np.array([0.5]), np.array([-0.25]), np.array(p))
+    for value, grad in [*results, late]:
+        assert type(value) is float and value == pytest.approx(float(want[0][0]), rel=1e-13)
+        np.testing.assert_allclose(grad, want[1][:, 0], rtol=1e-12, atol=1e-15)
+
+
 def test_without_a_float_path_the_numpy_statements_answer(monkeypatch):
     from symgrad.codegen import compile as compile_module
 

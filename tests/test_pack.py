@@ -11,6 +11,7 @@ with batch axes of its own.
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 
 import numpy as np
@@ -19,6 +20,7 @@ import sympy as sp
 
 import symgrad.codegen.numpy as numpy_target
 from symgrad import grad, lambdify, value_and_grad
+from symgrad.codegen import lift
 from symgrad.codegen.pack import _schedule, pack
 from symgrad.codegen.plan import STATEMENT, plan
 
@@ -142,7 +144,8 @@ def demo_loss(hidden: int, seed: int, alpha: float):
     return hinge(model.symbolic(x), [y]) + l2(theta, alpha), theta, x, y
 
 
-def test_a_layer_is_one_matrix_product_per_sweep():
+def test_a_layer_is_one_matrix_product_per_sweep(monkeypatch):
+    monkeypatch.setattr(lift, "LIFT_MIN", math.inf)  # the scalar program, packed
     loss, theta, x, y = demo_loss(16, 0, 1e-4)
     f = value_and_grad(loss, theta, [*x, y, theta], reduce="mean")
     body = f.source.split("_coerce_vector(")[1]
@@ -234,7 +237,8 @@ def test_exported_packed_function_runs_without_symgrad(tmp_path):
     np.testing.assert_array_equal(gradient, want[1])
 
 
-def test_batch_mean_gradient_by_blocks_agrees():
+def test_batch_mean_gradient_by_blocks_agrees(monkeypatch):
+    monkeypatch.setattr(lift, "LIFT_MIN", math.inf)  # the scalar program, packed
     # 2-40-40-1: the weight gradients read 3 blocks of the adjoints x inputs product (fuse._blocks)
     loss, theta, x, y = demo_loss(40, 3, 1e-3)
     f = value_and_grad(loss, theta, [*x, y, theta], reduce="mean")

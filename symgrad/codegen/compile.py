@@ -27,6 +27,7 @@ import keyword
 import linecache
 import math
 import os
+import threading
 import warnings
 import weakref
 from typing import Any
@@ -206,22 +207,34 @@ def _load(source: str, name: str, kernel: Any = None) -> Any:
 class _LazyFloatPath:
     """A large program's Python-float path, built on its first call (then it replaces itself).
 
-    Two threads may both build it on their first calls; the second assignment wins, and both
-    paths compute the same numbers.
+    Built once, under a lock: a thread whose function looked ``_float_path`` up before the
+    replacement still reaches this object, which then answers with the built path (it must
+    not rebuild, nor put the unbuilt stub back in the namespace).
     """
 
     def __init__(self, prog: Program, stacked: str, namespace: dict) -> None:
         self._prog, self._stacked, self._namespace = prog, stacked, namespace
+        self._fn: Any = None
+        self._lock = threading.Lock()
 
     def __call__(self, *args: Any) -> Any:
+        fn = self._fn
+        if fn is None:
+            with self._lock:
+                fn = self._fn
+                if fn is None:
+                    fn = self._fn = self._build()
+        return fn(*args)
+
+    def _build(self) -> Any:
         fn = _runtime._float_path  # math cannot print it: the NumPy statements answer
-        text = float_path_source(self._prog, self._stacked) if self._prog is not None else None
+        text = float_path_source(self._prog, self._stacked)
         if text is not None:
             fn, filename = _load(text, "_float_path")
             weakref.finalize(fn, linecache.cache.pop, filename, None)
         self._namespace["_float_path"] = fn
         self._prog = None  # the program is no longer needed
-        return fn(*args)
+        return fn
 
 
 def _finish(fn: Any, filename: str, source: str, args: list, outputs: Any, **info: Any):
@@ -467,6 +480,34 @@ def value_and_grad(
     e = as_expr(expr)
     syms, single = as_symbols(wrt, e)
     dag = linearise([e])
+    lifts = isinstance(backend, str) and backend == "numpy" and isinstance(reduce, str)
+    if lifts and reduce == "mean" and not single and isinstance(args, (list, tuple)):
+        # a network's dense layers: the mean gradient as matrix products (lift.py); the
+        # scalar program below is compiled only for calls the layers cannot answer
+        from .lift import lift
+
+        float_outputs = check_choice(float_outputs, ("array", "tuple"), "float_outputs")
+        spec = [list(a) if isinstance(a, (list, tuple)) else a for a in args]
+        lifted = lift(
+            e, dag, syms, spec, "symgrad_fn", float_outputs,
+            lambda: _scalar_value_and_grad(e, syms, single, dag, args, backend, reduce,
+                                           float_outputs, c_options),
+            (_value_and_grad_again, (e, syms, spec, float_outputs)),
+        )  # fmt: skip
+        if lifted is not None:
+            return lifted
+    return _scalar_value_and_grad(
+        e, syms, single, dag, args, backend, reduce, float_outputs, c_options
+    )
+
+
+def _value_and_grad_again(expr, wrt, args, float_outputs):
+    # unpickling a function compiled by layers: compiled again in this process
+    return value_and_grad(expr, wrt, args, reduce="mean", float_outputs=float_outputs)
+
+
+def _scalar_value_and_grad(e, syms, single, dag, args, backend, reduce, float_outputs, c_options):
+    # value_and_grad by one reverse sweep over the scalar DAG, compiled as one program
     split = e
     if not any(n.is_Mul and len(a) > WIDE for n, a in zip(dag.order, dag.args, strict=True)):
         # wide sums split before the sweep, as the planner would split them after it: the

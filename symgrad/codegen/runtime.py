@@ -419,6 +419,29 @@ def _coerce_vector(
     return arr.tolist() if arr.ndim == 1 and as_list else arr
 
 
+def _dense_columns(scalars: tuple, theta: object) -> tuple[list, int] | None:
+    """The batch as 1-D float64 columns and its size, for a function compiled by layers.
+
+    None (the scalar program answers) unless the parameters are one float64 vector and every
+    other argument is float64 with a non-empty common batch shape.
+    """
+    if type(theta) is not np.ndarray or theta.ndim != 1 or theta.dtype != np.float64:
+        return None
+    shapes = []
+    for x in scalars:
+        if getattr(x, "dtype", None) != np.float64:
+            return None
+        shapes.append(np.shape(x))
+    try:
+        shape = np.broadcast_shapes(*shapes)
+    except ValueError:
+        return None
+    size = math.prod(shape)
+    if size == 0:
+        return None
+    return [np.broadcast_to(x, shape).reshape(size) for x in scalars], size
+
+
 def _float_path(*args: object) -> object:
     """The fast path of a large program before it is built (or where it cannot be): none.
 
@@ -460,5 +483,6 @@ HELPERS = {
         _too_many,
         _shape_error,
         _float_path,
+        _dense_columns,
     )
 }
