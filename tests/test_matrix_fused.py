@@ -292,6 +292,7 @@ def test_builtin_entries_replace_the_kernels_and_pass_what_they_cannot_take_to_n
     check(entry, tree.numpy_fn, np.asfortranarray(x), b, y, total=t)  # rows not contiguous
     check(entry, tree.numpy_fn, x, b.astype(np.float32), y, total=t)
     check(entry, tree.numpy_fn, x[:, :39], b, y[:, :39], total=t)  # shapes from the operand
+    check(entry, tree.numpy_fn, x[:2, :3], b[:2], y[:2, :3], total=t[:2])  # narrow, small
     check(entry, tree.numpy_fn, x[::2], b[::2], y[::2], total=np.empty((30, 1)))  # row strides
     read_only = np.empty((60, 40))
     read_only.flags.writeable = False

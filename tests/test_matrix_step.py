@@ -212,10 +212,11 @@ def test_sub_product_keeps_ieee_results_where_blas_would_not(monkeypatch):
 
 
 def test_place_updates_moves_a_product_after_the_parameters_last_reader():
-    # a0's gradient a2 @ a3 is known before a0 is read: the gemm into a0 must wait
+    # a0's gradient a2 @ a3 is known before a0 is read: the gemm into a0 must wait; it goes
+    # last (it streams the largest operands through the cache)
     kept = [("t0", "a2 @ a3"), ("t1", "a0 * a4"), ("t2", "t1.sum()")]
     out = place_updates(kept, [("a0", "t0")], fresh=3)
-    assert out == [("t1", "a0 * a4"), ("a0", "_sub_product(a0, a2, a3, 1.0)"), ("t2", "t1.sum()")]
+    assert out == [("t1", "a0 * a4"), ("t2", "t1.sum()"), ("a0", "_sub_product(a0, a2, a3, 1.0)")]
     # the same for a parameter too small for BLAS: a plain subtraction, also after the read
     out = place_updates(kept, [("a0", "t0")], fresh=3, small=frozenset({"a0"}))
     assert out[:3] == [
