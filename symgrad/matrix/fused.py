@@ -162,7 +162,8 @@ class Group:
     @property
     def total_shape(self) -> tuple[str, str]:
         """The shape of the array receiving ``total``, over the root's ``n`` x ``m``."""
-        return {0: ("1", "m"), 1: ("n", "1")}.get(self.axis, ("1", "1"))  # type: ignore[arg-type]
+        axis = self.axis
+        return ("1", "m") if axis == 0 else ("n", "1") if axis == 1 else ("1", "1")
 
 
 def _subtracted(term: sp.Basic) -> bool:
