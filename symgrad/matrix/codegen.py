@@ -881,7 +881,8 @@ def _reuse_memory(
     for i, (target, code) in enumerate(kept):
         for name in _names_in(code):
             last[name] = i
-        last.setdefault(target, i)  # never read (a fused root wanted for its sum): dies here
+        if _NAME.fullmatch(target):  # a temporary never read (a fused root wanted for its sum)
+            last.setdefault(target, i)  # dies at once
     owned = {
         t
         for t, code in kept
