@@ -437,3 +437,23 @@ def test_a_tree_read_only_through_its_sum_is_still_computed(rows, axis):
         )
         np.testing.assert_allclose(f(x), want, rtol=1e-13)
         assert np.shape(f(x)) == np.shape(want)
+
+
+@needs_c
+@pytest.mark.parametrize("rows", [100, B])
+def test_float32_trees_and_their_sums_are_numpys_own(rows):
+    # the C loops take float64 only: float32 runs NumPy, and its sums keep float32
+    X, b = sp.MatrixSymbol("X", rows, 90), sp.MatrixSymbol("b", rows, 1)
+    e = mx.tanh(mx.add(X, mx.broadcast(b, (rows, 90))))
+    outs = [mx.hadamard(e, X), mx.sum(mx.hadamard(e, X), axis=1), mx.sum(mx.hadamard(e, X))]
+    f, g = compile_matrix(outs, [X, b]), compile_matrix(outs, [X, b], fuse=False)
+    assert "_total_of(" in f.source
+    x, bias = _fill((100, 90), special=False), _fill((100, 1), special=False)
+    for dtype in (np.float32, np.float64):
+        got, want = f(x.astype(dtype), bias.astype(dtype)), g(x.astype(dtype), bias.astype(dtype))
+        for u, v in zip(got, want, strict=True):
+            assert np.asarray(u).dtype == np.asarray(v).dtype == dtype
+            if dtype == np.float32:
+                np.testing.assert_array_equal(u, v)  # the same NumPy operations
+            else:
+                np.testing.assert_allclose(u, v, rtol=1e-13)

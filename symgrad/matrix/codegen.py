@@ -227,6 +227,7 @@ _NAMESPACE = {
     "_arity": _arity,
     "_sub_product": sub_product,
     "_scratch": _scratch,
+    "_total_of": fused.total_of,
     "_param_error": param_error,
     "_vmath": _VectorMath(),  # functions NumPy lacks (erf, gamma, ...), as the scalar target
 }
@@ -391,8 +392,7 @@ class _Gen:
     def __init__(self, args: list, kernels: bool = True) -> None:
         self.kernels = kernels  # call the NumPy helpers (_gram, ...); XLA fuses on its own
         self.ref: dict[sp.Basic, str] = {}
-        # (target, code, names it needs computed besides those its code reads)
-        self.lines: list[tuple[str, str, set[str]]] = []
+        self.lines: list[tuple[str, str, set[str]]] = []  # (target, code, names used)
         self.prologue: list[str] = []
         self.printer = _Printer()
         self.dims: dict[sp.Basic, str] = {}
@@ -704,9 +704,8 @@ def _generate(
             code, total = _fused_call(g, group, len(kernels), small)
             g.emit(node, code, set())
             below[g.ref[node]] = small
-            if total:  # named after the call that fills it (update.py reads names); it needs
-                # the call even where nothing else reads the root
-                g.emit(group.total, _total_code(g, group, total, small), {g.ref[node]})
+            if total:  # named after the call that fills it (update.py reads names)
+                g.emit(group.total, _total_code(g, group, total, small), set())
             kernels.append((f"_fused{len(kernels)}", group))
             continue
         code = _node_code(g, node)
@@ -718,10 +717,10 @@ def _generate(
     out_names = [g.use(o) for o in flat]
     needed = set(out_names)
     kept = []
-    for target, code, after in reversed(g.lines):
+    for target, code, _ in reversed(g.lines):
         if target in needed:
             kept.append((target, code))
-            needed |= set(_names_in(code)) | after
+            needed |= set(_names_in(code))
     kept.reverse()
     if updates:
         pairs = [(f"a{i}", out_names[k]) for k, i in updates.items()]
@@ -823,14 +822,15 @@ def _fused_call(g: _Gen, group: fused.Group, k: int, small: Any) -> tuple[str, s
 
 
 def _total_code(g: _Gen, group: fused.Group, total: str, small: Any) -> str:
-    """The sum's own statement, after the call: the array the C loop filled, or below its
+    """The sum's own statement, after the call: the sums the call filled in (``_total_of``:
+    NumPy's own sums of the result where it has another dtype than float64), or below its
     size NumPy's sum of the result (as the unfused code computes it)."""
-    root = g.ref[group.root]
-    if group.axis == -1:  # the sum of all entries: a scalar, as NumPy's sum()
-        return f"{total}[0, 0] if {small[0]} else {root}.sum()" if small else f"{total}[0, 0]"
+    root, axis = g.ref[group.root], group.axis
+    filled = f"_total_of({root}, {total}, {axis})"
     if not small:
-        return total
-    return f"{total} if {small[0]} else {root}.sum(axis={group.axis}, keepdims=True)"
+        return filled
+    numpy_sum = f"{root}.sum()" if axis == -1 else f"{root}.sum(axis={axis}, keepdims=True)"
+    return f"{filled} if {small[0]} else {numpy_sum}"
 
 
 def _names_in(code: str) -> list[str]:

@@ -64,6 +64,7 @@ __all__ = [
     "numpy_code",
     "plan",
     "total_into",
+    "total_of",
 ]
 
 #: Results with fewer entries stay in NumPy: the generated code runs the tree as NumPy
@@ -348,7 +349,8 @@ def numpy_code(group: Group, operands: list[str], out: str | None, printer: Any)
 
 def total_into(result: Any, total: Any, axis: int) -> Any:
     """``result``, after writing its sums along ``axis`` into ``total`` (NumPy's path; axis
-    -1: the sum of all entries, into a 1 x 1 ``total``).
+    -1: the sum of all entries, into a 1 x 1 ``total``), when both have one dtype (else
+    :func:`total_of` sums ``result`` itself).
 
     >>> import numpy as np
     >>> t = np.empty((2, 1))
@@ -356,8 +358,23 @@ def total_into(result: Any, total: Any, axis: int) -> Any:
     >>> t.ravel().tolist()
     [3.0, 3.0]
     """
-    np.add.reduce(result, None if axis == -1 else axis, None, total, True)
+    if result.dtype == total.dtype:
+        np.add.reduce(result, None if axis == -1 else axis, None, total, True)
     return result
+
+
+def total_of(result: Any, total: Any, axis: int) -> Any:
+    """The sums of ``result`` along ``axis`` (-1: of all its entries, a scalar) as the unfused
+    code computes them: those the call wrote into ``total``, unless ``result`` has another
+    dtype (NumPy computed the tree, float32 say), whose own sums keep that dtype.
+
+    >>> import numpy as np
+    >>> total_of(np.ones((2, 3), np.float32), np.zeros((1, 1)), -1).dtype
+    dtype('float32')
+    """
+    if result.dtype == total.dtype:
+        return total[0, 0] if axis == -1 else total
+    return result.sum() if axis == -1 else result.sum(axis=axis, keepdims=True)
 
 
 def _with_out(e: sp.Expr, printer: Any, out: str = "out", through: Any = None) -> str:
