@@ -29,6 +29,12 @@ B = sp.Symbol("B", integer=True, positive=True)
 needs_c = pytest.mark.skipif(not c_build.c_available(), reason="no C compiler")
 
 
+@pytest.fixture(autouse=True)
+def _no_warmup(monkeypatch):
+    """The C loops from the first call (the warm-up itself is tested on its own below)."""
+    monkeypatch.setattr(fused, "WARMUP_CALLS", 0)
+
+
 def _kernel(expr_of, shapes, kinds):
     """A compiled function of one fused tree over arguments of the given kinds and shapes."""
     syms = [sp.MatrixSymbol(f"A{k}", *shape) for k, shape in enumerate(shapes)]
@@ -457,3 +463,23 @@ def test_float32_trees_and_their_sums_are_numpys_own(rows):
                 np.testing.assert_array_equal(u, v)  # the same NumPy operations
             else:
                 np.testing.assert_allclose(u, v, rtol=1e-13)
+
+
+@needs_c
+def test_the_library_is_built_on_the_second_large_call(monkeypatch):
+    monkeypatch.setattr(fused, "WARMUP_CALLS", 1)
+    builds = []
+    real = fused.Library._load
+    monkeypatch.setattr(fused.Library, "_load", lambda self: builds.append(1) or real(self))
+    syms, e = _kernel(EXPRS["relu_sqrt"], [(B, 100), (B, 100)], ["full", "full"])
+    f = compile_matrix(e, syms)
+    a, b = _fill((150, 100), special=False), _fill((150, 100), special=False)
+    want = np.maximum(0, a) * np.sqrt(b * b)
+    np.testing.assert_allclose(f(a[:2], b[:2]), want[:2], rtol=1e-15)  # small: no call
+    np.testing.assert_allclose(f(a, b), want, rtol=1e-15)  # the first large call: NumPy
+    kernel = _kernel_object(f, "_fused0")
+    assert not builds and not kernel.compiled
+    np.testing.assert_allclose(f(a, b), want, rtol=1e-15)  # the second: built, C
+    assert builds == [1] and kernel.compiled
+    np.testing.assert_allclose(f(a, b), want, rtol=1e-15)
+    assert builds == [1]

@@ -15,12 +15,18 @@ import sympy as sp
 from symgrad import matrix as mx
 from symgrad.codegen import c_build
 from symgrad.errors import ArgumentError, InputTypeError, OptionError, ShapeError
-from symgrad.matrix import update
+from symgrad.matrix import fused, update
 from symgrad.matrix.update import place_updates, sub_product
 from symgrad.nn.dense import Dense, loss_expression
 
 RNG = np.random.default_rng(5)
 B = sp.Symbol("B", integer=True, positive=True)
+
+
+@pytest.fixture(autouse=True)
+def _no_warmup(monkeypatch):
+    """The fused C loops from a step's first call (``fused.WARMUP_CALLS``)."""
+    monkeypatch.setattr(fused, "WARMUP_CALLS", 0)
 
 
 def _mlp(sizes, loss):

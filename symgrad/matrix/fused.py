@@ -12,15 +12,16 @@ columns and rows, and scalars.
 
 A kernel is only planned when a C compiler is on ``PATH``
 (:func:`symgrad.codegen.c_build.c_available`) and the result is not known to be small, and
-built on its first call with at least :data:`FUSED_FROM` entries, through the C target's
-private, checked build cache. Below that size the generated code runs the tree as one NumPy
-expression itself; every other call the C loop cannot take (another dtype than float64, a
-layout other than rows of contiguous entries, a build that failed) runs the same expression
-in the kernel's NumPy function, which the generated source shows next to the function
-(``_fused0_numpy``). The C loop computes the same operations in the same order, with NumPy's
-NaN and infinity semantics (no fast-math); ``tanh``/``exp``/``log``/``sin``/``cos`` call glibc's
-vector math library (within 4 ulp), and trees with them run in C only when it links (probed
-at the first build), since one scalar libm call per entry is slower than NumPy's own loops.
+built on its second call (:data:`WARMUP_CALLS`) with at least :data:`FUSED_FROM` entries,
+through the C target's private, checked build cache. Below that size the generated code runs
+the tree as one NumPy expression itself; every other call the C loop cannot take (another
+dtype than float64, a layout other than rows of contiguous entries, a build that failed, the
+warm-up) runs the same expression in the kernel's NumPy function, which the generated source
+shows next to the function (``_fused0_numpy``). The C loop computes the same operations in
+the same order, with NumPy's NaN and infinity semantics (no fast-math);
+``tanh``/``exp``/``log``/``sin``/``cos`` call glibc's vector math library (within 4 ulp), and
+trees with them run in C only when it links (probed at the first build), since one scalar
+libm call per entry is slower than NumPy's own loops.
 
 >>> import numpy as np, sympy as sp
 >>> from symgrad.matrix import expr as mx
@@ -57,6 +58,7 @@ from .expr import Broadcast, LogSumExp, Map, Softmax, SumAll, SumAxis
 __all__ = [
     "CTYPES_FROM",
     "FUSED_FROM",
+    "WARMUP_CALLS",
     "FusedKernel",
     "Group",
     "Library",
@@ -79,6 +81,11 @@ FUSED_FROM = 512
 #: 17 us in NumPy at 8192 entries, 25 against 34 at 16384; the tanh derivative 8.5 against 7.9,
 #: then 11 against 16)
 CTYPES_FROM = 8192
+#: Large calls of a kernel that NumPy answers before the library is built: a function called
+#: once never pays for the compiler (the first build per machine takes ~1 s, and later ones
+#: load from the cache after probing the compiler, ~0.16 s per process, measured on a
+#: 2-16-16-1 network's value and gradient); a training loop builds on its second step.
+WARMUP_CALLS = 1
 #: Functions with a vector version in glibc's libmvec; any other function keeps a tree in NumPy.
 _VECTOR = {sp.exp, sp.log, sp.tanh, sp.sin, sp.cos}
 #: Scalar heads the C loop computes inline (compare-and-select helpers, hardware square root).
@@ -488,7 +495,7 @@ _WIDE = """\
 
 
 class Library:
-    """The C kernels of one compiled function: built once, on the first call that needs one.
+    """The C kernels of one compiled function: built once, when a kernel first needs them.
 
     Args:
         groups: ``(C function name, Group)`` per kernel.
@@ -625,6 +632,7 @@ class FusedKernel:
         self.name, self.group, self.numpy_fn, self._library = name, group, numpy_fn, library
         self._fn: Any = None  # not looked up yet
         self._entry: Any = None  # the builtin entry, once the library has built it
+        self._warm = 0  # large calls answered by NumPy before the library is built
         library.kernels[name] = self
         self._first = next(k for k, (_, kind) in enumerate(group.leaves) if kind == "full")
         self._kinds = [kind for _, kind in group.leaves]
@@ -634,7 +642,10 @@ class FusedKernel:
             return self._entry(*ops, out=out, total=total)
         first = ops[self._first]
         if self._fn is not False and first.__class__ is np.ndarray and first.size >= FUSED_FROM:
-            if self._fn is None:  # the first large call: build the library (once)
+            if self._fn is None:  # a large call: build the library (once) after the warm-up
+                if self._warm < WARMUP_CALLS:
+                    self._warm += 1
+                    return self.numpy_path(*ops, out=out, total=total)
                 self._fn = self._library.function(self.name) or False
                 if self._entry is not None:  # installed by the library
                     return self._entry(*ops, out=out, total=total)
