@@ -268,3 +268,47 @@ def test_large_networks_lift_and_small_ones_do_not(monkeypatch):
         expr, theta, xs, ts, _ = _network(14, "relu", "hinge", widths=widths, nin=2)
         f = value_and_grad(expr, theta, [*xs, *ts, theta], reduce="mean")
         assert (type(f).__name__ == "LiftedFunction") is lifted
+
+
+def _mutations(expr, theta, xs, ts, model, rng):
+    # near-networks: each either still a chain of dense layers or not one; the compiled
+    # function must agree with the scalar program in both cases
+    hidden = model.layers[0].symbolic(xs)
+    w, v = theta[0], theta[-1]
+    return [
+        expr,
+        expr.xreplace({theta[1]: w}),  # a weight shared by two products
+        expr + hidden[0],  # a hidden unit read by the head
+        expr + w**3,  # a parameter outside the layers
+        expr + xs[0] * ts[0],  # an input read by the head
+        expr.xreplace({w: 2 * w}),  # a product with a number in it
+        expr.xreplace({xs[0]: xs[0] ** 2}),  # a unit that is not an input
+        expr.xreplace({v: v + 1}),  # a constant in the last sum
+        expr + 0.5 * sum(p**2 for p in theta[:3]) + v**2,  # L2 over some parameters, twice
+        expr * 2,  # the loss scaled
+        sp.tanh(expr),  # a head around everything
+        expr.xreplace({xs[-1]: xs[0]}),  # one input read twice per neuron
+        expr + sum(rng.uniform(-1, 1) * p**2 for p in theta),  # distributed L2 coefficients
+    ]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_near_networks_agree_with_the_scalar_program(seed, monkeypatch):
+    rng = random.Random(seed)
+    act = ("relu", "tanh", "sigmoid")[seed % 3]
+    loss = ("hinge", "squared_error", "softmax_cross_entropy")[seed % 3]
+    expr, theta, xs, ts, model = _network(seed + 40, act, loss, alpha=1e-2, widths=[3, 3], nin=2)
+    x, t = _batch(seed, len(xs), len(ts), 9, loss)
+    p = np.random.default_rng(seed).normal(scale=0.8, size=len(theta))
+    lifted = 0
+    for k, e in enumerate(_mutations(expr, theta, xs, ts, model, rng)):
+        monkeypatch.setattr(lift_module, "LIFT_MIN", 0)
+        f = value_and_grad(e, theta, [*xs, *ts, theta], reduce="mean")
+        lifted += type(f).__name__ == "LiftedFunction"
+        monkeypatch.setattr(lift_module, "LIFT_MIN", float("inf"))
+        g = value_and_grad(e, theta, [*xs, *ts, theta], reduce="mean")
+        assert type(g).__name__ == "CompiledFunction"
+        got, want = f(*x, *t, p), g(*x, *t, p)
+        assert float(got[0]) == pytest.approx(float(want[0]), rel=1e-12, abs=1e-14), k
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-10, atol=1e-13, err_msg=str(k))
+    assert lifted >= 3  # the network itself, the input in the head, the scaled L2 terms

@@ -362,6 +362,7 @@ def _lambdify(
     float_outputs: str = "array",
     c_options: dict | None = None,
     given: Any = None,
+    float_path: bool = True,
 ) -> CompiledFunction:
     # lambdify; ``base``: the linearised DAG the outputs were derived from (not walked again);
     # ``given``: the outputs as the caller gave them, when ``outputs`` is an equal rewrite
@@ -407,14 +408,15 @@ def _lambdify(
         )
     mean = reduce == "mean"
     source = emit(
-        prog, name, mean=mean, kernel=kernel is not None, float_outputs=float_outputs, lazy=True
-    )
+        prog, name, mean=mean, kernel=kernel is not None, float_outputs=float_outputs, lazy=True,
+        float_path=float_path, trusted=not float_path,
+    )  # fmt: skip
     fn, filename = _load(source, name, kernel)
-    if calls_lazy_float_path(prog):  # built on the first call on Python floats
+    if float_path and calls_lazy_float_path(prog):  # built on the first call on Python floats
         fn.__globals__["_float_path"] = _LazyFloatPath(prog, float_outputs, fn.__globals__)
     info = {"name": name, "backend": backend, "reduce": reduce, "float_outputs": float_outputs}
     entry = None
-    small = prog.n_operations <= EAGER_LIMIT
+    small = float_path and prog.n_operations <= EAGER_LIMIT
     if kernel is not None and small and emit_body(prog, stacked=float_outputs) is not None:
         from .c_float import native_entry
 
@@ -506,7 +508,19 @@ def _value_and_grad_again(expr, wrt, args, float_outputs):
     return value_and_grad(expr, wrt, args, reduce="mean", float_outputs=float_outputs)
 
 
-def _scalar_value_and_grad(e, syms, single, dag, args, backend, reduce, float_outputs, c_options):
+def _array_value_and_grad(expr: sp.Expr, wrt: Any, args: list) -> CompiledFunction:
+    # value_and_grad for calls on arrays only (no Python-float path): the pieces lift.py calls
+    e = as_expr(expr)
+    single = isinstance(wrt, sp.Symbol)
+    syms = [wrt] if single else list(wrt)
+    return _scalar_value_and_grad(
+        e, syms, single, linearise([e]), args, "numpy", None, "array", None, float_path=False
+    )
+
+
+def _scalar_value_and_grad(
+    e, syms, single, dag, args, backend, reduce, float_outputs, c_options, float_path=True
+):
     # value_and_grad by one reverse sweep over the scalar DAG, compiled as one program
     split = e
     if not any(n.is_Mul and len(a) > WIDE for n, a in zip(dag.order, dag.args, strict=True)):
@@ -528,5 +542,5 @@ def _scalar_value_and_grad(e, syms, single, dag, args, backend, reduce, float_ou
     outputs = [split, gradient[0] if single else gradient]
     return _lambdify(
         outputs, args, backend, reduce, "symgrad_fn", dag, float_outputs, c_options=c_options,
-        given=[e, outputs[1]],
+        given=[e, outputs[1]], float_path=float_path,
     )  # fmt: skip

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from ..graph import Linear
+from ..graph import Linear, rebuild
 
 __all__ = ["LIFT_MIN"]
 
@@ -95,17 +95,32 @@ def lift(
     if found is None:
         return None
     layers, head, scalars, vector_at, l2, inputs = found
-    from .compile import _finish, _load, value_and_grad  # compile imports this module lazily
+    # compile imports this module lazily; the pieces are called on arrays only
+    from .compile import _array_value_and_grad, _finish, _load
 
-    s_syms = [sp.Dummy(f"s{k}") for k in range(len(layers[-1].outputs))]
-    head_fn = value_and_grad(head(s_syms), s_syms, [*s_syms, *[args[i] for i in scalars]])
-    acts = [
-        None if layer.template is None else value_and_grad(layer.template, _U, [_U])
-        for layer in layers
-    ]
-    source, constants = _source(layers, scalars, inputs, vector_at, len(args), len(syms), l2, name)
-    names = [str(a) if not isinstance(a, list) else f"a vector of {len(a)}" for a in args]
+    body, s_syms, read_args = head
+    reads = [k for k, i in enumerate(scalars) if i in read_args]  # the inputs the head reads
+    head_fn = _array_value_and_grad(body, s_syms, [*s_syms, *[args[scalars[k]] for k in reads]])
+    compiled: dict = {}  # one function per distinct activation (a ReLU network's layers share one)
+    for layer in layers:
+        if layer.template is not None and layer.template not in compiled:
+            compiled[layer.template] = _array_value_and_grad(layer.template, _U, [_U])
+    acts = [None if layer.template is None else compiled[layer.template] for layer in layers]
+    source, constants = _source(
+        layers, scalars, inputs, reads, vector_at, len(args), len(syms), l2, name
+    )
+    names = [a.name if not isinstance(a, list) else f"a vector of {len(a)}" for a in args]
     source += f"_names = {names!r}\n"
+    # the pieces' own code, for the reader (each is a compiled function of its own)
+    shown = [("_head", "the loss in the outputs: value and gradient", head_fn)]
+    shown += [(f"_act{k + 1}", "an activation and its derivative", a) for k, a in enumerate(acts)]
+    seen: set = set()
+    for label, what, piece in shown:
+        if piece is None or id(piece) in seen:
+            continue
+        seen.add(id(piece))
+        body_lines = piece.source.splitlines()
+        source += f"# {label}: {what}\n" + "".join(f"#   {ln}\n" for ln in body_lines)
     fn, filename = _load(source, name)
     namespace = fn.__globals__
     namespace.update(constants, _head=head_fn, _general=_Lazy(general))
@@ -127,20 +142,21 @@ def _recognise(expr, dag: Linear, syms, args):
     if len(vectors) != 1 or list(args[vectors[0]]) != list(syms) or len(syms) < 2:
         return None
     vector_at = vectors[0]
-    if len(set(syms)) != len(syms):
-        return None
     scalars = [i for i, a in enumerate(args) if i != vector_at]
     if not all(isinstance(args[i], sp.Symbol) for i in scalars):
-        return None
-    scalar_syms = {args[i] for i in scalars}
-    if scalar_syms & set(syms) or len(scalar_syms) != len(scalars):
         return None
     param = [-1] * n
     for k, s in enumerate(syms):
         i = dag.index.get(s)
-        if i is None:
-            return None  # a parameter the loss does not read: its gradient is 0, no layer
+        if i is None or param[i] >= 0:
+            return None  # a parameter the loss does not read (its gradient is 0), or twice
         param[i] = k
+    seen_inputs = set()
+    for i in scalars:
+        at = dag.index.get(args[i])
+        if at is not None and (param[at] >= 0 or at in seen_inputs):
+            return None  # an input that is also a parameter, or given twice
+        seen_inputs.add(at)
     uses = [0] * n
     parent = [-1] * n
     for i, a in enumerate(args_of):
@@ -210,14 +226,13 @@ def _recognise(expr, dag: Linear, syms, args):
             return None
     if sum(w.weights.size + (0 if w.bias is None else w.bias.size) for w in layers) < LIFT_MIN:
         return None
-    split = _head(expr, order, layers[-1].outputs, set(syms), scalar_syms)
+    arg_of = {dag.index[args[i]]: i for i in scalars if args[i] in dag.index}
+    split = _head(dag, layers[-1].outputs, param, set(arg_of))
     if split is None:
         return None
-    head, l2 = split
-    at = {s: k for k, s in enumerate(syms)}
-    l2 = [(c, [at[p] for p in ps]) for c, ps in l2]
-    units = [scalars[[args[i] for i in scalars].index(order[u])] for u in layers[0].units]
-    return layers, head, scalars, vector_at, l2, units
+    head, marks, l2, reads = split
+    units = [arg_of[u] for u in layers[0].units]
+    return layers, (head, marks, sorted(arg_of[r] for r in reads)), scalars, vector_at, l2, units
 
 
 def _layer(rows, units, neuron, order, args_of, uses, parent, param) -> _Layer | None:
@@ -245,60 +260,90 @@ def _layer(rows, units, neuron, order, args_of, uses, parent, param) -> _Layer |
             continue
         keys.add((node.func, tuple(None if a == r else order[a] for a in pa)))
         outs.append(p)
+        example = node
     if len(keys) != 1:
         return None
     (key,) = keys
     template = None
     if key is not None:
-        func, pattern = key
-        template = func(*[_U if a is None else a for a in pattern])
+        # unevaluated, as the network's own nodes (SymPy's Max would sort and compare)
+        template = rebuild(example, [_U if a is None else a for a in key[1]])
         if not isinstance(template, sp.Expr) or template.free_symbols != {_U}:
             return None
     bias = None if biases[0] < 0 else np.array(biases, dtype=np.int64)
     return _Layer(units, rows, weights, bias, template, outs)
 
 
-def _head(expr, order, outputs, params: set, scalar_syms: set):
-    # The loss with the last layer's outputs as symbols: the per-sample part (no parameters)
-    # and L2 terms c * sum(p**2) (their gradient is 2 c theta, one vector operation).
-    marks = [sp.Dummy(f"o{k}") for k in range(len(outputs))]
-    mapping = {order[o]: m for o, m in zip(outputs, marks, strict=True)}
-    per_sample, l2 = [], []
-    for t in expr.args if expr.is_Add else (expr,):
-        found = _l2(t, params)  # parameters only: nothing to replace in it
+def _head(dag: Linear, outputs, param: list, inputs: set):
+    # The loss with the last layer's outputs as symbols: the per-sample part, rebuilt
+    # unevaluated (SymPy's evaluating constructors would rewrite a softmax's exp and Max at
+    # great cost), reading no parameter and no symbol but the inputs (DAG positions); and L2
+    # terms c * sum(p**2) (their gradient is 2 c theta). Also the input positions it reads.
+    marks = [sp.Dummy(f"s{k}") for k in range(len(outputs))]
+    memo: dict[int, Any] = dict(zip(outputs, marks, strict=True))
+    root = len(dag.order) - 1
+    terms = dag.args[root] if dag.order[root].is_Add else [root]
+    per_sample, l2, reads = [], [], set()
+    for t in terms:
+        found = _l2(t, dag, param)  # parameters only: nothing to replace in it
         if found is not None:
             l2.append(found)
             continue
-        t = t.xreplace(mapping)
-        if t.free_symbols & params:
+        term = _rebuilt(t, dag, memo, param, inputs, reads)
+        if term is None:
             return None
-        per_sample.append(t)
-    body = sp.Add(*per_sample)
-    if not body.free_symbols <= set(marks) | scalar_syms:
-        return None
-
-    def head(symbols):
-        return body.xreplace(dict(zip(marks, symbols, strict=True)))
-
-    return head, l2
+        per_sample.append(term)
+    body = per_sample[0] if len(per_sample) == 1 else sp.Add(*per_sample, evaluate=False)
+    return body, marks, l2, reads
 
 
-def _l2(term, params: set):
-    # (c, [parameters]) for c * p**2 or c * (p1**2 + p2**2 + ...) with a real number c
+def _rebuilt(top: int, dag: Linear, memo: dict, param: list, inputs: set, reads: set) -> Any:
+    # the node at position ``top`` with the nodes in ``memo`` replaced (post-order, iterative;
+    # it never descends below a replaced node); None if it reads a parameter or a symbol that
+    # is not an input
+    stack = [(top, False)]
+    while stack:
+        i, ready = stack.pop()
+        if i in memo:
+            continue
+        kids = dag.args[i]
+        if not ready:
+            if not kids:
+                node = dag.order[i]
+                if param[i] >= 0 or (node.is_Symbol and i not in inputs):
+                    return None
+                if i in inputs:
+                    reads.add(i)
+                memo[i] = node
+                continue
+            stack.append((i, True))
+            stack.extend((k, False) for k in kids if k not in memo)
+            continue
+        node = dag.order[i]
+        new = [memo[k] for k in kids]
+        same = all(a is b for a, b in zip(new, node.args, strict=True))
+        memo[i] = node if same else rebuild(node, new)
+    return memo[top]
+
+
+def _l2(t: int, dag: Linear, param: list):
+    # (c, [theta positions]) for c * p**2 or c * (p1**2 + p2**2 + ...), c a real number
+    order, args_of = dag.order, dag.args
+    term, at = order[t], t
     c = sp.S.One
-    body = term
     if term.is_Mul:
-        numbers = [a for a in term.args if a.is_Number]
-        rest = [a for a in term.args if not a.is_Number]
+        rest = [k for k in args_of[t] if not order[k].is_Number]
         if len(rest) != 1:
             return None
-        c, body = sp.Mul(*numbers), rest[0]
-    squares = body.args if body.is_Add else (body,)
+        c = sp.Mul(*[order[k] for k in args_of[t] if order[k].is_Number])
+        at = rest[0]
+    squares = args_of[at] if order[at].is_Add else [at]
     out = []
-    for s in squares:
-        if not (s.is_Pow and s.exp == 2 and s.base in params):
+    for q in squares:
+        node, kids = order[q], args_of[q]
+        if not (node.is_Pow and len(kids) == 2 and param[kids[0]] >= 0 and node.exp == 2):
             return None
-        out.append(s.base)
+        out.append(param[kids[0]])
     if c.is_real is not True or not math.isfinite(float(c)):
         return None
     return float(c), out
@@ -329,9 +374,8 @@ def _slices(idx: np.ndarray) -> str | None:
     return f"[{start}:{start + rs * rows}].reshape({rows}, {rs})[:, {picked}]"
 
 
-def _source(layers, scalars, inputs, vector_at, nargs, size, l2, name):
+def _source(layers, scalars, inputs, reads, vector_at, nargs, size, l2, name):
     # inputs: the argument position of each column of the first layer's units
-    params = [f"_a{i}" for i in range(nargs)]
     constants: dict[str, Any] = {}
 
     def read(idx, what):  # theta (or the gradient) at the positions idx
@@ -342,27 +386,28 @@ def _source(layers, scalars, inputs, vector_at, nargs, size, l2, name):
         constants[key] = idx
         return f"{what}[{key}]"
 
-    lines = [f"def {name}({''.join(p + '=_MISSING, ' for p in params)}*_extra):"]
-    lines.append("    if _extra: _too_many(_names, _extra)")
-    for i in scalars:
-        lines.append(f"    _x{i} = _coerce(_a{i}, {i}, _names)")
-    lines.append(f"    _th = _coerce_vector(_a{vector_at}, {vector_at}, _names, {size})")
-    floats = " and ".join(f"type(_a{i}) is float" for i in scalars)
-    lines.append(f"    _floats_in = {floats}")
+    # one argument tuple, so the source stays short however many inputs the network has
+    # (compile() time grows with every name printed); the checks are the scalar program's
+    lines = [f"def {name}(*_args):"]
+    lines.append(f"    if len(_args) > {nargs}: _too_many(_names, _args[{nargs}:])")
+    lines.append(f"    if len(_args) < {nargs}: _args += (_MISSING,) * ({nargs} - len(_args))")
+    constants["_SCALARS"] = tuple(scalars)
+    lines.append("    _sc = [_args[_k] for _k in _SCALARS]")
+    lines.append("    _xs = [_coerce(_x, _k, _names) for _k, _x in zip(_SCALARS, _sc)]")
+    lines.append(f"    _th = _coerce_vector(_args[{vector_at}], {vector_at}, _names, {size})")
+    lines.append("    _floats_in = all(type(_x) is float for _x in _sc)")
+    theta = f"_args[{vector_at}]"
     # the scalar program's float path computes in the list's own number types
-    lines.append(
-        f"    if _floats_in and type(_a{vector_at}) is list and not _all_floats(_a{vector_at}):"
-    )
-    lines.append(f"        return _general({', '.join(params)})")
-    cols = ", ".join(f"_x{i}" for i in scalars)
-    lines.append(f"    _cols = _dense_columns(({cols},), _th)")
+    lines.append(f"    if _floats_in and type({theta}) is list and not _all_floats({theta}):")
+    lines.append("        return _general(*_args)")
+    lines.append("    _cols = _dense_columns(_xs, _th)")
     lines.append("    if _cols is None:  # per-sample parameters, other dtypes, empty batches")
-    lines.append(f"        return _general({', '.join(params)})")
+    lines.append("        return _general(*_args)")
     lines.append("    _c, _B = _cols")
     column = {i: k for k, i in enumerate(scalars)}
-    lines.append(
-        f"    _U0 = numpy.stack([{', '.join(f'_c[{column[i]}]' for i in inputs)}], axis=1)"
-    )
+    constants["_INPUTS"] = [column[i] for i in inputs]
+    constants["_READS"] = list(reads)
+    lines.append("    _U0 = numpy.stack([_c[_k] for _k in _INPUTS], axis=1)")
     for k, layer in enumerate(layers, 1):
         w = read(layer.weights, "_th")
         lines.append(f"    _W{k} = {w}")
@@ -376,8 +421,7 @@ def _source(layers, scalars, inputs, vector_at, nargs, size, l2, name):
         else:
             lines.append(f"    _U{k} = _Z{k}")
     last = len(layers)
-    outs = ", ".join(f"_U{last}[:, {j}]" for j in range(len(layers[-1].outputs)))
-    lines.append(f"    _hv, _hg = _head({outs}, *_c)")
+    lines.append(f"    _hv, _hg = _head(*_U{last}.T, *[_c[_k] for _k in _READS])")
     lines.append("    _v = _hv.mean()")
     lines.append("    _d = _hg.T / _B")
     lines.append(f"    _g = numpy.empty({size})")
@@ -402,9 +446,7 @@ def _source(layers, scalars, inputs, vector_at, nargs, size, l2, name):
             constants["_L2"] = coef
             lines.append("    _v = _v + _th @ (_L2 * _th)")
             lines.append("    _g += 2.0 * _L2 * _th")
-    lines.append(
-        f"    if _floats_in and (type(_a{vector_at}) is _ndarray or _all_floats(_a{vector_at})):"
-    )
+    lines.append(f"    if _floats_in and (type({theta}) is _ndarray or _all_floats({theta})):")
     lines.append("        return float(_v), (tuple(_g.tolist()) if _floats == 'tuple' else _g)")
     lines.append("    return _v, _g")
     return "\n".join(lines) + "\n", constants

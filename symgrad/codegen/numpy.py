@@ -28,6 +28,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import sympy as sp
+
 from .fuse import Fuser, constant_name
 from .pack import pack, statement_printer
 from .plan import Program, rectangular, walk
@@ -46,6 +48,7 @@ def emit(
     float_path: bool = True,
     float_outputs: str = "array",
     lazy: bool = False,
+    trusted: bool = False,
 ) -> str:
     """The source of a function ``name`` computing ``prog`` with NumPy.
 
@@ -58,6 +61,8 @@ def emit(
         float_outputs: how the fast path returns stacked outputs: ``"array"`` (NumPy arrays,
             as every other call) or ``"tuple"`` (tuples of floats, as ``sympy.lambdify`` with
             ``modules="math"`` returns lists: no NumPy array is built per call).
+        trusted: the caller passes NumPy arrays only (symgrad's own pieces, e.g. a lifted
+            network's head): no argument coercion and no Python-float path are printed.
         lazy: for programs of more than :data:`~.pyfloat.EAGER_LIMIT` operations, the fast
             path calls ``_float_path(...)``, a function built on the first call on floats
             (:func:`float_path_source`), instead of holding the body: a network's setup does
@@ -80,7 +85,7 @@ def emit(
         if fast is not None:
             tests, unpack = _float_tests(prog), _float_unpack(prog, read)
             lines += _guarded(tests, [*unpack, *fast.lines, f"return {fast.ret}"])
-    for i, item in enumerate(prog.args):
+    for i, item in enumerate([] if trusted else prog.args):
         if isinstance(item, list):
             shown = ", ".join(repr(s.name) for s in item[:8]) + (", ..." if len(item) > 8 else "")
             lines.append(f"    # _a{i}: vector of {len(item)} symbols [{shown}]")
@@ -101,7 +106,10 @@ def emit(
         values = f"({', '.join(params)}{',' if len(params) == 1 else ''})"
         lines.append(f"        _shape_error(_e, _names, {values})")
         lines.append("        raise")
-    names = [str(a) if not isinstance(a, list) else f"a vector of {len(a)}" for a in prog.args]
+    names = [
+        a.name if type(a) is sp.Symbol else str(a) if not isinstance(a, list) else
+        f"a vector of {len(a)}" for a in prog.args
+    ]  # fmt: skip
     constants.append(f"_names = {names!r}")
     return "\n".join([*lines, *constants]) + "\n"
 

@@ -419,7 +419,7 @@ def _coerce_vector(
     return arr.tolist() if arr.ndim == 1 and as_list else arr
 
 
-def _dense_columns(scalars: tuple, theta: object) -> tuple[list, int] | None:
+def _dense_columns(scalars: list, theta: object) -> tuple[list, int] | None:
     """The batch as 1-D float64 columns and its size, for a function compiled by layers.
 
     None (the scalar program answers) unless the parameters are one float64 vector and every
@@ -432,6 +432,8 @@ def _dense_columns(scalars: tuple, theta: object) -> tuple[list, int] | None:
         if getattr(x, "dtype", None) != np.float64:
             return None
         shapes.append(np.shape(x))
+    if shapes and all(sh == shapes[0] for sh in shapes) and len(shapes[0]) == 1:
+        return (list(scalars), shapes[0][0]) if shapes[0][0] else None  # one batch axis
     try:
         shape = np.broadcast_shapes(*shapes)
     except ValueError:
