@@ -138,8 +138,10 @@ def lift(
 def _recognise(expr, dag: Linear, syms, args):
     order, args_of = dag.order, dag.args
     n = len(order)
+    if len(syms) < max(LIFT_MIN, 2):  # the layers' parameters are among them
+        return None
     vectors = [i for i, a in enumerate(args) if isinstance(a, list)]
-    if len(vectors) != 1 or list(args[vectors[0]]) != list(syms) or len(syms) < 2:
+    if len(vectors) != 1 or list(args[vectors[0]]) != list(syms):
         return None
     vector_at = vectors[0]
     scalars = [i for i, a in enumerate(args) if i != vector_at]
