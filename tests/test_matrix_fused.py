@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 
 import numpy as np
 import pytest
@@ -483,3 +484,33 @@ def test_the_library_is_built_on_the_second_large_call(monkeypatch):
     assert builds == [1] and kernel.compiled
     np.testing.assert_allclose(f(a, b), want, rtol=1e-15)
     assert builds == [1]
+
+
+@needs_c
+def test_threads_calling_a_function_for_the_first_time_agree_with_numpy():
+    # the library is built once under its lock while other threads call the kernel objects,
+    # then the entries take over; every result is the tree's own
+    X, b = sp.MatrixSymbol("X", B, 64), sp.MatrixSymbol("b", B, 1)
+    e = mx.tanh(mx.add(X, mx.broadcast(b, (B, 64))))
+    f = compile_matrix([e, mx.sum(e, axis=1)], [X, b])
+    xs = [_fill((200, 64), special=False) for _ in range(6)]
+    bs = [_fill((200, 1), special=False) for _ in range(6)]
+    bad = []
+
+    def run(k):
+        want = np.tanh(xs[k] + bs[k])
+        for _ in range(30):
+            out, total = f(xs[k], bs[k])
+            if not (
+                np.allclose(out, want, rtol=1e-13)
+                and np.allclose(total, want.sum(axis=1, keepdims=True), rtol=1e-12)
+            ):
+                bad.append(k)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert bad == []
+    assert _kernel_object(f, "_fused0").compiled == c_build.target(c_build.compiler()).mvec
