@@ -23,6 +23,12 @@ RNG = np.random.default_rng(5)
 B = sp.Symbol("B", integer=True, positive=True)
 
 
+@pytest.fixture(autouse=True)
+def _no_warmup(monkeypatch):
+    """The fused C loops from a step's first call (``fused.WARMUP_CALLS``)."""
+    monkeypatch.setattr(fused, "WARMUP_CALLS", 0)
+
+
 def _mlp(sizes, loss):
     """``(loss, params, args)`` of a tanh MLP built as ``symgrad.nn.Dense`` layers."""
     net = Dense(sizes[0], list(sizes[1:]), activation="tanh")
@@ -103,8 +109,8 @@ def test_fused_steps_follow_hand_written_backprop_and_the_numpy_step(batch):
         np.testing.assert_allclose(got, p - 0.1 * g, rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(got, other, rtol=1e-12, atol=1e-15)
     if batch == 130 and c_build.c_available() and c_build.target(c_build.compiler()).mvec:
-        kernels = [v for k, v in step._fn.__globals__.items() if k.startswith("_fused")]
-        ran = [k for k in kernels if isinstance(k, fused.FusedKernel) and k._fn]
+        kernels = step._fn.__globals__["_fused_library"].kernels.values()
+        ran = [k for k in kernels if k.compiled]
         # the C loops ran: bias + tanh, and the tanh derivative with the bias gradient's sum
         assert any("tanh" in str(k.group.expr) for k in ran)
         assert any(k.group.axis == 1 for k in ran)
@@ -212,10 +218,11 @@ def test_sub_product_keeps_ieee_results_where_blas_would_not(monkeypatch):
 
 
 def test_place_updates_moves_a_product_after_the_parameters_last_reader():
-    # a0's gradient a2 @ a3 is known before a0 is read: the gemm into a0 must wait
+    # a0's gradient a2 @ a3 is known before a0 is read: the gemm into a0 must wait; it goes
+    # last (it streams the largest operands through the cache)
     kept = [("t0", "a2 @ a3"), ("t1", "a0 * a4"), ("t2", "t1.sum()")]
     out = place_updates(kept, [("a0", "t0")], fresh=3)
-    assert out == [("t1", "a0 * a4"), ("a0", "_sub_product(a0, a2, a3, 1.0)"), ("t2", "t1.sum()")]
+    assert out == [("t1", "a0 * a4"), ("t2", "t1.sum()"), ("a0", "_sub_product(a0, a2, a3, 1.0)")]
     # the same for a parameter too small for BLAS: a plain subtraction, also after the read
     out = place_updates(kept, [("a0", "t0")], fresh=3, small=frozenset({"a0"}))
     assert out[:3] == [

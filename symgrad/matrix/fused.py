@@ -12,15 +12,16 @@ columns and rows, and scalars.
 
 A kernel is only planned when a C compiler is on ``PATH``
 (:func:`symgrad.codegen.c_build.c_available`) and the result is not known to be small, and
-built on its first call with at least :data:`FUSED_FROM` entries, through the C target's
-private, checked build cache. Below that size the generated code runs the tree as one NumPy
-expression itself; every other call the C loop cannot take (another dtype than float64, a
-layout other than rows of contiguous entries, a build that failed) runs the same expression
-in the kernel's NumPy function, which the generated source shows next to the function
-(``_fused0_numpy``). The C loop computes the same operations in the same order, with NumPy's
-NaN and infinity semantics (no fast-math); ``tanh``/``exp``/``log``/``sin``/``cos`` call glibc's
-vector math library (within 4 ulp), and trees with them run in C only when it links (probed
-at the first build), since one scalar libm call per entry is slower than NumPy's own loops.
+built on its second call (:data:`WARMUP_CALLS`) with at least :data:`FUSED_FROM` entries,
+through the C target's private, checked build cache. Below that size the generated code runs
+the tree as one NumPy expression itself; every other call the C loop cannot take (another
+dtype than float64, a layout other than rows of contiguous entries, a build that failed, the
+warm-up) runs the same expression in the kernel's NumPy function, which the generated source
+shows next to the function (``_fused0_numpy``). The C loop computes the same operations in
+the same order, with NumPy's NaN and infinity semantics (no fast-math);
+``tanh``/``exp``/``log``/``sin``/``cos`` call glibc's vector math library (within 4 ulp), and
+trees with them run in C only when it links (probed at the first build), since one scalar
+libm call per entry is slower than NumPy's own loops.
 
 >>> import numpy as np, sympy as sp
 >>> from symgrad.matrix import expr as mx
@@ -46,14 +47,18 @@ from sympy.matrices.expressions import HadamardPower, HadamardProduct, MatAdd, M
 from sympy.matrices.expressions.special import OneMatrix
 
 from ..codegen import c_build
+from ..codegen.c_float import entry_flags
 from ..codegen.c_pack import VECTOR_MATH, tanh_source
 from ..codegen.c_printer import PRELUDE, CPrinter
 from ..errors import SymgradError
 from . import expr as mx
-from .expr import Broadcast, Map, SumAxis
+from . import fused_entry
+from .expr import Broadcast, LogSumExp, Map, Softmax, SumAll, SumAxis
 
 __all__ = [
+    "CTYPES_FROM",
     "FUSED_FROM",
+    "WARMUP_CALLS",
     "FusedKernel",
     "Group",
     "Library",
@@ -63,14 +68,27 @@ __all__ = [
     "plan",
     "reads",
     "total_into",
+    "total_of",
     "tree_order",
 ]
 
-#: Results with fewer entries stay in NumPy: the C call costs about 6 us (ctypes, the operands'
-#: checks and pointers), which NumPy's sweeps over a small array do not take (measured on
-#: 64 x c arrays: bias add + tanh 15.5 us in C against 17 us in NumPy at 8192 entries, 25 against
-#: 34 at 16384; the tanh derivative 8.5 against 7.9, then 11 against 16)
-FUSED_FROM = 8192
+#: Results with fewer entries stay in NumPy: the generated code runs the tree as NumPy
+#: statements below this size. A call through the builtin entry (:mod:`.fused_entry`) costs
+#: about 0.1 us, so C pays on small arrays too (measured, CPU time per call: a bias add
+#: ``Z + b`` over 512 entries 0.11 us in C against 0.97 us in NumPy, 2560 entries 0.39 against
+#: 2.5; ``tanh(Z + b)`` 0.6 against 2.1, then 2.5 against 6.7), and where it cannot be built
+#: the kernel object passes arrays under :data:`CTYPES_FROM` entries to NumPy
+FUSED_FROM = 512
+#: ... and without the entry, through ctypes (about 6 us: the operands' checks and pointers in
+#: Python), from this many (measured on 64 x c arrays: bias add + tanh 15.5 us in C against
+#: 17 us in NumPy at 8192 entries, 25 against 34 at 16384; the tanh derivative 8.5 against 7.9,
+#: then 11 against 16)
+CTYPES_FROM = 8192
+#: Large calls of a kernel that NumPy answers before the library is built: a function called
+#: once never pays for the compiler (the first build per machine takes ~1 s, and later ones
+#: load from the cache after probing the compiler, ~0.16 s per process, measured on a
+#: 2-16-16-1 network's value and gradient); a training loop builds on its second step.
+WARMUP_CALLS = 1
 #: Functions with a vector version in glibc's libmvec; any other function keeps a tree in NumPy.
 _VECTOR = {sp.exp, sp.log, sp.tanh, sp.sin, sp.cos}
 #: Scalar heads the C loop computes inline (compare-and-select helpers, hardware square root).
@@ -143,11 +161,20 @@ class Group:
 
     def __init__(self, root: sp.Basic, inner: set, leaves: list, expr: sp.Expr) -> None:
         self.root, self.inner, self.leaves, self.expr = root, inner, leaves, expr
-        self.total: SumAxis | None = None
+        self.total: SumAxis | SumAll | None = None
 
     @property
     def axis(self) -> int | None:
-        return None if self.total is None else self.total.axis
+        """The axis ``total`` sums along: 0, 1, -1 for all entries (a ``SumAll``), or None."""
+        if self.total is None:
+            return None
+        return -1 if isinstance(self.total, SumAll) else self.total.axis
+
+    @property
+    def total_shape(self) -> tuple[str, str]:
+        """The shape of the array receiving ``total``, over the root's ``n`` x ``m``."""
+        axis = self.axis
+        return ("1", "m") if axis == 0 else ("n", "1") if axis == 1 else ("1", "1")
 
 
 def _subtracted(term: sp.Basic) -> bool:
@@ -182,6 +209,10 @@ def _local(node: sp.Basic, operand: Callable[[sp.Basic], sp.Expr]) -> sp.Expr:
     if isinstance(node, MatMul):
         coeff, (mat,) = node.as_coeff_matrices()
         return sp.Mul(operand(coeff), operand(mat), evaluate=False)
+    if isinstance(node, Softmax):  # exp(z - lse), the lse broadcast along the axis
+        lse = mx.broadcast(LogSumExp(*node.args), node.shape)
+        z, m = operand(node.args[0]), operand(lse)
+        return sp.exp(sp.Add(z, sp.Mul(-1, m, evaluate=False), evaluate=False), evaluate=False)
     mats = [operand(a) for a in node.mats]  # a Map
     return node.lam.expr.xreplace(dict(zip(node.lam.variables, mats, strict=True)))
 
@@ -205,6 +236,13 @@ def plan(order: list, outputs: list, mvec: bool) -> dict[sp.Basic, Group]:
     ['tanh(x0*x0)']
     """
     fusable = {n for n in order if entrywise(n)}
+    # softmax(z) = exp(z - logsumexp(z)) is entrywise once the log-sum-exp is computed before it
+    # (a loss's forward value): its entries over z's and a broadcast row or column of the lse
+    computed: set = set()
+    for n in order:
+        if isinstance(n, Softmax) and LogSumExp(*n.args) in computed:
+            fusable.add(n)
+        computed.add(n)
     inner = inner_nodes(fusable, reads(order, outputs))
     groups: dict[sp.Basic, Group] = {}
     for root in order:
@@ -213,9 +251,11 @@ def plan(order: list, outputs: list, mvec: bool) -> dict[sp.Basic, Group]:
             group = _group(root, inner, mvec)
             if group is not None:
                 groups[root] = group
-    for node in order:  # a row or column sum of a root, computed in the root's pass
-        group = groups.get(node.args[0]) if isinstance(node, SumAxis) else None
-        if group and group.total is None and group.root.shape[1 - node.axis] != 1:
+    for node in order:  # a row or column sum of a root, or its sum, computed in the root's pass
+        group = groups.get(node.args[0]) if isinstance(node, (SumAxis, SumAll)) else None
+        if group is None or group.total is not None:
+            continue
+        if isinstance(node, SumAll) or group.root.shape[1 - node.axis] != 1:
             group.total = node
     return groups
 
@@ -307,7 +347,9 @@ def _group(root: sp.Basic, inner: set, mvec: bool) -> Group | None:
         if node is not root:
             members.add(node)
     expr = formulas[root]
-    if not any(kind == "full" for _, kind in leaves) or not _printable(expr, mvec):
+    # transposes are views whose rows are not contiguous: the loop would never take them
+    full = [node for node, kind in leaves if kind == "full"]
+    if all(isinstance(n, Transpose) for n in full) or not _printable(expr, mvec):
         return None
     return Group(root, members, leaves, expr)
 
@@ -348,7 +390,9 @@ def numpy_code(group: Group, operands: list[str], out: str | None, printer: Any)
 
 
 def total_into(result: Any, total: Any, axis: int) -> Any:
-    """``result``, after writing its sums along ``axis`` into ``total`` (NumPy's path).
+    """``result``, after writing its sums along ``axis`` into ``total`` (NumPy's path; axis
+    -1: the sum of all entries, into a 1 x 1 ``total``), when both have one dtype (else
+    :func:`total_of` sums ``result`` itself).
 
     >>> import numpy as np
     >>> t = np.empty((2, 1))
@@ -356,8 +400,23 @@ def total_into(result: Any, total: Any, axis: int) -> Any:
     >>> t.ravel().tolist()
     [3.0, 3.0]
     """
-    np.add.reduce(result, axis, None, total, True)
+    if result.dtype == total.dtype:
+        np.add.reduce(result, None if axis == -1 else axis, None, total, True)
     return result
+
+
+def total_of(result: Any, total: Any, axis: int) -> Any:
+    """The sums of ``result`` along ``axis`` (-1: of all its entries, a scalar) as the unfused
+    code computes them: those the call wrote into ``total``, unless ``result`` has another
+    dtype (NumPy computed the tree, float32 say), whose own sums keep that dtype.
+
+    >>> import numpy as np
+    >>> total_of(np.ones((2, 3), np.float32), np.zeros((1, 1)), -1).dtype
+    dtype('float32')
+    """
+    if result.dtype == total.dtype:
+        return total[0, 0] if axis == -1 else total
+    return result.sum() if axis == -1 else result.sum(axis=axis, keepdims=True)
 
 
 def _with_out(e: sp.Expr, printer: Any, out: str = "out", through: Any = None) -> str:
@@ -427,6 +486,8 @@ def c_source(name: str, group: Group) -> str:
     body = [f"void {name}({', '.join(params)}) {{"]
     if group.axis == 0:
         body.append("    for (int64_t j = 0; j < m; ++j) total[j] = 0.0;")
+    if group.axis == -1:
+        body.append("    total[0] = 0.0;")
     body += ["    for (int64_t i = 0; i < n; ++i) {", "        double *o = out + i * m;"]
     body += [f"        {line}" for line in loads_row]
     body += ["#if defined(__clang__)", "#pragma clang loop vectorize(assume_safety)", "#else"]
@@ -436,15 +497,17 @@ def c_source(name: str, group: Group) -> str:
     if group.axis == 0:
         body.append("            total[j] += o[j];")
     body.append("        }")
-    if group.axis == 1:
-        # eight partial sums (vector lanes; NumPy's pairwise sum also keeps eight)
+    if group.axis in (1, -1):
+        # eight partial sums (vector lanes; NumPy's pairwise sum also keeps eight); all
+        # entries: the rows' sums added in order
         body += [
             "        double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, rest = 0.0;",
             "        int64_t j = 0;",
             "        for (; j + 8 <= m; j += 8)",
             "            for (int k = 0; k < 8; ++k) acc[k] += o[j + k];",
             "        for (; j < m; ++j) rest += o[j];",
-            "        total[i] = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + "
+            f"        total[{'i' if group.axis == 1 else '0'}] {'=' if group.axis == 1 else '+='} "
+            "((acc[0] + acc[1]) + (acc[2] + acc[3])) + "
             "((acc[4] + acc[5]) + (acc[6] + acc[7])) + rest;",
         ]
     body += ["    }", "}"]
@@ -467,28 +530,46 @@ _WIDE = """\
 
 
 class Library:
-    """The C kernels of one compiled function: built once, on the first call that needs one.
+    """The C kernels of one compiled function: built once, when a kernel first needs them.
 
     Args:
         groups: ``(C function name, Group)`` per kernel.
+        namespace: the generated function's globals. When given and the interpreter's and
+            NumPy's headers are found, the library also holds a builtin entry per kernel
+            (:mod:`.fused_entry`), and once built the entries replace the kernel objects
+            there: later calls reach the C loops without a Python frame.
 
     >>> Library([]).failed
     False
     """
 
-    def __init__(self, groups: list[tuple[str, Group]]) -> None:
+    def __init__(
+        self,
+        groups: list[tuple[str, Group]],
+        namespace: dict | None = None,
+        helpers: tuple[str, ...] = (),
+    ) -> None:
         self.groups = groups
+        self.helpers = tuple(h for h in helpers if h in fused_entry.HELPERS)
+        self._namespace = namespace
         self._lock = threading.Lock()
         self._dll: Any = None
         self.failed = False
+        #: builtin entries by kernel name, once built (empty without the headers)
+        self.entries: dict[str, Any] = {}
+        #: the kernel objects by name (the namespace holds the entries once they are built)
+        self.kernels: dict[str, FusedKernel] = {}
 
     def function(self, name: str) -> Any:
-        """The ctypes function ``name``, or None if the library cannot be built or loaded."""
+        """The ctypes function ``name``, or None if the library cannot be built or loaded, or
+        has builtin entries (:attr:`entries`), which take every call then."""
         if self._dll is None and not self.failed:
             with self._lock:
                 if self._dll is None and not self.failed:
                     self._load()
-        return None if self._dll is None else getattr(self._dll, name, None)
+        if self._dll is None or self.entries:
+            return None
+        return getattr(self._dll, name, None)
 
     def _load(self) -> None:
         try:
@@ -506,6 +587,8 @@ class Library:
                 + [c_source(name, group) for name, group in self.groups]
             )
             flags = ["-O3", *(["-lmvec"] if mvec else [])]
+            if self._namespace is not None and self._load_entries(cc, source, flags):
+                return
             dll = ctypes.CDLL(str(c_build.build_library("sg_fused", [(source, flags)])))
         except (SymgradError, OSError):
             # NumPy computes the same trees: a library that cannot be had only costs speed
@@ -525,6 +608,34 @@ class Library:
                 types.append(ctypes.c_void_p)
             fn.argtypes = types
         self._dll = dll
+
+    def _load_entries(self, cc: tuple[str, ...], source: str, flags: list[str]) -> bool:
+        """Build the loops with their builtin entries and install them; False where the
+        headers are missing or the build fails (the plain library is built then)."""
+        headers = entry_flags(cc)
+        if headers is None:
+            return False
+        # the helpers call exp and log: with libmvec's vector versions only (NumPy's are SIMD)
+        helpers = self.helpers if "-lmvec" in flags else ()
+        full = source + "\n" + fused_entry.entry_source(self.groups, helpers)
+        try:
+            path = c_build.build_library("sg_fused_entry", [(full, [*flags, *headers])])
+            dll = ctypes.PyDLL(str(path))
+            make = dll.sg_make
+        except (SymgradError, OSError, AttributeError):
+            return False
+        make.restype = ctypes.py_object
+        make.argtypes = [ctypes.c_int, ctypes.py_object]
+        entries = {}
+        for k, (name, _) in enumerate(self.groups):
+            kernel = self.kernels[name]
+            entries[name] = kernel._entry = make(k, kernel.numpy_path)
+        for k, name in enumerate(helpers, len(self.groups)):
+            entries[name] = make(k, self._namespace[name])
+        self._dll, self.entries = dll, entries
+        # the generated function looks its kernels up on every call: from now on, the entries
+        self._namespace.update(entries)
+        return True
 
 
 _F64 = np.dtype(np.float64)
@@ -555,28 +666,42 @@ class FusedKernel:
     def __init__(self, name: str, group: Group, numpy_fn: Any, library: Library) -> None:
         self.name, self.group, self.numpy_fn, self._library = name, group, numpy_fn, library
         self._fn: Any = None  # not looked up yet
+        self._entry: Any = None  # the builtin entry, once the library has built it
+        self._warm = 0  # large calls answered by NumPy before the library is built
+        library.kernels[name] = self
         self._first = next(k for k, (_, kind) in enumerate(group.leaves) if kind == "full")
         self._kinds = [kind for _, kind in group.leaves]
 
     def __call__(self, *ops: Any, out: Any = None, total: Any = None) -> Any:
+        if self._entry is not None:
+            return self._entry(*ops, out=out, total=total)
         first = ops[self._first]
-        if (
-            self._fn is not False
-            and first.__class__ is np.ndarray
-            and first.size >= FUSED_FROM
-            and (args := self._c_args(ops, out, total)) is not None
-        ):
-            fn = self._fn if self._fn is not None else self._function()
-            if fn:
-                fn(*args[1:])
+        if self._fn is not False and first.__class__ is np.ndarray and first.size >= FUSED_FROM:
+            if self._fn is None:  # a large call: build the library (once) after the warm-up
+                if self._warm < WARMUP_CALLS:
+                    self._warm += 1
+                    return self.numpy_path(*ops, out=out, total=total)
+                self._fn = self._library.function(self.name) or False
+                if self._entry is not None:  # installed by the library
+                    return self._entry(*ops, out=out, total=total)
+            if (
+                self._fn
+                and first.size >= CTYPES_FROM
+                and (args := self._c_args(ops, out, total)) is not None
+            ):
+                self._fn(*args[1:])
                 return args[0]
+        return self.numpy_path(*ops, out=out, total=total)
+
+    def numpy_path(self, *ops: Any, out: Any = None, total: Any = None) -> Any:
+        """The tree through NumPy (what the builtin entry passes on when C cannot take it)."""
         result = self.numpy_fn(*ops, out=out)
         return result if total is None else total_into(result, total, self.group.axis)
 
-    def _function(self) -> Any:
-        # the C function, or False for good (no library, or this tree needs libmvec)
-        self._fn = self._library.function(self.name) or False
-        return self._fn
+    @property
+    def compiled(self) -> bool:
+        """Whether calls run the C loop (through its builtin entry or ctypes)."""
+        return bool(self._fn) or self._entry is not None
 
     def _c_args(self, ops: tuple, out: Any, total: Any) -> list | None:
         """``[result, n, m, pointers and strides...]`` for the C loop, or None if it cannot."""
@@ -622,7 +747,7 @@ class FusedKernel:
                     return None
                 args.append(a.ctypes.data)
         if self.group.axis is not None:
-            want = (n, 1) if self.group.axis == 1 else (1, m)
+            want = {0: (1, m), 1: (n, 1)}.get(self.group.axis, (1, 1))
             if not (
                 total.__class__ is np.ndarray
                 and total.dtype == _F64

@@ -152,8 +152,10 @@ def place_updates(
     last statement that reads ``p`` or a view of it (a later reader would see the new values);
     a ``g`` that is a view of a parameter is copied where it is made. When ``g`` is a product
     ``c * (x @ y)`` that nothing else reads, and neither factor is a view of another parameter,
-    the product itself moves to the update's place as :func:`sub_product` (``g`` is never
-    stored); not for the parameters in ``small`` (fewer than :data:`GEMM_FROM` entries), where
+    the product itself becomes the update, :func:`sub_product` (``g`` is never stored), placed
+    after every other statement (after the parameter's last reader, and a large gemm evicts
+    from the cache what statements after it would read again); not for the parameters in
+    ``small`` (fewer than :data:`GEMM_FROM` entries), where
     the call would cost more than it saves. ``fresh`` is the first unused temporary number.
     """
     kept = list(kept)
@@ -205,8 +207,11 @@ def place_updates(
             c = m.group(1) or "1.0"
             statement = (p, f"_sub_product({p}, {m.group(2)}, {m.group(3)}, {c})")
             dropped.add(d)
-        else:
-            statement = (p, f"numpy.subtract({p}, {g}, out={p})")
+            # last: nothing reads the product, and a large gemm streams its operands through
+            # the cache, evicting what the statements after it would read again
+            moves.setdefault(len(kept) - 1, []).append(statement)
+            continue
+        statement = (p, f"numpy.subtract({p}, {g}, out={p})")
         moves.setdefault(max(d, last_read[p]), []).append(statement)
     out = [statement for statement in moves.get(-1, [])]
     for i, statement in enumerate(kept):
