@@ -12,7 +12,6 @@ import math
 import pickle
 import random
 import sys
-import threading
 import tracemalloc
 import warnings
 
@@ -24,6 +23,7 @@ from symgrad.codegen import c_float, lambdify, value_and_grad
 from symgrad.codegen.c import c_available
 from symgrad.errors import ArgumentError, UnsupportedFunctionError
 from tests.test_targets_differential import POINTS, _agree, random_expression
+from tests.threads import run_threads
 
 pytestmark = pytest.mark.skipif(not c_available(), reason="no C compiler")
 
@@ -197,11 +197,7 @@ def test_threads_keep_their_own_flags():
 
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
-        threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        run_threads(work, 4)
     assert not bad
 
 

@@ -23,6 +23,7 @@ import sympy as sp
 from symgrad import check_grad, lambdify, value_and_grad
 from symgrad.codegen.compile import program
 from symgrad.errors import ArgumentError, InputTypeError, OptionError, ShapeError
+from tests.threads import run_threads
 
 x, y, z = sp.symbols("x y z")
 
@@ -380,11 +381,7 @@ def test_threads_racing_to_the_lazy_float_path_build_it_once(monkeypatch):
         barrier.wait()
         results[k] = f(0.5, -0.25, p)
 
-    threads = [threading.Thread(target=call, args=(k,)) for k in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(call, 6)
     assert len(calls) == 1
     built = namespace["_float_path"]
     assert type(built).__name__ == "function"

@@ -15,6 +15,7 @@ from symgrad.codegen import lambdify, value_and_grad
 from symgrad.codegen import lift as lift_module
 from symgrad.errors import ArgumentError, ShapeError
 from symgrad.nn import MLP, hinge, l2, logistic, softmax_cross_entropy, squared_error
+from tests.threads import run_threads
 
 LOSSES = {
     "hinge": hinge,
@@ -254,11 +255,7 @@ def test_threads_build_the_scalar_program_once():
         barrier.wait()
         out[k] = f(np.ones(2), np.ones(2), np.ones(2), ps)
 
-    threads = [threading.Thread(target=call, args=(k,)) for k in range(4)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    run_threads(call, 4)
     assert built == [1] and all(o is not None for o in out)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 
 import numpy as np
 import pytest
@@ -24,6 +23,7 @@ from symgrad.matrix import expr as mx
 from symgrad.matrix.codegen import compile_matrix
 from symgrad.matrix.step import sgd_step
 from symgrad.matrix.vjp import grad as mx_grad
+from tests.threads import run_threads
 
 RNG = np.random.default_rng(5)
 B = sp.Symbol("B", integer=True, positive=True)
@@ -507,10 +507,6 @@ def test_threads_calling_a_function_for_the_first_time_agree_with_numpy():
             ):
                 bad.append(k)
 
-    threads = [threading.Thread(target=run, args=(k,)) for k in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(run, 6)
     assert bad == []
     assert _kernel_object(f, "_fused0").compiled == c_build.target(c_build.compiler()).mvec

@@ -18,6 +18,7 @@ from symgrad.errors import ArgumentError, InputTypeError, OptionError, ShapeErro
 from symgrad.matrix import fused, update
 from symgrad.matrix.update import place_updates, sub_product
 from symgrad.nn.dense import Dense, loss_expression
+from tests.threads import run_threads
 
 RNG = np.random.default_rng(5)
 B = sp.Symbol("B", integer=True, positive=True)
@@ -361,7 +362,6 @@ def test_scratch_arrays_keep_the_dtype_numpy_would_choose():
 
 
 def test_scratch_arrays_are_per_thread():
-    import threading
 
     f = _scratch_program()
     w = RNG.normal(size=(200, 90)) * 0.1
@@ -375,11 +375,7 @@ def test_scratch_arrays_are_per_thread():
             if not all(np.allclose(a, b, rtol=1e-12) for a, b in zip(got, wants[k], strict=True)):
                 errors.append(k)
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(work, 4)
     assert not errors
 
 

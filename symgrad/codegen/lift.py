@@ -47,6 +47,7 @@ import numpy as np
 import sympy as sp
 
 from ..graph import Linear, rebuild
+from .compile import CompiledFunction, _array_value_and_grad, _finish, _load
 
 __all__ = ["LIFT_MIN"]
 
@@ -91,13 +92,10 @@ def lift(
         general: called without arguments, compiles the scalar program (the fallback).
         relift: ``(callable, arguments)`` rebuilding this function (pickling).
     """
-    found = _recognise(expr, dag, syms, args)
+    found = _recognise(dag, syms, args)
     if found is None:
         return None
     layers, head, scalars, vector_at, l2, inputs = found
-    # compile imports this module lazily; the pieces are called on arrays only
-    from .compile import _array_value_and_grad, _finish, _load
-
     body, s_syms, read_args = head
     reads = [k for k, i in enumerate(scalars) if i in read_args]  # the inputs the head reads
     head_fn = _array_value_and_grad(body, s_syms, [*s_syms, *[args[scalars[k]] for k in reads]])
@@ -129,13 +127,13 @@ def lift(
     namespace["_all_floats"] = _all_floats
     info = {"name": name, "backend": "numpy", "reduce": "mean", "float_outputs": float_outputs}
     out = _finish(fn, filename, source, args, None, **info)
-    out.__class__ = _lifted_class()
+    out.__class__ = LiftedFunction
     out.__dict__["_relift"] = relift
     return out
 
 
 # ----------------------------------------------------------------------------- recognising
-def _recognise(expr, dag: Linear, syms, args):
+def _recognise(dag: Linear, syms, args):
     order, args_of = dag.order, dag.args
     n = len(order)
     if len(syms) < max(LIFT_MIN, 2):  # the layers' parameters are among them
@@ -153,12 +151,13 @@ def _recognise(expr, dag: Linear, syms, args):
         if i is None or param[i] >= 0:
             return None  # a parameter the loss does not read (its gradient is 0), or twice
         param[i] = k
-    seen_inputs = set()
+    arg_of: dict[int, int] = {}  # DAG position of an input -> its argument position
     for i in scalars:
         at = dag.index.get(args[i])
-        if at is not None and (param[at] >= 0 or at in seen_inputs):
+        if at is not None and (param[at] >= 0 or at in arg_of):
             return None  # an input that is also a parameter, or given twice
-        seen_inputs.add(at)
+        if at is not None:
+            arg_of[at] = i
     uses = [0] * n
     parent = [-1] * n
     for i, a in enumerate(args_of):
@@ -194,13 +193,12 @@ def _recognise(expr, dag: Linear, syms, args):
         if by_unit:
             neuron[i] = (by_unit, bias)
             groups.setdefault(frozenset(by_unit), []).append(i)
-    inputs = {dag.index.get(args[i]) for i in scalars} - {None}
-    first = [g for g in groups if g <= inputs]
+    first = [g for g in groups if g <= arg_of.keys()]
     if len(first) != 1:
         return None
     layers: list[_Layer] = []
     units_key = first[0]
-    units = [i for i in sorted(units_key)]
+    units = sorted(units_key)
     while True:
         rows = groups.get(units_key)
         if rows is None:
@@ -212,23 +210,15 @@ def _recognise(expr, dag: Linear, syms, args):
         units, units_key = layer.outputs, frozenset(layer.outputs)
         if len(units_key) != len(units):
             return None
-    if len(layers) < 1:
-        return None
-    # every parameter is one weight or one bias, exactly once
-    seen = np.zeros(len(syms), dtype=np.int64)
-    for layer in layers:
-        np.add.at(seen, layer.weights.ravel(), 1)
-        if layer.bias is not None:
-            np.add.at(seen, layer.bias, 1)
-    if not (seen == 1).all():
+    # every parameter is one weight or one bias, exactly once (so the layers hold all of them,
+    # at least LIFT_MIN)
+    held = [a.ravel() for w in layers for a in (w.weights, w.bias) if a is not None]
+    if not (np.bincount(np.concatenate(held), minlength=len(syms)) == 1).all():
         return None
     # hidden layers' outputs are read by the next layer's products only
     for layer, nxt in itertools.pairwise(layers):
         if any(uses[o] != len(nxt.neurons) for o in layer.outputs):
             return None
-    if sum(w.weights.size + (0 if w.bias is None else w.bias.size) for w in layers) < LIFT_MIN:
-        return None
-    arg_of = {dag.index[args[i]]: i for i in scalars if args[i] in dag.index}
     split = _head(dag, layers[-1].outputs, param, set(arg_of))
     if split is None:
         return None
@@ -476,28 +466,18 @@ class _Lazy:
         return self.get()(*args)
 
 
-_CLASS: list = []
+class LiftedFunction(CompiledFunction):
+    """A :class:`CompiledFunction` whose gradient is computed layer by layer.
 
+    Its export, formulas (``outputs``) and pickling go through the scalar program.
+    """
 
-def _lifted_class():
-    if not _CLASS:
-        from .compile import CompiledFunction
+    @property
+    def outputs(self) -> Any:
+        return self._fn.__globals__["_general"].get().outputs
 
-        class LiftedFunction(CompiledFunction):
-            """A :class:`CompiledFunction` whose gradient is computed layer by layer.
+    def export(self, path: Any, target: str = "numpy") -> None:
+        self._fn.__globals__["_general"].get().export(path, target)
 
-            Its export, formulas (``outputs``) and pickling go through the scalar program.
-            """
-
-            @property
-            def outputs(self) -> Any:
-                return self._fn.__globals__["_general"].get().outputs
-
-            def export(self, path: Any, target: str = "numpy") -> None:
-                self._fn.__globals__["_general"].get().export(path, target)
-
-            def __reduce__(self):
-                return self.__dict__["_relift"]
-
-        _CLASS.append(LiftedFunction)
-    return _CLASS[0]
+    def __reduce__(self):
+        return self.__dict__["_relift"]
