@@ -6,6 +6,7 @@ import ast
 from pathlib import Path
 
 import symgrad
+from symgrad.errors import BackendUnavailableError
 
 PACKAGE = Path(symgrad.__file__).parent
 
@@ -145,7 +146,12 @@ def test_every_public_name_has_a_docstring_with_an_example() -> None:
         if rel.name == "__main__.py":
             continue
         name = "symgrad." + ".".join(rel.with_suffix("").parts).removesuffix(".__init__")
-        module = importlib.import_module(name)
+        try:
+            module = importlib.import_module(name)
+        except BackendUnavailableError:
+            # an optional engine is not installed (symgrad.dask without dask, as after the
+            # README's test command alone); CI installs every engine and checks these too
+            continue
         for public in getattr(module, "__all__", []):
             obj = getattr(module, public)
             if inspect.ismodule(obj) or not (inspect.isfunction(obj) or inspect.isclass(obj)):
