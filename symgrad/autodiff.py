@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .construct import add, is_small, is_zero, mul, sum_of
+from .construct import add, is_small, is_zero, mul, normalised_sum, sum_of
 from .errors import InputTypeError
 from .graph import Linear, linearise, paused_gc, post_order, topo_order, tree_size
 from .inputs import as_expr, as_exprs, as_symbols
@@ -168,7 +168,10 @@ def _sweep(
             else:
                 big = any(large[p] for p, _ in incoming)
                 terms = [c for _, c in incoming]
-                if big and all(isinstance(c, sp.Expr) and not c.is_Number for c in terms):
+                adjoint = normalised_sum(terms)  # sum_i x_i/S with S = sum_i x_i: one
+                if adjoint is not None:
+                    pass
+                elif big and all(isinstance(c, sp.Expr) and not c.is_Number for c in terms):
                     adjoint = sum_of(terms)  # construct.add's result for large terms
                 else:
                     adjoint = add(terms, small=False if big else None)

@@ -20,6 +20,7 @@ So the reverse sweep builds with these helpers:
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable
 
 import sympy as sp
@@ -36,6 +37,7 @@ __all__ = [
     "is_zero",
     "maximum",
     "mul",
+    "normalised_sum",
     "power",
     "sum_of",
     "times_symbol",
@@ -279,6 +281,81 @@ def add(terms: Iterable[sp.Expr], small: bool | None = None) -> sp.Expr:
     if not is_zero(const):
         rest.append(const)
     return rest[0] if len(rest) == 1 else _unevaluated(sp.Add, rest)
+
+
+def normalised_sum(terms: list[sp.Expr]) -> sp.Expr | None:
+    """``sum_i F*x_i/S`` as ``F`` when ``S = x_1 + ... + x_n`` holds exactly those ``x_i``
+    (``S/S = 1``, as SymPy cancels ``x/x``), else None.
+
+    Weights normalised by their own sum add up to one: the adjoint a max-shifted
+    log-sum-exp sends back to its shift, ``1 - sum_i exp(s_i - m)/S``, is then exactly zero,
+    and the shift's (Max's) subgradient is never built. Linear in the terms' factors.
+
+    >>> import sympy as sp
+    >>> x, y, c = sp.symbols("x y c")
+    >>> s = x + sp.exp(y)
+    >>> normalised_sum([c * x / s, c * sp.exp(y) / s])
+    c
+    >>> normalised_sum([x / s, y / s]) is None
+    True
+    """
+    n = len(terms)
+    if n < 2:
+        return None
+    first = _factors(terms[0])
+    for p in first or ():
+        if not (p.is_Pow and p.exp is sp.S.NegativeOne and p.base.is_Add):
+            continue
+        parts = p.base.args
+        if len(parts) != n:
+            continue
+        wanted = Counter(parts)
+        common: Counter | None = None
+        for t in terms:
+            factors = _factors(t)
+            if factors is None:
+                break
+            rest = Counter(factors)
+            if rest[p] < 1:
+                break
+            rest[p] -= 1
+            x = next((f for f in rest if rest[f] and wanted[f] > 0), None)
+            if x is None:
+                break
+            wanted[x] -= 1
+            rest[x] -= 1
+            rest = +rest  # drop the factors counted down to zero
+            if common is None:
+                common = rest
+            elif rest != common:
+                break
+        else:
+            if common is not None and not +wanted:
+                return mul(*common.elements())
+    return None
+
+
+#: normalised_sum looks at products of at most this many factors (a sweep's adjoints are
+#: chains of unevaluated products as long as the path to the output: never flattened whole)
+NORMALISED_FACTORS = 8
+
+
+def _factors(t: sp.Expr) -> list[sp.Expr] | None:
+    # a product's factors, nested unevaluated products flattened (a sweep's pairs); None
+    # beyond NORMALISED_FACTORS
+    if not t.is_Mul:
+        return [t]
+    out: list[sp.Expr] = []
+    stack = [t]
+    while stack:
+        e = stack.pop()
+        if e.is_Mul:
+            if len(stack) + len(e.args) + len(out) > NORMALISED_FACTORS:
+                return None
+            stack.extend(e.args)
+        else:
+            out.append(e)
+    return out
 
 
 def sum_of(terms: list[sp.Expr]) -> sp.Expr:

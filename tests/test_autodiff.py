@@ -11,8 +11,11 @@ import sympy as sp
 import symgrad
 from symgrad import grad, hessian, jacobian, lambdify, numerical, value_and_grad
 from symgrad.autodiff import sweep
+from symgrad.codegen.compile import _array_value_and_grad
+from symgrad.construct import normalised_sum
 from symgrad.errors import InputTypeError, SymgradError, UnsupportedFunctionError
 from symgrad.graph import topo_order
+from symgrad.nn.losses import softmax_cross_entropy
 
 x, y, z = sp.symbols("x y z")
 
@@ -362,3 +365,50 @@ def test_every_fdiff_failure_is_a_typed_error_naming_function_and_argument(f, ar
         assert info.value.head == type(f).__name__
         assert info.value.argument == argument
         assert type(f).__name__ in str(info.value) and f"argument {argument}" in str(info.value)
+
+
+_RNG = np.random.default_rng(7)
+
+
+# ------------------------------------------------------------------ normalised sums (S/S = 1)
+
+
+def test_softmax_cross_entropy_gradient_is_softmax_minus_target():
+    s = sp.symbols("s0:4")
+    t = sp.symbols("t0:4")
+    loss = softmax_cross_entropy(list(s), list(t))
+    f = _array_value_and_grad(loss, list(s), [*s, *t])
+    assert "heaviside" not in f.source  # the max shift's subgradient is never built
+    scores = _RNG.normal(size=(4, 50)) * 30
+    onehot = np.eye(4)[_RNG.integers(0, 4, 50)].T
+    value, grad = f(*scores, *onehot)
+    lse = np.log(np.exp(scores - scores.max(0)).sum(0)) + scores.max(0)
+    np.testing.assert_allclose(value, lse - (onehot * scores).sum(0), rtol=1e-13)
+    np.testing.assert_allclose(grad, np.exp(scores - lse) - onehot, rtol=1e-12, atol=1e-14)
+    # sympy.diff of the same expression (with its Heaviside terms) at a few points
+    values = [0.3, -1.2, 2.0, 0.5, 0, 0, 1, 0]
+    point = dict(zip((*s, *t), values, strict=True))
+    args = [point[v] for v in (*s, *t)]
+    _, g1 = f(*[np.array([a]) for a in args])
+    for k in range(4):
+        ref = float(loss.diff(s[k]).subs(point).evalf(30))
+        assert g1[k][0] == pytest.approx(ref, rel=1e-13, abs=1e-15)
+
+
+def test_normalised_sum_finds_only_exact_normalisations():
+    a, b, c, d = sp.symbols("a b c d")
+    s = a + b + sp.exp(c)
+    inv = 1 / s
+    assert normalised_sum([a * inv, b * inv, sp.exp(c) * inv]) == 1
+    assert normalised_sum([d * a * inv, d * b * inv, d * sp.exp(c) * inv]) == d
+    nested = [sp.Mul._from_args((sp.Mul(2, inv), v)) for v in (a, b, sp.exp(c))]
+    assert normalised_sum(nested) == 2
+    assert normalised_sum([a * inv, b * inv]) is None  # a term of S missing
+    assert normalised_sum([a * inv, a * inv, b * inv]) is None  # a term twice
+    assert normalised_sum([a * inv, b * inv, sp.exp(c) * inv * d]) is None  # factors differ
+    assert normalised_sum([a * inv, b * inv, c * inv]) is None  # not S's terms
+    assert normalised_sum([a / (a + b), b / (a + c)]) is None
+    long = sp.Mul._from_args((a, inv))
+    for k in range(20):  # a chain longer than NORMALISED_FACTORS: not flattened
+        long = sp.Mul._from_args((long, sp.Symbol(f"q{k}")))
+    assert normalised_sum([long, b * inv, sp.exp(c) * inv]) is None
