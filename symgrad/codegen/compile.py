@@ -44,6 +44,7 @@ from .numpy import calls_lazy_float_path, emit, float_path_source
 from .pack import pack
 from .plan import WIDE, Program, describe_args, plan
 from .pyfloat import EAGER_LIMIT, emit_body
+from .tape import tape
 
 __all__ = ["BACKENDS", "CompiledFunction", "lambdify", "value_and_grad"]
 
@@ -508,20 +509,22 @@ def _value_and_grad_again(expr, wrt, args, float_outputs):
     return value_and_grad(expr, wrt, args, reduce="mean", float_outputs=float_outputs)
 
 
-def _array_value_and_grad(expr: sp.Expr, wrt: Any, args: list) -> CompiledFunction:
-    # value_and_grad for calls on arrays only (no Python-float path): the pieces lift.py calls
+def _array_value_and_grad(expr: sp.Expr, wrt: Any, args: list) -> Any:
+    # value_and_grad for calls on arrays only, as a tape (tape.py; compiled when it cannot be
+    # one): the pieces lift.py calls
     e = as_expr(expr)
     single = isinstance(wrt, sp.Symbol)
     syms = [wrt] if single else list(wrt)
-    return _scalar_value_and_grad(
-        e, syms, single, linearise([e]), args, "numpy", None, "array", None, float_path=False
-    )
+    outputs, given, dag = _gradient_outputs(e, syms, single, linearise([e]), args)
+    out = tape(plan(outputs, args, dag))
+    if out is not None:
+        return out
+    return _lambdify(outputs, args, "numpy", None, "symgrad_fn", dag, given=given, float_path=False)
 
 
-def _scalar_value_and_grad(
-    e, syms, single, dag, args, backend, reduce, float_outputs, c_options, float_path=True
-):
-    # value_and_grad by one reverse sweep over the scalar DAG, compiled as one program
+def _gradient_outputs(e, syms, single, dag, args):
+    # ``[value, gradient]`` by one reverse sweep over the scalar DAG, the outputs as given, and
+    # the DAG they were derived over
     split = e
     if not any(n.is_Mul and len(a) > WIDE for n, a in zip(dag.order, dag.args, strict=True)):
         # wide sums split before the sweep, as the planner would split them after it: the
@@ -532,7 +535,6 @@ def _scalar_value_and_grad(
     (raw,), dag = _sweep([split], syms, dag=dag)
     gradient = [raw.get(s, sp.S.Zero) for s in syms]
     if args is None:
-        args = [syms[0] if single else syms]
         extra = [s for s in free_symbols([e]) if s not in set(syms)]
         if extra:
             raise MissingSymbolError(
@@ -540,7 +542,15 @@ def _scalar_value_and_grad(
                 "args=[...] listing every symbol the compiled function should take"
             )
     outputs = [split, gradient[0] if single else gradient]
+    return outputs, [e, outputs[1]], dag
+
+
+def _scalar_value_and_grad(e, syms, single, dag, args, backend, reduce, float_outputs, c_options):
+    # value_and_grad by one reverse sweep over the scalar DAG, compiled as one program
+    outputs, given, dag = _gradient_outputs(e, syms, single, dag, args)
+    if args is None:
+        args = [syms[0] if single else syms]
     return _lambdify(
         outputs, args, backend, reduce, "symgrad_fn", dag, float_outputs, c_options=c_options,
-        given=[e, outputs[1]], float_path=float_path,
+        given=given,
     )  # fmt: skip
