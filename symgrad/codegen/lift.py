@@ -47,7 +47,8 @@ import numpy as np
 import sympy as sp
 
 from ..graph import Linear, rebuild
-from .compile import CompiledFunction, _array_value_and_grad, _finish, _load
+from .compile import CompiledFunction, _array_value_and_grad
+from .runtime import _MISSING, _coerce, _coerce_vector, _dense_columns, _too_many
 
 __all__ = ["LIFT_MIN"]
 
@@ -104,31 +105,17 @@ def lift(
         if layer.template is not None and layer.template not in compiled:
             compiled[layer.template] = _array_value_and_grad(layer.template, _U, [_U])
     acts = [None if layer.template is None else compiled[layer.template] for layer in layers]
-    source, constants = _source(
-        layers, scalars, inputs, reads, vector_at, len(args), len(syms), l2, name
-    )
     names = [a.name if not isinstance(a, list) else f"a vector of {len(a)}" for a in args]
-    source += f"_names = {names!r}\n"
-    # the pieces' own code, for the reader (each is a compiled function of its own)
+    net = _Network(
+        layers, head_fn, acts, scalars, inputs, reads, vector_at, len(args), len(syms), l2,
+        names, float_outputs, _Lazy(general),
+    )  # fmt: skip
+    info = {"name": name, "backend": "numpy", "reduce": "mean", "float_outputs": float_outputs}
+    out = LiftedFunction(net, "", args, None, **info)
+    # the pieces' own code, for the reader (each runs on its own), listed when first shown
     shown = [("_head", "the loss in the outputs: value and gradient", head_fn)]
     shown += [(f"_act{k + 1}", "an activation and its derivative", a) for k, a in enumerate(acts)]
-    seen: set = set()
-    for label, what, piece in shown:
-        if piece is None or id(piece) in seen:
-            continue
-        seen.add(id(piece))
-        body_lines = piece.source.splitlines()
-        source += f"# {label}: {what}\n" + "".join(f"#   {ln}\n" for ln in body_lines)
-    fn, filename = _load(source, name)
-    namespace = fn.__globals__
-    namespace.update(constants, _head=head_fn, _general=_Lazy(general))
-    namespace.update({f"_act{k + 1}": a for k, a in enumerate(acts) if a is not None})
-    namespace["_floats"] = float_outputs
-    namespace["_all_floats"] = _all_floats
-    info = {"name": name, "backend": "numpy", "reduce": "mean", "float_outputs": float_outputs}
-    out = _finish(fn, filename, source, args, None, **info)
-    out.__class__ = LiftedFunction
-    out.__dict__["_relift"] = relift
+    out.__dict__.update(_relift=relift, _pieces=shown)
     return out
 
 
@@ -341,107 +328,171 @@ def _l2(t: int, dag: Linear, param: list):
     return float(c), out
 
 
-# ----------------------------------------------------------------------------- printing
-def _slices(idx: np.ndarray) -> str | None:
-    # theta[idx] as basic slicing of a vector (a view), when the positions are affine
-    flat = idx.ravel()
-    if flat.size == 0:
-        return None
-    start = int(flat[0])
-    if idx.ndim == 1:
-        step = int(flat[1] - flat[0]) if flat.size > 1 else 1
-        if step <= 0 or not (flat == start + step * np.arange(flat.size)).all():
-            return None
-        stop = start + step * (flat.size - 1) + 1
-        return f"[{start}:{stop}]" if step == 1 else f"[{start}:{stop}:{step}]"
-    rows, cols = idx.shape
-    rs = int(idx[1, 0] - idx[0, 0]) if rows > 1 else cols
-    cs = int(idx[0, 1] - idx[0, 0]) if cols > 1 else 1
-    want = start + rs * np.arange(rows)[:, None] + cs * np.arange(cols)[None, :]
-    if cs <= 0 or rs < cols * cs or not (idx == want).all():
-        return None
-    picked = f":{cols}" if cs == 1 else f"0:{cols * cs}:{cs}"
-    if cs == 1 and rs == cols:
-        return f"[{start}:{start + rs * rows}].reshape({rows}, {cols})"
-    return f"[{start}:{start + rs * rows}].reshape({rows}, {rs})[:, {picked}]"
+# ----------------------------------------------------------------------------- running
+class _Part:
+    """Entries of a vector at fixed positions (a layer's weights or biases in theta, and in the
+    gradient): a view where the positions are affine, else a gather (``idx``)."""
 
+    __slots__ = ("idx", "text", "view")
 
-def _source(layers, scalars, inputs, reads, vector_at, nargs, size, l2, name):
-    # inputs: the argument position of each column of the first layer's units
-    constants: dict[str, Any] = {}
+    def __init__(self, idx: np.ndarray) -> None:
+        self.idx, self.view, self.text = idx, None, None
+        flat = idx.ravel()
+        start = int(flat[0])
+        if idx.ndim == 1:
+            step = int(flat[1] - flat[0]) if flat.size > 1 else 1
+            if step > 0 and (flat == start + step * np.arange(flat.size)).all():
+                stop = start + step * (flat.size - 1) + 1
+                self.view = (slice(start, stop, step), None, None)
+                self.text = f"[{start}:{stop}]" if step == 1 else f"[{start}:{stop}:{step}]"
+            return
+        rows, cols = idx.shape
+        rs = int(idx[1, 0] - idx[0, 0]) if rows > 1 else cols
+        cs = int(idx[0, 1] - idx[0, 0]) if cols > 1 else 1
+        want = start + rs * np.arange(rows)[:, None] + cs * np.arange(cols)[None, :]
+        if cs <= 0 or rs < cols * cs or not (idx == want).all():
+            return
+        whole = slice(start, start + rs * rows)
+        if cs == 1 and rs == cols:  # a block of consecutive rows
+            self.view = (whole, (rows, cols), None)
+            self.text = f"[{whole.start}:{whole.stop}].reshape({rows}, {cols})"
+            return
+        picked = slice(0, cols * cs, cs)
+        self.view = (whole, (rows, rs), picked)
+        shown = f":{cols}" if cs == 1 else f"0:{cols * cs}:{cs}"
+        self.text = f"[{whole.start}:{whole.stop}].reshape({rows}, {rs})[:, {shown}]"
 
-    def read(idx, what):  # theta (or the gradient) at the positions idx
-        text = _slices(idx)
-        if text is not None:
-            return f"{what}{text}[:]" if what == "_g" and text.endswith(")") else f"{what}{text}"
-        key = f"_I{len(constants)}"
-        constants[key] = idx
-        return f"{what}[{key}]"
+    def get(self, vec: np.ndarray) -> np.ndarray:
+        if self.view is None:
+            return vec[self.idx]
+        whole, shape, picked = self.view
+        out = vec[whole]
+        if shape is not None:
+            out = out.reshape(shape)
+        return out if picked is None else out[:, picked]
 
-    # one argument tuple, so the source stays short however many inputs the network has
-    # (compile() time grows with every name printed); the checks are the scalar program's
-    lines = [f"def {name}(*_args):"]
-    lines.append(f"    if len(_args) > {nargs}: _too_many(_names, _args[{nargs}:])")
-    lines.append(f"    if len(_args) < {nargs}: _args += (_MISSING,) * ({nargs} - len(_args))")
-    constants["_SCALARS"] = tuple(scalars)
-    lines.append("    _sc = [_args[_k] for _k in _SCALARS]")
-    lines.append("    _xs = [_coerce(_x, _k, _names) for _k, _x in zip(_SCALARS, _sc)]")
-    lines.append(f"    _th = _coerce_vector(_args[{vector_at}], {vector_at}, _names, {size})")
-    lines.append("    _floats_in = all(type(_x) is float for _x in _sc)")
-    theta = f"_args[{vector_at}]"
-    # the scalar program's float path computes in the list's own number types
-    lines.append(f"    if _floats_in and type({theta}) is list and not _all_floats({theta}):")
-    lines.append("        return _general(*_args)")
-    lines.append("    _cols = _dense_columns(_xs, _th)")
-    lines.append("    if _cols is None:  # per-sample parameters, other dtypes, empty batches")
-    lines.append("        return _general(*_args)")
-    lines.append("    _c, _B = _cols")
-    column = {i: k for k, i in enumerate(scalars)}
-    constants["_INPUTS"] = [column[i] for i in inputs]
-    constants["_READS"] = list(reads)
-    lines.append("    _U0 = numpy.stack([_c[_k] for _k in _INPUTS], axis=1)")
-    for k, layer in enumerate(layers, 1):
-        w = read(layer.weights, "_th")
-        lines.append(f"    _W{k} = {w}")
-        z = f"_U{k - 1} @ _W{k}.T"
-        if layer.bias is not None:
-            lines.append(f"    _b{k} = {read(layer.bias, '_th')}")
-            z += f" + _b{k}"
-        lines.append(f"    _Z{k} = {z}")
-        if layer.template is not None:
-            lines.append(f"    _U{k}, _D{k} = _act{k}(_Z{k})")
+    def put(self, vec: np.ndarray, value: np.ndarray) -> None:
+        if self.view is None:
+            vec[self.idx] = value
         else:
-            lines.append(f"    _U{k} = _Z{k}")
-    last = len(layers)
-    lines.append(f"    _hv, _hg = _head(*_U{last}.T, *[_c[_k] for _k in _READS])")
-    lines.append("    _v = _hv.mean()")
-    lines.append("    _d = _hg.T / _B")
-    lines.append(f"    _g = numpy.empty({size})")
-    for k in range(last, 0, -1):
-        layer = layers[k - 1]
-        dz = f"_d * _D{k}" if layer.template is not None else "_d"
-        lines.append(f"    _dZ = {dz}")
-        lines.append(f"    {read(layer.weights, '_g')} = _dZ.T @ _U{k - 1}")
-        if layer.bias is not None:
-            lines.append(f"    {read(layer.bias, '_g')} = _dZ.sum(axis=0)")
-        if k > 1:
-            lines.append(f"    _d = _dZ @ _W{k}")
-    coef = np.zeros(size)
-    for c, ps in l2:
-        np.add.at(coef, ps, c)
-    if coef.any():
-        uniform = (coef == coef[0]).all()
-        if uniform:
-            lines.append(f"    _v = _v + {float(coef[0])!r} * (_th @ _th)")
-            lines.append(f"    _g += {float(2 * coef[0])!r} * _th")
-        else:
-            constants["_L2"] = coef
-            lines.append("    _v = _v + _th @ (_L2 * _th)")
-            lines.append("    _g += 2.0 * _L2 * _th")
-    lines.append(f"    if _floats_in and (type({theta}) is _ndarray or _all_floats({theta})):")
-    lines.append("        return float(_v), (tuple(_g.tolist()) if _floats == 'tuple' else _g)")
-    lines.append("    return _v, _g")
-    return "\n".join(lines) + "\n", constants
+            self.get(vec)[...] = value  # a view of vec
+
+    def shown(self, name: str) -> str:
+        if self.text is None:
+            return f"{name}[<{self.idx.size} gathered positions>]"
+        return name + self.text
+
+
+class _Network:
+    """The lifted function's body: the layers' matrix products and the pieces' calls, run as
+    NumPy calls (nothing is compiled; :meth:`source` shows them as statements).
+
+    Argument checks and every call the layers cannot answer are the scalar program's
+    (``general``, built on first need).
+    """
+
+    def __init__(self, layers, head, acts, scalars, inputs, reads, vector_at, nargs, size, l2,
+                 names, floats, general):  # fmt: skip
+        self.layers = [
+            (_Part(layer.weights), None if layer.bias is None else _Part(layer.bias), act)
+            for layer, act in zip(layers, acts, strict=True)
+        ]
+        self.head, self.general, self.floats, self.names = head, general, floats, names
+        self.scalars, self.vector_at, self.nargs, self.size = tuple(scalars), vector_at, nargs, size
+        column = {i: k for k, i in enumerate(scalars)}
+        self.inputs, self.reads = [column[i] for i in inputs], list(reads)
+        coef = np.zeros(size)
+        for c, ps in l2:
+            np.add.at(coef, ps, c)
+        self.l2: Any = None
+        if coef.any():
+            self.l2 = float(coef[0]) if (coef == coef[0]).all() else coef
+
+    def __call__(self, *args: Any) -> Any:
+        n, names = self.nargs, self.names
+        if len(args) > n:
+            _too_many(names, args[n:])
+        if len(args) < n:
+            args += (_MISSING,) * (n - len(args))
+        sc = [args[k] for k in self.scalars]
+        xs = [_coerce(x, k, names) for k, x in zip(self.scalars, sc, strict=True)]
+        given = args[self.vector_at]
+        th = _coerce_vector(given, self.vector_at, names, self.size)
+        floats_in = all(type(x) is float for x in sc)
+        if floats_in and type(given) is list and not _all_floats(given):
+            return self.general(*args)  # the float path computes in the list's own types
+        cols = _dense_columns(xs, th)
+        if cols is None:  # per-sample parameters, other dtypes, empty batches
+            return self.general(*args)
+        c, batch = cols
+        u = np.stack([c[k] for k in self.inputs], axis=1)
+        kept = []
+        for weights, bias, act in self.layers:
+            w = weights.get(th)
+            z = u @ w.T if bias is None else u @ w.T + bias.get(th)
+            du = None
+            if act is not None:
+                z, du = act(z)
+            kept.append((u, w, du))
+            u = z
+        value, dout = self.head(*u.T, *[c[k] for k in self.reads])
+        v = value.mean()
+        d = dout.T / batch
+        g = np.empty(self.size)
+        for k in range(len(kept) - 1, -1, -1):
+            weights, bias, _ = self.layers[k]
+            u, w, du = kept[k]
+            dz = d if du is None else d * du
+            weights.put(g, dz.T @ u)
+            if bias is not None:
+                bias.put(g, dz.sum(axis=0))
+            if k:
+                d = dz @ w
+        if self.l2 is not None:
+            if type(self.l2) is float:
+                v = v + self.l2 * (th @ th)
+                g += 2 * self.l2 * th
+            else:
+                v = v + th @ (self.l2 * th)
+                g += 2.0 * self.l2 * th
+        if floats_in and (type(given) is np.ndarray or _all_floats(given)):
+            return float(v), (tuple(g.tolist()) if self.floats == "tuple" else g)
+        return v, g
+
+    def source(self, name: str) -> str:
+        """The statements :meth:`__call__` runs on the layers' path."""
+        lines = [f"def {name}(*args):  # checks and fallbacks: the scalar program's"]
+        lines.append(f"    _U0 = numpy.stack(<the {len(self.inputs)} input columns>, axis=1)")
+        for k, (weights, bias, act) in enumerate(self.layers, 1):
+            lines.append(f"    _W{k} = {weights.shown('_th')}")
+            z = f"_U{k - 1} @ _W{k}.T"
+            if bias is not None:
+                lines.append(f"    _b{k} = {bias.shown('_th')}")
+                z += f" + _b{k}"
+            lines.append(f"    _Z{k} = {z}")
+            lines.append(f"    _U{k}, _D{k} = _act{k}(_Z{k})" if act else f"    _U{k} = _Z{k}")
+        last = len(self.layers)
+        reads = f"<the {len(self.reads)} input columns it reads>"
+        lines.append(f"    _hv, _hg = _head(*_U{last}.T, {reads})")
+        lines.append("    _v = _hv.mean()")
+        lines.append("    _d = _hg.T / <batch size>")
+        lines.append(f"    _g = numpy.empty({self.size})")
+        for k in range(last, 0, -1):
+            weights, bias, act = self.layers[k - 1]
+            lines.append(f"    _dZ = _d * _D{k}" if act else "    _dZ = _d")
+            lines.append(f"    {weights.shown('_g')} = _dZ.T @ _U{k - 1}")
+            if bias is not None:
+                lines.append(f"    {bias.shown('_g')} = _dZ.sum(axis=0)")
+            if k > 1:
+                lines.append(f"    _d = _dZ @ _W{k}")
+        if type(self.l2) is float:
+            lines.append(f"    _v = _v + {self.l2!r} * (_th @ _th)")
+            lines.append(f"    _g += {2 * self.l2!r} * _th")
+        elif self.l2 is not None:
+            lines.append("    _v = _v + _th @ (<L2 coefficients> * _th)")
+            lines.append("    _g += 2.0 * <L2 coefficients> * _th")
+        lines.append("    return _v, _g")
+        return "\n".join(lines) + "\n"
 
 
 def _all_floats(items: Any) -> bool:
@@ -473,11 +524,29 @@ class LiftedFunction(CompiledFunction):
     """
 
     @property
+    def source(self) -> str:
+        """The lifted function's code, then its pieces' (the head's and activations') as
+        comments."""
+        d = self.__dict__
+        text = d.get("_listed")
+        if text is None:  # listed on the first look
+            seen: set = set()
+            text = self.func.source(self.name)
+            for label, what, piece in d["_pieces"]:
+                if piece is None or id(piece) in seen:
+                    continue
+                seen.add(id(piece))
+                lines = piece.source.splitlines()
+                text += f"# {label}: {what}\n" + "".join(f"#   {ln}\n" for ln in lines)
+            d["_listed"] = text
+        return text
+
+    @property
     def outputs(self) -> Any:
-        return self._fn.__globals__["_general"].get().outputs
+        return self.func.general.get().outputs
 
     def export(self, path: Any, target: str = "numpy") -> None:
-        self._fn.__globals__["_general"].get().export(path, target)
+        self.func.general.get().export(path, target)
 
     def __reduce__(self):
         return self.__dict__["_relift"]
