@@ -684,7 +684,9 @@ def bench_width(quick: bool) -> None:
     per = {}
     for d in (16, 256) if quick else WIDTHS:
         sizes = [d, 16, 10]
-        runs = [_nn_setup(sizes, "softmax_cross_entropy") for _ in range(1 if d >= 256 else 3)]
+        # the median of 5 at every width (each run is now milliseconds): one lucky run at a
+        # large width would set the smallest time per parameter alone
+        runs = [_nn_setup(sizes, "softmax_cross_entropy") for _ in range(5)]
         derive = float(np.median([r[1] for r in runs]))
         n = len(runs[0][4])
         per[d] = derive / n
