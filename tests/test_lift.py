@@ -28,6 +28,7 @@ LOSSES = {
 @pytest.fixture(autouse=True)
 def _small_networks_lift(monkeypatch):
     monkeypatch.setattr(lift_module, "LIFT_MIN", 0)  # small networks keep the tests fast
+    monkeypatch.setattr(lift_module, "FLOATS_BY_SCALAR", 0)  # and answer floats by layers
 
 
 def _network(seed, activation="relu", loss="hinge", alpha=1e-3, widths=None, nin=None):
@@ -259,12 +260,21 @@ def test_threads_build_the_scalar_program_once():
     assert built == [1] and all(o is not None for o in out)
 
 
-def test_large_networks_lift_and_small_ones_do_not(monkeypatch):
-    monkeypatch.setattr(lift_module, "LIFT_MIN", 256)
-    for widths, lifted in (([4, 4], False), ([16, 16], True)):
+def test_small_networks_answer_python_floats_with_the_scalar_program(monkeypatch):
+    monkeypatch.setattr(lift_module, "LIFT_MIN", 2)
+    monkeypatch.setattr(lift_module, "FLOATS_BY_SCALAR", 256)
+    for widths, by_scalar in (([4, 4], True), ([16, 16], False)):
         expr, theta, xs, ts, _ = _network(14, "relu", "hinge", widths=widths, nin=2)
         f = value_and_grad(expr, theta, [*xs, *ts, theta], reduce="mean")
-        assert (type(f).__name__ == "LiftedFunction") is lifted
+        assert type(f).__name__ == "LiftedFunction"
+        p = np.linspace(-1, 1, len(theta))
+        f(np.ones(3), np.ones(3), np.ones(3), p)  # arrays: by layers, whatever the size
+        assert f.func.general._fn is None
+        got = f(0.5, -1.0, 1.0, p.tolist())
+        assert (f.func.general._fn is not None) is by_scalar
+        want = _scalar(f)(0.5, -1.0, 1.0, p.tolist())
+        assert type(got[0]) is float and got[0] == pytest.approx(want[0], rel=1e-13)
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-12, atol=1e-15)
 
 
 def _mutations(expr, theta, xs, ts, model, rng):

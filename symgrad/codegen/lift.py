@@ -37,8 +37,10 @@ True
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
+import operator
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -50,12 +52,18 @@ from ..graph import Linear, rebuild
 from .compile import CompiledFunction, _array_value_and_grad
 from .runtime import _MISSING, _coerce, _coerce_vector, _dense_columns, _too_many
 
-__all__ = ["LIFT_MIN"]
+__all__ = ["FLOATS_BY_SCALAR", "LIFT_MIN"]
 
-#: Networks with fewer parameters than this in their layers are compiled as scalar programs
-#: (compiling the head and the activation templates costs a few milliseconds, more than a
-#: small network's whole scalar setup).
-LIFT_MIN = 256
+#: Networks with fewer parameters than this are compiled as scalar programs. Lifting costs
+#: about a millisecond (the head's and activations' derivation, as tapes), less than the
+#: scalar setup of any network, and its steps are as fast from 37 parameters up: every network
+#: is lifted (2: at least a weight and a second parameter).
+LIFT_MIN = 2
+#: A network with fewer parameters than this answers calls on Python floats (one sample,
+#: micrograd style) with the scalar program, compiled on the first such call: its float path
+#: takes about 5 us a call at 37 parameters, where the layers' NumPy calls take about 60. Larger
+#: networks answer them by layers: their scalar setup would cost more than it saves.
+FLOATS_BY_SCALAR = 256
 
 
 @dataclass
@@ -331,56 +339,77 @@ def _l2(t: int, dag: Linear, param: list):
 # ----------------------------------------------------------------------------- running
 class _Part:
     """Entries of a vector at fixed positions (a layer's weights or biases in theta, and in the
-    gradient): a view where the positions are affine, else a gather (``idx``)."""
+    gradient): a view where the positions are affine, else a gather.
 
-    __slots__ = ("idx", "text", "view")
+    ``get(vec)`` reads them, ``put(vec, value)`` writes them; both are chosen once, here.
+    """
+
+    __slots__ = ("get", "put", "size", "text")
 
     def __init__(self, idx: np.ndarray) -> None:
-        self.idx, self.view, self.text = idx, None, None
-        flat = idx.ravel()
-        start = int(flat[0])
-        if idx.ndim == 1:
-            step = int(flat[1] - flat[0]) if flat.size > 1 else 1
-            if step > 0 and (flat == start + step * np.arange(flat.size)).all():
-                stop = start + step * (flat.size - 1) + 1
-                self.view = (slice(start, stop, step), None, None)
-                self.text = f"[{start}:{stop}]" if step == 1 else f"[{start}:{stop}:{step}]"
+        self.size, self.text = idx.size, None
+        self.get: Any = operator.itemgetter(idx)  # a gather, unless the positions are affine
+        self.put: Any = functools.partial(_put_at, idx)
+        view = _view(idx)
+        if view is None:
             return
-        rows, cols = idx.shape
-        rs = int(idx[1, 0] - idx[0, 0]) if rows > 1 else cols
-        cs = int(idx[0, 1] - idx[0, 0]) if cols > 1 else 1
-        want = start + rs * np.arange(rows)[:, None] + cs * np.arange(cols)[None, :]
-        if cs <= 0 or rs < cols * cs or not (idx == want).all():
+        whole, shape, picked, self.text = view
+        if shape is None:
+            self.get = operator.itemgetter(whole)
+            self.put = functools.partial(_put_at, whole)
             return
-        whole = slice(start, start + rs * rows)
-        if cs == 1 and rs == cols:  # a block of consecutive rows
-            self.view = (whole, (rows, cols), None)
-            self.text = f"[{whole.start}:{whole.stop}].reshape({rows}, {cols})"
-            return
-        picked = slice(0, cols * cs, cs)
-        self.view = (whole, (rows, rs), picked)
-        shown = f":{cols}" if cs == 1 else f"0:{cols * cs}:{cs}"
-        self.text = f"[{whole.start}:{whole.stop}].reshape({rows}, {rs})[:, {shown}]"
-
-    def get(self, vec: np.ndarray) -> np.ndarray:
-        if self.view is None:
-            return vec[self.idx]
-        whole, shape, picked = self.view
-        out = vec[whole]
-        if shape is not None:
-            out = out.reshape(shape)
-        return out if picked is None else out[:, picked]
-
-    def put(self, vec: np.ndarray, value: np.ndarray) -> None:
-        if self.view is None:
-            vec[self.idx] = value
+        if picked is None:
+            self.get = functools.partial(_block, whole, shape)
         else:
-            self.get(vec)[...] = value  # a view of vec
+            self.get = functools.partial(_picked, whole, shape, picked)
+        self.put = functools.partial(_put_into, self.get)
 
     def shown(self, name: str) -> str:
         if self.text is None:
-            return f"{name}[<{self.idx.size} gathered positions>]"
+            return f"{name}[<{self.size} gathered positions>]"
         return name + self.text
+
+
+def _view(idx: np.ndarray):
+    # (slice of the vector, shape or None, columns picked or None, text) where the positions
+    # are affine, else None
+    flat = idx.ravel()
+    start = int(flat[0])
+    if idx.ndim == 1:
+        step = int(flat[1] - flat[0]) if flat.size > 1 else 1
+        if step <= 0 or not (flat == start + step * np.arange(flat.size)).all():
+            return None
+        stop = start + step * (flat.size - 1) + 1
+        text = f"[{start}:{stop}]" if step == 1 else f"[{start}:{stop}:{step}]"
+        return slice(start, stop, step), None, None, text
+    rows, cols = idx.shape
+    rs = int(idx[1, 0] - idx[0, 0]) if rows > 1 else cols
+    cs = int(idx[0, 1] - idx[0, 0]) if cols > 1 else 1
+    want = start + rs * np.arange(rows)[:, None] + cs * np.arange(cols)[None, :]
+    if cs <= 0 or rs < cols * cs or not (idx == want).all():
+        return None
+    whole = slice(start, start + rs * rows)
+    if cs == 1 and rs == cols:  # a block of consecutive rows
+        return whole, (rows, cols), None, f"[{whole.start}:{whole.stop}].reshape({rows}, {cols})"
+    shown = f":{cols}" if cs == 1 else f"0:{cols * cs}:{cs}"
+    text = f"[{whole.start}:{whole.stop}].reshape({rows}, {rs})[:, {shown}]"
+    return whole, (rows, rs), slice(0, cols * cs, cs), text
+
+
+def _block(whole: slice, shape: tuple, vec: np.ndarray) -> np.ndarray:
+    return vec[whole].reshape(shape)
+
+
+def _picked(whole: slice, shape: tuple, picked: slice, vec: np.ndarray) -> np.ndarray:
+    return vec[whole].reshape(shape)[:, picked]
+
+
+def _put_at(key: Any, vec: np.ndarray, value: np.ndarray) -> None:
+    vec[key] = value
+
+
+def _put_into(get: Any, vec: np.ndarray, value: np.ndarray) -> None:
+    get(vec)[...] = value  # a view of vec
 
 
 class _Network:
@@ -399,6 +428,7 @@ class _Network:
         ]
         self.head, self.general, self.floats, self.names = head, general, floats, names
         self.scalars, self.vector_at, self.nargs, self.size = tuple(scalars), vector_at, nargs, size
+        self.small = size < FLOATS_BY_SCALAR
         column = {i: k for k, i in enumerate(scalars)}
         self.inputs, self.reads = [column[i] for i in inputs], list(reads)
         coef = np.zeros(size)
@@ -415,17 +445,23 @@ class _Network:
         if len(args) < n:
             args += (_MISSING,) * (n - len(args))
         sc = [args[k] for k in self.scalars]
-        xs = [_coerce(x, k, names) for k, x in zip(self.scalars, sc, strict=True)]
+        floats_in = all(type(x) is float for x in sc)
+        # the arguments' errors first, in the scalar program's words, before anything is built
+        pairs = zip(self.scalars, sc, strict=True)
+        xs = None if floats_in else [_coerce(x, k, names) for k, x in pairs]
         given = args[self.vector_at]
         th = _coerce_vector(given, self.vector_at, names, self.size)
-        floats_in = all(type(x) is float for x in sc)
-        if floats_in and type(given) is list and not _all_floats(given):
-            return self.general(*args)  # the float path computes in the list's own types
+        if floats_in and (self.small or (type(given) is list and not _all_floats(given))):
+            # a small network's float path; a list of other numbers: the float path computes
+            # in the list's own types
+            return self.general(*args)
+        if xs is None:
+            xs = [_coerce(x, k, names) for k, x in zip(self.scalars, sc, strict=True)]
         cols = _dense_columns(xs, th)
         if cols is None:  # per-sample parameters, other dtypes, empty batches
             return self.general(*args)
         c, batch = cols
-        u = np.stack([c[k] for k in self.inputs], axis=1)
+        u = np.array([c[k] for k in self.inputs]).T  # samples as rows (a transposed view)
         kept = []
         for weights, bias, act in self.layers:
             w = weights.get(th)
@@ -436,7 +472,8 @@ class _Network:
             kept.append((u, w, du))
             u = z
         value, dout = self.head(*u.T, *[c[k] for k in self.reads])
-        v = value.mean()
+        # the batch mean (numpy's mean is this sum over the count, through a Python wrapper)
+        v = value.sum() / batch if type(value) is np.ndarray and value.ndim else np.mean(value)
         d = dout.T / batch
         g = np.empty(self.size)
         for k in range(len(kept) - 1, -1, -1):
