@@ -4,6 +4,7 @@ NumPy target."""
 
 from __future__ import annotations
 
+import inspect
 import weakref
 
 import numpy as np
@@ -34,8 +35,15 @@ EXPRESSIONS = [
 ]
 
 
+@pytest.fixture(params=["interpreted", "compiled"])
+def tier(request, monkeypatch):
+    # a tape runs node by node, then (hot) as one compiled straight-line function
+    monkeypatch.setattr(T, "COMPILE_AFTER", 10**9 if request.param == "interpreted" else 1)
+    return request.param
+
+
 @pytest.mark.parametrize("expr", EXPRESSIONS, ids=range(len(EXPRESSIONS)))
-def test_tape_matches_sympy_lambdify_and_the_compiled_target(expr):
+def test_tape_matches_sympy_lambdify_and_the_compiled_target(expr, tier):
     # sympy.diff's DiracDelta (zero away from the kink) as the tape's Heaviside rule has it
     grads = [expr.diff(v).replace(sp.DiracDelta, lambda *a: sp.S.Zero) for v in (x, y, z)]
     outputs = [expr, grads]
@@ -55,7 +63,7 @@ def test_tape_matches_sympy_lambdify_and_the_compiled_target(expr):
     np.testing.assert_allclose(grad, compiled[1], rtol=1e-13, atol=1e-15)
 
 
-def test_constant_outputs_vector_arguments_and_the_shown_source():
+def test_constant_outputs_vector_arguments_and_the_shown_source(tier):
     t = T.tape(plan([sp.Integer(3), [x * y, sp.pi]], [[x, y]]))
     value, rest = t(np.array([[1.0, 2.0], [3.0, 4.0]]))
     assert value == 3
@@ -72,7 +80,7 @@ def test_nodes_printed_in_place_fall_back_to_the_compiled_function():
     np.testing.assert_allclose(grad, [-1.0, 6.0])
 
 
-def test_ieee_results_and_warnings_are_numpys():
+def test_ieee_results_and_warnings_are_numpys(tier):
     t = T.tape(plan([sp.log(x), 1 / x], [x]))
     with pytest.warns(RuntimeWarning):
         value, inv = t(np.array([0.0, -1.0, np.inf]))
@@ -81,7 +89,8 @@ def test_ieee_results_and_warnings_are_numpys():
         np.testing.assert_array_equal(inv, 1 / np.array([0.0, -1.0, np.inf]))
 
 
-def test_values_are_dropped_after_their_last_reader():
+def test_values_are_dropped_after_their_last_reader(monkeypatch):
+    monkeypatch.setattr(T, "COMPILE_AFTER", 10**9)
     # a chain of single-use values: at most the current operation's operand and result live
     expr = 2 * sp.sin(sp.exp(x) + 1)
     t = T.tape(plan([expr], [x]))
@@ -128,3 +137,18 @@ def test_tapes_built_and_called_from_threads_agree():
         ref = sp.lambdify([x, y, z], exprs[k])(*COLUMNS)
         np.testing.assert_allclose(value, ref, rtol=1e-14)
         np.testing.assert_allclose(rest[0], -ref, rtol=1e-14)
+
+
+def test_a_hot_tape_compiles_once_and_answers_bit_for_bit_the_same(monkeypatch):
+    monkeypatch.setattr(T, "COMPILE_AFTER", 3)
+    expr = sp.Max(x, y) - sp.log(1 + sp.exp(x - sp.Max(x, y))) + sp.Heaviside(z, 0) * x
+    t = T.tape(plan([expr, [-expr, expr * z, sp.Integer(2)]], [x, y, z]))
+    first = t(*COLUMNS)
+    assert t._compiled is None
+    results = [t(*COLUMNS) for _ in range(4)]
+    compiled = t._compiled
+    assert compiled is not None and t(*COLUMNS) is not None and t._compiled is compiled
+    for value, rest in results:
+        np.testing.assert_array_equal(value, first[0])
+        np.testing.assert_array_equal(rest, first[1])
+    assert "del " in inspect.getsource(compiled)  # values dropped after their last reader
