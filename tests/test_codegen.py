@@ -295,3 +295,21 @@ def test_an_output_that_only_negates_a_vector_entry():
     np.testing.assert_array_equal(value, -batch[1])
     np.testing.assert_array_equal(gradient, [0, -1, 0])
     assert float(lambdify(-y, [[x, y, z]])([1.0, 2.0, 3.0])) == -2.0
+
+
+def test_a_softmax_over_300_scores_compiles_on_the_numpy_target() -> None:
+    # Max of 300 scores: a balanced tree of numpy.maximum (a left fold nests 299 calls, and
+    # Python's parser refuses more than 200 nested parentheses)
+    from symgrad.nn.losses import softmax_cross_entropy
+
+    s, t = sp.symbols("s0:300"), sp.symbols("t0:300")
+    loss = softmax_cross_entropy(list(s), list(t))
+    scores = np.random.default_rng(5).normal(size=(300, 4)) * 20
+    onehot = np.eye(300)[[3, 299, 0, 150]].T
+    f = value_and_grad(loss, list(s), [list(s), list(t)])
+    value, grad = f(scores, onehot)
+    lse = np.log(np.exp(scores - scores.max(0)).sum(0)) + scores.max(0)
+    np.testing.assert_allclose(value, lse - (onehot * scores).sum(0), rtol=1e-13)
+    np.testing.assert_allclose(grad, np.exp(scores - lse) - onehot, rtol=1e-11, atol=1e-14)
+    maximum = lambdify(sp.Max(*s, evaluate=False), [list(s)])
+    np.testing.assert_array_equal(maximum(scores), scores.max(axis=0))

@@ -23,7 +23,7 @@ from sympy.printing.codeprinter import PrintMethodNotImplementedError
 from sympy.printing.precedence import PRECEDENCE
 
 from ..errors import UnsupportedFunctionError
-from .printers import StableReciprocals
+from .printers import StableReciprocals, fold
 
 __all__ = ["PRELUDE", "CPrinter", "c_double", "print_c"]
 
@@ -166,16 +166,10 @@ class CPrinter(StableReciprocals, C99CodePrinter):
         return self._reciprocal("tan", expr)
 
     def _print_Max(self, expr):
-        out = self._print(expr.args[0])
-        for a in expr.args[1:]:
-            out = f"sg_max({out}, {self._print(a)})"
-        return out
+        return fold([self._print(a) for a in expr.args], lambda a, b: f"sg_max({a}, {b})")
 
     def _print_Min(self, expr):
-        out = self._print(expr.args[0])
-        for a in expr.args[1:]:
-            out = f"sg_min({out}, {self._print(a)})"
-        return out
+        return fold([self._print(a) for a in expr.args], lambda a, b: f"sg_min({a}, {b})")
 
     def _print_Heaviside(self, expr):
         h0 = expr.args[1] if len(expr.args) > 1 else sp.S.Half

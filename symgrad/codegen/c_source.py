@@ -62,7 +62,9 @@ typedef double sg_vd __attribute__((vector_size(32)));
 typedef long long sg_vl __attribute__((vector_size(32)));
 static inline sg_vd sg_splat(double x) { return (sg_vd){x, x, x, x}; }
 static inline sg_vd sg_same(sg_vd x) { return x; }
-#define SG_V(x) _Generic((x), double: sg_splat, default: sg_same)(x)
+/* x is written once (a statement expression): nested sg_max(sg_max(...), ...) stays linear */
+#define SG_V(x) __extension__({ __auto_type sg_v_ = (x); \
+    _Generic(sg_v_, double: sg_splat, default: sg_same)(sg_v_); })
 static inline sg_vd sg_sel(sg_vl m, sg_vd a, sg_vd b) {
     return (sg_vd)((m & (sg_vl)a) | (~m & (sg_vl)b));
 }

@@ -34,10 +34,13 @@ from sympy.printing.pycode import PythonCodePrinter
 from ..errors import UnsupportedFunctionError
 from ..graph import rebuild
 
-__all__ = ["MathTargetPrinter", "NumPyTargetPrinter", "TargetPrinter"]
+__all__ = ["MathTargetPrinter", "NumPyTargetPrinter", "TargetPrinter", "fold"]
 
 _EXACT = 2**53  # integers up to this size are exact doubles
 _MARK = "\x00"  # delimits a placeholder in a template while it is being built
+#: Max/Min of more arguments than this print as a balanced tree of binary calls (nesting
+#: depth log2 of the width), fewer as a left fold
+FOLD_FLAT = 32
 
 
 def exact_double(p: int, q: int = 1) -> float:
@@ -46,6 +49,26 @@ def exact_double(p: int, q: int = 1) -> float:
         return p / q  # Python divides integers exactly, then rounds once
     except OverflowError:
         return math.inf if (p > 0) == (q > 0) else -math.inf
+
+
+def fold(texts: list[str], pair) -> str:
+    """An n-ary max/min as binary calls ``pair(a, b)``: a left fold up to :data:`FOLD_FLAT`
+    arguments, a balanced tree of pairs above (nesting depth log2 of the width: Python's parser
+    refuses more than 200 nested parentheses, and a C macro that reads its argument twice
+    doubles the text at every level).
+
+    >>> fold(["a", "b", "c"], lambda a, b: f"m({a}, {b})")
+    'm(m(a, b), c)'
+    """
+    if len(texts) <= FOLD_FLAT:
+        text = texts[0]
+        for b in texts[1:]:
+            text = pair(text, b)
+        return text
+    while len(texts) > 1:
+        pairs = [pair(texts[k], texts[k + 1]) for k in range(0, len(texts) - 1, 2)]
+        texts = pairs + texts[len(texts) - len(texts) % 2 :]
+    return texts[0]
 
 
 class StableReciprocals:
@@ -182,10 +205,7 @@ class ArrayFunctions:
     _pair = "{fn}({a}, {b})"
 
     def _fold(self, fn: str, args) -> str:
-        text = self._print(args[0])
-        for a in args[1:]:
-            text = self._pair.format(fn=fn, a=text, b=self._print(a))
-        return text
+        return fold([self._print(a) for a in args], lambda a, b: self._pair.format(fn=fn, a=a, b=b))
 
     def _print_Max(self, expr):
         return self._fold(f"{self._array}.maximum", expr.args)
