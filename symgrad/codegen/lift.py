@@ -460,7 +460,29 @@ class _Network:
         cols = _dense_columns(xs, th)
         if cols is None:  # per-sample parameters, other dtypes, empty batches
             return self.general(*args)
-        c, batch = cols
+        v, g, _ = self.mean(*cols, th)
+        if floats_in and (type(given) is np.ndarray or _all_floats(given)):
+            return float(v), (tuple(g.tolist()) if self.floats == "tuple" else g)
+        return v, g
+
+    def forward(self, c: list, th: np.ndarray) -> np.ndarray:
+        """The last layer's outputs (samples as rows) for the inputs' columns ``c`` (as for
+        :meth:`mean`; only the network's inputs are read), unchecked."""
+        u = np.array([c[k] for k in self.inputs]).T
+        for weights, bias, act in self.layers:
+            w = weights.get(th)
+            u = u @ w.T if bias is None else u @ w.T + bias.get(th)
+            if act is not None:
+                u = act(u)[0]
+        return u
+
+    def mean(self, c: list, batch: int, th: np.ndarray) -> tuple:
+        """``(batch-mean loss, its gradient, the outputs)`` by layers, unchecked.
+
+        ``c``: each scalar argument's values as a 1-D float64 array of length ``batch`` (> 0),
+        in argument order; ``th``: the parameters, a 1-D float64 array. The outputs are the
+        last layer's, samples as rows. (``symgrad.nn.Trainer`` calls this with its own arrays.)
+        """
         u = np.array([c[k] for k in self.inputs]).T  # samples as rows (a transposed view)
         kept = []
         for weights, bias, act in self.layers:
@@ -471,6 +493,7 @@ class _Network:
                 z, du = act(z)
             kept.append((u, w, du))
             u = z
+        out = u
         value, dout = self.head(*u.T, *[c[k] for k in self.reads])
         # the batch mean (numpy's mean is this sum over the count, through a Python wrapper)
         v = value.sum() / batch if type(value) is np.ndarray and value.ndim else np.mean(value)
@@ -492,9 +515,7 @@ class _Network:
             else:
                 v = v + th @ (self.l2 * th)
                 g += 2.0 * self.l2 * th
-        if floats_in and (type(given) is np.ndarray or _all_floats(given)):
-            return float(v), (tuple(g.tolist()) if self.floats == "tuple" else g)
-        return v, g
+        return v, g, out
 
     def source(self, name: str) -> str:
         """The statements :meth:`__call__` runs on the layers' path."""

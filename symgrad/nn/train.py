@@ -1,11 +1,15 @@
 """Compiled training: derive the loss gradient once, then train with vectorised NumPy.
 
 :class:`Trainer` builds the network once as SymPy expressions over input symbols (see
-:meth:`~symgrad.nn.Module.symbolic`), forms the per-sample loss, derives its gradient with
-respect to every parameter by one reverse sweep (:func:`symgrad.autodiff.sweep`) and compiles
-value, gradient and scores into one NumPy function (:func:`symgrad.codegen.lambdify`) taking
-the parameter vector and the batch as arrays. Each training step is then a single vectorised
-call for the whole batch, plus the optimiser's update.
+:meth:`~symgrad.nn.Module.symbolic`), forms the per-sample loss and, when the network is a
+chain of dense layers on the NumPy target (an :class:`MLP`), computes each step's batch-mean
+loss and gradient layer by layer as matrix products (``codegen/lift.py``: the chain rule runs
+on the loss and the activations only).
+Otherwise it derives the per-sample gradient with respect to every parameter by one reverse
+sweep (:func:`symgrad.autodiff.sweep`) and compiles value, gradient and scores into one NumPy
+function (:func:`symgrad.codegen.lambdify`) taking the parameter vector and the batch as
+arrays. Each training step is a single vectorised call for the whole batch, plus the
+optimiser's update.
 
 >>> import random
 >>> import numpy as np
@@ -267,12 +271,27 @@ def _symbolic_network(model: Module, params: list) -> tuple[list, list, list]:
     return theta, x, scores
 
 
+def _layers(loss: sp.Expr, theta: list, x: list, t: list) -> Any:
+    # the network's dense layers (codegen/lift.py), or None when the loss is not such a chain
+    from ..codegen.compile import value_and_grad
+    from ..codegen.lift import lift
+    from ..graph import linearise
+
+    args = [*x, *t, list(theta)]
+    general = functools.partial(value_and_grad, loss, theta, args, reduce="mean")
+    found = lift(loss, linearise([loss]), theta, args, "loss_and_grad", "array", general, None)
+    return None if found is None else found.func
+
+
 class _ScalarProgram:
     """What the trainer runs for a scalar (``Value``) model: per-sample loss and gradient.
 
-    The network is built once over input symbols (:meth:`~symgrad.nn.Module.symbolic`), the
-    per-sample loss differentiated by one reverse sweep and compiled with the scores; the batch
-    reduction is numeric.
+    The network is built once over input symbols (:meth:`~symgrad.nn.Module.symbolic`). When
+    its expression is a chain of dense layers (an :class:`MLP`; see ``codegen/lift.py``) on the
+    NumPy target, a step is the batch-mean loss and gradient computed layer by layer as matrix
+    products; otherwise (and for the per-sample function :attr:`fn`, built on first use) the
+    per-sample loss is differentiated by one reverse sweep and compiled with the scores, and the
+    batch reduction is numeric.
     """
 
     def __init__(
@@ -285,26 +304,58 @@ class _ScalarProgram:
         phase: Callable[..., None],
     ) -> None:
         self.model, self.params, self.reduction = model, params, reduction
+        self._backend = backend
         phase(0)
         theta, x, scores = _symbolic_network(model, params)
         self.parameter_symbols = theta
         t = list(sp.symbols(f"t0:{len(scores)}"))
         self.nout = len(scores)
         self.loss_expr = loss_fn(scores, t)
+        self._symbols = (theta, x, t, scores)
         phase(1, f", {len(theta)} parameters")
+        self._net = _layers(self.loss_expr, theta, x, t) if backend == "numpy" else None
+        phase(2)
+        if self._net is None:
+            _ = self.fn, self._predict_fn  # compiled now, as the steps need them
+
+    @functools.cached_property
+    def fn(self) -> Any:
+        """The per-sample function ``(theta, x, t) -> (losses, gradients, scores)``."""
+        theta, x, t, scores = self._symbols
         per_sample = sweep([self.loss_expr], theta)[0]
         grads = [per_sample.get(s, sp.S.Zero) for s in theta]
-        phase(2)
-        self.fn = self._batch_fn = lambdify(
-            [self.loss_expr, grads, scores], [theta, x, t], backend, name="loss_and_grad"
+        return lambdify(
+            [self.loss_expr, grads, scores], [theta, x, t], self._backend, name="loss_and_grad"
         )
-        self._predict_fn = lambdify([scores], [theta, x], backend, name="predict")
+
+    @functools.cached_property
+    def _predict_fn(self) -> Any:
+        theta, x, _, scores = self._symbols
+        return lambdify([scores], [theta, x], self._backend, name="predict")
+
+    def _by_layers(self, theta: np.ndarray, *rows: np.ndarray) -> bool:
+        # whether the layers answer this call: float64 data and parameters, a non-empty batch
+        return (
+            self._net is not None
+            and rows[0].shape[1] > 0
+            and theta.dtype == np.float64
+            and theta.ndim == 1
+            and all(r.dtype == np.float64 and r.ndim == 2 for r in rows)
+        )
 
     def loss_and_grad(
         self, theta: np.ndarray, xt: np.ndarray, tt: np.ndarray, out: np.ndarray | None = None
     ) -> tuple[float, np.ndarray, np.ndarray]:
         n = xt.shape[1]
-        per, grads, scores = self._batch_fn(theta, xt, tt)
+        if self._by_layers(theta, xt, tt):
+            loss, grad, outputs = self._net.mean([*xt, *tt], n, theta)
+            if self.reduction != "mean":
+                loss, grad = loss * n, grad * n
+            if out is not None:
+                out[...] = grad
+                grad = out
+            return float(loss), grad, outputs.T
+        per, grads, scores = self.fn(theta, xt, tt)
         per = np.broadcast_to(per, (n,))
         grads = np.broadcast_to(grads, (len(self.params), n))
         if self.reduction == "mean":
@@ -314,6 +365,8 @@ class _ScalarProgram:
         return loss, grad, np.broadcast_to(scores, (self.nout, n))
 
     def predict(self, theta: np.ndarray, xt: np.ndarray) -> np.ndarray:
+        if self._by_layers(theta, xt):
+            return self._net.forward(list(xt), theta).T
         (scores,) = self._predict_fn(theta, xt)
         return np.broadcast_to(scores, (self.nout, xt.shape[1]))
 
@@ -368,9 +421,10 @@ class Trainer:
         loss_expr: the per-sample loss as a SymPy expression (scalar models), or the batch
             loss as a matrix expression (dense models).
         parameter_symbols: the symbols of the parameters, in ``parameters()`` order.
-        fn: the compiled function every step calls (``fn.source`` shows its code): for a scalar
-            model ``(theta, x, t) -> (per-sample losses, gradients, scores)``, for a dense
-            model ``(W_1, b_1, ..., X, Y) -> (loss, [gradients], scores)`` (samples as columns).
+        fn: the compiled function (``fn.source`` shows its code): for a scalar model the
+            per-sample ``(theta, x, t) -> (per-sample losses, gradients, scores)`` (compiled on
+            first use when the steps run by layers), for a dense model the step's
+            ``(W_1, b_1, ..., X, Y) -> (loss, [gradients], scores)`` (samples as columns).
 
     >>> import random, numpy as np
     >>> from symgrad.nn import MLP
@@ -431,12 +485,16 @@ class Trainer:
             self.parameter_symbols = program.parameter_symbols
             self.nout = program.nout
         self._program = program
-        self.fn = program.fn
         self.loss_expr = program.loss_expr
         self.n_parameters = len(program.vector())
         shown.close()
         self.compile_seconds = time.perf_counter() - start
         self.monitor = self._make_monitor(monitor)
+
+    @property
+    def fn(self) -> Any:
+        """The compiled per-step function (see the class's attributes)."""
+        return self._program.fn
 
     def _make_monitor(self, monitor: bool | HealthMonitor) -> HealthMonitor | None:
         if isinstance(monitor, HealthMonitor):
