@@ -168,13 +168,12 @@ def _sweep(
             else:
                 big = any(large[p] for p, _ in incoming)
                 terms = [c for _, c in incoming]
-                adjoint = normalised_sum(terms)  # sum_i x_i/S with S = sum_i x_i: one
-                if adjoint is not None:
-                    pass
-                elif big and all(isinstance(c, sp.Expr) and not c.is_Number for c in terms):
-                    adjoint = sum_of(terms)  # construct.add's result for large terms
-                else:
-                    adjoint = add(terms, small=False if big else None)
+                adjoint = normalised_sum(terms)  # sum_i F*x_i/S with S = sum_i x_i: F
+                if adjoint is None:
+                    if big and all(isinstance(c, sp.Expr) and not c.is_Number for c in terms):
+                        adjoint = sum_of(terms)  # construct.add's result for large terms
+                    else:
+                        adjoint = add(terms, small=False if big else None)
             if big or (not adjoint.is_Number and not is_small(adjoint)):  # a number is small
                 big = large[i] = True
             outgoing = []

@@ -302,13 +302,8 @@ def normalised_sum(terms: list[sp.Expr]) -> sp.Expr | None:
     n = len(terms)
     if n < 2:
         return None
-    first = _factors(terms[0])
-    for p in first or ():
-        if not (p.is_Pow and p.exp is sp.S.NegativeOne and p.base.is_Add):
-            continue
+    for p in _reciprocal_sums(terms[0], n):
         parts = p.base.args
-        if len(parts) != n:
-            continue
         wanted = Counter(parts)
         common: Counter | None = None
         for t in terms:
@@ -333,6 +328,15 @@ def normalised_sum(terms: list[sp.Expr]) -> sp.Expr | None:
             if common is not None and not +wanted:
                 return mul(*common.elements())
     return None
+
+
+def _reciprocal_sums(t: sp.Expr, n: int):
+    # the factors 1/S of t with S a sum of n terms, in t's product and the products directly in
+    # it (a sweep's pairs): the cheap first look (most adjoint sums have none)
+    for a in t.args if t.is_Mul else (t,):
+        for f in a.args if a.is_Mul else (a,):
+            if f.is_Pow and f.exp is sp.S.NegativeOne and f.base.is_Add and len(f.base.args) == n:
+                yield f
 
 
 #: normalised_sum looks at products of at most this many factors (a sweep's adjoints are

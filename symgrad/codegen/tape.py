@@ -184,7 +184,7 @@ def tape(prog: Program) -> Tape | None:
     folded = {}  # negations -t read inside their readers: -> t
     for i, k in enumerate(kind):
         if k == SHADOW:
-            (*rest,) = (b for b in args_of[i] if kind[b] != LITERAL)
+            rest = [b for b in args_of[i] if kind[b] != LITERAL]
             if len(rest) == 1 and i not in outs:
                 folded[i] = rest[0]
     for i, node in enumerate(order):
@@ -254,47 +254,30 @@ def _functions(texts: dict[str, int], arity: list[int]) -> list:
 
 
 def _result(prog: Program):
-    # the outputs from the registers, and how they read (for ``source``)
+    # the outputs from the registers, and how they read (for ``source``): each output one leaf
+    # or one stacked array, in a tuple unless the program has a single output or is a matrix
     outs = prog.outs
 
-    def build(spec: Any, top: bool, leaf) -> Any:
+    def part(spec: Any) -> tuple:
         if isinstance(spec, int):
-            return leaf(outs[spec])
-        if top:
-            return tuple(build(s, False, leaf) for s in spec)
+            return None, outs[spec]
         shape, flat = rectangular(spec)
-        return _runtime._stack(shape, [leaf(outs[j]) for j in flat])
-
-    def shown(name) -> str:
-        def text(spec: Any, top: bool) -> str:
-            if isinstance(spec, int):
-                return name(outs[spec])
-            if top:
-                return f"({', '.join(text(s, False) for s in spec)}{',' if len(spec) == 1 else ''})"
-            shape, flat = rectangular(spec)
-            return f"_stack({shape}, [{', '.join(name(outs[j]) for j in flat)}])"
-
-        return text(prog.spec, prog.top)
+        return shape, [outs[j] for j in flat]
 
     spec = prog.spec
-    if prog.top and isinstance(spec, list):
-        # a tuple of outputs, each one leaf or one stacked array: read without recursion
-        parts = [
-            (None, outs[s])
-            if isinstance(s, int)
-            else (rectangular(s)[0], [outs[j] for j in rectangular(s)[1]])
-            for s in spec
+    tupled = prog.top and isinstance(spec, list)
+    parts = [part(s) for s in spec] if tupled else [part(spec)]
+    stack = _runtime._stack
+
+    def call(r: list) -> Any:
+        out = [r[p] if shape is None else stack(shape, [r[q] for q in p]) for shape, p in parts]
+        return tuple(out) if tupled else out[0]
+
+    def shown(name) -> str:
+        texts = [
+            name(p) if shape is None else f"_stack({shape}, [{', '.join(map(name, p))}])"
+            for shape, p in parts
         ]
-        stack = _runtime._stack
+        return f"({', '.join(texts)}{',' if len(texts) == 1 else ''})" if tupled else texts[0]
 
-        def call(r: list) -> Any:
-            return tuple(
-                [r[p] if shape is None else stack(shape, [r[q] for q in p]) for shape, p in parts]
-            )
-
-        return call, shown
-
-    def call_nested(r: list) -> Any:
-        return build(spec, prog.top, r.__getitem__)
-
-    return call_nested, shown
+    return call, shown
